@@ -1,0 +1,22 @@
+#pragma once
+/// Wall-clock helpers and identifiers shared by every module.
+
+#include <cstdint>
+#include <string>
+
+namespace ecom {
+
+/// Milliseconds since the Unix epoch (system clock).
+int64_t now_ms() noexcept;
+/// Formats epoch milliseconds as RFC 3339 UTC with milliseconds, e.g. 2026-11-22T02:06:38.123Z.
+std::string format_rfc3339(int64_t epoch_ms);
+/// The current time as RFC 3339 UTC.
+inline std::string now_rfc3339() { return format_rfc3339(now_ms()); }
+/// True when `s` is an RFC 3339 date-time (with offset or Z).
+bool is_rfc3339(std::string_view s) noexcept;
+/// A random (version 4) UUID in canonical lower-case form. Thread-safe.
+std::string new_uuid();
+/// A W3C traceparent header value with fresh random trace and span ids. Thread-safe.
+std::string new_traceparent();
+
+}  // namespace ecom

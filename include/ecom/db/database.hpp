@@ -1,0 +1,162 @@
+#pragma once
+/// SQLite store: one per module. WAL mode, cached prepared statements, explicit transactions and
+/// versioned migrations. sqlite3 types never leave src/db.
+///
+/// Thread safety: a Database is shared by the HTTP threads and the bus consumer threads of its
+/// module. Every access goes through transaction() or read(), which serialise on one mutex: SQLite
+/// allows one writer anyway, and a single connection keeps the prepared-statement cache simple.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "ecom/core/result.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace ecom::db {
+
+/// Thrown only inside transaction()/read() bodies by Statement on SQLite failure; caught there and
+/// returned as an Error, so it never crosses a module boundary.
+struct DbError {
+  int code;
+  std::string message;
+};
+
+/// A prepared statement from the connection's cache. Reset and unbound on every stmt() call.
+class Statement final {
+ public:
+  explicit Statement(sqlite3_stmt* s) : s_(s) {}
+  /// Binds a parameter (1-based index). Returns *this for chaining.
+  Statement& bind(int idx, int64_t v);
+  Statement& bind(int idx, int v) { return bind(idx, static_cast<int64_t>(v)); }
+  Statement& bind(int idx, double v);
+  Statement& bind(int idx, std::string_view v);
+  Statement& bind(int idx, const char* v) { return bind(idx, std::string_view(v)); }
+  Statement& bind(int idx, const std::string& v) { return bind(idx, std::string_view(v)); }
+  Statement& bind_null(int idx);
+  /// Binds all arguments from index 1 in order.
+  template <typename... Args>
+  Statement& bind_all(Args&&... args) {
+    int i = 0;
+    (bind(++i, std::forward<Args>(args)), ...);
+    return *this;
+  }
+  /// Advances; true when a row is available.
+  bool step();
+  /// Runs to completion (for INSERT/UPDATE/DELETE); returns rows changed.
+  int64_t exec();
+  int64_t col_int(int col) const;
+  double col_double(int col) const;
+  std::string col_text(int col) const;
+  std::string_view col_view(int col) const;
+  bool col_null(int col) const;
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+/// Options for opening a store.
+struct Options {
+  bool synchronous_full = false;  ///< FULL fsyncs every commit; NORMAL (default) is durable
+                                  ///< across process crashes, which is what kill -9 needs
+  int busy_timeout_ms = 5000;
+};
+
+/// One SQLite connection and its statement cache.
+class Database final {
+ public:
+  /// Opens (creating) the file; ":memory:" works for tests.
+  static Result<std::unique_ptr<Database>> open(const std::string& path, Options options = {});
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  /// The handle a transaction or read body works with.
+  class Tx final {
+   public:
+    /// Resets statements the body left mid-result, so no read snapshot outlives the body.
+    ~Tx();
+    Tx(const Tx&) = delete;
+    Tx& operator=(const Tx&) = delete;
+    /// A cached prepared statement, reset and ready to bind.
+    Statement stmt(std::string_view sql);
+    /// Executes one or more statements without results.
+    void exec(std::string_view sql);
+    /// Rowid of the last insert.
+    int64_t last_insert_id() const;
+
+   private:
+    friend class Database;
+    explicit Tx(Database& db) : db_(db) {}
+    Database& db_;
+  };
+
+  /// Runs `body` inside BEGIN IMMEDIATE..COMMIT. The body returns Result<T>; an error result or a
+  /// DbError rolls back. SQLITE_BUSY surfaces as a retryable error.
+  template <typename F>
+  auto transaction(F&& body) -> decltype(body(std::declval<Tx&>())) {
+    using R = decltype(body(std::declval<Tx&>()));
+    std::lock_guard lock(mu_);
+    if (auto st = begin(); !st) return R(st.error());
+    Tx tx(*this);
+    try {
+      R r = body(tx);
+      if (!r) {
+        rollback();
+        return r;
+      }
+      if (auto st = commit(); !st) return R(st.error());
+      return r;
+    } catch (const DbError& e) {
+      rollback();
+      return R(to_error(e));
+    }
+  }
+
+  /// Runs `body` for reading (no explicit transaction: one statement sees one snapshot).
+  template <typename F>
+  auto read(F&& body) -> decltype(body(std::declval<Tx&>())) {
+    using R = decltype(body(std::declval<Tx&>()));
+    std::lock_guard lock(mu_);
+    Tx tx(*this);
+    try {
+      return body(tx);
+    } catch (const DbError& e) {
+      return R(to_error(e));
+    }
+  }
+
+  /// Applies the migrations of `component` not applied yet, each in its own transaction, and
+  /// records them in `schema_version`. Step i (0-based) is version i+1.
+  Status migrate(std::string_view component, std::span<const std::string_view> steps);
+  /// Path the store was opened with.
+  const std::string& path() const { return path_; }
+  /// True while the connection is open and answers a trivial query.
+  bool healthy();
+
+ private:
+  Database(sqlite3* h, std::string path) : h_(h), path_(std::move(path)) {}
+  Status begin();
+  Status commit();
+  void rollback() noexcept;
+  static Error to_error(const DbError& e);
+  sqlite3_stmt* cached(std::string_view sql);
+
+  std::mutex mu_;
+  sqlite3* h_;
+  std::string path_;
+  struct Cache;
+  std::unique_ptr<Cache> cache_;
+};
+
+using Tx = Database::Tx;
+
+}  // namespace ecom::db

@@ -1,0 +1,41 @@
+#pragma once
+/// Transactional outbox and inbox tables, written inside a module's own transactions.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ecom/core/envelope.hpp"
+#include "ecom/core/result.hpp"
+#include "ecom/db/database.hpp"
+
+namespace ecom::db {
+
+/// Creates the outbox and inbox tables (migration component "messaging").
+Status migrate_messaging(Database& db);
+
+/// Queues an event for publication in the caller's transaction; it is published only if that
+/// transaction commits. The key is the envelope subject.
+void outbox_add(Tx& tx, std::string_view topic, const Envelope& e);
+
+/// One queued row.
+struct OutboxRow {
+  int64_t seq;
+  std::string topic;
+  std::string key;
+  std::string payload;  ///< the encoded envelope
+};
+
+/// Oldest `limit` rows in commit order.
+std::vector<OutboxRow> outbox_peek(Tx& tx, int limit);
+/// Deletes rows up to and including `seq` (after the bus acknowledged them).
+void outbox_remove_through(Tx& tx, int64_t seq);
+/// Rows still waiting.
+int64_t outbox_pending(Tx& tx);
+
+/// Records that `consumer` processed `event_id`; false when it already had (a redelivery): the
+/// caller then skips its effects. Must run in the same transaction as those effects.
+bool inbox_claim(Tx& tx, std::string_view consumer, std::string_view event_id);
+
+}  // namespace ecom::db

@@ -1,0 +1,119 @@
+#pragma once
+/// Inventory business logic, independent of bus and HTTP wiring: every operation works inside the
+/// caller's db transaction (db::Tx) and queues the events it causes with db::outbox_add, so state
+/// and events commit together. SQLite failures surface as db::DbError, which the enclosing
+/// Database::transaction() turns into a rollback and an Error.
+///
+/// Thread safety: the functions keep no state; concurrency is handled by the transaction.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ecom/core/config.hpp"
+#include "ecom/core/envelope.hpp"
+#include "ecom/core/result.hpp"
+#include "ecom/db/database.hpp"
+
+namespace ecom::inventory {
+
+/// A product and its stock counters. Invariant per sku: initial stock (plus admin changes) =
+/// available + reserved + sold.
+struct Product {
+  std::string sku;
+  std::string name;
+  int64_t available = 0;    ///< can be reserved
+  int64_t reserved = 0;     ///< held by orders not yet confirmed or released
+  int64_t sold = 0;         ///< committed by confirmed orders
+  int64_t unit_amount = 0;  ///< price in minor units
+  std::string currency = "USD";
+};
+
+/// One order line: a sku and a positive quantity.
+struct Line {
+  std::string sku;
+  int64_t quantity = 0;
+  bool operator==(const Line&) const = default;
+};
+
+/// Tunables that shape the emitted events.
+struct Rules {
+  int64_t low_stock_threshold = 5;  ///< at or below this (and above 0) stock is "low"
+};
+
+/// A parsed ReserveStock command. Lines with the same sku are summed, first-seen order kept.
+struct ReserveCommand {
+  std::string order_id;
+  std::vector<Line> items;
+};
+
+/// Parses ReserveStock `data`; the error (code INVALID_COMMAND) names the offending field.
+Result<ReserveCommand> parse_reserve_stock(std::string_view data_json);
+/// Parses the `{orderId}` of ReleaseStock / CommitStock; returns the order id.
+Result<std::string> parse_order_ref(std::string_view data_json);
+
+/// Schema steps for Database::migrate("inventory", ...); step i is version i+1.
+std::span<const std::string_view> migrations();
+
+/// What ReserveStock decided for an order.
+struct ReserveResult {
+  bool reserved = false;           ///< true: StockReserved; false: StockReservationFailed
+  bool repeated = false;           ///< the order already had an outcome, which was replayed
+  std::string reason;              ///< OUT_OF_STOCK or UNKNOWN_SKU when !reserved
+  std::vector<std::string> skus;   ///< the lines that could not be reserved
+  std::vector<Line> items;         ///< the reserved lines when reserved
+};
+
+/// Reserves every line or none, records the outcome for the order and queues the reply on
+/// `inventory.events` (plus `inventory.updated` / `inventory.alerts` per changed sku). A repeat
+/// for the same order replays the recorded outcome without touching stock.
+ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand& cmd,
+                            const Envelope& cause);
+
+/// Returns to `available` what the order still holds reserved and queues StockReleased with
+/// those lines (empty when nothing is held: repeat, committed, or never reserved).
+std::vector<Line> release_stock(db::Tx& tx, const Rules& rules, const std::string& order_id,
+                                const Envelope& cause);
+
+/// Turns what the order holds reserved into a sale (reserved -> sold) and queues StockCommitted
+/// with those lines (empty when nothing is held).
+std::vector<Line> commit_stock(db::Tx& tx, const Rules& rules, const std::string& order_id,
+                               const Envelope& cause);
+
+/// An administrative stock change (PUT /api/inventory/{sku}).
+struct StockUpdate {
+  std::string sku;
+  int64_t available = 0;
+  std::optional<std::string> name;
+  std::optional<int64_t> unit_amount;
+  std::optional<std::string> currency;
+};
+
+/// Sets `available` (and optionally name/price/currency), creating the product when unknown
+/// (creation needs a name: VALIDATION_FAILED otherwise). Queues `inventory.updated` and alerts
+/// when `available` changed. Returns the product as stored.
+Result<Product> set_stock(db::Tx& tx, const Rules& rules, const StockUpdate& update);
+
+/// One product, or nullopt.
+std::optional<Product> find_product(db::Tx& tx, std::string_view sku);
+/// All products ordered by sku.
+std::vector<Product> list_products(db::Tx& tx);
+/// The lines of `order_id` currently in state RESERVED, ordered by sku.
+std::vector<Line> held_by_order(db::Tx& tx, std::string_view order_id);
+
+/// Inserts `seed` when the products table is empty; returns how many rows were inserted.
+int64_t seed_if_empty(db::Tx& tx, std::span<const Product> seed);
+
+/// Reads `inventory.seed` (an array of {sku,name,available,unitAmount,currency?}); errors have
+/// code CONFIG_INVALID and name the index and field, e.g. "inventory.seed[3].available".
+Result<std::vector<Product>> parse_seed(const ConfigSection& section);
+
+/// True when `sku` is a valid product code: 1..64 chars of [A-Za-z0-9._-].
+bool valid_sku(std::string_view sku) noexcept;
+/// True when `c` is an ISO-4217-style code: three upper-case letters.
+bool valid_currency(std::string_view c) noexcept;
+
+}  // namespace ecom::inventory

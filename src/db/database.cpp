@@ -1,0 +1,252 @@
+#include "ecom/db/database.hpp"
+
+#include <sqlite3.h>
+
+#include <string>
+#include <unordered_map>
+
+namespace ecom::db {
+namespace {
+
+[[noreturn]] void throw_error(sqlite3* h, int rc) {
+  throw DbError{rc, h != nullptr ? sqlite3_errmsg(h) : sqlite3_errstr(rc)};
+}
+
+void check_bind(sqlite3_stmt* s, int rc) {
+  if (rc != SQLITE_OK) throw_error(sqlite3_db_handle(s), rc);
+}
+
+// A statement stepped to a row but not to the end keeps its read transaction (and so its WAL
+// snapshot) open; it must not outlive the transaction()/read() body that used it.
+void reset_busy_statements(sqlite3* h) noexcept {
+  for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
+    if (sqlite3_stmt_busy(s)) sqlite3_reset(s);
+  }
+}
+
+int exec_raw(sqlite3* h, const char* sql, std::string* message) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(h, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK && message != nullptr) {
+    *message = err != nullptr ? err : sqlite3_errmsg(h);
+  }
+  sqlite3_free(err);
+  return rc;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Statement
+
+Statement& Statement::bind(int idx, int64_t v) {
+  check_bind(s_, sqlite3_bind_int64(s_, idx, v));
+  return *this;
+}
+
+Statement& Statement::bind(int idx, double v) {
+  check_bind(s_, sqlite3_bind_double(s_, idx, v));
+  return *this;
+}
+
+Statement& Statement::bind(int idx, std::string_view v) {
+  // SQLITE_TRANSIENT copies: the caller's string may die before step().
+  check_bind(s_, sqlite3_bind_text64(s_, idx, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  return *this;
+}
+
+Statement& Statement::bind_null(int idx) {
+  check_bind(s_, sqlite3_bind_null(s_, idx));
+  return *this;
+}
+
+bool Statement::step() {
+  int rc = sqlite3_step(s_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  sqlite3* h = sqlite3_db_handle(s_);
+  std::string message = sqlite3_errmsg(h);
+  sqlite3_reset(s_);
+  throw DbError{rc, std::move(message)};
+}
+
+int64_t Statement::exec() {
+  while (step()) {
+  }
+  return sqlite3_changes64(sqlite3_db_handle(s_));
+}
+
+int64_t Statement::col_int(int col) const { return sqlite3_column_int64(s_, col); }
+
+double Statement::col_double(int col) const { return sqlite3_column_double(s_, col); }
+
+std::string Statement::col_text(int col) const { return std::string(col_view(col)); }
+
+std::string_view Statement::col_view(int col) const {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
+  if (p == nullptr) return {};
+  return {p, static_cast<size_t>(sqlite3_column_bytes(s_, col))};
+}
+
+bool Statement::col_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+
+// ---------------------------------------------------------------------------------------------
+// Database
+
+struct Database::Cache {
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  std::unordered_map<std::string, sqlite3_stmt*, Hash, std::equal_to<>> stmts;
+};
+
+Result<std::unique_ptr<Database>> Database::open(const std::string& path, Options options) {
+  sqlite3* h = nullptr;
+  // NOMUTEX: every use is serialised by Database::mu_ already.
+  int rc = sqlite3_open_v2(path.c_str(), &h,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = h != nullptr ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
+    sqlite3_close_v2(h);
+    return Error{"DB_ERROR", "cannot open database '" + path + "': " + msg};
+  }
+  std::unique_ptr<Database> db(new Database(h, path));
+  db->cache_ = std::make_unique<Cache>();
+
+  sqlite3_busy_timeout(h, options.busy_timeout_ms);
+  std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=";
+  pragmas += options.synchronous_full ? "FULL;" : "NORMAL;";
+  std::string msg;
+  if (int prc = exec_raw(h, pragmas.c_str(), &msg); prc != SQLITE_OK) {
+    Error e = to_error(DbError{prc, "cannot configure database '" + path + "': " + msg});
+    return e;
+  }
+  return db;
+}
+
+Database::~Database() {
+  if (cache_) {
+    for (auto& [sql, s] : cache_->stmts) sqlite3_finalize(s);
+  }
+  sqlite3_close_v2(h_);
+}
+
+sqlite3_stmt* Database::cached(std::string_view sql) {
+  auto it = cache_->stmts.find(sql);
+  if (it != cache_->stmts.end()) return it->second;
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v3(h_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = sqlite3_errmsg(h_);
+    sqlite3_finalize(s);
+    constexpr size_t kShown = 120;
+    std::string shown(sql.substr(0, kShown));
+    if (sql.size() > kShown) shown += "...";
+    throw DbError{rc, msg + " (in: " + shown + ")"};
+  }
+  if (s == nullptr) throw DbError{SQLITE_MISUSE, "empty SQL statement"};
+  cache_->stmts.emplace(std::string(sql), s);
+  return s;
+}
+
+Statement Database::Tx::stmt(std::string_view sql) {
+  sqlite3_stmt* s = db_.cached(sql);
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  return Statement(s);
+}
+
+void Database::Tx::exec(std::string_view sql) {
+  std::string text(sql);  // sqlite3_exec needs a terminator
+  std::string msg;
+  if (int rc = exec_raw(db_.h_, text.c_str(), &msg); rc != SQLITE_OK) throw DbError{rc, msg};
+}
+
+int64_t Database::Tx::last_insert_id() const { return sqlite3_last_insert_rowid(db_.h_); }
+
+Database::Tx::~Tx() { reset_busy_statements(db_.h_); }
+
+Status Database::begin() {
+  reset_busy_statements(h_);
+  std::string msg;
+  if (int rc = exec_raw(h_, "BEGIN IMMEDIATE", &msg); rc != SQLITE_OK) {
+    return to_error(DbError{rc, msg});
+  }
+  return {};
+}
+
+Status Database::commit() {
+  reset_busy_statements(h_);
+  std::string msg;
+  if (int rc = exec_raw(h_, "COMMIT", &msg); rc != SQLITE_OK) {
+    rollback();
+    return to_error(DbError{rc, msg});
+  }
+  return {};
+}
+
+void Database::rollback() noexcept {
+  reset_busy_statements(h_);
+  if (sqlite3_get_autocommit(h_) == 0) exec_raw(h_, "ROLLBACK", nullptr);
+}
+
+Error Database::to_error(const DbError& e) {
+  int primary = e.code & 0xff;
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+    return Error{"DB_BUSY", "database busy: " + e.message, "", true};
+  }
+  return Error{"DB_ERROR", "database error: " + e.message, "", false};
+}
+
+Status Database::migrate(std::string_view component, std::span<const std::string_view> steps) {
+  auto created = transaction([](Tx& tx) -> Status {
+    tx.exec(
+        "CREATE TABLE IF NOT EXISTS schema_version("
+        "component TEXT PRIMARY KEY, version INTEGER NOT NULL)");
+    return {};
+  });
+  if (!created) return created;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const int64_t version = static_cast<int64_t>(i) + 1;
+    // The version is re-read inside each step's transaction, so processes migrating the same
+    // file concurrently apply every step exactly once.
+    auto st = transaction([&](Tx& tx) -> Status {
+      auto q = tx.stmt("SELECT version FROM schema_version WHERE component=?");
+      q.bind(1, component);
+      int64_t current = q.step() ? q.col_int(0) : 0;
+      if (current >= version) return {};
+      tx.exec(steps[i]);
+      tx.stmt(
+            "INSERT INTO schema_version(component, version) VALUES(?, ?) "
+            "ON CONFLICT(component) DO UPDATE SET version=excluded.version")
+          .bind_all(component, version)
+          .exec();
+      return {};
+    });
+    if (!st) {
+      Error e = st.error();
+      e.message = "migration " + std::string(component) + " v" + std::to_string(version) +
+                  " failed: " + e.message;
+      return e;
+    }
+  }
+  return {};
+}
+
+bool Database::healthy() {
+  std::lock_guard lock(mu_);
+  if (h_ == nullptr) return false;
+  try {
+    Tx tx(*this);
+    auto s = tx.stmt("SELECT 1");
+    return s.step() && s.col_int(0) == 1;
+  } catch (const DbError&) {
+    return false;
+  }
+}
+
+}  // namespace ecom::db

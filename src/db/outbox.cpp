@@ -1,0 +1,59 @@
+#include "ecom/db/outbox.hpp"
+
+#include <array>
+
+#include "ecom/core/clock.hpp"
+
+namespace ecom::db {
+
+Status migrate_messaging(Database& db) {
+  static constexpr std::array<std::string_view, 1> kSteps{
+      "CREATE TABLE outbox("
+      "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  topic TEXT NOT NULL,"
+      "  key TEXT NOT NULL,"
+      "  payload TEXT NOT NULL,"
+      "  created_at INTEGER NOT NULL);"
+      "CREATE TABLE inbox("
+      "  consumer TEXT NOT NULL,"
+      "  event_id TEXT NOT NULL,"
+      "  processed_at INTEGER NOT NULL,"
+      "  PRIMARY KEY(consumer, event_id)) WITHOUT ROWID;",
+  };
+  return db.migrate("messaging", kSteps);
+}
+
+void outbox_add(Tx& tx, std::string_view topic, const Envelope& e) {
+  tx.stmt("INSERT INTO outbox(topic, key, payload, created_at) VALUES(?, ?, ?, ?)")
+      .bind_all(topic, e.subject, encode_envelope(e), now_ms())
+      .exec();
+}
+
+std::vector<OutboxRow> outbox_peek(Tx& tx, int limit) {
+  std::vector<OutboxRow> rows;
+  auto s = tx.stmt("SELECT seq, topic, key, payload FROM outbox ORDER BY seq LIMIT ?");
+  s.bind(1, limit);
+  while (s.step()) {
+    rows.push_back(OutboxRow{s.col_int(0), s.col_text(1), s.col_text(2), s.col_text(3)});
+  }
+  return rows;
+}
+
+void outbox_remove_through(Tx& tx, int64_t seq) {
+  tx.stmt("DELETE FROM outbox WHERE seq <= ?").bind(1, seq).exec();
+}
+
+int64_t outbox_pending(Tx& tx) {
+  auto s = tx.stmt("SELECT count(*) FROM outbox");
+  return s.step() ? s.col_int(0) : 0;
+}
+
+bool inbox_claim(Tx& tx, std::string_view consumer, std::string_view event_id) {
+  return tx
+             .stmt(
+                 "INSERT OR IGNORE INTO inbox(consumer, event_id, processed_at) VALUES(?, ?, ?)")
+             .bind_all(consumer, event_id, now_ms())
+             .exec() == 1;
+}
+
+}  // namespace ecom::db

@@ -1,0 +1,340 @@
+#include "ecom/http/router.hpp"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <array>
+#include <exception>
+
+#include "ecom/core/log.hpp"
+#include "http/url.hpp"
+
+namespace ecom::http {
+
+namespace detail {
+
+namespace {
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+void percent_decode_into(std::string_view s, bool plus_as_space, std::string& out) {
+  out.clear();
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '%' && i + 2 < s.size()) {
+      int hi = hex_value(s[i + 1]);
+      int lo = hex_value(s[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(plus_as_space && c == '+' ? ' ' : c);
+  }
+}
+
+std::string percent_decode(std::string_view s, bool plus_as_space) {
+  std::string out;
+  percent_decode_into(s, plus_as_space, out);
+  return out;
+}
+
+}  // namespace detail
+
+namespace {
+
+constexpr std::string_view kTag{"http"};
+
+// Order used for the Allow header.
+constexpr std::array<Method, 7> kAllMethods{Method::kGet,   Method::kHead,   Method::kPost,
+                                            Method::kPut,   Method::kPatch,  Method::kDelete,
+                                            Method::kOptions};
+
+bool is_param(std::string_view segment) noexcept {
+  return segment.size() >= 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+std::string_view param_name(std::string_view segment) noexcept {
+  return segment.substr(1, segment.size() - 2);
+}
+
+// "/a/b" -> {"a","b"}; "/" -> {}; "/a/" -> {"a",""} (trailing slashes are significant).
+template <typename Out>
+void split_path(std::string_view path, Out&& emit) {
+  if (!path.empty() && path.front() == '/') path.remove_prefix(1);
+  if (path.empty()) return;
+  while (true) {
+    size_t slash = path.find('/');
+    emit(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+}
+
+char ascii_lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// "application/json; charset=utf-8" is JSON; parameters are not inspected.
+bool is_json_media_type(std::string_view content_type) noexcept {
+  size_t semi = content_type.find(';');
+  return iequals(trim(content_type.substr(0, semi)), "application/json");
+}
+
+bool has_body_semantics(Method m) noexcept {
+  return m == Method::kPost || m == Method::kPut || m == Method::kPatch;
+}
+
+unsigned method_bit(Method m) noexcept { return 1u << static_cast<unsigned>(m); }
+
+// True when route `a` is a strictly better match than `b` for the same path: the first segment
+// where they differ in kind decides, and a literal beats a parameter ("/orders/search" wins over
+// "/orders/{id}" regardless of registration order).
+bool more_specific(const std::vector<std::string>& a, const std::vector<std::string>& b) noexcept {
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    bool pa = is_param(a[i]);
+    bool pb = is_param(b[i]);
+    if (pa != pb) return !pa;
+  }
+  return false;
+}
+
+}  // namespace
+
+Method parse_method(std::string_view s) noexcept {
+  if (s == "GET") return Method::kGet;
+  if (s == "POST") return Method::kPost;
+  if (s == "HEAD") return Method::kHead;
+  if (s == "PUT") return Method::kPut;
+  if (s == "PATCH") return Method::kPatch;
+  if (s == "DELETE") return Method::kDelete;
+  if (s == "OPTIONS") return Method::kOptions;
+  return Method::kOther;
+}
+
+std::string_view method_name(Method m) noexcept {
+  switch (m) {
+    case Method::kGet:
+      return "GET";
+    case Method::kHead:
+      return "HEAD";
+    case Method::kPost:
+      return "POST";
+    case Method::kPut:
+      return "PUT";
+    case Method::kPatch:
+      return "PATCH";
+    case Method::kDelete:
+      return "DELETE";
+    case Method::kOptions:
+      return "OPTIONS";
+    case Method::kOther:
+      break;
+  }
+  return "OTHER";
+}
+
+std::optional<std::string_view> Request::header(std::string_view lower_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_name) return std::string_view(value);
+  }
+  return std::nullopt;
+}
+
+std::string_view Request::param(std::string_view name) const {
+  for (const auto& [key, value] : params) {
+    if (key == name) return value;
+  }
+  return {};
+}
+
+std::optional<std::string> Request::query_param(std::string_view name) const {
+  std::string_view rest(query);
+  std::string key;
+  while (!rest.empty()) {
+    size_t amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    detail::percent_decode_into(pair.substr(0, eq), true, key);
+    if (key != name) continue;
+    if (eq == std::string_view::npos) return std::string();
+    return detail::percent_decode(pair.substr(eq + 1), true);
+  }
+  return std::nullopt;
+}
+
+Response json(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+int status_for(const Error& e) noexcept {
+  struct Mapping {
+    std::string_view code;
+    int status;
+  };
+  static constexpr Mapping kMap[] = {
+      {"VALIDATION_FAILED", 400},     {"MALFORMED_JSON", 400},
+      {"BAD_REQUEST", 400},           {"UNAUTHORIZED", 401},
+      {"FORBIDDEN", 403},             {"NOT_FOUND", 404},
+      {"METHOD_NOT_ALLOWED", 405},    {"CONFLICT", 409},
+      {"IDEMPOTENCY_CONFLICT", 409},  {"PAYLOAD_TOO_LARGE", 413},
+      {"UNSUPPORTED_MEDIA_TYPE", 415}, {"UNPROCESSABLE", 422},
+      {"UNAVAILABLE", 503},
+  };
+  for (const auto& m : kMap) {
+    if (m.code == e.code) return m.status;
+  }
+  return 500;
+}
+
+Response error_response(const Error& e) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.StartObject();
+  w.Key("error");
+  w.StartObject();
+  w.Key("code");
+  w.String(e.code.data(), static_cast<rapidjson::SizeType>(e.code.size()));
+  w.Key("message");
+  w.String(e.message.data(), static_cast<rapidjson::SizeType>(e.message.size()));
+  if (!e.field.empty()) {
+    w.Key("field");
+    w.String(e.field.data(), static_cast<rapidjson::SizeType>(e.field.size()));
+  }
+  w.EndObject();
+  w.EndObject();
+  return json(status_for(e), std::string(buf.GetString(), buf.GetSize()));
+}
+
+Error validation_error(std::string field, std::string message) {
+  return Error{"VALIDATION_FAILED", std::move(message), std::move(field), false};
+}
+
+void Router::add(Method method, std::string pattern, Handler handler, bool any_content_type) {
+  Route route{method, {}, std::move(handler), any_content_type};
+  split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
+  routes_.push_back(std::move(route));
+}
+
+Response Router::dispatch(Request& request) const {
+  // The server fills target/path/query; hand-built requests may carry only one of them.
+  std::string_view raw_path;
+  bool raw = false;
+  if (!request.target.empty()) {
+    std::string_view target(request.target);
+    size_t q = target.find('?');
+    raw_path = target.substr(0, q);
+    raw = true;
+    if (request.path.empty()) request.path = detail::percent_decode(raw_path, false);
+    if (request.query.empty() && q != std::string_view::npos) {
+      request.query.assign(target.substr(q + 1));
+    }
+  } else {
+    raw_path = request.path;
+  }
+
+  // Split the raw path and decode per segment so an encoded '/' (%2F) stays inside its segment.
+  std::vector<std::string> segments;
+  segments.reserve(8);
+  split_path(raw_path, [&](std::string_view s) {
+    if (raw && s.find('%') != std::string_view::npos) {
+      segments.push_back(detail::percent_decode(s, false));
+    } else {
+      segments.emplace_back(s);
+    }
+  });
+
+  const Route* best = nullptr;
+  const Route* best_get = nullptr;  // HEAD falls back to GET when no HEAD route matches
+  unsigned allowed = 0;
+  for (const Route& route : routes_) {
+    if (route.segments.size() != segments.size()) continue;
+    bool match = true;
+    for (size_t i = 0; i < segments.size() && match; ++i) {
+      const std::string& pat = route.segments[i];
+      match = is_param(pat) ? !segments[i].empty() : pat == segments[i];
+    }
+    if (!match) continue;
+    allowed |= method_bit(route.method);
+    if (route.method == request.method) {
+      if (!best || more_specific(route.segments, best->segments)) best = &route;
+    } else if (request.method == Method::kHead && route.method == Method::kGet) {
+      if (!best_get || more_specific(route.segments, best_get->segments)) best_get = &route;
+    }
+  }
+  if (!best) best = best_get;
+
+  if (!best) {
+    if (allowed == 0) {
+      return error_response(Error{"NOT_FOUND", "no route for " + request.path, {}, false});
+    }
+    if (allowed & method_bit(Method::kGet)) allowed |= method_bit(Method::kHead);
+    std::string allow;
+    for (Method m : kAllMethods) {
+      if (!(allowed & method_bit(m))) continue;
+      if (!allow.empty()) allow += ", ";
+      allow += method_name(m);
+    }
+    Response r = error_response(Error{"METHOD_NOT_ALLOWED",
+                                      std::string(method_name(request.method)) +
+                                          " is not allowed for " + request.path,
+                                      {},
+                                      false});
+    r.with_header("Allow", std::move(allow));
+    return r;
+  }
+
+  if (!best->any_content_type && has_body_semantics(request.method) && !request.body.empty()) {
+    // A missing Content-Type is tolerated (many tools omit it for JSON); a wrong one is not.
+    auto ct = request.header("content-type");
+    if (ct && !is_json_media_type(*ct)) {
+      return error_response(Error{"UNSUPPORTED_MEDIA_TYPE",
+                                  "Content-Type must be application/json", {}, false});
+    }
+  }
+
+  request.params.clear();
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const std::string& pat = best->segments[i];
+    if (is_param(pat)) request.params.emplace_back(param_name(pat), std::move(segments[i]));
+  }
+
+  try {
+    return best->handler(request);
+  } catch (const std::exception& e) {
+    log::error(kTag, "{} {} handler threw: {}", method_name(request.method), request.path,
+               e.what());
+  } catch (...) {
+    log::error(kTag, "{} {} handler threw a non-standard exception", method_name(request.method),
+               request.path);
+  }
+  return error_response(Error{"INTERNAL", "internal error", {}, false});
+}
+
+}  // namespace ecom::http

@@ -1,0 +1,554 @@
+#include "ecom/inventory/inventory_service.hpp"
+
+#include <rapidjson/document.h>
+
+#include <algorithm>
+#include <array>
+#include <set>
+#include <utility>
+
+#include "ecom/core/clock.hpp"
+#include "ecom/core/topics.hpp"
+#include "ecom/db/outbox.hpp"
+#include "inventory/inventory_json.hpp"
+
+namespace ecom::inventory {
+namespace {
+
+constexpr std::string_view kSource{"inventory"};
+// Far above any real order, far below int64 overflow when lines are summed.
+constexpr int64_t kMaxQuantity = 1'000'000'000;
+constexpr int64_t kMaxStock = 1'000'000'000'000;
+constexpr int64_t kMaxAmount = 1'000'000'000'000;
+constexpr size_t kMaxNameLength = 200;
+
+Error invalid_command(std::string field, std::string message) {
+  return Error{"INVALID_COMMAND", std::move(message), std::move(field), false};
+}
+
+Error invalid_update(std::string field, std::string message) {
+  return Error{"VALIDATION_FAILED", std::move(message), std::move(field), false};
+}
+
+Result<rapidjson::Document> parse_object(std::string_view data_json) {
+  rapidjson::Document d;
+  d.Parse(data_json.data(), data_json.size());
+  if (d.HasParseError() || !d.IsObject()) {
+    return invalid_command("data", "data must be a JSON object");
+  }
+  return d;
+}
+
+Result<std::string> order_id_of(const rapidjson::Value& data) {
+  auto it = data.FindMember("orderId");
+  if (it == data.MemberEnd()) return invalid_command("orderId", "orderId is missing");
+  if (!it->value.IsString() || it->value.GetStringLength() == 0) {
+    return invalid_command("orderId", "orderId must be a non-empty string");
+  }
+  return std::string(it->value.GetString(), it->value.GetStringLength());
+}
+
+// Runs a statement to its end, so no read cursor stays open across savepoints and commit.
+void finish(db::Statement& s) {
+  while (s.step()) {
+  }
+}
+
+std::string to_string(const rapidjson::StringBuffer& sb) { return {sb.GetString(), sb.GetSize()}; }
+
+void emit(db::Tx& tx, std::string_view topic, std::string_view type, std::string subject,
+          std::string data, const Envelope* cause) {
+  db::outbox_add(tx, topic, make_event(kSource, type, std::move(subject), std::move(data), cause));
+}
+
+std::string order_reply_json(const std::string& order_id, std::span<const Line> items) {
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  w.StartObject();
+  json::key(w, "orderId");
+  json::str(w, order_id);
+  json::key(w, "items");
+  json::write_lines(w, items);
+  w.EndObject();
+  return to_string(sb);
+}
+
+std::string failure_json(const std::string& order_id, std::string_view reason,
+                         std::span<const std::string> skus) {
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  w.StartObject();
+  json::key(w, "orderId");
+  json::str(w, order_id);
+  json::key(w, "reason");
+  json::str(w, reason);
+  json::key(w, "skus");
+  w.StartArray();
+  for (const auto& s : skus) json::str(w, s);
+  w.EndArray();
+  w.EndObject();
+  return to_string(sb);
+}
+
+// inventory.updated for one sku, plus the alert when `available` crossed a level. `order_id` is
+// empty for administrative changes, which then carry no orderId.
+void emit_stock_change(db::Tx& tx, const Rules& rules, const std::string& sku, int64_t before,
+                       int64_t after, int64_t reserved, const std::string& order_id,
+                       const Envelope* cause, bool alerts = true) {
+  {
+    rapidjson::StringBuffer sb;
+    json::Writer w(sb);
+    w.StartObject();
+    json::key(w, "sku");
+    json::str(w, sku);
+    json::key(w, "delta");
+    w.Int64(after - before);
+    json::key(w, "available");
+    w.Int64(after);
+    json::key(w, "reserved");
+    w.Int64(reserved);
+    if (!order_id.empty()) {
+      json::key(w, "orderId");
+      json::str(w, order_id);
+    }
+    w.EndObject();
+    emit(tx, topics::kInventoryUpdated, event_types::kInventoryUpdated, sku, to_string(sb), cause);
+  }
+  if (!alerts) return;
+  const int64_t t = rules.low_stock_threshold;
+  std::string_view type;
+  if (after == 0 && before > 0) {
+    type = event_types::kStockDepleted;
+  } else if (before > t && after <= t && after > 0) {
+    type = event_types::kStockLevelLow;
+  } else if (before <= t && after > t) {
+    type = event_types::kStockLevelNormalized;
+  } else {
+    return;
+  }
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  w.StartObject();
+  json::key(w, "sku");
+  json::str(w, sku);
+  json::key(w, "available");
+  w.Int64(after);
+  json::key(w, "threshold");
+  w.Int64(t);
+  w.EndObject();
+  emit(tx, topics::kInventoryAlerts, type, sku, to_string(sb), cause);
+}
+
+ReserveResult decode_outcome(std::string_view outcome, std::string_view data_json) {
+  ReserveResult r;
+  r.reserved = outcome == "RESERVED";
+  rapidjson::Document d;
+  d.Parse(data_json.data(), data_json.size());
+  if (d.HasParseError() || !d.IsObject()) return r;  // written by us; cannot happen
+  if (auto it = d.FindMember("reason"); it != d.MemberEnd() && it->value.IsString()) {
+    r.reason = it->value.GetString();
+  }
+  if (auto it = d.FindMember("skus"); it != d.MemberEnd() && it->value.IsArray()) {
+    for (const auto& s : it->value.GetArray()) {
+      if (s.IsString()) r.skus.emplace_back(s.GetString());
+    }
+  }
+  if (auto it = d.FindMember("items"); it != d.MemberEnd() && it->value.IsArray()) {
+    for (const auto& l : it->value.GetArray()) {
+      if (!l.IsObject() || !l.HasMember("sku") || !l.HasMember("quantity")) continue;
+      r.items.push_back(Line{l["sku"].GetString(), l["quantity"].GetInt64()});
+    }
+  }
+  return r;
+}
+
+Product read_product(const db::Statement& s) {
+  Product p;
+  p.sku = s.col_text(0);
+  p.name = s.col_text(1);
+  p.available = s.col_int(2);
+  p.reserved = s.col_int(3);
+  p.sold = s.col_int(4);
+  p.unit_amount = s.col_int(5);
+  p.currency = s.col_text(6);
+  return p;
+}
+
+constexpr std::string_view kProductColumns =
+    "SELECT sku, name, available, reserved, sold, unit_amount, currency FROM products";
+
+// One statement per step: each step is one schema version.
+constexpr std::array<std::string_view, 3> kMigrations{
+    R"sql(CREATE TABLE products(
+  sku         TEXT PRIMARY KEY,
+  name        TEXT NOT NULL,
+  available   INTEGER NOT NULL CHECK (available >= 0),
+  reserved    INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+  sold        INTEGER NOT NULL DEFAULT 0 CHECK (sold >= 0),
+  unit_amount INTEGER NOT NULL DEFAULT 0 CHECK (unit_amount >= 0),
+  currency    TEXT NOT NULL DEFAULT 'USD',
+  updated_at  TEXT NOT NULL
+))sql",
+    R"sql(CREATE TABLE reservations(
+  order_id   TEXT NOT NULL,
+  sku        TEXT NOT NULL,
+  quantity   INTEGER NOT NULL CHECK (quantity > 0),
+  state      TEXT NOT NULL CHECK (state IN ('RESERVED', 'RELEASED', 'COMMITTED')),
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (order_id, sku)
+))sql",
+    // The first ReserveStock outcome per order, replayed verbatim on any later ReserveStock.
+    R"sql(CREATE TABLE reserve_outcomes(
+  order_id   TEXT PRIMARY KEY,
+  outcome    TEXT NOT NULL CHECK (outcome IN ('RESERVED', 'FAILED')),
+  data       TEXT NOT NULL,
+  created_at TEXT NOT NULL
+))sql",
+};
+
+}  // namespace
+
+std::span<const std::string_view> migrations() { return kMigrations; }
+
+bool valid_sku(std::string_view sku) noexcept {
+  if (sku.empty() || sku.size() > 64) return false;
+  return std::all_of(sku.begin(), sku.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_' || c == '.';
+  });
+}
+
+bool valid_currency(std::string_view c) noexcept {
+  return c.size() == 3 && std::all_of(c.begin(), c.end(), [](char x) { return x >= 'A' && x <= 'Z'; });
+}
+
+Result<ReserveCommand> parse_reserve_stock(std::string_view data_json) {
+  auto doc = parse_object(data_json);
+  if (!doc) return doc.error();
+  const auto& d = doc.value();
+  auto order_id = order_id_of(d);
+  if (!order_id) return order_id.error();
+  ReserveCommand cmd{std::move(order_id).value(), {}};
+
+  auto items = d.FindMember("items");
+  if (items == d.MemberEnd()) return invalid_command("items", "items is missing");
+  if (!items->value.IsArray() || items->value.Empty()) {
+    return invalid_command("items", "items must be a non-empty array");
+  }
+  rapidjson::SizeType i = 0;
+  for (const auto& item : items->value.GetArray()) {
+    const std::string at = "items[" + std::to_string(i++) + "]";
+    if (!item.IsObject()) return invalid_command(at, at + " must be an object");
+    auto sku = item.FindMember("sku");
+    if (sku == item.MemberEnd() || !sku->value.IsString() || sku->value.GetStringLength() == 0) {
+      return invalid_command(at + ".sku", at + ".sku must be a non-empty string");
+    }
+    auto qty = item.FindMember("quantity");
+    if (qty == item.MemberEnd() || !qty->value.IsInt64() || qty->value.GetInt64() <= 0 ||
+        qty->value.GetInt64() > kMaxQuantity) {
+      return invalid_command(at + ".quantity",
+                             at + ".quantity must be an integer between 1 and 1000000000");
+    }
+    std::string s(sku->value.GetString(), sku->value.GetStringLength());
+    auto same = std::find_if(cmd.items.begin(), cmd.items.end(),
+                             [&](const Line& l) { return l.sku == s; });
+    if (same != cmd.items.end()) {
+      same->quantity += qty->value.GetInt64();
+    } else {
+      cmd.items.push_back(Line{std::move(s), qty->value.GetInt64()});
+    }
+  }
+  return cmd;
+}
+
+Result<std::string> parse_order_ref(std::string_view data_json) {
+  auto doc = parse_object(data_json);
+  if (!doc) return doc.error();
+  return order_id_of(doc.value());
+}
+
+ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand& cmd,
+                            const Envelope& cause) {
+  {
+    auto prior = tx.stmt("SELECT outcome, data FROM reserve_outcomes WHERE order_id = ?");
+    prior.bind(1, cmd.order_id);
+    if (prior.step()) {
+      const std::string outcome = prior.col_text(0);
+      std::string data = prior.col_text(1);
+      finish(prior);
+      ReserveResult r = decode_outcome(outcome, data);
+      r.repeated = true;
+      emit(tx, topics::kInventoryEvents,
+           r.reserved ? event_types::kStockReserved : event_types::kStockReservationFailed,
+           cmd.order_id, std::move(data), &cause);
+      return r;
+    }
+  }
+
+  ReserveResult r;
+  for (const auto& line : cmd.items) {
+    auto s = tx.stmt("SELECT 1 FROM products WHERE sku = ?");
+    s.bind(1, line.sku);
+    if (!s.step()) {
+      r.skus.push_back(line.sku);
+    } else {
+      finish(s);
+    }
+  }
+  if (!r.skus.empty()) {
+    r.reason = "UNKNOWN_SKU";
+  } else {
+    // The conditional UPDATE is the guard: a line is taken only if enough is available at that
+    // instant, so no interleaving can drive `available` below zero. The savepoint undoes the
+    // lines already taken when a later one is short (all or nothing).
+    struct Taken {
+      int64_t available;
+      int64_t reserved;
+    };
+    std::vector<Taken> taken;
+    tx.exec("SAVEPOINT reserve_stock");
+    for (const auto& line : cmd.items) {
+      auto s = tx.stmt(
+          "UPDATE products SET available = available - ?1, reserved = reserved + ?1, "
+          "updated_at = ?3 WHERE sku = ?2 AND available >= ?1 RETURNING available, reserved");
+      s.bind_all(line.quantity, line.sku, now_rfc3339());
+      if (s.step()) {
+        taken.push_back({s.col_int(0), s.col_int(1)});
+        finish(s);
+      } else {
+        r.skus.push_back(line.sku);
+      }
+    }
+    if (!r.skus.empty()) {
+      tx.exec("ROLLBACK TO reserve_stock; RELEASE reserve_stock");
+      r.reason = "OUT_OF_STOCK";
+    } else {
+      tx.exec("RELEASE reserve_stock");
+      const std::string now = now_rfc3339();
+      for (size_t i = 0; i < cmd.items.size(); ++i) {
+        const auto& line = cmd.items[i];
+        tx.stmt(
+              "INSERT INTO reservations(order_id, sku, quantity, state, created_at, updated_at) "
+              "VALUES (?, ?, ?, 'RESERVED', ?, ?)")
+            .bind_all(cmd.order_id, line.sku, line.quantity, now, now)
+            .exec();
+        emit_stock_change(tx, rules, line.sku, taken[i].available + line.quantity,
+                          taken[i].available, taken[i].reserved, cmd.order_id, &cause);
+      }
+      r.reserved = true;
+      r.items = cmd.items;
+    }
+  }
+
+  std::string data = r.reserved ? order_reply_json(cmd.order_id, r.items)
+                                : failure_json(cmd.order_id, r.reason, r.skus);
+  tx.stmt("INSERT INTO reserve_outcomes(order_id, outcome, data, created_at) VALUES (?, ?, ?, ?)")
+      .bind_all(cmd.order_id, r.reserved ? "RESERVED" : "FAILED", data, now_rfc3339())
+      .exec();
+  emit(tx, topics::kInventoryEvents,
+       r.reserved ? event_types::kStockReserved : event_types::kStockReservationFailed,
+       cmd.order_id, std::move(data), &cause);
+  return r;
+}
+
+std::vector<Line> held_by_order(db::Tx& tx, std::string_view order_id) {
+  std::vector<Line> lines;
+  auto s = tx.stmt(
+      "SELECT sku, quantity FROM reservations WHERE order_id = ? AND state = 'RESERVED' "
+      "ORDER BY sku");
+  s.bind(1, order_id);
+  while (s.step()) lines.push_back(Line{s.col_text(0), s.col_int(1)});
+  return lines;
+}
+
+namespace {
+
+// Moves what `order_id` holds out of `reserved`, either back to `available` (release) or on to
+// `sold` (commit), and closes the reservation lines.
+std::vector<Line> settle(db::Tx& tx, const Rules& rules, const std::string& order_id,
+                         const Envelope& cause, bool commit) {
+  std::vector<Line> lines = held_by_order(tx, order_id);
+  const std::string now = now_rfc3339();
+  for (const auto& line : lines) {
+    auto s = tx.stmt(commit ? "UPDATE products SET reserved = reserved - ?1, sold = sold + ?1, "
+                              "updated_at = ?3 WHERE sku = ?2 RETURNING available, reserved"
+                            : "UPDATE products SET reserved = reserved - ?1, available = "
+                              "available + ?1, updated_at = ?3 WHERE sku = ?2 "
+                              "RETURNING available, reserved");
+    s.bind_all(line.quantity, line.sku, now);
+    if (!s.step()) continue;  // products are never deleted; nothing to move
+    const int64_t available = s.col_int(0);
+    const int64_t reserved = s.col_int(1);
+    finish(s);
+    const int64_t before = commit ? available : available - line.quantity;
+    emit_stock_change(tx, rules, line.sku, before, available, reserved, order_id, &cause,
+                      /*alerts=*/!commit);
+  }
+  if (!lines.empty()) {
+    tx.stmt("UPDATE reservations SET state = ?, updated_at = ? WHERE order_id = ? AND state = "
+            "'RESERVED'")
+        .bind_all(commit ? "COMMITTED" : "RELEASED", now, order_id)
+        .exec();
+  }
+  emit(tx, topics::kInventoryEvents,
+       commit ? event_types::kStockCommitted : event_types::kStockReleased, order_id,
+       order_reply_json(order_id, lines), &cause);
+  return lines;
+}
+
+}  // namespace
+
+std::vector<Line> release_stock(db::Tx& tx, const Rules& rules, const std::string& order_id,
+                                const Envelope& cause) {
+  return settle(tx, rules, order_id, cause, /*commit=*/false);
+}
+
+std::vector<Line> commit_stock(db::Tx& tx, const Rules& rules, const std::string& order_id,
+                               const Envelope& cause) {
+  return settle(tx, rules, order_id, cause, /*commit=*/true);
+}
+
+Result<Product> set_stock(db::Tx& tx, const Rules& rules, const StockUpdate& u) {
+  if (!valid_sku(u.sku)) {
+    return invalid_update("sku", "sku must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
+  }
+  if (u.available < 0 || u.available > kMaxStock) {
+    return invalid_update("available", "available must be an integer >= 0");
+  }
+  if (u.name && (u.name->empty() || u.name->size() > kMaxNameLength)) {
+    return invalid_update("name", "name must be a non-empty string of at most 200 characters");
+  }
+  if (u.unit_amount && (*u.unit_amount < 0 || *u.unit_amount > kMaxAmount)) {
+    return invalid_update("unitAmount", "unitAmount must be an integer >= 0 (minor units)");
+  }
+  if (u.currency && !valid_currency(*u.currency)) {
+    return invalid_update("currency", "currency must be three upper-case letters, e.g. USD");
+  }
+
+  const std::string now = now_rfc3339();
+  auto existing = find_product(tx, u.sku);
+  if (!existing) {
+    if (!u.name) return invalid_update("name", "name is required to create a product");
+    Product p;
+    p.sku = u.sku;
+    p.name = *u.name;
+    p.available = u.available;
+    p.unit_amount = u.unit_amount.value_or(0);
+    p.currency = u.currency.value_or("USD");
+    tx.stmt(
+          "INSERT INTO products(sku, name, available, reserved, sold, unit_amount, currency, "
+          "updated_at) VALUES (?, ?, ?, 0, 0, ?, ?, ?)")
+        .bind_all(p.sku, p.name, p.available, p.unit_amount, p.currency, now)
+        .exec();
+    // A new product has no earlier level to cross from, so no alert.
+    emit_stock_change(tx, rules, p.sku, 0, p.available, 0, {}, nullptr, /*alerts=*/false);
+    return p;
+  }
+
+  Product p = *existing;
+  p.available = u.available;
+  if (u.name) p.name = *u.name;
+  if (u.unit_amount) p.unit_amount = *u.unit_amount;
+  if (u.currency) p.currency = *u.currency;
+  tx.stmt(
+        "UPDATE products SET available = ?, name = ?, unit_amount = ?, currency = ?, "
+        "updated_at = ? WHERE sku = ?")
+      .bind_all(p.available, p.name, p.unit_amount, p.currency, now, p.sku)
+      .exec();
+  emit_stock_change(tx, rules, p.sku, existing->available, p.available, p.reserved, {}, nullptr);
+  return p;
+}
+
+std::optional<Product> find_product(db::Tx& tx, std::string_view sku) {
+  auto s = tx.stmt(std::string(kProductColumns) + " WHERE sku = ?");
+  s.bind(1, sku);
+  if (!s.step()) return std::nullopt;
+  Product p = read_product(s);
+  finish(s);
+  return p;
+}
+
+std::vector<Product> list_products(db::Tx& tx) {
+  std::vector<Product> out;
+  auto s = tx.stmt(std::string(kProductColumns) + " ORDER BY sku");
+  while (s.step()) out.push_back(read_product(s));
+  return out;
+}
+
+int64_t seed_if_empty(db::Tx& tx, std::span<const Product> seed) {
+  auto count = tx.stmt("SELECT COUNT(*) FROM products");
+  if (!count.step()) return 0;
+  const int64_t existing = count.col_int(0);
+  finish(count);
+  if (existing > 0) return 0;
+  const std::string now = now_rfc3339();
+  for (const auto& p : seed) {
+    tx.stmt(
+          "INSERT INTO products(sku, name, available, reserved, sold, unit_amount, currency, "
+          "updated_at) VALUES (?, ?, ?, 0, 0, ?, ?, ?)")
+        .bind_all(p.sku, p.name, p.available, p.unit_amount, p.currency, now)
+        .exec();
+  }
+  return static_cast<int64_t>(seed.size());
+}
+
+Result<std::vector<Product>> parse_seed(const ConfigSection& section) {
+  const std::string base = (section.path().empty() ? std::string("inventory") : section.path()) +
+                           ".seed";
+  auto bad = [&](const std::string& where, const std::string& what) {
+    return Error{"CONFIG_INVALID", where + " " + what, where, false};
+  };
+  std::vector<Product> out;
+  const rapidjson::Value* seed = section.raw("seed");
+  if (seed == nullptr) return out;
+  if (!seed->IsArray()) return bad(base, "must be an array of products");
+  std::set<std::string> seen;
+  rapidjson::SizeType i = 0;
+  for (const auto& e : seed->GetArray()) {
+    const std::string at = base + "[" + std::to_string(i++) + "]";
+    if (!e.IsObject()) return bad(at, "must be an object {sku, name, available, unitAmount, currency?}");
+    for (const auto& m : e.GetObject()) {
+      const std::string_view k(m.name.GetString(), m.name.GetStringLength());
+      if (k != "sku" && k != "name" && k != "available" && k != "unitAmount" && k != "currency") {
+        return bad(at + "." + std::string(k),
+                   "is not a valid key (valid: sku, name, available, unitAmount, currency)");
+      }
+    }
+    Product p;
+    auto sku = e.FindMember("sku");
+    if (sku == e.MemberEnd() || !sku->value.IsString() || !valid_sku(sku->value.GetString())) {
+      return bad(at + ".sku", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
+    }
+    p.sku = sku->value.GetString();
+    if (!seen.insert(p.sku).second) return bad(at + ".sku", "duplicates sku " + p.sku);
+    auto name = e.FindMember("name");
+    if (name == e.MemberEnd() || !name->value.IsString() || name->value.GetStringLength() == 0 ||
+        name->value.GetStringLength() > kMaxNameLength) {
+      return bad(at + ".name", "must be a non-empty string of at most 200 characters");
+    }
+    p.name = name->value.GetString();
+    auto available = e.FindMember("available");
+    if (available == e.MemberEnd() || !available->value.IsInt64() ||
+        available->value.GetInt64() < 0 || available->value.GetInt64() > kMaxStock) {
+      return bad(at + ".available", "must be an integer >= 0");
+    }
+    p.available = available->value.GetInt64();
+    auto amount = e.FindMember("unitAmount");
+    if (amount == e.MemberEnd() || !amount->value.IsInt64() || amount->value.GetInt64() < 0 ||
+        amount->value.GetInt64() > kMaxAmount) {
+      return bad(at + ".unitAmount", "must be an integer >= 0 (minor units)");
+    }
+    p.unit_amount = amount->value.GetInt64();
+    if (auto cur = e.FindMember("currency"); cur != e.MemberEnd()) {
+      if (!cur->value.IsString() || !valid_currency(cur->value.GetString())) {
+        return bad(at + ".currency", "must be three upper-case letters, e.g. USD");
+      }
+      p.currency = cur->value.GetString();
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace ecom::inventory

@@ -1,0 +1,140 @@
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <map>
+
+#include "ecom/core/config.hpp"
+#include "support/test_support.hpp"
+
+using ecom::load_settings;
+
+namespace {
+
+const std::vector<std::string> kModules = {"order", "inventory", "payment", "notification", "saga"};
+
+struct Env {
+  std::map<std::string, std::string> vars;
+  ecom::EnvLookup lookup() const {
+    return [this](const char* name) -> std::optional<std::string> {
+      auto it = vars.find(name);
+      if (it == vars.end()) return std::nullopt;
+      return it->second;
+    };
+  }
+};
+
+ecom::Result<ecom::Settings> load(std::vector<std::string> args, const Env& env = {}) {
+  std::vector<const char*> argv{"ecomd"};
+  for (auto& a : args) argv.push_back(a.c_str());
+  return load_settings(static_cast<int>(argv.size()), argv.data(), env.lookup(), kModules);
+}
+
+std::string write_file(const ecom::test::TempDir& dir, const std::string& text) {
+  auto path = dir.file("config.json");
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("defaults apply without flags, env or file", "[config]") {
+  auto s = load({});
+  REQUIRE(s.ok());
+  CHECK(s->roles == "all");
+  CHECK(s->data_dir == "./data");
+  CHECK(s->http == "0.0.0.0:8080");
+  CHECK(s->bus == "embedded");
+  CHECK(s->http_port() == 8080);
+}
+
+TEST_CASE("flags win over env, env over file", "[config]") {
+  ecom::test::TempDir dir;
+  auto file = write_file(dir, R"(
+    // comments are allowed
+    {"role": "order", "data_dir": "/from-file", "http": "127.0.0.1:1111", "bus": "embedded",
+     "log_level": "warn", /* trailing comma too */ })");
+  Env env;
+  env.vars = {{"ECOMD_CONFIG", file}, {"ECOMD_DATA_DIR", "/from-env"}, {"ECOMD_HTTP", "127.0.0.1:2222"}};
+
+  auto from_file_and_env = load({}, env);
+  REQUIRE(from_file_and_env.ok());
+  CHECK(from_file_and_env->roles == "order");         // file only
+  CHECK(from_file_and_env->data_dir == "/from-env");  // env over file
+  CHECK(from_file_and_env->http_port() == 2222);
+  CHECK(from_file_and_env->log_level == "warn");
+
+  auto with_flags = load({"--http=127.0.0.1:3333", "--data-dir", "/from-flag", "--role=saga"}, env);
+  REQUIRE(with_flags.ok());
+  CHECK(with_flags->http_port() == 3333);              // flag over env
+  CHECK(with_flags->data_dir == "/from-flag");
+  CHECK(with_flags->roles == "saga");                  // flag over file
+  CHECK(with_flags->config_file == file);
+}
+
+TEST_CASE("--config flag wins over ECOMD_CONFIG", "[config]") {
+  ecom::test::TempDir dir;
+  auto file = write_file(dir, R"({"role":"payment"})");
+  Env env;
+  env.vars = {{"ECOMD_CONFIG", "/nonexistent.json"}};
+  auto s = load({"--config", file}, env);
+  REQUIRE(s.ok());
+  CHECK(s->roles == "payment");
+}
+
+TEST_CASE("module sections are readable with typed getters", "[config]") {
+  ecom::test::TempDir dir;
+  auto file = write_file(dir, R"({"saga":{"step_timeout_ms":1500,"name":"x","on":true,"list":["a","b"]}})");
+  auto s = load({"--config=" + file});
+  REQUIRE(s.ok());
+  auto saga = s->section("saga");
+  CHECK(saga.get_int("step_timeout_ms", 30000) == 1500);
+  CHECK(saga.get_int("missing", 7) == 7);
+  CHECK(saga.get_string("name", "") == "x");
+  CHECK(saga.get_bool("on", false));
+  CHECK(saga.get_strings("list") == std::vector<std::string>{"a", "b"});
+  CHECK_THROWS_WITH(saga.get_int("name", 0), Catch::Contains("saga.name must be an integer"));
+  CHECK(saga.check_keys({"step_timeout_ms", "name", "on", "list"}).ok());
+  auto bad = saga.check_keys({"step_timeout_ms"});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == "CONFIG_INVALID");
+  CHECK_THAT(bad.error().message, Catch::Contains("valid keys: step_timeout_ms"));
+  CHECK(s->section("inventory").get_int("x", 3) == 3);  // absent section: defaults
+}
+
+TEST_CASE("unknown options and config keys are usage errors listing valid names", "[config]") {
+  auto flag = load({"--colour=blue"});
+  REQUIRE_FALSE(flag.ok());
+  CHECK(flag.error().code == "USAGE");
+  CHECK_THAT(flag.error().message, Catch::Contains("--role") && Catch::Contains("--data-dir"));
+
+  ecom::test::TempDir dir;
+  auto file = write_file(dir, R"({"roel":"order"})");
+  auto key = load({"--config", file});
+  REQUIRE_FALSE(key.ok());
+  CHECK(key.error().code == "CONFIG_INVALID");
+  CHECK_THAT(key.error().message, Catch::Contains("roel") && Catch::Contains("inventory"));
+}
+
+TEST_CASE("invalid values are rejected with the field", "[config]") {
+  CHECK(load({"--bus=rabbit"}).error().field == "bus");
+  CHECK(load({"--http=nohost"}).error().field == "http");
+  CHECK(load({"--http=1.2.3.4:99999"}).error().field == "http");
+  CHECK(load({"--log-level=loud"}).error().field == "log_level");
+  CHECK(load({"--role"}).error().code == "USAGE");
+  ecom::test::TempDir dir;
+  CHECK(load({"--config", write_file(dir, R"({"role": 5})")}).error().field == "role");
+  CHECK(load({"--config", write_file(dir, R"({"saga": 5})")}).error().field == "saga");
+  auto broken = load({"--config", write_file(dir, "{\n\"role\": \n}")});
+  REQUIRE_FALSE(broken.ok());
+  CHECK_THAT(broken.error().message, Catch::Contains("line"));
+  CHECK(load({"--config", "/definitely/not/here.json"}).error().field == "config");
+}
+
+TEST_CASE("help, version and positional arguments are recognised", "[config]") {
+  auto s = load({"--help", "--version", "topics", "create"});
+  REQUIRE(s.ok());
+  CHECK(s->help);
+  CHECK(s->version);
+  CHECK(s->positional == std::vector<std::string>{"topics", "create"});
+  CHECK_THAT(ecom::usage_text(kModules), Catch::Contains("ECOMD_ROLE") && Catch::Contains("order|inventory"));
+}
