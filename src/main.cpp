@@ -1,1 +1,219 @@
-int main() { return 0; }
+// ecomd: every service of the shop in one binary; --role picks which run in this process.
+
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ecom/bus/embedded_bus.hpp"
+#include "ecom/bus/event_bus.hpp"
+#include "ecom/bus/kafka_bus.hpp"
+#include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/config.hpp"
+#include "ecom/core/log.hpp"
+#include "ecom/core/module.hpp"
+#include "ecom/core/registry.hpp"
+#include "ecom/db/database.hpp"
+#include "ecom/db/outbox.hpp"
+#include "ecom/http/router.hpp"
+#include "ecom/http/server.hpp"
+#include "ecom/order/order_module.hpp"
+#include "ecom/inventory/inventory_module.hpp"
+#include "ecom/payment/payment_module.hpp"
+#include "ecom/saga/saga_module.hpp"
+
+namespace {
+
+using namespace ecom;
+
+constexpr std::string_view kTag{"ecomd"};
+constexpr int kExitConfig = 2;
+constexpr int kExitRuntime = 1;
+
+template <typename M>
+void add_module(ModuleRegistry& registry) {
+  registry.add(M::kName, [] { return std::make_unique<M>(); });
+}
+
+// The explicit list of modules in this binary, in start-up order (consumers of a topic may start
+// before its producers: the bus keeps events until they are consumed).
+ModuleRegistry make_registry() {
+  ModuleRegistry registry;
+  add_module<order::OrderModule>(registry);
+  add_module<inventory::InventoryModule>(registry);
+  add_module<payment::PaymentModule>(registry);
+  registry.add("notification", nullptr);  // not implemented yet: refuses to start
+  add_module<saga::SagaModule>(registry);
+  return registry;
+}
+
+int fail(int code, const std::string& message) {
+  std::fprintf(stderr, "ecomd: %s\n", message.c_str());
+  if (code == kExitConfig) std::fprintf(stderr, "Run 'ecomd --help' for usage.\n");
+  return code;
+}
+
+// One hosted module with the resources it owns.
+struct Hosted {
+  std::unique_ptr<Module> module;
+  std::unique_ptr<db::Database> db;
+  std::unique_ptr<bus::OutboxRelay> relay;
+  std::unique_ptr<ModuleContext> ctx;
+};
+
+Result<std::unique_ptr<bus::EventBus>> make_bus(const Settings& settings) {
+  if (settings.bus == "kafka") {
+    auto options = bus::kafka_options_from_config(settings.section("kafka"));
+    if (!options) return options.error();
+    if (!settings.brokers.empty()) options->bootstrap_servers = settings.brokers;
+    return bus::make_kafka_bus(std::move(options).value());
+  }
+  auto section = settings.section("embedded_bus");
+  if (auto st = section.check_keys({"partitions", "batch_size", "poll_interval_ms", "session_timeout_ms",
+                                    "heartbeat_interval_ms"});
+      !st)
+    return st.error();
+  bus::EmbeddedBusOptions options;
+  options.path = (std::filesystem::path(settings.data_dir) / "bus.db").string();
+  options.partitions = static_cast<int>(section.get_int("partitions", options.partitions));
+  options.batch_size = static_cast<int>(section.get_int("batch_size", options.batch_size));
+  options.poll_interval = std::chrono::milliseconds(section.get_int("poll_interval_ms", options.poll_interval.count()));
+  options.session_timeout =
+      std::chrono::milliseconds(section.get_int("session_timeout_ms", options.session_timeout.count()));
+  options.heartbeat_interval =
+      std::chrono::milliseconds(section.get_int("heartbeat_interval_ms", options.heartbeat_interval.count()));
+  if (options.partitions < 1 || options.partitions > 1024)
+    return Error{"CONFIG_INVALID", "embedded_bus.partitions must be 1..1024", "embedded_bus.partitions"};
+  return bus::make_embedded_bus(std::move(options));
+}
+
+Result<http::ServerOptions> server_options(const Settings& settings) {
+  auto section = settings.section("http_server");
+  if (auto st = section.check_keys({"threads", "body_limit", "read_timeout_ms"}); !st) return st.error();
+  http::ServerOptions o;
+  o.host = settings.http_host();
+  o.port = settings.http_port();
+  o.threads = static_cast<int>(section.get_int("threads", o.threads));
+  o.body_limit = static_cast<size_t>(section.get_int("body_limit", static_cast<int64_t>(o.body_limit)));
+  o.read_timeout = std::chrono::milliseconds(section.get_int("read_timeout_ms", o.read_timeout.count()));
+  if (o.threads < 1 || o.threads > 64)
+    return Error{"CONFIG_INVALID", "http_server.threads must be 1..64", "http_server.threads"};
+  return o;
+}
+
+void add_health_routes(http::Router& router, std::vector<Hosted>& hosted, bus::EventBus& bus) {
+  router.add(http::Method::kGet, "/healthz", [](const http::Request&) {
+    return http::json(200, R"({"status":"ok"})");
+  });
+  router.add(http::Method::kGet, "/readyz", [&hosted, &bus](const http::Request&) {
+    std::string failing;
+    for (auto& h : hosted)
+      if (!h.db->healthy()) failing += std::string(failing.empty() ? "" : ",") + "\"" + std::string(h.module->name()) + " store\"";
+    if (!bus.healthy()) failing += std::string(failing.empty() ? "" : ",") + "\"" + std::string(bus.kind()) + " bus\"";
+    if (failing.empty()) return http::json(200, R"({"status":"ready"})");
+    return http::json(503, R"({"status":"not ready","failing":[)" + failing + "]}");
+  });
+}
+
+int run(int argc, char** argv) {
+  ModuleRegistry registry = make_registry();
+  auto loaded = load_settings(argc, argv, process_env, registry.names());
+  if (!loaded) return fail(kExitConfig, loaded.error().message);
+  Settings settings = std::move(loaded).value();
+  if (settings.help) {
+    std::fputs(usage_text(registry.names()).c_str(), stdout);
+    return 0;
+  }
+  if (settings.version) {
+    std::printf("ecomd %s\n", ECOM_VERSION);
+    return 0;
+  }
+  log::Level level = log::Level::kInfo;
+  log::parse_level(settings.log_level, level);
+  log::set_level(level);
+
+  if (!settings.positional.empty())
+    return fail(kExitConfig, "unexpected argument \"" + settings.positional.front() + "\"");
+
+  auto roles = registry.resolve(settings.roles);
+  if (!roles) return fail(kExitConfig, roles.error().message);
+  for (const auto& role : roles.value()) {
+    if (!registry.implemented(role))
+      return fail(kExitConfig, "module \"" + role + "\" is not implemented in this build yet; run the other roles, e.g. --role=" +
+                                   std::string(order::OrderModule::kName));
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(settings.data_dir, ec);
+  if (ec) return fail(kExitRuntime, "cannot create data dir \"" + settings.data_dir + "\": " + ec.message());
+
+  // Block the stop signals before any thread starts, so that only sigwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto server_opts = server_options(settings);
+  if (!server_opts) return fail(kExitConfig, server_opts.error().message);
+
+  auto bus = make_bus(settings);
+  if (!bus) return fail(bus.error().code == "CONFIG_INVALID" ? kExitConfig : kExitRuntime, bus.error().message);
+  auto& event_bus = *bus.value();
+
+  http::Router router;
+  std::vector<Hosted> hosted;
+  hosted.reserve(roles->size());
+  add_health_routes(router, hosted, event_bus);
+
+  for (const auto& role : roles.value()) {
+    Hosted h;
+    h.module = std::move(registry.create(role)).value();
+    auto path = (std::filesystem::path(settings.data_dir) / (role + ".db")).string();
+    auto store = db::Database::open(path);
+    if (!store) return fail(kExitRuntime, "cannot open " + path + ": " + store.error().message);
+    h.db = std::move(store).value();
+    if (auto st = db::migrate_messaging(*h.db); !st) return fail(kExitRuntime, path + ": " + st.error().message);
+    h.relay = std::make_unique<bus::OutboxRelay>(*h.db, event_bus);
+    h.ctx = std::unique_ptr<ModuleContext>(
+        new ModuleContext{event_bus, *h.relay, router, *h.db, settings.section(role), settings});
+    Status started;
+    try {
+      started = h.module->start(*h.ctx);
+    } catch (const ConfigError& e) {
+      return fail(kExitConfig, e.what());
+    }
+    if (!started)
+      return fail(started.error().code == "CONFIG_INVALID" ? kExitConfig : kExitRuntime,
+                  role + ": " + started.error().message);
+    h.relay->start();
+    hosted.push_back(std::move(h));
+    log::info(kTag, "module {} started ({})", role, path);
+  }
+
+  auto server = http::make_server(router, server_opts.value());
+  if (auto st = server->start(); !st) return fail(kExitRuntime, st.error().message);
+  std::string host = settings.http_host() == "0.0.0.0" ? "localhost" : settings.http_host();
+  log::info(kTag, "ecomd {} serving roles [{}] on http://{}:{} (bus: {}, data: {})", ECOM_VERSION,
+            fmt::join(roles.value(), ","), host, server->port(), event_bus.kind(), settings.data_dir);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  log::info(kTag, "received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+
+  // Order matters: no new requests, then no new consumption, then flush what was committed.
+  server->stop();
+  for (auto it = hosted.rbegin(); it != hosted.rend(); ++it) it->module->stop();
+  for (auto& h : hosted) h.relay->stop();
+  hosted.clear();
+  log::info(kTag, "stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run(argc, argv); }

@@ -1,1 +1,705 @@
-// placeholder
+#include "ecom/bus/embedded_bus.hpp"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "ecom/core/clock.hpp"
+#include "ecom/core/log.hpp"
+#include "ecom/db/database.hpp"
+
+namespace ecom::bus {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr std::string_view kTag{"bus"};
+
+// "partition" and "offset" are SQL keywords, hence quoted throughout.
+constexpr std::array<std::string_view, 1> kSchema{
+    // v1
+    R"sql(
+CREATE TABLE IF NOT EXISTS records(
+  topic TEXT NOT NULL,
+  "partition" INTEGER NOT NULL,
+  "offset" INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  headers TEXT,
+  PRIMARY KEY(topic, "partition", "offset"));
+CREATE TABLE IF NOT EXISTS log_end(
+  topic TEXT NOT NULL,
+  "partition" INTEGER NOT NULL,
+  next_offset INTEGER NOT NULL,
+  PRIMARY KEY(topic, "partition")) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_offsets(
+  grp TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  "partition" INTEGER NOT NULL,
+  committed INTEGER NOT NULL,
+  PRIMARY KEY(grp, topic, "partition")) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members(
+  grp TEXT NOT NULL,
+  member_id TEXT NOT NULL,
+  heartbeat_ms INTEGER NOT NULL,
+  PRIMARY KEY(grp, member_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ownership(
+  grp TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  "partition" INTEGER NOT NULL,
+  owner TEXT NOT NULL,
+  PRIMARY KEY(grp, topic, "partition")) WITHOUT ROWID;
+)sql",
+};
+
+constexpr std::string_view kInsertRecord{
+    R"(INSERT INTO records(topic, "partition", "offset", key, value, ts, headers) )"
+    "VALUES(?, ?, ?, ?, ?, ?, ?)"};
+constexpr std::string_view kSelectLogEnd{
+    R"(SELECT next_offset FROM log_end WHERE topic=? AND "partition"=?)"};
+constexpr std::string_view kUpsertLogEnd{
+    R"(INSERT INTO log_end(topic, "partition", next_offset) VALUES(?, ?, ?) )"
+    R"(ON CONFLICT(topic, "partition") DO UPDATE SET next_offset=excluded.next_offset)"};
+constexpr std::string_view kTopicLogEnds{
+    R"(SELECT "partition", next_offset FROM log_end WHERE topic=?)"};
+constexpr std::string_view kFetch{
+    R"(SELECT "offset", key, value FROM records WHERE topic=? AND "partition"=? )"
+    R"(AND "offset">=? ORDER BY "offset" LIMIT ?)"};
+// Commits an offset only while `owner` still owns the partition: a member that was evicted (and
+// whose partitions moved on) cannot overwrite the new owner's progress.
+constexpr std::string_view kCommitIfOwner{
+    R"(INSERT INTO group_offsets(grp, topic, "partition", committed) SELECT ?1, ?2, ?3, ?4 )"
+    R"(WHERE EXISTS(SELECT 1 FROM ownership WHERE grp=?1 AND topic=?2 AND "partition"=?3 )"
+    R"(AND owner=?5) ON CONFLICT(grp, topic, "partition") DO UPDATE SET committed=excluded.committed)"};
+constexpr std::string_view kSelectCommitted{
+    R"(SELECT committed FROM group_offsets WHERE grp=? AND topic=? AND "partition"=?)"};
+
+/// Appends records to partition logs inside one write transaction, tracking each touched
+/// partition's log end so that a batch costs one INSERT per record plus one UPSERT per partition.
+class Appender {
+ public:
+  Appender(db::Tx& tx, int partitions) : tx_(tx), partitions_(partitions), ts_(now_ms()) {}
+
+  /// Appends one record; returns its partition.
+  int append(std::string_view topic, std::string_view key, std::string_view value,
+             const std::string* headers) {
+    const int partition = partition_for(key, partitions_);
+    End& end = end_of(topic, partition);
+    auto s = tx_.stmt(kInsertRecord);
+    s.bind_all(topic, partition, end.next, key, value, ts_);
+    if (headers != nullptr) {
+      s.bind(7, *headers);
+    } else {
+      s.bind_null(7);
+    }
+    s.exec();
+    ++end.next;
+    return partition;
+  }
+
+  void finish() {
+    for (const End& e : ends_) {
+      tx_.stmt(kUpsertLogEnd).bind_all(e.topic, e.partition, e.next).exec();
+    }
+  }
+
+ private:
+  struct End {
+    std::string topic;
+    int partition;
+    int64_t next;
+  };
+
+  End& end_of(std::string_view topic, int partition) {
+    // Batches touch few partitions: a linear scan beats hashing the topic per record.
+    for (End& e : ends_) {
+      if (e.partition == partition && e.topic == topic) return e;
+    }
+    auto s = tx_.stmt(kSelectLogEnd);
+    s.bind_all(topic, partition);
+    int64_t next = s.step() ? s.col_int(0) : 0;
+    ends_.push_back(End{std::string(topic), partition, next});
+    return ends_.back();
+  }
+
+  db::Tx& tx_;
+  int partitions_;
+  int64_t ts_;
+  std::vector<End> ends_;
+};
+
+/// What every bus object of one file shares: the connection and the in-process wake-up.
+struct Core {
+  EmbeddedBusOptions opt;
+  std::unique_ptr<db::Database> db;
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t generation = 0;  ///< bumped after every local commit that added records
+
+  void wake() {
+    {
+      std::lock_guard lock(mu);
+      ++generation;
+    }
+    cv.notify_all();
+  }
+  uint64_t current_generation() {
+    std::lock_guard lock(mu);
+    return generation;
+  }
+};
+
+std::string headers_json(std::string_view reason, std::string_view topic, int partition,
+                         int64_t offset, int attempts, std::string_view group,
+                         std::string_view member) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  auto str = [&w](std::string_view key, std::string_view v) {
+    w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
+    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+  };
+  w.StartObject();
+  str("reason", reason);
+  str("topic", topic);
+  w.Key("partition");
+  w.Int(partition);
+  w.Key("offset");
+  w.Int64(offset);
+  w.Key("attempts");
+  w.Int(attempts);
+  str("group", group);
+  str("member", member);
+  str("failedAt", now_rfc3339());
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+/// One subscription: a member of its consumer group, with one thread that heartbeats,
+/// rebalances, fetches and calls the handler.
+class Consumer final : public std::enable_shared_from_this<Consumer> {
+ public:
+  Consumer(std::shared_ptr<Core> core, SubscriptionOptions opt, Handler handler)
+      : core_(std::move(core)),
+        opt_(std::move(opt)),
+        handler_(std::move(handler)),
+        member_id_(new_uuid()) {
+    if (opt_.max_attempts < 1) opt_.max_attempts = 1;
+    opt_.initial_backoff = std::max(opt_.initial_backoff, milliseconds(1));
+    opt_.max_backoff = std::max(opt_.max_backoff, opt_.initial_backoff);
+  }
+
+  ~Consumer() {
+    if (thread_.joinable()) {
+      // Only possible when the last reference died on the consumer thread itself.
+      if (thread_.get_id() == std::this_thread::get_id()) {
+        thread_.detach();
+      } else {
+        thread_.join();
+      }
+    }
+  }
+
+  void start() {
+    thread_ = std::thread([self = shared_from_this()] { self->run(); });
+  }
+
+  void close() {
+    {
+      std::lock_guard lock(core_->mu);
+      stop_ = true;
+    }
+    core_->cv.notify_all();
+    std::lock_guard lock(join_mu_);
+    // Closing from inside the handler cannot wait for itself; the thread exits after it returns.
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  }
+
+ private:
+  using PartKey = std::pair<std::string, int>;
+
+  struct Row {
+    int64_t offset;
+    std::string key;
+    std::string value;
+  };
+
+  struct Part {
+    std::string topic;
+    int partition = 0;
+    int64_t position = 0;   ///< next offset to deliver
+    int64_t committed = 0;  ///< last offset known committed
+    int64_t log_end = 0;    ///< last known end of the partition log
+    std::deque<Row> buffer;
+    int attempt = 1;  ///< attempt number of buffer.front()
+    Clock::time_point retry_at{};
+    bool lost = false;  ///< ownership went to another member
+  };
+
+  struct Claim {
+    PartKey key;
+    int64_t committed;
+  };
+
+  struct Plan {
+    bool evicted = false;
+    std::vector<Claim> claims;
+    std::vector<PartKey> dropped;  ///< released or lost
+  };
+
+  void run() {
+    log::debug(kTag, "member {} joining group {}", member_id_, opt_.group);
+    next_heartbeat_ = Clock::now();
+    const auto poll = std::max(core_->opt.poll_interval, milliseconds(1));
+    while (!stop_) {
+      if (Clock::now() >= next_heartbeat_) {
+        heartbeat();
+        next_heartbeat_ = Clock::now() + core_->opt.heartbeat_interval;
+      }
+      const uint64_t seen = core_->current_generation();
+      bool progressed = false;
+      if (!owned_.empty()) {
+        refresh_log_ends();
+        for (auto& [key, part] : owned_) {
+          if (stop_ || Clock::now() >= next_heartbeat_) break;
+          progressed |= serve(part);
+        }
+        std::erase_if(owned_, [](const auto& kv) { return kv.second.lost; });
+      }
+      if (progressed) continue;
+
+      auto until = std::min(next_heartbeat_, Clock::now() + poll);
+      for (const auto& [key, part] : owned_) {
+        if (part.retry_at > Clock::time_point{}) until = std::min(until, part.retry_at);
+      }
+      std::unique_lock lock(core_->mu);
+      core_->cv.wait_until(lock, until, [&] { return stop_ || core_->generation != seen; });
+    }
+    leave();
+  }
+
+  // --- delivery ---------------------------------------------------------------------------
+
+  void refresh_log_ends() {
+    auto r = core_->db->read([&](db::Tx& tx) -> Status {
+      for (const auto& topic : opt_.topics) {
+        auto s = tx.stmt(kTopicLogEnds);
+        s.bind(1, topic);
+        while (s.step()) {
+          auto it = owned_.find(PartKey{topic, static_cast<int>(s.col_int(0))});
+          if (it != owned_.end()) it->second.log_end = s.col_int(1);
+        }
+      }
+      return {};
+    });
+    if (!r) log::warn(kTag, "group {}: reading log ends failed: {}", opt_.group, r.error().message);
+  }
+
+  bool fetch(Part& p) {
+    auto r = core_->db->read([&](db::Tx& tx) -> Status {
+      auto s = tx.stmt(kFetch);
+      s.bind_all(p.topic, p.partition, p.position, core_->opt.batch_size);
+      while (s.step()) p.buffer.push_back(Row{s.col_int(0), s.col_text(1), s.col_text(2)});
+      return {};
+    });
+    if (!r) {
+      log::warn(kTag, "group {}: fetching {}[{}] failed: {}", opt_.group, p.topic, p.partition,
+                r.error().message);
+      return false;
+    }
+    return !p.buffer.empty();
+  }
+
+  /// Delivers the buffered (or newly fetched) records of one partition; true when any moved on.
+  bool serve(Part& p) {
+    const auto now = Clock::now();
+    if (p.retry_at > now) return false;
+    p.retry_at = {};
+    if (p.buffer.empty() && (p.log_end <= p.position || !fetch(p))) return false;
+
+    bool progressed = false;
+    while (!p.buffer.empty() && !stop_ && !p.lost && Clock::now() < next_heartbeat_) {
+      const Row& row = p.buffer.front();
+      auto decoded = decode_envelope(row.value);
+      if (!decoded) {
+        if (!dead_letter(p, row, "poison pill: " + decoded.error().message, 0)) break;
+        advance(p);
+        progressed = true;
+        continue;
+      }
+      Message msg{p.topic, p.partition, row.offset, row.key, std::move(decoded).value(),
+                  p.attempt};
+      Outcome out = call_handler(msg);
+      if (out.disposition == Disposition::kAck) {
+        advance(p);
+        progressed = true;
+      } else if (out.disposition == Disposition::kDeadLetter) {
+        if (!dead_letter(p, row, out.reason, p.attempt)) break;
+        advance(p);
+        progressed = true;
+      } else if (p.attempt >= opt_.max_attempts) {
+        std::string reason = "retries exhausted after " + std::to_string(p.attempt) +
+                             " attempts: " + out.reason;
+        if (!dead_letter(p, row, reason, p.attempt)) break;
+        advance(p);
+        progressed = true;
+      } else {
+        const auto delay = backoff(p.attempt);
+        log::debug(kTag, "group {}: {}[{}]@{} attempt {} failed ({}), retry in {} ms",
+                   opt_.group, p.topic, p.partition, row.offset, p.attempt, out.reason,
+                   delay.count());
+        ++p.attempt;
+        p.retry_at = Clock::now() + delay;
+        break;
+      }
+    }
+    if (p.position != p.committed && !p.lost) commit(p);
+    return progressed;
+  }
+
+  Outcome call_handler(const Message& msg) {
+    try {
+      return handler_(msg);
+    } catch (const std::exception& e) {
+      return Outcome::retry(std::string("handler threw: ") + e.what());
+    } catch (...) {
+      return Outcome::retry("handler threw");
+    }
+  }
+
+  milliseconds backoff(int failed_attempt) const {
+    auto d = opt_.initial_backoff;
+    for (int i = 1; i < failed_attempt && d < opt_.max_backoff; ++i) d *= 2;
+    return std::min(d, opt_.max_backoff);
+  }
+
+  static void advance(Part& p) {
+    p.position = p.buffer.front().offset + 1;
+    p.attempt = 1;
+    p.buffer.pop_front();
+  }
+
+  void commit(Part& p) {
+    auto r = core_->db->transaction([&](db::Tx& tx) -> Result<bool> {
+      return commit_offset(tx, p.topic, p.partition, p.position);
+    });
+    if (!r) {
+      log::warn(kTag, "group {}: committing {}[{}] failed: {}", opt_.group, p.topic, p.partition,
+                r.error().message);
+      return;
+    }
+    if (*r) {
+      p.committed = p.position;
+    } else {
+      log::warn(kTag, "group {}: member {} lost {}[{}]", opt_.group, member_id_, p.topic,
+                p.partition);
+      p.lost = true;
+    }
+  }
+
+  bool commit_offset(db::Tx& tx, const std::string& topic, int partition, int64_t position) {
+    return tx.stmt(kCommitIfOwner)
+               .bind_all(opt_.group, topic, partition, position, member_id_)
+               .exec() > 0;
+  }
+
+  /// Copies the record to `<topic>.dlq` and commits past it, in one transaction. False when the
+  /// store failed: the record stays and the partition backs off.
+  bool dead_letter(Part& p, const Row& row, const std::string& reason, int attempts) {
+    const std::string headers =
+        headers_json(reason, p.topic, p.partition, row.offset, attempts, opt_.group, member_id_);
+    const std::string dlq = dlq_topic(p.topic);
+    auto r = core_->db->transaction([&](db::Tx& tx) -> Result<bool> {
+      Appender app(tx, core_->opt.partitions);
+      app.append(dlq, row.key, row.value, &headers);
+      app.finish();
+      return commit_offset(tx, p.topic, p.partition, row.offset + 1);
+    });
+    if (!r) {
+      log::error(kTag, "group {}: dead-lettering {}[{}]@{} failed: {}", opt_.group, p.topic,
+                 p.partition, row.offset, r.error().message);
+      p.retry_at = Clock::now() + backoff(1);
+      return false;
+    }
+    log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {}: {}", opt_.group, p.topic,
+              p.partition, row.offset, dlq, reason);
+    core_->wake();
+    if (*r) {
+      p.committed = row.offset + 1;
+    } else {
+      p.lost = true;
+    }
+    return true;
+  }
+
+  // --- membership ---------------------------------------------------------------------------
+
+  int64_t load_committed(db::Tx& tx, const PartKey& k) {
+    auto s = tx.stmt(kSelectCommitted);
+    s.bind_all(opt_.group, k.first, k.second);
+    return s.step() ? s.col_int(0) : 0;
+  }
+
+  /// Refreshes membership and moves partition ownership towards the deterministic assignment:
+  /// live members sorted by id, member i takes partitions p with p % n == i. A partition is
+  /// claimed only when unowned or owned by a member that is gone, so no two live members ever
+  /// own the same partition.
+  void heartbeat() {
+    const int partitions = core_->opt.partitions;
+    const int64_t timeout = core_->opt.session_timeout.count();
+    auto r = core_->db->transaction([&](db::Tx& tx) -> Result<Plan> {
+      Plan plan;
+      const int64_t now = now_ms();
+      {
+        auto s = tx.stmt("SELECT 1 FROM members WHERE grp=? AND member_id=?");
+        s.bind_all(opt_.group, member_id_);
+        plan.evicted = joined_ && !s.step();
+      }
+      tx.stmt(
+            "INSERT INTO members(grp, member_id, heartbeat_ms) VALUES(?, ?, ?) "
+            "ON CONFLICT(grp, member_id) DO UPDATE SET heartbeat_ms=excluded.heartbeat_ms")
+          .bind_all(opt_.group, member_id_, now)
+          .exec();
+      // Both directions, so that a wall-clock jump cannot make a dead member immortal.
+      tx.stmt("DELETE FROM members WHERE grp=? AND (heartbeat_ms < ? OR heartbeat_ms > ?)")
+          .bind_all(opt_.group, now - timeout, now + timeout)
+          .exec();
+      std::vector<std::string> live;
+      {
+        auto s = tx.stmt("SELECT member_id FROM members WHERE grp=? ORDER BY member_id");
+        s.bind(1, opt_.group);
+        while (s.step()) live.push_back(s.col_text(0));
+      }
+      const auto me = std::find(live.begin(), live.end(), member_id_);
+      const int n = static_cast<int>(live.size());
+      const int index = static_cast<int>(me - live.begin());
+      auto is_live = [&](const std::string& id) {
+        return std::binary_search(live.begin(), live.end(), id);
+      };
+
+      for (const auto& topic : opt_.topics) {
+        std::map<int, std::string> owners;
+        {
+          auto s = tx.stmt(R"(SELECT "partition", owner FROM ownership WHERE grp=? AND topic=?)");
+          s.bind_all(opt_.group, topic);
+          while (s.step()) owners.emplace(static_cast<int>(s.col_int(0)), s.col_text(1));
+        }
+        for (int p = 0; p < partitions; ++p) {
+          PartKey key{topic, p};
+          const auto it = owners.find(p);
+          const bool db_mine = it != owners.end() && it->second == member_id_;
+          const auto held = plan.evicted ? owned_.end() : owned_.find(key);
+          const bool have = held != owned_.end();
+          const bool target = p % n == index;
+          if (target && db_mine) {
+            if (!have) plan.claims.push_back({key, load_committed(tx, key)});
+          } else if (target && (it == owners.end() || !is_live(it->second))) {
+            tx.stmt(
+                  R"(INSERT INTO ownership(grp, topic, "partition", owner) VALUES(?, ?, ?, ?) )"
+                  R"(ON CONFLICT(grp, topic, "partition") DO UPDATE SET owner=excluded.owner)")
+                .bind_all(opt_.group, topic, p, member_id_)
+                .exec();
+            if (have) plan.dropped.push_back(key);
+            plan.claims.push_back({key, load_committed(tx, key)});
+          } else if (db_mine) {
+            // Not ours any more: commit progress before letting go, so the next owner
+            // continues exactly where this member stopped.
+            if (have) commit_offset(tx, topic, p, held->second.position);
+            tx.stmt(
+                  R"(DELETE FROM ownership WHERE grp=? AND topic=? AND "partition"=? AND owner=?)")
+                .bind_all(opt_.group, topic, p, member_id_)
+                .exec();
+            if (have) plan.dropped.push_back(key);
+          } else if (have) {
+            plan.dropped.push_back(std::move(key));
+          }
+        }
+      }
+      return plan;
+    });
+    if (!r) {
+      log::warn(kTag, "group {}: heartbeat of member {} failed: {}", opt_.group, member_id_,
+                r.error().message);
+      return;
+    }
+    Plan& plan = *r;
+    if (plan.evicted) {
+      log::warn(kTag, "group {}: member {} was evicted (silent longer than {} ms); rejoined",
+                opt_.group, member_id_, timeout);
+      owned_.clear();
+    }
+    joined_ = true;
+    for (const auto& key : plan.dropped) owned_.erase(key);
+    for (auto& c : plan.claims) {
+      Part part;
+      part.topic = c.key.first;
+      part.partition = c.key.second;
+      part.position = part.committed = c.committed;
+      owned_.insert_or_assign(c.key, std::move(part));
+    }
+    if (!plan.claims.empty() || !plan.dropped.empty()) {
+      std::string list;
+      for (const auto& [key, part] : owned_) {
+        if (!list.empty()) list += ',';
+        list += key.first + "[" + std::to_string(key.second) + "]";
+      }
+      log::debug(kTag, "group {}: member {} owns {}", opt_.group, member_id_, list);
+    }
+  }
+
+  /// Commits progress, releases partitions and leaves the group, in one transaction.
+  void leave() {
+    auto r = core_->db->transaction([&](db::Tx& tx) -> Status {
+      for (const auto& [key, part] : owned_) {
+        if (part.position != part.committed) {
+          commit_offset(tx, part.topic, part.partition, part.position);
+        }
+      }
+      tx.stmt("DELETE FROM ownership WHERE grp=? AND owner=?")
+          .bind_all(opt_.group, member_id_)
+          .exec();
+      tx.stmt("DELETE FROM members WHERE grp=? AND member_id=?")
+          .bind_all(opt_.group, member_id_)
+          .exec();
+      return {};
+    });
+    if (!r) {
+      log::warn(kTag, "group {}: member {} could not leave cleanly: {}", opt_.group, member_id_,
+                r.error().message);
+    }
+    owned_.clear();
+  }
+
+  std::shared_ptr<Core> core_;
+  SubscriptionOptions opt_;
+  Handler handler_;
+  const std::string member_id_;
+  std::atomic<bool> stop_{false};
+  std::mutex join_mu_;
+  std::thread thread_;
+  // Touched by the consumer thread only.
+  std::map<PartKey, Part> owned_;
+  bool joined_ = false;
+  Clock::time_point next_heartbeat_{};
+};
+
+class EmbeddedSubscription final : public Subscription {
+ public:
+  explicit EmbeddedSubscription(std::shared_ptr<Consumer> c) : c_(std::move(c)) {}
+  ~EmbeddedSubscription() override { c_->close(); }
+  void close() override { c_->close(); }
+
+ private:
+  std::shared_ptr<Consumer> c_;
+};
+
+class EmbeddedBus final : public EventBus {
+ public:
+  explicit EmbeddedBus(std::shared_ptr<Core> core) : core_(std::move(core)) {}
+
+  ~EmbeddedBus() override {
+    std::vector<std::weak_ptr<Consumer>> subs;
+    {
+      std::lock_guard lock(subs_mu_);
+      subs.swap(subs_);
+    }
+    for (auto& w : subs) {
+      if (auto c = w.lock()) c->close();
+    }
+  }
+
+  using EventBus::publish;
+
+  Status publish(std::span<const Record> records) override {
+    if (records.empty()) return {};
+    for (const auto& r : records) {
+      if (r.topic.empty()) return Error{"VALIDATION_FAILED", "record topic is empty", "topic"};
+    }
+    auto st = core_->db->transaction([&](db::Tx& tx) -> Status {
+      Appender app(tx, core_->opt.partitions);
+      for (const auto& r : records) app.append(r.topic, r.key, r.value, nullptr);
+      app.finish();
+      return {};
+    });
+    if (st) core_->wake();
+    return st;
+  }
+
+  Result<std::unique_ptr<Subscription>> subscribe(SubscriptionOptions options,
+                                                  Handler handler) override {
+    if (options.group.empty()) {
+      return Error{"VALIDATION_FAILED", "subscription group is empty", "group"};
+    }
+    if (options.topics.empty()) {
+      return Error{"VALIDATION_FAILED", "subscription has no topics", "topics"};
+    }
+    for (const auto& t : options.topics) {
+      if (t.empty()) return Error{"VALIDATION_FAILED", "subscription topic is empty", "topics"};
+    }
+    if (!handler) return Error{"VALIDATION_FAILED", "subscription handler is empty", "handler"};
+    std::sort(options.topics.begin(), options.topics.end());
+    options.topics.erase(std::unique(options.topics.begin(), options.topics.end()),
+                         options.topics.end());
+
+    auto consumer = std::make_shared<Consumer>(core_, std::move(options), std::move(handler));
+    {
+      std::lock_guard lock(subs_mu_);
+      std::erase_if(subs_, [](const auto& w) { return w.expired(); });
+      subs_.push_back(consumer);
+    }
+    consumer->start();
+    return std::unique_ptr<Subscription>(new EmbeddedSubscription(std::move(consumer)));
+  }
+
+  bool healthy() override { return core_->db->healthy(); }
+
+  std::string_view kind() const noexcept override { return "embedded"; }
+
+ private:
+  std::shared_ptr<Core> core_;
+  std::mutex subs_mu_;
+  std::vector<std::weak_ptr<Consumer>> subs_;
+};
+
+Status check_options(const EmbeddedBusOptions& o) {
+  auto invalid = [](std::string field, std::string message) {
+    return Error{"CONFIG_INVALID", "embedded_bus." + field + ": " + message, field};
+  };
+  if (o.path.empty()) return invalid("path", "must not be empty");
+  if (o.partitions < 1 || o.partitions > 1024) return invalid("partitions", "must be 1..1024");
+  if (o.batch_size < 1) return invalid("batch_size", "must be positive");
+  if (o.poll_interval.count() < 1) return invalid("poll_interval", "must be positive");
+  if (o.heartbeat_interval.count() < 1) return invalid("heartbeat_interval", "must be positive");
+  if (o.session_timeout <= o.heartbeat_interval) {
+    return invalid("session_timeout", "must be longer than heartbeat_interval");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<EventBus>> make_embedded_bus(EmbeddedBusOptions options) {
+  if (auto st = check_options(options); !st) return st.error();
+  auto db = db::Database::open(options.path);
+  if (!db) return db.error();
+  if (auto st = (*db)->migrate("embedded_bus", kSchema); !st) return st.error();
+  auto core = std::make_shared<Core>();
+  core->opt = std::move(options);
+  core->db = std::move(db).value();
+  return std::unique_ptr<EventBus>(new EmbeddedBus(std::move(core)));
+}
+
+}  // namespace ecom::bus

@@ -1,1 +1,175 @@
-// placeholder
+#include "ecom/bus/outbox_relay.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "ecom/core/log.hpp"
+#include "ecom/db/outbox.hpp"
+
+namespace ecom::bus {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr std::string_view kTag{"outbox"};
+constexpr milliseconds kMinBackoff{100};
+constexpr milliseconds kMaxBackoff{5'000};
+constexpr milliseconds kStopDrain{5'000};
+
+}  // namespace
+
+struct OutboxRelay::State {
+  db::Database& db;
+  EventBus& bus;
+  int batch_size;
+  milliseconds idle_poll;
+
+  std::mutex mu;  // guards notified/stopping/started
+  std::condition_variable cv;
+  bool notified = false;
+  bool stopping = false;
+  bool started = false;
+  bool stopped = false;
+  std::thread thread;
+
+  // Serialises pumping between the relay thread and drain(): two pumps peeking the same rows
+  // would publish them twice and could reorder them.
+  std::mutex pump_mu;
+  // Rows already published whose delete failed; deleted before the next peek, so a transient
+  // DB error does not republish them.
+  std::optional<int64_t> published_through;
+  std::atomic<uint64_t> published{0};
+
+  State(db::Database& d, EventBus& b, int batch, milliseconds poll)
+      : db(d), bus(b), batch_size(std::max(batch, 1)), idle_poll(std::max(poll, milliseconds(1))) {}
+
+  /// Publishes one batch. Returns rows published (0 when the outbox is empty) or the failure.
+  Result<size_t> pump_once() {
+    std::lock_guard lock(pump_mu);
+    if (published_through) {
+      if (auto st = remove_through(*published_through); !st) return st.error();
+      published_through.reset();
+    }
+    auto rows = db.read([&](db::Tx& tx) -> Result<std::vector<db::OutboxRow>> {
+      return db::outbox_peek(tx, batch_size);
+    });
+    if (!rows) return rows.error();
+    if (rows->empty()) return size_t{0};
+
+    std::vector<Record> records;
+    records.reserve(rows->size());
+    for (auto& row : *rows) {
+      records.push_back(Record{std::move(row.topic), std::move(row.key), std::move(row.payload)});
+    }
+    if (auto st = bus.publish(records); !st) return st.error();
+    const int64_t last = rows->back().seq;
+    published.fetch_add(records.size(), std::memory_order_relaxed);
+    if (auto st = remove_through(last); !st) {
+      published_through = last;
+      return st.error();
+    }
+    return records.size();
+  }
+
+  Status remove_through(int64_t seq) {
+    return db.transaction([&](db::Tx& tx) -> Status {
+      db::outbox_remove_through(tx, seq);
+      return {};
+    });
+  }
+
+  void run() {
+    milliseconds backoff = kMinBackoff;
+    std::unique_lock lock(mu);
+    while (!stopping) {
+      notified = false;
+      lock.unlock();
+      auto r = pump_once();
+      lock.lock();
+      if (!r) {
+        log::warn(kTag, "relay of {} failed, retrying in {} ms: {}", db.path(), backoff.count(),
+                  r.error().message);
+        cv.wait_for(lock, backoff, [&] { return stopping; });
+        backoff = std::min(backoff * 2, kMaxBackoff);
+        continue;
+      }
+      backoff = kMinBackoff;
+      // A full batch means more may be waiting: go again at once.
+      if (*r == static_cast<size_t>(batch_size)) continue;
+      cv.wait_for(lock, idle_poll, [&] { return stopping || notified; });
+    }
+  }
+
+  bool drain(milliseconds deadline) {
+    const auto end = Clock::now() + deadline;
+    milliseconds backoff{10};
+    while (true) {
+      auto r = pump_once();
+      if (r && *r == 0) return true;
+      if (!r) {
+        log::warn(kTag, "drain of {} failed: {}", db.path(), r.error().message);
+        if (Clock::now() + backoff > end) return false;
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min(backoff * 2, milliseconds(500));
+      }
+      if (Clock::now() > end) return false;
+    }
+  }
+};
+
+OutboxRelay::OutboxRelay(db::Database& db, EventBus& bus, int batch_size,
+                         std::chrono::milliseconds idle_poll)
+    : s_(std::make_unique<State>(db, bus, batch_size, idle_poll)) {}
+
+OutboxRelay::~OutboxRelay() { stop(); }
+
+void OutboxRelay::start() {
+  std::lock_guard lock(s_->mu);
+  if (s_->started || s_->stopped) return;
+  s_->started = true;
+  s_->thread = std::thread([s = s_.get()] { s->run(); });
+}
+
+void OutboxRelay::notify() noexcept {
+  try {
+    {
+      std::lock_guard lock(s_->mu);
+      s_->notified = true;
+    }
+    s_->cv.notify_one();
+  } catch (...) {
+    // Locking can only fail on a broken mutex; the idle poll still picks the rows up.
+  }
+}
+
+bool OutboxRelay::drain(std::chrono::milliseconds deadline) { return s_->drain(deadline); }
+
+void OutboxRelay::stop() {
+  bool was_started = false;
+  {
+    std::lock_guard lock(s_->mu);
+    if (s_->stopped) return;
+    s_->stopped = true;
+    s_->stopping = true;
+    was_started = s_->started;
+  }
+  s_->cv.notify_one();
+  if (s_->thread.joinable()) s_->thread.join();
+  // A relay that never ran has nothing to finish; publishing from a destructor would surprise.
+  if (was_started && !s_->drain(kStopDrain)) {
+    log::warn(kTag, "stopped with rows still pending in {}; they are relayed on next start",
+              s_->db.path());
+  }
+}
+
+uint64_t OutboxRelay::published() const noexcept {
+  return s_->published.load(std::memory_order_relaxed);
+}
+
+}  // namespace ecom::bus

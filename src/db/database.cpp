@@ -103,6 +103,9 @@ struct Database::Cache {
   std::unordered_map<std::string, sqlite3_stmt*, Hash, std::equal_to<>> stmts;
 };
 
+Database::Database(sqlite3* h, std::string path)
+    : h_(h), path_(std::move(path)), cache_(std::make_unique<Cache>()) {}
+
 Result<std::unique_ptr<Database>> Database::open(const std::string& path, Options options) {
   sqlite3* h = nullptr;
   // NOMUTEX: every use is serialised by Database::mu_ already.
@@ -114,7 +117,6 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Option
     return Error{"DB_ERROR", "cannot open database '" + path + "': " + msg};
   }
   std::unique_ptr<Database> db(new Database(h, path));
-  db->cache_ = std::make_unique<Cache>();
 
   sqlite3_busy_timeout(h, options.busy_timeout_ms);
   std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=";

@@ -240,7 +240,8 @@ class BeastServer final : public Server {
       }
       socket.set_option(tcp::no_delay(true), ec);
       auto conn = std::make_shared<Connection>(std::move(socket));
-      asio::co_spawn(conn->stream.get_executor(), session(std::move(conn)), asio::detached);
+      auto executor = conn->stream.get_executor();  // before conn is moved from
+      asio::co_spawn(executor, session(std::move(conn)), asio::detached);
     }
     std::lock_guard<std::mutex> lock(conns_mu_);
     accept_done_ = true;
@@ -307,16 +308,17 @@ class BeastServer final : public Server {
       c.reading = false;
 
       if (ec) {
+        // Built outside the co_await expression: GCC 12 mishandles non-trivial temporaries there.
+        Error rejection;
         if (ec == bhttp::error::body_limit) {
-          co_await reject(c, Error{"PAYLOAD_TOO_LARGE",
-                                   "request body exceeds " + std::to_string(options_.body_limit) +
-                                       " bytes",
-                                   {},
-                                   false});
+          rejection = Error{"PAYLOAD_TOO_LARGE",
+                            "request body exceeds " + std::to_string(options_.body_limit) + " bytes",
+                            {},
+                            false};
         } else if (is_parse_error(ec)) {
-          co_await reject(c, Error{"BAD_REQUEST", "malformed HTTP request: " + ec.message(), {},
-                                   false});
+          rejection = Error{"BAD_REQUEST", "malformed HTTP request: " + ec.message(), {}, false};
         }
+        if (!rejection.code.empty()) co_await reject(c, rejection);
         co_return;  // timeouts, resets, EOF and cancellation just close
       }
 

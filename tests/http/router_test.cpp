@@ -1,1 +1,284 @@
 #include <catch2/catch.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "ecom/http/router.hpp"
+
+using ecom::Error;
+using ecom::http::error_response;
+using ecom::http::json;
+using ecom::http::Method;
+using ecom::http::Request;
+using ecom::http::Response;
+using ecom::http::Router;
+using ecom::http::status_for;
+using ecom::http::validation_error;
+
+namespace {
+
+Request make(Method m, std::string target, std::string body = {},
+             std::vector<std::pair<std::string, std::string>> headers = {}) {
+  Request r;
+  r.method = m;
+  r.target = std::move(target);
+  r.body = std::move(body);
+  r.headers = std::move(headers);
+  return r;
+}
+
+// Echoes which route ran plus its parameters, so tests can see what matched.
+ecom::http::Handler named(std::string name) {
+  return [name](const Request& r) {
+    std::string body = name;
+    for (const auto& [k, v] : r.params) body += "|" + k + "=" + v;
+    return Response{200, "text/plain", body, {}};
+  };
+}
+
+std::string header_of(const Response& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("methods parse and print", "[http][router]") {
+  for (Method m : {Method::kGet, Method::kHead, Method::kPost, Method::kPut, Method::kPatch,
+                   Method::kDelete, Method::kOptions}) {
+    CHECK(ecom::http::parse_method(ecom::http::method_name(m)) == m);
+  }
+  CHECK(ecom::http::parse_method("get") == Method::kOther);
+  CHECK(ecom::http::parse_method("BREW") == Method::kOther);
+  CHECK(ecom::http::method_name(Method::kPost) == "POST");
+}
+
+TEST_CASE("path parameters are extracted and percent-decoded", "[http][router]") {
+  Router router;
+  router.add(Method::kPost, "/api/orders/{id}/cancel", named("cancel"));
+  router.add(Method::kGet, "/api/orders/{id}", named("get"));
+  router.add(Method::kGet, "/a/{x}/b/{y}", named("two"));
+  REQUIRE(router.size() == 3);
+
+  auto req = make(Method::kPost, "/api/orders/o-123/cancel");
+  Response r = router.dispatch(req);
+  CHECK(r.status == 200);
+  CHECK(r.body == "cancel|id=o-123");
+  CHECK(req.param("id") == "o-123");
+  CHECK(req.param("missing").empty());
+
+  // An encoded slash stays inside its segment; '+' is literal in paths.
+  req = make(Method::kGet, "/api/orders/a%2Fb%20c+d");
+  r = router.dispatch(req);
+  CHECK(r.body == "get|id=a/b c+d");
+  CHECK(req.path == "/api/orders/a/b c+d");
+
+  req = make(Method::kGet, "/a/1/b/2?z=1");
+  r = router.dispatch(req);
+  CHECK(r.body == "two|x=1|y=2");
+  CHECK(req.query == "z=1");
+  CHECK(req.path == "/a/1/b/2");
+
+  // An empty segment is not a parameter value.
+  req = make(Method::kGet, "/api/orders/");
+  CHECK(router.dispatch(req).status == 404);
+}
+
+TEST_CASE("a literal segment beats a parameter regardless of order", "[http][router]") {
+  Router router;
+  router.add(Method::kGet, "/api/orders/{id}", named("by-id"));
+  router.add(Method::kGet, "/api/orders/search", named("search"));
+  auto req = make(Method::kGet, "/api/orders/search");
+  CHECK(router.dispatch(req).body == "search");
+  req = make(Method::kGet, "/api/orders/42");
+  CHECK(router.dispatch(req).body == "by-id|id=42");
+}
+
+TEST_CASE("hand-built requests with only a path are routed", "[http][router]") {
+  Router router;
+  router.add(Method::kGet, "/api/orders/{id}", named("get"));
+  Request req;
+  req.method = Method::kGet;
+  req.path = "/api/orders/7";
+  CHECK(router.dispatch(req).body == "get|id=7");
+}
+
+TEST_CASE("unknown path is 404 with the error shape", "[http][router]") {
+  Router router;
+  router.add(Method::kGet, "/healthz", named("h"));
+  auto req = make(Method::kGet, "/nope");
+  Response r = router.dispatch(req);
+  CHECK(r.status == 404);
+  CHECK(r.content_type == "application/json");
+  CHECK(r.body == R"({"error":{"code":"NOT_FOUND","message":"no route for /nope"}})");
+}
+
+TEST_CASE("known path with another method is 405 with Allow", "[http][router]") {
+  Router router;
+  router.add(Method::kPost, "/api/orders", named("create"));
+  router.add(Method::kGet, "/api/orders", named("list"));
+  router.add(Method::kGet, "/api/orders/{id}", named("get"));
+  auto req = make(Method::kDelete, "/api/orders");
+  Response r = router.dispatch(req);
+  CHECK(r.status == 405);
+  CHECK(header_of(r, "Allow") == "GET, HEAD, POST");
+  CHECK(r.body.find(R"("code":"METHOD_NOT_ALLOWED")") != std::string::npos);
+
+  req = make(Method::kPut, "/api/orders/1");
+  r = router.dispatch(req);
+  CHECK(r.status == 405);
+  CHECK(header_of(r, "Allow") == "GET, HEAD");
+}
+
+TEST_CASE("HEAD falls back to GET; an explicit HEAD route wins", "[http][router]") {
+  Router router;
+  router.add(Method::kGet, "/a", named("get-a"));
+  router.add(Method::kGet, "/b", named("get-b"));
+  router.add(Method::kHead, "/b", named("head-b"));
+  Method seen = Method::kOther;
+  router.add(Method::kGet, "/c", [&](const Request& r) {
+    seen = r.method;
+    return json(200, "{}");
+  });
+
+  auto req = make(Method::kHead, "/a");
+  Response r = router.dispatch(req);
+  CHECK(r.status == 200);
+  CHECK(r.body == "get-a");  // the server drops the body but keeps its length
+
+  req = make(Method::kHead, "/b");
+  CHECK(router.dispatch(req).body == "head-b");
+
+  req = make(Method::kHead, "/c");
+  CHECK(router.dispatch(req).status == 200);
+  CHECK(seen == Method::kHead);
+
+  router.add(Method::kPost, "/d", named("post-d"));
+  req = make(Method::kHead, "/d");
+  CHECK(router.dispatch(req).status == 405);
+}
+
+TEST_CASE("bodies of POST/PUT/PATCH must be JSON", "[http][router]") {
+  Router router;
+  router.add(Method::kPost, "/p", named("post"));
+  router.add(Method::kPut, "/p", named("put"));
+  router.add(Method::kPatch, "/p", named("patch"));
+  router.add(Method::kDelete, "/p", named("delete"));
+  router.add(Method::kPost, "/hook", named("hook"), /*any_content_type=*/true);
+
+  auto with_type = [](Method m, const std::string& type, std::string body = "{}") {
+    return make(m, "/p", std::move(body), {{"content-type", type}});
+  };
+
+  for (Method m : {Method::kPost, Method::kPut, Method::kPatch}) {
+    auto req = with_type(m, "text/plain");
+    Response r = router.dispatch(req);
+    CHECK(r.status == 415);
+    CHECK(r.body.find(R"("code":"UNSUPPORTED_MEDIA_TYPE")") != std::string::npos);
+
+    req = with_type(m, "application/x-www-form-urlencoded");
+    CHECK(router.dispatch(req).status == 415);
+    req = with_type(m, "application/json");
+    CHECK(router.dispatch(req).status == 200);
+    req = with_type(m, "application/json; charset=utf-8");
+    CHECK(router.dispatch(req).status == 200);
+    req = with_type(m, "Application/JSON ;charset=UTF-8");
+    CHECK(router.dispatch(req).status == 200);
+    req = with_type(m, "application/jsonx");
+    CHECK(router.dispatch(req).status == 415);
+    // No body, nothing to reject.
+    req = with_type(m, "text/plain", "");
+    CHECK(router.dispatch(req).status == 200);
+  }
+  // Other methods are not checked.
+  auto req = with_type(Method::kDelete, "text/plain");
+  CHECK(router.dispatch(req).status == 200);
+  // Routes may opt out.
+  req = make(Method::kPost, "/hook", "a=b", {{"content-type", "application/x-www-form-urlencoded"}});
+  CHECK(router.dispatch(req).status == 200);
+  // The route is resolved first: 404 beats 415.
+  req = make(Method::kPost, "/nope", "x", {{"content-type", "text/plain"}});
+  CHECK(router.dispatch(req).status == 404);
+}
+
+TEST_CASE("query parameters are decoded", "[http][router]") {
+  Request r;
+  r.query = "a=1&b=hello+world&c=%41%2b%2F&d&e=&%62%62=key&f=%zz%4&f=second";
+  CHECK(r.query_param("a") == std::optional<std::string>("1"));
+  CHECK(r.query_param("b") == std::optional<std::string>("hello world"));
+  CHECK(r.query_param("c") == std::optional<std::string>("A+/"));
+  CHECK(r.query_param("d") == std::optional<std::string>(""));
+  CHECK(r.query_param("e") == std::optional<std::string>(""));
+  CHECK(r.query_param("bb") == std::optional<std::string>("key"));
+  CHECK(r.query_param("f") == std::optional<std::string>("%zz%4"));  // malformed kept, first wins
+  CHECK_FALSE(r.query_param("missing").has_value());
+  CHECK_FALSE(r.query_param("").has_value());
+
+  Request empty;
+  CHECK_FALSE(empty.query_param("a").has_value());
+}
+
+TEST_CASE("headers are looked up by lower-case name", "[http][router]") {
+  Request r;
+  r.headers = {{"content-type", "application/json"}, {"x-empty", ""}};
+  CHECK(r.header("content-type") == std::optional<std::string_view>("application/json"));
+  CHECK(r.header("x-empty") == std::optional<std::string_view>(""));
+  CHECK_FALSE(r.header("accept").has_value());
+}
+
+TEST_CASE("error responses have the exact documented shape", "[http][router]") {
+  Response r = error_response(
+      validation_error("items[0].quantity", "items[0].quantity must be a positive integer"));
+  CHECK(r.status == 400);
+  CHECK(r.content_type == "application/json");
+  CHECK(r.body ==
+        R"({"error":{"code":"VALIDATION_FAILED","message":"items[0].quantity must be a positive integer","field":"items[0].quantity"}})");
+
+  Error e = validation_error("f", "m");
+  CHECK(e.code == "VALIDATION_FAILED");
+  CHECK(e.field == "f");
+  CHECK(e.message == "m");
+  CHECK_FALSE(e.retryable);
+
+  // Field omitted when empty; strings are escaped.
+  r = error_response(Error{"CONFLICT", "say \"hi\"\n\\ end", {}, false});
+  CHECK(r.status == 409);
+  CHECK(r.body == R"({"error":{"code":"CONFLICT","message":"say \"hi\"\n\\ end"}})");
+
+  Response j = json(201, R"({"id":"x"})");
+  CHECK(j.status == 201);
+  CHECK(j.content_type == "application/json");
+  CHECK(j.body == R"({"id":"x"})");
+}
+
+TEST_CASE("every error code maps to its status", "[http][router]") {
+  const std::pair<const char*, int> expected[] = {
+      {"VALIDATION_FAILED", 400},    {"MALFORMED_JSON", 400},         {"BAD_REQUEST", 400},
+      {"UNAUTHORIZED", 401},         {"FORBIDDEN", 403},              {"NOT_FOUND", 404},
+      {"METHOD_NOT_ALLOWED", 405},   {"CONFLICT", 409},               {"IDEMPOTENCY_CONFLICT", 409},
+      {"PAYLOAD_TOO_LARGE", 413},    {"UNSUPPORTED_MEDIA_TYPE", 415}, {"UNPROCESSABLE", 422},
+      {"UNAVAILABLE", 503},          {"INTERNAL", 500},               {"DB_BUSY", 500},
+      {"", 500},                     {"not_found", 500},
+  };
+  for (const auto& [code, status] : expected) {
+    INFO(code);
+    Error e{code, "m", {}, false};
+    CHECK(status_for(e) == status);
+    CHECK(error_response(e).status == status);
+  }
+}
+
+TEST_CASE("a throwing handler becomes a 500 error response", "[http][router]") {
+  Router router;
+  router.add(Method::kGet, "/std", [](const Request&) -> Response {
+    throw std::runtime_error("secret detail");
+  });
+  router.add(Method::kGet, "/int", [](const Request&) -> Response { throw 42; });
+  for (const char* target : {"/std", "/int"}) {
+    auto req = make(Method::kGet, target);
+    Response r = router.dispatch(req);
+    CHECK(r.status == 500);
+    CHECK(r.body == R"({"error":{"code":"INTERNAL","message":"internal error"}})");
+  }
+}

@@ -143,7 +143,7 @@ class Database final {
   bool healthy();
 
  private:
-  Database(sqlite3* h, std::string path) : h_(h), path_(std::move(path)) {}
+  Database(sqlite3* h, std::string path);  // out of line: Cache is incomplete here
   Status begin();
   Status commit();
   void rollback() noexcept;

@@ -1,0 +1,681 @@
+// Kafka topic provisioning (Admin API), the topics config, and the shared librdkafka helpers.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "bus/kafka_common.hpp"
+#include "ecom/bus/kafka_bus.hpp"
+#include "ecom/core/config.hpp"
+#include "ecom/core/log.hpp"
+#include "ecom/core/topics.hpp"
+
+namespace ecom::bus {
+namespace kafka {
+namespace {
+
+void log_cb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+  std::string msg = fmt::format("{} {}: {}", rk != nullptr ? rd_kafka_name(rk) : "", fac, buf);
+  if (level <= 3) {
+    log::error(kTag, "{}", msg);
+  } else if (level == 4) {
+    log::warn(kTag, "{}", msg);
+  } else if (level <= 6) {
+    log::info(kTag, "{}", msg);
+  } else {
+    log::debug(kTag, "{}", msg);
+  }
+}
+
+Error config_invalid(std::string message, std::string field = {}) {
+  return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
+}
+
+}  // namespace
+
+Status conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK)
+    return config_invalid(fmt::format("kafka property \"{}\": {}", key, err), "kafka." + key);
+  return {};
+}
+
+Result<ConfPtr> make_conf(const KafkaBusOptions& options, ClientKind kind,
+                          const std::map<std::string, std::string>& preset) {
+  ConfPtr conf(rd_kafka_conf_new());
+  rd_kafka_conf_set_log_cb(conf.get(), &log_cb);
+  std::map<std::string, std::string> all = {
+      {"bootstrap.servers", options.bootstrap_servers},
+      {"client.id", options.client_id},
+  };
+  for (const auto& [k, v] : preset) all[k] = v;
+  for (const auto& [k, v] : options.properties) all[k] = v;
+  const auto& own = kind == ClientKind::kProducer   ? options.producer_properties
+                    : kind == ClientKind::kConsumer ? options.consumer_properties
+                                                    : std::map<std::string, std::string>{};
+  for (const auto& [k, v] : own) all[k] = v;
+  for (const auto& [k, v] : all) {
+    if (auto st = conf_set(conf.get(), k, v); !st) return st.error();
+  }
+  return conf;
+}
+
+Result<HandlePtr> make_client(rd_kafka_type_t type, ConfPtr conf) {
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof(err));
+  if (rk == nullptr) return config_invalid(fmt::format("cannot create Kafka client: {}", err));
+  (void)conf.release();  // owned by rk now
+  return HandlePtr(rk);
+}
+
+Error kafka_error(std::string_view what, rd_kafka_resp_err_t err, bool retryable) {
+  return Error{"UNAVAILABLE", fmt::format("{}: {}", what, rd_kafka_err2str(err)), {}, retryable};
+}
+
+bool delivery_retryable(rd_kafka_resp_err_t err) noexcept {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR__MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_CORRUPT_MESSAGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return false;
+    default:
+      return true;
+  }
+}
+
+}  // namespace kafka
+
+using namespace kafka;
+
+// --- topics config ------------------------------------------------------------------------------
+
+namespace {
+
+constexpr int kMaxPartitions = 10'000;
+
+Error config_invalid(std::string message, std::string field = {}) {
+  return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
+}
+
+bool valid_topic_name(std::string_view name) {
+  if (name.empty() || name.size() > 249 || name == "." || name == "..") return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+std::string scalar_text(const rapidjson::Value& v) {
+  if (v.IsString()) return std::string(v.GetString(), v.GetStringLength());
+  if (v.IsBool()) return v.GetBool() ? "true" : "false";
+  if (v.IsInt64()) return std::to_string(v.GetInt64());
+  if (v.IsUint64()) return std::to_string(v.GetUint64());
+  if (v.IsDouble()) return fmt::format("{}", v.GetDouble());
+  return {};
+}
+
+// Reads a map of librdkafka or topic properties: values may be strings, numbers or booleans.
+Result<std::map<std::string, std::string>> read_properties(const ConfigSection& parent,
+                                                           std::string_view key) {
+  std::map<std::string, std::string> out;
+  ConfigSection s = parent.section(key);
+  for (const auto& k : s.keys()) {
+    const rapidjson::Value* v = s.raw(k);
+    if (v == nullptr || !(v->IsString() || v->IsBool() || v->IsNumber()))
+      return config_invalid(fmt::format("{}.{} must be a string, number or boolean", s.path(), k),
+                            s.path() + "." + k);
+    out[k] = scalar_text(*v);
+  }
+  return out;
+}
+
+Status read_spec(const ConfigSection& s, TopicSpec& spec) {
+  if (auto st = s.check_keys({"partitions", "replication_factor", "retention_ms",
+                              "dlq_retention_ms", "dlq", "config"});
+      !st)
+    return st;
+  spec.partitions = static_cast<int>(
+      std::clamp<int64_t>(s.get_int("partitions", spec.partitions), -1, kMaxPartitions + 1));
+  if (spec.partitions < 1 || spec.partitions > kMaxPartitions)
+    return config_invalid(fmt::format("{}.partitions must be 1..{}", s.path(), kMaxPartitions),
+                          s.path() + ".partitions");
+  spec.replication_factor = static_cast<int>(
+      std::clamp<int64_t>(s.get_int("replication_factor", spec.replication_factor), -1, 1000));
+  if (spec.replication_factor < 1 || spec.replication_factor > 999)
+    return config_invalid(fmt::format("{}.replication_factor must be 1..999", s.path()),
+                          s.path() + ".replication_factor");
+  spec.retention_ms = s.get_int("retention_ms", spec.retention_ms);
+  spec.dlq_retention_ms = s.get_int("dlq_retention_ms", spec.dlq_retention_ms);
+  if (spec.retention_ms < -1 || spec.dlq_retention_ms < -1)
+    return config_invalid(fmt::format("{}: retention must be -1 (forever) or >= 0 ms", s.path()),
+                          s.path() + ".retention_ms");
+  spec.dlq = s.get_bool("dlq", spec.dlq);
+  auto props = read_properties(s, "config");
+  if (!props) return props.error();
+  for (auto& [k, v] : props.value()) spec.config[k] = v;
+  return {};
+}
+
+}  // namespace
+
+TopicsConfig default_topics_config(const TopicSpec& defaults) {
+  TopicsConfig tc;
+  tc.defaults = defaults;
+  tc.defaults.name.clear();
+  for (auto name : topics::kAll) {
+    TopicSpec spec = tc.defaults;
+    spec.name = name;
+    tc.topics.push_back(std::move(spec));
+  }
+  return tc;
+}
+
+Result<TopicsConfig> topics_config_from_section(const ConfigSection& section) {
+  try {
+    if (auto st = section.check_keys({"defaults", "topics"}); !st) return st.error();
+    TopicSpec defaults;
+    if (auto st = read_spec(section.section("defaults"), defaults); !st) return st.error();
+    TopicsConfig tc = default_topics_config(defaults);
+    ConfigSection list = section.section("topics");
+    for (const auto& name : list.keys()) {
+      if (!valid_topic_name(name) || name.ends_with(".dlq"))
+        return config_invalid(
+            fmt::format("{}: \"{}\" is not a valid topic name (letters, digits, '.', '_', '-'; "
+                        "the .dlq twins are implicit)",
+                        list.path(), name),
+            list.path() + "." + name);
+      auto it = std::find_if(tc.topics.begin(), tc.topics.end(),
+                             [&](const TopicSpec& t) { return t.name == name; });
+      if (it == tc.topics.end()) {
+        tc.topics.push_back(defaults);
+        it = std::prev(tc.topics.end());
+        it->name = name;
+      }
+      const rapidjson::Value* v = list.raw(name);
+      if (v == nullptr || !v->IsObject())
+        return config_invalid(fmt::format("{}.{} must be an object", list.path(), name),
+                              list.path() + "." + name);
+      if (auto st = read_spec(list.section(name), *it); !st) return st.error();
+    }
+    return tc;
+  } catch (const ConfigError& e) {
+    return config_invalid(e.what());
+  }
+}
+
+Result<TopicsConfig> load_topics_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return config_invalid(fmt::format("cannot read topics file \"{}\"", path), "topics_file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  auto doc = parse_json_config(buffer.str());
+  if (!doc) return config_invalid(fmt::format("{}: {}", path, doc.error().message), "topics_file");
+  if (!doc.value()->IsObject())
+    return config_invalid(fmt::format("{}: must hold a JSON object", path), "topics_file");
+  auto tc = topics_config_from_section(ConfigSection(doc.value().get(), ""));
+  if (!tc) {
+    Error e = tc.error();
+    e.message = fmt::format("{}: {}", path, e.message);
+    return e;
+  }
+  return tc;
+}
+
+// --- options ------------------------------------------------------------------------------------
+
+namespace {
+
+std::string join_path(const std::string& base, const std::string& file) {
+  if (file.empty() || file.front() == '/' || base.empty()) return file;
+  return base.back() == '/' ? base + file : base + "/" + file;
+}
+
+std::string dir_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+Status positive_ms(const ConfigSection& s, std::string_view key, int64_t min, int64_t max,
+                   std::chrono::milliseconds& out) {
+  int64_t v = s.get_int(key, out.count());
+  if (v < min || v > max)
+    return config_invalid(fmt::format("kafka.{} must be {}..{}", key, min, max),
+                          fmt::format("kafka.{}", key));
+  out = std::chrono::milliseconds(v);
+  return {};
+}
+
+}  // namespace
+
+Result<KafkaBusOptions> kafka_options_from_config(const ConfigSection& s,
+                                                  const std::string& base_dir) {
+  try {
+    if (auto st = s.check_keys({"bootstrap_servers", "client_id", "compression", "linger_ms",
+                                "batch_num_messages", "batch_size_bytes", "delivery_timeout_ms",
+                                "session_timeout_ms", "commit_interval_ms", "health_interval_ms",
+                                "topics_file", "properties", "producer_properties",
+                                "consumer_properties"});
+        !st)
+      return st.error();
+    KafkaBusOptions o;
+    o.bootstrap_servers = s.get_string("bootstrap_servers", o.bootstrap_servers);
+    if (o.bootstrap_servers.empty())
+      return config_invalid("kafka.bootstrap_servers must not be empty", "kafka.bootstrap_servers");
+    o.client_id = s.get_string("client_id", o.client_id);
+    o.compression = s.get_string("compression", o.compression);
+    static const std::set<std::string> kCodecs = {"none", "gzip", "snappy", "lz4", "zstd"};
+    if (!kCodecs.contains(o.compression))
+      return config_invalid(
+          fmt::format("kafka.compression must be none, gzip, snappy, lz4 or zstd, got \"{}\"",
+                      o.compression),
+          "kafka.compression");
+    int64_t linger = s.get_int("linger_ms", o.linger_ms);
+    if (linger < 0 || linger > 900'000)
+      return config_invalid("kafka.linger_ms must be 0..900000", "kafka.linger_ms");
+    o.linger_ms = static_cast<int>(linger);
+    int64_t batch = s.get_int("batch_num_messages", o.batch_num_messages);
+    if (batch < 1 || batch > 1'000'000)
+      return config_invalid("kafka.batch_num_messages must be 1..1000000", "kafka.batch_num_messages");
+    o.batch_num_messages = static_cast<int>(batch);
+    int64_t bytes = s.get_int("batch_size_bytes", o.batch_size_bytes);
+    if (bytes < 1 || bytes > 2'147'483'647)
+      return config_invalid("kafka.batch_size_bytes must be positive", "kafka.batch_size_bytes");
+    o.batch_size_bytes = static_cast<int>(bytes);
+    if (auto st = positive_ms(s, "delivery_timeout_ms", 1'000, 3'600'000, o.delivery_timeout); !st)
+      return st.error();
+    if (auto st = positive_ms(s, "session_timeout_ms", 1'000, 3'600'000, o.session_timeout); !st)
+      return st.error();
+    if (auto st = positive_ms(s, "commit_interval_ms", 1, 600'000, o.commit_interval); !st)
+      return st.error();
+    if (auto st = positive_ms(s, "health_interval_ms", 100, 600'000, o.health_interval); !st)
+      return st.error();
+    for (auto [key, target] : {std::pair{"properties", &o.properties},
+                               std::pair{"producer_properties", &o.producer_properties},
+                               std::pair{"consumer_properties", &o.consumer_properties}}) {
+      auto props = read_properties(s, key);
+      if (!props) return props.error();
+      *target = std::move(props).value();
+    }
+    // Properties are checked now, so that a typo fails start-up rather than the first publish.
+    for (auto kind : {ClientKind::kProducer, ClientKind::kConsumer}) {
+      auto conf = make_conf(o, kind, {});
+      if (!conf) return conf.error();
+    }
+    std::string topics_file = s.get_string("topics_file", "");
+    if (!topics_file.empty()) {
+      auto tc = load_topics_config(join_path(base_dir, topics_file));
+      if (!tc) return tc.error();
+      o.topics = std::move(tc).value();
+    }
+    o.partitions = o.topics.defaults.partitions;
+    o.replication_factor = o.topics.defaults.replication_factor;
+    return o;
+  } catch (const ConfigError& e) {
+    return config_invalid(e.what());
+  }
+}
+
+Result<KafkaBusOptions> kafka_options_from_settings(const Settings& settings) {
+  std::string base = settings.config_file.empty() ? std::string() : dir_of(settings.config_file);
+  Result<KafkaBusOptions> o = [&]() -> Result<KafkaBusOptions> {
+    try {
+      return kafka_options_from_config(settings.section("kafka"), base);
+    } catch (const ConfigError& e) {
+      return config_invalid(e.what());
+    }
+  }();
+  if (!o) return o;
+  try {
+    if (settings.root().has("topics")) {
+      auto tc = topics_config_from_section(settings.section("topics"));
+      if (!tc) return tc.error();
+      o->topics = std::move(tc).value();
+      o->partitions = o->topics.defaults.partitions;
+      o->replication_factor = o->topics.defaults.replication_factor;
+    }
+  } catch (const ConfigError& e) {
+    return config_invalid(e.what());
+  }
+  if (!settings.brokers.empty()) o->bootstrap_servers = settings.brokers;
+  return o;
+}
+
+// --- admin --------------------------------------------------------------------------------------
+
+namespace {
+
+struct MetadataDeleter {
+  void operator()(const rd_kafka_metadata_t* m) const noexcept { rd_kafka_metadata_destroy(m); }
+};
+using MetadataPtr = std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter>;
+
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const noexcept { rd_kafka_queue_destroy(q); }
+};
+struct EventDeleter {
+  void operator()(rd_kafka_event_t* e) const noexcept { rd_kafka_event_destroy(e); }
+};
+struct AdminOptionsDeleter {
+  void operator()(rd_kafka_AdminOptions_t* o) const noexcept { rd_kafka_AdminOptions_destroy(o); }
+};
+
+int timeout_int(std::chrono::milliseconds t) {
+  return static_cast<int>(std::clamp<int64_t>(t.count(), 1, 3'600'000));
+}
+
+// A short-lived client for admin requests. Connection errors are expected while the brokers are
+// away and are reported through the results, so librdkafka's own error logs are quieted.
+Result<HandlePtr> admin_client(const KafkaBusOptions& options) {
+  auto conf = make_conf(options, ClientKind::kAdmin, {{"client.id", options.client_id + "-admin"}});
+  if (!conf) return conf.error();
+  return make_client(RD_KAFKA_PRODUCER, std::move(conf).value());
+}
+
+Result<MetadataPtr> all_metadata(rd_kafka_t* rk, std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, nullptr, &md, timeout_int(timeout));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return kafka_error(
+        fmt::format("cannot read metadata from Kafka at {}", rd_kafka_name(rk)), err);
+  return MetadataPtr(md);
+}
+
+const rd_kafka_metadata_topic_t* find_topic(const rd_kafka_metadata_t* md, std::string_view name) {
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    const auto& t = md->topics[i];
+    if (name == t.topic && t.err == RD_KAFKA_RESP_ERR_NO_ERROR) return &t;
+  }
+  return nullptr;
+}
+
+// A configured topic or .dlq twin as it should exist.
+struct Wanted {
+  std::string name;
+  int partitions;
+  int replication_factor;
+  std::map<std::string, std::string> config;
+};
+
+std::vector<Wanted> expand(const TopicsConfig& tc) {
+  std::vector<Wanted> out;
+  for (const auto& t : tc.topics) {
+    Wanted w{t.name, t.partitions, t.replication_factor, t.config};
+    w.config["retention.ms"] = std::to_string(t.retention_ms);
+    out.push_back(w);
+    if (t.dlq) {
+      w.name = dlq_topic(t.name);
+      w.config["retention.ms"] = std::to_string(t.dlq_retention_ms);
+      out.push_back(std::move(w));
+    }
+  }
+  return out;
+}
+
+struct EnsureReport {
+  std::vector<std::string> created;
+  std::vector<std::string> existing;
+  std::vector<std::string> mismatched;  // human-readable
+};
+
+Result<EnsureReport> ensure_impl(const KafkaBusOptions& options, const TopicsConfig& tc,
+                                 std::chrono::milliseconds timeout) {
+  auto rk = admin_client(options);
+  if (!rk) return rk.error();
+  auto md = all_metadata(rk->get(), timeout);
+  if (!md) {
+    Error e = md.error();
+    e.message = fmt::format("cannot reach Kafka at {}: {}", options.bootstrap_servers,
+                            rd_kafka_err2str(RD_KAFKA_RESP_ERR__TRANSPORT));
+    e.message = fmt::format("cannot reach Kafka at {} to provision topics ({})",
+                            options.bootstrap_servers, md.error().message);
+    return e;
+  }
+  EnsureReport report;
+  std::vector<Wanted> missing;
+  for (auto& w : expand(tc)) {
+    const auto* t = find_topic(md->get(), w.name);
+    if (t == nullptr) {
+      missing.push_back(std::move(w));
+      continue;
+    }
+    report.existing.push_back(w.name);
+    if (t->partition_cnt != w.partitions) {
+      report.mismatched.push_back(
+          fmt::format("topic {} has {} partitions but the topics config says {}; left unchanged "
+                      "(Kafka can only add partitions, which moves keys: change it deliberately)",
+                      w.name, t->partition_cnt, w.partitions));
+      log::warn(kTag, "{}", report.mismatched.back());
+    }
+  }
+  if (missing.empty()) return report;
+
+  std::vector<rd_kafka_NewTopic_t*> new_topics;
+  auto free_new = [&] {
+    for (auto* nt : new_topics) rd_kafka_NewTopic_destroy(nt);
+  };
+  for (const auto& w : missing) {
+    char err[512];
+    rd_kafka_NewTopic_t* nt =
+        rd_kafka_NewTopic_new(w.name.c_str(), w.partitions, w.replication_factor, err, sizeof(err));
+    if (nt == nullptr) {
+      free_new();
+      return config_invalid(fmt::format("topic {}: {}", w.name, err), "topics");
+    }
+    new_topics.push_back(nt);
+    for (const auto& [k, v] : w.config) {
+      if (rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        free_new();
+        return config_invalid(fmt::format("topic {}: invalid config {}={}", w.name, k, v),
+                              "topics");
+      }
+    }
+  }
+  std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter> aopts(
+      rd_kafka_AdminOptions_new(rk->get(), RD_KAFKA_ADMIN_OP_CREATETOPICS));
+  char err[512];
+  rd_kafka_AdminOptions_set_request_timeout(aopts.get(), timeout_int(timeout), err, sizeof(err));
+  rd_kafka_AdminOptions_set_operation_timeout(aopts.get(), timeout_int(timeout), err, sizeof(err));
+  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> q(rd_kafka_queue_new(rk->get()));
+  rd_kafka_CreateTopics(rk->get(), new_topics.data(), new_topics.size(), aopts.get(), q.get());
+  free_new();
+  std::unique_ptr<rd_kafka_event_t, EventDeleter> ev(
+      rd_kafka_queue_poll(q.get(), timeout_int(timeout) + 5'000));
+  if (!ev) return Error{"UNAVAILABLE", "creating topics timed out", {}, true};
+  if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return kafka_error("creating topics failed", rd_kafka_event_error(ev.get()));
+  const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev.get());
+  size_t cnt = 0;
+  const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(res, &cnt);
+  std::vector<std::string> failures;
+  bool retryable = true;
+  for (size_t i = 0; i < cnt; ++i) {
+    std::string name = rd_kafka_topic_result_name(results[i]);
+    rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      auto it = std::find_if(missing.begin(), missing.end(),
+                             [&](const Wanted& w) { return w.name == name; });
+      log::info(kTag, "created topic {} ({} partitions, replication {})", name,
+                it != missing.end() ? it->partitions : 0,
+                it != missing.end() ? it->replication_factor : 0);
+      report.created.push_back(name);
+    } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+      report.existing.push_back(name);  // another process was faster
+    } else {
+      const char* why = rd_kafka_topic_result_error_string(results[i]);
+      failures.push_back(fmt::format("{}: {}", name, why != nullptr ? why : rd_kafka_err2str(e)));
+      if (e == RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR ||
+          e == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS || e == RD_KAFKA_RESP_ERR_INVALID_CONFIG ||
+          e == RD_KAFKA_RESP_ERR_INVALID_TOPIC_EXCEPTION ||
+          e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+          e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+          e == RD_KAFKA_RESP_ERR_POLICY_VIOLATION)
+        retryable = false;
+    }
+  }
+  if (!failures.empty()) {
+    std::string joined;
+    for (const auto& f : failures) joined += (joined.empty() ? "" : "; ") + f;
+    return Error{"UNAVAILABLE", "cannot create topics: " + joined, {}, retryable};
+  }
+  return report;
+}
+
+}  // namespace
+
+Status ensure_topics(const KafkaBusOptions& options, const TopicsConfig& topics,
+                     std::chrono::milliseconds timeout) {
+  auto r = ensure_impl(options, topics, timeout);
+  if (!r) return r.error();
+  return {};
+}
+
+Status create_topics(const KafkaBusOptions& options, const std::vector<std::string>& names) {
+  TopicsConfig tc;
+  tc.defaults = options.topics.defaults;
+  tc.defaults.partitions = options.partitions;
+  tc.defaults.replication_factor = options.replication_factor;
+  for (const auto& n : names) {
+    TopicSpec spec = tc.defaults;
+    spec.name = n;
+    tc.topics.push_back(std::move(spec));
+  }
+  return ensure_topics(options, tc);
+}
+
+Result<std::vector<TopicInfo>> describe_topics(const KafkaBusOptions& options,
+                                               std::chrono::milliseconds timeout) {
+  auto rk = admin_client(options);
+  if (!rk) return rk.error();
+  auto md = all_metadata(rk->get(), timeout);
+  if (!md) return md.error();
+
+  std::vector<TopicInfo> out;
+  std::set<std::string> seen;
+  for (const auto& w : expand(options.topics)) {
+    TopicInfo info;
+    info.name = w.name;
+    info.expected_partitions = w.partitions;
+    if (const auto* t = find_topic(md->get(), w.name)) {
+      info.exists = true;
+      info.partitions = t->partition_cnt;
+      info.replication_factor = t->partition_cnt > 0 ? t->partitions[0].replica_cnt : 0;
+    }
+    seen.insert(w.name);
+    out.push_back(std::move(info));
+  }
+  std::vector<TopicInfo> others;
+  for (int i = 0; i < md->get()->topic_cnt; ++i) {
+    const auto& t = md->get()->topics[i];
+    if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR || seen.contains(t.topic)) continue;
+    if (std::strncmp(t.topic, "__", 2) == 0) continue;  // internal
+    TopicInfo info;
+    info.name = t.topic;
+    info.exists = true;
+    info.partitions = t.partition_cnt;
+    info.replication_factor = t.partition_cnt > 0 ? t.partitions[0].replica_cnt : 0;
+    others.push_back(std::move(info));
+  }
+  std::sort(others.begin(), others.end(),
+            [](const TopicInfo& a, const TopicInfo& b) { return a.name < b.name; });
+  out.insert(out.end(), others.begin(), others.end());
+
+  // retention.ms of the existing topics, in one DescribeConfigs request.
+  std::vector<rd_kafka_ConfigResource_t*> resources;
+  for (const auto& info : out)
+    if (info.exists)
+      resources.push_back(rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, info.name.c_str()));
+  if (resources.empty()) return out;
+  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> q(rd_kafka_queue_new(rk->get()));
+  std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter> aopts(
+      rd_kafka_AdminOptions_new(rk->get(), RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS));
+  char err[512];
+  rd_kafka_AdminOptions_set_request_timeout(aopts.get(), timeout_int(timeout), err, sizeof(err));
+  rd_kafka_DescribeConfigs(rk->get(), resources.data(), resources.size(), aopts.get(), q.get());
+  for (auto* r : resources) rd_kafka_ConfigResource_destroy(r);
+  std::unique_ptr<rd_kafka_event_t, EventDeleter> ev(
+      rd_kafka_queue_poll(q.get(), timeout_int(timeout) + 5'000));
+  if (!ev || rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
+  const rd_kafka_DescribeConfigs_result_t* res = rd_kafka_event_DescribeConfigs_result(ev.get());
+  size_t cnt = 0;
+  const rd_kafka_ConfigResource_t** rs = rd_kafka_DescribeConfigs_result_resources(res, &cnt);
+  for (size_t i = 0; i < cnt; ++i) {
+    if (rd_kafka_ConfigResource_error(rs[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    std::string name = rd_kafka_ConfigResource_name(rs[i]);
+    size_t ecnt = 0;
+    const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(rs[i], &ecnt);
+    for (size_t j = 0; j < ecnt; ++j) {
+      if (std::strcmp(rd_kafka_ConfigEntry_name(entries[j]), "retention.ms") != 0) continue;
+      const char* v = rd_kafka_ConfigEntry_value(entries[j]);
+      for (auto& info : out)
+        if (info.name == name && v != nullptr) info.retention_ms = std::strtoll(v, nullptr, 10);
+    }
+  }
+  return out;
+}
+
+int run_topics_command(std::string_view verb, const KafkaBusOptions& options, std::FILE* out) {
+  if (verb == "create") {
+    auto r = ensure_impl(options, options.topics, std::chrono::seconds(30));
+    if (!r) {
+      fmt::print(out, "error: {}\n", r.error().message);
+      return 1;
+    }
+    for (const auto& n : r->created) fmt::print(out, "created  {}\n", n);
+    for (const auto& n : r->existing) fmt::print(out, "exists   {}\n", n);
+    for (const auto& m : r->mismatched) fmt::print(out, "warning: {}\n", m);
+    fmt::print(out, "{} created, {} already existed, {} with a different partition count\n",
+               r->created.size(), r->existing.size(), r->mismatched.size());
+    return 0;
+  }
+  if (verb == "list" || verb == "describe") {
+    auto r = describe_topics(options);
+    if (!r) {
+      fmt::print(out, "error: {}\n", r.error().message);
+      return 1;
+    }
+    if (verb == "list") {
+      for (const auto& t : r.value())
+        if (t.exists) fmt::print(out, "{}\n", t.name);
+      return 0;
+    }
+    fmt::print(out, "{:<32} {:>10} {:>11} {:>14}  {}\n", "TOPIC", "PARTITIONS", "REPLICATION",
+               "RETENTION.MS", "STATUS");
+    int missing = 0, mismatched = 0;
+    for (const auto& t : r.value()) {
+      std::string status = "ok";
+      if (!t.exists) {
+        status = "missing (run: ecomd topics create)";
+        ++missing;
+      } else if (t.expected_partitions == 0) {
+        status = "not in the topics config";
+      } else if (t.partitions != t.expected_partitions) {
+        status = fmt::format("partitions differ: config says {}", t.expected_partitions);
+        ++mismatched;
+      }
+      fmt::print(out, "{:<32} {:>10} {:>11} {:>14}  {}\n", t.name,
+                 t.exists ? std::to_string(t.partitions) : "-",
+                 t.exists ? std::to_string(t.replication_factor) : "-",
+                 t.retention_ms >= -1 ? std::to_string(t.retention_ms) : "-", status);
+    }
+    fmt::print(out, "{} topics, {} missing, {} with a different partition count\n",
+               r->size(), missing, mismatched);
+    return 0;
+  }
+  fmt::print(out, "usage: ecomd topics create|list|describe (unknown verb \"{}\")\n", verb);
+  return 2;
+}
+
+}  // namespace ecom::bus

@@ -1,0 +1,49 @@
+#pragma once
+// Private helpers shared by the Kafka bus and the topic admin code. librdkafka stays in src/bus.
+
+#include <librdkafka/rdkafka.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "ecom/bus/kafka_bus.hpp"
+#include "ecom/core/result.hpp"
+
+namespace ecom::bus::kafka {
+
+inline constexpr std::string_view kTag{"kafka"};
+
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* c) const noexcept { rd_kafka_conf_destroy(c); }
+};
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+struct HandleDeleter {
+  void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
+};
+using HandlePtr = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+
+/// Which client a configuration is for; decides which extra property map applies.
+enum class ClientKind { kProducer, kConsumer, kAdmin };
+
+/// A base configuration: bootstrap servers, client id, logging into ecom::log, then
+/// options.properties and the client kind's own properties. Unknown or invalid properties fail
+/// with CONFIG_INVALID naming the property.
+Result<ConfPtr> make_conf(const KafkaBusOptions& options, ClientKind kind,
+                          const std::map<std::string, std::string>& preset);
+
+/// Sets one property; CONFIG_INVALID on failure.
+Status conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value);
+
+/// Creates a client from `conf` (which it takes over on success).
+Result<HandlePtr> make_client(rd_kafka_type_t type, ConfPtr conf);
+
+/// An UNAVAILABLE error (retryable unless told otherwise) with librdkafka's reason.
+Error kafka_error(std::string_view what, rd_kafka_resp_err_t err, bool retryable = true);
+
+/// True when a failed delivery may succeed when tried again later.
+bool delivery_retryable(rd_kafka_resp_err_t err) noexcept;
+
+}  // namespace ecom::bus::kafka

@@ -1,0 +1,434 @@
+#include "ecom/order/order_module.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <fmt/format.h>
+
+#include <array>
+#include <charconv>
+
+#include "ecom/bus/event_bus.hpp"
+#include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/clock.hpp"
+#include "ecom/core/log.hpp"
+#include "ecom/core/topics.hpp"
+#include "ecom/db/database.hpp"
+#include "ecom/db/outbox.hpp"
+#include "ecom/http/router.hpp"
+#include "ecom/order/validation.hpp"
+
+namespace ecom::order {
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+constexpr std::string_view kTag = OrderModule::kName;
+constexpr size_t kMaxIdempotencyKey = 255;
+constexpr int kDefaultListLimit = 20;
+constexpr int kMaxListLimit = 200;
+
+// Status order: a change is applied only if it moves forward. Terminal states never move.
+int rank(std::string_view status) {
+  if (status == "PENDING") return 0;
+  if (status == "STOCK_RESERVED") return 1;
+  if (status == "PAYMENT_AUTHORIZED") return 2;
+  if (status == "CONFIRMED" || status == "CANCELLED") return 3;
+  return -1;
+}
+
+bool is_terminal(std::string_view status) { return rank(status) == 3; }
+
+constexpr std::array<std::string_view, 4> kMigrations = {
+    R"(CREATE TABLE orders (
+         id TEXT PRIMARY KEY,
+         customer_id TEXT NOT NULL,
+         currency TEXT NOT NULL,
+         status TEXT NOT NULL,
+         reason TEXT,
+         total_amount INTEGER NOT NULL,
+         payment_token TEXT,
+         items TEXT NOT NULL,
+         correlation_id TEXT NOT NULL,
+         cancel_requested_at INTEGER,
+         created_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL);
+       CREATE INDEX orders_by_customer ON orders(customer_id, created_at DESC);
+       CREATE INDEX orders_by_time ON orders(created_at DESC);)",
+    R"(CREATE TABLE order_history (
+         order_id TEXT NOT NULL,
+         seq INTEGER NOT NULL,
+         status TEXT NOT NULL,
+         reason TEXT,
+         at INTEGER NOT NULL,
+         PRIMARY KEY (order_id, seq)) WITHOUT ROWID;)",
+    R"(CREATE TABLE idempotency_keys (
+         key TEXT PRIMARY KEY,
+         request TEXT NOT NULL,
+         order_id TEXT NOT NULL,
+         status_code INTEGER NOT NULL,
+         created_at INTEGER NOT NULL);)",
+    R"(CREATE INDEX idempotency_by_time ON idempotency_keys(created_at);)",
+};
+
+std::string accepted_body(std::string_view order_id, std::string_view status,
+                          std::string_view correlation_id) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("orderId");
+  w.String(order_id.data(), static_cast<rapidjson::SizeType>(order_id.size()));
+  w.Key("status");
+  w.String(status.data(), static_cast<rapidjson::SizeType>(status.size()));
+  w.Key("correlationId");
+  w.String(correlation_id.data(), static_cast<rapidjson::SizeType>(correlation_id.size()));
+  w.EndObject();
+  return sb.GetString();
+}
+
+std::string created_event_data(std::string_view order_id, const NewOrder& o) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("orderId");
+  w.String(order_id.data(), static_cast<rapidjson::SizeType>(order_id.size()));
+  w.Key("customerId");
+  w.String(o.customer_id);
+  w.Key("currency");
+  w.String(o.currency);
+  w.Key("totalAmount");
+  w.Int64(o.total_amount);
+  w.Key("items");
+  w.StartArray();
+  for (const auto& l : o.items) {
+    w.StartObject();
+    w.Key("sku");
+    w.String(l.sku);
+    w.Key("quantity");
+    w.Int64(l.quantity);
+    w.Key("unitAmount");
+    w.Int64(l.unit_amount);
+    w.EndObject();
+  }
+  w.EndArray();
+  if (!o.payment_token.empty()) {
+    w.Key("paymentToken");
+    w.String(o.payment_token);
+  }
+  w.EndObject();
+  return sb.GetString();
+}
+
+std::string items_json(const NewOrder& o) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartArray();
+  for (const auto& l : o.items) {
+    w.StartObject();
+    w.Key("sku");
+    w.String(l.sku);
+    w.Key("quantity");
+    w.Int64(l.quantity);
+    w.Key("unitAmount");
+    w.Int64(l.unit_amount);
+    w.EndObject();
+  }
+  w.EndArray();
+  return sb.GetString();
+}
+
+void write_str(Writer& w, std::string_view key, std::string_view value) {
+  w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
+  w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+}
+
+// Writes the order row of `stmt` (columns as in kOrderColumns) as JSON fields.
+constexpr std::string_view kOrderColumns =
+    "id, customer_id, currency, status, reason, total_amount, items, correlation_id, created_at, "
+    "updated_at, cancel_requested_at";
+
+void write_order_fields(Writer& w, db::Statement& s) {
+  write_str(w, "orderId", s.col_view(0));
+  write_str(w, "customerId", s.col_view(1));
+  write_str(w, "currency", s.col_view(2));
+  write_str(w, "status", s.col_view(3));
+  if (!s.col_null(4)) write_str(w, "reason", s.col_view(4));
+  w.Key("totalAmount");
+  w.Int64(s.col_int(5));
+  w.Key("items");
+  auto items = s.col_view(6);
+  w.RawValue(items.data(), items.size(), rapidjson::kArrayType);
+  write_str(w, "correlationId", s.col_view(7));
+  write_str(w, "createdAt", format_rfc3339(s.col_int(8)));
+  write_str(w, "updatedAt", format_rfc3339(s.col_int(9)));
+  w.Key("cancellationRequested");
+  w.Bool(!s.col_null(10));
+}
+
+Result<int> parse_limit(const http::Request& req) {
+  auto text = req.query_param("limit");
+  if (!text) return kDefaultListLimit;
+  int limit = 0;
+  auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), limit);
+  if (ec != std::errc() || p != text->data() + text->size() || limit < 1 || limit > kMaxListLimit)
+    return http::validation_error("limit", fmt::format("limit must be an integer from 1 to {}", kMaxListLimit));
+  return limit;
+}
+
+}  // namespace
+
+struct OrderModule::Impl {
+  ModuleContext* ctx = nullptr;
+  std::unique_ptr<bus::Subscription> status_sub;
+
+  db::Database& db() { return ctx->db; }
+
+  // --- HTTP ------------------------------------------------------------------------------------
+
+  http::Response create(const http::Request& req) {
+    auto parsed = parse_new_order(req.body);
+    if (!parsed) return http::error_response(parsed.error());
+    const NewOrder& order = parsed.value();
+
+    std::string key;
+    if (auto h = req.header("idempotency-key")) {
+      key = std::string(*h);
+      if (key.empty() || key.size() > kMaxIdempotencyKey)
+        return http::error_response(http::validation_error(
+            "Idempotency-Key", fmt::format("Idempotency-Key must be 1..{} characters", kMaxIdempotencyKey)));
+    }
+    std::string canonical = key.empty() ? std::string() : canonical_json(order);
+
+    struct Outcome {
+      std::string order_id;
+      std::string status;
+      std::string correlation_id;
+      bool replayed = false;
+    };
+    auto result = db().transaction([&](db::Tx& tx) -> Result<Outcome> {
+      if (!key.empty()) {
+        auto s = tx.stmt(
+            "SELECT k.request, k.order_id, o.status, o.correlation_id FROM idempotency_keys k "
+            "JOIN orders o ON o.id = k.order_id WHERE k.key = ?");
+        s.bind(1, key);
+        if (s.step()) {
+          if (s.col_view(0) != canonical)
+            return Error{"IDEMPOTENCY_CONFLICT",
+                         "Idempotency-Key was already used with a different request body",
+                         "Idempotency-Key", false};
+          return Outcome{s.col_text(1), s.col_text(2), s.col_text(3), true};
+        }
+      }
+      std::string id = new_uuid();
+      int64_t now = now_ms();
+      auto event = make_event(kName, event_types::kOrderCreated, id, created_event_data(id, order));
+      if (auto tp = req.header("traceparent"); tp && tp->size() == 55) event.traceparent = *tp;
+      tx.stmt("INSERT INTO orders (id, customer_id, currency, status, total_amount, payment_token, "
+              "items, correlation_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+          .bind_all(id, order.customer_id, order.currency, "PENDING", order.total_amount,
+                    order.payment_token, items_json(order), event.correlation_id, now, now)
+          .exec();
+      tx.stmt("INSERT INTO order_history (order_id, seq, status, at) VALUES (?, 1, 'PENDING', ?)")
+          .bind_all(id, now)
+          .exec();
+      if (!key.empty()) {
+        tx.stmt("INSERT INTO idempotency_keys (key, request, order_id, status_code, created_at) "
+                "VALUES (?,?,?,202,?)")
+            .bind_all(key, canonical, id, now)
+            .exec();
+      }
+      db::outbox_add(tx, topics::kOrdersCreated, event);
+      return Outcome{id, "PENDING", event.correlation_id, false};
+    });
+    if (!result) return http::error_response(result.error());
+    if (!result->replayed) ctx->outbox.notify();
+    auto resp = http::json(202, accepted_body(result->order_id, result->status, result->correlation_id));
+    resp.with_header("Location", "/api/orders/" + result->order_id);
+    if (result->replayed) resp.with_header("Idempotent-Replayed", "true");
+    return resp;
+  }
+
+  Result<std::string> render_order(db::Tx& tx, std::string_view id) {
+    auto s = tx.stmt(fmt::format("SELECT {} FROM orders WHERE id = ?", kOrderColumns));
+    s.bind(1, id);
+    if (!s.step()) return Error{"NOT_FOUND", fmt::format("order \"{}\" does not exist", id), "id", false};
+    rapidjson::StringBuffer sb;
+    Writer w(sb);
+    w.StartObject();
+    write_order_fields(w, s);
+    w.Key("history");
+    w.StartArray();
+    auto h = tx.stmt("SELECT status, reason, at FROM order_history WHERE order_id = ? ORDER BY seq");
+    h.bind(1, id);
+    while (h.step()) {
+      w.StartObject();
+      write_str(w, "status", h.col_view(0));
+      if (!h.col_null(1)) write_str(w, "reason", h.col_view(1));
+      write_str(w, "at", format_rfc3339(h.col_int(2)));
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    return std::string(sb.GetString(), sb.GetSize());
+  }
+
+  http::Response get(const http::Request& req) {
+    std::string id(req.param("id"));
+    auto body = db().read([&](db::Tx& tx) { return render_order(tx, id); });
+    if (!body) return http::error_response(body.error());
+    return http::json(200, std::move(body).value());
+  }
+
+  http::Response list(const http::Request& req) {
+    auto limit = parse_limit(req);
+    if (!limit) return http::error_response(limit.error());
+    auto customer = req.query_param("customerId");
+    if (customer && !is_valid_id(*customer))
+      return http::error_response(http::validation_error("customerId", "customerId is not a valid id"));
+    auto body = db().read([&](db::Tx& tx) -> Result<std::string> {
+      auto s = customer
+                   ? tx.stmt(fmt::format("SELECT {} FROM orders WHERE customer_id = ? "
+                                         "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                                         kOrderColumns))
+                   : tx.stmt(fmt::format("SELECT {} FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                                         kOrderColumns));
+      int idx = 1;
+      if (customer) s.bind(idx++, *customer);
+      s.bind(idx, *limit);
+      rapidjson::StringBuffer sb;
+      Writer w(sb);
+      w.StartObject();
+      w.Key("orders");
+      w.StartArray();
+      while (s.step()) {
+        w.StartObject();
+        write_order_fields(w, s);
+        w.EndObject();
+      }
+      w.EndArray();
+      w.EndObject();
+      return std::string(sb.GetString(), sb.GetSize());
+    });
+    if (!body) return http::error_response(body.error());
+    return http::json(200, std::move(body).value());
+  }
+
+  http::Response cancel(const http::Request& req) {
+    std::string id(req.param("id"));
+    struct Outcome {
+      std::string status;
+      bool emitted;
+    };
+    auto result = db().transaction([&](db::Tx& tx) -> Result<Outcome> {
+      auto s = tx.stmt("SELECT status, customer_id, cancel_requested_at, correlation_id FROM orders WHERE id = ?");
+      s.bind(1, id);
+      if (!s.step()) return Error{"NOT_FOUND", fmt::format("order \"{}\" does not exist", id), "id", false};
+      std::string status = s.col_text(0);
+      if (is_terminal(status))
+        return Error{"CONFLICT", fmt::format("order is {} and can no longer be cancelled", status), "status", false};
+      if (!s.col_null(2)) return Outcome{status, false};  // already requested: same answer, no new event
+      std::string customer = s.col_text(1);
+      std::string correlation = s.col_text(3);
+      rapidjson::StringBuffer sb;
+      Writer w(sb);
+      w.StartObject();
+      write_str(w, "orderId", id);
+      write_str(w, "customerId", customer);
+      w.EndObject();
+      auto event = make_event(kName, event_types::kOrderCancellationRequested, id, sb.GetString());
+      event.correlation_id = correlation;  // the cancellation belongs to the order's flow
+      int64_t now = now_ms();
+      tx.stmt("UPDATE orders SET cancel_requested_at = ?, updated_at = ? WHERE id = ?").bind_all(now, now, id).exec();
+      db::outbox_add(tx, topics::kOrdersCancellations, event);
+      return Outcome{status, true};
+    });
+    if (!result) return http::error_response(result.error());
+    if (result->emitted) ctx->outbox.notify();
+    rapidjson::StringBuffer sb;
+    Writer w(sb);
+    w.StartObject();
+    write_str(w, "orderId", id);
+    write_str(w, "status", result->status);
+    w.Key("cancellationRequested");
+    w.Bool(true);
+    w.EndObject();
+    return http::json(202, sb.GetString()).with_header("Location", "/api/orders/" + id);
+  }
+
+  // --- Bus -------------------------------------------------------------------------------------
+
+  bus::Outcome on_status(const bus::Message& m) {
+    if (m.envelope.type != event_types::kOrderStatusChanged) return bus::Outcome::ack();
+    rapidjson::Document d;
+    d.Parse(m.envelope.data.data(), m.envelope.data.size());
+    auto str = [&d](const char* k) -> std::string {
+      auto it = d.FindMember(k);
+      return it != d.MemberEnd() && it->value.IsString() ? it->value.GetString() : std::string();
+    };
+    std::string order_id = str("orderId");
+    std::string status = str("status");
+    std::string reason = str("reason");
+    if (order_id.empty() || rank(status) < 0)
+      return bus::Outcome::dead_letter(fmt::format("status change without a valid orderId/status: {}", m.envelope.data));
+    int64_t at = now_ms();
+    auto r = db().transaction([&](db::Tx& tx) -> Result<bool> {
+      if (!db::inbox_claim(tx, kName, m.envelope.id)) return false;
+      auto s = tx.stmt("SELECT status FROM orders WHERE id = ?");
+      s.bind(1, order_id);
+      if (!s.step()) {
+        log::warn(kTag, "status {} for unknown order {} ignored", status, order_id);
+        return false;
+      }
+      std::string current = s.col_text(0);
+      // Never move a terminal order, never go backwards (redeliveries, reordering).
+      if (is_terminal(current) || rank(status) <= rank(current)) return false;
+      auto upd = tx.stmt("UPDATE orders SET status = ?, reason = ?, updated_at = ? WHERE id = ?");
+      upd.bind(1, status).bind(3, at).bind(4, order_id);
+      if (reason.empty()) upd.bind_null(2); else upd.bind(2, reason);
+      upd.exec();
+      auto ins = tx.stmt("INSERT INTO order_history (order_id, seq, status, reason, at) "
+                         "SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM order_history WHERE order_id = ?");
+      ins.bind(1, order_id).bind(2, status).bind(4, at).bind(5, order_id);
+      if (reason.empty()) ins.bind_null(3); else ins.bind(3, reason);
+      ins.exec();
+      return true;
+    });
+    // Any store failure is worth retrying: the event itself was valid.
+    if (!r) return bus::Outcome::retry(r.error().message);
+    return bus::Outcome::ack();
+  }
+};
+
+OrderModule::OrderModule() : impl_(std::make_unique<Impl>()) {}
+OrderModule::~OrderModule() { stop(); }
+
+Status OrderModule::start(ModuleContext& ctx) {
+  if (auto st = ctx.config.check_keys({}); !st) return st;
+  impl_->ctx = &ctx;
+  if (auto st = ctx.db.migrate(kName, kMigrations); !st) return st;
+
+  auto* impl = impl_.get();
+  ctx.router.add(http::Method::kPost, "/api/orders", [impl](const http::Request& r) { return impl->create(r); });
+  ctx.router.add(http::Method::kGet, "/api/orders", [impl](const http::Request& r) { return impl->list(r); });
+  ctx.router.add(http::Method::kGet, "/api/orders/{id}", [impl](const http::Request& r) { return impl->get(r); });
+  ctx.router.add(http::Method::kPost, "/api/orders/{id}/cancel",
+                 [impl](const http::Request& r) { return impl->cancel(r); });
+
+  bus::SubscriptionOptions options;
+  options.group = "ecomd-order";
+  options.topics = {std::string(topics::kOrdersStatus)};
+  auto sub = ctx.bus.subscribe(options, [impl](const bus::Message& m) { return impl->on_status(m); });
+  if (!sub) return sub.error();
+  impl_->status_sub = std::move(sub).value();
+  return {};
+}
+
+void OrderModule::stop() noexcept {
+  if (impl_ && impl_->status_sub) {
+    impl_->status_sub->close();
+    impl_->status_sub.reset();
+  }
+}
+
+}  // namespace ecom::order

@@ -1,0 +1,158 @@
+#include "ecom/order/validation.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <fmt/format.h>
+
+namespace ecom::order {
+namespace {
+
+Error invalid(std::string field, std::string message) {
+  return Error{"VALIDATION_FAILED", std::move(message), std::move(field), false};
+}
+
+bool is_currency(std::string_view s) {
+  if (s.size() != 3) return false;
+  for (char c : s)
+    if (c < 'A' || c > 'Z') return false;
+  return true;
+}
+
+}  // namespace
+
+bool is_valid_id(std::string_view s) noexcept {
+  if (s.empty() || s.size() > kMaxIdLength) return false;
+  for (char c : s)
+    if (c <= ' ' || c > '~') return false;
+  return true;
+}
+
+Result<NewOrder> parse_new_order(std::string_view body) {
+  rapidjson::Document doc;
+  doc.Parse(body.data(), body.size());
+  if (doc.HasParseError()) {
+    return Error{"MALFORMED_JSON",
+                 fmt::format("request body is not valid JSON (offset {}: {})", doc.GetErrorOffset(),
+                             rapidjson::GetParseError_En(doc.GetParseError())),
+                 "", false};
+  }
+  if (!doc.IsObject()) return invalid("", "request body must be a JSON object");
+
+  for (const auto& m : doc.GetObject()) {
+    std::string_view key(m.name.GetString(), m.name.GetStringLength());
+    if (key != "customerId" && key != "currency" && key != "items" && key != "paymentToken")
+      return invalid(std::string(key),
+                     fmt::format("unknown field \"{}\"; valid fields: customerId, currency, items, "
+                                 "paymentToken",
+                                 key));
+  }
+
+  NewOrder order;
+  auto customer = doc.FindMember("customerId");
+  if (customer == doc.MemberEnd()) return invalid("customerId", "customerId is required");
+  if (!customer->value.IsString()) return invalid("customerId", "customerId must be a string");
+  order.customer_id.assign(customer->value.GetString(), customer->value.GetStringLength());
+  if (!is_valid_id(order.customer_id))
+    return invalid("customerId", fmt::format("customerId must be 1..{} printable characters without spaces",
+                                             kMaxIdLength));
+
+  auto currency = doc.FindMember("currency");
+  if (currency == doc.MemberEnd()) return invalid("currency", "currency is required");
+  if (!currency->value.IsString() || !is_currency(currency->value.GetString()))
+    return invalid("currency", "currency must be a 3-letter ISO 4217 code in upper case, e.g. \"USD\"");
+  order.currency = currency->value.GetString();
+
+  auto items = doc.FindMember("items");
+  if (items == doc.MemberEnd()) return invalid("items", "items is required");
+  if (!items->value.IsArray()) return invalid("items", "items must be an array");
+  const auto& lines = items->value.GetArray();
+  if (lines.Empty()) return invalid("items", "items must not be empty");
+  if (lines.Size() > kMaxLines)
+    return invalid("items", fmt::format("items must have at most {} lines", kMaxLines));
+
+  int64_t total = 0;
+  for (rapidjson::SizeType i = 0; i < lines.Size(); ++i) {
+    const auto& line = lines[i];
+    std::string at = fmt::format("items[{}]", i);
+    if (!line.IsObject()) return invalid(at, at + " must be an object");
+    for (const auto& m : line.GetObject()) {
+      std::string_view key(m.name.GetString(), m.name.GetStringLength());
+      if (key != "sku" && key != "quantity" && key != "unitAmount")
+        return invalid(at + "." + std::string(key),
+                       fmt::format("unknown field \"{}\"; valid fields: sku, quantity, unitAmount", key));
+    }
+    OrderLine ol;
+    auto sku = line.FindMember("sku");
+    if (sku == line.MemberEnd()) return invalid(at + ".sku", at + ".sku is required");
+    if (!sku->value.IsString()) return invalid(at + ".sku", at + ".sku must be a string");
+    ol.sku.assign(sku->value.GetString(), sku->value.GetStringLength());
+    if (!is_valid_id(ol.sku))
+      return invalid(at + ".sku", fmt::format("{}.sku must be 1..{} printable characters without spaces",
+                                              at, kMaxIdLength));
+
+    auto quantity = line.FindMember("quantity");
+    if (quantity == line.MemberEnd()) return invalid(at + ".quantity", at + ".quantity is required");
+    if (!quantity->value.IsInt64() || quantity->value.GetInt64() <= 0)
+      return invalid(at + ".quantity", at + ".quantity must be a positive integer");
+    ol.quantity = quantity->value.GetInt64();
+    if (ol.quantity > kMaxQuantity)
+      return invalid(at + ".quantity", fmt::format("{}.quantity must be at most {}", at, kMaxQuantity));
+
+    auto amount = line.FindMember("unitAmount");
+    if (amount == line.MemberEnd()) return invalid(at + ".unitAmount", at + ".unitAmount is required");
+    if (!amount->value.IsInt64() || amount->value.GetInt64() < 0)
+      return invalid(at + ".unitAmount",
+                     at + ".unitAmount must be a non-negative integer (minor units, e.g. cents)");
+    ol.unit_amount = amount->value.GetInt64();
+    if (ol.unit_amount > kMaxUnitAmount)
+      return invalid(at + ".unitAmount", fmt::format("{}.unitAmount must be at most {}", at, kMaxUnitAmount));
+
+    // Bounds above keep quantity * unit_amount below 10^18; the sum is checked against overflow.
+    int64_t line_total = ol.quantity * ol.unit_amount;
+    if (__builtin_add_overflow(total, line_total, &total))
+      return invalid("items", "order total is too large");
+    order.items.push_back(std::move(ol));
+  }
+  order.total_amount = total;
+
+  auto token = doc.FindMember("paymentToken");
+  if (token != doc.MemberEnd() && !token->value.IsNull()) {
+    if (!token->value.IsString()) return invalid("paymentToken", "paymentToken must be a string");
+    order.payment_token.assign(token->value.GetString(), token->value.GetStringLength());
+    if (order.payment_token.empty() || order.payment_token.size() > 128)
+      return invalid("paymentToken", "paymentToken must be 1..128 characters");
+  }
+  return order;
+}
+
+std::string canonical_json(const NewOrder& order) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.StartObject();
+  w.Key("customerId");
+  w.String(order.customer_id);
+  w.Key("currency");
+  w.String(order.currency);
+  w.Key("items");
+  w.StartArray();
+  for (const auto& l : order.items) {
+    w.StartObject();
+    w.Key("sku");
+    w.String(l.sku);
+    w.Key("quantity");
+    w.Int64(l.quantity);
+    w.Key("unitAmount");
+    w.Int64(l.unit_amount);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("paymentToken");
+  w.String(order.payment_token);
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+}  // namespace ecom::order

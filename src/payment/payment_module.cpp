@@ -1,0 +1,231 @@
+#include "ecom/payment/payment_module.hpp"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "ecom/bus/event_bus.hpp"
+#include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/log.hpp"
+#include "ecom/core/topics.hpp"
+#include "ecom/db/database.hpp"
+#include "ecom/db/outbox.hpp"
+#include "ecom/http/router.hpp"
+#include "ecom/payment/payment_service.hpp"
+
+namespace ecom::payment {
+namespace {
+
+constexpr std::string_view kTag = PaymentModule::kName;
+// Simulated latency is bounded so a misconfiguration cannot park a partition indefinitely.
+constexpr int64_t kMaxLatencyMs = 30'000;
+
+Error config_error(std::string key, std::string message) {
+  return Error{"CONFIG_INVALID", std::move(message), std::move(key), false};
+}
+
+std::string payment_json(const Payment& p) {
+  using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  auto key = [&](std::string_view k) { w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size())); };
+  auto str = [&](std::string_view v) {
+    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+  };
+  w.StartObject();
+  key("orderId");
+  str(p.order_id);
+  key("paymentId");
+  if (p.payment_id.empty()) {
+    w.Null();
+  } else {
+    str(p.payment_id);
+  }
+  key("status");
+  str(p.status);
+  key("amount");
+  w.Int64(p.amount);
+  key("currency");
+  str(p.currency);
+  if (!p.reason.empty()) {
+    key("reason");
+    str(p.reason);
+  }
+  key("createdAt");
+  str(p.created_at);
+  key("updatedAt");
+  str(p.updated_at);
+  w.EndObject();
+  return {sb.GetString(), sb.GetSize()};
+}
+
+}  // namespace
+
+struct PaymentModule::Impl {
+  Rules rules;
+  std::chrono::milliseconds latency{0};
+  db::Database* db = nullptr;
+  bus::OutboxRelay* outbox = nullptr;
+  std::unique_ptr<bus::Subscription> subscription;
+
+  std::mutex mu;
+  std::condition_variable stopping_cv;
+  bool stopping = false;
+
+  Status configure(const ConfigSection& cfg);
+  bus::Outcome on_message(const bus::Message& m);
+  bus::Outcome apply(const bus::Message& m);
+  void simulate_latency();
+  http::Response get(const http::Request& req);
+};
+
+PaymentModule::PaymentModule() : impl_(std::make_unique<Impl>()) {}
+PaymentModule::~PaymentModule() { stop(); }
+
+Status PaymentModule::Impl::configure(const ConfigSection& cfg) {
+  if (auto st = cfg.check_keys({"amount_limit", "latency_ms"}); !st) return st;
+  if (const auto* v = cfg.raw("amount_limit"); v != nullptr && (!v->IsInt64() || v->GetInt64() < 0)) {
+    return config_error("payment.amount_limit",
+                        "payment.amount_limit must be an integer >= 0 (minor units)");
+  }
+  rules.amount_limit = cfg.get_int("amount_limit", 1'000'000);
+  if (const auto* v = cfg.raw("latency_ms");
+      v != nullptr && (!v->IsInt64() || v->GetInt64() < 0 || v->GetInt64() > kMaxLatencyMs)) {
+    return config_error("payment.latency_ms",
+                        "payment.latency_ms must be an integer between 0 and 30000");
+  }
+  latency = std::chrono::milliseconds(cfg.get_int("latency_ms", 0));
+  return {};
+}
+
+Status PaymentModule::start(ModuleContext& ctx) {
+  Impl& s = *impl_;
+  if (auto st = s.configure(ctx.config); !st) return st;
+  s.db = &ctx.db;
+  s.outbox = &ctx.outbox;
+  {
+    std::lock_guard lock(s.mu);
+    s.stopping = false;
+  }
+  if (auto st = ctx.db.migrate(kName, migrations()); !st) return st;
+
+  ctx.router.add(http::Method::kGet, "/api/payments/{orderId}",
+                 [&s](const http::Request& r) { return s.get(r); });
+  auto sub = ctx.bus.subscribe(
+      bus::SubscriptionOptions{.group = "ecomd-payment",
+                               .topics = {std::string(topics::kPaymentsCommands)}},
+      [&s](const bus::Message& m) { return s.on_message(m); });
+  if (!sub) return sub.error();
+  s.subscription = std::move(sub).value();
+  log::info(kTag, "simulated gateway: amount_limit={} latency_ms={}", s.rules.amount_limit,
+            s.latency.count());
+  return {};
+}
+
+void PaymentModule::stop() noexcept {
+  if (!impl_) return;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->stopping_cv.notify_all();  // cut a simulated delay short so close() returns promptly
+  if (impl_->subscription) {
+    impl_->subscription->close();
+    impl_->subscription.reset();
+  }
+}
+
+void PaymentModule::Impl::simulate_latency() {
+  if (latency.count() <= 0) return;
+  std::unique_lock lock(mu);
+  stopping_cv.wait_for(lock, latency, [this] { return stopping; });
+}
+
+bus::Outcome PaymentModule::Impl::on_message(const bus::Message& m) {
+  try {
+    return apply(m);
+  } catch (const std::exception& e) {
+    log::error(kTag, "{} {}: unexpected failure: {}", m.envelope.type, m.envelope.id, e.what());
+    return bus::Outcome::retry(e.what());
+  }
+}
+
+bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
+  const Envelope& env = m.envelope;
+  auto reject = [&](const Error& e) {
+    std::string why = std::string(env.type) + " " + env.id + ": " + e.message;
+    log::warn(kTag, "dead-lettering {}", why);
+    return bus::Outcome::dead_letter(std::move(why));
+  };
+
+  Result<bool> applied = false;
+  if (env.type == event_types::kAuthorizePayment) {
+    auto cmd = parse_authorize_payment(env.data);
+    if (!cmd) return reject(cmd.error());
+    simulate_latency();
+    {
+      std::lock_guard lock(mu);
+      // Shutting down mid-delay: leave the message uncommitted; it is redelivered after restart.
+      if (stopping) return bus::Outcome::retry("payment module stopping");
+    }
+    applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
+      if (!db::inbox_claim(tx, kTag, env.id)) return false;
+      auto r = authorize_payment(tx, rules, cmd.value(), env);
+      log::debug(kTag, "order {}: {}{}{}", cmd->order_id,
+                 r.decision == Decision::kAuthorized ? "authorized"
+                 : r.decision == Decision::kDeclined ? "declined "
+                                                     : "no answer (simulated timeout)",
+                 r.reason, r.repeated ? " (replayed)" : "");
+      return true;
+    });
+  } else if (env.type == event_types::kRefundPayment) {
+    auto order_id = parse_refund_payment(env.data);
+    if (!order_id) return reject(order_id.error());
+    applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
+      if (!db::inbox_claim(tx, kTag, env.id)) return false;
+      auto r = refund_payment(tx, order_id.value(), env);
+      log::debug(kTag, "order {}: refund refunded={} amount={}", order_id.value(), r.refunded,
+                 r.amount);
+      return true;
+    });
+  } else {
+    return reject(Error{"INVALID_COMMAND", "unknown command type on payments.commands", "type"});
+  }
+
+  if (!applied) {
+    const Error& e = applied.error();
+    if (e.retryable) return bus::Outcome::retry(e.code + ": " + e.message);
+    log::error(kTag, "{} {}: store error {}: {}", env.type, env.id, e.code, e.message);
+    return bus::Outcome::dead_letter(e.code + ": " + e.message);
+  }
+  if (applied.value()) outbox->notify();
+  return bus::Outcome::ack();
+}
+
+http::Response PaymentModule::Impl::get(const http::Request& req) {
+  const std::string order_id(req.param("orderId"));
+  auto payment = db->read([&](db::Tx& tx) -> Result<std::optional<Payment>> {
+    return find_payment(tx, order_id);
+  });
+  if (!payment) {
+    const Error& e = payment.error();
+    if (e.retryable) {
+      return http::error_response(Error{"UNAVAILABLE", "the payment store is busy; retry", {}, true});
+    }
+    log::error(kTag, "store error: {} {}", e.code, e.message);
+    return http::error_response(Error{"INTERNAL", "internal error", {}, false});
+  }
+  if (!payment.value()) {
+    return http::error_response(
+        Error{"NOT_FOUND", "no payment for order " + order_id, "orderId", false});
+  }
+  return http::json(200, payment_json(*payment.value()));
+}
+
+}  // namespace ecom::payment

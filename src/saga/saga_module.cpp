@@ -1,0 +1,444 @@
+#include "ecom/saga/saga_module.hpp"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "ecom/bus/event_bus.hpp"
+#include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/clock.hpp"
+#include "ecom/core/log.hpp"
+#include "ecom/core/topics.hpp"
+#include "ecom/db/database.hpp"
+#include "ecom/db/outbox.hpp"
+#include "ecom/http/router.hpp"
+#include "ecom/saga/saga_machine.hpp"
+#include "saga_store.hpp"
+
+namespace ecom::saga {
+namespace {
+
+constexpr std::string_view kTag = SagaModule::kName;
+constexpr int kDueBatch = 256;
+constexpr int kHistoryLimit = 500;
+constexpr int kListLimit = 100;
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void str(Writer& w, std::string_view v) { w.String(v.data(), static_cast<unsigned>(v.size())); }
+void key(Writer& w, std::string_view k) { w.Key(k.data(), static_cast<unsigned>(k.size())); }
+void str_or_null(Writer& w, std::string_view v) {
+  if (v.empty()) {
+    w.Null();
+  } else {
+    str(w, v);
+  }
+}
+void time_or_null(Writer& w, int64_t ms) {
+  if (ms > 0) {
+    str(w, format_rfc3339(ms));
+  } else {
+    w.Null();
+  }
+}
+
+void write_summary(Writer& w, const SagaRecord& r) {
+  key(w, "orderId");
+  str(w, r.order_id);
+  key(w, "state");
+  str(w, state_name(r.state));
+  key(w, "status");
+  str(w, r.status);
+  key(w, "reason");
+  str_or_null(w, r.reason);
+  key(w, "stockReserved");
+  w.Bool(r.stock_reserved);
+  key(w, "paymentAuthorized");
+  w.Bool(r.payment_authorized);
+  key(w, "pending");
+  w.StartArray();
+  for (const auto& n : pending_names(r.pending)) str(w, n);
+  w.EndArray();
+  key(w, "deadline");
+  time_or_null(w, r.deadline_ms);
+  key(w, "deadlineMs");
+  w.Int64(r.deadline_ms);
+  key(w, "attempts");
+  w.Int(r.attempts);
+}
+
+std::string saga_json(const SagaRecord& r, const std::vector<store::HistoryRow>& history) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  write_summary(w, r);
+  key(w, "customerId");
+  str(w, r.customer_id);
+  key(w, "currency");
+  str(w, r.currency);
+  key(w, "amount");
+  w.Int64(r.amount);
+  // The token itself is a payment secret; operators only need to know whether there was one.
+  key(w, "hasPaymentToken");
+  w.Bool(r.payment_token.has_value());
+  key(w, "items");
+  w.StartArray();
+  for (const auto& it : r.items) {
+    w.StartObject();
+    key(w, "sku");
+    str(w, it.sku);
+    key(w, "quantity");
+    w.Int64(it.quantity);
+    w.EndObject();
+  }
+  w.EndArray();
+  key(w, "correlationId");
+  str(w, r.correlation_id);
+  key(w, "createdAt");
+  time_or_null(w, r.created_at_ms);
+  key(w, "updatedAt");
+  time_or_null(w, r.updated_at_ms);
+  key(w, "history");
+  w.StartArray();
+  for (const auto& h : history) {
+    w.StartObject();
+    key(w, "at");
+    str(w, format_rfc3339(h.at_ms));
+    key(w, "input");
+    str(w, h.input);
+    key(w, "eventId");
+    str_or_null(w, h.event_id);
+    key(w, "from");
+    str(w, h.from_state);
+    key(w, "to");
+    str(w, h.to_state);
+    key(w, "note");
+    str(w, h.note);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return {buf.GetString(), buf.GetSize()};
+}
+
+Error config_error(const ConfigSection& cfg, std::string_view k, std::string_view what) {
+  std::string path = cfg.path().empty() ? std::string(kTag) : cfg.path();
+  return Error{"CONFIG_INVALID", path + "." + std::string(k) + " " + std::string(what), "", false};
+}
+
+}  // namespace
+
+int64_t SystemClock::now_ms() const noexcept { return ecom::now_ms(); }
+
+struct SagaModule::Impl {
+  bus::EventBus* bus = nullptr;
+  bus::OutboxRelay* outbox = nullptr;
+  db::Database* db = nullptr;
+  Policy policy;
+  std::chrono::milliseconds timer_interval{100};
+  std::unique_ptr<bus::Subscription> subscription;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread timer;
+};
+
+SagaModule::SagaModule() : SagaModule(std::make_shared<SystemClock>()) {}
+
+SagaModule::SagaModule(std::shared_ptr<const Clock> clock)
+    : clock_(std::move(clock)), impl_(std::make_unique<Impl>()) {}
+
+SagaModule::~SagaModule() { stop(); }
+
+namespace {
+
+struct Applied {
+  bool duplicate = false;
+  std::string from_state;
+  Transition t;
+};
+
+// Loads, decides, saves and queues the emissions in one transaction, so the saga state and the
+// commands it implies (the compensations included) commit together or not at all. Re-reading
+// inside the transaction serialises the bus threads and the timer on the same saga.
+Result<Applied> apply(db::Database& db, bus::OutboxRelay& outbox, const Clock& clock,
+                      const Policy& policy, const Input& in, const Envelope* cause) {
+  auto res = db.transaction([&](db::Tx& tx) -> Result<Applied> {
+    Applied a;
+    if (cause && !db::inbox_claim(tx, kTag, cause->id)) {
+      a.duplicate = true;
+      return a;
+    }
+    auto current = store::load(tx, in.order_id);
+    const int64_t now = clock.now_ms();
+    a.from_state = current ? std::string(state_name(current->state)) : "none";
+    a.t = decide(current, in, now, policy);
+    if (in.kind == InputKind::kTimeout && !a.t.changed) return a;  // a reply got there first
+    if (a.t.changed) store::save(tx, *a.t.record);
+    if (a.t.record) {
+      store::add_history(tx, in.order_id,
+                         {now, std::string(input_name(in.kind)), in.event_id, a.from_state,
+                          std::string(state_name(a.t.record->state)), a.t.note});
+    }
+    // Timer-made events have no incoming event: they continue the order's flow.
+    Envelope flow;
+    const Envelope* c = cause;
+    if (!c && a.t.record) {
+      flow.id = a.t.record->last_event_id;
+      flow.correlation_id = a.t.record->correlation_id;
+      flow.traceparent = a.t.record->traceparent;
+      c = &flow;
+    }
+    for (const auto& e : a.t.emissions) {
+      db::outbox_add(tx, e.topic, make_event(kTag, e.type, in.order_id, e.data, c));
+    }
+    return a;
+  });
+  if (res && !res->t.emissions.empty()) outbox.notify();
+  return res;
+}
+
+void log_applied(const Input& in, const Applied& a) {
+  if (a.duplicate) {
+    log::debug(kTag, "order {}: {} {} already applied; skipped", in.order_id,
+               input_name(in.kind), in.event_id);
+    return;
+  }
+  const auto& t = a.t;
+  const std::string to = t.record ? std::string(state_name(t.record->state)) : "none";
+  if (t.warn) {
+    log::warn(kTag, "order {}: {}: {}", in.order_id, input_name(in.kind), t.note);
+  } else if (t.changed && to != a.from_state &&
+             (t.record->state == SagaState::kCompensating || is_terminal(t.record->state))) {
+    log::info(kTag, "order {}: {} -> {}: {}", in.order_id, a.from_state, to, t.note);
+  } else {
+    log::debug(kTag, "order {}: {} ({} -> {}): {}", in.order_id, input_name(in.kind),
+               a.from_state, to, t.note);
+  }
+}
+
+struct Options {
+  Policy policy;
+  int64_t timer_interval_ms = 100;
+};
+
+// Reads the `saga` section; every value is a positive number of milliseconds.
+Result<Options> read_options(const ConfigSection& cfg) {
+  if (auto st = cfg.check_keys({"step_timeout_ms", "reserve_timeout_ms", "payment_timeout_ms",
+                                "compensation_timeout_ms", "max_backoff_ms",
+                                "timer_interval_ms"});
+      !st) {
+    return st.error();
+  }
+  try {
+    auto positive = [&](std::string_view k, int64_t def) -> Result<int64_t> {
+      const int64_t v = cfg.get_int(k, def);
+      if (v <= 0) return config_error(cfg, k, "must be a positive number of milliseconds");
+      return v;
+    };
+    auto step = positive("step_timeout_ms", 30'000);
+    if (!step) return step.error();
+    auto reserve = positive("reserve_timeout_ms", *step);
+    if (!reserve) return reserve.error();
+    auto payment = positive("payment_timeout_ms", *step);
+    if (!payment) return payment.error();
+    auto comp = positive("compensation_timeout_ms", *step);
+    if (!comp) return comp.error();
+    auto max_backoff = positive("max_backoff_ms", std::max<int64_t>(300'000, *comp));
+    if (!max_backoff) return max_backoff.error();
+    if (*max_backoff < *comp) {
+      return config_error(cfg, "max_backoff_ms", "must not be below compensation_timeout_ms");
+    }
+    auto interval = positive("timer_interval_ms", 100);
+    if (!interval) return interval.error();
+    if (*interval > 60'000) return config_error(cfg, "timer_interval_ms", "must be at most 60000");
+    return Options{Policy{*reserve, *payment, *comp, *max_backoff}, *interval};
+  } catch (const ConfigError& e) {
+    return Error{"CONFIG_INVALID", e.what(), "", false};
+  }
+}
+
+}  // namespace
+
+Status SagaModule::start(ModuleContext& ctx) {
+  auto opts = read_options(ctx.config);
+  if (!opts) return opts.error();
+
+  Impl& s = *impl_;
+  s.bus = &ctx.bus;
+  s.outbox = &ctx.outbox;
+  s.db = &ctx.db;
+  s.policy = opts->policy;
+  s.timer_interval = std::chrono::milliseconds(opts->timer_interval_ms);
+
+  if (auto st = store::migrate(ctx.db); !st) return st;
+
+  db::Database* dbp = &ctx.db;
+  ctx.router.add(http::Method::kGet, "/api/sagas/{orderId}", [dbp](const http::Request& req) {
+    const std::string id(req.param("orderId"));
+    struct View {
+      std::optional<SagaRecord> rec;
+      std::vector<store::HistoryRow> history;
+    };
+    auto v = dbp->read([&](db::Tx& tx) -> Result<View> {
+      View out;
+      out.rec = store::load(tx, id);
+      if (out.rec) out.history = store::history(tx, id, kHistoryLimit);
+      return out;
+    });
+    if (!v) return http::error_response(v.error());
+    if (!v->rec) return http::error_response(Error{"NOT_FOUND", "no saga for order " + id});
+    return http::json(200, saga_json(*v->rec, v->history));
+  });
+  ctx.router.add(http::Method::kGet, "/api/sagas", [dbp](const http::Request&) {
+    struct View {
+      std::vector<std::pair<std::string, int64_t>> counts;
+      std::vector<SagaRecord> waiting;
+    };
+    auto v = dbp->read([&](db::Tx& tx) -> Result<View> {
+      return View{store::count_by_state(tx), store::with_deadline(tx, kListLimit)};
+    });
+    if (!v) return http::error_response(v.error());
+    rapidjson::StringBuffer buf;
+    Writer w(buf);
+    w.StartObject();
+    key(w, "counts");
+    w.StartObject();
+    for (const auto& [state, n] : v->counts) {
+      key(w, state);
+      w.Int64(n);
+    }
+    w.EndObject();
+    key(w, "waiting");  // sagas with a deadline, the most overdue first
+    w.StartArray();
+    for (const auto& r : v->waiting) {
+      w.StartObject();
+      write_summary(w, r);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    return http::json(200, std::string(buf.GetString(), buf.GetSize()));
+  });
+
+  auto waiting = ctx.db.read([](db::Tx& tx) -> Result<int64_t> {
+    return store::count_with_deadline(tx);
+  });
+  if (!waiting) return waiting.error();
+
+  const Clock* clock = clock_.get();
+  auto sub = ctx.bus.subscribe(
+      {.group = "ecomd-saga",
+       .topics = {std::string(topics::kOrdersCreated), std::string(topics::kOrdersCancellations),
+                  std::string(topics::kInventoryEvents), std::string(topics::kPaymentsEvents)}},
+      [&s, clock](const bus::Message& m) -> bus::Outcome {
+        try {
+          auto parsed = parse_input(m.envelope);
+          if (!parsed) {
+            log::warn(kTag, "{} event {} on {} rejected: {}", m.envelope.type, m.envelope.id,
+                      m.topic, parsed.error().message);
+            return bus::Outcome::dead_letter(parsed.error().message);
+          }
+          if (!parsed->has_value()) {
+            log::debug(kTag, "ignoring {} on {}", m.envelope.type, m.topic);
+            return bus::Outcome::ack();
+          }
+          const Input& in = **parsed;
+          auto applied = apply(*s.db, *s.outbox, *clock, s.policy, in, &m.envelope);
+          if (!applied) {
+            log::warn(kTag, "order {}: {} not applied (will retry): {}", in.order_id,
+                      input_name(in.kind), applied.error().message);
+            return bus::Outcome::retry(applied.error().message);
+          }
+          log_applied(in, *applied);
+          return bus::Outcome::ack();
+        } catch (const std::exception& e) {
+          return bus::Outcome::retry(e.what());
+        } catch (...) {
+          return bus::Outcome::retry("unknown exception");
+        }
+      });
+  if (!sub) return sub.error();
+  s.subscription = std::move(sub.value());
+
+  {
+    std::lock_guard lock(s.mu);
+    s.stopping = false;
+  }
+  s.timer = std::thread([this] {
+    Impl& st = *impl_;
+    std::unique_lock lock(st.mu);
+    while (!st.stopping) {
+      lock.unlock();
+      int n = 0;
+      try {
+        n = fire_due();
+      } catch (const std::exception& e) {
+        log::error(kTag, "deadline scan failed: {}", e.what());
+      }
+      lock.lock();
+      // A full batch means more may be due: scan again at once.
+      if (n < kDueBatch) st.cv.wait_for(lock, st.timer_interval, [&] { return st.stopping; });
+    }
+  });
+
+  log::info(kTag,
+            "started: {} saga(s) waiting on a deadline; timeouts reserve={}ms payment={}ms "
+            "compensation={}ms (re-send backoff up to {}ms)",
+            *waiting, s.policy.reserve_timeout_ms, s.policy.payment_timeout_ms,
+            s.policy.compensation_timeout_ms, s.policy.max_backoff_ms);
+  return {};
+}
+
+int SagaModule::fire_due() {
+  Impl& s = *impl_;
+  if (!s.db) return 0;
+  const int64_t now = clock_->now_ms();
+  auto ids = s.db->read([&](db::Tx& tx) -> Result<std::vector<std::string>> {
+    return store::due(tx, now, kDueBatch);
+  });
+  if (!ids) {
+    log::warn(kTag, "deadline scan failed: {}", ids.error().message);
+    return 0;
+  }
+  int changed = 0;
+  for (const auto& id : *ids) {
+    Input in;
+    in.kind = InputKind::kTimeout;
+    in.order_id = id;
+    auto applied = apply(*s.db, *s.outbox, *clock_, s.policy, in, nullptr);
+    if (!applied) {
+      log::warn(kTag, "order {}: timeout not applied (will retry): {}", id,
+                applied.error().message);
+      continue;
+    }
+    if (applied->t.changed) {
+      ++changed;
+      log_applied(in, *applied);
+    }
+  }
+  return changed;
+}
+
+void SagaModule::stop() noexcept {
+  if (!impl_) return;
+  Impl& s = *impl_;
+  if (s.subscription) {
+    s.subscription->close();
+    s.subscription.reset();
+  }
+  {
+    std::lock_guard lock(s.mu);
+    s.stopping = true;
+  }
+  s.cv.notify_all();
+  if (s.timer.joinable()) s.timer.join();
+}
+
+}  // namespace ecom::saga

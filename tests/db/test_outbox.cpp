@@ -1,0 +1,147 @@
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "ecom/core/envelope.hpp"
+#include "ecom/db/database.hpp"
+#include "ecom/db/outbox.hpp"
+#include "support/test_support.hpp"
+
+using ecom::Envelope;
+using ecom::Result;
+using ecom::Status;
+using ecom::db::Database;
+using ecom::db::Tx;
+
+namespace {
+
+std::unique_ptr<Database> messaging_db() {
+  auto db = Database::open(":memory:");
+  REQUIRE(db.ok());
+  REQUIRE(ecom::db::migrate_messaging(**db).ok());
+  return std::move(db).value();
+}
+
+int64_t pending(Database& db) {
+  auto r = db.read([](Tx& tx) -> Result<int64_t> { return ecom::db::outbox_pending(tx); });
+  REQUIRE(r.ok());
+  return r.value();
+}
+
+std::vector<ecom::db::OutboxRow> peek(Database& db, int limit) {
+  auto r = db.read([&](Tx& tx) -> Result<std::vector<ecom::db::OutboxRow>> {
+    return ecom::db::outbox_peek(tx, limit);
+  });
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
+Envelope event(std::string subject, int n) {
+  return ecom::make_event("order", "ecom.order.created.v1", std::move(subject),
+                          "{\"n\":" + std::to_string(n) + "}");
+}
+
+}  // namespace
+
+TEST_CASE("migrate_messaging is idempotent", "[db][outbox]") {
+  ecom::test::TempDir dir;
+  for (int i = 0; i < 2; ++i) {
+    auto db = Database::open(dir.file("m.db"));
+    REQUIRE(db.ok());
+    REQUIRE(ecom::db::migrate_messaging(**db).ok());
+    REQUIRE(ecom::db::migrate_messaging(**db).ok());
+  }
+}
+
+TEST_CASE("outbox rows are queued in commit order and only when the transaction commits",
+          "[db][outbox]") {
+  auto db = messaging_db();
+  std::vector<Envelope> sent;
+  for (int batch = 0; batch < 3; ++batch) {
+    auto st = db->transaction([&](Tx& tx) -> Status {
+      for (int i = 0; i < 2; ++i) {
+        Envelope e = event("o-" + std::to_string(i), batch * 2 + i);
+        ecom::db::outbox_add(tx, "orders.created", e);
+        sent.push_back(e);
+      }
+      return {};
+    });
+    REQUIRE(st.ok());
+  }
+  // A rolled-back transaction leaves nothing behind.
+  auto rolled = db->transaction([&](Tx& tx) -> Status {
+    ecom::db::outbox_add(tx, "orders.created", event("o-x", 99));
+    return ecom::Error{"CONFLICT", "abort"};
+  });
+  REQUIRE_FALSE(rolled.ok());
+  CHECK(pending(*db) == 6);
+
+  auto rows = peek(*db, 4);
+  REQUIRE(rows.size() == 4);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (i > 0) CHECK(rows[i].seq > rows[i - 1].seq);
+    CHECK(rows[i].topic == "orders.created");
+    CHECK(rows[i].key == sent[i].subject);
+    auto decoded = ecom::decode_envelope(rows[i].payload);
+    REQUIRE(decoded.ok());
+    CHECK(decoded->id == sent[i].id);
+    CHECK(decoded->data == sent[i].data);
+  }
+
+  REQUIRE(db->transaction([&](Tx& tx) -> Status {
+               ecom::db::outbox_remove_through(tx, rows[2].seq);
+               return {};
+             }).ok());
+  CHECK(pending(*db) == 3);
+  auto rest = peek(*db, 100);
+  REQUIRE(rest.size() == 3);
+  CHECK(rest[0].seq == rows[3].seq);
+  auto decoded = ecom::decode_envelope(rest.back().payload);
+  REQUIRE(decoded.ok());
+  CHECK(decoded->id == sent.back().id);
+}
+
+TEST_CASE("outbox sequence numbers never repeat after rows are removed", "[db][outbox]") {
+  auto db = messaging_db();
+  auto add_one = [&] {
+    REQUIRE(db->transaction([&](Tx& tx) -> Status {
+                 ecom::db::outbox_add(tx, "t", event("k", 1));
+                 return {};
+               }).ok());
+  };
+  add_one();
+  auto first = peek(*db, 1);
+  REQUIRE(db->transaction([&](Tx& tx) -> Status {
+               ecom::db::outbox_remove_through(tx, first[0].seq);
+               return {};
+             }).ok());
+  add_one();
+  auto second = peek(*db, 1);
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].seq > first[0].seq);
+}
+
+TEST_CASE("inbox_claim is true once per consumer and event, and rolls back with its transaction",
+          "[db][inbox]") {
+  auto db = messaging_db();
+  auto claim = [&](const char* consumer, const char* id) {
+    auto r = db->transaction(
+        [&](Tx& tx) -> Result<bool> { return ecom::db::inbox_claim(tx, consumer, id); });
+    REQUIRE(r.ok());
+    return r.value();
+  };
+  CHECK(claim("order", "e1"));
+  CHECK_FALSE(claim("order", "e1"));
+  CHECK(claim("saga", "e1"));  // another consumer has its own record
+  CHECK(claim("order", "e2"));
+
+  // A claim made in a transaction that fails is forgotten: the redelivery applies it.
+  auto failed = db->transaction([&](Tx& tx) -> Status {
+    CHECK(ecom::db::inbox_claim(tx, "order", "e3"));
+    return ecom::Error{"DB_BUSY", "simulated", "", true};
+  });
+  REQUIRE_FALSE(failed.ok());
+  CHECK(claim("order", "e3"));
+  CHECK_FALSE(claim("order", "e3"));
+}

@@ -1,0 +1,99 @@
+#include <catch2/catch.hpp>
+
+#include "ecom/order/validation.hpp"
+
+using ecom::order::parse_new_order;
+
+namespace {
+
+std::string items_of(int n) {
+  std::string s = "[";
+  for (int i = 0; i < n; ++i) s += std::string(i ? "," : "") + R"({"sku":"S","quantity":1,"unitAmount":1})";
+  return s + "]";
+}
+
+}  // namespace
+
+TEST_CASE("a valid order is parsed and totalled", "[order][validation]") {
+  auto r = parse_new_order(
+      R"({"customerId":"c-42","currency":"USD","items":[{"sku":"SKU-1","quantity":2,"unitAmount":1250},
+          {"sku":"SKU-2","quantity":1,"unitAmount":0}],"paymentToken":"tok_visa"})");
+  REQUIRE(r.ok());
+  CHECK(r->customer_id == "c-42");
+  CHECK(r->currency == "USD");
+  REQUIRE(r->items.size() == 2);
+  CHECK(r->items[0].sku == "SKU-1");
+  CHECK(r->items[0].quantity == 2);
+  CHECK(r->total_amount == 2500);
+  CHECK(r->payment_token == "tok_visa");
+}
+
+TEST_CASE("paymentToken is optional", "[order][validation]") {
+  auto r = parse_new_order(R"({"customerId":"c","currency":"EUR","items":[{"sku":"A","quantity":1,"unitAmount":5}]})");
+  REQUIRE(r.ok());
+  CHECK(r->payment_token.empty());
+}
+
+TEST_CASE("each validation rule names its field", "[order][validation]") {
+  struct Case {
+    std::string body;
+    std::string code;
+    std::string field;
+  };
+  const std::string c = R"("customerId":"c-1","currency":"USD")";
+  const std::string line = R"({"sku":"S","quantity":1,"unitAmount":1})";
+  std::vector<Case> cases = {
+      {"{", "MALFORMED_JSON", ""},
+      {"", "MALFORMED_JSON", ""},
+      {"[1]", "VALIDATION_FAILED", ""},
+      {R"({"currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
+      {R"({"customerId":"","currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
+      {R"({"customerId":42,"currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
+      {R"({"customerId":"has space","currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
+      {R"({"customerId":")" + std::string(65, 'x') + R"(","currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
+      {R"({"customerId":"c","items":[)" + line + "]}", "VALIDATION_FAILED", "currency"},
+      {R"({"customerId":"c","currency":"usd","items":[)" + line + "]}", "VALIDATION_FAILED", "currency"},
+      {R"({"customerId":"c","currency":"DOLLAR","items":[)" + line + "]}", "VALIDATION_FAILED", "currency"},
+      {"{" + c + "}", "VALIDATION_FAILED", "items"},
+      {"{" + c + R"(,"items":{}})", "VALIDATION_FAILED", "items"},
+      {"{" + c + R"(,"items":[]})", "VALIDATION_FAILED", "items"},
+      {"{" + c + R"(,"items":)" + items_of(101) + "}", "VALIDATION_FAILED", "items"},
+      {"{" + c + R"(,"items":[5]})", "VALIDATION_FAILED", "items[0]"},
+      {"{" + c + R"(,"items":[{"quantity":1,"unitAmount":1}]})", "VALIDATION_FAILED", "items[0].sku"},
+      {"{" + c + R"(,"items":[{"sku":"","quantity":1,"unitAmount":1}]})", "VALIDATION_FAILED", "items[0].sku"},
+      {"{" + c + R"(,"items":[{"sku":"S","unitAmount":1}]})", "VALIDATION_FAILED", "items[0].quantity"},
+      {"{" + c + R"(,"items":[)" + line + R"(,{"sku":"S","quantity":0,"unitAmount":1}]})", "VALIDATION_FAILED", "items[1].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":-3,"unitAmount":1}]})", "VALIDATION_FAILED", "items[0].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1.5,"unitAmount":1}]})", "VALIDATION_FAILED", "items[0].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":"2","unitAmount":1}]})", "VALIDATION_FAILED", "items[0].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1}]})", "VALIDATION_FAILED", "items[0].unitAmount"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":-1}]})", "VALIDATION_FAILED", "items[0].unitAmount"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":9.99}]})", "VALIDATION_FAILED", "items[0].unitAmount"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":1,"colour":"red"}]})", "VALIDATION_FAILED", "items[0].colour"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":7})", "VALIDATION_FAILED", "paymentToken"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":""})", "VALIDATION_FAILED", "paymentToken"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"coupon":"FREE"})", "VALIDATION_FAILED", "coupon"},
+  };
+  for (const auto& tc : cases) {
+    INFO("body: " << tc.body.substr(0, 200));
+    auto r = parse_new_order(tc.body);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == tc.code);
+    CHECK(r.error().field == tc.field);
+    CHECK_FALSE(r.error().message.empty());
+  }
+}
+
+TEST_CASE("exactly 100 lines are accepted", "[order][validation]") {
+  auto r = parse_new_order(R"({"customerId":"c","currency":"USD","items":)" + items_of(100) + "}");
+  REQUIRE(r.ok());
+  CHECK(r->items.size() == 100);
+}
+
+TEST_CASE("canonical form ignores whitespace and field order", "[order][validation]") {
+  auto a = parse_new_order(R"({"customerId":"c","currency":"USD","items":[{"sku":"S","quantity":1,"unitAmount":2}]})");
+  auto b = parse_new_order(R"({ "items" : [ {"unitAmount":2, "quantity":1, "sku":"S"} ], "currency":"USD", "customerId":"c" })");
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(ecom::order::canonical_json(*a) == ecom::order::canonical_json(*b));
+}
