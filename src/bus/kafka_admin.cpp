@@ -384,12 +384,12 @@ Result<HandlePtr> admin_client(const KafkaBusOptions& options) {
   return make_client(RD_KAFKA_PRODUCER, std::move(conf).value());
 }
 
-Result<MetadataPtr> all_metadata(rd_kafka_t* rk, std::chrono::milliseconds timeout) {
+Result<MetadataPtr> all_metadata(rd_kafka_t* rk, const KafkaBusOptions& options,
+                                 std::chrono::milliseconds timeout) {
   const rd_kafka_metadata_t* md = nullptr;
   rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, nullptr, &md, timeout_int(timeout));
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return kafka_error(
-        fmt::format("cannot read metadata from Kafka at {}", rd_kafka_name(rk)), err);
+    return kafka_error(fmt::format("cannot reach Kafka at {}", options.bootstrap_servers), err);
   return MetadataPtr(md);
 }
 
@@ -434,15 +434,8 @@ Result<EnsureReport> ensure_impl(const KafkaBusOptions& options, const TopicsCon
                                  std::chrono::milliseconds timeout) {
   auto rk = admin_client(options);
   if (!rk) return rk.error();
-  auto md = all_metadata(rk->get(), timeout);
-  if (!md) {
-    Error e = md.error();
-    e.message = fmt::format("cannot reach Kafka at {}: {}", options.bootstrap_servers,
-                            rd_kafka_err2str(RD_KAFKA_RESP_ERR__TRANSPORT));
-    e.message = fmt::format("cannot reach Kafka at {} to provision topics ({})",
-                            options.bootstrap_servers, md.error().message);
-    return e;
-  }
+  auto md = all_metadata(rk->get(), options, timeout);
+  if (!md) return md.error();
   EnsureReport report;
   std::vector<Wanted> missing;
   for (auto& w : expand(tc)) {
@@ -559,7 +552,7 @@ Result<std::vector<TopicInfo>> describe_topics(const KafkaBusOptions& options,
                                                std::chrono::milliseconds timeout) {
   auto rk = admin_client(options);
   if (!rk) return rk.error();
-  auto md = all_metadata(rk->get(), timeout);
+  auto md = all_metadata(rk->get(), options, timeout);
   if (!md) return md.error();
 
   std::vector<TopicInfo> out;

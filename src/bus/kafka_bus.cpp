@@ -1,1 +1,799 @@
-// placeholder
+// The Kafka event bus on librdkafka's C API.
+//
+// Producer: one idempotent producer per bus (acks=all), shared by publish() and the dead-letter
+// writes of the consumers. publish() enqueues every record and then waits for all delivery
+// reports, so a batch costs one round of acknowledgements, not one flush per record.
+//
+// Consumers: one rd_kafka consumer and one thread per subscription. Handlers run on that thread,
+// so a partition's records are handled one at a time in offset order. Offsets are committed only
+// for handled records (asynchronously every commit_interval, synchronously on revoke and close).
+// A retry pauses only the record's partition and redelivers the held record after a backoff.
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "bus/kafka_common.hpp"
+#include "ecom/bus/kafka_bus.hpp"
+#include "ecom/core/log.hpp"
+
+namespace ecom::bus {
+namespace {
+
+using namespace kafka;
+using Clock = std::chrono::steady_clock;
+
+// --- producer -----------------------------------------------------------------------------------
+
+// Delivery reports of one publish() call. Owned by the waiting caller, or by the last delivery
+// report when the caller stopped waiting.
+struct Batch {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t outstanding = 0;
+  bool abandoned = false;
+  size_t failed = 0;
+  rd_kafka_resp_err_t first_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::string first_topic;
+};
+
+// One record to produce; `headers` passes to librdkafka on success.
+struct OutRecord {
+  const std::string* topic;
+  std::string_view key;
+  std::string_view value;
+  rd_kafka_headers_t* headers;
+};
+
+class Producer final {
+ public:
+  static Result<std::shared_ptr<Producer>> create(const KafkaBusOptions& options) {
+    std::shared_ptr<Producer> p(new Producer(options));
+    std::map<std::string, std::string> preset = {
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"compression.type", options.compression},
+        {"linger.ms", std::to_string(options.linger_ms)},
+        {"batch.num.messages", std::to_string(options.batch_num_messages)},
+        {"batch.size", std::to_string(options.batch_size_bytes)},
+        {"message.timeout.ms", std::to_string(options.delivery_timeout.count())},
+        // The same key lands in the same partition as with the Java clients.
+        {"partitioner", "murmur2_random"},
+    };
+    auto conf = make_conf(options, ClientKind::kProducer, preset);
+    if (!conf) return conf.error();
+    rd_kafka_conf_set_opaque(conf->get(), p.get());
+    rd_kafka_conf_set_dr_msg_cb(conf->get(), &Producer::on_delivery);
+    rd_kafka_conf_set_error_cb(conf->get(), &Producer::on_error);
+    auto rk = make_client(RD_KAFKA_PRODUCER, std::move(conf).value());
+    if (!rk) return rk.error();
+    p->rk_ = std::move(rk).value();
+    p->poller_ = std::thread([raw = p.get()] { raw->poll_loop(); });
+    p->checker_ = std::thread([raw = p.get()] { raw->health_loop(); });
+    return p;
+  }
+
+  ~Producer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (checker_.joinable()) checker_.join();
+    if (rk_) {
+      // Records of abandoned batches still get their delivery reports here.
+      rd_kafka_resp_err_t err = rd_kafka_flush(rk_.get(), 10'000);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log::warn(kTag, "producer closed with {} undelivered records", rd_kafka_outq_len(rk_.get()));
+    }
+    poll_stop_ = true;
+    if (poller_.joinable()) poller_.join();
+    rk_.reset();
+  }
+
+  /// Produces all records and waits for all delivery reports.
+  Status produce(std::span<OutRecord> records) {
+    if (records.empty()) return {};
+    if (fatal_.load()) {
+      for (auto& r : records)
+        if (r.headers != nullptr) rd_kafka_headers_destroy(r.headers);
+      return Error{"UNAVAILABLE", "the Kafka producer hit a fatal error; restart ecomd", {},
+                   false};
+    }
+    auto* batch = new Batch();
+    Clock::time_point enqueue_deadline = Clock::now() + options_.delivery_timeout;
+    std::optional<Error> enqueue_error;
+    size_t i = 0;
+    for (; i < records.size(); ++i) {
+      auto& r = records[i];
+      {
+        std::lock_guard lock(batch->mu);
+        ++batch->outstanding;
+      }
+      rd_kafka_resp_err_t err;
+      while (true) {
+        err = rd_kafka_producev(
+            rk_.get(), RD_KAFKA_V_TOPIC(r.topic->c_str()),
+            RD_KAFKA_V_KEY(r.key.empty() ? nullptr : const_cast<char*>(r.key.data()), r.key.size()),
+            RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(r.headers),
+            RD_KAFKA_V_OPAQUE(batch), RD_KAFKA_V_END);
+        // A full local queue drains as the brokers acknowledge; wait rather than fail.
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || Clock::now() > enqueue_deadline) break;
+        rd_kafka_poll(rk_.get(), 20);
+      }
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        r.headers = nullptr;  // owned by librdkafka now
+        continue;
+      }
+      {
+        std::lock_guard lock(batch->mu);
+        --batch->outstanding;
+      }
+      // Stop here: producing later records after a gap would reorder them on the retry.
+      enqueue_error = kafka_error(fmt::format("cannot enqueue a record for {}", *r.topic), err,
+                                  delivery_retryable(err));
+      break;
+    }
+    for (; i < records.size(); ++i) {
+      if (records[i].headers != nullptr) rd_kafka_headers_destroy(records[i].headers);
+      records[i].headers = nullptr;
+    }
+
+    // librdkafka reports every record within message.timeout.ms; the margin covers slow callbacks.
+    Clock::time_point deadline = Clock::now() + options_.delivery_timeout + std::chrono::seconds(30);
+    std::unique_lock lock(batch->mu);
+    bool done = batch->cv.wait_until(lock, deadline, [&] { return batch->outstanding == 0; });
+    if (!done) {
+      batch->abandoned = true;  // the last delivery report frees it
+      lock.unlock();
+      return Error{"UNAVAILABLE", "timed out waiting for Kafka delivery reports", {}, true};
+    }
+    size_t failed = batch->failed;
+    rd_kafka_resp_err_t first = batch->first_err;
+    std::string topic = batch->first_topic;
+    lock.unlock();
+    delete batch;
+    if (failed > 0) {
+      return kafka_error(
+          fmt::format("{} of {} records not acknowledged by Kafka (first on {})", failed,
+                      records.size(), topic),
+          first, delivery_retryable(first));
+    }
+    if (enqueue_error) return *enqueue_error;
+    return {};
+  }
+
+  /// Brokers answered the last metadata request and no fatal error happened.
+  bool healthy() const noexcept { return metadata_ok_.load() && !fatal_.load(); }
+
+ private:
+  explicit Producer(const KafkaBusOptions& options) : options_(options) {}
+
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+    auto* b = static_cast<Batch*>(m->_private);
+    if (b == nullptr) return;
+    bool free_it = false;
+    {
+      std::lock_guard lock(b->mu);
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && b->failed++ == 0) {
+        b->first_err = m->err;
+        b->first_topic = m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "";
+      }
+      if (--b->outstanding == 0) {
+        if (b->abandoned) {
+          free_it = true;
+        } else {
+          b->cv.notify_all();
+        }
+      }
+    }
+    if (free_it) delete b;
+  }
+
+  static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+    auto* self = static_cast<Producer*>(opaque);
+    auto code = static_cast<rd_kafka_resp_err_t>(err);
+    if (code == RD_KAFKA_RESP_ERR__FATAL) {
+      char buf[512];
+      rd_kafka_fatal_error(rk, buf, sizeof(buf));
+      self->fatal_ = true;
+      log::error(kTag, "producer fatal error: {}", buf);
+      return;
+    }
+    if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) self->metadata_ok_ = false;
+    log::warn(kTag, "producer: {} ({})", reason, rd_kafka_err2name(code));
+  }
+
+  void poll_loop() {
+    while (!poll_stop_.load()) rd_kafka_poll(rk_.get(), 100);
+  }
+
+  // A cheap metadata request (brokers only) tells whether the cluster answers.
+  void health_loop() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      lock.unlock();
+      const rd_kafka_metadata_t* md = nullptr;
+      int timeout = static_cast<int>(std::min<int64_t>(options_.health_interval.count(), 5'000));
+      rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 0, nullptr, &md, timeout);
+      bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md != nullptr && md->broker_cnt > 0;
+      if (md != nullptr) rd_kafka_metadata_destroy(md);
+      bool was = metadata_ok_.exchange(ok);
+      if (was != ok) {
+        if (ok) {
+          log::info(kTag, "brokers at {} answer", options_.bootstrap_servers);
+        } else {
+          log::warn(kTag, "brokers at {} do not answer: {}", options_.bootstrap_servers,
+                    rd_kafka_err2str(err));
+        }
+      }
+      lock.lock();
+      cv_.wait_for(lock, options_.health_interval, [&] { return stop_; });
+    }
+  }
+
+  KafkaBusOptions options_;
+  HandlePtr rk_;
+  std::thread poller_;
+  std::thread checker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::atomic<bool> poll_stop_{false};
+  std::atomic<bool> metadata_ok_{false};
+  std::atomic<bool> fatal_{false};
+};
+
+struct HeadersDeleter {
+  void operator()(rd_kafka_headers_t* h) const noexcept {
+    if (h != nullptr) rd_kafka_headers_destroy(h);
+  }
+};
+
+void add_header(rd_kafka_headers_t* h, const char* name, std::string_view value) {
+  if (value.empty()) return;
+  rd_kafka_header_add(h, name, -1, value.data(), static_cast<ssize_t>(value.size()));
+}
+
+// CloudEvents Kafka binding: the attributes as ce_ headers next to the structured value.
+rd_kafka_headers_t* cloudevents_headers(std::string_view value) {
+  auto env = decode_envelope(value);
+  if (!env) return nullptr;  // still produced, only without ce_ headers
+  const Envelope& e = env.value();
+  rd_kafka_headers_t* h = rd_kafka_headers_new(10);
+  add_header(h, "content-type", "application/cloudevents+json; charset=UTF-8");
+  add_header(h, "ce_specversion", e.specversion);
+  add_header(h, "ce_id", e.id);
+  add_header(h, "ce_source", e.source);
+  add_header(h, "ce_type", e.type);
+  add_header(h, "ce_time", e.time);
+  add_header(h, "ce_subject", e.subject);
+  add_header(h, "ce_correlationid", e.correlation_id);
+  add_header(h, "ce_causationid", e.causation_id);
+  add_header(h, "ce_traceparent", e.traceparent);
+  return h;
+}
+
+// --- consumer -----------------------------------------------------------------------------------
+
+/// What the bus sees of a subscription, for healthy().
+struct SubscriptionHealth {
+  std::atomic<bool> joined{false};
+  std::atomic<bool> closed{false};
+};
+
+using TopicPartition = std::pair<std::string, int32_t>;
+
+// A record copied out of librdkafka, kept while it waits for a retry.
+struct Held {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string key;
+  std::string value;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::optional<Envelope> envelope;  // empty: the value is not a valid envelope
+  std::string decode_error;
+};
+
+struct PartitionState {
+  int64_t next = -1;       // offset after the last handled record; -1: none handled yet
+  int64_t committed = -1;  // last `next` the group coordinator acknowledged
+  bool paused = false;     // paused in librdkafka while a record waits for its retry
+  bool dropped = false;    // records arrived while paused and were dropped: seek on resume
+  std::optional<Held> held;
+  int attempt = 0;         // attempts made on `held`
+  bool dlq_only = false;   // the handler is done; only the dead-letter write must be retried
+  std::string reason;      // why `held` is waiting
+  Clock::time_point due;
+};
+
+class KafkaSubscription final : public Subscription {
+ public:
+  KafkaSubscription(const KafkaBusOptions& options, SubscriptionOptions sub, Handler handler,
+                    std::shared_ptr<Producer> producer, std::shared_ptr<SubscriptionHealth> health)
+      : options_(options),
+        sub_(std::move(sub)),
+        handler_(std::move(handler)),
+        producer_(std::move(producer)),
+        health_(std::move(health)) {}
+
+  ~KafkaSubscription() override { close(); }
+
+  Status start() {
+    int session = static_cast<int>(options_.session_timeout.count());
+    std::map<std::string, std::string> preset = {
+        {"group.id", sub_.group},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"auto.offset.reset", "earliest"},
+        {"session.timeout.ms", std::to_string(session)},
+        {"heartbeat.interval.ms", std::to_string(std::max(100, session / 3))},
+        {"enable.partition.eof", "false"},
+        {"allow.auto.create.topics", "false"},
+    };
+    auto conf = make_conf(options_, ClientKind::kConsumer, preset);
+    if (!conf) return conf.error();
+    rd_kafka_conf_set_opaque(conf->get(), this);
+    rd_kafka_conf_set_rebalance_cb(conf->get(), &KafkaSubscription::on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf->get(), &KafkaSubscription::on_commit);
+    rd_kafka_conf_set_error_cb(conf->get(), &KafkaSubscription::on_error);
+    auto rk = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
+    if (!rk) return rk.error();
+    rk_ = std::move(rk).value();
+    rd_kafka_poll_set_consumer(rk_.get());
+    rd_kafka_topic_partition_list_t* topics =
+        rd_kafka_topic_partition_list_new(static_cast<int>(sub_.topics.size()));
+    for (const auto& t : sub_.topics)
+      rd_kafka_topic_partition_list_add(topics, t.c_str(), RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(rk_.get(), topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rk_.reset();
+      return kafka_error("cannot subscribe", err, false);
+    }
+    log::info(kTag, "group {} subscribing to {}", sub_.group, fmt::join(sub_.topics, ","));
+    running_ = true;
+    thread_ = std::thread([this] { run(); });
+    return {};
+  }
+
+  void close() override {
+    running_ = false;
+    if (!thread_.joinable()) return;
+    if (std::this_thread::get_id() == thread_.get_id()) {
+      thread_.detach();  // called from a handler: the loop ends after it returns
+      return;
+    }
+    thread_.join();
+  }
+
+ private:
+  void run() {
+    auto last_commit = Clock::now();
+    while (running_.load()) {
+      serve_due_retries();
+      if (uncommitted_ >= kCommitBatch || Clock::now() - last_commit >= options_.commit_interval) {
+        commit(false, nullptr);
+        last_commit = Clock::now();
+      }
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_.get(), poll_timeout_ms());
+      if (m == nullptr) continue;
+      std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> guard(
+          m, &rd_kafka_message_destroy);
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        on_consume_error(m);
+        continue;
+      }
+      on_message(m);
+    }
+    // Shutdown: commit what was handled, then leave the group cleanly (which revokes and
+    // commits once more through the rebalance callback).
+    commit(true, nullptr);
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(rk_.get());
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      log::warn(kTag, "group {}: close: {}", sub_.group, rd_kafka_err2str(err));
+    parts_.clear();
+    rk_.reset();
+    health_->joined = false;
+    health_->closed = true;
+    log::info(kTag, "group {} left", sub_.group);
+  }
+
+  int poll_timeout_ms() const {
+    auto wait = std::chrono::milliseconds(100);
+    auto now = Clock::now();
+    for (const auto& [tp, st] : parts_) {
+      if (!st.held) continue;
+      auto until = std::chrono::duration_cast<std::chrono::milliseconds>(st.due - now);
+      wait = std::min(wait, std::max(until, std::chrono::milliseconds(0)));
+    }
+    return static_cast<int>(wait.count());
+  }
+
+  void on_consume_error(const rd_kafka_message_t* m) {
+    std::string where = m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "";
+    if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+        m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+      if (warned_topics_.insert(where).second)
+        log::warn(kTag, "group {}: topic {} does not exist (run `ecomd topics create`)",
+                  sub_.group, where);
+      return;
+    }
+    log::warn(kTag, "group {}: consume error{}{}: {}", sub_.group, where.empty() ? "" : " on ",
+              where, rd_kafka_message_errstr(m));
+  }
+
+  static Held copy(const rd_kafka_message_t* m) {
+    Held h;
+    h.topic = rd_kafka_topic_name(m->rkt);
+    h.partition = m->partition;
+    h.offset = m->offset;
+    if (m->key != nullptr) h.key.assign(static_cast<const char*>(m->key), m->key_len);
+    if (m->payload != nullptr) h.value.assign(static_cast<const char*>(m->payload), m->len);
+    rd_kafka_headers_t* hdrs = nullptr;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
+      const char* name;
+      const void* value;
+      size_t size;
+      for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) ==
+                         RD_KAFKA_RESP_ERR_NO_ERROR;
+           ++i) {
+        h.headers.emplace_back(name, value != nullptr
+                                         ? std::string(static_cast<const char*>(value), size)
+                                         : std::string());
+      }
+    }
+    auto env = decode_envelope(h.value);
+    if (env) {
+      h.envelope = std::move(env).value();
+    } else {
+      h.decode_error = env.error().message;
+    }
+    return h;
+  }
+
+  void on_message(const rd_kafka_message_t* m) {
+    TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
+    PartitionState& st = parts_[tp];
+    if (st.paused) {
+      st.dropped = true;  // fetched before the pause took effect; refetched after the retry
+      return;
+    }
+    if (st.next >= 0 && m->offset < st.next) return;  // already handled (after a seek)
+    process(tp, st, copy(m), 1);
+  }
+
+  std::chrono::milliseconds backoff(int attempt) const {
+    auto d = sub_.initial_backoff;
+    for (int i = 1; i < attempt && d < sub_.max_backoff; ++i) d *= 2;
+    return std::min(d, sub_.max_backoff);
+  }
+
+  // Runs the handler for attempt `attempt` and acts on its outcome.
+  void process(const TopicPartition& tp, PartitionState& st, Held h, int attempt) {
+    if (!h.envelope) {
+      std::string why = "undecodable envelope: " + h.decode_error;
+      dead_letter(tp, st, std::move(h), attempt, why);
+      return;
+    }
+    Message msg;
+    msg.topic = h.topic;
+    msg.partition = h.partition;
+    msg.offset = h.offset;
+    msg.key = h.key;
+    msg.envelope = *h.envelope;
+    msg.attempt = attempt;
+    Outcome out;
+    try {
+      out = handler_(msg);
+    } catch (const std::exception& e) {
+      out = Outcome::retry(fmt::format("handler threw: {}", e.what()));
+    } catch (...) {
+      out = Outcome::retry("handler threw");
+    }
+    switch (out.disposition) {
+      case Disposition::kAck:
+        done(st, h.offset);
+        return;
+      case Disposition::kRetry:
+        if (attempt >= std::max(1, sub_.max_attempts)) {
+          dead_letter(tp, st, std::move(h), attempt,
+                      fmt::format("retries exhausted after {} attempts: {}", attempt, out.reason));
+        } else {
+          wait_for_retry(tp, st, std::move(h), attempt, out.reason, false);
+        }
+        return;
+      case Disposition::kDeadLetter:
+        dead_letter(tp, st, std::move(h), attempt, out.reason);
+        return;
+    }
+  }
+
+  void done(PartitionState& st, int64_t offset) {
+    st.next = offset + 1;
+    ++uncommitted_;
+  }
+
+  void wait_for_retry(const TopicPartition& tp, PartitionState& st, Held h, int attempt,
+                      std::string reason, bool dlq_only) {
+    auto delay = backoff(attempt);
+    log::warn(kTag, "group {}: {}[{}]@{} attempt {} {}; retrying in {} ms", sub_.group, tp.first,
+              tp.second, h.offset, attempt, reason, delay.count());
+    if (!st.paused) set_paused(tp, true);
+    st.paused = true;
+    st.held = std::move(h);
+    st.attempt = attempt;
+    st.dlq_only = dlq_only;
+    st.reason = std::move(reason);
+    st.due = Clock::now() + delay;
+  }
+
+  void dead_letter(const TopicPartition& tp, PartitionState& st, Held h, int attempts,
+                   const std::string& reason) {
+    std::string dlq = dlq_topic(h.topic);
+    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(h.headers.size() + 6);
+    for (const auto& [k, v] : h.headers)
+      rd_kafka_header_add(hdrs, k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+    add_header(hdrs, "ecom_error", reason.empty() ? std::string("dead-lettered") : reason);
+    add_header(hdrs, "ecom_original_topic", h.topic);
+    add_header(hdrs, "ecom_original_partition", std::to_string(h.partition));
+    add_header(hdrs, "ecom_original_offset", std::to_string(h.offset));
+    add_header(hdrs, "ecom_attempts", std::to_string(attempts));
+    add_header(hdrs, "ecom_consumer_group", sub_.group);
+    OutRecord r{&dlq, h.key, h.value, hdrs};
+    Status st_dlq = producer_->produce(std::span<OutRecord>(&r, 1));
+    if (!st_dlq) {
+      // The record must not be skipped without a dead-letter copy: keep it and try again later.
+      wait_for_retry(tp, st, std::move(h), attempts,
+                     fmt::format("dead-letter write to {} failed ({}), after: {}", dlq,
+                                 st_dlq.error().message, reason),
+                     true);
+      st.reason = reason;
+      return;
+    }
+    log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {} after {} attempt(s): {}", sub_.group,
+              tp.first, tp.second, h.offset, dlq, attempts, reason);
+    done(st, h.offset);
+  }
+
+  void serve_due_retries() {
+    auto now = Clock::now();
+    for (auto& [tp, st] : parts_) {
+      if (!st.held || st.due > now) continue;
+      Held h = std::move(*st.held);
+      st.held.reset();
+      if (st.dlq_only) {
+        st.dlq_only = false;
+        dead_letter(tp, st, std::move(h), st.attempt, st.reason);
+      } else {
+        process(tp, st, std::move(h), st.attempt + 1);
+      }
+      if (st.held) continue;  // waiting again
+      if (st.dropped && st.next >= 0) seek(tp, st.next);
+      st.dropped = false;
+      st.paused = false;
+      set_paused(tp, false);
+    }
+  }
+
+  void set_paused(const TopicPartition& tp, bool pause) {
+    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, tp.first.c_str(), tp.second);
+    rd_kafka_resp_err_t err =
+        pause ? rd_kafka_pause_partitions(rk_.get(), l) : rd_kafka_resume_partitions(rk_.get(), l);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      log::warn(kTag, "group {}: {} {}[{}]: {}", sub_.group, pause ? "pause" : "resume", tp.first,
+                tp.second, rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+
+  void seek(const TopicPartition& tp, int64_t offset) {
+    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, tp.first.c_str(), tp.second)->offset = offset;
+    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(rk_.get(), l, 5'000)) {
+      log::warn(kTag, "group {}: seek {}[{}] to {}: {}", sub_.group, tp.first, tp.second, offset,
+                rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+
+  // Commits handled offsets of the assigned partitions (or of `only`).
+  void commit(bool sync, const rd_kafka_topic_partition_list_t* only) {
+    if (!rk_) return;
+    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(8);
+    for (const auto& [tp, st] : parts_) {
+      if (st.next < 0 || st.next <= st.committed) continue;
+      if (only != nullptr &&
+          rd_kafka_topic_partition_list_find(only, tp.first.c_str(), tp.second) == nullptr)
+        continue;
+      rd_kafka_topic_partition_list_add(l, tp.first.c_str(), tp.second)->offset = st.next;
+    }
+    if (l->cnt > 0) {
+      rd_kafka_resp_err_t err = rd_kafka_commit(rk_.get(), l, sync ? 0 : 1);
+      if (sync) {
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          mark_committed(l);
+        } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+          log::warn(kTag, "group {}: commit failed: {}", sub_.group, rd_kafka_err2str(err));
+        }
+      }
+      uncommitted_ = 0;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+
+  void mark_committed(const rd_kafka_topic_partition_list_t* l) {
+    for (int i = 0; i < l->cnt; ++i) {
+      const auto& p = l->elems[i];
+      if (p.err != RD_KAFKA_RESP_ERR_NO_ERROR || p.offset < 0) continue;
+      auto it = parts_.find({p.topic, p.partition});
+      if (it != parts_.end()) it->second.committed = std::max(it->second.committed, p.offset);
+    }
+  }
+
+  static void on_commit(rd_kafka_t*, rd_kafka_resp_err_t err,
+                        rd_kafka_topic_partition_list_t* offsets, void* opaque) {
+    auto* self = static_cast<KafkaSubscription*>(opaque);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (offsets != nullptr) self->mark_committed(offsets);
+    } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      log::warn(kTag, "group {}: async commit failed: {}", self->sub_.group, rd_kafka_err2str(err));
+    }
+  }
+
+  static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+    auto* self = static_cast<KafkaSubscription*>(opaque);
+    log::warn(kTag, "group {}: {} ({})", self->sub_.group, reason,
+              rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)));
+  }
+
+  static std::string describe(const rd_kafka_topic_partition_list_t* l) {
+    std::string out;
+    for (int i = 0; i < l->cnt; ++i)
+      out += fmt::format("{}{}[{}]", i == 0 ? "" : ",", l->elems[i].topic, l->elems[i].partition);
+    return out.empty() ? "nothing" : out;
+  }
+
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t* parts, void* opaque) {
+    auto* self = static_cast<KafkaSubscription*>(opaque);
+    bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t* error = nullptr;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      for (int i = 0; i < parts->cnt; ++i)
+        self->parts_[{parts->elems[i].topic, parts->elems[i].partition}] = PartitionState{};
+      if (cooperative) {
+        error = rd_kafka_incremental_assign(rk, parts);
+      } else {
+        rd_kafka_assign(rk, parts);
+      }
+      self->health_->joined = true;
+      log::info(kTag, "group {}: assigned {}", self->sub_.group, describe(parts));
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+      bool lost = rd_kafka_assignment_lost(rk) != 0;
+      // Offsets of a lost assignment belong to the new owner now; only a clean revoke commits.
+      if (!lost) self->commit(true, parts);
+      for (int i = 0; i < parts->cnt; ++i)
+        self->parts_.erase({parts->elems[i].topic, parts->elems[i].partition});
+      if (cooperative) {
+        error = rd_kafka_incremental_unassign(rk, parts);
+      } else {
+        rd_kafka_assign(rk, nullptr);
+      }
+      if (lost) self->health_->joined = false;
+      log::info(kTag, "group {}: {} {}", self->sub_.group, lost ? "lost" : "revoked",
+                describe(parts));
+    } else {
+      log::warn(kTag, "group {}: rebalance error: {}", self->sub_.group, rd_kafka_err2str(err));
+      rd_kafka_assign(rk, nullptr);
+      self->parts_.clear();
+      self->health_->joined = false;
+    }
+    if (error != nullptr) {
+      log::warn(kTag, "group {}: rebalance: {}", self->sub_.group, rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    }
+  }
+
+  static constexpr int kCommitBatch = 1000;
+
+  KafkaBusOptions options_;
+  SubscriptionOptions sub_;
+  Handler handler_;
+  std::shared_ptr<Producer> producer_;
+  std::shared_ptr<SubscriptionHealth> health_;
+  HandlePtr rk_;
+  std::thread thread_;
+  std::atomic<bool> running_{false};
+  // Touched only by the consumer thread (callbacks are served by rd_kafka_consumer_poll).
+  std::map<TopicPartition, PartitionState> parts_;
+  int uncommitted_ = 0;
+  std::set<std::string> warned_topics_;
+};
+
+// --- the bus ------------------------------------------------------------------------------------
+
+class KafkaEventBus final : public EventBus {
+ public:
+  KafkaEventBus(KafkaBusOptions options, std::shared_ptr<Producer> producer)
+      : options_(std::move(options)), producer_(std::move(producer)) {}
+
+  Status publish(std::span<const Record> records) override {
+    std::vector<OutRecord> out;
+    out.reserve(records.size());
+    for (const auto& r : records)
+      out.push_back(OutRecord{&r.topic, r.key, r.value, cloudevents_headers(r.value)});
+    return producer_->produce(out);
+  }
+
+  Result<std::unique_ptr<Subscription>> subscribe(SubscriptionOptions options,
+                                                  Handler handler) override {
+    if (options.group.empty())
+      return Error{"VALIDATION_FAILED", "a subscription needs a consumer group", "group", false};
+    if (options.topics.empty())
+      return Error{"VALIDATION_FAILED", "a subscription needs topics", "topics", false};
+    if (!handler) return Error{"VALIDATION_FAILED", "a subscription needs a handler", {}, false};
+    auto health = std::make_shared<SubscriptionHealth>();
+    auto sub = std::make_unique<KafkaSubscription>(options_, std::move(options), std::move(handler),
+                                                   producer_, health);
+    if (auto st = sub->start(); !st) return st.error();
+    {
+      std::lock_guard lock(mu_);
+      std::erase_if(subs_, [](const std::weak_ptr<SubscriptionHealth>& w) {
+        auto s = w.lock();
+        return !s || s->closed;
+      });
+      subs_.push_back(health);
+    }
+    return std::unique_ptr<Subscription>(std::move(sub));
+  }
+
+  bool healthy() override {
+    if (!producer_->healthy()) return false;
+    std::lock_guard lock(mu_);
+    for (const auto& w : subs_) {
+      auto s = w.lock();
+      if (s && !s->closed && !s->joined) return false;
+    }
+    return true;
+  }
+
+  std::string_view kind() const noexcept override { return "kafka"; }
+
+ private:
+  KafkaBusOptions options_;
+  std::shared_ptr<Producer> producer_;
+  std::mutex mu_;
+  std::vector<std::weak_ptr<SubscriptionHealth>> subs_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<EventBus>> make_kafka_bus(KafkaBusOptions options) {
+  if (options.bootstrap_servers.empty())
+    return Error{"CONFIG_INVALID", "kafka bootstrap servers are empty (--brokers)",
+                 "kafka.bootstrap_servers", false};
+  auto producer = Producer::create(options);
+  if (!producer) return producer.error();
+  log::info(kTag, "bus on {} (compression {}, linger {} ms)", options.bootstrap_servers,
+            options.compression, options.linger_ms);
+  return std::unique_ptr<EventBus>(
+      std::make_unique<KafkaEventBus>(std::move(options), std::move(producer).value()));
+}
+
+}  // namespace ecom::bus

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the build and test dependencies of ecomd from Debian 12 packages. Idempotent and quiet:
+# does nothing when everything is present. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build pkg-config git ca-certificates curl
+  librdkafka-dev libboost-dev rapidjson-dev libsqlite3-dev libfmt-dev catch2
+)
+# Extra packages for the test suite (the Kafka broker script installs Java, Maven and kcat itself).
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(python3)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
