@@ -31,11 +31,11 @@ void log_cb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
   }
 }
 
-Error config_invalid(std::string message, std::string field = {}) {
+}  // namespace
+
+Error config_invalid(std::string message, std::string field) {
   return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
 }
-
-}  // namespace
 
 Status conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
   char err[512];
@@ -79,11 +79,9 @@ Error kafka_error(std::string_view what, rd_kafka_resp_err_t err, bool retryable
 bool delivery_retryable(rd_kafka_resp_err_t err) noexcept {
   switch (err) {
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR__MSG_SIZE_TOO_LARGE:
     case RD_KAFKA_RESP_ERR_INVALID_MSG:
     case RD_KAFKA_RESP_ERR__BAD_MSG:
     case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-    case RD_KAFKA_RESP_ERR_CORRUPT_MESSAGE:
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
@@ -103,10 +101,6 @@ using namespace kafka;
 namespace {
 
 constexpr int kMaxPartitions = 10'000;
-
-Error config_invalid(std::string message, std::string field = {}) {
-  return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
-}
 
 bool valid_topic_name(std::string_view name) {
   if (name.empty() || name.size() > 249 || name == "." || name == "..") return false;
@@ -263,7 +257,8 @@ Status positive_ms(const ConfigSection& s, std::string_view key, int64_t min, in
 Result<KafkaBusOptions> kafka_options_from_config(const ConfigSection& s,
                                                   const std::string& base_dir) {
   try {
-    if (auto st = s.check_keys({"bootstrap_servers", "client_id", "compression", "linger_ms",
+    if (auto st = s.check_keys({"bootstrap_servers", "client_id", "topic_prefix", "group_prefix",
+                                "compression", "linger_ms",
                                 "batch_num_messages", "batch_size_bytes", "delivery_timeout_ms",
                                 "session_timeout_ms", "commit_interval_ms", "health_interval_ms",
                                 "topics_file", "properties", "producer_properties",
@@ -275,6 +270,11 @@ Result<KafkaBusOptions> kafka_options_from_config(const ConfigSection& s,
     if (o.bootstrap_servers.empty())
       return config_invalid("kafka.bootstrap_servers must not be empty", "kafka.bootstrap_servers");
     o.client_id = s.get_string("client_id", o.client_id);
+    o.topic_prefix = s.get_string("topic_prefix", "");
+    if (!o.topic_prefix.empty() && !valid_topic_name(o.topic_prefix))
+      return config_invalid("kafka.topic_prefix may hold only letters, digits, '.', '_' and '-'",
+                            "kafka.topic_prefix");
+    o.group_prefix = s.get_string("group_prefix", "");
     o.compression = s.get_string("compression", o.compression);
     static const std::set<std::string> kCodecs = {"none", "gzip", "snappy", "lz4", "zstd"};
     if (!kCodecs.contains(o.compression))
@@ -409,14 +409,14 @@ struct Wanted {
   std::map<std::string, std::string> config;
 };
 
-std::vector<Wanted> expand(const TopicsConfig& tc) {
+std::vector<Wanted> expand(const TopicsConfig& tc, const std::string& prefix) {
   std::vector<Wanted> out;
   for (const auto& t : tc.topics) {
-    Wanted w{t.name, t.partitions, t.replication_factor, t.config};
+    Wanted w{prefix + t.name, t.partitions, t.replication_factor, t.config};
     w.config["retention.ms"] = std::to_string(t.retention_ms);
     out.push_back(w);
     if (t.dlq) {
-      w.name = dlq_topic(t.name);
+      w.name = dlq_topic(prefix + t.name);
       w.config["retention.ms"] = std::to_string(t.dlq_retention_ms);
       out.push_back(std::move(w));
     }
@@ -438,7 +438,7 @@ Result<EnsureReport> ensure_impl(const KafkaBusOptions& options, const TopicsCon
   if (!md) return md.error();
   EnsureReport report;
   std::vector<Wanted> missing;
-  for (auto& w : expand(tc)) {
+  for (auto& w : expand(tc, options.topic_prefix)) {
     const auto* t = find_topic(md->get(), w.name);
     if (t == nullptr) {
       missing.push_back(std::move(w));
@@ -511,7 +511,7 @@ Result<EnsureReport> ensure_impl(const KafkaBusOptions& options, const TopicsCon
       failures.push_back(fmt::format("{}: {}", name, why != nullptr ? why : rd_kafka_err2str(e)));
       if (e == RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR ||
           e == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS || e == RD_KAFKA_RESP_ERR_INVALID_CONFIG ||
-          e == RD_KAFKA_RESP_ERR_INVALID_TOPIC_EXCEPTION ||
+          e == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION ||
           e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
           e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
           e == RD_KAFKA_RESP_ERR_POLICY_VIOLATION)
@@ -557,7 +557,7 @@ Result<std::vector<TopicInfo>> describe_topics(const KafkaBusOptions& options,
 
   std::vector<TopicInfo> out;
   std::set<std::string> seen;
-  for (const auto& w : expand(options.topics)) {
+  for (const auto& w : expand(options.topics, options.topic_prefix)) {
     TopicInfo info;
     info.name = w.name;
     info.expected_partitions = w.partitions;

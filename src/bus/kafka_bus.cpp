@@ -491,7 +491,8 @@ class KafkaSubscription final : public Subscription {
       return;
     }
     Message msg;
-    msg.topic = h.topic;
+    msg.topic = std::string_view(h.topic).substr(
+        h.topic.starts_with(options_.topic_prefix) ? options_.topic_prefix.size() : 0);
     msg.partition = h.partition;
     msg.offset = h.offset;
     msg.key = h.key;
@@ -734,10 +735,18 @@ class KafkaEventBus final : public EventBus {
       : options_(std::move(options)), producer_(std::move(producer)) {}
 
   Status publish(std::span<const Record> records) override {
+    std::vector<std::string> names;  // prefixed topic names; reserved so pointers stay valid
+    if (!options_.topic_prefix.empty()) {
+      names.reserve(records.size());
+      for (const auto& r : records) names.push_back(options_.topic_prefix + r.topic);
+    }
     std::vector<OutRecord> out;
     out.reserve(records.size());
-    for (const auto& r : records)
-      out.push_back(OutRecord{&r.topic, r.key, r.value, cloudevents_headers(r.value)});
+    for (size_t i = 0; i < records.size(); ++i) {
+      const Record& r = records[i];
+      out.push_back(OutRecord{names.empty() ? &r.topic : &names[i], r.key, r.value,
+                              cloudevents_headers(r.value)});
+    }
     return producer_->produce(out);
   }
 
@@ -748,6 +757,8 @@ class KafkaEventBus final : public EventBus {
     if (options.topics.empty())
       return Error{"VALIDATION_FAILED", "a subscription needs topics", "topics", false};
     if (!handler) return Error{"VALIDATION_FAILED", "a subscription needs a handler", {}, false};
+    options.group = options_.group_prefix + options.group;
+    for (auto& t : options.topics) t = options_.topic_prefix + t;
     auto health = std::make_shared<SubscriptionHealth>();
     auto sub = std::make_unique<KafkaSubscription>(options_, std::move(options), std::move(handler),
                                                    producer_, health);

@@ -34,6 +34,9 @@ enum class ClientKind { kProducer, kConsumer, kAdmin };
 Result<ConfPtr> make_conf(const KafkaBusOptions& options, ClientKind kind,
                           const std::map<std::string, std::string>& preset);
 
+/// A CONFIG_INVALID error.
+Error config_invalid(std::string message, std::string field = {});
+
 /// Sets one property; CONFIG_INVALID on failure.
 Status conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value);
 

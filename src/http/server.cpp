@@ -296,7 +296,8 @@ class BeastServer final : public Server {
                                         asio::redirect_error(use_awaitable, ec));
       if (!ec && !c.parser->is_done()) {
         auto& header = c.parser->get();
-        if (header.version() >= 11 && beast::iequals(header[bhttp::field::expect], "100-continue")) {
+        if (header.version() >= 11 &&
+            beast::iequals(header[bhttp::field::expect], "100-continue")) {
           bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, header.version()};
           co_await bhttp::async_write(stream, cont, asio::redirect_error(use_awaitable, ec));
         }
@@ -311,10 +312,9 @@ class BeastServer final : public Server {
         // Built outside the co_await expression: GCC 12 mishandles non-trivial temporaries there.
         Error rejection;
         if (ec == bhttp::error::body_limit) {
-          rejection = Error{"PAYLOAD_TOO_LARGE",
-                            "request body exceeds " + std::to_string(options_.body_limit) + " bytes",
-                            {},
-                            false};
+          rejection.code = "PAYLOAD_TOO_LARGE";
+          rejection.message =
+              "request body exceeds " + std::to_string(options_.body_limit) + " bytes";
         } else if (is_parse_error(ec)) {
           rejection = Error{"BAD_REQUEST", "malformed HTTP request: " + ec.message(), {}, false};
         }
@@ -351,7 +351,8 @@ class BeastServer final : public Server {
     c.stream.expires_after(std::min(options_.read_timeout, kLingerTimeout));
     std::array<char, 4096> sink;
     while (!ec) {
-      co_await c.stream.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+      co_await c.stream.async_read_some(asio::buffer(sink),
+                                        asio::redirect_error(use_awaitable, ec));
     }
   }
 

@@ -414,7 +414,7 @@ Result<Product> set_stock(db::Tx& tx, const Rules& rules, const StockUpdate& u) 
     return invalid_update("sku", "sku must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
   }
   if (u.available < 0 || u.available > kMaxStock) {
-    return invalid_update("available", "available must be an integer >= 0");
+    return invalid_update("available", "available must be an integer between 0 and 1000000000000");
   }
   if (u.name && (u.name->empty() || u.name->size() > kMaxNameLength)) {
     return invalid_update("name", "name must be a non-empty string of at most 200 characters");

@@ -1,5 +1,6 @@
 #include "saga_store.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace ecom::saga::store {
@@ -123,15 +124,17 @@ void add_history(db::Tx& tx, std::string_view order_id, const HistoryRow& h) {
 }
 
 std::vector<HistoryRow> history(db::Tx& tx, std::string_view order_id, int limit) {
+  // The latest rows: a saga that keeps re-sending is most interesting at its end.
   auto s = tx.stmt(
       "SELECT at, input, event_id, from_state, to_state, note FROM saga_history "
-      "WHERE order_id = ? ORDER BY seq LIMIT ?");
+      "WHERE order_id = ? ORDER BY seq DESC LIMIT ?");
   s.bind_all(order_id, limit);
   std::vector<HistoryRow> out;
   while (s.step()) {
     out.push_back({s.col_int(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_text(4),
                    s.col_text(5)});
   }
+  std::reverse(out.begin(), out.end());
   return out;
 }
 

@@ -32,6 +32,7 @@ struct HistoryRow {
   std::string note;
 };
 void add_history(db::Tx& tx, std::string_view order_id, const HistoryRow& h);
+// The latest `limit` rows, oldest first.
 std::vector<HistoryRow> history(db::Tx& tx, std::string_view order_id, int limit);
 
 // Order ids whose deadline is due at `now_ms`, earliest first.
@@ -40,7 +41,7 @@ std::vector<std::string> due(db::Tx& tx, int64_t now_ms, int limit);
 int64_t count_with_deadline(db::Tx& tx);
 // Sagas per state name.
 std::vector<std::pair<std::string, int64_t>> count_by_state(db::Tx& tx);
-// Order ids with a deadline, earliest first (for the operator listing).
+// Sagas with a deadline, earliest first (for the operator listing).
 std::vector<SagaRecord> with_deadline(db::Tx& tx, int limit);
 
 }  // namespace ecom::saga::store

@@ -1,1 +1,521 @@
 #include <catch2/catch.hpp>
+#include <rapidjson/document.h>
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bus_test_util.hpp"
+#include "child_process.hpp"
+#include "ecom/bus/embedded_bus.hpp"
+#include "support/test_support.hpp"
+
+using ecom::Envelope;
+using ecom::bus::Disposition;
+using ecom::bus::Message;
+using ecom::bus::Outcome;
+using ecom::bus::Record;
+using ecom::bus::SubscriptionOptions;
+using ecom::test::Collector;
+using ecom::test::eventually;
+using ecom::test::fast_bus_options;
+using ecom::test::open_bus;
+using ecom::test::test_event;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::set<std::string> as_set(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
+
+std::vector<std::string> ids_of(const std::vector<Envelope>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.id);
+  return out;
+}
+
+/// Owner of each partition of `topic` in `group`, as stored in the bus file.
+std::map<int, std::string> owners(const std::string& path, const std::string& group,
+                                  const std::string& topic) {
+  return ecom::test::query_file(
+      path, [&](ecom::db::Tx& tx) -> ecom::Result<std::map<int, std::string>> {
+        std::map<int, std::string> out;
+        auto s = tx.stmt(R"(SELECT "partition", owner FROM ownership WHERE grp=? AND topic=?)");
+        s.bind_all(group, topic);
+        while (s.step()) out[static_cast<int>(s.col_int(0))] = s.col_text(1);
+        return out;
+      });
+}
+
+rapidjson::Document parse(const std::string& json) {
+  rapidjson::Document d;
+  d.Parse(json.c_str(), json.size());
+  REQUIRE_FALSE(d.HasParseError());
+  REQUIRE(d.IsObject());
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("embedded bus: rejects invalid options and subscriptions", "[bus][embedded]") {
+  ecom::test::TempDir dir;
+  auto o = fast_bus_options(dir.file("bus.db"));
+  o.path.clear();
+  auto bad = ecom::bus::make_embedded_bus(o);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == "CONFIG_INVALID");
+  o = fast_bus_options(dir.file("bus.db"));
+  o.partitions = 0;
+  CHECK_FALSE(ecom::bus::make_embedded_bus(o).ok());
+
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  CHECK(bus->kind() == "embedded");
+  CHECK(bus->healthy());
+  auto ack = [](const Message&) { return Outcome::ack(); };
+  CHECK_FALSE(bus->subscribe({.group = "", .topics = {"t"}}, ack).ok());
+  CHECK_FALSE(bus->subscribe({.group = "g", .topics = {}}, ack).ok());
+  CHECK_FALSE(bus->subscribe({.group = "g", .topics = {"t"}}, nullptr).ok());
+  Record no_topic{"", "k", "{}"};
+  CHECK_FALSE(bus->publish(std::span<const Record>(&no_topic, 1)).ok());
+  CHECK(bus->publish(std::span<const Record>()).ok());
+}
+
+TEST_CASE("embedded bus: delivers published events with their metadata", "[bus][embedded]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  std::vector<Envelope> sent;
+  for (int i = 0; i < 3; ++i) {
+    sent.push_back(test_event("order-1", i));
+    REQUIRE(bus->publish("orders.created", sent.back()).ok());
+  }
+  Collector got;
+  auto sub = bus->subscribe({.group = "g", .topics = {"orders.created"}}, got.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return got.size() >= 3; }));
+  auto msgs = got.messages();
+  REQUIRE(msgs.size() == 3);
+  for (int i = 0; i < 3; ++i) {
+    const Message& m = msgs[i];
+    CHECK(m.topic == "orders.created");
+    CHECK(m.partition == ecom::bus::partition_for("order-1", ecom::bus::kDefaultPartitions));
+    CHECK(m.offset == i);
+    CHECK(m.key == "order-1");
+    CHECK(m.attempt == 1);
+    CHECK(m.envelope.id == sent[i].id);
+    CHECK(m.envelope.type == sent[i].type);
+    CHECK(m.envelope.subject == "order-1");
+    CHECK(m.envelope.correlation_id == sent[i].correlation_id);
+    CHECK(m.envelope.data == sent[i].data);
+  }
+  (*sub)->close();
+  (*sub)->close();  // idempotent
+}
+
+TEST_CASE("embedded bus: per-key order holds for interleaved keys and concurrent publishers",
+          "[bus][embedded][contract]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  Collector got;
+  auto sub = bus->subscribe({.group = "g", .topics = {"orders.status"}}, got.handler());
+  REQUIRE(sub.ok());
+
+  constexpr int kKeys = 40;
+  constexpr int kPerKey = 50;
+  // Two publisher threads, each owning half of the keys, interleaving them in batches of
+  // varying size; per-key order is defined by each key's single publisher.
+  std::vector<std::vector<Envelope>> sent(2);
+  std::atomic<bool> publish_failed{false};
+  auto publisher = [&](int half) {
+    std::vector<Record> batch;
+    for (int n = 0; n < kPerKey; ++n) {
+      for (int k = half; k < kKeys; k += 2) {
+        Envelope e = test_event("key-" + std::to_string(k), n);
+        batch.push_back(ecom::test::to_record("orders.status", e));
+        sent[half].push_back(std::move(e));
+        if (batch.size() >= static_cast<size_t>(1 + (n * 7 + k) % 37)) {
+          if (!bus->publish(batch).ok()) publish_failed = true;
+          batch.clear();
+        }
+      }
+    }
+    if (!batch.empty() && !bus->publish(batch).ok()) publish_failed = true;
+  };
+  std::thread t0(publisher, 0);
+  std::thread t1(publisher, 1);
+  t0.join();
+  t1.join();
+  REQUIRE_FALSE(publish_failed);
+
+  REQUIRE(eventually([&] { return got.size() >= kKeys * kPerKey; }, 60s));
+  std::map<std::string, std::vector<std::string>> expected;
+  for (const auto& half : sent) {
+    for (const auto& e : half) expected[e.subject].push_back(e.id);
+  }
+  auto by_key = got.ids_by_key();
+  REQUIRE(by_key.size() == kKeys);
+  for (const auto& [key, ids] : expected) {
+    INFO("key " << key);
+    CHECK(by_key[key] == ids);
+  }
+  CHECK(got.size() == kKeys * kPerKey);  // nothing twice
+  // Offsets of a partition arrive in order, without gaps.
+  std::map<int, int64_t> next;
+  for (const auto& m : got.messages()) {
+    CHECK(m.offset == next[m.partition]);
+    next[m.partition] = m.offset + 1;
+  }
+}
+
+TEST_CASE("embedded bus: a group resumes from its committed offsets", "[bus][embedded]") {
+  ecom::test::TempDir dir;
+  const auto opts = fast_bus_options(dir.file("bus.db"));
+  std::vector<Envelope> first, second;
+  {
+    auto bus = open_bus(opts);
+    for (int i = 0; i < 10; ++i) {
+      first.push_back(test_event("k" + std::to_string(i % 3), i));
+      REQUIRE(bus->publish("t", first.back()).ok());
+    }
+    Collector got;
+    auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, got.handler());
+    REQUIRE(sub.ok());
+    REQUIRE(eventually([&] { return got.size() >= 10; }));
+    (*sub)->close();  // commits
+    for (int i = 0; i < 5; ++i) {
+      second.push_back(test_event("k" + std::to_string(i % 3), 100 + i));
+      REQUIRE(bus->publish("t", second.back()).ok());
+    }
+  }
+  auto bus = open_bus(opts);  // a new process would see the same
+  Collector got;
+  auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, got.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return got.size() >= 5; }));
+  std::this_thread::sleep_for(200ms);  // room for any (wrong) redelivery to show up
+  CHECK(as_set(got.ids()) == as_set(ids_of(second)));
+  CHECK(got.size() == 5);
+}
+
+TEST_CASE("embedded bus: two consumers of one group split the partitions",
+          "[bus][embedded][contract]") {
+  ecom::test::TempDir dir;
+  const auto opts = fast_bus_options(dir.file("bus.db"));
+  auto bus = open_bus(opts);
+  Collector a, b;
+  auto sa = bus->subscribe({.group = "g", .topics = {"t"}}, a.handler());
+  auto sb = bus->subscribe({.group = "g", .topics = {"t"}}, b.handler());
+  REQUIRE(sa.ok());
+  REQUIRE(sb.ok());
+  // Wait for the rebalance to settle: every partition owned, by two members, half each.
+  REQUIRE(eventually(
+      [&] {
+        auto o = owners(opts.path, "g", "t");
+        std::map<std::string, int> per_owner;
+        for (const auto& [p, owner] : o) ++per_owner[owner];
+        return o.size() == static_cast<size_t>(opts.partitions) && per_owner.size() == 2 &&
+               per_owner.begin()->second == opts.partitions / 2;
+      },
+      20s));
+
+  std::vector<Envelope> sent;
+  std::vector<Record> batch;
+  for (int i = 0; i < 400; ++i) {
+    sent.push_back(test_event("order-" + std::to_string(i % 40), i));
+    batch.push_back(ecom::test::to_record("t", sent.back()));
+  }
+  REQUIRE(bus->publish(batch).ok());
+  REQUIRE(eventually([&] { return a.size() + b.size() >= sent.size(); }, 30s));
+  std::this_thread::sleep_for(200ms);
+
+  auto ida = as_set(a.ids());
+  auto idb = as_set(b.ids());
+  CHECK_FALSE(ida.empty());
+  CHECK_FALSE(idb.empty());
+  CHECK(a.size() + b.size() == sent.size());  // nothing delivered twice
+  std::vector<std::string> both;
+  std::set_intersection(ida.begin(), ida.end(), idb.begin(), idb.end(), std::back_inserter(both));
+  CHECK(both.empty());
+  std::set<std::string> all(ida);
+  all.insert(idb.begin(), idb.end());
+  CHECK(all == as_set(ids_of(sent)));
+  std::set<int> pa, pb;
+  for (const auto& m : a.messages()) pa.insert(m.partition);
+  for (const auto& m : b.messages()) pb.insert(m.partition);
+  std::vector<int> shared;
+  std::set_intersection(pa.begin(), pa.end(), pb.begin(), pb.end(), std::back_inserter(shared));
+  CHECK(shared.empty());
+
+  // When one leaves, the other takes over its partitions.
+  (*sb)->close();
+  std::vector<Envelope> more;
+  for (int i = 0; i < 40; ++i) {
+    more.push_back(test_event("order-" + std::to_string(i), 1000 + i));
+    REQUIRE(bus->publish("t", more.back()).ok());
+  }
+  REQUIRE(eventually([&] { return a.size() >= ida.size() + more.size(); }, 20s));
+  auto after = a.ids();
+  std::set<std::string> new_in_a(after.begin() + static_cast<long>(ida.size()), after.end());
+  CHECK(new_in_a == as_set(ids_of(more)));
+}
+
+TEST_CASE("embedded bus: separate groups each see every event", "[bus][embedded][contract]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  Collector g1, g2;
+  auto s1 = bus->subscribe({.group = "g1", .topics = {"t", "u"}}, g1.handler());
+  REQUIRE(s1.ok());
+  std::vector<Envelope> sent;
+  for (int i = 0; i < 100; ++i) {
+    sent.push_back(test_event("o" + std::to_string(i % 13), i));
+    REQUIRE(bus->publish(i % 2 == 0 ? "t" : "u", sent.back()).ok());
+  }
+  // A group that joins after the fact still starts from the beginning of the log.
+  auto s2 = bus->subscribe({.group = "g2", .topics = {"u", "t"}}, g2.handler());
+  REQUIRE(s2.ok());
+  REQUIRE(eventually([&] { return g1.size() >= sent.size() && g2.size() >= sent.size(); }, 30s));
+  std::this_thread::sleep_for(100ms);
+  CHECK(as_set(g1.ids()) == as_set(ids_of(sent)));
+  CHECK(as_set(g2.ids()) == as_set(ids_of(sent)));
+  CHECK(g1.size() == sent.size());
+  CHECK(g2.size() == sent.size());
+}
+
+TEST_CASE("embedded bus: retry backs off exponentially, blocking only its partition",
+          "[bus][embedded][contract]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  const std::string slow = "slow-key";
+  const std::string fast = ecom::test::key_outside({slow}, ecom::bus::kDefaultPartitions, "fast");
+
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> calls;
+  Collector got([&](const Message& m) {
+    std::lock_guard lock(mu);
+    calls.emplace_back(m.key + "#" + std::to_string(m.attempt), std::chrono::steady_clock::now());
+    if (m.key == slow && m.envelope.data == "{\"n\":0}" && m.attempt < 3) {
+      return Outcome::retry("not yet");
+    }
+    return Outcome::ack();
+  });
+  auto sub = bus->subscribe({.group = "g",
+                             .topics = {"t"},
+                             .max_attempts = 5,
+                             .initial_backoff = 400ms,
+                             .max_backoff = 600ms},
+                            got.handler());
+  REQUIRE(sub.ok());
+  const Envelope s0 = test_event(slow, 0);
+  const Envelope s1 = test_event(slow, 1);
+  std::vector<Record> batch{ecom::test::to_record("t", s0), ecom::test::to_record("t", s1)};
+  for (int i = 0; i < 3; ++i) batch.push_back(ecom::test::to_record("t", test_event(fast, i)));
+  REQUIRE(bus->publish(batch).ok());
+
+  REQUIRE(eventually([&] { return got.size() >= 7; }, 20s));
+  std::vector<std::string> order;
+  std::map<std::string, std::chrono::steady_clock::time_point> at;
+  {
+    std::lock_guard lock(mu);
+    for (const auto& [name, t] : calls) {
+      order.push_back(name);
+      at.emplace(name, t);
+    }
+  }
+  auto msgs = got.messages();
+  REQUIRE(msgs.size() == 7);
+  // The slow key: attempts 1, 2, 3 of s0 and only then s1 (its partition waited).
+  std::vector<std::string> slow_seq;
+  for (const auto& m : msgs) {
+    if (m.key == slow) slow_seq.push_back(m.envelope.id + "#" + std::to_string(m.attempt));
+  }
+  CHECK(slow_seq == std::vector<std::string>{s0.id + "#1", s0.id + "#2", s0.id + "#3",
+                                             s1.id + "#1"});
+  // Backoff: 400 ms, then doubled but capped at 600 ms.
+  CHECK(at[slow + "#2"] - at[slow + "#1"] >= 395ms);
+  CHECK(at[slow + "#3"] - at[slow + "#2"] >= 595ms);
+  // The other partition was not blocked: all its events came before the first retry.
+  auto pos = [&](const std::string& name) {
+    return std::find(order.begin(), order.end(), name) - order.begin();
+  };
+  size_t fast_seen = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (order[i].rfind(fast, 0) == 0) {
+      ++fast_seen;
+      CHECK(static_cast<long>(i) < pos(slow + "#2"));
+    }
+  }
+  CHECK(fast_seen == 3);
+}
+
+TEST_CASE("embedded bus: exhausted retries, dead_letter outcomes and poison pills go to the dlq",
+          "[bus][embedded][contract]") {
+  ecom::test::TempDir dir;
+  const auto opts = fast_bus_options(dir.file("bus.db"));
+  auto bus = open_bus(opts);
+
+  const Envelope doomed = test_event("k", 1);
+  const Envelope rejected = test_event("k", 2);
+  const Envelope fine = test_event("k", 3);
+  Collector got([&](const Message& m) {
+    if (m.envelope.id == doomed.id) return Outcome::retry("db down");
+    if (m.envelope.id == rejected.id) return Outcome::dead_letter("bad sku");
+    return Outcome::ack();
+  });
+  auto sub = bus->subscribe({.group = "g",
+                             .topics = {"t"},
+                             .max_attempts = 3,
+                             .initial_backoff = 10ms,
+                             .max_backoff = 20ms},
+                            got.handler());
+  REQUIRE(sub.ok());
+  const std::string garbage = "this is not json";
+  const std::string incomplete = R"({"specversion":"1.0","id":"x"})";
+  std::vector<Record> batch{
+      ecom::test::to_record("t", doomed),
+      Record{"t", "k", garbage},
+      ecom::test::to_record("t", rejected),
+      Record{"t", "k", incomplete},
+      ecom::test::to_record("t", fine),
+  };
+  REQUIRE(bus->publish(batch).ok());
+
+  // The consumer moves on past all of them to the last event.
+  REQUIRE(eventually([&] {
+    auto ids = got.ids();
+    return std::find(ids.begin(), ids.end(), fine.id) != ids.end();
+  }));
+  std::vector<std::string> seen;
+  for (const auto& m : got.messages()) {
+    seen.push_back(m.envelope.id + "#" + std::to_string(m.attempt));
+  }
+  CHECK(seen == std::vector<std::string>{doomed.id + "#1", doomed.id + "#2", doomed.id + "#3",
+                                         rejected.id + "#1", fine.id + "#1"});
+
+  auto dlq = ecom::test::dlq_records(opts.path, "t");
+  REQUIRE(dlq.size() == 4);  // one partition: in order
+  CHECK(dlq[0].value == ecom::encode_envelope(doomed));
+  CHECK(dlq[1].value == garbage);
+  CHECK(dlq[2].value == ecom::encode_envelope(rejected));
+  CHECK(dlq[3].value == incomplete);
+  for (const auto& r : dlq) CHECK(r.key == "k");
+
+  auto h0 = parse(dlq[0].headers);
+  CHECK(std::string(h0["reason"].GetString()) == "retries exhausted after 3 attempts: db down");
+  CHECK(h0["attempts"].GetInt() == 3);
+  CHECK(std::string(h0["topic"].GetString()) == "t");
+  CHECK(h0["offset"].GetInt64() == 0);
+  CHECK(h0["partition"].GetInt() == ecom::bus::partition_for("k", opts.partitions));
+  CHECK(std::string(h0["group"].GetString()) == "g");
+  auto h1 = parse(dlq[1].headers);
+  CHECK(std::string(h1["reason"].GetString()).rfind("poison pill", 0) == 0);
+  CHECK(h1["offset"].GetInt64() == 1);
+  auto h2 = parse(dlq[2].headers);
+  CHECK(std::string(h2["reason"].GetString()) == "bad sku");
+  CHECK(h2["attempts"].GetInt() == 1);
+  auto h3 = parse(dlq[3].headers);
+  CHECK(std::string(h3["reason"].GetString()).rfind("poison pill", 0) == 0);
+
+  // The dlq is an ordinary topic: operators can consume it.
+  Collector ops;
+  auto osub = bus->subscribe({.group = "ops", .topics = {ecom::bus::dlq_topic("t")}},
+                             ops.handler());
+  REQUIRE(osub.ok());
+  REQUIRE(eventually([&] { return ops.size() >= 2; }));
+  CHECK(ops.ids() == std::vector<std::string>{doomed.id, rejected.id});
+
+  // Progress past the dead letters was committed: a restart does not see them again.
+  (*sub)->close();
+  Collector again;
+  auto sub2 = bus->subscribe({.group = "g", .topics = {"t"}}, again.handler());
+  REQUIRE(sub2.ok());
+  std::this_thread::sleep_for(300ms);
+  CHECK(again.size() == 0);
+}
+
+TEST_CASE("embedded bus: a handler that throws is retried like a retry outcome",
+          "[bus][embedded]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  std::atomic<int> calls{0};
+  Collector got([&](const Message& m) -> Outcome {
+    ++calls;
+    if (m.attempt == 1) throw std::runtime_error("boom");
+    return Outcome::ack();
+  });
+  auto sub = bus->subscribe({.group = "g", .topics = {"t"}, .initial_backoff = 10ms},
+                            got.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(bus->publish("t", test_event("k", 1)).ok());
+  REQUIRE(eventually([&] { return calls.load() >= 2; }));
+  std::this_thread::sleep_for(100ms);
+  CHECK(calls.load() == 2);
+  auto msgs = got.messages();
+  REQUIRE(msgs.size() == 1);  // the throwing call never returned into the collector
+  CHECK(msgs[0].attempt == 2);
+}
+
+TEST_CASE("embedded bus: close waits for the in-flight handler and stops delivery",
+          "[bus][embedded]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  std::atomic<bool> entered{false};
+  std::atomic<bool> finished{false};
+  std::atomic<int> calls{0};
+  auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, [&](const Message&) {
+    ++calls;
+    entered = true;
+    std::this_thread::sleep_for(300ms);
+    finished = true;
+    return Outcome::ack();
+  });
+  REQUIRE(sub.ok());
+  REQUIRE(bus->publish("t", test_event("k", 1)).ok());
+  REQUIRE(bus->publish("t", test_event("k", 2)).ok());
+  REQUIRE(eventually([&] { return entered.load(); }));
+  (*sub)->close();
+  CHECK(finished.load());
+  const int after_close = calls.load();
+  REQUIRE(bus->publish("t", test_event("k", 3)).ok());
+  std::this_thread::sleep_for(200ms);
+  CHECK(calls.load() == after_close);
+}
+
+TEST_CASE("embedded bus: destroying the bus closes live subscriptions", "[bus][embedded]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  Collector got;
+  auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, got.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(bus->publish("t", test_event("k", 1)).ok());
+  REQUIRE(eventually([&] { return got.size() == 1; }));
+  bus.reset();
+  (*sub)->close();  // still safe after the bus is gone
+  sub->reset();
+}
+
+TEST_CASE("embedded bus: events published by another process are consumed",
+          "[bus][embedded][process]") {
+  ecom::test::TempDir dir;
+  const auto opts = fast_bus_options(dir.file("bus.db"));
+  // Fork first: the parent must not hold a connection across fork().
+  ecom::test::ChildProcess child([&](int fd) {
+    auto b = ecom::bus::make_embedded_bus(opts);
+    if (!b) return 2;
+    for (int i = 0; i < 30; ++i) {
+      Envelope e = test_event("remote-" + std::to_string(i % 4), i);
+      if (!(*b)->publish("t", e).ok()) return 3;
+      ecom::test::send_line(fd, e.id);
+    }
+    return 0;
+  });
+  auto bus = open_bus(opts);
+  Collector got;
+  auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, got.handler());
+  REQUIRE(sub.ok());
+  auto sent = child.lines_until_eof(30s);
+  REQUIRE(child.wait(30s) == 0);
+  REQUIRE(sent.size() == 30);
+  REQUIRE(eventually([&] { return got.size() >= sent.size(); }, 20s));
+  CHECK(as_set(got.ids()) == as_set(sent));
+}

@@ -195,7 +195,8 @@ TEST_CASE("bodies of POST/PUT/PATCH must be JSON", "[http][router]") {
   auto req = with_type(Method::kDelete, "text/plain");
   CHECK(router.dispatch(req).status == 200);
   // Routes may opt out.
-  req = make(Method::kPost, "/hook", "a=b", {{"content-type", "application/x-www-form-urlencoded"}});
+  req = make(Method::kPost, "/hook", "a=b",
+             {{"content-type", "application/x-www-form-urlencoded"}});
   CHECK(router.dispatch(req).status == 200);
   // The route is resolved first: 404 beats 415.
   req = make(Method::kPost, "/nope", "x", {{"content-type", "text/plain"}});

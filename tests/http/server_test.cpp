@@ -103,8 +103,8 @@ class RawConn {
   }
 
   bool fill(std::chrono::steady_clock::time_point end) {
-    auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
@@ -141,9 +141,8 @@ struct TestServer {
     });
     router.add(Method::kGet, "/items/{id}", [](const Request& r) {
       std::string ua(r.header("user-agent").value_or("-"));
-      return Response{200, "text/plain",
-                      std::string(r.param("id")) + "|" + r.query_param("q").value_or("-") + "|" + ua,
-                      {}};
+      std::string body = std::string(r.param("id")) + "|" + r.query_param("q").value_or("-");
+      return Response{200, "text/plain", body + "|" + ua, {}};
     });
     router.add(Method::kGet, "/slow", [this](const Request&) {
       ++slow_entered;
@@ -154,7 +153,8 @@ struct TestServer {
     router.add(Method::kGet, "/boom", [](const Request&) -> Response {
       throw std::runtime_error("boom");
     });
-    router.add(Method::kDelete, "/nothing", [](const Request&) { return Response{204, "", "", {}}; });
+    router.add(Method::kDelete, "/nothing",
+               [](const Request&) { return Response{204, "", "", {}}; });
     options.host = "127.0.0.1";
     options.port = 0;
     server = ecom::http::make_server(router, options);
@@ -296,7 +296,8 @@ TEST_CASE("server: bodies over the limit get 413", "[http][server]") {
   r = http_request(s.port(), "POST", "/echo", std::string(4096, ' '));
   CHECK(r.status == 413);
   CHECK(r.header("content-type") == "application/json");
-  CHECK(r.body == R"({"error":{"code":"PAYLOAD_TOO_LARGE","message":"request body exceeds 1024 bytes"}})");
+  CHECK(r.body ==
+        R"({"error":{"code":"PAYLOAD_TOO_LARGE","message":"request body exceeds 1024 bytes"}})");
 
   // Chunked bodies are only known to be too large while reading them.
   std::string chunk(800, 'a');

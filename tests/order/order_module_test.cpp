@@ -2,7 +2,9 @@
 
 #include <rapidjson/document.h>
 
+#include <algorithm>
 #include <mutex>
+#include <thread>
 
 #include "ecom/bus/embedded_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"

@@ -5,11 +5,14 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -279,6 +282,14 @@ struct Harness {
            "|authorized=" + std::to_string(d["paymentAuthorized"].GetBool()) + "|pending=" +
            pending;
   }
+  /// Inputs the saga applied (ignored ones included), sorted: redeliveries would add rows.
+  Names history_inputs(const std::string& id) {
+    auto d = parse(get("/api/sagas/" + id).body);
+    Names out;
+    for (const auto& h : d["history"].GetArray()) out.push_back(str_field(h, "input"));
+    std::sort(out.begin(), out.end());
+    return out;
+  }
   bool wait_summary(const std::string& id, const std::string& want) {
     return test::eventually([&] { return saga_summary(id) == want; }, kWait);
   }
@@ -470,7 +481,7 @@ TEST_CASE("module: replies for unknown sagas and poison payloads", "[saga][modul
 
 TEST_CASE("module: every event delivered twice gives the same end state", "[saga][module]") {
   struct Outcome {
-    std::map<std::string, Names> statuses, commands;
+    std::map<std::string, Names> statuses, commands, history;
     std::map<std::string, std::string> sagas;
   };
   auto run = [](bool twice) {
@@ -506,6 +517,7 @@ TEST_CASE("module: every event delivered twice gives the same end state", "[saga
     for (const auto& [id, _] : want) {
       out.statuses[id] = h.statuses_of(id);
       out.commands[id] = h.commands_of(id);
+      out.history[id] = h.history_inputs(id);
     }
     return out;
   };
@@ -514,6 +526,9 @@ TEST_CASE("module: every event delivered twice gives the same end state", "[saga
   CHECK(once.sagas == twice.sagas);
   CHECK(once.statuses == twice.statuses);
   CHECK(once.commands == twice.commands);
+  CHECK(once.history == twice.history);
+  CHECK(once.history.at("o-4") == Names{"cancellation_requested", "order_created",
+                                        "payment_refunded", "stock_released", "stock_reserved"});
   CHECK(once.statuses.at("o-1") == Names{"STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"});
 }
 
@@ -529,4 +544,19 @@ TEST_CASE("module: configuration is validated", "[saga][module]") {
   CHECK(fails(R"({"reserve_timeout_ms":"5s"})") == "CONFIG_INVALID");
   CHECK(fails(R"({"compensation_timeout_ms":5000,"max_backoff_ms":1000})") == "CONFIG_INVALID");
   CHECK(fails(R"({"step_timeout_ms":1000,"timer_interval_ms":50})") == "started");
+}
+
+TEST_CASE("module: the shipped config's saga section starts the module", "[saga][module]") {
+  std::ifstream in(std::string(ECOM_SOURCE_DIR) + "/config/ecomd.json");
+  REQUIRE(in);
+  std::stringstream text;
+  text << in.rdbuf();
+  auto doc = parse_json_config(text.str());
+  REQUIRE(doc);
+  Harness h;
+  h.settings.document = doc.value();
+  REQUIRE(h.settings.section("saga").has("step_timeout_ms"));
+  auto st = h.start_node();
+  INFO((st ? std::string() : st.error().message));
+  CHECK(st.ok());
 }

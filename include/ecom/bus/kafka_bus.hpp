@@ -46,6 +46,11 @@ Result<TopicsConfig> load_topics_config(const std::string& path);
 struct KafkaBusOptions {
   std::string bootstrap_servers = "127.0.0.1:9092";
   std::string client_id = "ecomd";
+  /// Prepended to every Kafka topic name (e.g. "staging."), so several deployments or test runs
+  /// can share a cluster; handlers still see the plain names of topics::kAll.
+  std::string topic_prefix;
+  /// Prepended to every consumer group id (e.g. "staging-").
+  std::string group_prefix;
   // Producer.
   std::string compression = "lz4";   ///< compression.type: none, gzip, snappy, lz4, zstd
   int linger_ms = 5;                 ///< linger.ms: wait this long to fill a batch
@@ -87,8 +92,8 @@ Result<KafkaBusOptions> kafka_options_from_settings(const Settings& settings);
 /// assignment, commits after the handler returned, and `<topic>.dlq` for dead letters.
 Result<std::unique_ptr<EventBus>> make_kafka_bus(KafkaBusOptions options);
 
-/// Creates the configured topics (and .dlq twins) that do not exist; logs, without changing
-/// anything, existing topics whose partition count differs. Fails (retryable) when the brokers
+/// Creates the configured topics (and .dlq twins), with options.topic_prefix, that do not exist;
+/// logs, without changing anything, existing topics whose partition count differs. Fails (retryable) when the brokers
 /// cannot be reached within `timeout`.
 Status ensure_topics(const KafkaBusOptions& options, const TopicsConfig& topics,
                      std::chrono::milliseconds timeout = std::chrono::seconds(30));
@@ -110,8 +115,8 @@ Result<std::vector<TopicInfo>> describe_topics(const KafkaBusOptions& options,
                                                    std::chrono::seconds(15));
 
 /// `ecomd topics create|list|describe`: runs the verb against options.bootstrap_servers with
-/// options.topics and prints a human-readable result to `out`. Returns the process exit code:
-/// 0 success, 1 broker/Kafka failure (or `describe` found missing topics / mismatches), 2 unknown verb.
+/// options.topics (names with options.topic_prefix) and prints a human-readable result to `out`.
+/// Returns the process exit code: 0 success, 1 Kafka unreachable or refused, 2 unknown verb.
 int run_topics_command(std::string_view verb, const KafkaBusOptions& options, std::FILE* out);
 
 }  // namespace ecom::bus

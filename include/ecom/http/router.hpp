@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,15 +64,83 @@ Error validation_error(std::string field, std::string message);
 /// Handles one request on an HTTP thread; must not throw (the server answers 500 if it does).
 using Handler = std::function<Response(const Request&)>;
 
+/// Completes a deferred request. Call exactly once, from any thread; later calls are ignored.
+using Responder = std::function<void(Response)>;
+/// A handler that answers later (long-poll). It must not block: it keeps the responder and calls it
+/// when the answer is ready. If the client disconnects first, the responder becomes a no-op.
+using AsyncHandler = std::function<void(const Request&, Responder)>;
+
+/// A server-push byte stream to one client (used for Server-Sent Events). Thread-safe.
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  /// Queues bytes for the client. Returns false when the stream is closed, or when the client has
+  /// fallen more than the server's stream buffer limit behind: a slow client is then dropped (the
+  /// stream closes) rather than allowed to grow memory without bound.
+  virtual bool write(std::string data) = 0;
+  /// Ends the stream after the queued bytes are sent. Idempotent.
+  virtual void close() = 0;
+  /// True once the client went away, close() was called, or the server is stopping.
+  virtual bool closed() const = 0;
+  /// Registers a callback run once when the stream ends (any reason), on a server thread. Set it
+  /// inside the stream handler; if the stream already ended, it runs at once.
+  virtual void on_close(std::function<void()> fn) = 0;
+};
+
+/// Opens a stream. Return std::nullopt to start streaming (status 200, `Content-Type:
+/// text/event-stream`, `Cache-Control: no-cache`, no length); return a Response (e.g. 404) to answer
+/// normally instead, in which case the stream is discarded.
+using StreamHandler = std::function<std::optional<Response>(const Request&, std::shared_ptr<Stream>)>;
+
+/// One WebSocket connection (text messages). Thread-safe.
+class WebSocket {
+ public:
+  virtual ~WebSocket() = default;
+  /// Queues a text message; false when closed or the client fell behind the buffer limit (then the
+  /// connection is closed).
+  virtual bool send(std::string text) = 0;
+  /// Starts the closing handshake. Idempotent.
+  virtual void close() = 0;
+  /// True once closed for any reason.
+  virtual bool closed() const = 0;
+};
+
+/// Callbacks of one WebSocket connection, run on a server thread, one at a time per connection.
+struct WebSocketCallbacks {
+  std::function<void(std::string_view text)> on_message;  ///< each complete text message
+  std::function<void()> on_close;                         ///< once, when the connection ends
+};
+
+/// Accepts a WebSocket upgrade and returns its callbacks (the socket may be used at once).
+using WebSocketHandler = std::function<WebSocketCallbacks(const Request&, std::shared_ptr<WebSocket>)>;
+
+/// What a request resolved to.
+struct Match {
+  enum class Kind { kResponse, kAsync, kStream, kWebSocket };
+  Kind kind = Kind::kResponse;
+  Response response;                    ///< kResponse: the answer (handler already ran, or an error)
+  const AsyncHandler* async = nullptr;  ///< kAsync
+  const StreamHandler* stream = nullptr;        ///< kStream
+  const WebSocketHandler* websocket = nullptr;  ///< kWebSocket
+};
+
 /// Maps method + path pattern to handlers. Patterns use `{name}` segments, e.g.
 /// "/api/orders/{id}/cancel". Register during start-up only; dispatch is then thread-safe.
 class Router final {
  public:
   /// Adds a route. Requests with a body must be application/json unless `any_content_type`.
   void add(Method method, std::string pattern, Handler handler, bool any_content_type = false);
+  /// Adds a route answered later (long-poll).
+  void add_async(Method method, std::string pattern, AsyncHandler handler);
+  /// Adds a GET route that streams (Server-Sent Events).
+  void add_stream(std::string pattern, StreamHandler handler);
+  /// Adds a GET route that upgrades to WebSocket; a plain GET on it answers 426.
+  void add_websocket(std::string pattern, WebSocketHandler handler);
   /// Routes a request: 404 for no path match, 405 (with Allow) when only the method differs,
-  /// 415 when a POST/PUT/PATCH body is not JSON.
+  /// 415 when a POST/PUT/PATCH body is not JSON. Plain routes are run and their response returned.
   Response dispatch(Request& request) const;
+  /// Resolves a request to its route kind (runs plain handlers; sets path params). Used by the server.
+  Match match(Request& request) const;
   /// Number of routes.
   size_t size() const noexcept { return routes_.size(); }
 
@@ -81,6 +150,10 @@ class Router final {
     std::vector<std::string> segments;
     Handler handler;
     bool any_content_type = false;
+    Match::Kind kind = Match::Kind::kResponse;
+    AsyncHandler async;
+    StreamHandler stream;
+    WebSocketHandler websocket;
   };
   std::vector<Route> routes_;
 };

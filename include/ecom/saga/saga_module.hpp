@@ -28,7 +28,8 @@ class SagaModule final : public Module {
   void stop() noexcept override;
 
   /// Applies the timeout of every saga whose deadline is due now; returns how many changed. The
-  /// timer thread calls this periodically; tests may call it to skip the wait. Thread-safe.
+  /// timer thread calls this periodically; tests may call it to skip the wait. Thread-safe; only
+  /// between start() and stop().
   int fire_due();
 
  private:

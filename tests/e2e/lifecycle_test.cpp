@@ -1,0 +1,278 @@
+// The order lifecycle through HTTP on the real binary (--role=all, embedded bus): every path of the
+// saga, a crash in the middle of in-flight orders, and the stock invariant under concurrency.
+
+#include <catch2/catch.hpp>
+
+#include <rapidjson/document.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "support/test_support.hpp"
+
+using ecom::test::Ecomd;
+using ecom::test::HttpResponse;
+using ecom::test::TempDir;
+
+namespace {
+
+struct Stock {
+  int64_t available = -1, reserved = -1, sold = -1;
+};
+
+rapidjson::Document parse(const std::string& s) {
+  rapidjson::Document d;
+  d.Parse(s.c_str());
+  return d;
+}
+
+std::string str(const rapidjson::Value& v, const char* name) {
+  if (!v.IsObject() || !v.HasMember(name) || !v[name].IsString()) return {};
+  return v[name].GetString();
+}
+
+// Writes a config with a small catalogue and the given extra module settings.
+std::string write_config(const TempDir& dir, const std::string& saga = R"({"step_timeout_ms": 30000})",
+                         const std::string& payment = "{}",
+                         const std::string& seed = R"([
+      {"sku":"SKU-A","name":"Plenty","available":100,"unitAmount":1000},
+      {"sku":"SKU-B","name":"Also plenty","available":100,"unitAmount":500},
+      {"sku":"SKU-SCARCE","name":"Scarce","available":2,"unitAmount":700}])") {
+  std::string path = dir.file("ecomd.json");
+  std::ofstream(path) << R"({"inventory":{"admin_token":"t","seed":)" << seed << R"(},"saga":)" << saga
+                      << R"(,"payment":)" << payment << "}";
+  return path;
+}
+
+std::string order_body(const std::string& token, const std::vector<std::pair<std::string, int>>& lines,
+                       const std::string& customer = "c-1") {
+  std::string items;
+  for (const auto& [sku, q] : lines)
+    items += std::string(items.empty() ? "" : ",") + R"({"sku":")" + sku + R"(","quantity":)" +
+             std::to_string(q) + R"(,"unitAmount":1000})";
+  return R"({"customerId":")" + customer + R"(","currency":"USD","items":[)" + items + R"(],"paymentToken":")" +
+         token + R"("})";
+}
+
+std::string place(const Ecomd& e, const std::string& body) {
+  auto r = e.post("/api/orders", body);
+  REQUIRE(r.status == 202);
+  return str(parse(r.body), "orderId");
+}
+
+std::string status_of(const Ecomd& e, const std::string& id) { return str(parse(e.get("/api/orders/" + id).body), "status"); }
+
+bool terminal(const std::string& s) { return s == "CONFIRMED" || s == "CANCELLED"; }
+
+rapidjson::Document wait_terminal(const Ecomd& e, const std::string& id,
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  std::string body;
+  bool done = ecom::test::eventually([&] {
+    body = e.get("/api/orders/" + id).body;
+    return terminal(str(parse(body), "status"));
+  }, timeout);
+  INFO("order " << id << ": " << body);
+  REQUIRE(done);
+  return parse(body);
+}
+
+bool wait_status(const Ecomd& e, const std::string& id, const std::string& status) {
+  return ecom::test::eventually([&] { return status_of(e, id) == status; }, std::chrono::seconds(30));
+}
+
+Stock stock(const Ecomd& e, const std::string& sku) {
+  auto d = parse(e.get("/api/inventory/" + sku).body);
+  Stock s;
+  if (d.IsObject() && d.HasMember("available")) {
+    s.available = d["available"].GetInt64();
+    s.reserved = d["reserved"].GetInt64();
+    s.sold = d["sold"].GetInt64();
+  }
+  return s;
+}
+
+bool stock_is(const Ecomd& e, const std::string& sku, int64_t available, int64_t reserved, int64_t sold) {
+  return ecom::test::eventually([&] {
+    auto s = stock(e, sku);
+    return s.available == available && s.reserved == reserved && s.sold == sold;
+  }, std::chrono::seconds(15));
+}
+
+std::vector<std::string> history(const rapidjson::Document& order) {
+  std::vector<std::string> out;
+  for (const auto& h : order["history"].GetArray()) out.push_back(h["status"].GetString());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("happy path: reserved, authorized, confirmed, stock sold", "[e2e][lifecycle]") {
+  TempDir dir;
+  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  auto id = place(e, order_body("tok_visa", {{"SKU-A", 2}, {"SKU-B", 1}}));
+  auto order = wait_terminal(e, id);
+  CHECK(str(order, "status") == "CONFIRMED");
+  CHECK(history(order) == std::vector<std::string>{"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"});
+  CHECK(stock_is(e, "SKU-A", 98, 0, 2));
+  CHECK(stock_is(e, "SKU-B", 99, 0, 1));
+  CHECK(str(parse(e.get("/api/payments/" + id).body), "status") == "AUTHORIZED");
+}
+
+TEST_CASE("unknown sku and short stock cancel with OUT_OF_STOCK, nothing reserved", "[e2e][lifecycle]") {
+  TempDir dir;
+  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  auto unknown = wait_terminal(e, place(e, order_body("tok_visa", {{"SKU-A", 1}, {"NO-SUCH-SKU", 1}})));
+  CHECK(str(unknown, "status") == "CANCELLED");
+  CHECK(str(unknown, "reason") == "OUT_OF_STOCK");
+  auto short_stock = wait_terminal(e, place(e, order_body("tok_visa", {{"SKU-A", 1}, {"SKU-SCARCE", 3}})));
+  CHECK(str(short_stock, "status") == "CANCELLED");
+  CHECK(str(short_stock, "reason") == "OUT_OF_STOCK");
+  CHECK(stock_is(e, "SKU-A", 100, 0, 0));
+  CHECK(stock_is(e, "SKU-SCARCE", 2, 0, 0));
+}
+
+TEST_CASE("tok_decline cancels with PAYMENT_DECLINED and releases the stock", "[e2e][lifecycle]") {
+  TempDir dir;
+  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  auto order = wait_terminal(e, place(e, order_body("tok_decline", {{"SKU-A", 5}})));
+  CHECK(str(order, "status") == "CANCELLED");
+  CHECK(str(order, "reason") == "PAYMENT_DECLINED");
+  CHECK(stock_is(e, "SKU-A", 100, 0, 0));
+}
+
+TEST_CASE("tok_timeout cancels with TIMEOUT and releases the stock", "[e2e][lifecycle]") {
+  TempDir dir;
+  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir, R"({"step_timeout_ms": 1000})")});
+  auto id = place(e, order_body("tok_timeout", {{"SKU-A", 3}}));
+  auto order = wait_terminal(e, id);
+  CHECK(str(order, "status") == "CANCELLED");
+  CHECK(str(order, "reason") == "TIMEOUT");
+  CHECK(stock_is(e, "SKU-A", 100, 0, 0));
+}
+
+TEST_CASE("customer cancel while payment is pending releases stock", "[e2e][lifecycle]") {
+  TempDir dir;
+  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  auto id = place(e, order_body("tok_timeout", {{"SKU-A", 4}}));
+  REQUIRE(wait_status(e, id, "STOCK_RESERVED"));
+  CHECK(stock_is(e, "SKU-A", 96, 4, 0));
+  CHECK(e.post("/api/orders/" + id + "/cancel", "").status == 202);
+  auto order = wait_terminal(e, id);
+  CHECK(str(order, "status") == "CANCELLED");
+  CHECK(str(order, "reason") == "CUSTOMER_CANCELLED");
+  CHECK(stock_is(e, "SKU-A", 100, 0, 0));
+}
+
+TEST_CASE("customer cancel after the payment was authorized refunds it", "[e2e][lifecycle]") {
+  TempDir dir;
+  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir, R"({"step_timeout_ms": 30000})",
+                                                               R"({"latency_ms": 1500})")});
+  auto id = place(e, order_body("tok_visa", {{"SKU-A", 1}}));
+  REQUIRE(wait_status(e, id, "STOCK_RESERVED"));
+  CHECK(e.post("/api/orders/" + id + "/cancel", "").status == 202);
+  auto order = wait_terminal(e, id);
+  CHECK(str(order, "status") == "CANCELLED");
+  CHECK(str(order, "reason") == "CUSTOMER_CANCELLED");
+  CHECK(stock_is(e, "SKU-A", 100, 0, 0));
+  CHECK(ecom::test::eventually([&] { return str(parse(e.get("/api/payments/" + id).body), "status") == "REFUNDED"; }));
+}
+
+TEST_CASE("cancel after CONFIRMED answers 409", "[e2e][lifecycle]") {
+  TempDir dir;
+  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  auto id = place(e, order_body("tok_visa", {{"SKU-B", 1}}));
+  REQUIRE(str(wait_terminal(e, id), "status") == "CONFIRMED");
+  auto r = e.post("/api/orders/" + id + "/cancel", "");
+  CHECK(r.status == 409);
+  CHECK_THAT(r.body, Catch::Contains("CONFLICT"));
+}
+
+TEST_CASE("kill -9 amid 200 in-flight orders: all end terminal, none confirmed twice", "[e2e][lifecycle][crash]") {
+  TempDir dir;
+  auto config = write_config(dir);
+  std::vector<std::string> ids;
+  {
+    Ecomd e(dir.path(), {"--role=all", "--config=" + config});
+    for (int i = 0; i < 200; ++i)
+      ids.push_back(place(e, order_body(i % 5 == 0 ? "tok_decline" : "tok_visa", {{i % 2 ? "SKU-A" : "SKU-B", 1}})));
+    e.kill9();
+  }
+  Ecomd e(dir.path(), {"--role=all", "--config=" + config});
+  int64_t confirmed_a = 0, confirmed_b = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto order = wait_terminal(e, ids[i], std::chrono::seconds(60));
+    auto h = history(order);
+    CHECK(std::count(h.begin(), h.end(), "CONFIRMED") <= 1);
+    CHECK(std::count(h.begin(), h.end(), "CANCELLED") <= 1);
+    if (str(order, "status") == "CONFIRMED") (i % 2 ? confirmed_a : confirmed_b) += 1;
+    if (i % 5 == 0) CHECK(str(order, "status") == "CANCELLED");
+  }
+  CHECK(confirmed_a + confirmed_b == 160);
+  CHECK(stock_is(e, "SKU-A", 100 - confirmed_a, 0, confirmed_a));
+  CHECK(stock_is(e, "SKU-B", 100 - confirmed_b, 0, confirmed_b));
+}
+
+TEST_CASE("2000 orders from 8 clients on scarce stock keep the stock invariant", "[e2e][lifecycle][concurrency]") {
+  TempDir dir;
+  const std::map<std::string, int64_t> initial = {{"S1", 150}, {"S2", 100}, {"S3", 60}};
+  auto config = write_config(dir, R"({"step_timeout_ms": 30000})", "{}", R"([
+      {"sku":"S1","name":"one","available":150,"unitAmount":100},
+      {"sku":"S2","name":"two","available":100,"unitAmount":100},
+      {"sku":"S3","name":"three","available":60,"unitAmount":100}])");
+  Ecomd e(dir.path(), {"--role=all", "--config=" + config});
+
+  struct Placed {
+    std::string id;
+    std::map<std::string, int64_t> lines;
+  };
+  std::vector<std::vector<Placed>> per_client(8);
+  std::vector<std::thread> clients;
+  std::atomic<int> failures{0};
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      std::mt19937 rng(1000 + c);
+      for (int i = 0; i < 250; ++i) {
+        std::map<std::string, int64_t> lines;
+        int n = 1 + static_cast<int>(rng() % 2);
+        for (int k = 0; k < n; ++k) lines["S" + std::to_string(1 + rng() % 3)] += 1 + rng() % 3;
+        std::vector<std::pair<std::string, int>> v(lines.begin(), lines.end());
+        auto r = e.post("/api/orders", order_body(rng() % 10 == 0 ? "tok_decline" : "tok_visa", v, "c-" + std::to_string(c)));
+        if (r.status != 202) {
+          ++failures;
+          continue;
+        }
+        per_client[c].push_back({str(parse(r.body), "orderId"), lines});
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  REQUIRE(failures == 0);
+
+  std::map<std::string, int64_t> sold_by_orders;
+  int confirmed = 0, cancelled = 0;
+  for (const auto& placed : per_client) {
+    for (const auto& p : placed) {
+      auto order = wait_terminal(e, p.id, std::chrono::seconds(120));
+      if (str(order, "status") == "CONFIRMED") {
+        ++confirmed;
+        for (const auto& [sku, q] : p.lines) sold_by_orders[sku] += q;
+      } else {
+        ++cancelled;
+      }
+    }
+  }
+  CHECK(confirmed + cancelled == 2000);
+  CHECK(confirmed > 0);
+  CHECK(cancelled > 0);
+  for (const auto& [sku, init] : initial) {
+    INFO("sku " << sku);
+    REQUIRE(ecom::test::eventually([&] { return stock(e, sku).reserved == 0; }, std::chrono::seconds(30)));
+    auto s = stock(e, sku);
+    CHECK(s.available >= 0);
+    CHECK(init == s.available + s.reserved + s.sold);
+    CHECK(s.sold == sold_by_orders[sku]);
+  }
+}

@@ -1,0 +1,75 @@
+// kafka_test_consumer BOOTSTRAP GROUP TOPIC OUT_FILE STATUS_FILE COMMIT_INTERVAL_MS
+//
+// A Kafka bus consumer in its own process, for tests that kill a consumer with SIGKILL or spread
+// a group over processes. Each handled record is appended to OUT_FILE as
+// "<event id> <partition> <offset>" with one write(2) before the handler returns, so a line is
+// there for every record the bus may commit. "ready" goes to STATUS_FILE once the bus is healthy
+// (producer has metadata, the group was joined). SIGTERM closes the subscription cleanly.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "ecom/bus/kafka_bus.hpp"
+#include "ecom/core/log.hpp"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void on_term(int) { g_stop = true; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 7) {
+    std::fprintf(stderr, "usage: %s BOOTSTRAP GROUP TOPIC OUT STATUS COMMIT_INTERVAL_MS\n", argv[0]);
+    return 2;
+  }
+  ::signal(SIGTERM, on_term);
+  ecom::bus::KafkaBusOptions o;
+  o.bootstrap_servers = argv[1];
+  o.client_id = "ecomd-test-child";
+  o.session_timeout = std::chrono::seconds(6);
+  o.commit_interval = std::chrono::milliseconds(std::stoll(argv[6]));
+  o.health_interval = std::chrono::milliseconds(300);
+  auto bus = ecom::bus::make_kafka_bus(o);
+  if (!bus) {
+    std::fprintf(stderr, "bus: %s\n", bus.error().message.c_str());
+    return 1;
+  }
+  int out = ::open(argv[4], O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (out < 0) return 1;
+  auto sub = (*bus)->subscribe({.group = argv[2], .topics = {argv[3]}},
+                               [out](const ecom::bus::Message& m) {
+                                 std::string line = m.envelope.id + " " +
+                                                    std::to_string(m.partition) + " " +
+                                                    std::to_string(m.offset) + "\n";
+                                 if (::write(out, line.data(), line.size()) < 0)
+                                   return ecom::bus::Outcome::retry("write failed");
+                                 return ecom::bus::Outcome::ack();
+                               });
+  if (!sub) {
+    std::fprintf(stderr, "subscribe: %s\n", sub.error().message.c_str());
+    return 1;
+  }
+  bool reported = false;
+  while (!g_stop) {
+    if (!reported && (*bus)->healthy()) {
+      int fd = ::open(argv[5], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        ssize_t n = ::write(fd, "ready\n", 6);
+        (void)n;
+        ::close(fd);
+      }
+      reported = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  (*sub)->close();
+  ::close(out);
+  return 0;
+}

@@ -1,0 +1,447 @@
+// The bus contract on a real Kafka broker (ECOM_KAFKA_BROKERS): the same guarantees the embedded
+// bus gives, plus what only Kafka has (keys, CloudEvents headers). Every test uses fresh topics
+// and groups, so the suite reruns on one broker.
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "kafka_test_support.hpp"
+#include "support/test_support.hpp"
+
+using ecom::Envelope;
+using ecom::bus::Disposition;
+using ecom::bus::Message;
+using ecom::bus::Outcome;
+using ecom::bus::Record;
+using ecom::test::eventually;
+using ecom::test::TempDir;
+using namespace ecom::test::kafka;
+
+namespace {
+
+std::vector<Record> records_for(const std::string& topic, const std::vector<Envelope>& events) {
+  std::vector<Record> out;
+  for (const auto& e : events) out.push_back(to_record(topic, e));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("kafka bus: reports its kind and validates subscriptions", "[kafka][bus]") {
+  auto o = fast_options(brokers());
+  auto bus = open_bus(o);
+  CHECK(bus->kind() == "kafka");
+  Collector c;
+  CHECK_FALSE(bus->subscribe({.group = "", .topics = {"x"}}, c.handler()).ok());
+  CHECK_FALSE(bus->subscribe({.group = "g", .topics = {}}, c.handler()).ok());
+  auto bad = o;
+  bad.properties["no.such.property"] = "1";
+  auto r = ecom::bus::make_kafka_bus(bad);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "CONFIG_INVALID");
+  CHECK(r.error().message.find("no.such.property") != std::string::npos);
+}
+
+TEST_CASE("kafka bus: per-key order holds within and across publish calls", "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("order-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  Collector c;
+  auto sub = bus->subscribe({.group = unique_name("g"), .topics = {topic}}, c.handler());
+  REQUIRE(sub.ok());
+
+  const std::vector<std::string> keys{"k-a", "k-b", "k-c", "k-d", "k-e", "k-f"};
+  const int per_key = 40;
+  // Interleaved keys, several batches, and two publishers at once on disjoint keys.
+  auto publisher = [&](size_t first_key, size_t last_key) {
+    for (int batch = 0; batch < per_key / 10; ++batch) {
+      std::vector<Envelope> events;
+      for (int n = batch * 10; n < batch * 10 + 10; ++n)
+        for (size_t k = first_key; k < last_key; ++k) events.push_back(test_event(keys[k], n));
+      auto records = records_for(topic, events);
+      auto st = bus->publish(records);
+      if (!st) FAIL_CHECK(st.error().message);
+    }
+  };
+  std::thread other([&] { publisher(3, 6); });
+  publisher(0, 3);
+  other.join();
+
+  const size_t total = keys.size() * per_key;
+  REQUIRE(eventually([&] { return c.size() >= total; }, 60s));
+  std::map<std::string, std::vector<int>> seen;
+  std::map<int, int64_t> last_offset;
+  for (const auto& m : c.messages()) {
+    CHECK(m.topic == topic);
+    CHECK(m.key == m.envelope.subject);
+    CHECK(m.attempt == 1);
+    CHECK(m.partition >= 0);
+    CHECK(m.partition < 3);
+    if (last_offset.count(m.partition)) CHECK(m.offset > last_offset[m.partition]);
+    last_offset[m.partition] = m.offset;
+    seen[m.key].push_back(event_n(m.envelope));
+  }
+  std::vector<int> expected(per_key);
+  for (int i = 0; i < per_key; ++i) expected[i] = i;
+  for (const auto& k : keys) {
+    INFO("key " << k);
+    CHECK(seen[k] == expected);
+  }
+  (*sub)->close();
+}
+
+TEST_CASE("kafka bus: records are keyed by subject and carry CloudEvents headers",
+          "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("headers-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  Envelope cause = test_event("order-1", 0);
+  Envelope e = ecom::make_event("test", "ecom.test.caused.v1", "order-1", R"({"n":1})", &cause);
+  REQUIRE(bus->publish(topic, e).ok());
+  // A value that is not an envelope is still published, only without ce_ headers.
+  Record raw{topic, "raw-key", "not an envelope"};
+  REQUIRE(bus->publish(std::span<const Record>(&raw, 1)).ok());
+
+  auto records = read_topic(o.bootstrap_servers, topic, 2);
+  REQUIRE(records.size() == 2);
+  auto it = std::find_if(records.begin(), records.end(),
+                         [](const RawRecord& r) { return r.key == "order-1"; });
+  REQUIRE(it != records.end());
+  auto decoded = ecom::decode_envelope(it->value);
+  REQUIRE(decoded.ok());
+  CHECK(decoded->id == e.id);
+  CHECK(it->header("ce_id") == e.id);
+  CHECK(it->header("ce_type") == "ecom.test.caused.v1");
+  CHECK(it->header("ce_source") == "test");
+  CHECK(it->header("ce_specversion") == "1.0");
+  CHECK(it->header("ce_time") == e.time);
+  CHECK(it->header("ce_subject") == "order-1");
+  CHECK(it->header("ce_correlationid") == cause.correlation_id);
+  CHECK(it->header("ce_causationid") == cause.id);
+  CHECK(it->header("ce_traceparent") == cause.traceparent);
+  CHECK(it->header("content-type").value_or("").find("application/cloudevents+json") == 0);
+
+  auto raw_it = std::find_if(records.begin(), records.end(),
+                             [](const RawRecord& r) { return r.key == "raw-key"; });
+  REQUIRE(raw_it != records.end());
+  CHECK(raw_it->value == "not an envelope");
+  CHECK_FALSE(raw_it->header("ce_id").has_value());
+  CHECK_FALSE(raw_it->header("ce_type").has_value());
+}
+
+TEST_CASE("kafka bus: separate groups each see every event", "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("groups-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  Collector a, b;
+  auto sa = bus->subscribe({.group = unique_name("ga"), .topics = {topic}}, a.handler());
+  auto sb = bus->subscribe({.group = unique_name("gb"), .topics = {topic}}, b.handler());
+  REQUIRE(sa.ok());
+  REQUIRE(sb.ok());
+  std::vector<Envelope> events;
+  for (int i = 0; i < 30; ++i) events.push_back(test_event("key-" + std::to_string(i % 7), i));
+  auto records = records_for(topic, events);
+  REQUIRE(bus->publish(records).ok());
+  REQUIRE(eventually([&] { return a.distinct() == 30 && b.distinct() == 30; }, 60s));
+  (*sa)->close();
+  (*sb)->close();
+}
+
+TEST_CASE("kafka bus: a group resumes after its committed offsets", "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("resume-test");
+  std::string group = unique_name("g");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  std::vector<Envelope> first;
+  for (int i = 0; i < 20; ++i) first.push_back(test_event("k" + std::to_string(i % 5), i));
+  auto r1 = records_for(topic, first);
+  REQUIRE(bus->publish(r1).ok());
+  {
+    Collector c;
+    auto sub = bus->subscribe({.group = group, .topics = {topic}}, c.handler());
+    REQUIRE(sub.ok());
+    REQUIRE(eventually([&] { return c.distinct() == 20; }, 60s));
+    (*sub)->close();  // commits synchronously and leaves the group
+  }
+  std::vector<Envelope> second;
+  for (int i = 20; i < 30; ++i) second.push_back(test_event("k" + std::to_string(i % 5), i));
+  auto r2 = records_for(topic, second);
+  REQUIRE(bus->publish(r2).ok());
+  Collector c2;
+  auto sub2 = bus->subscribe({.group = group, .topics = {topic}}, c2.handler());
+  REQUIRE(sub2.ok());
+  REQUIRE(eventually([&] { return c2.distinct() >= 10; }, 60s));
+  // Give a wrongly redelivered old record the chance to show up.
+  std::this_thread::sleep_for(1s);
+  std::set<int> ns;
+  for (const auto& m : c2.messages()) ns.insert(event_n(m.envelope));
+  CHECK(ns.size() == 10);
+  CHECK(*ns.begin() == 20);
+  (*sub2)->close();
+}
+
+TEST_CASE("kafka bus: retry backs off on its partition only, then succeeds or dead-letters",
+          "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("retry-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+
+  std::mutex mu;
+  std::vector<std::pair<std::string, int>> order;  // (key, attempt) in handling order
+  std::atomic<int> slow_partition{-1};
+  std::atomic<int> others_meanwhile{0};  // other partitions' records handled while slow waits
+  Collector c([&](const Message& m) {
+    {
+      std::lock_guard lock(mu);
+      order.emplace_back(m.key, m.attempt);
+    }
+    if (m.key == "slow" && event_n(m.envelope) == 0) {
+      slow_partition = m.partition;
+      // Succeeds only once other partitions made progress: if a retry blocked them, this record
+      // would exhaust its attempts and the test would fail.
+      return others_meanwhile > 0 ? Outcome::ack() : Outcome::retry("waiting for the others");
+    }
+    if (m.key.rfind("other-", 0) == 0 && slow_partition >= 0 && m.partition != slow_partition)
+      ++others_meanwhile;
+    if (m.key == "doomed") return Outcome::retry("never works");
+    if (m.key == "thrower" && m.attempt == 1) throw std::runtime_error("boom");
+    return Outcome::ack();
+  });
+  ecom::bus::SubscriptionOptions so{.group = unique_name("g"), .topics = {topic}};
+  so.max_attempts = 20;
+  so.initial_backoff = 100ms;
+  so.max_backoff = 1s;
+  auto sub = bus->subscribe(so, c.handler());
+  REQUIRE(sub.ok());
+
+  auto has = [&](const std::string& key, int attempt) {
+    std::lock_guard lock(mu);
+    return std::find(order.begin(), order.end(), std::pair{key, attempt}) != order.end();
+  };
+  std::vector<Envelope> first{test_event("slow", 0), test_event("slow", 1),
+                              test_event("doomed", 0), test_event("thrower", 0)};
+  auto r1 = records_for(topic, first);
+  REQUIRE(bus->publish(r1).ok());
+  REQUIRE(eventually([&] { return has("slow", 1); }, 60s));
+  std::vector<Envelope> others;
+  for (int i = 0; i < 30; ++i) others.push_back(test_event("other-" + std::to_string(i), i));
+  auto r2 = records_for(topic, others);
+  REQUIRE(bus->publish(r2).ok());
+
+  REQUIRE(eventually([&] { return has("thrower", 2) && has("doomed", 20) && c.distinct() == 34; },
+                     90s));
+  auto dlq = read_topic(o.bootstrap_servers, ecom::bus::dlq_topic(topic), 1, 60s, 500ms);
+
+  CHECK(others_meanwhile > 0);
+  std::vector<int> slow_ns;
+  int slow_attempts = 0;
+  for (const auto& m : c.messages()) {
+    if (m.key != "slow") continue;
+    slow_ns.push_back(event_n(m.envelope));
+    if (event_n(m.envelope) == 0) CHECK(m.attempt == ++slow_attempts);
+  }
+  // The slow record was retried, and its successor on the key came only after it succeeded.
+  CHECK(slow_attempts >= 2);
+  REQUIRE_FALSE(slow_ns.empty());
+  CHECK(slow_ns.back() == 1);
+  CHECK(std::count(slow_ns.begin(), slow_ns.end(), 1) == 1);
+  CHECK_FALSE(has("doomed", 21));
+
+  REQUIRE(dlq.size() == 1);
+  CHECK(dlq[0].key == "doomed");
+  CHECK(dlq[0].header("ecom_attempts") == "20");
+  CHECK(dlq[0].header("ecom_error").value_or("").find("never works") != std::string::npos);
+  CHECK(dlq[0].header("ecom_original_topic") == topic);
+  CHECK(dlq[0].header("ce_type") == "ecom.test.happened.v1");
+  (*sub)->close();
+}
+
+TEST_CASE("kafka bus: poison pills and dead_letter outcomes go to .dlq with error headers",
+          "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("dlq-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  Collector c([](const Message& m) {
+    return m.envelope.data.find("\"bad\"") != std::string::npos ? Outcome::dead_letter("bad data")
+                                                                : Outcome::ack();
+  });
+  auto sub = bus->subscribe({.group = unique_name("g"), .topics = {topic}}, c.handler());
+  REQUIRE(sub.ok());
+
+  // All on one key, so one partition: the good record after the pill must still arrive.
+  Envelope bad = ecom::make_event("test", "ecom.test.happened.v1", "k", R"({"bad":true})");
+  Envelope good = test_event("k", 7);
+  std::vector<Record> records{Record{topic, "k", "{not json"}, to_record(topic, bad),
+                              to_record(topic, good)};
+  REQUIRE(bus->publish(records).ok());
+  REQUIRE(eventually([&] { return c.distinct() == 2; }, 60s));
+
+  auto dlq = read_topic(o.bootstrap_servers, ecom::bus::dlq_topic(topic), 2, 60s, 500ms);
+  REQUIRE(dlq.size() == 2);
+  auto topic_records = read_topic(o.bootstrap_servers, topic, 3);
+  REQUIRE(topic_records.size() == 3);
+  std::sort(topic_records.begin(), topic_records.end(),
+            [](const RawRecord& a, const RawRecord& b) { return a.offset < b.offset; });
+  std::sort(dlq.begin(), dlq.end(), [](const RawRecord& a, const RawRecord& b) {
+    return std::stoll(a.header("ecom_original_offset").value_or("0")) <
+           std::stoll(b.header("ecom_original_offset").value_or("0"));
+  });
+
+  const RawRecord& pill = dlq[0];
+  CHECK(pill.value == "{not json");
+  CHECK(pill.key == "k");
+  CHECK(pill.header("ecom_error").value_or("").find("undecodable") != std::string::npos);
+  CHECK(pill.header("ecom_original_topic") == topic);
+  CHECK(pill.header("ecom_original_partition") == std::to_string(topic_records[0].partition));
+  CHECK(pill.header("ecom_original_offset") == std::to_string(topic_records[0].offset));
+  CHECK(pill.header("ecom_attempts") == "1");
+
+  const RawRecord& dead = dlq[1];
+  CHECK(dead.value == encode_envelope(bad));
+  CHECK(dead.header("ecom_error") == "bad data");
+  CHECK(dead.header("ecom_original_offset") == std::to_string(topic_records[1].offset));
+  CHECK(dead.header("ce_id") == bad.id);  // the original headers are kept
+
+  std::set<std::string> handled;
+  for (const auto& m : c.messages()) handled.insert(m.envelope.id);
+  CHECK(handled == std::set<std::string>{bad.id, good.id});
+  (*sub)->close();
+}
+
+TEST_CASE("kafka bus: at-least-once after a consumer process is killed before committing",
+          "[kafka][contract][crash]") {
+  std::string bootstrap = brokers();
+  auto o = fast_options(bootstrap);
+  std::string topic = unique_name("crash-test");
+  std::string group = unique_name("g");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  std::vector<Envelope> events;
+  for (int i = 0; i < 40; ++i) events.push_back(test_event("k" + std::to_string(i % 9), i));
+  auto records = records_for(topic, events);
+  REQUIRE(bus->publish(records).ok());
+
+  TempDir dir;
+  {
+    // Handles everything but never commits (the commit interval is an hour), then dies.
+    ConsumerProcess child(bootstrap, group, topic, dir.file("out"), dir.file("status"), 1h);
+    bool all = eventually([&] { return child.handled_ids().size() >= 40; }, 90s);
+    INFO(child.log_path());
+    REQUIRE(all);
+    child.kill9();
+  }
+  // The group's next member gets every record again, none lost.
+  Collector c;
+  auto sub = bus->subscribe({.group = group, .topics = {topic}}, c.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return c.distinct() == 40; }, 90s));
+  std::set<std::string> expected, got;
+  for (const auto& e : events) expected.insert(e.id);
+  for (const auto& m : c.messages()) got.insert(m.envelope.id);
+  CHECK(got == expected);
+  (*sub)->close();
+}
+
+TEST_CASE("kafka bus: one group shares the partitions between two processes",
+          "[kafka][contract][crash]") {
+  std::string bootstrap = brokers();
+  auto o = fast_options(bootstrap);
+  std::string topic = unique_name("share-test");
+  std::string group = unique_name("g");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  TempDir dir;
+  ConsumerProcess one(bootstrap, group, topic, dir.file("one"), dir.file("one.status"), 100ms);
+  ConsumerProcess two(bootstrap, group, topic, dir.file("two"), dir.file("two.status"), 100ms);
+  REQUIRE(eventually([&] { return one.ready() && two.ready(); }, 60s));
+
+  // Publish in rounds until both have handled something: the second member may get its
+  // partitions only after a follow-up rebalance.
+  std::set<std::string> expected;
+  int n = 0;
+  for (int round = 0; round < 20; ++round) {
+    std::vector<Envelope> events;
+    for (int i = 0; i < 30; ++i, ++n) events.push_back(test_event("key-" + std::to_string(n), n));
+    for (const auto& e : events) expected.insert(e.id);
+    auto records = records_for(topic, events);
+    REQUIRE(bus->publish(records).ok());
+    auto handled = [&] {
+      std::set<std::string> all;
+      for (const auto& id : one.handled_ids()) all.insert(id);
+      for (const auto& id : two.handled_ids()) all.insert(id);
+      return all;
+    };
+    INFO(one.log_path() << " " << two.log_path());
+    REQUIRE(eventually([&] { return handled() == expected; }, 60s));
+    if (!one.handled_ids().empty() && !two.handled_ids().empty()) break;
+  }
+  auto a = one.handled_ids();
+  auto b = two.handled_ids();
+  CHECK_FALSE(a.empty());
+  CHECK_FALSE(b.empty());
+  // Each record went to one member of the group only.
+  std::set<std::string> sa(a.begin(), a.end());
+  size_t both = 0;
+  for (const auto& id : b) both += sa.count(id);
+  CHECK(both == 0);
+  CHECK(one.terminate() == 0);
+  CHECK(two.terminate() == 0);
+}
+
+TEST_CASE("kafka bus: healthy once brokers answer and subscriptions joined", "[kafka][health]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("health-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  REQUIRE(eventually([&] { return bus->healthy(); }, 30s));
+  Collector c;
+  auto sub = bus->subscribe({.group = unique_name("g"), .topics = {topic}}, c.handler());
+  REQUIRE(sub.ok());
+  CHECK(eventually([&] { return bus->healthy(); }, 30s));
+  (*sub)->close();
+  CHECK(bus->healthy());
+
+  // Nothing listens on port 1.
+  auto away = fast_options("127.0.0.1:1");
+  away.properties["log_level"] = "0";
+  auto down = open_bus(away);
+  std::this_thread::sleep_for(1500ms);  // several health checks
+  CHECK_FALSE(down->healthy());
+  Record r{topic, "k", "v"};
+  away.delivery_timeout = 1s;
+  auto quick = open_bus(away);
+  auto st = quick->publish(std::span<const Record>(&r, 1));
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().retryable);
+}
+
+TEST_CASE("kafka bus: topic and group prefixes keep deployments apart", "[kafka][bus]") {
+  auto o = fast_options(brokers());
+  o.topic_prefix = unique_name("tenant") + ".";
+  o.group_prefix = o.topic_prefix;
+  const std::string topic = "orders.created";  // a real name, made unique by the prefix
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  Collector c;
+  auto sub = bus->subscribe({.group = "ecomd-test", .topics = {topic}}, c.handler());
+  REQUIRE(sub.ok());
+  Envelope e = test_event("o-1", 1);
+  REQUIRE(bus->publish(topic, e).ok());
+  REQUIRE(eventually([&] { return c.distinct() == 1; }, 60s));
+  CHECK(c.messages()[0].topic == topic);  // handlers see the plain name
+  auto raw = read_topic(o.bootstrap_servers, o.topic_prefix + topic, 1);
+  REQUIRE(raw.size() == 1);
+  CHECK(raw[0].header("ce_id") == e.id);
+  (*sub)->close();
+}
