@@ -65,7 +65,7 @@ USER ${ECOMD_UID}:${ECOMD_UID}
 WORKDIR /var/lib/ecomd
 VOLUME ["/var/lib/ecomd"]
 EXPOSE 8080
-# ecomd stops gracefully on SIGTERM (drains HTTP, flushes the outbox, commits offsets).
+# ecomd stops gracefully on SIGTERM (finishes in-flight requests, commits consumed offsets).
 STOPSIGNAL SIGTERM
 
 # No curl in the image: bash's /dev/tcp speaks just enough HTTP/1.0 for a health check.

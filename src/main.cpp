@@ -140,11 +140,19 @@ int run(int argc, char** argv) {
 
   auto roles = registry.resolve(settings.roles);
   if (!roles) return fail(kExitConfig, roles.error().message);
+  // A role named explicitly must run; "all" means all that this build implements.
+  std::vector<std::string> selected;
   for (const auto& role : roles.value()) {
-    if (!registry.implemented(role))
-      return fail(kExitConfig, "module \"" + role + "\" is not implemented in this build yet; run the other roles, e.g. --role=" +
-                                   std::string(order::OrderModule::kName));
+    if (registry.implemented(role)) {
+      selected.push_back(role);
+      continue;
+    }
+    bool explicitly = ("," + settings.roles + ",").find("," + role + ",") != std::string::npos;
+    if (explicitly)
+      return fail(kExitConfig, "module \"" + role + "\" is not implemented in this build yet");
+    log::warn(kTag, "module {} is not implemented in this build; --role=all runs without it", role);
   }
+  roles = selected;
 
   std::error_code ec;
   std::filesystem::create_directories(settings.data_dir, ec);

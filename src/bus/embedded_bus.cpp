@@ -29,7 +29,7 @@ using std::chrono::milliseconds;
 constexpr std::string_view kTag{"bus"};
 
 // "partition" and "offset" are SQL keywords, hence quoted throughout.
-constexpr std::array<std::string_view, 1> kSchema{
+constexpr std::array<std::string_view, 2> kSchema{
     // v1
     R"sql(
 CREATE TABLE IF NOT EXISTS records(
@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS ownership(
   owner TEXT NOT NULL,
   PRIMARY KEY(grp, topic, "partition")) WITHOUT ROWID;
 )sql",
+    // v2: the file's partition count, fixed at creation. Key-to-partition mapping (and so
+    // per-key order) depends on it, so every process must use the same.
+    "CREATE TABLE IF NOT EXISTS bus_meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 };
 
 constexpr std::string_view kInsertRecord{
@@ -696,6 +699,19 @@ Result<std::unique_ptr<EventBus>> make_embedded_bus(EmbeddedBusOptions options) 
   auto db = db::Database::open(options.path);
   if (!db) return db.error();
   if (auto st = (*db)->migrate("embedded_bus", kSchema); !st) return st.error();
+  auto stored = (*db)->transaction([&](db::Tx& tx) -> Result<int64_t> {
+    tx.stmt("INSERT OR IGNORE INTO bus_meta(name, value) VALUES('partitions', ?)")
+        .bind(1, options.partitions)
+        .exec();
+    auto s = tx.stmt("SELECT value FROM bus_meta WHERE name='partitions'");
+    return s.step() ? s.col_int(0) : int64_t{options.partitions};
+  });
+  if (!stored) return stored.error();
+  if (*stored != options.partitions) {
+    log::warn(kTag, "{} was created with {} partitions per topic; using that, not {}",
+              options.path, *stored, options.partitions);
+    options.partitions = static_cast<int>(*stored);
+  }
   auto core = std::make_shared<Core>();
   core->opt = std::move(options);
   core->db = std::move(db).value();

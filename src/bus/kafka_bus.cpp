@@ -34,6 +34,24 @@ namespace {
 using namespace kafka;
 using Clock = std::chrono::steady_clock;
 
+// Connection errors repeat with every reconnect attempt while a broker is away; healthy() and
+// the health-check log report the outage, so each client logs them at most every 30 s.
+class ErrorThrottle {
+ public:
+  bool quiet(rd_kafka_resp_err_t err) {
+    if (err != RD_KAFKA_RESP_ERR__TRANSPORT && err != RD_KAFKA_RESP_ERR__RESOLVE) return false;
+    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      Clock::now().time_since_epoch())
+                      .count();
+    int64_t last = last_ms_.load();
+    if (last != 0 && now - last < 30'000) return true;
+    return !last_ms_.compare_exchange_strong(last, now);
+  }
+
+ private:
+  std::atomic<int64_t> last_ms_{0};
+};
+
 // --- producer -----------------------------------------------------------------------------------
 
 // Delivery reports of one publish() call. Owned by the waiting caller, or by the last delivery
@@ -213,6 +231,7 @@ class Producer final {
       return;
     }
     if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) self->metadata_ok_ = false;
+    if (self->throttle_.quiet(code)) return;
     log::warn(kTag, "producer: {} ({})", reason, rd_kafka_err2name(code));
   }
 
@@ -254,6 +273,7 @@ class Producer final {
   std::atomic<bool> poll_stop_{false};
   std::atomic<bool> metadata_ok_{false};
   std::atomic<bool> fatal_{false};
+  ErrorThrottle throttle_;
 };
 
 struct HeadersDeleter {
@@ -624,7 +644,13 @@ class KafkaSubscription final : public Subscription {
         continue;
       rd_kafka_topic_partition_list_add(l, tp.first.c_str(), tp.second)->offset = st.next;
     }
-    if (l->cnt > 0) {
+    // One async commit at a time: while the coordinator is away, commits would only pile up.
+    bool skip = !sync && commit_inflight_ && Clock::now() - commit_sent_ < std::chrono::seconds(30);
+    if (l->cnt > 0 && !skip) {
+      if (!sync) {
+        commit_inflight_ = true;
+        commit_sent_ = Clock::now();
+      }
       rd_kafka_resp_err_t err = rd_kafka_commit(rk_.get(), l, sync ? 0 : 1);
       if (sync) {
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -632,6 +658,8 @@ class KafkaSubscription final : public Subscription {
         } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
           log::warn(kTag, "group {}: commit failed: {}", sub_.group, rd_kafka_err2str(err));
         }
+      } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        commit_inflight_ = false;
       }
       uncommitted_ = 0;
     }
@@ -650,17 +678,23 @@ class KafkaSubscription final : public Subscription {
   static void on_commit(rd_kafka_t*, rd_kafka_resp_err_t err,
                         rd_kafka_topic_partition_list_t* offsets, void* opaque) {
     auto* self = static_cast<KafkaSubscription*>(opaque);
+    self->commit_inflight_ = false;
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       if (offsets != nullptr) self->mark_committed(offsets);
-    } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-      log::warn(kTag, "group {}: async commit failed: {}", self->sub_.group, rd_kafka_err2str(err));
+      self->commit_failing_ = false;
+    } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET && !self->commit_failing_) {
+      // Logged once per outage; the offsets stay pending and go out with the next commit.
+      self->commit_failing_ = true;
+      log::warn(kTag, "group {}: committing offsets failed ({}); will keep trying",
+                self->sub_.group, rd_kafka_err2str(err));
     }
   }
 
   static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
     auto* self = static_cast<KafkaSubscription*>(opaque);
-    log::warn(kTag, "group {}: {} ({})", self->sub_.group, reason,
-              rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)));
+    auto code = static_cast<rd_kafka_resp_err_t>(err);
+    if (self->throttle_.quiet(code)) return;
+    log::warn(kTag, "group {}: {} ({})", self->sub_.group, reason, rd_kafka_err2name(code));
   }
 
   static std::string describe(const rd_kafka_topic_partition_list_t* l) {
@@ -724,7 +758,11 @@ class KafkaSubscription final : public Subscription {
   // Touched only by the consumer thread (callbacks are served by rd_kafka_consumer_poll).
   std::map<TopicPartition, PartitionState> parts_;
   int uncommitted_ = 0;
+  bool commit_inflight_ = false;
+  bool commit_failing_ = false;
+  Clock::time_point commit_sent_;
   std::set<std::string> warned_topics_;
+  ErrorThrottle throttle_;
 };
 
 // --- the bus ------------------------------------------------------------------------------------

@@ -519,3 +519,35 @@ TEST_CASE("embedded bus: events published by another process are consumed",
   REQUIRE(eventually([&] { return got.size() >= sent.size(); }, 20s));
   CHECK(as_set(got.ids()) == as_set(sent));
 }
+
+TEST_CASE("embedded bus: the partition count is fixed by the file, keeping per-key order",
+          "[bus][embedded]") {
+  ecom::test::TempDir dir;
+  auto opts = fast_bus_options(dir.file("bus.db"));
+  opts.partitions = 3;
+  std::vector<Envelope> sent;
+  {
+    auto bus = open_bus(opts);
+    for (int i = 0; i < 20; ++i) {
+      sent.push_back(test_event("k" + std::to_string(i % 5), i));
+      REQUIRE(bus->publish("t", sent.back()).ok());
+    }
+  }
+  opts.partitions = 8;  // a later process configured differently
+  auto bus = open_bus(opts);
+  for (int i = 20; i < 40; ++i) {
+    sent.push_back(test_event("k" + std::to_string(i % 5), i));
+    REQUIRE(bus->publish("t", sent.back()).ok());
+  }
+  Collector got;
+  auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, got.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return got.size() >= sent.size(); }));
+  for (const auto& m : got.messages()) {
+    CHECK(m.partition < 3);
+    CHECK(m.partition == ecom::bus::partition_for(m.key, 3));
+  }
+  std::map<std::string, std::vector<std::string>> expected;
+  for (const auto& e : sent) expected[e.subject].push_back(e.id);
+  CHECK(got.ids_by_key() == expected);
+}

@@ -31,19 +31,30 @@ VALUES = os.path.join(REPO, "tests", "helm", "values")
 ROLES = ["order", "inventory", "payment", "notification", "saga"]
 DATA_DIR = "/var/lib/ecomd"
 DEFAULT_IMAGE = "ecomd:0.1.0"
-# Path -> role whose Service must receive it (issue 7 plus the per-order SSE stream).
+# Path -> role whose Service must receive it (issue 7, the per-order SSE stream, /api/sagas).
 ROUTES = {
     "/api/orders/[^/]+/events": "notification",
     "/api/orders": "order",
     "/api/inventory": "inventory",
     "/api/payments": "payment",
+    "/api/sagas": "saga",
     "/api/notifications": "notification",
     "/api/events": "notification",
     "/api/openapi.yaml": "notification",
     "/ws": "notification",
     "/": "notification",
 }
+# Every path a role serves must be routed (issue 7 lists these; /api/sagas is the saga's view).
+assert set(ROUTES.values()) == {"order", "inventory", "payment", "notification", "saga"}
 ROLE_KINDS = {"StatefulSet", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
+# Keys ecomd accepts in its config file (src/core/config.cpp, src/bus/kafka_admin.cpp).
+TOP_LEVEL_KEYS = {"role", "data_dir", "http", "bus", "brokers", "log_level", "http_server",
+                  "embedded_bus", "kafka", "topics", *ROLES}
+KAFKA_KEYS = {"bootstrap_servers", "client_id", "topic_prefix", "group_prefix", "compression",
+              "linger_ms", "batch_num_messages", "batch_size_bytes", "delivery_timeout_ms",
+              "session_timeout_ms", "commit_interval_ms", "health_interval_ms", "topics_file",
+              "properties", "producer_properties", "consumer_properties"}
+TOPIC_KEYS = {"partitions", "replication_factor", "retention_ms", "dlq_retention_ms", "dlq", "config"}
 
 
 class CheckFailed(Exception):
@@ -266,9 +277,18 @@ def check_release(m: Manifests, roles: list[str], image: str = DEFAULT_IMAGE,
 
     if roles:
         check(config["bus"] == "kafka", "config: bus is not kafka")
-        check(config["kafka"]["replication_factor"] == replication_factor,
-              f"config: replication_factor {config['kafka']['replication_factor']}, "
-              f"expected {replication_factor}")
+        rf = config.get("topics", {}).get("defaults", {}).get("replication_factor")
+        check(rf == replication_factor,
+              f"config: topics.defaults.replication_factor {rf}, expected {replication_factor}")
+        # ecomd refuses unknown keys at start-up (src/core/config.cpp, src/bus/kafka_admin.cpp).
+        check(set(config) <= TOP_LEVEL_KEYS, f"config: unknown top-level keys "
+              f"{sorted(set(config) - TOP_LEVEL_KEYS)}")
+        check(set(config["kafka"]) <= KAFKA_KEYS,
+              f"config: unknown kafka keys {sorted(set(config['kafka']) - KAFKA_KEYS)}")
+        check(set(config["topics"]) <= {"defaults", "topics"}, "config: unknown topics keys")
+        check(set(config["topics"]["defaults"]) <= TOPIC_KEYS, "config: unknown topic default keys")
+        check(all(isinstance(v, str) for v in config["kafka"].get("properties", {}).values()),
+              "config: librdkafka properties must be strings")
         check(config["kafka"]["bootstrap_servers"], "config: no bootstrap_servers")
         check("role" not in config, "config pins a role; --role must decide")
 
@@ -397,8 +417,7 @@ def t_ingress_per_role_releases(h: Helm) -> None:
     for role in ROLES:
         m = h.render(f"{role}s", "--set", f"role={role}", "-f", os.path.join(VALUES, "ingress.yaml"))
         check_release(m, [role])
-        # A role without routes (saga) gets no Ingress at all.
-        routes = ingress_routes(m, may_be_absent=not any(r == role for r in ROUTES.values()))
+        routes = ingress_routes(m)
         check_route_targets(m, routes)
         for path in routes:
             check(ROUTES[path] == role, f"release {role}s routes {path}, which belongs to {ROUTES[path]}")
@@ -498,6 +517,12 @@ def t_custom_values(h: Helm) -> None:
                         extra_args={"order": ["--log-level=debug"]})
     check(cfg["log_level"] == "debug", "logLevel")
     check(cfg["saga"]["step_timeout_ms"] == 15000, "saga deadline from values")
+    check(cfg["kafka"]["topic_prefix"] == "staging.", "config.kafka extras merge with the chart's")
+    check(cfg["kafka"]["bootstrap_servers"], "config.kafka must not replace bootstrap_servers")
+    check(cfg["topics"]["defaults"] == {"partitions": 3, "replication_factor": 3,
+                                        "retention_ms": 1209600000},
+          f"config.topics.defaults merge: {cfg['topics']['defaults']}")
+    check(cfg["topics"]["topics"]["orders.created"]["partitions"] == 12, "per-topic settings")
     check(cfg["notification"]["templates"]["ecom.order.status-changed.v1"].startswith("Order"),
           "notification templates from values")
     w = m.workloads()
@@ -556,6 +581,7 @@ def t_refuses_invalid_values(h: Helm) -> None:
     h.refuse("logLevel", "--set", "logLevel=verbose")
     h.refuse("bootstrapServers", "--set", "kafka.bootstrapServers=no-port")
     h.refuse("config", "--set", "config.role=order")
+    h.refuse("config", "--set", "config.brokers=x:1")
     h.refuse("not both", "--set", "podDisruptionBudget.minAvailable=1")
     h.refuse("image", "--set", "image.repository=")
 

@@ -99,6 +99,9 @@ std::vector<RawRecord> read_topic(const std::string& bootstrap, const std::strin
   rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof(err));
   rd_kafka_conf_set(conf, "enable.partition.eof", "false", err, sizeof(err));
   rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+  // consumer_poll needs a group id even with assign(); nothing joins or commits.
+  rd_kafka_conf_set(conf, "group.id", unique_name("reader").c_str(), err, sizeof(err));
+  rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
   REQUIRE(rk != nullptr);
   std::vector<RawRecord> out;
@@ -142,6 +145,8 @@ std::vector<RawRecord> read_topic(const std::string& bootstrap, const std::strin
               name, val ? std::string(static_cast<const char*>(val), size) : std::string());
       }
       out.push_back(std::move(r));
+    } else {
+      UNSCOPED_INFO("reading " << topic << ": " << rd_kafka_message_errstr(m));
     }
     rd_kafka_message_destroy(m);
   }

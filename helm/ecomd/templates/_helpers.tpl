@@ -144,8 +144,10 @@ app.kubernetes.io/component: {{ .role }}
 {{- $_ := set $props "ssl.key.location" (printf "%s/%s" (include "ecomd.kafkaClientDir" .) $k.tls.keyKey) -}}
 {{- end -}}
 {{- $props = mergeOverwrite $props ($k.properties | default dict) -}}
-{{- $kafka := dict "bootstrap_servers" $k.bootstrapServers "partitions" $k.partitions "replication_factor" $k.replicationFactor "properties" $props -}}
-{{- $managed := dict "data_dir" (include "ecomd.dataDir" .) "http" (printf "0.0.0.0:%v" .Values.service.port) "bus" "kafka" "log_level" .Values.logLevel "kafka" $kafka -}}
+{{- $kafka := dict "bootstrap_servers" $k.bootstrapServers "properties" $props -}}
+{{- /* Topics not named under config.topics.topics get these defaults (ecomd topics create). */ -}}
+{{- $topics := dict "defaults" (dict "partitions" $k.partitions "replication_factor" $k.replicationFactor) -}}
+{{- $managed := dict "data_dir" (include "ecomd.dataDir" .) "http" (printf "0.0.0.0:%v" .Values.service.port) "bus" "kafka" "log_level" .Values.logLevel "kafka" $kafka "topics" $topics -}}
 {{- $cfg := mergeOverwrite (deepCopy (.Values.config | default dict)) $managed -}}
 {{- toPrettyJson $cfg -}}
 {{- end -}}

@@ -1,0 +1,724 @@
+#include "ecom/notification/store.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+#include "ecom/core/clock.hpp"
+#include "ecom/core/topics.hpp"
+#include "ecom/db/outbox.hpp"
+
+namespace ecom::notification {
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+constexpr std::string_view kConsumer{"notification"};
+constexpr int kRecentOrders = 20;
+
+constexpr std::array<std::string_view, 5> kStatuses = {"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED",
+                                                       "CONFIRMED", "CANCELLED"};
+
+constexpr std::array<std::string_view, 1> kMigrations = {
+    R"(CREATE TABLE orders (
+         id TEXT PRIMARY KEY,
+         customer_id TEXT,
+         currency TEXT,
+         total_amount INTEGER,
+         status TEXT NOT NULL,
+         reason TEXT,
+         created_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL);
+       CREATE INDEX orders_by_status ON orders(status);
+       CREATE INDEX orders_by_update ON orders(updated_at DESC);
+       CREATE TABLE order_history (
+         order_id TEXT NOT NULL,
+         status TEXT NOT NULL,
+         reason TEXT,
+         at INTEGER NOT NULL,
+         PRIMARY KEY (order_id, status)) WITHOUT ROWID;
+       CREATE TABLE notifications (
+         id TEXT PRIMARY KEY,
+         customer_id TEXT NOT NULL,
+         order_id TEXT NOT NULL,
+         status_key TEXT NOT NULL,
+         channel TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         body TEXT NOT NULL,
+         status TEXT NOT NULL CHECK (status IN ('PENDING', 'SENT', 'FAILED')),
+         attempts INTEGER NOT NULL DEFAULT 0,
+         created_at INTEGER NOT NULL,
+         sent_at INTEGER,
+         last_error TEXT,
+         next_attempt_at INTEGER,
+         correlation_id TEXT,
+         causation_id TEXT,
+         traceparent TEXT,
+         UNIQUE (order_id, status_key));
+       CREATE INDEX notifications_by_customer ON notifications(customer_id, created_at DESC);
+       CREATE INDEX notifications_due ON notifications(status, next_attempt_at);
+       CREATE TABLE feed (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         order_id TEXT,
+         kind TEXT NOT NULL,
+         payload TEXT NOT NULL,
+         at INTEGER NOT NULL);
+       CREATE INDEX feed_by_order ON feed(order_id, seq) WHERE order_id IS NOT NULL;)",
+};
+
+// Forward-only status order, the same rule as the order module's: terminal states never move.
+int rank(std::string_view status) {
+  if (status == "PENDING") return 0;
+  if (status == "STOCK_RESERVED") return 1;
+  if (status == "PAYMENT_AUTHORIZED") return 2;
+  if (status == "CONFIRMED" || status == "CANCELLED") return 3;
+  return -1;
+}
+
+void key(Writer& w, std::string_view k) { w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size())); }
+void str(Writer& w, std::string_view v) { w.String(v.data(), static_cast<rapidjson::SizeType>(v.size())); }
+void field(Writer& w, std::string_view k, std::string_view v) {
+  key(w, k);
+  str(w, v);
+}
+
+template <typename F>
+std::string json_object(F&& fill) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  fill(w);
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+Error invalid(std::string message) { return Error{"INVALID_EVENT", std::move(message), {}, false}; }
+
+std::string get_str(const rapidjson::Value& d, const char* k) {
+  auto it = d.FindMember(k);
+  return it != d.MemberEnd() && it->value.IsString()
+             ? std::string(it->value.GetString(), it->value.GetStringLength())
+             : std::string();
+}
+
+// The event's own time, or now when it has none.
+int64_t event_time(const Envelope& e) { return parse_rfc3339_ms(e.time).value_or(now_ms()); }
+
+// --- projection rows -------------------------------------------------------------------------
+
+struct OrderRow {
+  std::string id;
+  std::optional<std::string> customer_id;  // unset until OrderCreated was seen
+  std::string currency;
+  int64_t total_amount = 0;
+  std::string status;
+  std::string reason;
+  int64_t updated_at = 0;
+};
+
+constexpr std::string_view kOrderColumns =
+    "id, customer_id, currency, total_amount, status, reason, updated_at";
+
+OrderRow read_order(db::Statement& s) {
+  OrderRow o;
+  o.id = s.col_text(0);
+  if (!s.col_null(1)) o.customer_id = s.col_text(1);
+  o.currency = s.col_text(2);
+  o.total_amount = s.col_int(3);
+  o.status = s.col_text(4);
+  o.reason = s.col_text(5);
+  o.updated_at = s.col_int(6);
+  return o;
+}
+
+std::optional<OrderRow> load_order(db::Tx& tx, std::string_view id) {
+  auto s = tx.stmt(fmt::format("SELECT {} FROM orders WHERE id = ?", kOrderColumns));
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  return read_order(s);
+}
+
+// Status fields shared by `status` events and the summaries in snapshots.
+void write_order_fields(Writer& w, const OrderRow& o) {
+  field(w, "orderId", o.id);
+  field(w, "status", o.status);
+  if (!o.reason.empty()) field(w, "reason", o.reason);
+  if (o.customer_id) {
+    field(w, "customerId", *o.customer_id);
+    key(w, "totalAmount");
+    w.Int64(o.total_amount);
+    field(w, "currency", o.currency);
+  }
+}
+
+std::string status_payload(const OrderRow& o, int64_t at) {
+  return json_object([&](Writer& w) {
+    write_order_fields(w, o);
+    field(w, "at", format_rfc3339(at));
+  });
+}
+
+int64_t append_feed(db::Tx& tx, std::string_view order_id, std::string_view kind,
+                    std::string_view payload, int64_t at) {
+  auto s = tx.stmt("INSERT INTO feed (order_id, kind, payload, at) VALUES (?, ?, ?, ?)");
+  if (order_id.empty()) s.bind_null(1); else s.bind(1, order_id);
+  s.bind(2, kind).bind(3, payload).bind(4, at).exec();
+  return tx.last_insert_id();
+}
+
+void insert_history(db::Tx& tx, std::string_view order_id, std::string_view status,
+                    std::string_view reason, int64_t at) {
+  auto s = tx.stmt("INSERT OR IGNORE INTO order_history (order_id, status, reason, at) VALUES (?, ?, ?, ?)");
+  s.bind(1, order_id).bind(2, status).bind(4, at);
+  if (reason.empty()) s.bind_null(3); else s.bind(3, reason);
+  s.exec();
+}
+
+constexpr std::string_view kNotificationColumns =
+    "id, order_id, customer_id, status_key, channel, subject, body, status, attempts, created_at, "
+    "sent_at, last_error";
+
+void write_notification(Writer& w, db::Statement& s) {
+  field(w, "id", s.col_view(0));
+  field(w, "orderId", s.col_view(1));
+  field(w, "customerId", s.col_view(2));
+  field(w, "orderStatus", s.col_view(3));
+  field(w, "channel", s.col_view(4));
+  field(w, "subject", s.col_view(5));
+  field(w, "body", s.col_view(6));
+  field(w, "status", s.col_view(7));
+  key(w, "attempts");
+  w.Int64(s.col_int(8));
+  field(w, "createdAt", format_rfc3339(s.col_int(9)));
+  if (!s.col_null(10)) field(w, "sentAt", format_rfc3339(s.col_int(10)));
+  if (!s.col_null(11)) field(w, "lastError", s.col_view(11));
+}
+
+}  // namespace
+
+// --- wire formats ------------------------------------------------------------------------------
+
+std::string sse_event(int64_t id, std::string_view event, std::string_view data_json) {
+  return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", id, event, data_json);
+}
+
+std::string ws_event(int64_t id, std::string_view event, std::string_view data_json) {
+  return fmt::format(R"({{"id":{},"event":"{}","data":{}}})", id, event, data_json);
+}
+
+std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
+  auto digits = [&](size_t pos, size_t n, int& out) {
+    if (pos + n > s.size()) return false;
+    out = 0;
+    for (size_t i = pos; i < pos + n; ++i) {
+      if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+      out = out * 10 + (s[i] - '0');
+    }
+    return true;
+  };
+  int y, mo, d, h, mi, sec;
+  if (!digits(0, 4, y) || s.size() < 20 || s[4] != '-' || !digits(5, 2, mo) || s[7] != '-' ||
+      !digits(8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !digits(11, 2, h) ||
+      s[13] != ':' || !digits(14, 2, mi) || s[16] != ':' || !digits(17, 2, sec))
+    return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+  size_t pos = 19;
+  int64_t ms = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    int scale = 100, n = 0;
+    while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos]))) {
+      ms += (s[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+      ++n;
+    }
+    if (n == 0) return std::nullopt;
+  }
+  int64_t offset_min = 0;
+  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
+    ++pos;
+  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    int oh, om;
+    if (!digits(pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' || !digits(pos + 4, 2, om))
+      return std::nullopt;
+    offset_min = (oh * 60 + om) * (s[pos] == '-' ? -1 : 1);
+    pos += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (pos != s.size()) return std::nullopt;
+  // Days from civil (Howard Hinnant's algorithm).
+  int64_t yy = y - (mo <= 2 ? 1 : 0);
+  int64_t era = (yy >= 0 ? yy : yy - 399) / 400;
+  int64_t yoe = yy - era * 400;
+  int64_t doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  int64_t days = era * 146097 + doe - 719468;
+  int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+  return secs * 1000 + ms;
+}
+
+// --- Store ---------------------------------------------------------------------------------------
+
+Store::Store(db::Database& db, Templates templates, std::string channel)
+    : db_(db), templates_(std::move(templates)), channel_(std::move(channel)) {}
+
+Status Store::migrate() { return db_.migrate("notification", kMigrations); }
+
+namespace {
+
+// Everything apply() needs while inside its transaction.
+struct Applier {
+  db::Tx& tx;
+  const Templates& templates;
+  const std::string& channel;
+  const Envelope& cause;
+  Applied applied;
+
+  void feed(std::string_view order_id, std::string_view kind, std::string_view payload, int64_t at) {
+    append_feed(tx, order_id, kind, payload, at);
+    ++applied.feed_rows;
+  }
+
+  // At most one notification per order and status: the UNIQUE constraint makes a second attempt
+  // (a redelivery under a new event id, or a second event for the same status) a no-op.
+  void notify(const OrderRow& o, std::string_view status, std::string_view reason, int64_t now) {
+    auto key = template_key_for_status(status);
+    if (!key || !o.customer_id) return;
+    auto t = templates.find(*key);
+    if (t == templates.end()) return;
+    TemplateVars vars{o.id, *o.customer_id, std::string(status), std::string(reason), o.total_amount,
+                      o.currency};
+    Template text = render(t->second, vars);
+    std::string id = new_uuid();
+    auto s = tx.stmt(
+        "INSERT OR IGNORE INTO notifications (id, customer_id, order_id, status_key, channel, subject, "
+        "body, status, attempts, created_at, next_attempt_at, correlation_id, causation_id, traceparent) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 'PENDING', 0, ?, ?, ?, ?, ?)");
+    s.bind_all(id, *o.customer_id, o.id, status, channel, text.subject, text.body, now, now,
+               cause.correlation_id, cause.id, cause.traceparent);
+    if (s.exec() == 0) return;
+    ++applied.notifications;
+    auto row = tx.stmt(fmt::format("SELECT {} FROM notifications WHERE id = ?", kNotificationColumns));
+    row.bind(1, id);
+    if (!row.step()) return;
+    std::string payload = json_object([&](Writer& w) { write_notification(w, row); });
+    feed(o.id, feed_kind::kNotification, payload, now);
+  }
+
+  Result<Applied> order_created(const rapidjson::Document& d) {
+    std::string order_id = get_str(d, "orderId");
+    std::string customer = get_str(d, "customerId");
+    std::string currency = get_str(d, "currency");
+    auto total = d.FindMember("totalAmount");
+    if (order_id.empty() || customer.empty() || total == d.MemberEnd() || !total->value.IsInt64())
+      return invalid("OrderCreated needs orderId, customerId and an integer totalAmount");
+    int64_t amount = total->value.GetInt64();
+    int64_t at = event_time(cause);
+    int64_t now = now_ms();
+    auto existing = load_order(tx, order_id);
+    if (!existing) {
+      tx.stmt("INSERT INTO orders (id, customer_id, currency, total_amount, status, created_at, updated_at) "
+              "VALUES (?, ?, ?, ?, 'PENDING', ?, ?)")
+          .bind_all(order_id, customer, currency, amount, at, at)
+          .exec();
+      insert_history(tx, order_id, "PENDING", "", at);
+      OrderRow o{order_id, customer, currency, amount, "PENDING", "", at};
+      feed(order_id, feed_kind::kStatus, status_payload(o, at), at);
+      notify(o, "PENDING", "", now);
+      return applied;
+    }
+    if (existing->customer_id) return applied;  // a second OrderCreated for a known order
+    // A status change overtook the OrderCreated (different topics): complete the order, keep its
+    // later status, and send the notifications that waited for the customer.
+    tx.stmt("UPDATE orders SET customer_id = ?, currency = ?, total_amount = ?, created_at = MIN(created_at, ?) "
+            "WHERE id = ?")
+        .bind_all(customer, currency, amount, at, order_id)
+        .exec();
+    insert_history(tx, order_id, "PENDING", "", at);
+    OrderRow o = *existing;
+    o.customer_id = customer;
+    o.currency = currency;
+    o.total_amount = amount;
+    auto h = tx.stmt("SELECT status, reason FROM order_history WHERE order_id = ?");
+    h.bind(1, order_id);
+    std::vector<std::pair<std::string, std::string>> history;
+    while (h.step()) history.emplace_back(h.col_text(0), h.col_text(1));
+    std::sort(history.begin(), history.end(),
+              [](const auto& a, const auto& b) { return rank(a.first) < rank(b.first); });
+    for (const auto& [status, reason] : history) notify(o, status, reason, now);
+    return applied;
+  }
+
+  Result<Applied> status_changed(const rapidjson::Document& d) {
+    std::string order_id = get_str(d, "orderId");
+    std::string status = get_str(d, "status");
+    std::string reason = get_str(d, "reason");
+    if (order_id.empty() || rank(status) < 0)
+      return invalid("OrderStatusChanged needs an orderId and a known status");
+    int64_t at = parse_rfc3339_ms(get_str(d, "at")).value_or(event_time(cause));
+    auto existing = load_order(tx, order_id);
+    OrderRow o;
+    if (!existing) {
+      // Status before OrderCreated: remember it; the notification waits for the customer.
+      tx.stmt("INSERT INTO orders (id, status, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
+          .bind_all(order_id, status, reason, at, at)
+          .exec();
+      o = OrderRow{order_id, std::nullopt, "", 0, status, reason, at};
+    } else {
+      if (rank(existing->status) == 3 || rank(status) <= rank(existing->status)) return applied;
+      tx.stmt("UPDATE orders SET status = ?, reason = ?, updated_at = ? WHERE id = ?")
+          .bind_all(status, reason, at, order_id)
+          .exec();
+      o = *existing;
+      o.status = status;
+      o.reason = reason;
+      o.updated_at = at;
+    }
+    insert_history(tx, order_id, status, reason, at);
+    feed(order_id, feed_kind::kStatus, status_payload(o, at), at);
+    notify(o, status, reason, now_ms());
+    return applied;
+  }
+
+  Result<Applied> inventory_updated(const rapidjson::Document& d) {
+    if (get_str(d, "sku").empty()) return invalid("InventoryUpdated needs a sku");
+    // Re-serialised so the payload is one line whatever the producer's formatting (SSE data).
+    rapidjson::StringBuffer sb;
+    Writer w(sb);
+    d.Accept(w);
+    feed({}, feed_kind::kInventory, std::string_view(sb.GetString(), sb.GetSize()), event_time(cause));
+    return applied;
+  }
+
+  Result<Applied> alert(const rapidjson::Document& d, std::string_view name) {
+    if (get_str(d, "sku").empty()) return invalid("stock alert needs a sku");
+    std::string payload = json_object([&](Writer& w) {
+      field(w, "alert", name);
+      for (const auto& m : d.GetObject()) {
+        if (std::string_view(m.name.GetString(), m.name.GetStringLength()) == "alert") continue;
+        m.name.Accept(w);
+        m.value.Accept(w);
+      }
+    });
+    feed({}, feed_kind::kAlert, payload, event_time(cause));
+    return applied;
+  }
+};
+
+}  // namespace
+
+Result<Applied> Store::apply(const Envelope& e) {
+  enum class Kind { kCreated, kStatus, kInventory, kAlert };
+  Kind kind;
+  std::string_view alert_name;
+  if (e.type == event_types::kOrderCreated) {
+    kind = Kind::kCreated;
+  } else if (e.type == event_types::kOrderStatusChanged) {
+    kind = Kind::kStatus;
+  } else if (e.type == event_types::kInventoryUpdated) {
+    kind = Kind::kInventory;
+  } else if (e.type == event_types::kStockLevelLow) {
+    kind = Kind::kAlert, alert_name = "STOCK_LEVEL_LOW";
+  } else if (e.type == event_types::kStockDepleted) {
+    kind = Kind::kAlert, alert_name = "STOCK_DEPLETED";
+  } else if (e.type == event_types::kStockLevelNormalized) {
+    kind = Kind::kAlert, alert_name = "STOCK_LEVEL_NORMALIZED";
+  } else {
+    return Applied{};  // not ours to interpret
+  }
+  rapidjson::Document d;
+  d.Parse(e.data.data(), e.data.size());
+  if (d.HasParseError() || !d.IsObject()) return invalid("event data is not a JSON object");
+
+  return db_.transaction([&](db::Tx& tx) -> Result<Applied> {
+    if (!db::inbox_claim(tx, kConsumer, e.id)) return Applied{true, 0, 0};
+    Applier a{tx, templates_, channel_, e, {}};
+    switch (kind) {
+      case Kind::kCreated: return a.order_created(d);
+      case Kind::kStatus: return a.status_changed(d);
+      case Kind::kInventory: return a.inventory_updated(d);
+      case Kind::kAlert: return a.alert(d, alert_name);
+    }
+    return Applied{};
+  });
+}
+
+// --- feed reading ------------------------------------------------------------------------------
+
+namespace {
+
+// seq bounds of the feed: the last seq ever assigned and the oldest row still kept.
+struct FeedBounds {
+  int64_t last = 0;
+  int64_t oldest = 1;
+};
+
+FeedBounds feed_bounds(db::Tx& tx) {
+  FeedBounds b;
+  auto s = tx.stmt("SELECT seq FROM sqlite_sequence WHERE name = 'feed'");
+  if (s.step()) b.last = s.col_int(0);
+  auto m = tx.stmt("SELECT MIN(seq) FROM feed");
+  b.oldest = (m.step() && !m.col_null(0)) ? m.col_int(0) : b.last + 1;
+  return b;
+}
+
+// A Last-Event-ID can be resumed from when nothing after it was pruned and it is not from the
+// future (a wiped store, another server).
+bool resumable(const FeedBounds& b, int64_t last_event_id) {
+  return last_event_id >= b.oldest - 1 && last_event_id <= b.last;
+}
+
+FeedRow read_feed_row(db::Statement& s) {
+  return FeedRow{s.col_int(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_int(4)};
+}
+
+std::string order_snapshot(db::Tx& tx, const OrderRow& o) {
+  struct H {
+    std::string status, reason;
+    int64_t at;
+  };
+  std::vector<H> history;
+  auto h = tx.stmt("SELECT status, reason, at FROM order_history WHERE order_id = ?");
+  h.bind(1, o.id);
+  while (h.step()) history.push_back({h.col_text(0), h.col_text(1), h.col_int(2)});
+  std::sort(history.begin(), history.end(), [](const H& a, const H& b) {
+    return rank(a.status) != rank(b.status) ? rank(a.status) < rank(b.status) : a.at < b.at;
+  });
+  return json_object([&](Writer& w) {
+    write_order_fields(w, o);
+    field(w, "updatedAt", format_rfc3339(o.updated_at));
+    key(w, "history");
+    w.StartArray();
+    for (const auto& e : history) {
+      w.StartObject();
+      field(w, "status", e.status);
+      if (!e.reason.empty()) field(w, "reason", e.reason);
+      field(w, "at", format_rfc3339(e.at));
+      w.EndObject();
+    }
+    w.EndArray();
+    key(w, "notifications");
+    w.StartArray();
+    auto n = tx.stmt(fmt::format("SELECT {} FROM notifications WHERE order_id = ? ORDER BY created_at, rowid",
+                                 kNotificationColumns));
+    n.bind(1, o.id);
+    while (n.step()) {
+      w.StartObject();
+      write_notification(w, n);
+      w.EndObject();
+    }
+    w.EndArray();
+  });
+}
+
+void write_counts(Writer& w, db::Tx& tx) {
+  std::array<int64_t, kStatuses.size()> counts{};
+  auto s = tx.stmt("SELECT status, COUNT(*) FROM orders GROUP BY status");
+  while (s.step()) {
+    auto it = std::find(kStatuses.begin(), kStatuses.end(), s.col_view(0));
+    if (it != kStatuses.end()) counts[static_cast<size_t>(it - kStatuses.begin())] = s.col_int(1);
+  }
+  key(w, "orders");
+  w.StartObject();
+  for (size_t i = 0; i < kStatuses.size(); ++i) {
+    key(w, kStatuses[i]);
+    w.Int64(counts[i]);
+  }
+  w.EndObject();
+}
+
+std::string summary_snapshot(db::Tx& tx) {
+  return json_object([&](Writer& w) {
+    write_counts(w, tx);
+    key(w, "recent");
+    w.StartArray();
+    auto s = tx.stmt(fmt::format("SELECT {} FROM orders ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+                                 kOrderColumns));
+    s.bind(1, kRecentOrders);
+    while (s.step()) {
+      OrderRow o = read_order(s);
+      w.StartObject();
+      write_order_fields(w, o);
+      field(w, "updatedAt", format_rfc3339(o.updated_at));
+      w.EndObject();
+    }
+    w.EndArray();
+  });
+}
+
+}  // namespace
+
+Result<std::optional<StreamStart>> Store::start_order_stream(std::string_view order_id,
+                                                              std::optional<int64_t> last_event_id) {
+  // One read under the store's lock: the snapshot and `position` describe the same moment.
+  return db_.read([&](db::Tx& tx) -> Result<std::optional<StreamStart>> {
+    auto order = load_order(tx, order_id);
+    if (!order) return std::optional<StreamStart>();
+    FeedBounds b = feed_bounds(tx);
+    StreamStart start;
+    start.position = b.last;
+    if (last_event_id && resumable(b, *last_event_id)) {
+      auto s = tx.stmt("SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
+                       "WHERE order_id = ? AND seq > ? ORDER BY seq");
+      s.bind(1, order_id).bind(2, *last_event_id);
+      while (s.step()) start.rows.push_back(read_feed_row(s));
+      return std::optional<StreamStart>(std::move(start));
+    }
+    start.snapshot = true;
+    start.snapshot_json = order_snapshot(tx, *order);
+    return std::optional<StreamStart>(std::move(start));
+  });
+}
+
+Result<StreamStart> Store::start_all_stream(std::optional<int64_t> last_event_id, int max_replay) {
+  return db_.read([&](db::Tx& tx) -> Result<StreamStart> {
+    FeedBounds b = feed_bounds(tx);
+    StreamStart start;
+    start.position = b.last;
+    if (last_event_id && resumable(b, *last_event_id)) {
+      auto s = tx.stmt("SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
+                       "WHERE seq > ? AND kind IN ('status', 'inventory', 'alert') ORDER BY seq LIMIT ?");
+      s.bind(1, *last_event_id).bind(2, max_replay + 1);
+      while (s.step()) start.rows.push_back(read_feed_row(s));
+      if (start.rows.size() <= static_cast<size_t>(max_replay)) return start;
+      start.rows.clear();
+    }
+    start.snapshot = true;
+    start.snapshot_json = summary_snapshot(tx);
+    return start;
+  });
+}
+
+Result<std::vector<FeedRow>> Store::feed_after(int64_t after, int limit) {
+  return db_.read([&](db::Tx& tx) -> Result<std::vector<FeedRow>> {
+    auto s = tx.stmt("SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
+                     "WHERE seq > ? ORDER BY seq LIMIT ?");
+    s.bind(1, after).bind(2, limit);
+    std::vector<FeedRow> rows;
+    while (s.step()) rows.push_back(read_feed_row(s));
+    return rows;
+  });
+}
+
+Result<int64_t> Store::last_seq() {
+  return db_.read([&](db::Tx& tx) -> Result<int64_t> { return feed_bounds(tx).last; });
+}
+
+Result<int64_t> Store::prune_feed(int64_t retain) {
+  return db_.transaction([&](db::Tx& tx) -> Result<int64_t> {
+    FeedBounds b = feed_bounds(tx);
+    if (b.last - b.oldest + 1 <= retain) return int64_t{0};
+    return tx.stmt("DELETE FROM feed WHERE seq <= ?").bind(1, b.last - retain).exec();
+  });
+}
+
+// --- queries -------------------------------------------------------------------------------------
+
+Result<std::string> Store::stats_json() {
+  return db_.read([&](db::Tx& tx) -> Result<std::string> {
+    return json_object([&](Writer& w) { write_counts(w, tx); });
+  });
+}
+
+Result<std::string> Store::list_notifications_json(const NotificationQuery& q) {
+  return db_.read([&](db::Tx& tx) -> Result<std::string> {
+    std::string where;
+    if (q.customer_id) where += "customer_id = ?";
+    if (q.order_id) where += std::string(where.empty() ? "" : " AND ") + "order_id = ?";
+    auto s = tx.stmt(fmt::format("SELECT {} FROM notifications WHERE {} ORDER BY created_at DESC, rowid DESC "
+                                 "LIMIT ?",
+                                 kNotificationColumns, where));
+    int idx = 1;
+    if (q.customer_id) s.bind(idx++, *q.customer_id);
+    if (q.order_id) s.bind(idx++, *q.order_id);
+    s.bind(idx, q.limit);
+    return json_object([&](Writer& w) {
+      key(w, "notifications");
+      w.StartArray();
+      while (s.step()) {
+        w.StartObject();
+        write_notification(w, s);
+        w.EndObject();
+      }
+      w.EndArray();
+    });
+  });
+}
+
+// --- delivery ------------------------------------------------------------------------------------
+
+Result<std::vector<Delivery>> Store::due(int64_t now, int limit) {
+  return db_.read([&](db::Tx& tx) -> Result<std::vector<Delivery>> {
+    auto s = tx.stmt(
+        "SELECT id, order_id, customer_id, status_key, channel, subject, body, attempts, created_at, "
+        "COALESCE(correlation_id, ''), COALESCE(causation_id, ''), COALESCE(traceparent, '') "
+        "FROM notifications WHERE status = 'PENDING' AND next_attempt_at <= ? "
+        "ORDER BY next_attempt_at, rowid LIMIT ?");
+    s.bind(1, now).bind(2, limit);
+    std::vector<Delivery> out;
+    while (s.step()) {
+      out.push_back(Delivery{s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_text(4),
+                             s.col_text(5), s.col_text(6), static_cast<int>(s.col_int(7)), s.col_int(8),
+                             s.col_text(9), s.col_text(10), s.col_text(11)});
+    }
+    return out;
+  });
+}
+
+Result<std::optional<int64_t>> Store::next_due_at() {
+  return db_.read([&](db::Tx& tx) -> Result<std::optional<int64_t>> {
+    auto s = tx.stmt("SELECT MIN(next_attempt_at) FROM notifications WHERE status = 'PENDING'");
+    if (s.step() && !s.col_null(0)) return std::optional<int64_t>(s.col_int(0));
+    return std::optional<int64_t>();
+  });
+}
+
+Status Store::mark_sent(const Delivery& d, std::string_view channel, int64_t now) {
+  return db_.transaction([&](db::Tx& tx) -> Status {
+    int64_t changed = tx.stmt("UPDATE notifications SET status = 'SENT', channel = ?, attempts = attempts + 1, "
+                              "sent_at = ?, last_error = NULL, next_attempt_at = NULL "
+                              "WHERE id = ? AND status = 'PENDING'")
+                          .bind_all(channel, now, d.id)
+                          .exec();
+    if (changed == 0) return {};  // already settled
+    std::string data = json_object([&](Writer& w) {
+      field(w, "notificationId", d.id);
+      field(w, "orderId", d.order_id);
+      field(w, "customerId", d.customer_id);
+      field(w, "orderStatus", d.order_status);
+      field(w, "channel", channel);
+      field(w, "subject", d.subject);
+      key(w, "attempts");
+      w.Int(d.attempts + 1);
+      field(w, "sentAt", format_rfc3339(now));
+    });
+    Envelope e = make_event(kConsumer, kNotificationSentType, d.order_id, std::move(data));
+    // The notification belongs to the order's flow: keep its correlation and trace.
+    if (!d.correlation_id.empty()) e.correlation_id = d.correlation_id;
+    if (!d.causation_id.empty()) e.causation_id = d.causation_id;
+    if (!d.traceparent.empty()) e.traceparent = d.traceparent;
+    db::outbox_add(tx, topics::kNotificationsSent, e);
+    return {};
+  });
+}
+
+Status Store::mark_failed(const Delivery& d, std::string_view error, std::optional<int64_t> retry_at) {
+  return db_.transaction([&](db::Tx& tx) -> Status {
+    auto s = tx.stmt("UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?, "
+                     "next_attempt_at = ? WHERE id = ? AND status = 'PENDING'");
+    s.bind(1, retry_at ? "PENDING" : "FAILED").bind(2, error).bind(4, d.id);
+    if (retry_at) s.bind(3, *retry_at); else s.bind_null(3);
+    s.exec();
+    return {};
+  });
+}
+
+}  // namespace ecom::notification

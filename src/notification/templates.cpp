@@ -1,0 +1,148 @@
+#include "ecom/notification/templates.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+
+namespace ecom::notification {
+namespace {
+
+struct StatusKey {
+  std::string_view status;
+  std::string_view key;
+};
+
+constexpr std::array<StatusKey, 5> kStatusKeys = {{
+    {"PENDING", "order.created"},
+    {"STOCK_RESERVED", "order.stock_reserved"},
+    {"PAYMENT_AUTHORIZED", "order.payment_authorized"},
+    {"CONFIRMED", "order.confirmed"},
+    {"CANCELLED", "order.cancelled"},
+}};
+
+std::string join_keys() {
+  std::string out;
+  for (const auto& k : template_keys()) out += (out.empty() ? "" : ", ") + std::string(k);
+  return out;
+}
+
+Error config_error(std::string message, std::string field) {
+  return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
+}
+
+}  // namespace
+
+const std::vector<std::string_view>& template_keys() {
+  static const std::vector<std::string_view> keys = [] {
+    std::vector<std::string_view> k;
+    for (const auto& s : kStatusKeys) k.push_back(s.key);
+    return k;
+  }();
+  return keys;
+}
+
+std::optional<std::string_view> template_key_for_status(std::string_view status) {
+  for (const auto& s : kStatusKeys)
+    if (s.status == status) return s.key;
+  return std::nullopt;
+}
+
+Templates default_templates() {
+  return {
+      {"order.created",
+       {"Order {orderId} received",
+        "Hi {customerId}, we received your order {orderId} for {totalAmount} {currency}. "
+        "We will keep you posted."}},
+      {"order.stock_reserved",
+       {"Order {orderId}: items reserved",
+        "Good news, {customerId}: the items of order {orderId} are reserved for you. "
+        "We are now processing your payment."}},
+      {"order.payment_authorized",
+       {"Order {orderId}: payment authorized",
+        "Your payment of {totalAmount} {currency} for order {orderId} was authorized."}},
+      {"order.confirmed",
+       {"Order {orderId} confirmed",
+        "Your order {orderId} ({totalAmount} {currency}) is confirmed. Thank you for your order!"}},
+      {"order.cancelled",
+       {"Order {orderId} cancelled",
+        "Sorry, {customerId}: your order {orderId} was cancelled ({reason}). "
+        "Any payment will be refunded."}},
+  };
+}
+
+std::string format_money(int64_t minor_units) {
+  // Via unsigned so that INT64_MIN has a magnitude too.
+  uint64_t magnitude = minor_units < 0 ? 0 - static_cast<uint64_t>(minor_units)
+                                       : static_cast<uint64_t>(minor_units);
+  return fmt::format("{}{}.{:02}", minor_units < 0 ? "-" : "", magnitude / 100, magnitude % 100);
+}
+
+std::string render(std::string_view text, const TemplateVars& vars) {
+  std::string out;
+  out.reserve(text.size() + 64);
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t open = text.find('{', i);
+    if (open == std::string_view::npos) {
+      out.append(text.substr(i));
+      break;
+    }
+    out.append(text.substr(i, open - i));
+    size_t close = text.find('}', open + 1);
+    if (close == std::string_view::npos) {
+      out.append(text.substr(open));
+      break;
+    }
+    std::string_view name = text.substr(open + 1, close - open - 1);
+    if (name == "orderId") {
+      out += vars.order_id;
+    } else if (name == "customerId") {
+      out += vars.customer_id;
+    } else if (name == "status") {
+      out += vars.status;
+    } else if (name == "reason") {
+      out += vars.reason;
+    } else if (name == "totalAmount") {
+      out += format_money(vars.total_amount);
+    } else if (name == "currency") {
+      out += vars.currency;
+    } else {
+      // Unknown (or a '{' inside literal text): keep the '{' and rescan after it, so that
+      // "{{orderId}" still renders its placeholder.
+      out += '{';
+      i = open + 1;
+      continue;
+    }
+    i = close + 1;
+  }
+  return out;
+}
+
+Template render(const Template& t, const TemplateVars& vars) {
+  return {render(t.subject, vars), render(t.body, vars)};
+}
+
+Result<Templates> templates_from_config(const ConfigSection& section) {
+  Templates out = default_templates();
+  for (const auto& key : section.keys()) {
+    std::string path = section.path() + "." + key;
+    auto it = out.find(key);
+    if (it == out.end())
+      return config_error(fmt::format("unknown template \"{}\"; valid templates: {}", path, join_keys()),
+                          path);
+    const auto* raw = section.raw(key);
+    if (raw == nullptr || !raw->IsObject())
+      return config_error(fmt::format("{} must be an object with \"subject\" and/or \"body\"", path), path);
+    auto t = section.section(key);
+    if (auto st = t.check_keys({"subject", "body"}); !st) return st.error();
+    it->second.subject = t.get_string("subject", it->second.subject);
+    it->second.body = t.get_string("body", it->second.body);
+    if (it->second.subject.empty())
+      return config_error(fmt::format("{}.subject must not be empty", path), path + ".subject");
+  }
+  return out;
+}
+
+}  // namespace ecom::notification

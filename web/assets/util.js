@@ -1,0 +1,148 @@
+// Small DOM and formatting helpers shared by the views. Text always goes in as text nodes, never as
+// HTML, so nothing the API returns can inject markup.
+
+/**
+ * Creates an element: h('button', {class: 'x', onclick: fn, 'aria-label': '…'}, 'text', child…).
+ * Attributes: `class`, `dataset` (object), `on<event>` (listener), booleans (true → present),
+ * null/undefined/false are skipped. Children: strings, numbers, nodes, arrays, null (skipped).
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs ?? {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === 'dataset') Object.assign(el.dataset, value);
+    else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
+    else if (key === 'value') el.value = value;
+    else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    if (Array.isArray(child)) append(el, child);
+    else el.append(child instanceof Node ? child : String(child));
+  }
+}
+
+/** Replaces all children of `el`. */
+export function replace(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+const moneyFormats = new Map();
+
+/** Formats an integer amount of minor units (cents) in `currency`, e.g. 2499 USD → "$24.99". */
+export function money(minor, currency = 'USD') {
+  if (typeof minor !== 'number' || !Number.isFinite(minor)) return '—';
+  let fmt = moneyFormats.get(currency);
+  if (fmt === undefined) {
+    try {
+      fmt = new Intl.NumberFormat(undefined, { style: 'currency', currency });
+    } catch {
+      fmt = null;  // not an ISO 4217 code: show the raw amount
+    }
+    moneyFormats.set(currency, fmt);
+  }
+  if (!fmt) return `${minor} ${currency}`;
+  const digits = fmt.resolvedOptions().maximumFractionDigits;
+  return fmt.format(minor / 10 ** digits);
+}
+
+/** "14:03:07" for an RFC 3339 time (or a Date); the full date in the title attribute via timeEl. */
+export function clock(at) {
+  const d = at instanceof Date ? at : new Date(at);
+  if (Number.isNaN(d.getTime())) return '';
+  return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+/** A <time> element showing the clock time, with the full timestamp for machines and tooltips. */
+export function timeEl(at) {
+  const d = at instanceof Date ? at : new Date(at);
+  if (Number.isNaN(d.getTime())) return h('span', {}, '');
+  return h('time', { datetime: d.toISOString(), title: d.toLocaleString() }, clock(d));
+}
+
+/** Short form of a long id for tables: the first 8 characters, with the full id in a tooltip. */
+export function shortId(id) {
+  const s = String(id ?? '');
+  return s.length > 12 ? `${s.slice(0, 8)}…` : s;
+}
+
+/** An order status, in the order it moves. CONFIRMED and CANCELLED are terminal. */
+export const STATUS_STEPS = ['PENDING', 'STOCK_RESERVED', 'PAYMENT_AUTHORIZED', 'CONFIRMED'];
+
+const STATUS_RANK = { PENDING: 0, STOCK_RESERVED: 1, PAYMENT_AUTHORIZED: 2, CONFIRMED: 3, CANCELLED: 3 };
+
+/** Position of a status in the flow (-1 when unknown); terminal statuses share the top rank. */
+export function statusRank(status) {
+  return STATUS_RANK[status] ?? -1;
+}
+
+export function isTerminal(status) {
+  return status === 'CONFIRMED' || status === 'CANCELLED';
+}
+
+const STATUS_LABELS = {
+  PENDING: 'Pending',
+  STOCK_RESERVED: 'Stock reserved',
+  PAYMENT_AUTHORIZED: 'Payment authorized',
+  CONFIRMED: 'Confirmed',
+  CANCELLED: 'Cancelled',
+};
+
+export function statusLabel(status) {
+  return STATUS_LABELS[status] ?? String(status ?? 'Unknown');
+}
+
+const REASONS = {
+  OUT_OF_STOCK: 'Some items are out of stock.',
+  UNKNOWN_SKU: 'An item is not in the catalogue.',
+  PAYMENT_DECLINED: 'The payment was declined.',
+  CUSTOMER_CANCELLED: 'The order was cancelled at the customer’s request.',
+  TIMEOUT: 'A step did not finish in time (the payment gateway never answered), so the order was cancelled.',
+};
+
+/** A sentence explaining a cancellation reason code. */
+export function reasonText(reason) {
+  if (!reason) return '';
+  return REASONS[reason] ?? reason.replaceAll('_', ' ').toLowerCase();
+}
+
+/** A status badge: <span class="badge" data-status="CONFIRMED">Confirmed</span>. */
+export function badge(status) {
+  return h('span', { class: 'badge', dataset: { status: status ?? 'UNKNOWN' } }, statusLabel(status));
+}
+
+/** Runs `fn` at most once per `ms`, after the last call (trailing debounce). */
+export function debounce(fn, ms) {
+  let timer = null;
+  const wrapped = (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+  wrapped.cancel = () => clearTimeout(timer);
+  return wrapped;
+}
+
+/** A random UUID; crypto.randomUUID needs a secure context, so fall back to getRandomValues. */
+export function uuid() {
+  if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** Briefly highlights an element (a changed stock figure); respects prefers-reduced-motion in CSS. */
+export function flash(el) {
+  if (!el) return;
+  el.classList.remove('flash');
+  void el.offsetWidth;  // restart the animation
+  el.classList.add('flash');
+}
