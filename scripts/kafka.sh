@@ -205,6 +205,8 @@ cmd_start() {
     sleep 1
   done
   tail -n 60 "${log_file}" >&2
+  # Leave nothing half-started behind (a CI run would otherwise leak a JVM).
+  cmd_stop
   die "the broker did not answer metadata requests on ${bootstrap} within ${KAFKA_START_TIMEOUT}s (log: ${log_file})"
 }
 

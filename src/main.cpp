@@ -66,9 +66,11 @@ struct Hosted {
 
 Result<std::unique_ptr<bus::EventBus>> make_bus(const Settings& settings) {
   if (settings.bus == "kafka") {
-    auto options = bus::kafka_options_from_config(settings.section("kafka"));
+    auto options = bus::kafka_options_from_settings(settings);
     if (!options) return options.error();
-    if (!settings.brokers.empty()) options->bootstrap_servers = settings.brokers;
+    // Each process provisions what is missing, so a fresh cluster works without a manual step.
+    if (auto st = bus::ensure_topics(*options, options->topics); !st)
+      log::warn(kTag, "topic provisioning: {}", st.error().message);
     return bus::make_kafka_bus(std::move(options).value());
   }
   auto section = settings.section("embedded_bus");
@@ -135,8 +137,19 @@ int run(int argc, char** argv) {
   log::parse_level(settings.log_level, level);
   log::set_level(level);
 
-  if (!settings.positional.empty())
-    return fail(kExitConfig, "unexpected argument \"" + settings.positional.front() + "\"");
+  if (!settings.positional.empty()) {
+    if (settings.positional.front() != "topics" || settings.positional.size() != 2)
+      return fail(kExitConfig, "unexpected argument \"" + settings.positional.front() +
+                                   "\"; the only sub-command is: topics create|list|describe");
+    Result<bus::KafkaBusOptions> options = Error{};
+    try {
+      options = bus::kafka_options_from_settings(settings);
+    } catch (const ConfigError& e) {
+      return fail(kExitConfig, e.what());
+    }
+    if (!options) return fail(kExitConfig, options.error().message);
+    return bus::run_topics_command(settings.positional[1], *options, stdout);
+  }
 
   auto roles = registry.resolve(settings.roles);
   if (!roles) return fail(kExitConfig, roles.error().message);
@@ -166,10 +179,15 @@ int run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  auto server_opts = server_options(settings);
-  if (!server_opts) return fail(kExitConfig, server_opts.error().message);
-
-  auto bus = make_bus(settings);
+  Result<http::ServerOptions> server_opts = Error{};
+  Result<std::unique_ptr<bus::EventBus>> bus = Error{};
+  try {
+    server_opts = server_options(settings);
+    if (!server_opts) return fail(kExitConfig, server_opts.error().message);
+    bus = make_bus(settings);
+  } catch (const ConfigError& e) {
+    return fail(kExitConfig, e.what());
+  }
   if (!bus) return fail(bus.error().code == "CONFIG_INVALID" ? kExitConfig : kExitRuntime, bus.error().message);
   auto& event_bus = *bus.value();
 

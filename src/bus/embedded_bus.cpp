@@ -87,7 +87,8 @@ constexpr std::string_view kFetch{
 constexpr std::string_view kCommitIfOwner{
     R"(INSERT INTO group_offsets(grp, topic, "partition", committed) SELECT ?1, ?2, ?3, ?4 )"
     R"(WHERE EXISTS(SELECT 1 FROM ownership WHERE grp=?1 AND topic=?2 AND "partition"=?3 )"
-    R"(AND owner=?5) ON CONFLICT(grp, topic, "partition") DO UPDATE SET committed=excluded.committed)"};
+    R"(AND owner=?5) ON CONFLICT(grp, topic, "partition") )"
+    R"(DO UPDATE SET committed=excluded.committed)"};
 constexpr std::string_view kSelectCommitted{
     R"(SELECT committed FROM group_offsets WHERE grp=? AND topic=? AND "partition"=?)"};
 

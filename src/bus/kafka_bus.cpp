@@ -717,6 +717,8 @@ class KafkaSubscription final : public Subscription {
       } else {
         rd_kafka_assign(rk, parts);
       }
+      // A partition revoked while it waited for a retry may come back still paused.
+      rd_kafka_resume_partitions(rk, parts);
       self->health_->joined = true;
       log::info(kTag, "group {}: assigned {}", self->sub_.group, describe(parts));
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {

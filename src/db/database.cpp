@@ -109,8 +109,8 @@ Database::Database(sqlite3* h, std::string path)
 Result<std::unique_ptr<Database>> Database::open(const std::string& path, Options options) {
   sqlite3* h = nullptr;
   // NOMUTEX: every use is serialised by Database::mu_ already.
-  int rc = sqlite3_open_v2(path.c_str(), &h,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(path.c_str(), &h, flags, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = h != nullptr ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
     sqlite3_close_v2(h);

@@ -102,6 +102,25 @@ bool is_json_media_type(std::string_view content_type) noexcept {
   return iequals(trim(content_type.substr(0, semi)), "application/json");
 }
 
+// True when the comma-separated header value `list` contains `token` (case-insensitive).
+bool has_token(std::string_view list, std::string_view token) noexcept {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    if (iequals(trim(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// The handshake details (key, version) are checked by the server when it accepts the upgrade.
+bool is_websocket_upgrade(const Request& r) noexcept {
+  auto upgrade = r.header("upgrade");
+  auto connection = r.header("connection");
+  return upgrade && connection && has_token(*upgrade, "websocket") &&
+         has_token(*connection, "upgrade");
+}
+
 bool has_body_semantics(Method m) noexcept {
   return m == Method::kPost || m == Method::kPut || m == Method::kPatch;
 }
@@ -205,7 +224,7 @@ int status_for(const Error& e) noexcept {
       {"METHOD_NOT_ALLOWED", 405},    {"CONFLICT", 409},
       {"IDEMPOTENCY_CONFLICT", 409},  {"PAYLOAD_TOO_LARGE", 413},
       {"UNSUPPORTED_MEDIA_TYPE", 415}, {"UNPROCESSABLE", 422},
-      {"UNAVAILABLE", 503},
+      {"UPGRADE_REQUIRED", 426},      {"UNAVAILABLE", 503},
   };
   for (const auto& m : kMap) {
     if (m.code == e.code) return m.status;
@@ -242,7 +261,40 @@ void Router::add(Method method, std::string pattern, Handler handler, bool any_c
   routes_.push_back(std::move(route));
 }
 
+void Router::add_async(Method method, std::string pattern, AsyncHandler handler) {
+  Route route{method, {}, {}, false, Match::Kind::kAsync, std::move(handler)};
+  split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
+  routes_.push_back(std::move(route));
+}
+
+void Router::add_stream(std::string pattern, StreamHandler handler) {
+  Route route{Method::kGet, {}, {}, false, Match::Kind::kStream, {}, std::move(handler)};
+  split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
+  routes_.push_back(std::move(route));
+}
+
+void Router::add_websocket(std::string pattern, WebSocketHandler handler) {
+  Route route{Method::kGet, {}, {}, false, Match::Kind::kWebSocket, {}, {}, std::move(handler)};
+  split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
+  routes_.push_back(std::move(route));
+}
+
 Response Router::dispatch(Request& request) const {
+  Match m = match(request);
+  if (m.kind == Match::Kind::kResponse) return std::move(m.response);
+  // Deferred, streaming and WebSocket routes need a connection: only the server can serve them.
+  log::error(kTag, "{} {} is not a plain route; dispatch() cannot serve it",
+             method_name(request.method), request.path);
+  return error_response(Error{"INTERNAL", "internal error", {}, false});
+}
+
+Match Router::match(Request& request) const {
+  auto answer = [](Response r) {
+    Match m;
+    m.response = std::move(r);
+    return m;
+  };
+
   // The server fills target/path/query; hand-built requests may carry only one of them.
   std::string_view raw_path;
   bool raw = false;
@@ -271,8 +323,11 @@ Response Router::dispatch(Request& request) const {
   });
 
   const Route* best = nullptr;
-  const Route* best_get = nullptr;  // HEAD falls back to GET when no HEAD route matches
+  // HEAD falls back to a plain GET route when no HEAD route matches (a stream or WebSocket GET
+  // has no meaningful HEAD).
+  const Route* best_get = nullptr;
   unsigned allowed = 0;
+  bool plain_get = false;
   for (const Route& route : routes_) {
     if (route.segments.size() != segments.size()) continue;
     bool match = true;
@@ -282,9 +337,11 @@ Response Router::dispatch(Request& request) const {
     }
     if (!match) continue;
     allowed |= method_bit(route.method);
+    const bool plain = route.kind == Match::Kind::kResponse;
+    if (plain && route.method == Method::kGet) plain_get = true;
     if (route.method == request.method) {
       if (!best || more_specific(route.segments, best->segments)) best = &route;
-    } else if (request.method == Method::kHead && route.method == Method::kGet) {
+    } else if (request.method == Method::kHead && route.method == Method::kGet && plain) {
       if (!best_get || more_specific(route.segments, best_get->segments)) best_get = &route;
     }
   }
@@ -292,9 +349,9 @@ Response Router::dispatch(Request& request) const {
 
   if (!best) {
     if (allowed == 0) {
-      return error_response(Error{"NOT_FOUND", "no route for " + request.path, {}, false});
+      return answer(error_response(Error{"NOT_FOUND", "no route for " + request.path, {}, false}));
     }
-    if (allowed & method_bit(Method::kGet)) allowed |= method_bit(Method::kHead);
+    if (plain_get) allowed |= method_bit(Method::kHead);
     std::string allow;
     for (Method m : kAllMethods) {
       if (!(allowed & method_bit(m))) continue;
@@ -307,15 +364,15 @@ Response Router::dispatch(Request& request) const {
                                       {},
                                       false});
     r.with_header("Allow", std::move(allow));
-    return r;
+    return answer(std::move(r));
   }
 
   if (!best->any_content_type && has_body_semantics(request.method) && !request.body.empty()) {
     // A missing Content-Type is tolerated (many tools omit it for JSON); a wrong one is not.
     auto ct = request.header("content-type");
     if (ct && !is_json_media_type(*ct)) {
-      return error_response(Error{"UNSUPPORTED_MEDIA_TYPE",
-                                  "Content-Type must be application/json", {}, false});
+      return answer(error_response(Error{"UNSUPPORTED_MEDIA_TYPE",
+                                         "Content-Type must be application/json", {}, false}));
     }
   }
 
@@ -325,8 +382,32 @@ Response Router::dispatch(Request& request) const {
     if (is_param(pat)) request.params.emplace_back(param_name(pat), std::move(segments[i]));
   }
 
+  Match result;
+  switch (best->kind) {
+    case Match::Kind::kResponse:
+      break;
+    case Match::Kind::kAsync:
+      result.kind = Match::Kind::kAsync;
+      result.async = &best->async;
+      return result;
+    case Match::Kind::kStream:
+      result.kind = Match::Kind::kStream;
+      result.stream = &best->stream;
+      return result;
+    case Match::Kind::kWebSocket:
+      if (!is_websocket_upgrade(request)) {
+        Response r = error_response(Error{"UPGRADE_REQUIRED",
+                                          request.path + " requires a WebSocket upgrade", {}, false});
+        r.with_header("Upgrade", "websocket");
+        return answer(std::move(r));
+      }
+      result.kind = Match::Kind::kWebSocket;
+      result.websocket = &best->websocket;
+      return result;
+  }
+
   try {
-    return best->handler(request);
+    return answer(best->handler(request));
   } catch (const std::exception& e) {
     log::error(kTag, "{} {} handler threw: {}", method_name(request.method), request.path,
                e.what());
@@ -334,7 +415,7 @@ Response Router::dispatch(Request& request) const {
     log::error(kTag, "{} {} handler threw a non-standard exception", method_name(request.method),
                request.path);
   }
-  return error_response(Error{"INTERNAL", "internal error", {}, false});
+  return answer(error_response(Error{"INTERNAL", "internal error", {}, false}));
 }
 
 }  // namespace ecom::http

@@ -7,7 +7,12 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <climits>
 #include <charconv>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
@@ -166,6 +171,28 @@ void write_order_fields(Writer& w, db::Statement& s) {
   w.Bool(!s.col_null(10));
 }
 
+constexpr int64_t kMaxWaitMs = 60'000;
+constexpr size_t kMaxWaiters = 10'000;
+
+// "5s", "500ms" or "5" (seconds) → milliseconds; 0 when absent.
+Result<int64_t> parse_wait(const http::Request& req) {
+  auto text = req.query_param("wait");
+  if (!text) return int64_t{0};
+  std::string_view v = *text;
+  int64_t scale = 1000;
+  if (v.size() > 2 && v.substr(v.size() - 2) == "ms") {
+    scale = 1;
+    v.remove_suffix(2);
+  } else if (!v.empty() && v.back() == 's') {
+    v.remove_suffix(1);
+  }
+  int64_t n = -1;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || p != v.data() + v.size() || n < 0 || n * scale > kMaxWaitMs)
+    return http::validation_error("wait", "wait must be a duration up to 60s, e.g. 5s or 500ms");
+  return n * scale;
+}
+
 Result<int> parse_limit(const http::Request& req) {
   auto text = req.query_param("limit");
   if (!text) return kDefaultListLimit;
@@ -181,6 +208,19 @@ Result<int> parse_limit(const http::Request& req) {
 struct OrderModule::Impl {
   ModuleContext* ctx = nullptr;
   std::unique_ptr<bus::Subscription> status_sub;
+
+  // Long-poll waiters (GET /api/orders/{id}?wait=…): answered when their order turns terminal or
+  // their wait ends. A reaper thread handles expiry, so no HTTP thread is ever blocked.
+  struct Waiter {
+    std::string order_id;
+    int64_t deadline_ms;
+    http::Responder respond;
+  };
+  std::mutex wait_mu;
+  std::condition_variable wait_cv;
+  std::multimap<std::string, Waiter> waiters;  // by order id
+  std::thread reaper;
+  bool stopping = false;
 
   db::Database& db() { return ctx->db; }
 
@@ -273,11 +313,81 @@ struct OrderModule::Impl {
     return std::string(sb.GetString(), sb.GetSize());
   }
 
-  http::Response get(const http::Request& req) {
+  // The order as a response, and whether it is terminal.
+  std::pair<http::Response, bool> load(const std::string& id) {
+    bool done = false;
+    auto body = db().read([&](db::Tx& tx) -> Result<std::string> {
+      auto r = render_order(tx, id);
+      if (r) {
+        auto s = tx.stmt("SELECT status FROM orders WHERE id = ?");
+        s.bind(1, id);
+        done = s.step() && is_terminal(s.col_view(0));
+      }
+      return r;
+    });
+    if (!body) return {http::error_response(body.error()), true};
+    return {http::json(200, std::move(body).value()), done};
+  }
+
+  void get(const http::Request& req, http::Responder respond) {
+    auto wait = parse_wait(req);
+    if (!wait) return respond(http::error_response(wait.error()));
     std::string id(req.param("id"));
-    auto body = db().read([&](db::Tx& tx) { return render_order(tx, id); });
-    if (!body) return http::error_response(body.error());
-    return http::json(200, std::move(body).value());
+    auto [resp, done] = load(id);
+    if (done || *wait == 0) return respond(std::move(resp));
+    {
+      std::lock_guard lock(wait_mu);
+      if (stopping) return respond(std::move(resp));
+      if (waiters.size() >= kMaxWaiters)
+        return respond(http::error_response(Error{"UNAVAILABLE", "too many waiting requests; retry without wait", "wait", true}));
+      waiters.emplace(id, Waiter{id, now_ms() + *wait, std::move(respond)});
+    }
+    wait_cv.notify_all();
+    // The order may have turned terminal between load() and registration: check once more.
+    if (load(id).second) wake(id);
+  }
+
+  // Answers every waiter of a terminal order.
+  void wake(const std::string& id) {
+    std::vector<Waiter> ready;
+    {
+      std::lock_guard lock(wait_mu);
+      auto [b, e] = waiters.equal_range(id);
+      for (auto it = b; it != e; ++it) ready.push_back(std::move(it->second));
+      waiters.erase(b, e);
+    }
+    if (ready.empty()) return;
+    auto resp = load(id).first;
+    for (auto& w : ready) w.respond(resp);
+  }
+
+  void reap() {
+    std::unique_lock lock(wait_mu);
+    while (true) {
+      int64_t now = now_ms();
+      int64_t next = INT64_MAX;
+      std::vector<Waiter> expired;
+      for (auto it = waiters.begin(); it != waiters.end();) {
+        if (stopping || it->second.deadline_ms <= now) {
+          expired.push_back(std::move(it->second));
+          it = waiters.erase(it);
+        } else {
+          next = std::min(next, it->second.deadline_ms);
+          ++it;
+        }
+      }
+      if (!expired.empty()) {
+        lock.unlock();
+        for (auto& w : expired) w.respond(load(w.order_id).first);
+        lock.lock();
+        continue;
+      }
+      if (stopping) return;
+      if (next == INT64_MAX)
+        wait_cv.wait(lock);
+      else
+        wait_cv.wait_for(lock, std::chrono::milliseconds(next - now));
+    }
   }
 
   http::Response list(const http::Request& req) {
@@ -396,6 +506,7 @@ struct OrderModule::Impl {
     });
     // Any store failure is worth retrying: the event itself was valid.
     if (!r) return bus::Outcome::retry(r.error().message);
+    if (r.value() && is_terminal(status)) wake(order_id);
     return bus::Outcome::ack();
   }
 };
@@ -411,7 +522,8 @@ Status OrderModule::start(ModuleContext& ctx) {
   auto* impl = impl_.get();
   ctx.router.add(http::Method::kPost, "/api/orders", [impl](const http::Request& r) { return impl->create(r); });
   ctx.router.add(http::Method::kGet, "/api/orders", [impl](const http::Request& r) { return impl->list(r); });
-  ctx.router.add(http::Method::kGet, "/api/orders/{id}", [impl](const http::Request& r) { return impl->get(r); });
+  ctx.router.add_async(http::Method::kGet, "/api/orders/{id}",
+                       [impl](const http::Request& r, http::Responder respond) { impl->get(r, std::move(respond)); });
   ctx.router.add(http::Method::kPost, "/api/orders/{id}/cancel",
                  [impl](const http::Request& r) { return impl->cancel(r); });
 
@@ -421,14 +533,22 @@ Status OrderModule::start(ModuleContext& ctx) {
   auto sub = ctx.bus.subscribe(options, [impl](const bus::Message& m) { return impl->on_status(m); });
   if (!sub) return sub.error();
   impl_->status_sub = std::move(sub).value();
+  impl_->reaper = std::thread([impl] { impl->reap(); });
   return {};
 }
 
 void OrderModule::stop() noexcept {
-  if (impl_ && impl_->status_sub) {
+  if (!impl_) return;
+  if (impl_->status_sub) {
     impl_->status_sub->close();
     impl_->status_sub.reset();
   }
+  {
+    std::lock_guard lock(impl_->wait_mu);
+    impl_->stopping = true;
+  }
+  impl_->wait_cv.notify_all();
+  if (impl_->reaper.joinable()) impl_->reaper.join();  // answers the remaining waiters first
 }
 
 }  // namespace ecom::order

@@ -276,3 +276,23 @@ TEST_CASE("2000 orders from 8 clients on scarce stock keep the stock invariant",
     CHECK(s.sold == sold_by_orders[sku]);
   }
 }
+
+TEST_CASE("GET ?wait= long-polls until the order is terminal or the wait ends", "[e2e][lifecycle]") {
+  TempDir dir;
+  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  auto id = place(e, order_body("tok_visa", {{"SKU-A", 1}}));
+  auto r = e.get("/api/orders/" + id + "?wait=10s");
+  REQUIRE(r.status == 200);
+  CHECK(str(parse(r.body), "status") == "CONFIRMED");
+
+  // A payment that never answers: the wait ends with the current, non-terminal status.
+  auto stuck = place(e, order_body("tok_timeout", {{"SKU-A", 1}}));
+  auto started = std::chrono::steady_clock::now();
+  auto waited = e.get("/api/orders/" + stuck + "?wait=700ms");
+  auto elapsed = std::chrono::steady_clock::now() - started;
+  REQUIRE(waited.status == 200);
+  CHECK_FALSE(terminal(str(parse(waited.body), "status")));
+  CHECK(elapsed >= std::chrono::milliseconds(600));
+  CHECK(e.get("/api/orders/" + id + "?wait=forever").status == 400);
+  CHECK(e.get("/api/orders/nope?wait=1s").status == 404);
+}

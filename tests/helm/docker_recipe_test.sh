@@ -10,12 +10,13 @@
 #
 #   tests/helm/docker_recipe_test.sh
 # Environment: ECOMD_RECIPE_BUILD_DIR (reuse a build dir; default: a fresh temporary one),
+# ECOMD_RECIPE_DOCKERFILE (default: the repository's Dockerfile),
 # ECOMD_RECIPE_SKIP_DEPS=1 (do not run scripts/install-deps.sh), ECOMD_BUILD_JOBS.
 # Closes with `docker_recipe: N passed, M failed`; exits non-zero when anything failed.
 set -uo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-dockerfile="${repo_root}/Dockerfile"
+dockerfile="${ECOMD_RECIPE_DOCKERFILE:-${repo_root}/Dockerfile}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ecomd-recipe.XXXXXX")"
 server_pid=""
 cleanup() {
@@ -43,10 +44,10 @@ if grep -qE '^RUN bash scripts/install-deps\.sh' "${dockerfile}" &&
 else
   fail "Dockerfile no longer runs scripts/install-deps.sh + scripts/build-release.sh; update this test"
 fi
-runtime_packages="$(sed -n '/# recipe: runtime-packages/,/^$/p' "${dockerfile}" |
-  grep -oE 'apt-get install [^&]*' | head -n 1 | tr ' ' '\n' | grep -vE '^(apt-get|install|-.*|)$')"
-if [[ -n "${runtime_packages}" ]]; then
-  pass "runtime packages of the image: $(echo ${runtime_packages})"
+mapfile -t runtime_packages < <(sed -n '/# recipe: runtime-packages/,/^$/p' "${dockerfile}" |
+  grep -oE 'apt-get install [^&\\]*' | head -n 1 | tr ' ' '\n' | grep -vE '^(apt-get|install|-.*|)$')
+if ((${#runtime_packages[@]} > 0)); then
+  pass "runtime packages of the image: ${runtime_packages[*]}"
 else
   fail "cannot find the runtime stage's apt-get install line (marked '# recipe: runtime-packages')"
   finish
@@ -87,7 +88,7 @@ fi
 # --- 3. Runtime libraries: each one the binary needs is provided by the runtime stage.
 if ldd "${binary}" >"${work}/ldd.txt" 2>&1 && ! grep -q 'not found' "${work}/ldd.txt"; then
   closure="$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-    --no-replaces --no-enhances ${runtime_packages} 2>/dev/null | grep -E '^[a-z0-9]' | sed 's/:.*//' | sort -u)"
+    --no-replaces --no-enhances "${runtime_packages[@]}" 2>/dev/null | grep -E '^[a-z0-9]' | sed 's/:.*//' | sort -u)"
   # Always in debian:12-slim (essential, or needed by apt itself).
   closure="${closure}"$'\n'"libc6"$'\n'"libgcc-s1"$'\n'"libstdc++6"$'\n'"zlib1g"
   missing=()

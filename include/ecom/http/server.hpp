@@ -18,10 +18,14 @@ struct ServerOptions {
   int threads = 2;
   size_t body_limit = 1 << 20;                      ///< larger bodies get 413
   std::chrono::milliseconds read_timeout{30'000};   ///< header+body read deadline (and idle keep-alive)
+  /// Bytes a stream or WebSocket client may fall behind before it is dropped (per connection).
+  /// Streams and WebSockets are exempt from read_timeout; their writes keep a deadline.
+  size_t stream_buffer_limit = 1 << 20;
 };
 
 /// A running server. start() binds and serves on background threads; stop() stops accepting,
-/// lets in-flight requests finish (bounded), then joins.
+/// lets in-flight requests finish (bounded), answers pending async requests 503, ends streams and
+/// WebSockets after their queued data (running their close callbacks), then joins.
 class Server {
  public:
   virtual ~Server() = default;

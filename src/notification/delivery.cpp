@@ -1,0 +1,166 @@
+#include "delivery.hpp"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "ecom/core/clock.hpp"
+#include "ecom/core/log.hpp"
+#include "ecom/http/client.hpp"
+
+namespace ecom::notification {
+namespace {
+
+constexpr std::string_view kTag{"notification"};
+constexpr int kBatch = 32;
+constexpr int64_t kMaxBackoffMs = 10 * 60 * 1000;
+// Upper bound of one idle wait, so that a lost wake-up costs at most this.
+constexpr std::chrono::milliseconds kIdleWait{1'000};
+
+class LogSink final : public Sink {
+ public:
+  std::string_view channel() const noexcept override { return "log"; }
+  Attempt send(const Delivery& d) override {
+    log::info(kTag, "notify customer {} about order {} ({}): {} | {}", d.customer_id, d.order_id,
+              d.order_status, d.subject, d.body);
+    return {true, false, {}};
+  }
+  int max_attempts() const noexcept override { return 1; }
+  std::chrono::milliseconds backoff() const noexcept override { return std::chrono::milliseconds(0); }
+};
+
+class WebhookSink final : public Sink {
+ public:
+  explicit WebhookSink(WebhookOptions o) : o_(std::move(o)) {}
+  std::string_view channel() const noexcept override { return "webhook"; }
+  int max_attempts() const noexcept override { return o_.max_attempts; }
+  std::chrono::milliseconds backoff() const noexcept override { return o_.backoff; }
+
+  Attempt send(const Delivery& d) override {
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+    auto field = [&w](const char* k, const std::string& v) {
+      w.Key(k);
+      w.String(v);
+    };
+    w.StartObject();
+    field("id", d.id);
+    field("customerId", d.customer_id);
+    field("orderId", d.order_id);
+    field("orderStatus", d.order_status);
+    field("channel", std::string(channel()));
+    field("subject", d.subject);
+    field("body", d.body);
+    field("status", "PENDING");
+    w.Key("attempt");
+    w.Int(d.attempts + 1);
+    field("createdAt", format_rfc3339(d.created_at));
+    w.EndObject();
+    auto r = http::request("POST", o_.url, std::string(sb.GetString(), sb.GetSize()),
+                           {{"Content-Type", "application/json"}, {"Idempotency-Key", d.id}}, o_.timeout);
+    if (!r) return {false, r.error().retryable, r.error().message};
+    int s = r->status;
+    if (s >= 200 && s < 300) return {true, false, {}};
+    bool retryable = s >= 500 || s == 408 || s == 429;
+    return {false, retryable, fmt::format("webhook answered HTTP {}", s)};
+  }
+
+ private:
+  WebhookOptions o_;
+};
+
+}  // namespace
+
+std::unique_ptr<Sink> make_log_sink() { return std::make_unique<LogSink>(); }
+std::unique_ptr<Sink> make_webhook_sink(WebhookOptions options) {
+  return std::make_unique<WebhookSink>(std::move(options));
+}
+
+DeliveryWorker::DeliveryWorker(Store& store, Sink& sink, bus::OutboxRelay& outbox)
+    : store_(store), sink_(sink), outbox_(outbox) {}
+
+DeliveryWorker::~DeliveryWorker() { stop(); }
+
+void DeliveryWorker::start() {
+  if (thread_.joinable()) return;
+  thread_ = std::thread([this] { run(); });
+}
+
+void DeliveryWorker::notify() {
+  {
+    std::lock_guard lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_one();
+}
+
+void DeliveryWorker::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void DeliveryWorker::deliver(const Delivery& d) {
+  Attempt a = sink_.send(d);
+  int64_t now = now_ms();
+  if (a.ok) {
+    if (auto st = store_.mark_sent(d, sink_.channel(), now); !st) {
+      // Stays PENDING: it is sent again later (receivers deduplicate on the notification id).
+      log::warn(kTag, "notification {} sent but not recorded: {}", d.id, st.error().message);
+      return;
+    }
+    outbox_.notify();
+    return;
+  }
+  int attempt = d.attempts + 1;
+  std::optional<int64_t> retry_at;
+  if (a.retryable && attempt < sink_.max_attempts()) {
+    int64_t delay = std::max<int64_t>(sink_.backoff().count(), 0);
+    for (int i = 1; i < attempt && delay < kMaxBackoffMs; ++i) delay *= 2;
+    retry_at = now + std::min(delay, kMaxBackoffMs);
+    log::warn(kTag, "notification {} attempt {} failed ({}); retrying in {} ms", d.id, attempt, a.error,
+              *retry_at - now);
+  } else {
+    log::error(kTag, "notification {} FAILED after {} attempt(s): {}", d.id, attempt, a.error);
+  }
+  if (auto st = store_.mark_failed(d, a.error, retry_at); !st)
+    log::warn(kTag, "notification {}: cannot record the failed attempt: {}", d.id, st.error().message);
+}
+
+void DeliveryWorker::run() {
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) return;
+      wake_ = false;
+    }
+    auto due = store_.due(now_ms(), kBatch);
+    if (due) {
+      for (const auto& d : *due) {
+        {
+          std::lock_guard lock(mu_);
+          if (stop_) return;
+        }
+        deliver(d);
+      }
+      if (due->size() == static_cast<size_t>(kBatch)) continue;
+    } else {
+      log::warn(kTag, "cannot read pending notifications: {}", due.error().message);
+    }
+    auto wait = kIdleWait;
+    if (auto next = store_.next_due_at(); next && next.value()) {
+      auto in = std::chrono::milliseconds(std::max<int64_t>(**next - now_ms(), 0));
+      wait = std::min(wait, in);
+    }
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, wait, [this] { return stop_ || wake_; });
+  }
+}
+
+}  // namespace ecom::notification

@@ -1,0 +1,80 @@
+#pragma once
+// Delivery of stored notifications: the sinks (log, webhook) and the worker thread that drives
+// them with retries, off the bus consumer threads.
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "ecom/bus/outbox_relay.hpp"
+#include "ecom/notification/store.hpp"
+
+namespace ecom::notification {
+
+/// Settings of the webhook sink (config `notification.webhook`).
+struct WebhookOptions {
+  std::string url;
+  std::chrono::milliseconds timeout{2'000};
+  int max_attempts = 5;
+  std::chrono::milliseconds backoff{200};  ///< before the 2nd attempt; doubles after each failure
+};
+
+/// The result of one delivery attempt.
+struct Attempt {
+  bool ok = false;
+  bool retryable = true;  ///< when !ok: another attempt may succeed
+  std::string error;
+};
+
+/// Where notifications go. send() is called from the worker thread only.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  /// The channel recorded on sent notifications ("log", "webhook").
+  virtual std::string_view channel() const noexcept = 0;
+  virtual Attempt send(const Delivery& d) = 0;
+  /// Attempts before a notification is FAILED.
+  virtual int max_attempts() const noexcept = 0;
+  /// Wait after the first failed attempt.
+  virtual std::chrono::milliseconds backoff() const noexcept = 0;
+};
+
+/// Writes one log line per notification; never fails.
+std::unique_ptr<Sink> make_log_sink();
+/// POSTs the notification as JSON; 2xx is success, 5xx/408/429 and transport errors are retried,
+/// other statuses fail at once.
+std::unique_ptr<Sink> make_webhook_sink(WebhookOptions options);
+
+/// The delivery loop: picks due PENDING notifications, sends them, records the outcome (SENT +
+/// NotificationSent in one transaction, or a retry time, or FAILED).
+class DeliveryWorker final {
+ public:
+  DeliveryWorker(Store& store, Sink& sink, bus::OutboxRelay& outbox);
+  ~DeliveryWorker();
+  DeliveryWorker(const DeliveryWorker&) = delete;
+  DeliveryWorker& operator=(const DeliveryWorker&) = delete;
+
+  void start();
+  /// New notifications were committed. Thread-safe, cheap.
+  void notify();
+  /// Stops after the attempt in flight. Idempotent.
+  void stop();
+
+ private:
+  void run();
+  void deliver(const Delivery& d);
+
+  Store& store_;
+  Sink& sink_;
+  bus::OutboxRelay& outbox_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool wake_ = false;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace ecom::notification

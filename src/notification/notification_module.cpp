@@ -1,0 +1,451 @@
+#include "ecom/notification/notification_module.hpp"
+
+#include <rapidjson/document.h>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "delivery.hpp"
+#include "ecom/bus/event_bus.hpp"
+#include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/log.hpp"
+#include "ecom/core/topics.hpp"
+#include "ecom/http/router.hpp"
+#include "ecom/notification/store.hpp"
+#include "ecom/notification/templates.hpp"
+#include "live_hub.hpp"
+
+#ifdef ECOM_HAVE_WEB_ASSETS
+#include "ecom/web/assets.hpp"
+#endif
+
+namespace ecom::notification {
+namespace {
+
+constexpr std::string_view kTag = NotificationModule::kName;
+constexpr int kDefaultListLimit = 50;
+constexpr int kMaxListLimit = 200;
+constexpr size_t kMaxIdLength = 200;
+// A resume that would replay more rows than this on /api/events gets a snapshot instead.
+constexpr int kMaxReplay = 10'000;
+constexpr int kPumpBatch = 1'000;
+constexpr std::chrono::seconds kPruneInterval{30};
+constexpr std::chrono::milliseconds kPumpPoll{1'000};
+
+struct Options {
+  std::string sink = "log";
+  WebhookOptions webhook;
+  Templates templates;
+  int64_t feed_retention = 100'000;
+  std::chrono::milliseconds keepalive{15'000};
+};
+
+Error config_error(std::string message, std::string field) {
+  return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
+}
+
+Result<int64_t> ranged(const ConfigSection& c, std::string_view key, int64_t def, int64_t lo, int64_t hi) {
+  int64_t v = c.get_int(key, def);
+  std::string path = fmt::format("{}.{}", c.path(), key);
+  if (v < lo || v > hi) return config_error(fmt::format("{} must be {}..{}, got {}", path, lo, hi, v), path);
+  return v;
+}
+
+Result<Options> parse_options(const ConfigSection& c) {
+  if (auto st = c.check_keys({"sink", "webhook", "templates", "feed_retention", "keepalive_ms"}); !st)
+    return st.error();
+  Options o;
+  o.sink = c.get_string("sink", o.sink);
+  if (o.sink != "log" && o.sink != "webhook")
+    return config_error(fmt::format("{}.sink must be \"log\" or \"webhook\", got \"{}\"", c.path(), o.sink),
+                        c.path() + ".sink");
+  auto retention = ranged(c, "feed_retention", o.feed_retention, 1, 1'000'000'000);
+  if (!retention) return retention.error();
+  o.feed_retention = *retention;
+  auto keepalive = ranged(c, "keepalive_ms", o.keepalive.count(), 100, 3'600'000);
+  if (!keepalive) return keepalive.error();
+  o.keepalive = std::chrono::milliseconds(*keepalive);
+
+  auto w = c.section("webhook");
+  if (auto st = w.check_keys({"url", "timeout_ms", "max_attempts", "backoff_ms"}); !st) return st.error();
+  o.webhook.url = w.get_string("url", "");
+  auto timeout = ranged(w, "timeout_ms", o.webhook.timeout.count(), 1, 600'000);
+  if (!timeout) return timeout.error();
+  o.webhook.timeout = std::chrono::milliseconds(*timeout);
+  auto attempts = ranged(w, "max_attempts", o.webhook.max_attempts, 1, 100);
+  if (!attempts) return attempts.error();
+  o.webhook.max_attempts = static_cast<int>(*attempts);
+  auto backoff = ranged(w, "backoff_ms", o.webhook.backoff.count(), 0, 3'600'000);
+  if (!backoff) return backoff.error();
+  o.webhook.backoff = std::chrono::milliseconds(*backoff);
+  if (o.sink == "webhook" && o.webhook.url.rfind("http://", 0) != 0)
+    return config_error(fmt::format("{}.url must be an http:// URL when {}.sink is \"webhook\"", w.path(), c.path()),
+                        w.path() + ".url");
+
+  auto templates = templates_from_config(c.section("templates"));
+  if (!templates) return templates.error();
+  o.templates = std::move(templates).value();
+  return o;
+}
+
+Result<int> parse_limit(const http::Request& req) {
+  auto text = req.query_param("limit");
+  if (!text) return kDefaultListLimit;
+  int limit = 0;
+  auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), limit);
+  if (ec != std::errc() || p != text->data() + text->size() || limit < 1 || limit > kMaxListLimit)
+    return http::validation_error("limit", fmt::format("limit must be an integer from 1 to {}", kMaxListLimit));
+  return limit;
+}
+
+std::optional<int64_t> parse_seq(std::string_view s) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v < 0) return std::nullopt;
+  return v;
+}
+
+// Last-Event-ID (sent by EventSource on reconnect) or ?lastEventId= (first connect of a page that
+// remembers where it was).
+Result<std::optional<int64_t>> last_event_id(const http::Request& req) {
+  std::optional<std::string> text;
+  if (auto h = req.header("last-event-id"); h && !h->empty()) text = std::string(*h);
+  else if (auto q = req.query_param("lastEventId"); q && !q->empty()) text = *q;
+  if (!text) return std::optional<int64_t>();
+  auto v = parse_seq(*text);
+  if (!v) return http::validation_error("Last-Event-ID", "Last-Event-ID must be a non-negative integer");
+  return std::optional<int64_t>(*v);
+}
+
+Error not_found_order(std::string_view id) {
+  return Error{"NOT_FOUND", fmt::format("order \"{}\" is not known", id), "orderId", false};
+}
+
+// Wakes the pump; shared with stream callbacks, which may outlive a stopped module.
+struct Signal {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool wake = false;
+  bool sweep = false;
+  bool stop = false;
+  void notify(bool sweep_too = false) {
+    {
+      std::lock_guard lock(mu);
+      wake = true;
+      sweep = sweep || sweep_too;
+    }
+    cv.notify_one();
+  }
+};
+
+// One WebSocket connection and its current subscription.
+struct WsConn {
+  std::shared_ptr<http::WebSocket> socket;
+  std::mutex mu;
+  std::shared_ptr<Subscriber> sub;
+};
+
+}  // namespace
+
+struct NotificationModule::Impl {
+  ModuleContext* ctx = nullptr;
+  Options options;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Sink> sink;
+  std::unique_ptr<DeliveryWorker> worker;
+  LiveHub hub;
+  std::shared_ptr<Signal> signal = std::make_shared<Signal>();
+  std::thread pump;
+  std::unique_ptr<bus::Subscription> sub;
+  std::atomic<bool> stopping{false};
+
+  // --- bus -------------------------------------------------------------------------------------
+
+  bus::Outcome on_message(const bus::Message& m) {
+    auto r = store->apply(m.envelope);
+    if (!r) {
+      if (r.error().code == "INVALID_EVENT")
+        return bus::Outcome::dead_letter(fmt::format("{}: {}", r.error().message, m.envelope.data));
+      return bus::Outcome::retry(r.error().message);
+    }
+    if (r->feed_rows > 0) signal->notify();
+    if (r->notifications > 0) worker->notify();
+    return bus::Outcome::ack();
+  }
+
+  // --- live push: the pump fans committed feed rows out, in seq order ----------------------------
+
+  void run_pump(int64_t position) {
+    using Clock = std::chrono::steady_clock;
+    auto next_keepalive = Clock::now() + options.keepalive;
+    auto next_prune = Clock::now();
+    while (true) {
+      bool sweep = false;
+      {
+        std::unique_lock lock(signal->mu);
+        auto until = std::min(next_keepalive, Clock::now() + kPumpPoll);
+        signal->cv.wait_until(lock, until, [this] { return signal->stop || signal->wake; });
+        if (signal->stop) return;
+        signal->wake = false;
+        std::swap(sweep, signal->sweep);
+      }
+      while (true) {
+        auto rows = store->feed_after(position, kPumpBatch);
+        if (!rows) {
+          log::warn(kTag, "cannot read the feed: {}", rows.error().message);
+          break;
+        }
+        if (rows->empty()) break;
+        position = rows->back().seq;
+        hub.publish(*rows);
+        if (rows->size() < static_cast<size_t>(kPumpBatch)) break;
+      }
+      auto now = Clock::now();
+      if (now >= next_keepalive) {
+        hub.keepalive();
+        next_keepalive = now + options.keepalive;
+        sweep = true;
+      }
+      if (now >= next_prune) {
+        if (auto pruned = store->prune_feed(options.feed_retention); !pruned)
+          log::warn(kTag, "cannot prune the feed: {}", pruned.error().message);
+        else if (*pruned > 0)
+          log::debug(kTag, "pruned {} feed rows", *pruned);
+        next_prune = now + kPruneInterval;
+      }
+      if (sweep) hub.sweep();
+    }
+  }
+
+  std::shared_ptr<Subscriber> watch(const std::shared_ptr<http::Stream>& stream, std::string order_id) {
+    auto sub = std::make_shared<Subscriber>(std::move(order_id), stream);
+    stream->on_close([w = std::weak_ptr<Subscriber>(sub), signal = signal] {
+      if (auto s = w.lock()) s->retire();
+      signal->notify(true);
+    });
+    return sub;
+  }
+
+  std::optional<http::Response> order_stream(const http::Request& req, std::shared_ptr<http::Stream> stream) {
+    if (stopping) return http::error_response(Error{"UNAVAILABLE", "shutting down", {}, true});
+    std::string id(req.param("id"));
+    if (id.size() > kMaxIdLength) return http::error_response(not_found_order(id));
+    auto last = last_event_id(req);
+    if (!last) return http::error_response(last.error());
+    auto sub = watch(stream, id);
+    hub.add(sub);  // before reading the start: nothing committed in between is missed
+    auto start = store->start_order_stream(id, *last);
+    if (!start || !start.value()) {
+      sub->retire();
+      return http::error_response(start ? not_found_order(id) : start.error());
+    }
+    sub->begin(**start);
+    return std::nullopt;
+  }
+
+  std::optional<http::Response> all_stream(const http::Request& req, std::shared_ptr<http::Stream> stream) {
+    if (stopping) return http::error_response(Error{"UNAVAILABLE", "shutting down", {}, true});
+    auto last = last_event_id(req);
+    if (!last) return http::error_response(last.error());
+    auto sub = watch(stream, {});
+    hub.add(sub);
+    auto start = store->start_all_stream(*last, kMaxReplay);
+    if (!start) {
+      sub->retire();
+      return http::error_response(start.error());
+    }
+    sub->begin(*start);
+    return std::nullopt;
+  }
+
+  http::WebSocketCallbacks open_ws(const http::Request&, std::shared_ptr<http::WebSocket> socket) {
+    auto conn = std::make_shared<WsConn>();
+    conn->socket = std::move(socket);
+    http::WebSocketCallbacks cb;
+    cb.on_message = [this, conn](std::string_view text) { on_ws_message(*conn, text); };
+    cb.on_close = [conn, signal = signal] {
+      std::lock_guard lock(conn->mu);
+      if (conn->sub) conn->sub->retire();
+      conn->sub.reset();
+      signal->notify(true);
+    };
+    if (stopping) conn->socket->close();
+    return cb;
+  }
+
+  void ws_error(WsConn& conn, const Error& e) { conn.socket->send(http::error_response(e).body); }
+
+  void on_ws_message(WsConn& conn, std::string_view text) {
+    if (stopping) return;
+    rapidjson::Document d;
+    d.Parse(text.data(), text.size());
+    if (d.HasParseError() || !d.IsObject())
+      return ws_error(conn, Error{"MALFORMED_JSON", "a message must be a JSON object", {}, false});
+    auto kind = d.FindMember("subscribe");
+    if (kind == d.MemberEnd() || !kind->value.IsString())
+      return ws_error(conn, http::validation_error("subscribe", R"(subscribe must be "order" or "all")"));
+    std::string_view scope(kind->value.GetString(), kind->value.GetStringLength());
+    std::string order_id;
+    if (scope == "order") {
+      auto id = d.FindMember("orderId");
+      if (id == d.MemberEnd() || !id->value.IsString() || id->value.GetStringLength() == 0 ||
+          id->value.GetStringLength() > kMaxIdLength)
+        return ws_error(conn, http::validation_error("orderId", "orderId must be a non-empty string"));
+      order_id.assign(id->value.GetString(), id->value.GetStringLength());
+    } else if (scope != "all") {
+      return ws_error(conn, http::validation_error("subscribe", R"(subscribe must be "order" or "all")"));
+    }
+    std::optional<int64_t> last;
+    if (auto l = d.FindMember("lastEventId"); l != d.MemberEnd() && !l->value.IsNull()) {
+      if (l->value.IsInt64() && l->value.GetInt64() >= 0) last = l->value.GetInt64();
+      else if (l->value.IsString()) last = parse_seq(l->value.GetString());
+      if (!last)
+        return ws_error(conn, http::validation_error("lastEventId", "lastEventId must be a non-negative integer"));
+    }
+
+    std::lock_guard lock(conn.mu);
+    if (conn.sub) conn.sub->retire();  // a new subscription replaces the previous one
+    conn.sub.reset();
+    auto sub = std::make_shared<Subscriber>(order_id, conn.socket);
+    hub.add(sub);
+    std::optional<StreamStart> start;
+    if (order_id.empty()) {
+      auto s = store->start_all_stream(last, kMaxReplay);
+      if (!s) {
+        sub->retire();
+        return ws_error(conn, s.error());
+      }
+      start = std::move(s).value();
+    } else {
+      auto s = store->start_order_stream(order_id, last);
+      if (!s || !s.value()) {
+        sub->retire();
+        return ws_error(conn, s ? not_found_order(order_id) : s.error());
+      }
+      start = std::move(*s.value());
+    }
+    sub->begin(*start);
+    conn.sub = std::move(sub);
+  }
+
+  // --- REST --------------------------------------------------------------------------------------
+
+  http::Response list(const http::Request& req) {
+    NotificationQuery q;
+    if (auto c = req.query_param("customerId"); c && !c->empty()) q.customer_id = *c;
+    if (auto o = req.query_param("orderId"); o && !o->empty()) q.order_id = *o;
+    if (!q.customer_id && !q.order_id)
+      return http::error_response(http::validation_error("customerId", "customerId or orderId is required"));
+    if (q.customer_id && q.customer_id->size() > kMaxIdLength)
+      return http::error_response(http::validation_error("customerId", "customerId is too long"));
+    if (q.order_id && q.order_id->size() > kMaxIdLength)
+      return http::error_response(http::validation_error("orderId", "orderId is too long"));
+    auto limit = parse_limit(req);
+    if (!limit) return http::error_response(limit.error());
+    q.limit = *limit;
+    auto body = store->list_notifications_json(q);
+    if (!body) return http::error_response(body.error());
+    return http::json(200, std::move(body).value());
+  }
+
+  http::Response stats(const http::Request&) {
+    auto body = store->stats_json();
+    if (!body) return http::error_response(body.error());
+    return http::json(200, std::move(body).value());
+  }
+
+  void add_routes(http::Router& router) {
+    router.add(http::Method::kGet, "/api/notifications", [this](const http::Request& r) { return list(r); });
+    router.add(http::Method::kGet, "/api/stats", [this](const http::Request& r) { return stats(r); });
+    router.add_stream("/api/orders/{id}/events", [this](const http::Request& r, std::shared_ptr<http::Stream> s) {
+      return order_stream(r, std::move(s));
+    });
+    router.add_stream("/api/events", [this](const http::Request& r, std::shared_ptr<http::Stream> s) {
+      return all_stream(r, std::move(s));
+    });
+    router.add_websocket("/ws", [this](const http::Request& r, std::shared_ptr<http::WebSocket> s) {
+      return open_ws(r, std::move(s));
+    });
+#ifdef ECOM_HAVE_WEB_ASSETS
+    // The UI, embedded at build time: index.html revalidates, assets may be cached briefly.
+    auto serve = [](const std::string& path, std::string_view cache) {
+      const web::Asset* a = web::find_asset(path);
+      if (a == nullptr) return http::error_response(Error{"NOT_FOUND", fmt::format("no asset {}", path), {}, false});
+      http::Response r;
+      r.content_type = std::string(a->content_type);
+      r.body = std::string(a->data);
+      r.with_header("Cache-Control", std::string(cache));
+      return r;
+    };
+    router.add(http::Method::kGet, "/", [serve](const http::Request&) { return serve("/index.html", "no-cache"); });
+    router.add(http::Method::kGet, "/assets/{file}", [serve](const http::Request& r) {
+      return serve("/assets/" + std::string(r.param("file")), "public, max-age=300");
+    });
+    router.add(http::Method::kGet, "/api/openapi.yaml",
+               [serve](const http::Request&) { return serve("/api/openapi.yaml", "no-cache"); });
+#endif
+  }
+
+  void stop() noexcept {
+    stopping = true;
+    if (sub) {
+      sub->close();
+      sub.reset();
+    }
+    if (worker) worker->stop();
+    {
+      std::lock_guard lock(signal->mu);
+      signal->stop = true;
+    }
+    signal->cv.notify_all();
+    if (pump.joinable()) pump.join();
+    hub.close_all();
+  }
+};
+
+NotificationModule::NotificationModule() : impl_(std::make_unique<Impl>()) {}
+NotificationModule::~NotificationModule() { stop(); }
+
+Status NotificationModule::start(ModuleContext& ctx) {
+  auto options = parse_options(ctx.config);
+  if (!options) return options.error();
+  auto* impl = impl_.get();
+  impl->ctx = &ctx;
+  impl->options = std::move(options).value();
+  impl->sink = impl->options.sink == "webhook" ? make_webhook_sink(impl->options.webhook) : make_log_sink();
+  impl->store = std::make_unique<Store>(ctx.db, impl->options.templates, std::string(impl->sink->channel()));
+  if (auto st = impl->store->migrate(); !st) return st;
+  auto position = impl->store->last_seq();
+  if (!position) return position.error();
+
+  impl->add_routes(ctx.router);
+
+  impl->worker = std::make_unique<DeliveryWorker>(*impl->store, *impl->sink, ctx.outbox);
+  impl->worker->start();  // picks up notifications left PENDING by a previous run
+  impl->pump = std::thread([impl, p = *position] { impl->run_pump(p); });
+
+  bus::SubscriptionOptions so;
+  so.group = "ecomd-notification";
+  so.topics = {std::string(topics::kOrdersCreated), std::string(topics::kOrdersStatus),
+               std::string(topics::kInventoryUpdated), std::string(topics::kInventoryAlerts)};
+  auto sub = ctx.bus.subscribe(so, [impl](const bus::Message& m) { return impl->on_message(m); });
+  if (!sub) {
+    impl->stop();
+    return sub.error();
+  }
+  impl->sub = std::move(sub).value();
+  log::info(kTag, "notifications via {}; live feed keeps {} rows", impl->sink->channel(),
+            impl->options.feed_retention);
+  return {};
+}
+
+void NotificationModule::stop() noexcept {
+  if (impl_) impl_->stop();
+}
+
+}  // namespace ecom::notification
