@@ -173,9 +173,10 @@ Result<ClientResponse> request(std::string_view method, std::string_view url, st
   call.where = u.host + ":" + u.port;
 
   auto& req = call.request;
-  bhttp::verb verb = bhttp::string_to_verb(method);
+  const beast::string_view method_sv(method.data(), method.size());
+  bhttp::verb verb = bhttp::string_to_verb(method_sv);
   if (verb == bhttp::verb::unknown) {
-    req.method_string(method);
+    req.method_string(method_sv);
   } else {
     req.method(verb);
   }

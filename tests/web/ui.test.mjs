@@ -1,0 +1,249 @@
+// Browser test of the ecomd web UI in real headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core). Run by scripts/browser-test.sh, which starts ecomd and sets:
+//   ECOMD_URL   base URL of a running `ecomd --role=all` with the seed of browser-test.sh
+//   OUT_DIR     where screenshots (and failure screenshots) are written
+// Prints one line per test and a closing `browser: N passed, M failed`; exits 1 on any failure.
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const BASE = (process.env.ECOMD_URL ?? '').replace(/\/$/, '');
+const OUT = process.env.OUT_DIR ?? '';
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+if (!BASE || !OUT) {
+  console.error('ui.test.mjs: set ECOMD_URL and OUT_DIR (scripts/browser-test.sh does this)');
+  process.exit(2);
+}
+fs.mkdirSync(OUT, { recursive: true });
+
+// Generous: a loaded 2-core machine runs this next to other suites.
+const STEP = 20_000;      // an element to appear
+const FLOW = 90_000;      // an order to reach its final status (saga round trips)
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+const shot = (page, name) => page.screenshot({ path: path.join(OUT, name), fullPage: true });
+
+// --- helpers -------------------------------------------------------------------------------------
+
+async function openShop(page) {
+  await page.getByRole('link', { name: 'Shop', exact: true }).click();
+  await page.locator('#products .product').first().waitFor({ timeout: STEP });
+}
+
+async function addToCart(page, name, times = 1) {
+  for (let i = 0; i < times; i++) await page.getByRole('button', { name: `Add ${name} to cart` }).click();
+}
+
+async function placeOrder(page, { customer, token }) {
+  await page.getByLabel('Customer id').fill(customer);
+  await page.locator(`#token-${token}`).check();
+  await page.locator('#place-order').click();
+  await page.waitForURL(/#\/orders\/[^/]+$/, { timeout: STEP });
+  return decodeURIComponent(page.url().split('#/orders/')[1]);
+}
+
+async function waitForStatus(page, status) {
+  const badge = page.locator('#order-status');
+  try {
+    await page.locator(`#order-status[data-status="${status}"]`).waitFor({ timeout: FLOW });
+  } catch {
+    throw new Error(`order page never showed ${status}; it shows "${await badge.textContent()}"`);
+  }
+}
+
+// --- tests ---------------------------------------------------------------------------------------
+
+test('shop lists products and updates stock live; assets are embedded', async ({ page }) => {
+  await page.goto(`${BASE}/`);
+  await page.locator('#products .product').first().waitFor({ timeout: STEP });
+  const cards = await page.locator('#products .product').count();
+  assert(cards === 4, `expected the 4 seeded products, saw ${cards}`);
+  await page.locator('#conn[data-state="open"]').waitFor({ timeout: STEP });
+
+  // Another client buys 2 keyboards: the shop shows the new stock without a reload.
+  const card = page.locator('.product[data-sku="KB-1"] .stock');
+  assert((await card.textContent()) === '40 in stock', `keyboard stock was "${await card.textContent()}"`);
+  const res = await page.request.post(`${BASE}/api/orders`, {
+    data: { customerId: 'c-other', currency: 'USD', items: [{ sku: 'KB-1', quantity: 2, unitAmount: 8999 }], paymentToken: 'tok_visa' },
+    headers: { 'Idempotency-Key': `browser-${Date.now()}` },
+  });
+  assert(res.status() === 202, `POST /api/orders answered ${res.status()}`);
+  await page.locator('.product[data-sku="KB-1"] .stock', { hasText: '38 in stock' }).waitFor({ timeout: FLOW });
+
+  // Everything the page needs comes from the binary, with the right types.
+  for (const [url, type] of [['/assets/app.js', 'text/javascript'], ['/assets/app.css', 'text/css'],
+    ['/api/openapi.yaml', 'yaml'], ['/index.html', 'text/html']]) {
+    const r = await page.request.get(`${BASE}${url}`);
+    assert(r.status() === 200, `${url} answered ${r.status()}`);
+    assert((r.headers()['content-type'] ?? '').includes(type), `${url} has content type ${r.headers()['content-type']}`);
+  }
+  const spec = await (await page.request.get(`${BASE}/api/openapi.yaml`)).text();
+  assert(/^openapi: 3\./m.test(spec), '/api/openapi.yaml is not an OpenAPI 3 document');
+});
+
+test('an API validation error is shown next to the field at fault', async ({ page }) => {
+  await openShop(page);
+  await addToCart(page, 'Wireless Mouse');
+  await page.getByLabel('Customer id').fill('not valid');  // spaces are rejected by the order API
+  await page.locator('#place-order').click();
+  const error = page.locator('#customerId-error');
+  await error.waitFor({ state: 'visible', timeout: STEP });
+  const text = await error.textContent();
+  assert(/customerId/.test(text) && /VALIDATION_FAILED/.test(text), `error text was "${text}"`);
+  assert(await page.getByLabel('Customer id').getAttribute('aria-invalid') === 'true', 'field not marked aria-invalid');
+  assert(await page.evaluate(() => document.activeElement?.id) === 'customerId', 'focus did not move to the field');
+  assert(!page.url().includes('#/orders/'), 'navigated away despite the error');
+});
+
+test('an order placed through the form reaches CONFIRMED live', async ({ page }) => {
+  await openShop(page);
+  // Keyboard only: focus the button and press Enter.
+  await page.getByRole('button', { name: 'Add Mechanical Keyboard to cart' }).focus();
+  await page.keyboard.press('Enter');
+  await addToCart(page, 'Wireless Mouse');  // already 1 in the cart from the previous test → 2
+  await page.getByLabel('Customer id').fill('c-42');
+  await page.locator('#token-tok_visa').check();
+  await page.locator('#cart-lines .cart-line').nth(1).waitFor({ timeout: STEP });
+  await shot(page, 'shop.png');
+
+  await page.evaluate(() => { window.__sameDocument = true; });
+  const id = await placeOrder(page, { customer: 'c-42', token: 'tok_visa' });
+  await waitForStatus(page, 'CONFIRMED');
+  assert(await page.evaluate(() => window.__sameDocument === true), 'the page reloaded');
+  const steps = await page.locator('#timeline .step[data-done="yes"]').count();
+  assert(steps === 4, `timeline shows ${steps} of 4 steps done`);
+  assert(await page.locator('#cancel-order').isHidden(), 'cancel button still offered on a confirmed order');
+  const detail = await page.locator('#order-details').textContent();
+  assert(detail.includes('$139.97') || detail.includes('139.97'), `details do not show the total: ${detail}`);
+  // The notifications arrive a moment after the status; wait for at least one when available.
+  await page.locator('#notifications .notification').first().waitFor({ timeout: STEP }).catch(() => {});
+  await shot(page, 'order-confirmed.png');
+  console.log(`    order ${id} CONFIRMED`);
+});
+
+test('an order paid with tok_decline ends CANCELLED with its reason', async ({ page }) => {
+  await openShop(page);
+  await addToCart(page, 'Desk Lamp');
+  await page.evaluate(() => { window.__sameDocument = true; });
+  const id = await placeOrder(page, { customer: 'c-42', token: 'tok_decline' });
+  await waitForStatus(page, 'CANCELLED');
+  assert(await page.evaluate(() => window.__sameDocument === true), 'the page reloaded');
+  const reason = await page.locator('#order-reason').textContent();
+  assert(reason.includes('PAYMENT_DECLINED'), `reason shown: "${reason}"`);
+  await page.locator('#notifications .notification').first().waitFor({ timeout: STEP }).catch(() => {});
+  await shot(page, 'order-cancelled.png');
+  console.log(`    order ${id} CANCELLED (PAYMENT_DECLINED)`);
+});
+
+test('a waiting order can be cancelled from its page', async ({ page }) => {
+  await openShop(page);
+  await addToCart(page, 'Desk Lamp');
+  await placeOrder(page, { customer: 'c-7', token: 'tok_timeout' });  // the gateway never answers
+  await page.locator('#order-status[data-status="STOCK_RESERVED"]').waitFor({ timeout: FLOW });
+  await page.locator('#cancel-order').click();
+  await page.locator('#cancel-message', { hasText: 'Cancellation requested' }).waitFor({ timeout: STEP });
+  await waitForStatus(page, 'CANCELLED');
+  const reason = await page.locator('#order-reason').textContent();
+  assert(reason.includes('CUSTOMER_CANCELLED'), `reason shown: "${reason}"`);
+});
+
+test('the operations page shows counts, stock, the event feed and recent orders', async ({ page }) => {
+  await page.getByRole('link', { name: 'Operations' }).click();
+  await page.locator('#stock-rows tr[data-sku]').first().waitFor({ timeout: STEP });
+  assert(await page.locator('#stock-rows tr[data-sku]').count() === 4, 'stock table does not list the 4 products');
+  const n = async (id) => Number(await page.locator(id).textContent());
+  await page.waitForFunction(() => Number(document.querySelector('#stat-confirmed')?.textContent) >= 2 &&
+    Number(document.querySelector('#stat-cancelled')?.textContent) >= 2, null, { timeout: STEP });
+  assert(await n('#stat-confirmed') === 2, `confirmed count ${await n('#stat-confirmed')}`);
+  assert(await n('#stat-cancelled') === 2, `cancelled count ${await n('#stat-cancelled')}`);
+  const rows = await page.locator('#order-rows tr[data-order]').count();
+  assert(rows === 4, `recent orders lists ${rows} orders, expected 4`);
+  const feedTypes = await page.locator('#feed .feed-item').evaluateAll((els) => els.map((e) => e.dataset.type));
+  assert(feedTypes.includes('status') && feedTypes.includes('inventory'), `feed has ${JSON.stringify(feedTypes)}`);
+  // The stock table follows live changes too: a new order moves the lamp's stock.
+  const lamp = page.locator('#stock-rows tr[data-sku="LAMP-1"] td').nth(1);
+  const before = Number(await lamp.textContent());
+  const res = await page.request.post(`${BASE}/api/orders`, {
+    data: { customerId: 'c-ops', currency: 'USD', items: [{ sku: 'LAMP-1', quantity: 1, unitAmount: 2999 }], paymentToken: 'tok_visa' },
+  });
+  assert(res.status() === 202, `POST /api/orders answered ${res.status()}`);
+  await page.waitForFunction((b) => Number(document.querySelector('#stock-rows tr[data-sku="LAMP-1"] td:nth-of-type(2)')?.textContent) === b - 1,
+    before, { timeout: FLOW });
+  await page.waitForFunction(() => Number(document.querySelector('#stat-confirmed')?.textContent) >= 3, null, { timeout: FLOW });
+  await page.waitForTimeout(1500);  // let the row highlight fade for a clean screenshot
+  await shot(page, 'ops.png');
+});
+
+test('pages fit a phone screen', async ({ page }) => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await openShop(page);
+  await addToCart(page, 'Wireless Mouse');
+  for (const hash of ['#/', '#/ops']) {
+    await page.goto(`${BASE}/${hash}`);
+    await page.locator('main h1').waitFor({ timeout: STEP });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(overflow <= 0, `${hash} is ${overflow}px wider than the phone screen`);
+  }
+  await page.goto(`${BASE}/#/`);
+  await page.locator('#products .product').first().waitFor({ timeout: STEP });
+  await shot(page, 'shop-phone.png');
+});
+
+// --- runner --------------------------------------------------------------------------------------
+
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ecomd-chromium-'));
+let context;
+let passed = 0;
+let failed = 0;
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+    locale: 'en-US',
+    timezoneId: 'UTC',
+  });
+} catch (e) {
+  console.error(`browser: cannot start ${CHROMIUM}: ${e.message}`);
+  console.log(`browser: 0 passed, ${tests.length} failed`);
+  process.exit(1);
+}
+
+const page = context.pages()[0] ?? await context.newPage();
+const pageErrors = [];
+page.on('pageerror', (e) => pageErrors.push(String(e)));
+page.on('console', (m) => {
+  if (m.type() === 'error' && !/Failed to load resource|EventSource|net::ERR/.test(m.text())) pageErrors.push(m.text());
+});
+await page.goto(`${BASE}/`);
+
+for (const [i, t] of tests.entries()) {
+  const started = Date.now();
+  pageErrors.length = 0;
+  try {
+    await t.fn({ page });
+    assert(pageErrors.length === 0, `errors in the page: ${pageErrors.join(' | ')}`);
+    passed++;
+    console.log(`  ok   ${t.name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failed++;
+    const file = `failed-${i + 1}.png`;
+    await shot(page, file).catch(() => {});
+    console.log(`  FAIL ${t.name}\n       ${String(e.message ?? e).split('\n')[0]}\n       page: ${page.url()}  screenshot: ${path.join(OUT, file)}`);
+  }
+}
+
+await context.close().catch(() => {});
+fs.rmSync(userDataDir, { recursive: true, force: true });
+console.log(`browser: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
