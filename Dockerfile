@@ -26,6 +26,7 @@ RUN bash scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
 # recipe: build-release
 RUN bin="$(bash scripts/build-release.sh /src/build-release | tail -n 1)" \
+ && test -x "${bin}" \
  && install -D -m 0755 "${bin}" /out/ecomd \
  && strip --strip-unneeded /out/ecomd \
  && /out/ecomd --version

@@ -5,7 +5,8 @@
 #   3. tests/helm/check_manifests.py: renders every supported shape, parses the YAML and checks it
 #      (same image everywhere, --role=<role>, probes, data volume, topic Job, Ingress routes, ...);
 #   4. tests/helm/kube_strict: decodes every rendered object into the Kubernetes API types with
-#      unknown fields rejected (catches misspelt or misplaced fields that helm lint lets through).
+#      unknown fields rejected (catches misspelt or misplaced fields that helm lint lets through);
+#      tests/helm/dockerfile_lint: BuildKit's parser and build checks on the Dockerfile.
 #
 #   scripts/helm-test.sh [--docker-recipe]
 #     --docker-recipe  also run tests/helm/docker_recipe_test.sh (a full Release build: minutes)
@@ -31,7 +32,7 @@ docker_recipe=0
 for arg in "$@"; do
   case "${arg}" in
     --docker-recipe) docker_recipe=1 ;;
-    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "helm-test: unknown argument ${arg}" >&2; exit 2 ;;
   esac
 done
@@ -210,7 +211,7 @@ else
   echo "FAIL manifest check: PyYAML could not be installed (pip install pyyaml or apt-get install python3-yaml)"
 fi
 
-# ---------------------------------------------------------------------------- 4. strict API types
+# ---------------------------------------------------------------------------- 4. API types, Dockerfile
 if go_usable; then
   strict_check() {
     local f
@@ -220,8 +221,12 @@ if go_usable; then
     done
   }
   step "rendered objects decode strictly into Kubernetes ${KUBE_VERSION} API types" strict_check
+  # No container engine here: BuildKit's parser and build checks stand in for `docker build --check`.
+  step "Dockerfile parses and passes BuildKit's build checks (tests/helm/dockerfile_lint)" \
+    bash -c "cd '${repo_root}/tests/helm/dockerfile_lint' &&
+      GOFLAGS=-mod=mod GOTOOLCHAIN=local go run . '${repo_root}/Dockerfile'"
 else
-  note "Go missing: skipping the strict Kubernetes API type check"
+  note "Go missing: skipping the strict Kubernetes API type check and the Dockerfile lint"
 fi
 
 # ---------------------------------------------------------------------------- 5. docker recipe

@@ -22,6 +22,7 @@
 #include "ecom/http/server.hpp"
 #include "ecom/order/order_module.hpp"
 #include "ecom/inventory/inventory_module.hpp"
+#include "ecom/notification/notification_module.hpp"
 #include "ecom/payment/payment_module.hpp"
 #include "ecom/saga/saga_module.hpp"
 
@@ -45,7 +46,7 @@ ModuleRegistry make_registry() {
   add_module<order::OrderModule>(registry);
   add_module<inventory::InventoryModule>(registry);
   add_module<payment::PaymentModule>(registry);
-  registry.add("notification", nullptr);  // not implemented yet: refuses to start
+  add_module<notification::NotificationModule>(registry);
   add_module<saga::SagaModule>(registry);
   return registry;
 }

@@ -29,7 +29,7 @@ using std::chrono::milliseconds;
 constexpr std::string_view kTag{"bus"};
 
 // "partition" and "offset" are SQL keywords, hence quoted throughout.
-constexpr std::array<std::string_view, 2> kSchema{
+constexpr std::array<std::string_view, 3> kSchema{
     // v1
     R"sql(
 CREATE TABLE IF NOT EXISTS records(
@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS ownership(
     // v2: the file's partition count, fixed at creation. Key-to-partition mapping (and so
     // per-key order) depends on it, so every process must use the same.
     "CREATE TABLE IF NOT EXISTS bus_meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // v3: which incarnation (subscription object) of a member heartbeats. Static members keep
+    // their id across restarts; this tells a restarted process from a stale one still running.
+    "ALTER TABLE members ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';",
 };
 
 constexpr std::string_view kInsertRecord{
@@ -82,15 +85,35 @@ constexpr std::string_view kTopicLogEnds{
 constexpr std::string_view kFetch{
     R"(SELECT "offset", key, value FROM records WHERE topic=? AND "partition"=? )"
     R"(AND "offset">=? ORDER BY "offset" LIMIT ?)"};
-// Commits an offset only while `owner` still owns the partition: a member that was evicted (and
-// whose partitions moved on) cannot overwrite the new owner's progress.
+// Commits an offset only while `owner` still owns the partition and no other incarnation took
+// its member id over: a member that was evicted (and whose partitions moved on), or a static
+// member replaced by a newer process, cannot overwrite the new owner's progress.
 constexpr std::string_view kCommitIfOwner{
     R"(INSERT INTO group_offsets(grp, topic, "partition", committed) SELECT ?1, ?2, ?3, ?4 )"
     R"(WHERE EXISTS(SELECT 1 FROM ownership WHERE grp=?1 AND topic=?2 AND "partition"=?3 )"
-    R"(AND owner=?5) ON CONFLICT(grp, topic, "partition") )"
+    R"(AND owner=?5) AND NOT EXISTS(SELECT 1 FROM members WHERE grp=?1 AND member_id=?5 )"
+    R"(AND incarnation<>?6) ON CONFLICT(grp, topic, "partition") )"
     R"(DO UPDATE SET committed=excluded.committed)"};
 constexpr std::string_view kSelectCommitted{
     R"(SELECT committed FROM group_offsets WHERE grp=? AND topic=? AND "partition"=?)"};
+// Retention: the head of a partition log, and deleting a prefix of it.
+constexpr std::string_view kLogHead{
+    R"(SELECT "offset", ts FROM records WHERE topic=? AND "partition"=? )"
+    R"(ORDER BY "offset" LIMIT ?)"};
+constexpr std::string_view kDeleteThrough{
+    R"(DELETE FROM records WHERE topic=? AND "partition"=? AND "offset"<=?)"};
+// One retention pass per file and interval, whichever process sharing the file runs it. A value
+// in the future (the wall clock went back) does not block passes forever.
+constexpr std::string_view kRetentionLease{
+    "INSERT INTO bus_meta(name, value) VALUES('retention_pass_ms', ?1) "
+    "ON CONFLICT(name) DO UPDATE SET value=excluded.value "
+    "WHERE bus_meta.value <= ?2 OR bus_meta.value > ?1"};
+
+// Records deleted per retention transaction: small enough that a publisher waiting for the
+// connection (or the file lock) waits about a millisecond, not a whole pass.
+constexpr int kRetentionChunk = 256;
+// Pause between chunks, so that waiting writers get the lock before the next chunk.
+constexpr milliseconds kRetentionPause{2};
 
 /// Appends records to partition logs inside one write transaction, tracking each touched
 /// partition's log end so that a batch costs one INSERT per record plus one UPSERT per partition.
@@ -165,6 +188,19 @@ struct Core {
     std::lock_guard lock(mu);
     return generation;
   }
+
+  /// Static members of this bus object, (group, instance_id): each may be live only once.
+  std::mutex instances_mu;
+  std::set<std::pair<std::string, std::string>> instances;
+
+  bool register_instance(const std::string& group, const std::string& instance) {
+    std::lock_guard lock(instances_mu);
+    return instances.emplace(group, instance).second;
+  }
+  void release_instance(const std::string& group, const std::string& instance) {
+    std::lock_guard lock(instances_mu);
+    instances.erase({group, instance});
+  }
 };
 
 std::string headers_json(std::string_view reason, std::string_view topic, int partition,
@@ -194,19 +230,29 @@ std::string headers_json(std::string_view reason, std::string_view topic, int pa
 
 /// One subscription: a member of its consumer group, with one thread that heartbeats,
 /// rebalances, fetches and calls the handler.
+///
+/// A static member (instance_id set) uses the instance id as its member id, so a restarted
+/// process finds its previous incarnation's membership and partitions and resumes them at its
+/// first heartbeat. The incarnation id tells the two apart: the newer one wins, and the older,
+/// if it is still running, is fenced (stops; its commits and its leave() are refused).
 class Consumer final : public std::enable_shared_from_this<Consumer> {
  public:
+  /// A static member's (group, instance_id) must already be registered in `core`; the consumer
+  /// releases it when its thread ends.
   Consumer(std::shared_ptr<Core> core, SubscriptionOptions opt, Handler handler)
       : core_(std::move(core)),
         opt_(std::move(opt)),
         handler_(std::move(handler)),
-        member_id_(new_uuid()) {
+        incarnation_(new_uuid()),
+        member_id_(incarnation_),
+        registered_(!opt_.instance_id.empty()) {
     if (opt_.max_attempts < 1) opt_.max_attempts = 1;
     opt_.initial_backoff = std::max(opt_.initial_backoff, milliseconds(1));
     opt_.max_backoff = std::max(opt_.max_backoff, opt_.initial_backoff);
   }
 
   ~Consumer() {
+    release_instance();
     if (thread_.joinable()) {
       // Only possible when the last reference died on the consumer thread itself.
       if (thread_.get_id() == std::this_thread::get_id()) {
@@ -218,7 +264,12 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
   }
 
   void start() {
-    thread_ = std::thread([self = shared_from_this()] { self->run(); });
+    try {
+      thread_ = std::thread([self = shared_from_this()] { self->run(); });
+    } catch (...) {
+      release_instance();
+      throw;
+    }
   }
 
   void close() {
@@ -260,6 +311,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
 
   struct Plan {
     bool evicted = false;
+    bool fenced = false;  ///< another incarnation took this static member id over
     std::vector<Claim> claims;
     std::vector<PartKey> dropped;  ///< released or lost
   };
@@ -293,6 +345,11 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
       core_->cv.wait_until(lock, until, [&] { return stop_ || core_->generation != seen; });
     }
     leave();
+    release_instance();
+  }
+
+  void release_instance() {
+    if (registered_.exchange(false)) core_->release_instance(opt_.group, opt_.instance_id);
   }
 
   // --- delivery ---------------------------------------------------------------------------
@@ -319,6 +376,19 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
       while (s.step()) p.buffer.push_back(Row{s.col_int(0), s.col_text(1), s.col_text(2)});
       return {};
     });
+    if (r && !p.buffer.empty() && p.buffer.front().offset > p.position) {
+      // Offsets are dense, so a gap at the position is what retention deleted.
+      if (p.position > 0) {
+        log::warn(kTag,
+                  "group {}: {}[{}] offsets {}..{} were deleted by retention before being "
+                  "consumed; continuing at the oldest retained offset {}",
+                  opt_.group, p.topic, p.partition, p.position, p.buffer.front().offset - 1,
+                  p.buffer.front().offset);
+      } else {
+        log::debug(kTag, "group {}: {}[{}] starts at the oldest retained offset {}", opt_.group,
+                   p.topic, p.partition, p.buffer.front().offset);
+      }
+    }
     if (!r) {
       log::warn(kTag, "group {}: fetching {}[{}] failed: {}", opt_.group, p.topic, p.partition,
                 r.error().message);
@@ -416,7 +486,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
 
   bool commit_offset(db::Tx& tx, const std::string& topic, int partition, int64_t position) {
     return tx.stmt(kCommitIfOwner)
-               .bind_all(opt_.group, topic, partition, position, member_id_)
+               .bind_all(opt_.group, topic, partition, position, member_id_, incarnation_)
                .exec() > 0;
   }
 
@@ -468,14 +538,26 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
       Plan plan;
       const int64_t now = now_ms();
       {
-        auto s = tx.stmt("SELECT 1 FROM members WHERE grp=? AND member_id=?");
+        auto s = tx.stmt("SELECT incarnation FROM members WHERE grp=? AND member_id=?");
         s.bind_all(opt_.group, member_id_);
-        plan.evicted = joined_ && !s.step();
+        if (!s.step()) {
+          plan.evicted = joined_;
+        } else if (s.col_view(0) != incarnation_) {
+          // Before joining: a previous incarnation (typically of a crashed process) whose
+          // membership and partitions this one now resumes. After: this one was replaced.
+          if (joined_) {
+            plan.fenced = true;
+            return plan;
+          }
+          log::info(kTag, "group {}: static member {} resumes its previous incarnation",
+                    opt_.group, member_id_);
+        }
       }
       tx.stmt(
-            "INSERT INTO members(grp, member_id, heartbeat_ms) VALUES(?, ?, ?) "
-            "ON CONFLICT(grp, member_id) DO UPDATE SET heartbeat_ms=excluded.heartbeat_ms")
-          .bind_all(opt_.group, member_id_, now)
+            "INSERT INTO members(grp, member_id, heartbeat_ms, incarnation) VALUES(?, ?, ?, ?) "
+            "ON CONFLICT(grp, member_id) DO UPDATE SET heartbeat_ms=excluded.heartbeat_ms, "
+            "incarnation=excluded.incarnation")
+          .bind_all(opt_.group, member_id_, now, incarnation_)
           .exec();
       // Both directions, so that a wall-clock jump cannot make a dead member immortal.
       tx.stmt("DELETE FROM members WHERE grp=? AND (heartbeat_ms < ? OR heartbeat_ms > ?)")
@@ -540,6 +622,15 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
       return;
     }
     Plan& plan = *r;
+    if (plan.fenced) {
+      log::error(kTag,
+                 "group {}: static member {} was taken over by another subscription with the "
+                 "same instance_id (two processes configured alike?); this one stops consuming",
+                 opt_.group, member_id_);
+      owned_.clear();
+      stop_ = true;
+      return;
+    }
     if (plan.evicted) {
       log::warn(kTag, "group {}: member {} was evicted (silent longer than {} ms); rejoined",
                 opt_.group, member_id_, timeout);
@@ -564,9 +655,15 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     }
   }
 
-  /// Commits progress, releases partitions and leaves the group, in one transaction.
+  /// Commits progress, releases partitions and leaves the group, in one transaction. A fenced
+  /// static member leaves nothing: its id belongs to the newer incarnation now.
   void leave() {
     auto r = core_->db->transaction([&](db::Tx& tx) -> Status {
+      {
+        auto s = tx.stmt("SELECT 1 FROM members WHERE grp=? AND member_id=? AND incarnation<>?");
+        s.bind_all(opt_.group, member_id_, incarnation_);
+        if (s.step()) return {};
+      }
       for (const auto& [key, part] : owned_) {
         if (part.position != part.committed) {
           commit_offset(tx, part.topic, part.partition, part.position);
@@ -590,7 +687,9 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
   std::shared_ptr<Core> core_;
   SubscriptionOptions opt_;
   Handler handler_;
-  const std::string member_id_;
+  const std::string incarnation_;  ///< unique per subscription object
+  const std::string member_id_;    ///< the instance id of a static member, else incarnation_
+  std::atomic<bool> registered_;   ///< holds (group, instance_id) in core_->instances
   std::atomic<bool> stop_{false};
   std::mutex join_mu_;
   std::thread thread_;
@@ -610,11 +709,136 @@ class EmbeddedSubscription final : public Subscription {
   std::shared_ptr<Consumer> c_;
 };
 
+bool is_dlq(std::string_view topic) {
+  constexpr std::string_view kSuffix{".dlq"};
+  return topic.size() > kSuffix.size() && topic.substr(topic.size() - kSuffix.size()) == kSuffix;
+}
+
+/// Deletes records past their topic's retention on one background thread. Only a prefix of each
+/// partition log goes (oldest offsets first, up to the first record still within retention), so
+/// a log stays a dense offset range and a clock that went back never punches holes into it.
+class RetentionJanitor final {
+ public:
+  explicit RetentionJanitor(std::shared_ptr<Core> core) : core_(std::move(core)) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~RetentionJanitor() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  RetentionJanitor(const RetentionJanitor&) = delete;
+  RetentionJanitor& operator=(const RetentionJanitor&) = delete;
+
+ private:
+  struct Chunk {
+    int64_t deleted = 0;
+    bool more = false;  ///< a full chunk went: the partition may hold more expired records
+  };
+
+  void run() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, core_->opt.retention_check_interval, [&] { return stop_; })) {
+      lock.unlock();
+      pass();
+      lock.lock();
+    }
+  }
+
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stop_;
+  }
+
+  void pass() {
+    const int64_t now = now_ms();
+    const int64_t interval = core_->opt.retention_check_interval.count();
+    auto parts = core_->db->transaction(
+        [&](db::Tx& tx) -> Result<std::vector<std::pair<std::string, int>>> {
+          std::vector<std::pair<std::string, int>> out;
+          if (tx.stmt(kRetentionLease).bind_all(now, now - interval).exec() == 0) return out;
+          auto s = tx.stmt(R"(SELECT topic, "partition" FROM log_end)");
+          while (s.step()) out.emplace_back(s.col_text(0), static_cast<int>(s.col_int(1)));
+          return out;
+        });
+    if (!parts) {
+      log::warn(kTag, "retention pass on {} failed: {}", core_->opt.path, parts.error().message);
+      return;
+    }
+    int64_t total = 0;
+    for (const auto& [topic, partition] : *parts) {
+      const milliseconds keep = is_dlq(topic) ? core_->opt.dlq_retention : core_->opt.retention;
+      if (keep.count() < 0) continue;
+      const int64_t cutoff = now - keep.count();
+      while (true) {
+        if (stopping()) return;
+        auto r = core_->db->transaction([&](db::Tx& tx) -> Result<Chunk> {
+          return delete_chunk(tx, topic, partition, cutoff);
+        });
+        if (!r) {
+          log::warn(kTag, "retention of {}[{}] failed: {}", topic, partition, r.error().message);
+          return;
+        }
+        total += r->deleted;
+        if (!r->more) break;
+        std::this_thread::sleep_for(kRetentionPause);
+      }
+    }
+    if (total > 0) log::debug(kTag, "retention deleted {} records from {}", total, core_->opt.path);
+  }
+
+  static Chunk delete_chunk(db::Tx& tx, const std::string& topic, int partition, int64_t cutoff) {
+    Chunk chunk;
+    int64_t last = -1;
+    int seen = 0;
+    bool blocked = false;
+    {
+      auto s = tx.stmt(kLogHead);
+      s.bind_all(topic, partition, kRetentionChunk);
+      while (s.step()) {
+        if (s.col_int(1) >= cutoff) {
+          blocked = true;
+          break;
+        }
+        last = s.col_int(0);
+        ++seen;
+      }
+    }
+    if (last < 0) return chunk;
+    chunk.deleted = tx.stmt(kDeleteThrough).bind_all(topic, partition, last).exec();
+    chunk.more = !blocked && seen == kRetentionChunk;
+    return chunk;
+  }
+
+  std::shared_ptr<Core> core_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+/// Kafka's rule for group.instance.id, so that one configuration suits both buses.
+bool valid_instance_id(std::string_view id) {
+  if (id.empty() || id.size() > 249) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+  });
+}
+
 class EmbeddedBus final : public EventBus {
  public:
-  explicit EmbeddedBus(std::shared_ptr<Core> core) : core_(std::move(core)) {}
+  explicit EmbeddedBus(std::shared_ptr<Core> core) : core_(std::move(core)) {
+    if (core_->opt.retention.count() >= 0 || core_->opt.dlq_retention.count() >= 0) {
+      janitor_ = std::make_unique<RetentionJanitor>(core_);
+    }
+  }
 
   ~EmbeddedBus() override {
+    janitor_.reset();
     std::vector<std::weak_ptr<Consumer>> subs;
     {
       std::lock_guard lock(subs_mu_);
@@ -657,6 +881,22 @@ class EmbeddedBus final : public EventBus {
     std::sort(options.topics.begin(), options.topics.end());
     options.topics.erase(std::unique(options.topics.begin(), options.topics.end()),
                          options.topics.end());
+    if (options.instance_id.empty()) options.instance_id = core_->opt.instance_id;
+    if (!options.instance_id.empty()) {
+      if (!valid_instance_id(options.instance_id)) {
+        return Error{"CONFIG_INVALID",
+                     "instance_id \"" + options.instance_id +
+                         "\" must be 1..249 characters of [a-zA-Z0-9._-]",
+                     "instance_id"};
+      }
+      // Two live subscriptions with one member id would take its partitions from each other.
+      if (!core_->register_instance(options.group, options.instance_id)) {
+        return Error{"CONFIG_INVALID",
+                     "group \"" + options.group + "\" already has a live subscription with "
+                         "instance_id \"" + options.instance_id + "\" on this bus",
+                     "instance_id"};
+      }
+    }
 
     auto consumer = std::make_shared<Consumer>(core_, std::move(options), std::move(handler));
     {
@@ -676,6 +916,7 @@ class EmbeddedBus final : public EventBus {
   std::shared_ptr<Core> core_;
   std::mutex subs_mu_;
   std::vector<std::weak_ptr<Consumer>> subs_;
+  std::unique_ptr<RetentionJanitor> janitor_;
 };
 
 Status check_options(const EmbeddedBusOptions& o) {
@@ -689,6 +930,18 @@ Status check_options(const EmbeddedBusOptions& o) {
   if (o.heartbeat_interval.count() < 1) return invalid("heartbeat_interval", "must be positive");
   if (o.session_timeout <= o.heartbeat_interval) {
     return invalid("session_timeout", "must be longer than heartbeat_interval");
+  }
+  if (o.retention.count() == 0) {
+    return invalid("retention", "must be positive, or negative for ever");
+  }
+  if (o.dlq_retention.count() == 0) {
+    return invalid("dlq_retention", "must be positive, or negative for ever");
+  }
+  if (o.retention_check_interval.count() < 1) {
+    return invalid("retention_check_interval", "must be positive");
+  }
+  if (!o.instance_id.empty() && !valid_instance_id(o.instance_id)) {
+    return invalid("instance_id", "must be 1..249 characters of [a-zA-Z0-9._-]");
   }
   return {};
 }

@@ -381,7 +381,23 @@ int timeout_int(std::chrono::milliseconds t) {
 Result<HandlePtr> admin_client(const KafkaBusOptions& options) {
   auto conf = make_conf(options, ClientKind::kAdmin, {{"client.id", options.client_id + "-admin"}});
   if (!conf) return conf.error();
+  rd_kafka_conf_set_error_cb(conf->get(), [](rd_kafka_t*, int err, const char* reason, void*) {
+    log::debug(kTag, "admin client: {} ({})", reason,
+               rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)));
+  });
   return make_client(RD_KAFKA_PRODUCER, std::move(conf).value());
+}
+
+// Names of the non-internal topics on the cluster, sorted.
+std::vector<std::string> cluster_topics(const rd_kafka_metadata_t* md) {
+  std::vector<std::string> out;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    const auto& t = md->topics[i];
+    if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR || std::strncmp(t.topic, "__", 2) == 0) continue;
+    out.emplace_back(t.topic);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 Result<MetadataPtr> all_metadata(rd_kafka_t* rk, const KafkaBusOptions& options,
@@ -569,21 +585,19 @@ Result<std::vector<TopicInfo>> describe_topics(const KafkaBusOptions& options,
     seen.insert(w.name);
     out.push_back(std::move(info));
   }
-  std::vector<TopicInfo> others;
-  for (int i = 0; i < md->get()->topic_cnt; ++i) {
-    const auto& t = md->get()->topics[i];
-    if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR || seen.contains(t.topic)) continue;
-    if (std::strncmp(t.topic, "__", 2) == 0) continue;  // internal
-    TopicInfo info;
-    info.name = t.topic;
-    info.exists = true;
-    info.partitions = t.partition_cnt;
-    info.replication_factor = t.partition_cnt > 0 ? t.partitions[0].replica_cnt : 0;
-    others.push_back(std::move(info));
+  // Unconfigured topics under our own prefix (a shared cluster's other topics are not ours).
+  if (!options.topic_prefix.empty()) {
+    for (const auto& name : cluster_topics(md->get())) {
+      if (seen.contains(name) || !name.starts_with(options.topic_prefix)) continue;
+      const auto* t = find_topic(md->get(), name);
+      TopicInfo info;
+      info.name = name;
+      info.exists = true;
+      info.partitions = t->partition_cnt;
+      info.replication_factor = t->partition_cnt > 0 ? t->partitions[0].replica_cnt : 0;
+      out.push_back(std::move(info));
+    }
   }
-  std::sort(others.begin(), others.end(),
-            [](const TopicInfo& a, const TopicInfo& b) { return a.name < b.name; });
-  out.insert(out.end(), others.begin(), others.end());
 
   // retention.ms of the existing topics, in one DescribeConfigs request.
   std::vector<rd_kafka_ConfigResource_t*> resources;
@@ -633,16 +647,25 @@ int run_topics_command(std::string_view verb, const KafkaBusOptions& options, st
                r->created.size(), r->existing.size(), r->mismatched.size());
     return 0;
   }
-  if (verb == "list" || verb == "describe") {
+  if (verb == "list") {
+    auto rk = admin_client(options);
+    if (!rk) {
+      fmt::print(out, "error: {}\n", rk.error().message);
+      return 1;
+    }
+    auto md = all_metadata(rk->get(), options, std::chrono::seconds(15));
+    if (!md) {
+      fmt::print(out, "error: {}\n", md.error().message);
+      return 1;
+    }
+    for (const auto& name : cluster_topics(md->get())) fmt::print(out, "{}\n", name);
+    return 0;
+  }
+  if (verb == "describe") {
     auto r = describe_topics(options);
     if (!r) {
       fmt::print(out, "error: {}\n", r.error().message);
       return 1;
-    }
-    if (verb == "list") {
-      for (const auto& t : r.value())
-        if (t.exists) fmt::print(out, "{}\n", t.name);
-      return 0;
     }
     fmt::print(out, "{:<32} {:>10} {:>11} {:>14}  {}\n", "TOPIC", "PARTITIONS", "REPLICATION",
                "RETENTION.MS", "STATUS");

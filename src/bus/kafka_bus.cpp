@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -88,6 +89,8 @@ class Producer final {
         {"message.timeout.ms", std::to_string(options.delivery_timeout.count())},
         // The same key lands in the same partition as with the Java clients.
         {"partitioner", "murmur2_random"},
+        // Topics are provisioned; a record for an unknown topic fails instead of creating it.
+        {"allow.auto.create.topics", "false"},
     };
     auto conf = make_conf(options, ClientKind::kProducer, preset);
     if (!conf) return conf.error();
@@ -336,6 +339,7 @@ struct PartitionState {
   std::optional<Held> held;
   int attempt = 0;         // attempts made on `held`
   bool dlq_only = false;   // the handler is done; only the dead-letter write must be retried
+  int dlq_failures = 0;    // failed dead-letter writes of `held`, for the backoff
   std::string reason;      // why `held` is waiting
   Clock::time_point due;
 };
@@ -350,7 +354,12 @@ class KafkaSubscription final : public Subscription {
         producer_(std::move(producer)),
         health_(std::move(health)) {}
 
-  ~KafkaSubscription() override { close(); }
+  ~KafkaSubscription() override {
+    close();
+    std::lock_guard lock(close_mu_);
+    // Only when the handler destroyed its own subscription: the loop ends after it returns.
+    if (thread_.joinable()) thread_.detach();
+  }
 
   Status start() {
     int session = static_cast<int>(options_.session_timeout.count());
@@ -361,10 +370,13 @@ class KafkaSubscription final : public Subscription {
         {"partition.assignment.strategy", "cooperative-sticky"},
         {"auto.offset.reset", "earliest"},
         {"session.timeout.ms", std::to_string(session)},
-        {"heartbeat.interval.ms", std::to_string(std::max(100, session / 3))},
+        // Members notice a rebalance at their next heartbeat: keep that short.
+        {"heartbeat.interval.ms", std::to_string(std::max(100, session / 10))},
         {"enable.partition.eof", "false"},
         {"allow.auto.create.topics", "false"},
     };
+    // Static membership: a restarted member re-owns its partitions without a rebalance.
+    if (!sub_.instance_id.empty()) preset["group.instance.id"] = sub_.instance_id;
     auto conf = make_conf(options_, ClientKind::kConsumer, preset);
     if (!conf) return conf.error();
     rd_kafka_conf_set_opaque(conf->get(), this);
@@ -393,12 +405,10 @@ class KafkaSubscription final : public Subscription {
 
   void close() override {
     running_ = false;
-    if (!thread_.joinable()) return;
-    if (std::this_thread::get_id() == thread_.get_id()) {
-      thread_.detach();  // called from a handler: the loop ends after it returns
-      return;
-    }
-    thread_.join();
+    // From a handler: the loop ends once it returns; the owner's later close() joins.
+    if (std::this_thread::get_id() == thread_.get_id()) return;
+    std::lock_guard lock(close_mu_);
+    if (thread_.joinable()) thread_.join();
   }
 
  private:
@@ -535,7 +545,7 @@ class KafkaSubscription final : public Subscription {
           dead_letter(tp, st, std::move(h), attempt,
                       fmt::format("retries exhausted after {} attempts: {}", attempt, out.reason));
         } else {
-          wait_for_retry(tp, st, std::move(h), attempt, out.reason, false);
+          wait_for_retry(tp, st, std::move(h), attempt, out.reason, false, backoff(attempt));
         }
         return;
       case Disposition::kDeadLetter:
@@ -546,12 +556,12 @@ class KafkaSubscription final : public Subscription {
 
   void done(PartitionState& st, int64_t offset) {
     st.next = offset + 1;
+    st.dlq_failures = 0;
     ++uncommitted_;
   }
 
   void wait_for_retry(const TopicPartition& tp, PartitionState& st, Held h, int attempt,
-                      std::string reason, bool dlq_only) {
-    auto delay = backoff(attempt);
+                      std::string reason, bool dlq_only, std::chrono::milliseconds delay) {
     log::warn(kTag, "group {}: {}[{}]@{} attempt {} {}; retrying in {} ms", sub_.group, tp.first,
               tp.second, h.offset, attempt, reason, delay.count());
     if (!st.paused) set_paused(tp, true);
@@ -564,7 +574,7 @@ class KafkaSubscription final : public Subscription {
   }
 
   void dead_letter(const TopicPartition& tp, PartitionState& st, Held h, int attempts,
-                   const std::string& reason) {
+                   std::string reason) {  // by value: callers pass st.reason, changed below
     std::string dlq = dlq_topic(h.topic);
     rd_kafka_headers_t* hdrs = rd_kafka_headers_new(h.headers.size() + 6);
     for (const auto& [k, v] : h.headers)
@@ -582,8 +592,8 @@ class KafkaSubscription final : public Subscription {
       wait_for_retry(tp, st, std::move(h), attempts,
                      fmt::format("dead-letter write to {} failed ({}), after: {}", dlq,
                                  st_dlq.error().message, reason),
-                     true);
-      st.reason = reason;
+                     true, backoff(++st.dlq_failures));
+      st.reason = std::move(reason);  // the original error goes into ecom_error next time
       return;
     }
     log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {} after {} attempt(s): {}", sub_.group,
@@ -645,7 +655,8 @@ class KafkaSubscription final : public Subscription {
       rd_kafka_topic_partition_list_add(l, tp.first.c_str(), tp.second)->offset = st.next;
     }
     // One async commit at a time: while the coordinator is away, commits would only pile up.
-    bool skip = !sync && commit_inflight_ && Clock::now() - commit_sent_ < std::chrono::seconds(30);
+    bool skip = !sync && ((commit_inflight_ && Clock::now() - commit_sent_ < std::chrono::seconds(30)) ||
+                          commits_held());
     if (l->cnt > 0 && !skip) {
       if (!sync) {
         commit_inflight_ = true;
@@ -664,6 +675,18 @@ class KafkaSubscription final : public Subscription {
       uncommitted_ = 0;
     }
     rd_kafka_topic_partition_list_destroy(l);
+  }
+
+  // librdkafka 2.0 treats an ILLEGAL_GENERATION answer to a commit sent during a cooperative
+  // rebalance as a lost assignment (librdkafka issue #4059, fixed in 2.10), which hands the
+  // partitions over without their offsets and so redelivers records. A revoke always starts a
+  // follow-up rebalance, so async commits wait until it assigned (the revoke itself commits
+  // synchronously, which is safe inside the callback).
+  bool commits_held() {
+    if (assigns_to_hold_ == 0) return false;
+    if (Clock::now() < hold_until_) return true;
+    assigns_to_hold_ = 0;
+    return false;
   }
 
   void mark_committed(const rd_kafka_topic_partition_list_t* l) {
@@ -720,6 +743,7 @@ class KafkaSubscription final : public Subscription {
       // A partition revoked while it waited for a retry may come back still paused.
       rd_kafka_resume_partitions(rk, parts);
       self->health_->joined = true;
+      if (self->assigns_to_hold_ > 0) --self->assigns_to_hold_;
       log::info(kTag, "group {}: assigned {}", self->sub_.group, describe(parts));
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
       bool lost = rd_kafka_assignment_lost(rk) != 0;
@@ -733,6 +757,11 @@ class KafkaSubscription final : public Subscription {
         rd_kafka_assign(rk, nullptr);
       }
       if (lost) self->health_->joined = false;
+      if (cooperative && !lost) {
+        // This rebalance's assign callback and the follow-up rebalance's.
+        self->assigns_to_hold_ = 2;
+        self->hold_until_ = Clock::now() + self->options_.session_timeout + std::chrono::seconds(5);
+      }
       log::info(kTag, "group {}: {} {}", self->sub_.group, lost ? "lost" : "revoked",
                 describe(parts));
     } else {
@@ -756,6 +785,7 @@ class KafkaSubscription final : public Subscription {
   std::shared_ptr<SubscriptionHealth> health_;
   HandlePtr rk_;
   std::thread thread_;
+  std::mutex close_mu_;  // serialises joins of thread_
   std::atomic<bool> running_{false};
   // Touched only by the consumer thread (callbacks are served by rd_kafka_consumer_poll).
   std::map<TopicPartition, PartitionState> parts_;
@@ -763,6 +793,8 @@ class KafkaSubscription final : public Subscription {
   bool commit_inflight_ = false;
   bool commit_failing_ = false;
   Clock::time_point commit_sent_;
+  int assigns_to_hold_ = 0;
+  Clock::time_point hold_until_;
   std::set<std::string> warned_topics_;
   ErrorThrottle throttle_;
 };
@@ -797,6 +829,16 @@ class KafkaEventBus final : public EventBus {
     if (options.topics.empty())
       return Error{"VALIDATION_FAILED", "a subscription needs topics", "topics", false};
     if (!handler) return Error{"VALIDATION_FAILED", "a subscription needs a handler", {}, false};
+    bool valid_instance =
+        options.instance_id.size() <= 249 &&
+        std::all_of(options.instance_id.begin(), options.instance_id.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' ||
+                 c == '-';
+        });
+    if (!valid_instance)
+      return Error{"VALIDATION_FAILED",
+                   "instance_id may hold only letters, digits, '.', '_' and '-' (at most 249)",
+                   "instance_id", false};
     options.group = options_.group_prefix + options.group;
     for (auto& t : options.topics) t = options_.topic_prefix + t;
     auto health = std::make_shared<SubscriptionHealth>();

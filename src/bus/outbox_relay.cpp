@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/outbox.hpp"
 
@@ -21,6 +22,11 @@ constexpr std::string_view kTag{"outbox"};
 constexpr milliseconds kMinBackoff{100};
 constexpr milliseconds kMaxBackoff{5'000};
 constexpr milliseconds kStopDrain{5'000};
+// Inbox rows deleted per transaction, one transaction per relay turn: a module's handlers wait for
+// the store at most about a millisecond behind a prune.
+constexpr int kPruneChunk = 1'000;
+// Between two chunks of a prune that has more to do; handlers and the relay get the store.
+constexpr milliseconds kPrunePause{5};
 
 }  // namespace
 
@@ -29,6 +35,8 @@ struct OutboxRelay::State {
   EventBus& bus;
   int batch_size;
   milliseconds idle_poll;
+  milliseconds inbox_retention;  // non-positive: no pruning
+  milliseconds prune_interval;
 
   std::mutex mu;  // guards notified/stopping/started
   std::condition_variable cv;
@@ -45,9 +53,33 @@ struct OutboxRelay::State {
   // DB error does not republish them.
   std::optional<int64_t> published_through;
   std::atomic<uint64_t> published{0};
+  std::atomic<uint64_t> pruned{0};
 
-  State(db::Database& d, EventBus& b, int batch, milliseconds poll)
-      : db(d), bus(b), batch_size(std::max(batch, 1)), idle_poll(std::max(poll, milliseconds(1))) {}
+  State(db::Database& d, EventBus& b, int batch, milliseconds poll, milliseconds retention,
+        milliseconds prune_every)
+      : db(d),
+        bus(b),
+        batch_size(std::max(batch, 1)),
+        idle_poll(std::max(poll, milliseconds(1))),
+        inbox_retention(retention),
+        prune_interval(std::max(prune_every, milliseconds(1))) {}
+
+  bool pruning() const { return inbox_retention.count() > 0; }
+
+  /// Deletes one chunk of expired inbox rows; returns when the next chunk is due.
+  Clock::time_point prune_once() {
+    const int64_t cutoff = now_ms() - inbox_retention.count();
+    auto r = db.transaction(
+        [&](db::Tx& tx) -> Result<int64_t> { return db::inbox_prune(tx, cutoff, kPruneChunk); });
+    if (!r) {
+      log::warn(kTag, "pruning the inbox of {} failed, retrying in {} ms: {}", db.path(),
+                prune_interval.count(), r.error().message);
+      return Clock::now() + prune_interval;
+    }
+    pruned.fetch_add(static_cast<uint64_t>(*r), std::memory_order_relaxed);
+    if (*r == kPruneChunk) return Clock::now() + kPrunePause;
+    return Clock::now() + prune_interval;
+  }
 
   /// Publishes one batch. Returns rows published (0 when the outbox is empty) or the failure.
   Result<size_t> pump_once() {
@@ -86,11 +118,13 @@ struct OutboxRelay::State {
 
   void run() {
     milliseconds backoff = kMinBackoff;
+    auto next_prune = Clock::now() + prune_interval;
     std::unique_lock lock(mu);
     while (!stopping) {
       notified = false;
       lock.unlock();
       auto r = pump_once();
+      if (pruning() && Clock::now() >= next_prune) next_prune = prune_once();
       lock.lock();
       if (!r) {
         log::warn(kTag, "relay of {} failed, retrying in {} ms: {}", db.path(), backoff.count(),
@@ -102,7 +136,9 @@ struct OutboxRelay::State {
       backoff = kMinBackoff;
       // A full batch means more may be waiting: go again at once.
       if (*r == static_cast<size_t>(batch_size)) continue;
-      cv.wait_for(lock, idle_poll, [&] { return stopping || notified; });
+      auto until = Clock::now() + idle_poll;
+      if (pruning()) until = std::min(until, next_prune);
+      cv.wait_until(lock, until, [&] { return stopping || notified; });
     }
   }
 
@@ -124,8 +160,11 @@ struct OutboxRelay::State {
 };
 
 OutboxRelay::OutboxRelay(db::Database& db, EventBus& bus, int batch_size,
-                         std::chrono::milliseconds idle_poll)
-    : s_(std::make_unique<State>(db, bus, batch_size, idle_poll)) {}
+                         std::chrono::milliseconds idle_poll,
+                         std::chrono::milliseconds inbox_retention,
+                         std::chrono::milliseconds inbox_prune_interval)
+    : s_(std::make_unique<State>(db, bus, batch_size, idle_poll, inbox_retention,
+                                 inbox_prune_interval)) {}
 
 OutboxRelay::~OutboxRelay() { stop(); }
 
@@ -170,6 +209,10 @@ void OutboxRelay::stop() {
 
 uint64_t OutboxRelay::published() const noexcept {
   return s_->published.load(std::memory_order_relaxed);
+}
+
+uint64_t OutboxRelay::inbox_pruned() const noexcept {
+  return s_->pruned.load(std::memory_order_relaxed);
 }
 
 }  // namespace ecom::bus

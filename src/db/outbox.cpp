@@ -7,7 +7,7 @@
 namespace ecom::db {
 
 Status migrate_messaging(Database& db) {
-  static constexpr std::array<std::string_view, 1> kSteps{
+  static constexpr std::array<std::string_view, 2> kSteps{
       "CREATE TABLE outbox("
       "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
       "  topic TEXT NOT NULL,"
@@ -19,6 +19,8 @@ Status migrate_messaging(Database& db) {
       "  event_id TEXT NOT NULL,"
       "  processed_at INTEGER NOT NULL,"
       "  PRIMARY KEY(consumer, event_id)) WITHOUT ROWID;",
+      // v2: inbox_prune takes the oldest rows; without this index each prune scans the table.
+      "CREATE INDEX IF NOT EXISTS inbox_by_time ON inbox(processed_at);",
   };
   return db.migrate("messaging", kSteps);
 }
@@ -54,6 +56,16 @@ bool inbox_claim(Tx& tx, std::string_view consumer, std::string_view event_id) {
                  "INSERT OR IGNORE INTO inbox(consumer, event_id, processed_at) VALUES(?, ?, ?)")
              .bind_all(consumer, event_id, now_ms())
              .exec() == 1;
+}
+
+int64_t inbox_prune(Tx& tx, int64_t older_than_ms, int limit) {
+  if (limit <= 0) return 0;
+  return tx
+      .stmt(
+          "DELETE FROM inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id FROM inbox "
+          "WHERE processed_at < ? ORDER BY processed_at LIMIT ?)")
+      .bind_all(older_than_ms, limit)
+      .exec();
 }
 
 }  // namespace ecom::db

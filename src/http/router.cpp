@@ -396,8 +396,8 @@ Match Router::match(Request& request) const {
       return result;
     case Match::Kind::kWebSocket:
       if (!is_websocket_upgrade(request)) {
-        Response r = error_response(Error{"UPGRADE_REQUIRED",
-                                          request.path + " requires a WebSocket upgrade", {}, false});
+        Response r = error_response(
+            Error{"UPGRADE_REQUIRED", request.path + " requires a WebSocket upgrade", {}, false});
         r.with_header("Upgrade", "websocket");
         return answer(std::move(r));
       }

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <boost/asio/write.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -17,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -83,7 +83,7 @@ struct Connection {
   }
 
   asio::any_io_executor executor;  // the connection's strand
-  beast::tcp_stream stream;        // moved into `ws` by a WebSocket upgrade: use lowest() after that
+  beast::tcp_stream stream;        // moved into `ws` by a WebSocket upgrade; then use lowest()
   std::optional<websocket::stream<beast::tcp_stream>> ws;
   beast::flat_buffer buffer;
   std::optional<RequestParser> parser;
@@ -875,7 +875,8 @@ class BeastServer final : public Server {
           (void)err;
           *end++ = '\r';
           *end++ = '\n';
-          buffers[0] = asio::buffer(chunk_head.data(), static_cast<size_t>(end - chunk_head.data()));
+          buffers[0] =
+              asio::buffer(chunk_head.data(), static_cast<size_t>(end - chunk_head.data()));
           buffers[2] = asio::buffer(kCrlf, 2);
         }
         buffers[1] = asio::buffer(batch.data);

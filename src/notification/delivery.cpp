@@ -19,6 +19,7 @@ constexpr int kBatch = 32;
 constexpr int64_t kMaxBackoffMs = 10 * 60 * 1000;
 // Upper bound of one idle wait, so that a lost wake-up costs at most this.
 constexpr std::chrono::milliseconds kIdleWait{1'000};
+constexpr std::chrono::milliseconds kTroubleWait{500};
 
 class LogSink final : public Sink {
  public:
@@ -106,17 +107,17 @@ void DeliveryWorker::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void DeliveryWorker::deliver(const Delivery& d) {
+bool DeliveryWorker::deliver(const Delivery& d) {
   Attempt a = sink_.send(d);
   int64_t now = now_ms();
   if (a.ok) {
     if (auto st = store_.mark_sent(d, sink_.channel(), now); !st) {
       // Stays PENDING: it is sent again later (receivers deduplicate on the notification id).
       log::warn(kTag, "notification {} sent but not recorded: {}", d.id, st.error().message);
-      return;
+      return false;
     }
     outbox_.notify();
-    return;
+    return true;
   }
   int attempt = d.attempts + 1;
   std::optional<int64_t> retry_at;
@@ -129,8 +130,11 @@ void DeliveryWorker::deliver(const Delivery& d) {
   } else {
     log::error(kTag, "notification {} FAILED after {} attempt(s): {}", d.id, attempt, a.error);
   }
-  if (auto st = store_.mark_failed(d, a.error, retry_at); !st)
+  if (auto st = store_.mark_failed(d, a.error, retry_at); !st) {
     log::warn(kTag, "notification {}: cannot record the failed attempt: {}", d.id, st.error().message);
+    return false;
+  }
+  return true;
 }
 
 void DeliveryWorker::run() {
@@ -140,6 +144,8 @@ void DeliveryWorker::run() {
       if (stop_) return;
       wake_ = false;
     }
+    // A store in trouble must not turn the loop into a busy one: then wait a little regardless.
+    bool trouble = false;
     auto due = store_.due(now_ms(), kBatch);
     if (due) {
       for (const auto& d : *due) {
@@ -147,13 +153,19 @@ void DeliveryWorker::run() {
           std::lock_guard lock(mu_);
           if (stop_) return;
         }
-        deliver(d);
+        if (!deliver(d)) trouble = true;
       }
-      if (due->size() == static_cast<size_t>(kBatch)) continue;
+      if (!trouble && due->size() == static_cast<size_t>(kBatch)) continue;
     } else {
       log::warn(kTag, "cannot read pending notifications: {}", due.error().message);
+      trouble = true;
     }
     auto wait = kIdleWait;
+    if (trouble) {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, kTroubleWait, [this] { return stop_; });
+      continue;
+    }
     if (auto next = store_.next_due_at(); next && next.value()) {
       auto in = std::chrono::milliseconds(std::max<int64_t>(**next - now_ms(), 0));
       wait = std::min(wait, in);

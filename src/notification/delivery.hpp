@@ -65,7 +65,7 @@ class DeliveryWorker final {
 
  private:
   void run();
-  void deliver(const Delivery& d);
+  bool deliver(const Delivery& d);  // false: the outcome could not be recorded
 
   Store& store_;
   Sink& sink_;

@@ -102,6 +102,17 @@ auto query_file(const std::string& path, F f) {
   return std::move(r).value();
 }
 
+/// Runs `f(tx)` in a write transaction on a separate connection to the bus file (e.g. to age
+/// records for retention tests).
+template <typename F>
+auto write_file(const std::string& path, F f) {
+  auto db = db::Database::open(path);
+  REQUIRE(db.ok());
+  auto r = (*db)->transaction(f);
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
 /// A dead-lettered record as stored in `<topic>.dlq`.
 struct DlqRecord {
   std::string key;

@@ -5,7 +5,10 @@
 
 #include <rapidjson/document.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <random>
@@ -34,6 +37,26 @@ std::string str(const rapidjson::Value& v, const char* name) {
   return v[name].GetString();
 }
 
+// The bus a test runs on: "embedded", or "kafka" against the real broker in ECOM_KAFKA_BROKERS
+// (scripts/test.sh starts one), with topics and groups prefixed per test so runs never mix.
+thread_local std::string g_bus = "embedded";
+
+std::string kafka_section() {
+  const char* brokers = std::getenv("ECOM_KAFKA_BROKERS");
+  if (brokers == nullptr || *brokers == '\0')
+    FAIL("ECOM_KAFKA_BROKERS is not set: start a broker with scripts/kafka.sh start (scripts/test.sh does)");
+  static std::atomic<int> n{0};
+  std::string prefix = "e2e" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".";
+  return std::string(R"(,"kafka":{"bootstrap_servers":")") + brokers + R"(","topic_prefix":")" + prefix +
+         R"(","group_prefix":")" + prefix + R"("})";
+}
+
+std::vector<std::string> args(const std::string& config) {
+  std::vector<std::string> aargs(config);
+  if (g_bus == "kafka") a.push_back("--bus=kafka");
+  return a;
+}
+
 // Writes a config with a small catalogue and the given extra module settings.
 std::string write_config(const TempDir& dir, const std::string& saga = R"({"step_timeout_ms": 30000})",
                          const std::string& payment = "{}",
@@ -43,7 +66,7 @@ std::string write_config(const TempDir& dir, const std::string& saga = R"({"step
       {"sku":"SKU-SCARCE","name":"Scarce","available":2,"unitAmount":700}])") {
   std::string path = dir.file("ecomd.json");
   std::ofstream(path) << R"({"inventory":{"admin_token":"t","seed":)" << seed << R"(},"saga":)" << saga
-                      << R"(,"payment":)" << payment << "}";
+                      << R"(,"payment":)" << payment << (g_bus == "kafka" ? kafka_section() : "") << "}";
   return path;
 }
 
@@ -109,9 +132,16 @@ std::vector<std::string> history(const rapidjson::Document& order) {
 
 }  // namespace
 
-TEST_CASE("happy path: reserved, authorized, confirmed, stock sold", "[e2e][lifecycle]") {
+// Each scenario runs on both buses, as separate test cases.
+#define LIFECYCLE_TEST(fn, name, tags)                                       \
+  static void fn();                                                          \
+  TEST_CASE(name " (embedded bus)", tags) { g_bus = "embedded"; fn(); }      \
+  TEST_CASE(name " (kafka bus)", tags "[kafka]") { g_bus = "kafka"; fn(); }  \
+  static void fn()
+
+LIFECYCLE_TEST(scenario_1, "happy path: reserved, authorized, confirmed, stock sold", "[e2e][lifecycle]") {
   TempDir dir;
-  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  Ecomd e(dir.path(), args(write_config(dir)));
   auto id = place(e, order_body("tok_visa", {{"SKU-A", 2}, {"SKU-B", 1}}));
   auto order = wait_terminal(e, id);
   CHECK(str(order, "status") == "CONFIRMED");
@@ -121,9 +151,9 @@ TEST_CASE("happy path: reserved, authorized, confirmed, stock sold", "[e2e][life
   CHECK(str(parse(e.get("/api/payments/" + id).body), "status") == "AUTHORIZED");
 }
 
-TEST_CASE("unknown sku and short stock cancel with OUT_OF_STOCK, nothing reserved", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_2, "unknown sku and short stock cancel with OUT_OF_STOCK, nothing reserved", "[e2e][lifecycle]") {
   TempDir dir;
-  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  Ecomd e(dir.path(), args(write_config(dir)));
   auto unknown = wait_terminal(e, place(e, order_body("tok_visa", {{"SKU-A", 1}, {"NO-SUCH-SKU", 1}})));
   CHECK(str(unknown, "status") == "CANCELLED");
   CHECK(str(unknown, "reason") == "OUT_OF_STOCK");
@@ -134,18 +164,18 @@ TEST_CASE("unknown sku and short stock cancel with OUT_OF_STOCK, nothing reserve
   CHECK(stock_is(e, "SKU-SCARCE", 2, 0, 0));
 }
 
-TEST_CASE("tok_decline cancels with PAYMENT_DECLINED and releases the stock", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_3, "tok_decline cancels with PAYMENT_DECLINED and releases the stock", "[e2e][lifecycle]") {
   TempDir dir;
-  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  Ecomd e(dir.path(), args(write_config(dir)));
   auto order = wait_terminal(e, place(e, order_body("tok_decline", {{"SKU-A", 5}})));
   CHECK(str(order, "status") == "CANCELLED");
   CHECK(str(order, "reason") == "PAYMENT_DECLINED");
   CHECK(stock_is(e, "SKU-A", 100, 0, 0));
 }
 
-TEST_CASE("tok_timeout cancels with TIMEOUT and releases the stock", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_4, "tok_timeout cancels with TIMEOUT and releases the stock", "[e2e][lifecycle]") {
   TempDir dir;
-  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir, R"({"step_timeout_ms": 1000})")});
+  Ecomd e(dir.path(), args(write_config(dir, R"({"step_timeout_ms": 1000})")));
   auto id = place(e, order_body("tok_timeout", {{"SKU-A", 3}}));
   auto order = wait_terminal(e, id);
   CHECK(str(order, "status") == "CANCELLED");
@@ -153,9 +183,9 @@ TEST_CASE("tok_timeout cancels with TIMEOUT and releases the stock", "[e2e][life
   CHECK(stock_is(e, "SKU-A", 100, 0, 0));
 }
 
-TEST_CASE("customer cancel while payment is pending releases stock", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_5, "customer cancel while payment is pending releases stock", "[e2e][lifecycle]") {
   TempDir dir;
-  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  Ecomd e(dir.path(), args(write_config(dir)));
   auto id = place(e, order_body("tok_timeout", {{"SKU-A", 4}}));
   REQUIRE(wait_status(e, id, "STOCK_RESERVED"));
   CHECK(stock_is(e, "SKU-A", 96, 4, 0));
@@ -166,10 +196,10 @@ TEST_CASE("customer cancel while payment is pending releases stock", "[e2e][life
   CHECK(stock_is(e, "SKU-A", 100, 0, 0));
 }
 
-TEST_CASE("customer cancel after the payment was authorized refunds it", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_6, "customer cancel after the payment was authorized refunds it", "[e2e][lifecycle]") {
   TempDir dir;
-  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir, R"({"step_timeout_ms": 30000})",
-                                                               R"({"latency_ms": 1500})")});
+  Ecomd e(dir.path(), args(write_config(dir, R"({"step_timeout_ms": 30000})",
+                                                               R"({"latency_ms": 1500})")));
   auto id = place(e, order_body("tok_visa", {{"SKU-A", 1}}));
   REQUIRE(wait_status(e, id, "STOCK_RESERVED"));
   CHECK(e.post("/api/orders/" + id + "/cancel", "").status == 202);
@@ -180,9 +210,9 @@ TEST_CASE("customer cancel after the payment was authorized refunds it", "[e2e][
   CHECK(ecom::test::eventually([&] { return str(parse(e.get("/api/payments/" + id).body), "status") == "REFUNDED"; }));
 }
 
-TEST_CASE("cancel after CONFIRMED answers 409", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_7, "cancel after CONFIRMED answers 409", "[e2e][lifecycle]") {
   TempDir dir;
-  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  Ecomd e(dir.path(), args(write_config(dir)));
   auto id = place(e, order_body("tok_visa", {{"SKU-B", 1}}));
   REQUIRE(str(wait_terminal(e, id), "status") == "CONFIRMED");
   auto r = e.post("/api/orders/" + id + "/cancel", "");
@@ -190,17 +220,17 @@ TEST_CASE("cancel after CONFIRMED answers 409", "[e2e][lifecycle]") {
   CHECK_THAT(r.body, Catch::Contains("CONFLICT"));
 }
 
-TEST_CASE("kill -9 amid 200 in-flight orders: all end terminal, none confirmed twice", "[e2e][lifecycle][crash]") {
+LIFECYCLE_TEST(scenario_8, "kill -9 amid 200 in-flight orders: all end terminal, none confirmed twice", "[e2e][lifecycle][crash]") {
   TempDir dir;
   auto config = write_config(dir);
   std::vector<std::string> ids;
   {
-    Ecomd e(dir.path(), {"--role=all", "--config=" + config});
+    Ecomd e(dir.path(), args(config));
     for (int i = 0; i < 200; ++i)
       ids.push_back(place(e, order_body(i % 5 == 0 ? "tok_decline" : "tok_visa", {{i % 2 ? "SKU-A" : "SKU-B", 1}})));
     e.kill9();
   }
-  Ecomd e(dir.path(), {"--role=all", "--config=" + config});
+  Ecomd e(dir.path(), args(config));
   int64_t confirmed_a = 0, confirmed_b = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     auto order = wait_terminal(e, ids[i], std::chrono::seconds(60));
@@ -215,14 +245,14 @@ TEST_CASE("kill -9 amid 200 in-flight orders: all end terminal, none confirmed t
   CHECK(stock_is(e, "SKU-B", 100 - confirmed_b, 0, confirmed_b));
 }
 
-TEST_CASE("2000 orders from 8 clients on scarce stock keep the stock invariant", "[e2e][lifecycle][concurrency]") {
+LIFECYCLE_TEST(scenario_9, "2000 orders from 8 clients on scarce stock keep the stock invariant", "[e2e][lifecycle][concurrency]") {
   TempDir dir;
   const std::map<std::string, int64_t> initial = {{"S1", 150}, {"S2", 100}, {"S3", 60}};
   auto config = write_config(dir, R"({"step_timeout_ms": 30000})", "{}", R"([
       {"sku":"S1","name":"one","available":150,"unitAmount":100},
       {"sku":"S2","name":"two","available":100,"unitAmount":100},
       {"sku":"S3","name":"three","available":60,"unitAmount":100}])");
-  Ecomd e(dir.path(), {"--role=all", "--config=" + config});
+  Ecomd e(dir.path(), args(config));
 
   struct Placed {
     std::string id;
@@ -277,9 +307,9 @@ TEST_CASE("2000 orders from 8 clients on scarce stock keep the stock invariant",
   }
 }
 
-TEST_CASE("GET ?wait= long-polls until the order is terminal or the wait ends", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_10, "GET ?wait= long-polls until the order is terminal or the wait ends", "[e2e][lifecycle]") {
   TempDir dir;
-  Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir)});
+  Ecomd e(dir.path(), args(write_config(dir)));
   auto id = place(e, order_body("tok_visa", {{"SKU-A", 1}}));
   auto r = e.get("/api/orders/" + id + "?wait=10s");
   REQUIRE(r.status == 200);

@@ -259,7 +259,8 @@ TEST_CASE("every error code maps to its status", "[http][router]") {
       {"UNAUTHORIZED", 401},         {"FORBIDDEN", 403},              {"NOT_FOUND", 404},
       {"METHOD_NOT_ALLOWED", 405},   {"CONFLICT", 409},               {"IDEMPOTENCY_CONFLICT", 409},
       {"PAYLOAD_TOO_LARGE", 413},    {"UNSUPPORTED_MEDIA_TYPE", 415}, {"UNPROCESSABLE", 422},
-      {"UNAVAILABLE", 503},          {"INTERNAL", 500},               {"DB_BUSY", 500},
+      {"UNAVAILABLE", 503},          {"UPGRADE_REQUIRED", 426},       {"INTERNAL", 500},
+      {"DB_BUSY", 500},
       {"", 500},                     {"not_found", 500},
   };
   for (const auto& [code, status] : expected) {
@@ -282,4 +283,104 @@ TEST_CASE("a throwing handler becomes a 500 error response", "[http][router]") {
     CHECK(r.status == 500);
     CHECK(r.body == R"({"error":{"code":"INTERNAL","message":"internal error"}})");
   }
+}
+
+TEST_CASE("match resolves async, stream and WebSocket routes", "[http][router]") {
+  using Kind = ecom::http::Match::Kind;
+  Router router;
+  int async_calls = 0;
+  router.add(Method::kGet, "/orders/{id}", named("plain"));
+  router.add_async(Method::kGet, "/orders/{id}/wait",
+                   [&](const Request&, ecom::http::Responder) { ++async_calls; });
+  router.add_async(Method::kPost, "/jobs", [](const Request&, ecom::http::Responder) {});
+  router.add_stream("/events/{topic}",
+                    [](const Request&, std::shared_ptr<ecom::http::Stream>)
+                        -> std::optional<Response> { return std::nullopt; });
+  router.add_websocket("/ws/{room}", [](const Request&, std::shared_ptr<ecom::http::WebSocket>) {
+    return ecom::http::WebSocketCallbacks{};
+  });
+  REQUIRE(router.size() == 5);
+
+  auto req = make(Method::kGet, "/orders/7/wait");
+  auto m = router.match(req);
+  REQUIRE(m.kind == Kind::kAsync);
+  REQUIRE(m.async != nullptr);
+  CHECK(req.param("id") == "7");
+  CHECK(async_calls == 0);  // the server runs async handlers, not match()
+  CHECK(m.stream == nullptr);
+  CHECK(m.websocket == nullptr);
+
+  // Plain routes still run inside match().
+  req = make(Method::kGet, "/orders/7");
+  m = router.match(req);
+  CHECK(m.kind == Kind::kResponse);
+  CHECK(m.response.body == "plain|id=7");
+
+  req = make(Method::kGet, "/events/orders%2Fpaid");
+  m = router.match(req);
+  REQUIRE(m.kind == Kind::kStream);
+  CHECK(m.stream != nullptr);
+  CHECK(req.param("topic") == "orders/paid");
+
+  // A WebSocket route needs an upgrade request; header tokens are case-insensitive lists.
+  req = make(Method::kGet, "/ws/lobby", {},
+             {{"connection", "keep-alive, Upgrade"}, {"upgrade", "WebSocket"}});
+  m = router.match(req);
+  REQUIRE(m.kind == Kind::kWebSocket);
+  CHECK(m.websocket != nullptr);
+  CHECK(req.param("room") == "lobby");
+
+  req = make(Method::kGet, "/ws/lobby");
+  m = router.match(req);
+  CHECK(m.kind == Kind::kResponse);
+  CHECK(m.response.status == 426);
+  CHECK(header_of(m.response, "Upgrade") == "websocket");
+  CHECK(m.response.body.find(R"("code":"UPGRADE_REQUIRED")") != std::string::npos);
+  req = make(Method::kGet, "/ws/lobby", {}, {{"upgrade", "websocket"}});  // no Connection token
+  CHECK(router.match(req).response.status == 426);
+  // dispatch() agrees for the plain-GET case.
+  req = make(Method::kGet, "/ws/lobby");
+  CHECK(router.dispatch(req).status == 426);
+}
+
+TEST_CASE("new route kinds follow the 404/405/415 rules", "[http][router]") {
+  Router router;
+  router.add_async(Method::kPost, "/jobs", [](const Request&, ecom::http::Responder) {});
+  router.add_stream("/events", [](const Request&, std::shared_ptr<ecom::http::Stream>)
+                                   -> std::optional<Response> { return std::nullopt; });
+  router.add_websocket("/ws", [](const Request&, std::shared_ptr<ecom::http::WebSocket>) {
+    return ecom::http::WebSocketCallbacks{};
+  });
+
+  auto req = make(Method::kGet, "/nope");
+  CHECK(router.match(req).response.status == 404);
+
+  // Streams and WebSockets are GET-only and have no HEAD.
+  req = make(Method::kPost, "/events", "{}");
+  auto m = router.match(req);
+  CHECK(m.response.status == 405);
+  CHECK(header_of(m.response, "Allow") == "GET");
+  req = make(Method::kHead, "/events");
+  CHECK(router.match(req).response.status == 405);
+  req = make(Method::kDelete, "/ws");
+  CHECK(router.match(req).response.status == 405);
+
+  req = make(Method::kGet, "/jobs");
+  m = router.match(req);
+  CHECK(m.response.status == 405);
+  CHECK(header_of(m.response, "Allow") == "POST");
+
+  // Async routes check the body type like plain ones.
+  req = make(Method::kPost, "/jobs", "x", {{"content-type", "text/plain"}});
+  CHECK(router.match(req).response.status == 415);
+  req = make(Method::kPost, "/jobs", "{}", {{"content-type", "application/json"}});
+  CHECK(router.match(req).kind == ecom::http::Match::Kind::kAsync);
+
+  // dispatch() cannot serve routes that need a connection.
+  req = make(Method::kPost, "/jobs", "{}");
+  Response r = router.dispatch(req);
+  CHECK(r.status == 500);
+  CHECK(r.body == R"({"error":{"code":"INTERNAL","message":"internal error"}})");
+  req = make(Method::kGet, "/events");
+  CHECK(router.dispatch(req).status == 500);
 }

@@ -225,3 +225,37 @@ TEST_CASE("kafka mock: broker down while the outbox relay publishes: rows stay, 
   relay.stop();
   (*sub)->close();
 }
+
+TEST_CASE("kafka mock: a record whose dead-letter write fails is held, never skipped",
+          "[kafka][mock]") {
+  MockCluster mc(1);
+  std::string topic = unique_name("mock-dlq");
+  mc.create_topic(topic, 1);  // one partition: the next record waits behind the pill
+  auto o = mock_options(mc);
+  auto bus = open_bus(o);
+  Envelope good = test_event("k", 1);
+  std::vector<Record> records{Record{topic, "k", "garbage"}, to_record(topic, good)};
+  REQUIRE(bus->publish(records).ok());
+  // The next three ProduceRequests — the dead-letter writes — are refused.
+  rd_kafka_mock_push_request_errors(mc.get(), 0, 3, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+
+  Collector c;
+  ecom::bus::SubscriptionOptions so{.group = unique_name("g"), .topics = {topic}};
+  so.initial_backoff = 1s;
+  so.max_backoff = 2s;
+  auto sub = bus->subscribe(so, c.handler());
+  REQUIRE(sub.ok());
+  // Three failed writes take at least 1 + 2 + 2 s of backoff; until then nothing passes the pill.
+  std::this_thread::sleep_for(2s);
+  CHECK(c.size() == 0);
+  REQUIRE(eventually([&] { return c.distinct() == 1; }, 60s));
+  CHECK(c.messages()[0].envelope.id == good.id);
+  auto dlq = read_topic(mc.bootstraps(), ecom::bus::dlq_topic(topic), 1, 30s, 1s);
+  REQUIRE(dlq.size() == 1);
+  CHECK(dlq[0].value == "garbage");
+  CHECK(dlq[0].header("ecom_error").value_or("").rfind("undecodable envelope", 0) == 0);
+  CHECK(dlq[0].header("ecom_original_offset") == "0");
+  (*sub)->close();
+}

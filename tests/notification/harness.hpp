@@ -92,7 +92,7 @@ struct Harness {
     ctx.reset(new ModuleContext{*bus, *relay, router, *db, settings.section("notification"), settings});
     module = std::make_unique<notification::NotificationModule>();
     auto st = module->start(*ctx);
-    INFO(st.ok() ? "" : st.error().message);
+    INFO((st.ok() ? std::string() : st.error().message));
     REQUIRE(st.ok());
     relay->start();
     http::ServerOptions so;

@@ -37,7 +37,7 @@ struct StoreFixture {
 
   Applied apply(const Envelope& e) {
     auto r = store->apply(e);
-    INFO((r.ok() ? "" : r.error().message));
+    INFO((r.ok() ? std::string() : r.error().message));
     REQUIRE(r.ok());
     return r.value();
   }

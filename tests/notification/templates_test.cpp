@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <sstream>
+
 #include "ecom/core/config.hpp"
 #include "ecom/notification/templates.hpp"
 
@@ -99,4 +102,21 @@ TEST_CASE("unknown template keys and fields are config errors", "[notification][
   auto doc3 = config(R"({"templates":{"order.created":"text"}})");
   auto r3 = templates_from_config(ConfigSection(doc3.get(), "notification").section("templates"));
   REQUIRE_FALSE(r3.ok());
+}
+
+TEST_CASE("config/ecomd.json carries the built-in templates", "[notification][template]") {
+  std::ifstream in(std::string(ECOM_SOURCE_DIR) + "/config/ecomd.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  auto doc = parse_json_config(text.str());
+  REQUIRE(doc.ok());
+  ConfigSection root(doc.value().get(), "");
+  auto t = templates_from_config(root.section("notification").section("templates"));
+  REQUIRE(t.ok());
+  auto defaults = default_templates();
+  for (const auto& key : template_keys()) {
+    INFO(key);
+    CHECK(t->at(std::string(key)).subject == defaults.at(std::string(key)).subject);
+    CHECK(t->at(std::string(key)).body == defaults.at(std::string(key)).body);
+  }
 }

@@ -3,6 +3,7 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -73,7 +74,13 @@ struct Harness {
     req.body = std::move(body);
     req.headers = std::move(headers);
     if (!req.body.empty()) req.headers.emplace_back("content-type", "application/json");
-    return router.dispatch(req);
+    auto m = router.match(req);
+    if (m.kind != http::Match::Kind::kAsync) return m.response;
+    // Long-poll routes answer through a responder; wait for it like the server would.
+    auto done = std::make_shared<std::promise<http::Response>>();
+    auto answer = done->get_future();
+    (*m.async)(req, [done](http::Response r) { done->set_value(std::move(r)); });
+    return answer.get();
   }
 
   size_t count_seen(std::string_view type) {
@@ -247,4 +254,24 @@ TEST_CASE("cancel emits one request; a terminal order answers 409", "[order]") {
   auto late = h.call(http::Method::kPost, "/api/orders/" + confirmed + "/cancel");
   CHECK(late.status == 409);
   CHECK(std::string(parse(late.body)["error"]["code"].GetString()) == "CONFLICT");
+}
+
+TEST_CASE("long-poll answers when the order turns terminal, and at the end of the wait", "[order]") {
+  Harness h;
+  std::string id = parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
+  auto waiting = std::async(std::launch::async, [&] { return h.call(http::Method::kGet, "/api/orders/" + id + "?wait=20s"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(waiting.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+  h.publish_status(id, "CONFIRMED");
+  REQUIRE(waiting.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  auto r = waiting.get();
+  CHECK(r.status == 200);
+  CHECK(std::string(parse(r.body)["status"].GetString()) == "CONFIRMED");
+
+  std::string other = parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
+  auto start = std::chrono::steady_clock::now();
+  auto expired = h.call(http::Method::kGet, "/api/orders/" + other + "?wait=300ms");
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(250));
+  CHECK(std::string(parse(expired.body)["status"].GetString()) == "PENDING");
+  CHECK(h.call(http::Method::kGet, "/api/orders/" + other + "?wait=61s").status == 400);
 }

@@ -29,7 +29,13 @@ function assert(cond, message) {
   if (!cond) throw new Error(message);
 }
 
-const shot = (page, name) => page.screenshot({ path: path.join(OUT, name), fullPage: true });
+async function shot(page, name) {
+  await page.evaluate(() => {
+    window.scrollTo(0, 0);  // the sticky header belongs at the top
+    document.activeElement?.blur?.();
+  });
+  await page.screenshot({ path: path.join(OUT, name), fullPage: true });
+}
 
 // --- helpers -------------------------------------------------------------------------------------
 
@@ -59,6 +65,21 @@ async function waitForStatus(page, status) {
   }
 }
 
+// The order's notifications arrive over the same stream; the final one names the outcome, and the
+// list shows each as delivered once the log sink has sent it.
+async function waitForNotifications(page, word) {
+  try {
+    await page.locator('#notifications .notification-subject', { hasText: word }).first().waitFor({ timeout: FLOW });
+    await page.waitForFunction(() => {
+      const items = [...document.querySelectorAll('#notifications .notification')];
+      return items.length > 0 && items.every((n) => n.dataset.status === 'SENT');
+    }, null, { timeout: FLOW });
+  } catch {
+    const shown = await page.locator('#notifications').textContent();
+    throw new Error(`the order page did not show the sent "${word}" notification; it shows: ${shown.slice(0, 300)}`);
+  }
+}
+
 // --- tests ---------------------------------------------------------------------------------------
 
 test('shop lists products and updates stock live; assets are embedded', async ({ page }) => {
@@ -80,7 +101,7 @@ test('shop lists products and updates stock live; assets are embedded', async ({
 
   // Everything the page needs comes from the binary, with the right types.
   for (const [url, type] of [['/assets/app.js', 'text/javascript'], ['/assets/app.css', 'text/css'],
-    ['/api/openapi.yaml', 'yaml'], ['/index.html', 'text/html']]) {
+    ['/api/openapi.yaml', 'yaml'], ['/', 'text/html'], ['/assets/favicon.svg', 'image/svg+xml']]) {
     const r = await page.request.get(`${BASE}${url}`);
     assert(r.status() === 200, `${url} answered ${r.status()}`);
     assert((r.headers()['content-type'] ?? '').includes(type), `${url} has content type ${r.headers()['content-type']}`);
@@ -112,6 +133,16 @@ test('an order placed through the form reaches CONFIRMED live', async ({ page })
   await page.getByLabel('Customer id').fill('c-42');
   await page.locator('#token-tok_visa').check();
   await page.locator('#cart-lines .cart-line').nth(1).waitFor({ timeout: STEP });
+  // Change a quantity with the keyboard: the total follows and Tab moves on to the line's button.
+  const qty = page.getByLabel('Quantity of Wireless Mouse');
+  await qty.fill('3');
+  await page.keyboard.press('Tab');
+  assert(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')) === 'Remove Wireless Mouse from cart',
+    'focus was lost after changing a quantity');
+  assert((await page.locator('#cart-total').textContent()) === '$164.96', `total is ${await page.locator('#cart-total').textContent()}`);
+  await qty.fill('2');
+  await page.keyboard.press('Tab');
+  assert((await page.locator('#cart-total').textContent()) === '$139.97', `total is ${await page.locator('#cart-total').textContent()}`);
   await shot(page, 'shop.png');
 
   await page.evaluate(() => { window.__sameDocument = true; });
@@ -123,8 +154,7 @@ test('an order placed through the form reaches CONFIRMED live', async ({ page })
   assert(await page.locator('#cancel-order').isHidden(), 'cancel button still offered on a confirmed order');
   const detail = await page.locator('#order-details').textContent();
   assert(detail.includes('$139.97') || detail.includes('139.97'), `details do not show the total: ${detail}`);
-  // The notifications arrive a moment after the status; wait for at least one when available.
-  await page.locator('#notifications .notification').first().waitFor({ timeout: STEP }).catch(() => {});
+  await waitForNotifications(page, 'confirmed');
   await shot(page, 'order-confirmed.png');
   console.log(`    order ${id} CONFIRMED`);
 });
@@ -138,7 +168,7 @@ test('an order paid with tok_decline ends CANCELLED with its reason', async ({ p
   assert(await page.evaluate(() => window.__sameDocument === true), 'the page reloaded');
   const reason = await page.locator('#order-reason').textContent();
   assert(reason.includes('PAYMENT_DECLINED'), `reason shown: "${reason}"`);
-  await page.locator('#notifications .notification').first().waitFor({ timeout: STEP }).catch(() => {});
+  await waitForNotifications(page, 'cancelled');
   await shot(page, 'order-cancelled.png');
   console.log(`    order ${id} CANCELLED (PAYMENT_DECLINED)`);
 });
@@ -148,8 +178,11 @@ test('a waiting order can be cancelled from its page', async ({ page }) => {
   await addToCart(page, 'Desk Lamp');
   await placeOrder(page, { customer: 'c-7', token: 'tok_timeout' });  // the gateway never answers
   await page.locator('#order-status[data-status="STOCK_RESERVED"]').waitFor({ timeout: FLOW });
-  await page.locator('#cancel-order').click();
-  await page.locator('#cancel-message', { hasText: 'Cancellation requested' }).waitFor({ timeout: STEP });
+  const [answer] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/cancel') && r.request().method() === 'POST', { timeout: STEP }),
+    page.locator('#cancel-order').click(),
+  ]);
+  assert(answer.status() === 202, `POST …/cancel answered ${answer.status()}`);
   await waitForStatus(page, 'CANCELLED');
   const reason = await page.locator('#order-reason').textContent();
   assert(reason.includes('CUSTOMER_CANCELLED'), `reason shown: "${reason}"`);

@@ -61,9 +61,10 @@ export function openStream(url, { onEvent, onState = () => {} }) {
   };
 }
 
-/** The key an event is about: its order id, else its sku, else its subject. */
-export function eventKey(data) {
+/** The key an event is about, as on its topic: the sku for stock events, else the order id. */
+export function eventKey(type, data) {
   if (!data || typeof data !== 'object') return '';
+  if (type === 'inventory' || type === 'alert') return data.sku ?? '';
   return data.orderId ?? data.sku ?? data.subject ?? data.key ?? '';
 }
 
@@ -99,7 +100,7 @@ class Feed {
   dispatch(e) {
     if (e.type !== 'snapshot') {
       const data = e.data && typeof e.data === 'object' ? e.data : {};
-      this.recent.unshift({ ...e, key: eventKey(data), receivedAt: new Date() });
+      this.recent.unshift({ ...e, key: eventKey(e.type, data), receivedAt: new Date() });
       if (this.recent.length > this.limit) this.recent.length = this.limit;
     }
     for (const fn of this.listeners) fn(e);
@@ -131,13 +132,12 @@ class Inventory {
     this.loaded = false;
     this.error = null;
     this.loading = null;
+    let snapshots = 0;
     feed.on((e) => {
       if (e.type === 'inventory') this.apply(e.data);
-      if (e.type === 'snapshot' && Array.isArray(e.data?.items)) this.replaceAll(e.data.items);
-    });
-    // After an outage, events may have been missed beyond what the server could replay: reload.
-    feed.onState((_state, recovered) => {
-      if (recovered) this.load();
+      // The server sends a snapshot instead of a replay when it cannot resume where the page left
+      // off (the first one is just the start of the stream): stock may have moved meanwhile.
+      if (e.type === 'snapshot' && snapshots++ > 0) this.load();
     });
   }
 

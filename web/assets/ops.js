@@ -2,7 +2,7 @@
 
 import { getJson } from './api.js';
 import { feed, inventory } from './live.js';
-import { badge, debounce, flash, h, money, replace, shortId, statusRank, timeEl } from './util.js';
+import { badge, debounce, flash, h, keepFocus, money, replace, shortId, statusRank, timeEl } from './util.js';
 
 const FEED_ROWS = 60;
 const IN_PROGRESS = ['PENDING', 'STOCK_RESERVED', 'PAYMENT_AUTHORIZED'];
@@ -13,13 +13,15 @@ function summary(e) {
     case 'status':
       return [badge(d.status), d.reason ? ` ${d.reason}` : ''];
     case 'inventory': {
-      const delta = typeof d.delta === 'number' ? `${d.delta > 0 ? '+' : ''}${d.delta}` : '';
-      return `${delta ? `${delta} → ` : ''}${d.available ?? '?'} available, ${d.reserved ?? '?'} reserved`;
+      const delta = typeof d.delta !== 'number' ? '' : d.delta > 0 ? `+${d.delta}` : d.delta < 0 ? `−${-d.delta}` : '±0';
+      return [delta ? h('strong', { class: 'delta' }, delta) : null,
+        `${delta ? ' · ' : ''}${d.available ?? '?'} available · ${d.reserved ?? '?'} reserved`,
+        d.orderId ? h('span', { class: 'muted' }, ` · order ${shortId(d.orderId)}`) : ''];
     }
     case 'notification':
       return [d.subject ?? 'notification', d.channel ? ` (${d.channel}${d.status ? `, ${String(d.status).toLowerCase()}` : ''})` : ''];
     case 'alert':
-      return `${d.alert ?? d.kind ?? d.type ?? 'stock alert'}: ${d.available ?? '?'} available (threshold ${d.threshold ?? '?'})`;
+      return `${String(d.alert ?? 'stock alert').replaceAll('_', ' ').toLowerCase()}: ${d.available ?? '?'} available (threshold ${d.threshold ?? '?'})`;
     default: {
       const text = typeof e.data === 'string' ? e.data : JSON.stringify(e.data);
       return text.length > 90 ? `${text.slice(0, 90)}…` : text;
@@ -154,7 +156,7 @@ export function mount(root) {
   const loadOrders = () => getJson('/api/orders?limit=20').then((b) => {
     if (!alive) return;
     ordersError.hidden = true;
-    renderOrders(Array.isArray(b?.orders) ? b.orders : []);
+    keepFocus(ordersBody, 'order', () => renderOrders(Array.isArray(b?.orders) ? b.orders : []));
   }).catch((err) => {
     if (!alive) return;
     ordersError.textContent = `Could not load orders: ${err.message}`;
@@ -229,7 +231,12 @@ export function mount(root) {
         onStatus(e.data);
         refresh();
       }
-      if (e.type === 'stats' && e.data?.orders) applyStats(e.data);
+      // The stream starts with (or, after a long outage, resumes with) a summary snapshot:
+      // {"orders":{"CONFIRMED":n,…},"recent":[…]}.
+      if ((e.type === 'snapshot' || e.type === 'stats') && e.data?.orders) {
+        applyStats(e.data);
+        if (e.type === 'snapshot') refresh();
+      }
     }),
     feed.onState((_s, recovered) => recovered && refresh()),
   ];

@@ -38,6 +38,8 @@ export function mount(root, { id }) {
     notifications: new Map(),
     cancelRequested: false,
   };
+  let alive = true;
+  let pendingPolls = 0;
 
   // --- elements ---------------------------------------------------------------------------------
   const statusBadge = h('span', { class: 'status-badge', id: 'order-status', dataset: { status: 'UNKNOWN' } }, 'Loading…');
@@ -98,6 +100,13 @@ export function mount(root, { id }) {
   function addNotifications(list) {
     for (const n of list) if (n && typeof n === 'object') state.notifications.set(notificationKey(n), n);
     renderNotifications();
+    // The stream announces a notification when it is created; its delivery (SENT, FAILED after
+    // retries) is only in the list, so re-read the list while any is still pending.
+    const pending = [...state.notifications.values()].some((n) => n.status === 'PENDING');
+    if (pending && alive && pendingPolls < 60) {
+      pendingPolls++;
+      reloadNotifications();
+    }
   }
 
   // --- rendering --------------------------------------------------------------------------------
@@ -200,7 +209,6 @@ export function mount(root, { id }) {
   }
 
   // --- data -------------------------------------------------------------------------------------
-  let alive = true;
   getJson(`/api/orders/${encodeURIComponent(id)}`)
     .then((o) => {
       if (!alive || !o) return;
@@ -223,7 +231,7 @@ export function mount(root, { id }) {
   const loadNotifications = () => getJson(`/api/notifications?orderId=${encodeURIComponent(id)}`)
     .then((body) => alive && addNotifications(notificationsOf(body)))
     .catch(() => {});  // the live stream still delivers them; a missing list is not worth an error
-  const reloadNotifications = debounce(loadNotifications, 700);
+  const reloadNotifications = debounce(loadNotifications, 1000);
   loadNotifications();
 
   const stream = openStream(`/api/orders/${encodeURIComponent(id)}/events`, {
@@ -242,6 +250,8 @@ export function mount(root, { id }) {
       } else if (type === 'notification') {
         if (data.orderId && data.orderId !== id) return;
         addNotifications([data]);
+        // The event announces a new notification (usually PENDING); its delivery shows in the list.
+        reloadNotifications();
       }
     },
     onState: (s) => {

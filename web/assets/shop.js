@@ -2,7 +2,7 @@
 
 import { ApiError, postJson } from './api.js';
 import { inventory } from './live.js';
-import { h, money, replace, uuid, flash } from './util.js';
+import { h, keepFocus, money, replace, uuid, flash } from './util.js';
 
 const LOW_STOCK = 5;
 
@@ -54,6 +54,10 @@ export function mount(root) {
   const productStatus = h('p', { class: 'muted', role: 'status' }, 'Loading products…');
 
   function renderProducts() {
+    keepFocus(productList, 'sku', renderProductList);
+  }
+
+  function renderProductList() {
     cards.clear();
     if (inventory.error && !inventory.loaded) {
       replace(productStatus, h('span', { class: 'error-text' },
@@ -134,9 +138,9 @@ export function mount(root) {
         `Only ${p.available} in stock: this order would be cancelled (out of stock).`);
       const qty = h('input', {
         id: qtyId, type: 'number', min: '1', max: '999', step: '1', inputmode: 'numeric', value: String(q),
-        class: 'qty', onchange: (e) => setQuantity(sku, e.target.value),
+        class: 'qty', onchange: (e) => setQuantity(sku, e.target.value, e.target),
         oninput: (e) => {
-          const n = Number(e.target.value);
+          const n = Math.min(Number(e.target.value), 999);
           if (Number.isInteger(n) && n > 0) {
             cart.set(sku, n);
             lineTotal.textContent = money(p.unitAmount * n, p.currency);
@@ -168,14 +172,21 @@ export function mount(root) {
     updateTotals();
   }
 
-  function setQuantity(sku, value) {
+  // On change (commit of the input): a valid quantity only updates the totals, so the keyboard
+  // focus stays where the user moved it; zero or an invalid value removes the line.
+  function setQuantity(sku, value, input) {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 1) {
       cart.delete(sku);
+      renderCart();
+      root.querySelector('#cart-heading')?.focus();
     } else {
-      cart.set(sku, Math.min(n, 999));
+      const q = Math.min(n, 999);
+      cart.set(sku, q);
+      if (String(q) !== input.value) input.value = String(q);
+      updateTotals();
+      renderCartWarnings();
     }
-    renderCart();
     updateCard(sku, false);
   }
 
@@ -222,6 +233,16 @@ export function mount(root) {
     el.hidden = true;
     el.textContent = '';
   }
+
+  // An error stays until the field it is about is edited.
+  customer.addEventListener('input', () => {
+    clearError(customerError);
+    customer.removeAttribute('aria-invalid');
+  });
+  tokenFieldset.addEventListener('change', () => {
+    clearError(tokenError);
+    tokenFieldset.removeAttribute('aria-invalid');
+  });
 
   function clearErrors() {
     for (const el of [customerError, tokenError, cartError, formError]) clearError(el);

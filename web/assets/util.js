@@ -53,11 +53,11 @@ export function money(minor, currency = 'USD') {
   return fmt.format(minor / 10 ** digits);
 }
 
-/** "14:03:07" for an RFC 3339 time (or a Date); the full date in the title attribute via timeEl. */
+/** "14:03:07" (24-hour) for an RFC 3339 time or a Date. */
 export function clock(at) {
   const d = at instanceof Date ? at : new Date(at);
   if (Number.isNaN(d.getTime())) return '';
-  return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
 }
 
 /** A <time> element showing the clock time, with the full timestamp for machines and tooltips. */
@@ -137,6 +137,23 @@ export function uuid() {
   b[8] = (b[8] & 0x3f) | 0x80;
   const hex = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * Runs `render` (which rebuilds the children of `container`) and, if the keyboard focus was inside,
+ * puts it back on the same control of the rebuilt row (rows are found by `data-<keyAttr>`).
+ */
+export function keepFocus(container, keyAttr, render) {
+  const active = document.activeElement;
+  const row = active && container.contains(active) ? active.closest(`[data-${keyAttr}]`) : null;
+  const key = row?.dataset[keyAttr];
+  const label = active?.getAttribute('aria-label') ?? active?.textContent;
+  render();
+  if (key === undefined) return;
+  const again = [...container.querySelectorAll(`[data-${keyAttr}]`)].find((el) => el.dataset[keyAttr] === key);
+  const controls = again ? [...again.querySelectorAll('a, button, input')] : [];
+  const target = controls.find((c) => (c.getAttribute('aria-label') ?? c.textContent) === label) ?? controls[0];
+  target?.focus();
 }
 
 /** Briefly highlights an element (a changed stock figure); respects prefers-reduced-motion in CSS. */

@@ -172,7 +172,7 @@ app.kubernetes.io/component: {{ .role }}
 {{- end }}
 {{- end }}
 {{- range $k.secretProperties }}
-- name: {{ printf "ECOMD_KAFKA_PROP_%s" (.property | upper | replace "." "_" | replace "-" "_") }}
+- name: {{ printf "ECOMD_KAFKA_PROP_%s" (.property | upper | replace "." "_") }}
   valueFrom:
     secretKeyRef:
       name: {{ .secretName }}

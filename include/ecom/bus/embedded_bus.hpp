@@ -1,6 +1,12 @@
 #pragma once
 /// The embedded bus: durable topics in one SQLite file, no broker needed. Several processes may
 /// share the file; consumer-group membership and partition ownership live in the file too.
+///
+/// Retention deletes old records in small transactions (a few hundred rows each) on one
+/// background thread per bus object, so publishers wait at most one chunk. The freed pages stay
+/// in the file and SQLite reuses them for new records (no auto_vacuum / incremental_vacuum): with a
+/// steady load the file levels off at about the peak volume of one retention window instead of
+/// growing forever; returning space to the OS would take a VACUUM while nothing runs.
 
 #include <chrono>
 #include <memory>
@@ -19,6 +25,18 @@ struct EmbeddedBusOptions {
   std::chrono::milliseconds poll_interval{20};       ///< idle poll when no in-process wake-up
   std::chrono::milliseconds session_timeout{6'000};  ///< a member silent this long is evicted
   std::chrono::milliseconds heartbeat_interval{500};
+  /// Records older than this (by publish time) are deleted, oldest first per partition, like
+  /// Kafka's retention.ms. Negative: kept forever. A group whose committed offset points at
+  /// deleted records continues from the oldest retained one (auto.offset.reset=earliest).
+  std::chrono::milliseconds retention{std::chrono::hours(24 * 7)};
+  /// Retention of the `<topic>.dlq` topics; negative: kept forever.
+  std::chrono::milliseconds dlq_retention{std::chrono::hours(24 * 7)};
+  /// How often a retention pass runs (at most one per file and interval, whatever the number of
+  /// processes sharing it); like Kafka's log.retention.check.interval.ms.
+  std::chrono::milliseconds retention_check_interval{std::chrono::seconds(60)};
+  /// Static member id for subscriptions that set no SubscriptionOptions::instance_id; empty:
+  /// those are dynamic members. Must be unique per process among processes sharing the file.
+  std::string instance_id;
 };
 
 /// Opens the bus file, creating its schema.

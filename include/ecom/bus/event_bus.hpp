@@ -60,6 +60,11 @@ struct SubscriptionOptions {
   int max_attempts = 5;             ///< retries before a message is dead-lettered
   std::chrono::milliseconds initial_backoff{100};
   std::chrono::milliseconds max_backoff{10'000};
+  /// Static membership (Kafka's group.instance.id): a member id stable across restarts, so a
+  /// restarted process re-owns its partitions at once instead of after the session timeout.
+  /// Empty: a dynamic member, as before. Unique per group; characters [a-zA-Z0-9._-], at most
+  /// 249 (Kafka's rule). The embedded bus falls back to EmbeddedBusOptions::instance_id.
+  std::string instance_id;
 };
 
 /// A live subscription; closing (or destroying) it commits what was processed and leaves the group.

@@ -76,9 +76,9 @@ struct KafkaBusOptions {
   int replication_factor = 1;
 };
 
-/// Reads the `kafka` config section (unknown keys fail with CONFIG_INVALID). `topics_file` is
-/// resolved against `base_dir` when relative; without a topics file the built-in topic list is
-/// used. May throw ConfigError for wrongly-typed values, like every ConfigSection reader.
+/// Reads the `kafka` config section; unknown keys, wrongly-typed values and librdkafka
+/// properties it rejects fail with CONFIG_INVALID. `topics_file` is resolved against `base_dir`
+/// when relative; without a topics file the built-in topic list is used.
 Result<KafkaBusOptions> kafka_options_from_config(const ConfigSection& section,
                                                   const std::string& base_dir = {});
 /// Everything from the settings: the `kafka` section, the `topics` section (if present, it wins
@@ -87,13 +87,15 @@ Result<KafkaBusOptions> kafka_options_from_config(const ConfigSection& section,
 Result<KafkaBusOptions> kafka_options_from_settings(const Settings& settings);
 
 /// Creates the producer (and a metadata health check); consumers are made per subscription.
-/// Does not contact the brokers synchronously: healthy() turns true once they answer.
-/// Subscriptions use offset storage per group, `auto.offset.reset=earliest`, cooperative-sticky
-/// assignment, commits after the handler returned, and `<topic>.dlq` for dead letters.
+/// Does not contact the brokers synchronously: healthy() turns true once they answer and every
+/// subscription joined its group. Subscriptions use `auto.offset.reset=earliest`, cooperative-
+/// sticky assignment, commits after the handler returned, and `<topic>.dlq` for dead letters.
+/// The bus is thread-safe; subscriptions share its producer and may outlive it.
 Result<std::unique_ptr<EventBus>> make_kafka_bus(KafkaBusOptions options);
 
 /// Creates the configured topics (and .dlq twins), with options.topic_prefix, that do not exist;
-/// logs, without changing anything, existing topics whose partition count differs. Fails (retryable) when the brokers
+/// logs, without changing anything, existing topics whose partition count differs. Blocking;
+/// thread-safe (a short-lived admin client per call). Fails (retryable) when the brokers
 /// cannot be reached within `timeout`.
 Status ensure_topics(const KafkaBusOptions& options, const TopicsConfig& topics,
                      std::chrono::milliseconds timeout = std::chrono::seconds(30));
@@ -109,13 +111,15 @@ struct TopicInfo {
   int expected_partitions = 0; ///< from the topics config; 0 when not configured
   bool exists = false;
 };
-/// Describes every configured topic (and .dlq twin) plus any other non-internal topic found.
+/// Describes every configured topic (and .dlq twin), plus, with a topic_prefix, the other topics
+/// under that prefix.
 Result<std::vector<TopicInfo>> describe_topics(const KafkaBusOptions& options,
                                                std::chrono::milliseconds timeout =
                                                    std::chrono::seconds(15));
 
 /// `ecomd topics create|list|describe`: runs the verb against options.bootstrap_servers with
-/// options.topics (names with options.topic_prefix) and prints a human-readable result to `out`.
+/// options.topics (names with options.topic_prefix) and prints a human-readable result to `out`;
+/// `list` prints every non-internal topic of the cluster.
 /// Returns the process exit code: 0 success, 1 Kafka unreachable or refused, 2 unknown verb.
 int run_topics_command(std::string_view verb, const KafkaBusOptions& options, std::FILE* out);
 

@@ -11,10 +11,21 @@ namespace ecom::bus {
 
 /// A background relay. A row is deleted only after the bus acknowledged it, so a crash at any
 /// point republishes (consumers deduplicate by event id through their inbox).
+///
+/// The relay thread also prunes the store's inbox: rows processed more than `inbox_retention`
+/// ago, in small transactions, every `inbox_prune_interval`. An inbox row is what makes a
+/// redelivered event a no-op, so the retention must outlast every way an event can come again:
+/// a consumer re-reading uncommitted records (they live on the bus no longer than its retention,
+/// and were processed after they were published, so inbox_retention >= the bus retention covers
+/// them; add a margin for clock skew between hosts) and a producer republishing rows it had
+/// published but not yet deleted when it crashed (this happens at its next start, so a producer
+/// down for longer than the retention may cause a double apply). Non-positive: never pruned.
 class OutboxRelay final {
  public:
   OutboxRelay(db::Database& db, EventBus& bus, int batch_size = 512,
-              std::chrono::milliseconds idle_poll = std::chrono::milliseconds(50));
+              std::chrono::milliseconds idle_poll = std::chrono::milliseconds(50),
+              std::chrono::milliseconds inbox_retention = std::chrono::hours(24 * 7),
+              std::chrono::milliseconds inbox_prune_interval = std::chrono::seconds(60));
   ~OutboxRelay();
   OutboxRelay(const OutboxRelay&) = delete;
   OutboxRelay& operator=(const OutboxRelay&) = delete;
@@ -29,6 +40,8 @@ class OutboxRelay final {
   void stop();
   /// Rows published since start.
   uint64_t published() const noexcept;
+  /// Inbox rows pruned since start.
+  uint64_t inbox_pruned() const noexcept;
 
  private:
   struct State;

@@ -38,4 +38,9 @@ int64_t outbox_pending(Tx& tx);
 /// caller then skips its effects. Must run in the same transaction as those effects.
 bool inbox_claim(Tx& tx, std::string_view consumer, std::string_view event_id);
 
+/// Deletes at most `limit` inbox rows processed before `older_than_ms` (epoch ms), oldest first;
+/// returns how many. Once a row is gone a redelivery of its event would be applied again, so
+/// only rows older than any redelivery window may go (see OutboxRelay's inbox_retention).
+int64_t inbox_prune(Tx& tx, int64_t older_than_ms, int limit);
+
 }  // namespace ecom::db

@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# Runs one benchmark scenario end to end: builds what is missing, starts everything the scenario
+# needs (ecomd processes, a local Kafka broker), runs ecomd-bench / ecomd-microbench, prints the
+# tables, and cleans up. Figures and how to read them: docs/performance.md.
+#
+#   bench/run.sh [--smoke] <scenario> [extra ecomd-bench options]
+#
+# Scenarios:
+#   embedded      ecomd --role=all on the embedded bus
+#   kafka-1proc   ecomd --role=all --bus=kafka on a local broker
+#   kafka-split   one ecomd process per role on a local broker; POSTs go to the order process, the
+#                 SSE stream is read from the notification process
+#   http-accept   ecomd --role=order: only POST /api/orders (202 after the order is committed)
+#   micro         ecomd-microbench: envelope codec, outbox commits, relay, embedded and Kafka bus
+#   all           every scenario above, one after the other
+#
+# Each throughput scenario runs: a closed loop (BENCH_CONNECTIONS clients as fast as possible, for
+# BENCH_SECONDS), then open loops at BENCH_RATE orders/s and at half the closed-loop throughput
+# (BENCH_LATENCY_SECONDS each), for latency without coordinated omission.
+#
+# --smoke: one 5-second closed loop with a mixed workload (10% declined, 10% out of stock); exits
+# non-zero on any error, lost order or unexpected outcome. No speed is asserted.
+#
+# Environment:
+#   BENCH_SECONDS          closed-loop seconds (default 60; 5 with --smoke)
+#   BENCH_LATENCY_SECONDS  seconds of each open-loop run (default 30)
+#   BENCH_WARMUP           warm-up seconds before each run (default 5; 1 with --smoke)
+#   BENCH_CONNECTIONS      closed-loop connections (default 64; 256 for http-accept)
+#   BENCH_RATE             open-loop target in orders/s (default 1000; 0 skips that run)
+#   BENCH_OUT              where JSON results and logs go (default build/bench-results/<scenario>-<time>)
+#   BENCH_BROKERS          use this Kafka cluster instead of starting one (also: ECOM_KAFKA_BROKERS)
+#   BENCH_KEEP=1           keep the data directories
+#   BENCH_CONFIG           ecomd config to use instead of bench/config/bench.json (for experiments)
+#   BUILD_DIR              build tree (default build/release). An existing tree is built as it is
+#                          configured; a new one is configured Release without tests.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+smoke=0
+if [[ "${1:-}" == "--smoke" ]]; then
+  smoke=1
+  shift
+fi
+scenario="${1:-}"
+[[ -n "$scenario" ]] && shift
+extra_args=("$@")
+
+usage() {
+  sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+case "$scenario" in
+  embedded | kafka-1proc | kafka-split | http-accept | micro) ;;
+  all)
+    rc=0
+    for s in embedded kafka-1proc kafka-split http-accept micro; do
+      "${BASH_SOURCE[0]}" $([[ $smoke == 1 ]] && echo --smoke) "$s" "${extra_args[@]}" || rc=$?
+    done
+    exit "$rc"
+    ;;
+  *) usage ;;
+esac
+
+if ((smoke)); then
+  seconds="${BENCH_SECONDS:-5}"
+  warmup="${BENCH_WARMUP:-1}"
+else
+  seconds="${BENCH_SECONDS:-60}"
+  warmup="${BENCH_WARMUP:-5}"
+fi
+latency_seconds="${BENCH_LATENCY_SECONDS:-30}"
+rate="${BENCH_RATE:-1000}"
+if [[ "$scenario" == http-accept ]]; then
+  connections="${BENCH_CONNECTIONS:-256}"
+else
+  connections="${BENCH_CONNECTIONS:-64}"
+fi
+stamp="$(date +%Y%m%d-%H%M%S)"
+out="${BENCH_OUT:-$repo/build/bench-results/${scenario}$([[ $smoke == 1 ]] && echo -smoke)-${stamp}}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+tick="$(getconf CLK_TCK)"
+
+say() { echo "bench/run.sh: $*" >&2; }
+die() {
+  say "error: $*"
+  exit 1
+}
+
+# --- build ----------------------------------------------------------------------------------------
+
+build_dir="${BUILD_DIR:-$repo/build/release}"
+[[ "$build_dir" = /* ]] || build_dir="$repo/$build_dir"
+if [[ ! -f "$build_dir/CMakeCache.txt" ]]; then
+  command -v cmake >/dev/null && command -v ninja >/dev/null || "$repo/scripts/install-deps.sh"
+  say "configuring $build_dir (Release, no tests)"
+  cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DECOM_BUILD_TESTS=OFF >/dev/null
+fi
+if ! grep -q "ecomd-bench" "$build_dir/build.ninja" 2>/dev/null; then
+  cmake -S "$repo" -B "$build_dir" >/dev/null  # pick up bench/ if it was added since
+  grep -q "ecomd-bench" "$build_dir/build.ninja" ||
+    die "the build has no ecomd-bench target: CMakeLists.txt needs add_subdirectory(bench)"
+fi
+say "building ecomd, ecomd-bench, ecomd-microbench in $build_dir"
+cmake --build "$build_dir" --target ecomd ecomd-bench ecomd-microbench >"$out/build.log" 2>&1 ||
+  { tail -n 40 "$out/build.log" >&2; die "build failed (log: $out/build.log)"; }
+ecomd="$build_dir/src/ecomd"
+bench="$build_dir/bench/ecomd-bench"
+microbench="$build_dir/bench/ecomd-microbench"
+
+# --- processes and clean-up -----------------------------------------------------------------------
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/ecomd-bench.XXXXXX")"
+pids=()
+broker_started=0
+kafka_env=()
+
+cleanup() {
+  local rc=$?
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if ((broker_started)); then
+    env "${kafka_env[@]}" "$repo/scripts/kafka.sh" stop >/dev/null 2>&1 || true
+  fi
+  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
+    say "kept data in $tmp"
+  else
+    rm -rf "$tmp"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    port_in_use "$p" || port_in_use "$((p + 1))" || { echo "$p"; return; }
+  done
+  die "no free port found"
+}
+
+# Starts ecomd with the bench config; sets $started_pid and $started_url.
+start_ecomd() {
+  local name="$1"
+  shift
+  local port dir
+  port="$(free_port)"
+  dir="$tmp/$name"
+  mkdir -p "$dir"
+  "$ecomd" --config="$tmp/bench.json" --data-dir="$dir" --http="127.0.0.1:$port" "$@" \
+    >"$out/$name.log" 2>&1 &
+  started_pid=$!
+  pids+=("$started_pid")
+  started_url="http://127.0.0.1:$port"
+}
+
+wait_ready() {
+  local name="$1" pid="$2" url="$3" deadline=$((SECONDS + 90))
+  until curl -sf -o /dev/null --max-time 2 "$url/readyz"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$out/$name.log" >&2
+      die "$name exited during start-up (log: $out/$name.log)"
+    fi
+    ((SECONDS < deadline)) || { tail -n 30 "$out/$name.log" >&2; die "$name not ready after 90 s"; }
+    sleep 0.3
+  done
+}
+
+# The stream never ends, so curl times out; the status it saw is what matters.
+has_sse() {
+  local code
+  code="$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$1/api/events" 2>/dev/null || true)"
+  [[ "$code" == 200 ]]
+}
+
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    [[ -r /proc/$pid/stat ]] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+
+# The bench config with absolute paths and, for Kafka, names unique to this run.
+write_config() {
+  local prefix="bench-${stamp}-$$"
+  sed -e "s#\"topics_file\": \"../../config/topics.json\"#\"topics_file\": \"$repo/config/topics.json\"#" \
+    -e "s#\"client_id\": \"ecomd-bench\",#\"client_id\": \"ecomd-bench\", \"topic_prefix\": \"${prefix}.\", \"group_prefix\": \"${prefix}-\",#" \
+    "${BENCH_CONFIG:-$repo/bench/config/bench.json}" >"$tmp/bench.json"
+}
+
+start_broker() {
+  brokers="${BENCH_BROKERS:-${ECOM_KAFKA_BROKERS:-}}"
+  if [[ -n "$brokers" ]]; then
+    say "using the Kafka cluster at $brokers"
+    return
+  fi
+  local port
+  port="$(free_port)"
+  kafka_env=(KAFKA_PORT="$port" KAFKA_DATA_DIR="$tmp/kafka")
+  say "starting a Kafka broker on 127.0.0.1:$port"
+  broker_started=1
+  env "${kafka_env[@]}" "$repo/scripts/kafka.sh" start >"$out/kafka-start.log" 2>&1 ||
+    { tail -n 30 "$out/kafka-start.log" >&2; die "the Kafka broker did not start"; }
+  brokers="127.0.0.1:$port"
+  broker_pid="$(cat "$tmp/kafka/kafka.pid" 2>/dev/null || true)"
+}
+
+machine_info() {
+  {
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host: $(uname -srm); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+    echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    echo "data dir filesystem: $(df -T "$tmp" | awk 'NR==2 {print $2}')"
+    echo "ecomd: $("$ecomd" --version 2>/dev/null) ($(grep -m1 CMAKE_BUILD_TYPE "$build_dir/CMakeCache.txt" | cut -d= -f2))"
+    echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  } | tee "$out/machine.txt" >&2
+}
+
+# --- runs -----------------------------------------------------------------------------------------
+
+worst=0
+summary=()
+
+# run_bench NAME CPU_PIDS... -- BENCH_ARGS...
+run_bench() {
+  local name="$1"
+  shift
+  local cpu_pids=()
+  while [[ "$1" != "--" ]]; do
+    cpu_pids+=("$1")
+    shift
+  done
+  shift
+  local before after load rc=0
+  before="$(cpu_ticks "${cpu_pids[@]}")"
+  say "run $name: ecomd-bench $*"
+  "$bench" --label "$scenario/$name" --json "$out/$name.json" "$@" "${extra_args[@]}" |
+    tee "$out/$name.txt" || rc=$?
+  after="$(cpu_ticks "${cpu_pids[@]}")"
+  load="$(cut -d' ' -f1-3 /proc/loadavg)"
+  local completed cpu_ms
+  # Per order pushed through during the run, warm-up included (the CPU was spent on those too).
+  completed="$(sed -n 's/.*"total": {"sent": [0-9]*, "accepted": \([0-9]*\), "completed": \([0-9]*\).*/\1 \2/p' "$out/$name.json" 2>/dev/null)"
+  local orders="${completed#* }"
+  [[ "$orders" == 0 || -z "$orders" ]] && orders="${completed% *}"
+  if [[ -n "$orders" && "$orders" != 0 ]]; then
+    cpu_ms="$(awk -v t=$((after - before)) -v hz="$tick" -v n="$orders" 'BEGIN {printf "%.2f", t * 1000 / hz / n}')"
+  else
+    cpu_ms="-"
+  fi
+  echo "  server CPU: $(awk -v t=$((after - before)) -v hz="$tick" 'BEGIN {printf "%.1f", t / hz}') s over the run," \
+    "${cpu_ms} ms per order (all ecomd${broker_pid:+ + broker} processes); load average after: $load" |
+    tee -a "$out/$name.txt"
+  printf '{"cpu_seconds": %s, "cpu_ms_per_order": "%s", "loadavg_after": "%s", "exit": %d}\n' \
+    "$(awk -v t=$((after - before)) -v hz="$tick" 'BEGIN {printf "%.2f", t / hz}')" "$cpu_ms" "$load" "$rc" \
+    >"$out/$name.server.json"
+  summary+=("$name: exit $rc")
+  case "$rc" in
+    0) ;;
+    3) say "$name: the server could not sustain the open-loop rate (reported, not an error)" ;;
+    *) worst=1 ;;
+  esac
+}
+
+closed_then_open() {
+  local e2e="$1" url_args=("${@:2}")
+  local cpu=("${pids[@]}")
+  [[ -n "${broker_pid:-}" ]] && cpu+=("$broker_pid")
+  if ((smoke)); then
+    run_bench smoke "${cpu[@]}" -- "${url_args[@]}" --mode closed --connections 8 \
+      --duration "$seconds" --warmup "$warmup" --e2e "$e2e" --mix-decline 0.1 --mix-oos 0.1 --quiet
+    return
+  fi
+  run_bench closed "${cpu[@]}" -- "${url_args[@]}" --mode closed --connections "$connections" \
+    --duration "$seconds" --warmup "$warmup" --e2e "$e2e" --quiet
+  [[ "$e2e" == none ]] && return
+  if [[ "$rate" != 0 ]]; then
+    run_bench "open-$rate" "${cpu[@]}" -- "${url_args[@]}" --mode open --rate "$rate" \
+      --connections "$connections" --duration "$latency_seconds" --warmup "$warmup" --e2e "$e2e" --quiet
+  fi
+  local capacity half
+  capacity="$(sed -n 's/.*"completed_per_s": \([0-9.]*\).*/\1/p' "$out/closed.json" | head -1)"
+  half="$(awk -v c="${capacity:-0}" 'BEGIN {printf "%d", c / 2}')"
+  if ((half >= 10)); then
+    run_bench "open-$half" "${cpu[@]}" -- "${url_args[@]}" --mode open --rate "$half" \
+      --connections "$connections" --duration "$latency_seconds" --warmup "$warmup" --e2e "$e2e" --quiet
+  fi
+}
+
+write_config
+broker_pid=""
+
+case "$scenario" in
+  embedded)
+    start_ecomd all --role=all
+    wait_ready all "$started_pid" "$started_url"
+    machine_info
+    e2e=sse
+    has_sse "$started_url" || { say "no /api/events (notification role missing): --e2e=poll"; e2e=poll; }
+    closed_then_open "$e2e" --url "$started_url"
+    ;;
+  kafka-1proc)
+    start_broker
+    start_ecomd all --role=all --bus=kafka --brokers="$brokers"
+    wait_ready all "$started_pid" "$started_url"
+    machine_info
+    e2e=sse
+    has_sse "$started_url" || { say "no /api/events (notification role missing): --e2e=poll"; e2e=poll; }
+    closed_then_open "$e2e" --url "$started_url"
+    ;;
+  kafka-split)
+    start_broker
+    declare -A role_url role_pid
+    for role in order inventory payment saga notification; do
+      start_ecomd "$role" --role="$role" --bus=kafka --brokers="$brokers"
+      role_url[$role]="$started_url"
+      role_pid[$role]="$started_pid"
+    done
+    sse_args=()
+    e2e=sse
+    for role in order inventory payment saga notification; do
+      if [[ "$role" == notification ]]; then
+        sleep 1
+        if ! kill -0 "${role_pid[$role]}" 2>/dev/null; then
+          say "the notification role does not start in this build: --e2e=poll"
+          e2e=poll
+          continue
+        fi
+      fi
+      wait_ready "$role" "${role_pid[$role]}" "${role_url[$role]}"
+    done
+    [[ "$e2e" == sse ]] && sse_args=(--sse-url "${role_url[notification]}")
+    machine_info
+    closed_then_open "$e2e" --url "${role_url[order]}" "${sse_args[@]}"
+    ;;
+  http-accept)
+    start_ecomd order --role=order
+    wait_ready order "$started_pid" "$started_url"
+    machine_info
+    closed_then_open none --url "$started_url"
+    ;;
+  micro)
+    micro_args=()
+    if ((smoke)); then
+      micro_args=(--seconds 0.3)
+      [[ -n "${BENCH_BROKERS:-${ECOM_KAFKA_BROKERS:-}}" ]] && { start_broker; micro_args+=(--brokers "$brokers"); }
+    else
+      micro_args=(--seconds "${BENCH_MICRO_SECONDS:-3}")
+      start_broker
+      micro_args+=(--brokers "$brokers")
+    fi
+    machine_info
+    rc=0
+    (cd "$tmp" && TMPDIR="$tmp" "$microbench" "${micro_args[@]}" --json "$out/micro.json") | tee "$out/micro.txt" || rc=$?
+    summary+=("micro: exit $rc")
+    ((rc == 0)) || worst=1
+    ;;
+esac
+
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt" >&2
+say "results in $out (${summary[*]})"
+exit "$worst"
