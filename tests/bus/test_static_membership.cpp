@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -246,6 +247,18 @@ TEST_CASE("static membership: the older of two incarnations alive at once is fen
   });
   auto sub1 = bus1->subscribe(sub_opts, first.handler());
   REQUIRE(sub1.ok());
+  auto unblock = [&] {
+    {
+      std::lock_guard lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+  };
+  // Destroyed before sub1: a failed REQUIRE must not leave close() waiting for the handler.
+  struct Unblock {
+    std::function<void()> f;
+    ~Unblock() { f(); }
+  } unblock_on_exit{unblock};
   const Envelope stuck = test_event("k0", 0);
   REQUIRE(bus1->publish("t", stuck).ok());
   REQUIRE(eventually([&] {
@@ -282,11 +295,7 @@ TEST_CASE("static membership: the older of two incarnations alive at once is fen
 
   // The first incarnation wakes up: its commit is refused, and closing it leaves the membership
   // and partitions with the second.
-  {
-    std::lock_guard lock(mu);
-    release = true;
-  }
-  cv.notify_all();
+  unblock();
   (*sub1)->close();
   CHECK(first.ids() == std::vector<std::string>{stuck.id});
   CHECK(log_ends_committed());

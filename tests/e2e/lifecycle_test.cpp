@@ -52,7 +52,7 @@ std::string kafka_section() {
 }
 
 std::vector<std::string> args(const std::string& config) {
-  std::vector<std::string> aargs(config);
+  std::vector<std::string> a{"--role=all", "--config=" + config};
   if (g_bus == "kafka") a.push_back("--bus=kafka");
   return a;
 }
