@@ -323,11 +323,11 @@ Match Router::match(Request& request) const {
   });
 
   const Route* best = nullptr;
-  // HEAD falls back to a plain GET route when no HEAD route matches (a stream or WebSocket GET
-  // has no meaningful HEAD).
+  // HEAD falls back to a GET route that answers with a response (plain or async) when no HEAD
+  // route matches; a stream or WebSocket GET has no meaningful HEAD.
   const Route* best_get = nullptr;
   unsigned allowed = 0;
-  bool plain_get = false;
+  bool head_via_get = false;
   for (const Route& route : routes_) {
     if (route.segments.size() != segments.size()) continue;
     bool match = true;
@@ -337,11 +337,11 @@ Match Router::match(Request& request) const {
     }
     if (!match) continue;
     allowed |= method_bit(route.method);
-    const bool plain = route.kind == Match::Kind::kResponse;
-    if (plain && route.method == Method::kGet) plain_get = true;
+    const bool answers = route.kind == Match::Kind::kResponse || route.kind == Match::Kind::kAsync;
+    if (answers && route.method == Method::kGet) head_via_get = true;
     if (route.method == request.method) {
       if (!best || more_specific(route.segments, best->segments)) best = &route;
-    } else if (request.method == Method::kHead && route.method == Method::kGet && plain) {
+    } else if (request.method == Method::kHead && route.method == Method::kGet && answers) {
       if (!best_get || more_specific(route.segments, best_get->segments)) best_get = &route;
     }
   }
@@ -351,7 +351,7 @@ Match Router::match(Request& request) const {
     if (allowed == 0) {
       return answer(error_response(Error{"NOT_FOUND", "no route for " + request.path, {}, false}));
     }
-    if (plain_get) allowed |= method_bit(Method::kHead);
+    if (head_via_get) allowed |= method_bit(Method::kHead);
     std::string allow;
     for (Method m : kAllMethods) {
       if (!(allowed & method_bit(m))) continue;

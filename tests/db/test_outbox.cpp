@@ -145,3 +145,90 @@ TEST_CASE("inbox_claim is true once per consumer and event, and rolls back with 
   CHECK(claim("order", "e3"));
   CHECK_FALSE(claim("order", "e3"));
 }
+
+TEST_CASE("inbox_prune deletes the oldest rows before the cutoff, at most `limit` at a time",
+          "[db][inbox]") {
+  auto db = messaging_db();
+  // processed_at 1000, 2000, ... 10000 for e1..e10; e4 and e8 under another consumer.
+  REQUIRE(db->transaction([&](Tx& tx) -> Status {
+               for (int i = 1; i <= 10; ++i) {
+                 const std::string consumer = i % 4 == 0 ? "saga" : "order";
+                 const std::string id = "e" + std::to_string(i);
+                 REQUIRE(ecom::db::inbox_claim(tx, consumer, id));
+                 tx.stmt("UPDATE inbox SET processed_at=? WHERE consumer=? AND event_id=?")
+                     .bind_all(int64_t{1000} * i, consumer, id)
+                     .exec();
+               }
+               return {};
+             }).ok());
+  auto prune = [&](int64_t older_than, int limit) {
+    auto r = db->transaction(
+        [&](Tx& tx) -> Result<int64_t> { return ecom::db::inbox_prune(tx, older_than, limit); });
+    REQUIRE(r.ok());
+    return r.value();
+  };
+  auto remaining = [&] {
+    auto r = db->read([](Tx& tx) -> Result<std::vector<std::string>> {
+      std::vector<std::string> out;
+      auto s = tx.stmt("SELECT event_id FROM inbox ORDER BY processed_at");
+      while (s.step()) out.push_back(s.col_text(0));
+      return out;
+    });
+    REQUIRE(r.ok());
+    return r.value();
+  };
+
+  CHECK(prune(5'500, 3) == 3);  // the oldest three of the five before the cutoff
+  CHECK(remaining() == std::vector<std::string>{"e4", "e5", "e6", "e7", "e8", "e9", "e10"});
+  CHECK(prune(5'500, 0) == 0);
+  CHECK(prune(5'500, 100) == 2);  // the cutoff is exclusive: e6 (6000) stays
+  CHECK(prune(5'500, 100) == 0);
+  CHECK(remaining() == std::vector<std::string>{"e6", "e7", "e8", "e9", "e10"});
+  CHECK(prune(9'000, 100) == 3);  // e9 was processed at exactly 9000: kept
+  CHECK(remaining() == std::vector<std::string>{"e9", "e10"});
+
+  // A pruned event is no longer recognised as a duplicate.
+  auto claim = db->transaction(
+      [&](Tx& tx) -> Result<bool> { return ecom::db::inbox_claim(tx, "order", "e1"); });
+  REQUIRE(claim.ok());
+  CHECK(*claim);
+}
+
+TEST_CASE("migrate_messaging upgrades a v1 store with the inbox time index", "[db][inbox]") {
+  ecom::test::TempDir dir;
+  {
+    auto db = Database::open(dir.file("old.db"));
+    REQUIRE(db.ok());
+    // The v1 schema as an older build left it, with a row in the inbox.
+    REQUIRE((*db)->transaction([](Tx& tx) -> Status {
+                  tx.exec(
+                      "CREATE TABLE schema_version(component TEXT PRIMARY KEY, version INTEGER "
+                      "NOT NULL);"
+                      "INSERT INTO schema_version VALUES('messaging', 1);"
+                      "CREATE TABLE outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT "
+                      "NULL, key TEXT NOT NULL, payload TEXT NOT NULL, created_at INTEGER NOT "
+                      "NULL);"
+                      "CREATE TABLE inbox(consumer TEXT NOT NULL, event_id TEXT NOT NULL, "
+                      "processed_at INTEGER NOT NULL, PRIMARY KEY(consumer, event_id)) WITHOUT "
+                      "ROWID;"
+                      "INSERT INTO inbox VALUES('order', 'old', 1);");
+                  return {};
+                }).ok());
+  }
+  auto db = Database::open(dir.file("old.db"));
+  REQUIRE(db.ok());
+  REQUIRE(ecom::db::migrate_messaging(**db).ok());
+  auto r = (*db)->read([](Tx& tx) -> Result<int64_t> {
+    auto s = tx.stmt(
+        "SELECT (SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+        "name='inbox_by_time') * 10 + (SELECT version FROM schema_version WHERE "
+        "component='messaging')");
+    return s.step() ? s.col_int(0) : -1;
+  });
+  REQUIRE(r.ok());
+  CHECK(r.value() == 12);  // the index exists, version 2
+  auto pruned = (*db)->transaction(
+      [](Tx& tx) -> Result<int64_t> { return ecom::db::inbox_prune(tx, 2, 10); });
+  REQUIRE(pruned.ok());
+  CHECK(pruned.value() == 1);
+}

@@ -309,6 +309,11 @@ TEST_CASE("match resolves async, stream and WebSocket routes", "[http][router]")
   CHECK(async_calls == 0);  // the server runs async handlers, not match()
   CHECK(m.stream == nullptr);
   CHECK(m.websocket == nullptr);
+  // HEAD falls back to an async GET like to a plain one (the server drops the body).
+  req = make(Method::kHead, "/orders/7/wait");
+  CHECK(router.match(req).kind == Kind::kAsync);
+  req = make(Method::kPut, "/orders/7/wait");
+  CHECK(header_of(router.match(req).response, "Allow") == "GET, HEAD");
 
   // Plain routes still run inside match().
   req = make(Method::kGet, "/orders/7");

@@ -417,3 +417,19 @@ TEST_CASE("sse and async: long-lived requests outlive the read timeout", "[http]
   CHECK(poll.read_response().find(R"({"late":true})") != std::string::npos);
   CHECK(s.closed.load() == 0);
 }
+
+TEST_CASE("async: HEAD on an async GET route gets the head without the body", "[http][async]") {
+  StreamServer s;
+  RawClient c(s.port());
+  REQUIRE(c.send("HEAD /wait/h HTTP/1.1\r\nHost: x\r\n\r\n"));
+  REQUIRE(eventually([&] { return s.has_responder("h"); }));
+  (*s.responder("h"))(json(200, R"({"n":12345})"));
+  REQUIRE(c.read_head());
+  CHECK(c.head().rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(c.has_header("Content-Length", "11"));
+  // No body follows: the next response on the connection starts right after the head (the raw
+  // client treats everything after the first head as body).
+  REQUIRE(c.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+  REQUIRE(c.wait_for(R"({"hi":1})"));
+  CHECK(c.body().rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+}

@@ -292,7 +292,8 @@ TEST_CASE("delivery bookkeeping: retry, FAILED, SENT with NotificationSent", "[n
   CHECK(later[0].attempts == 1);
   REQUIRE(f.store->mark_sent(later[0], "webhook", now_ms()).ok());
   CHECK_FALSE(f.store->next_due_at().value().has_value());
-  auto n = f.notifications("o-5")["notifications"][0].GetObject();
+  auto doc = f.notifications("o-5");
+  auto n = doc["notifications"][0].GetObject();
   CHECK(std::string(n["status"].GetString()) == "SENT");
   CHECK(n["attempts"].GetInt() == 2);
   CHECK(std::string(n["channel"].GetString()) == "webhook");
@@ -312,7 +313,8 @@ TEST_CASE("delivery bookkeeping: retry, FAILED, SENT with NotificationSent", "[n
   auto c = f.store->due(now_ms(), 10).value();
   REQUIRE(c.size() == 1);
   REQUIRE(f.store->mark_failed(c[0], "HTTP 500", std::nullopt).ok());
-  auto failed = f.notifications("o-5")["notifications"][0].GetObject();
+  auto failed_doc = f.notifications("o-5");
+  auto failed = failed_doc["notifications"][0].GetObject();
   CHECK(std::string(failed["status"].GetString()) == "FAILED");
   CHECK(std::string(failed["lastError"].GetString()) == "HTTP 500");
   CHECK(f.store->due(now_ms() + 1'000'000, 10).value().empty());
