@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds everything (warnings are errors) and runs the whole test suite
-# through ctest, with a real Kafka broker on loopback for the Kafka tests.
+# Installs what is missing, builds everything (warnings are errors) and runs every test:
+#   1. the C++ suite through ctest, with a real Apache Kafka broker on loopback for the Kafka tests;
+#   2. the browser test of the web UI in headless Chromium;
+#   3. a 5-second smoke run of every benchmark scenario;
+#   4. the Helm chart tests and the container recipe (the Dockerfile's build steps, without docker).
+# Every stage runs even if an earlier one failed; the exit code is non-zero if any failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,16 +13,39 @@ build_dir="${BUILD_DIR:-build/test}"
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DECOM_WERROR=ON >/dev/null
 cmake --build "$build_dir"
 
-# One real broker for the whole suite (fetched with Maven on first use).
+# One real broker for the whole suite (fetched with Maven on first use), stopped on exit.
 export KAFKA_PORT="${KAFKA_PORT:-19092}"
-if [[ -x scripts/kafka.sh ]]; then
-  scripts/kafka.sh start
-  trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
-  export ECOM_KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
-fi
+export KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-$(mktemp -d /tmp/ecomd-kafka-test.XXXXXX)}"
+scripts/kafka.sh start
+trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
+export ECOM_KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
 
-ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 600
+failed=()
+stage() {
+  local name="$1"
+  shift
+  echo
+  echo "=== ${name}"
+  if "$@"; then
+    echo "=== ${name}: ok"
+  else
+    echo "=== ${name}: FAILED"
+    failed+=("$name")
+  fi
+}
 
-if [[ -x scripts/helm-test.sh ]]; then
-  scripts/helm-test.sh
+stage "unit, contract and end-to-end tests (ctest)" \
+  ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 900
+stage "browser test" scripts/browser-test.sh "$build_dir/src/ecomd" "$build_dir/browser"
+for scenario in embedded kafka-1proc kafka-split http-accept micro; do
+  stage "benchmark smoke: ${scenario}" env ECOMD_BIN="$(pwd)/$build_dir/src/ecomd" \
+    BENCH_BIN_DIR="$(pwd)/$build_dir/bench" bench/run.sh --smoke "$scenario"
+done
+stage "helm chart and container recipe" scripts/helm-test.sh --docker-recipe
+
+echo
+if ((${#failed[@]})); then
+  echo "test.sh: FAILED stages: ${failed[*]}"
+  exit 1
 fi
+echo "test.sh: every stage passed"
