@@ -17,7 +17,7 @@ cmake --build "$build_dir"
 export KAFKA_PORT="${KAFKA_PORT:-19092}"
 export KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-$(mktemp -d /tmp/ecomd-kafka-test.XXXXXX)}"
 scripts/kafka.sh start
-trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
+trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true; rm -rf "$KAFKA_DATA_DIR"' EXIT
 export ECOM_KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
 
 failed=()

@@ -1,5 +1,9 @@
 // Kafka topic provisioning (Admin API), the topics config, and the shared librdkafka helpers.
 
+#include <unistd.h>
+
+#include <cctype>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -350,6 +354,19 @@ Result<KafkaBusOptions> kafka_options_from_settings(const Settings& settings) {
     return config_invalid(e.what());
   }
   if (!settings.brokers.empty()) o->bootstrap_servers = settings.brokers;
+  // Secrets (SASL passwords, key passphrases) come from the environment so that config files and
+  // ConfigMaps never hold them: ECOMD_KAFKA_PROP_SASL_PASSWORD=x sets sasl.password=x.
+  constexpr std::string_view kEnvPrefix = "ECOMD_KAFKA_PROP_";
+  for (char** env = environ; env != nullptr && *env != nullptr; ++env) {
+    std::string_view entry(*env);
+    auto eq = entry.find('=');
+    if (entry.substr(0, kEnvPrefix.size()) != kEnvPrefix || eq == std::string_view::npos ||
+        eq == kEnvPrefix.size())
+      continue;
+    std::string name(entry.substr(kEnvPrefix.size(), eq - kEnvPrefix.size()));
+    for (auto& c : name) c = c == '_' ? '.' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    o->properties[name] = std::string(entry.substr(eq + 1));
+  }
   return o;
 }
 

@@ -157,6 +157,20 @@ TEST_CASE("kafka options: defaults, passthrough properties, validation", "[kafka
     CHECK(r->bootstrap_servers == "b:2");  // --brokers wins over the file
     CHECK(find(r->topics, "extra.topic") != nullptr);
   }
+  SECTION("secrets come from ECOMD_KAFKA_PROP_* environment variables") {
+    ::setenv("ECOMD_KAFKA_PROP_SASL_PASSWORD", "s3cret", 1);
+    ::setenv("ECOMD_KAFKA_PROP_SSL_KEY_PASSWORD", "k3y", 1);
+    const char* args[] = {"ecomd"};
+    auto settings = ecom::load_settings(
+        1, args, [](const char*) { return std::optional<std::string>(); }, {});
+    REQUIRE(settings.ok());
+    auto r = ecom::bus::kafka_options_from_settings(*settings);
+    ::unsetenv("ECOMD_KAFKA_PROP_SASL_PASSWORD");
+    ::unsetenv("ECOMD_KAFKA_PROP_SSL_KEY_PASSWORD");
+    REQUIRE(r.ok());
+    CHECK(r->properties["sasl.password"] == "s3cret");
+    CHECK(r->properties["ssl.key.password"] == "k3y");
+  }
 }
 
 TEST_CASE("kafka topics: ensure_topics creates what is missing and reports, never alters, "
