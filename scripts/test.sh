@@ -15,9 +15,17 @@ cmake --build "$build_dir"
 
 # One real broker for the whole suite (fetched with Maven on first use), stopped on exit.
 export KAFKA_PORT="${KAFKA_PORT:-19092}"
-export KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-$(mktemp -d /tmp/ecomd-kafka-test.XXXXXX)}"
+own_kafka_dir=""
+if [[ -z "${KAFKA_DATA_DIR:-}" ]]; then
+  own_kafka_dir="$(mktemp -d /tmp/ecomd-kafka-test.XXXXXX)"
+  export KAFKA_DATA_DIR="$own_kafka_dir"
+fi
+cleanup() {
+  scripts/kafka.sh stop >/dev/null 2>&1 || true
+  [[ -z "$own_kafka_dir" ]] || rm -rf "$own_kafka_dir"
+}
+trap cleanup EXIT
 scripts/kafka.sh start
-trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true; rm -rf "$KAFKA_DATA_DIR"' EXIT
 export ECOM_KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
 
 failed=()
