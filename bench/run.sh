@@ -55,8 +55,10 @@ case "$scenario" in
   embedded | kafka-1proc | kafka-split | http-accept | micro) ;;
   all)
     rc=0
+    smoke_flag=()
+    ((smoke)) && smoke_flag=(--smoke)
     for s in embedded kafka-1proc kafka-split http-accept micro; do
-      "${BASH_SOURCE[0]}" $([[ $smoke == 1 ]] && echo --smoke) "$s" "${extra_args[@]}" || rc=$?
+      "${BASH_SOURCE[0]}" "${smoke_flag[@]}" "$s" "${extra_args[@]}" || rc=$?
     done
     exit "$rc"
     ;;
@@ -78,7 +80,9 @@ else
   connections="${BENCH_CONNECTIONS:-64}"
 fi
 stamp="$(date +%Y%m%d-%H%M%S)"
-out="${BENCH_OUT:-$repo/build/bench-results/${scenario}$([[ $smoke == 1 ]] && echo -smoke)-${stamp}}"
+suffix=""
+((smoke)) && suffix="-smoke"
+out="${BENCH_OUT:-$repo/build/bench-results/${scenario}${suffix}-${stamp}}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 tick="$(getconf CLK_TCK)"

@@ -122,6 +122,7 @@ constexpr int kRetentionChunk = 512;
 // holds the write lock a third of the time at most: writers of this process get the connection,
 // and writers of other processes are not pushed into long SQLite busy-handler sleeps.
 constexpr milliseconds kRetentionMinPause{2};
+constexpr milliseconds kRetentionMaxPause{1'000};
 
 /// Appends records to partition logs inside one write transaction, tracking each touched
 /// partition's log end so that a batch costs one INSERT per record plus one UPSERT per partition.
@@ -761,6 +762,12 @@ class RetentionJanitor final {
     return stop_;
   }
 
+  /// Sleeps unless stopped; false when stopped.
+  bool pause(milliseconds d) {
+    std::unique_lock lock(mu_);
+    return !cv_.wait_for(lock, d, [&] { return stop_; });
+  }
+
   void pass() {
     const int64_t now = now_ms();
     const int64_t interval = core_->opt.retention_check_interval.count();
@@ -790,8 +797,7 @@ class RetentionJanitor final {
     }
     int64_t total = 0;
     for (const auto& [topic, partition, cutoff] : *parts) {
-      while (true) {
-        if (stopping()) return;
+      while (!stopping()) {
         const auto started = Clock::now();
         auto r = core_->db->transaction([&](db::Tx& tx) -> Result<Chunk> {
           return delete_chunk(tx, topic, partition, cutoff);
@@ -803,7 +809,7 @@ class RetentionJanitor final {
         }
         total += r->deleted;
         if (!r->more) break;
-        std::this_thread::sleep_for(std::max(kRetentionMinPause, 2 * took));
+        if (!pause(std::clamp(2 * took, kRetentionMinPause, kRetentionMaxPause))) return;
       }
     }
     if (total > 0) log::debug(kTag, "retention deleted {} records from {}", total, core_->opt.path);

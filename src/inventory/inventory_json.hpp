@@ -1,42 +1,31 @@
 #pragma once
 // JSON encoding shared by the inventory service (event payloads) and the module (HTTP bodies).
 
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include <span>
 #include <string>
-#include <string_view>
 
+#include "ecom/core/json.hpp"
 #include "ecom/inventory/inventory_service.hpp"
 
 namespace ecom::inventory::json {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
-
-inline void key(Writer& w, std::string_view k) {
-  w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
-}
-inline void str(Writer& w, std::string_view v) {
-  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-}
+using ecom::json::key;
+using ecom::json::object;
+using ecom::json::str;
+using ecom::json::to_string;
+using ecom::json::write_int64;
+using ecom::json::write_string;
+using ecom::json::Writer;
 
 inline void write_product(Writer& w, const Product& p) {
   w.StartObject();
-  key(w, "sku");
-  str(w, p.sku);
-  key(w, "name");
-  str(w, p.name);
-  key(w, "available");
-  w.Int64(p.available);
-  key(w, "reserved");
-  w.Int64(p.reserved);
-  key(w, "sold");
-  w.Int64(p.sold);
-  key(w, "unitAmount");
-  w.Int64(p.unit_amount);
-  key(w, "currency");
-  str(w, p.currency);
+  write_string(w, "sku", p.sku);
+  write_string(w, "name", p.name);
+  write_int64(w, "available", p.available);
+  write_int64(w, "reserved", p.reserved);
+  write_int64(w, "sold", p.sold);
+  write_int64(w, "unitAmount", p.unit_amount);
+  write_string(w, "currency", p.currency);
   w.EndObject();
 }
 
@@ -44,10 +33,8 @@ inline void write_lines(Writer& w, std::span<const Line> lines) {
   w.StartArray();
   for (const auto& l : lines) {
     w.StartObject();
-    key(w, "sku");
-    str(w, l.sku);
-    key(w, "quantity");
-    w.Int64(l.quantity);
+    write_string(w, "sku", l.sku);
+    write_int64(w, "quantity", l.quantity);
     w.EndObject();
   }
   w.EndArray();
@@ -57,7 +44,7 @@ inline std::string product_json(const Product& p) {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   write_product(w, p);
-  return {sb.GetString(), sb.GetSize()};
+  return to_string(sb);
 }
 
 }  // namespace ecom::inventory::json

@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <exception>
 #include <string>
 #include <utility>
 
 #include "ecom/bus/event_bus.hpp"
+#include "ecom/bus/handler.hpp"
 #include "ecom/bus/outbox_relay.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/core/topics.hpp"
@@ -125,27 +125,17 @@ void InventoryModule::stop() noexcept {
 }
 
 bus::Outcome InventoryModule::Impl::on_message(const bus::Message& m) {
-  try {
-    return apply(m);
-  } catch (const std::exception& e) {
-    log::error(kTag, "{} {}: unexpected failure: {}", m.envelope.type, m.envelope.id, e.what());
-    return bus::Outcome::retry(e.what());
-  }
+  return bus::guarded(kTag, m, [&] { return apply(m); });
 }
 
 bus::Outcome InventoryModule::Impl::apply(const bus::Message& m) {
   const Envelope& env = m.envelope;
-  auto reject = [&](const Error& e) {
-    std::string why = std::string(env.type) + " " + env.id + ": " + e.message;
-    log::warn(kTag, "dead-lettering {}", why);
-    return bus::Outcome::dead_letter(std::move(why));
-  };
 
   // Parse before opening the transaction: bad data can never succeed, so it is not retried.
   Result<bool> applied = false;
   if (env.type == event_types::kReserveStock) {
     auto cmd = parse_reserve_stock(env.data);
-    if (!cmd) return reject(cmd.error());
+    if (!cmd) return bus::reject(kTag, m, cmd.error());
     applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
       if (!db::inbox_claim(tx, kTag, env.id)) return false;
       auto r = reserve_stock(tx, rules, cmd.value(), env);
@@ -155,7 +145,7 @@ bus::Outcome InventoryModule::Impl::apply(const bus::Message& m) {
     });
   } else if (env.type == event_types::kReleaseStock || env.type == event_types::kCommitStock) {
     auto order_id = parse_order_ref(env.data);
-    if (!order_id) return reject(order_id.error());
+    if (!order_id) return bus::reject(kTag, m, order_id.error());
     const bool commit = env.type == event_types::kCommitStock;
     applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
       if (!db::inbox_claim(tx, kTag, env.id)) return false;
@@ -166,15 +156,11 @@ bus::Outcome InventoryModule::Impl::apply(const bus::Message& m) {
       return true;
     });
   } else {
-    return reject(Error{"INVALID_COMMAND", "unknown command type on inventory.commands", "type"});
+    return bus::reject(
+        kTag, m, Error{"INVALID_COMMAND", "unknown command type on inventory.commands", "type"});
   }
 
-  if (!applied) {
-    const Error& e = applied.error();
-    if (e.retryable) return bus::Outcome::retry(e.code + ": " + e.message);
-    log::error(kTag, "{} {}: store error {}: {}", env.type, env.id, e.code, e.message);
-    return bus::Outcome::dead_letter(e.code + ": " + e.message);
-  }
+  if (!applied) return bus::store_failure(kTag, m, applied.error());
   if (applied.value()) outbox->notify();
   return bus::Outcome::ack();
 }
@@ -192,15 +178,12 @@ http::Response InventoryModule::Impl::list(const http::Request&) {
   auto products =
       db->read([](db::Tx& tx) -> Result<std::vector<Product>> { return list_products(tx); });
   if (!products) return store_error(products.error());
-  rapidjson::StringBuffer sb;
-  json::Writer w(sb);
-  w.StartObject();
-  json::key(w, "items");
-  w.StartArray();
-  for (const auto& p : products.value()) json::write_product(w, p);
-  w.EndArray();
-  w.EndObject();
-  return http::json(200, std::string(sb.GetString(), sb.GetSize()));
+  return http::json(200, json::object([&](json::Writer& w) {
+                      json::key(w, "items");
+                      w.StartArray();
+                      for (const auto& p : products.value()) json::write_product(w, p);
+                      w.EndArray();
+                    }));
 }
 
 http::Response InventoryModule::Impl::get(const http::Request& req) {

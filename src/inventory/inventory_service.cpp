@@ -22,8 +22,10 @@ constexpr int64_t kMaxStock = 1'000'000'000'000;
 constexpr int64_t kMaxAmount = 1'000'000'000'000;
 constexpr size_t kMaxNameLength = 200;
 
+constexpr std::string_view kInvalidCommand{"INVALID_COMMAND"};
+
 Error invalid_command(std::string field, std::string message) {
-  return Error{"INVALID_COMMAND", std::move(message), std::move(field), false};
+  return Error{std::string(kInvalidCommand), std::move(message), std::move(field), false};
 }
 
 Error invalid_update(std::string field, std::string message) {
@@ -31,21 +33,8 @@ Error invalid_update(std::string field, std::string message) {
 }
 
 Result<rapidjson::Document> parse_object(std::string_view data_json) {
-  rapidjson::Document d;
-  d.Parse(data_json.data(), data_json.size());
-  if (d.HasParseError() || !d.IsObject()) {
-    return invalid_command("data", "data must be a JSON object");
-  }
-  return d;
-}
-
-Result<std::string> order_id_of(const rapidjson::Value& data) {
-  auto it = data.FindMember("orderId");
-  if (it == data.MemberEnd()) return invalid_command("orderId", "orderId is missing");
-  if (!it->value.IsString() || it->value.GetStringLength() == 0) {
-    return invalid_command("orderId", "orderId must be a non-empty string");
-  }
-  return std::string(it->value.GetString(), it->value.GetStringLength());
+  return ecom::json::parse_object(data_json,
+                                  invalid_command("data", "data must be a JSON object"));
 }
 
 // Runs a statement to its end, so no read cursor stays open across savepoints and commit.
@@ -54,40 +43,29 @@ void finish(db::Statement& s) {
   }
 }
 
-std::string to_string(const rapidjson::StringBuffer& sb) { return {sb.GetString(), sb.GetSize()}; }
-
 void emit(db::Tx& tx, std::string_view topic, std::string_view type, std::string subject,
           std::string data, const Envelope* cause) {
   db::outbox_add(tx, topic, make_event(kSource, type, std::move(subject), std::move(data), cause));
 }
 
 std::string order_reply_json(const std::string& order_id, std::span<const Line> items) {
-  rapidjson::StringBuffer sb;
-  json::Writer w(sb);
-  w.StartObject();
-  json::key(w, "orderId");
-  json::str(w, order_id);
-  json::key(w, "items");
-  json::write_lines(w, items);
-  w.EndObject();
-  return to_string(sb);
+  return json::object([&](json::Writer& w) {
+    json::write_string(w, "orderId", order_id);
+    json::key(w, "items");
+    json::write_lines(w, items);
+  });
 }
 
 std::string failure_json(const std::string& order_id, std::string_view reason,
                          std::span<const std::string> skus) {
-  rapidjson::StringBuffer sb;
-  json::Writer w(sb);
-  w.StartObject();
-  json::key(w, "orderId");
-  json::str(w, order_id);
-  json::key(w, "reason");
-  json::str(w, reason);
-  json::key(w, "skus");
-  w.StartArray();
-  for (const auto& s : skus) json::str(w, s);
-  w.EndArray();
-  w.EndObject();
-  return to_string(sb);
+  return json::object([&](json::Writer& w) {
+    json::write_string(w, "orderId", order_id);
+    json::write_string(w, "reason", reason);
+    json::key(w, "skus");
+    w.StartArray();
+    for (const auto& s : skus) json::str(w, s);
+    w.EndArray();
+  });
 }
 
 // inventory.updated for one sku, plus the alert when `available` crossed a level. `order_id` is
@@ -95,25 +73,15 @@ std::string failure_json(const std::string& order_id, std::string_view reason,
 void emit_stock_change(db::Tx& tx, const Rules& rules, const std::string& sku, int64_t before,
                        int64_t after, int64_t reserved, const std::string& order_id,
                        const Envelope* cause, bool alerts = true) {
-  {
-    rapidjson::StringBuffer sb;
-    json::Writer w(sb);
-    w.StartObject();
-    json::key(w, "sku");
-    json::str(w, sku);
-    json::key(w, "delta");
-    w.Int64(after - before);
-    json::key(w, "available");
-    w.Int64(after);
-    json::key(w, "reserved");
-    w.Int64(reserved);
-    if (!order_id.empty()) {
-      json::key(w, "orderId");
-      json::str(w, order_id);
-    }
-    w.EndObject();
-    emit(tx, topics::kInventoryUpdated, event_types::kInventoryUpdated, sku, to_string(sb), cause);
-  }
+  emit(tx, topics::kInventoryUpdated, event_types::kInventoryUpdated, sku,
+       json::object([&](json::Writer& w) {
+         json::write_string(w, "sku", sku);
+         json::write_int64(w, "delta", after - before);
+         json::write_int64(w, "available", after);
+         json::write_int64(w, "reserved", reserved);
+         if (!order_id.empty()) json::write_string(w, "orderId", order_id);
+       }),
+       cause);
   if (!alerts) return;
   const int64_t t = rules.low_stock_threshold;
   std::string_view type;
@@ -126,25 +94,20 @@ void emit_stock_change(db::Tx& tx, const Rules& rules, const std::string& sku, i
   } else {
     return;
   }
-  rapidjson::StringBuffer sb;
-  json::Writer w(sb);
-  w.StartObject();
-  json::key(w, "sku");
-  json::str(w, sku);
-  json::key(w, "available");
-  w.Int64(after);
-  json::key(w, "threshold");
-  w.Int64(t);
-  w.EndObject();
-  emit(tx, topics::kInventoryAlerts, type, sku, to_string(sb), cause);
+  emit(tx, topics::kInventoryAlerts, type, sku, json::object([&](json::Writer& w) {
+         json::write_string(w, "sku", sku);
+         json::write_int64(w, "available", after);
+         json::write_int64(w, "threshold", t);
+       }),
+       cause);
 }
 
 ReserveResult decode_outcome(std::string_view outcome, std::string_view data_json) {
   ReserveResult r;
   r.reserved = outcome == "RESERVED";
-  rapidjson::Document d;
-  d.Parse(data_json.data(), data_json.size());
-  if (d.HasParseError() || !d.IsObject()) return r;  // written by us; cannot happen
+  auto doc = ecom::json::parse_object(data_json, Error{});
+  if (!doc) return r;  // written by us; cannot happen
+  const auto& d = doc.value();
   if (auto it = d.FindMember("reason"); it != d.MemberEnd() && it->value.IsString()) {
     r.reason = it->value.GetString();
   }
@@ -227,7 +190,7 @@ Result<ReserveCommand> parse_reserve_stock(std::string_view data_json) {
   auto doc = parse_object(data_json);
   if (!doc) return doc.error();
   const auto& d = doc.value();
-  auto order_id = order_id_of(d);
+  auto order_id = ecom::json::require_string(d, "orderId", kInvalidCommand);
   if (!order_id) return order_id.error();
   ReserveCommand cmd{std::move(order_id).value(), {}};
 
@@ -265,7 +228,7 @@ Result<ReserveCommand> parse_reserve_stock(std::string_view data_json) {
 Result<std::string> parse_order_ref(std::string_view data_json) {
   auto doc = parse_object(data_json);
   if (!doc) return doc.error();
-  return order_id_of(doc.value());
+  return ecom::json::require_string(doc.value(), "orderId", kInvalidCommand);
 }
 
 ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand& cmd,

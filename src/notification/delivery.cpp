@@ -1,9 +1,8 @@
 #include "delivery.hpp"
 
+#include <fmt/format.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-
-#include <fmt/format.h>
 
 #include <algorithm>
 
@@ -30,7 +29,9 @@ class LogSink final : public Sink {
     return {true, false, {}};
   }
   int max_attempts() const noexcept override { return 1; }
-  std::chrono::milliseconds backoff() const noexcept override { return std::chrono::milliseconds(0); }
+  std::chrono::milliseconds backoff() const noexcept override {
+    return std::chrono::milliseconds(0);
+  }
 };
 
 class WebhookSink final : public Sink {
@@ -61,7 +62,8 @@ class WebhookSink final : public Sink {
     field("createdAt", format_rfc3339(d.created_at));
     w.EndObject();
     auto r = http::request("POST", o_.url, std::string(sb.GetString(), sb.GetSize()),
-                           {{"Content-Type", "application/json"}, {"Idempotency-Key", d.id}}, o_.timeout);
+                           {{"Content-Type", "application/json"}, {"Idempotency-Key", d.id}},
+                           o_.timeout);
     if (!r) return {false, r.error().retryable, r.error().message};
     int s = r->status;
     if (s >= 200 && s < 300) return {true, false, {}};
@@ -125,13 +127,14 @@ bool DeliveryWorker::deliver(const Delivery& d) {
     int64_t delay = std::max<int64_t>(sink_.backoff().count(), 0);
     for (int i = 1; i < attempt && delay < kMaxBackoffMs; ++i) delay *= 2;
     retry_at = now + std::min(delay, kMaxBackoffMs);
-    log::warn(kTag, "notification {} attempt {} failed ({}); retrying in {} ms", d.id, attempt, a.error,
-              *retry_at - now);
+    log::warn(kTag, "notification {} attempt {} failed ({}); retrying in {} ms", d.id, attempt,
+              a.error, *retry_at - now);
   } else {
     log::error(kTag, "notification {} FAILED after {} attempt(s): {}", d.id, attempt, a.error);
   }
   if (auto st = store_.mark_failed(d, a.error, retry_at); !st) {
-    log::warn(kTag, "notification {}: cannot record the failed attempt: {}", d.id, st.error().message);
+    log::warn(kTag, "notification {}: cannot record the failed attempt: {}", d.id,
+              st.error().message);
     return false;
   }
   return true;

@@ -40,12 +40,12 @@ void Subscriber::begin(const StreamStart& start) {
   std::lock_guard lock(mu_);
   if (dead_) return;
   position_ = start.position;
-  if (start.snapshot &&
-      !send_locked(sse_event(start.position, "snapshot", start.snapshot_json),
-                   ws_event(start.position, "snapshot", start.snapshot_json)))
+  if (start.snapshot && !send_locked(sse_event(start.position, "snapshot", start.snapshot_json),
+                                     ws_event(start.position, "snapshot", start.snapshot_json)))
     return;
   for (const auto& row : start.rows) {
-    if (!send_locked(sse_event(row.seq, row.kind, row.payload), ws_event(row.seq, row.kind, row.payload)))
+    if (!send_locked(sse_event(row.seq, row.kind, row.payload),
+                     ws_event(row.seq, row.kind, row.payload)))
       return;
     position_ = std::max(position_, row.seq);
   }

@@ -1,8 +1,7 @@
 #include "ecom/notification/notification_module.hpp"
 
-#include <rapidjson/document.h>
-
 #include <fmt/format.h>
+#include <rapidjson/document.h>
 
 #include <atomic>
 #include <charconv>
@@ -49,21 +48,25 @@ Error config_error(std::string message, std::string field) {
   return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
 }
 
-Result<int64_t> ranged(const ConfigSection& c, std::string_view key, int64_t def, int64_t lo, int64_t hi) {
+Result<int64_t> ranged(const ConfigSection& c, std::string_view key, int64_t def, int64_t lo,
+                       int64_t hi) {
   int64_t v = c.get_int(key, def);
   std::string path = fmt::format("{}.{}", c.path(), key);
-  if (v < lo || v > hi) return config_error(fmt::format("{} must be {}..{}, got {}", path, lo, hi, v), path);
+  if (v < lo || v > hi)
+    return config_error(fmt::format("{} must be {}..{}, got {}", path, lo, hi, v), path);
   return v;
 }
 
 Result<Options> parse_options(const ConfigSection& c) {
-  if (auto st = c.check_keys({"sink", "webhook", "templates", "feed_retention", "keepalive_ms"}); !st)
+  if (auto st = c.check_keys({"sink", "webhook", "templates", "feed_retention", "keepalive_ms"});
+      !st)
     return st.error();
   Options o;
   o.sink = c.get_string("sink", o.sink);
   if (o.sink != "log" && o.sink != "webhook")
-    return config_error(fmt::format("{}.sink must be \"log\" or \"webhook\", got \"{}\"", c.path(), o.sink),
-                        c.path() + ".sink");
+    return config_error(
+        fmt::format("{}.sink must be \"log\" or \"webhook\", got \"{}\"", c.path(), o.sink),
+        c.path() + ".sink");
   auto retention = ranged(c, "feed_retention", o.feed_retention, 1, 1'000'000'000);
   if (!retention) return retention.error();
   o.feed_retention = *retention;
@@ -72,7 +75,8 @@ Result<Options> parse_options(const ConfigSection& c) {
   o.keepalive = std::chrono::milliseconds(*keepalive);
 
   auto w = c.section("webhook");
-  if (auto st = w.check_keys({"url", "timeout_ms", "max_attempts", "backoff_ms"}); !st) return st.error();
+  if (auto st = w.check_keys({"url", "timeout_ms", "max_attempts", "backoff_ms"}); !st)
+    return st.error();
   o.webhook.url = w.get_string("url", "");
   auto timeout = ranged(w, "timeout_ms", o.webhook.timeout.count(), 1, 600'000);
   if (!timeout) return timeout.error();
@@ -84,7 +88,8 @@ Result<Options> parse_options(const ConfigSection& c) {
   if (!backoff) return backoff.error();
   o.webhook.backoff = std::chrono::milliseconds(*backoff);
   if (o.sink == "webhook" && o.webhook.url.rfind("http://", 0) != 0)
-    return config_error(fmt::format("{}.url must be an http:// URL when {}.sink is \"webhook\"", w.path(), c.path()),
+    return config_error(fmt::format("{}.url must be an http:// URL when {}.sink is \"webhook\"",
+                                    w.path(), c.path()),
                         w.path() + ".url");
 
   auto templates = templates_from_config(c.section("templates"));
@@ -99,7 +104,8 @@ Result<int> parse_limit(const http::Request& req) {
   int limit = 0;
   auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), limit);
   if (ec != std::errc() || p != text->data() + text->size() || limit < 1 || limit > kMaxListLimit)
-    return http::validation_error("limit", fmt::format("limit must be an integer from 1 to {}", kMaxListLimit));
+    return http::validation_error(
+        "limit", fmt::format("limit must be an integer from 1 to {}", kMaxListLimit));
   return limit;
 }
 
@@ -114,11 +120,14 @@ std::optional<int64_t> parse_seq(std::string_view s) {
 // remembers where it was).
 Result<std::optional<int64_t>> last_event_id(const http::Request& req) {
   std::optional<std::string> text;
-  if (auto h = req.header("last-event-id"); h && !h->empty()) text = std::string(*h);
-  else if (auto q = req.query_param("lastEventId"); q && !q->empty()) text = *q;
+  if (auto h = req.header("last-event-id"); h && !h->empty())
+    text = std::string(*h);
+  else if (auto q = req.query_param("lastEventId"); q && !q->empty())
+    text = *q;
   if (!text) return std::optional<int64_t>();
   auto v = parse_seq(*text);
-  if (!v) return http::validation_error("Last-Event-ID", "Last-Event-ID must be a non-negative integer");
+  if (!v)
+    return http::validation_error("Last-Event-ID", "Last-Event-ID must be a non-negative integer");
   return std::optional<int64_t>(*v);
 }
 
@@ -222,7 +231,8 @@ struct NotificationModule::Impl {
     }
   }
 
-  std::shared_ptr<Subscriber> watch(const std::shared_ptr<http::Stream>& stream, std::string order_id) {
+  std::shared_ptr<Subscriber> watch(const std::shared_ptr<http::Stream>& stream,
+                                    std::string order_id) {
     auto sub = std::make_shared<Subscriber>(std::move(order_id), stream);
     stream->on_close([w = std::weak_ptr<Subscriber>(sub), signal = signal] {
       if (auto s = w.lock()) s->retire();
@@ -231,7 +241,8 @@ struct NotificationModule::Impl {
     return sub;
   }
 
-  std::optional<http::Response> order_stream(const http::Request& req, std::shared_ptr<http::Stream> stream) {
+  std::optional<http::Response> order_stream(const http::Request& req,
+                                             std::shared_ptr<http::Stream> stream) {
     if (stopping) return http::error_response(Error{"UNAVAILABLE", "shutting down", {}, true});
     std::string id(req.param("id"));
     if (id.size() > kMaxIdLength) return http::error_response(not_found_order(id));
@@ -248,7 +259,8 @@ struct NotificationModule::Impl {
     return std::nullopt;
   }
 
-  std::optional<http::Response> all_stream(const http::Request& req, std::shared_ptr<http::Stream> stream) {
+  std::optional<http::Response> all_stream(const http::Request& req,
+                                           std::shared_ptr<http::Stream> stream) {
     if (stopping) return http::error_response(Error{"UNAVAILABLE", "shutting down", {}, true});
     auto last = last_event_id(req);
     if (!last) return http::error_response(last.error());
@@ -288,24 +300,30 @@ struct NotificationModule::Impl {
       return ws_error(conn, Error{"MALFORMED_JSON", "a message must be a JSON object", {}, false});
     auto kind = d.FindMember("subscribe");
     if (kind == d.MemberEnd() || !kind->value.IsString())
-      return ws_error(conn, http::validation_error("subscribe", R"(subscribe must be "order" or "all")"));
+      return ws_error(conn,
+                      http::validation_error("subscribe", R"(subscribe must be "order" or "all")"));
     std::string_view scope(kind->value.GetString(), kind->value.GetStringLength());
     std::string order_id;
     if (scope == "order") {
       auto id = d.FindMember("orderId");
       if (id == d.MemberEnd() || !id->value.IsString() || id->value.GetStringLength() == 0 ||
           id->value.GetStringLength() > kMaxIdLength)
-        return ws_error(conn, http::validation_error("orderId", "orderId must be a non-empty string"));
+        return ws_error(conn,
+                        http::validation_error("orderId", "orderId must be a non-empty string"));
       order_id.assign(id->value.GetString(), id->value.GetStringLength());
     } else if (scope != "all") {
-      return ws_error(conn, http::validation_error("subscribe", R"(subscribe must be "order" or "all")"));
+      return ws_error(conn,
+                      http::validation_error("subscribe", R"(subscribe must be "order" or "all")"));
     }
     std::optional<int64_t> last;
     if (auto l = d.FindMember("lastEventId"); l != d.MemberEnd() && !l->value.IsNull()) {
-      if (l->value.IsInt64() && l->value.GetInt64() >= 0) last = l->value.GetInt64();
-      else if (l->value.IsString()) last = parse_seq(l->value.GetString());
+      if (l->value.IsInt64() && l->value.GetInt64() >= 0)
+        last = l->value.GetInt64();
+      else if (l->value.IsString())
+        last = parse_seq(l->value.GetString());
       if (!last)
-        return ws_error(conn, http::validation_error("lastEventId", "lastEventId must be a non-negative integer"));
+        return ws_error(conn, http::validation_error("lastEventId",
+                                                     "lastEventId must be a non-negative integer"));
     }
 
     std::lock_guard lock(conn.mu);
@@ -340,7 +358,8 @@ struct NotificationModule::Impl {
     if (auto c = req.query_param("customerId"); c && !c->empty()) q.customer_id = *c;
     if (auto o = req.query_param("orderId"); o && !o->empty()) q.order_id = *o;
     if (!q.customer_id && !q.order_id)
-      return http::error_response(http::validation_error("customerId", "customerId or orderId is required"));
+      return http::error_response(
+          http::validation_error("customerId", "customerId or orderId is required"));
     if (q.customer_id && q.customer_id->size() > kMaxIdLength)
       return http::error_response(http::validation_error("customerId", "customerId is too long"));
     if (q.order_id && q.order_id->size() > kMaxIdLength)
@@ -360,14 +379,18 @@ struct NotificationModule::Impl {
   }
 
   void add_routes(http::Router& router) {
-    router.add(http::Method::kGet, "/api/notifications", [this](const http::Request& r) { return list(r); });
-    router.add(http::Method::kGet, "/api/stats", [this](const http::Request& r) { return stats(r); });
-    router.add_stream("/api/orders/{id}/events", [this](const http::Request& r, std::shared_ptr<http::Stream> s) {
-      return order_stream(r, std::move(s));
-    });
-    router.add_stream("/api/events", [this](const http::Request& r, std::shared_ptr<http::Stream> s) {
-      return all_stream(r, std::move(s));
-    });
+    router.add(http::Method::kGet, "/api/notifications",
+               [this](const http::Request& r) { return list(r); });
+    router.add(http::Method::kGet, "/api/stats",
+               [this](const http::Request& r) { return stats(r); });
+    router.add_stream("/api/orders/{id}/events",
+                      [this](const http::Request& r, std::shared_ptr<http::Stream> s) {
+                        return order_stream(r, std::move(s));
+                      });
+    router.add_stream("/api/events",
+                      [this](const http::Request& r, std::shared_ptr<http::Stream> s) {
+                        return all_stream(r, std::move(s));
+                      });
     router.add_websocket("/ws", [this](const http::Request& r, std::shared_ptr<http::WebSocket> s) {
       return open_ws(r, std::move(s));
     });
@@ -375,14 +398,17 @@ struct NotificationModule::Impl {
     // The UI, embedded at build time: index.html revalidates, assets may be cached briefly.
     auto serve = [](const std::string& path, std::string_view cache) {
       const web::Asset* a = web::find_asset(path);
-      if (a == nullptr) return http::error_response(Error{"NOT_FOUND", fmt::format("no asset {}", path), {}, false});
+      if (a == nullptr)
+        return http::error_response(
+            Error{"NOT_FOUND", fmt::format("no asset {}", path), {}, false});
       http::Response r;
       r.content_type = std::string(a->content_type);
       r.body = std::string(a->data);
       r.with_header("Cache-Control", std::string(cache));
       return r;
     };
-    router.add(http::Method::kGet, "/", [serve](const http::Request&) { return serve("/index.html", "no-cache"); });
+    router.add(http::Method::kGet, "/",
+               [serve](const http::Request&) { return serve("/index.html", "no-cache"); });
     router.add(http::Method::kGet, "/assets/{file}", [serve](const http::Request& r) {
       return serve("/assets/" + std::string(r.param("file")), "public, max-age=300");
     });
@@ -417,8 +443,10 @@ Status NotificationModule::start(ModuleContext& ctx) {
   auto* impl = impl_.get();
   impl->ctx = &ctx;
   impl->options = std::move(options).value();
-  impl->sink = impl->options.sink == "webhook" ? make_webhook_sink(impl->options.webhook) : make_log_sink();
-  impl->store = std::make_unique<Store>(ctx.db, impl->options.templates, std::string(impl->sink->channel()));
+  impl->sink =
+      impl->options.sink == "webhook" ? make_webhook_sink(impl->options.webhook) : make_log_sink();
+  impl->store =
+      std::make_unique<Store>(ctx.db, impl->options.templates, std::string(impl->sink->channel()));
   if (auto st = impl->store->migrate(); !st) return st;
   auto position = impl->store->last_seq();
   if (!position) return position.error();

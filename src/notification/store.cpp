@@ -1,10 +1,9 @@
 #include "ecom/notification/store.hpp"
 
+#include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
@@ -22,8 +21,8 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 constexpr std::string_view kConsumer{"notification"};
 constexpr int kRecentOrders = 20;
 
-constexpr std::array<std::string_view, 5> kStatuses = {"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED",
-                                                       "CONFIRMED", "CANCELLED"};
+constexpr std::array<std::string_view, 5> kStatuses = {
+    "PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED", "CANCELLED"};
 
 constexpr std::array<std::string_view, 1> kMigrations = {
     R"(CREATE TABLE orders (
@@ -81,8 +80,12 @@ int rank(std::string_view status) {
   return -1;
 }
 
-void key(Writer& w, std::string_view k) { w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size())); }
-void str(Writer& w, std::string_view v) { w.String(v.data(), static_cast<rapidjson::SizeType>(v.size())); }
+void key(Writer& w, std::string_view k) {
+  w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+}
+void str(Writer& w, std::string_view v) {
+  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+}
 void field(Writer& w, std::string_view k, std::string_view v) {
   key(w, k);
   str(w, v);
@@ -167,16 +170,23 @@ std::string status_payload(const OrderRow& o, int64_t at) {
 int64_t append_feed(db::Tx& tx, std::string_view order_id, std::string_view kind,
                     std::string_view payload, int64_t at) {
   auto s = tx.stmt("INSERT INTO feed (order_id, kind, payload, at) VALUES (?, ?, ?, ?)");
-  if (order_id.empty()) s.bind_null(1); else s.bind(1, order_id);
+  if (order_id.empty())
+    s.bind_null(1);
+  else
+    s.bind(1, order_id);
   s.bind(2, kind).bind(3, payload).bind(4, at).exec();
   return tx.last_insert_id();
 }
 
 void insert_history(db::Tx& tx, std::string_view order_id, std::string_view status,
                     std::string_view reason, int64_t at) {
-  auto s = tx.stmt("INSERT OR IGNORE INTO order_history (order_id, status, reason, at) VALUES (?, ?, ?, ?)");
+  auto s = tx.stmt(
+      "INSERT OR IGNORE INTO order_history (order_id, status, reason, at) VALUES (?, ?, ?, ?)");
   s.bind(1, order_id).bind(2, status).bind(4, at);
-  if (reason.empty()) s.bind_null(3); else s.bind(3, reason);
+  if (reason.empty())
+    s.bind_null(3);
+  else
+    s.bind(3, reason);
   s.exec();
 }
 
@@ -246,7 +256,8 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
     ++pos;
   } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
     int oh, om;
-    if (!digits(pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' || !digits(pos + 4, 2, om))
+    if (!digits(pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !digits(pos + 4, 2, om))
       return std::nullopt;
     offset_min = (oh * 60 + om) * (s[pos] == '-' ? -1 : 1);
     pos += 6;
@@ -282,7 +293,8 @@ struct Applier {
   const Envelope& cause;
   Applied applied;
 
-  void feed(std::string_view order_id, std::string_view kind, std::string_view payload, int64_t at) {
+  void feed(std::string_view order_id, std::string_view kind, std::string_view payload,
+            int64_t at) {
     append_feed(tx, order_id, kind, payload, at);
     ++applied.feed_rows;
   }
@@ -294,19 +306,22 @@ struct Applier {
     if (!key || !o.customer_id) return;
     auto t = templates.find(*key);
     if (t == templates.end()) return;
-    TemplateVars vars{o.id, *o.customer_id, std::string(status), std::string(reason), o.total_amount,
-                      o.currency};
+    TemplateVars vars{o.id,           *o.customer_id, std::string(status), std::string(reason),
+                      o.total_amount, o.currency};
     Template text = render(t->second, vars);
     std::string id = new_uuid();
     auto s = tx.stmt(
-        "INSERT OR IGNORE INTO notifications (id, customer_id, order_id, status_key, channel, subject, "
-        "body, status, attempts, created_at, next_attempt_at, correlation_id, causation_id, traceparent) "
+        "INSERT OR IGNORE INTO notifications (id, customer_id, order_id, status_key, channel, "
+        "subject, "
+        "body, status, attempts, created_at, next_attempt_at, correlation_id, causation_id, "
+        "traceparent) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, 'PENDING', 0, ?, ?, ?, ?, ?)");
     s.bind_all(id, *o.customer_id, o.id, status, channel, text.subject, text.body, now, now,
                cause.correlation_id, cause.id, cause.traceparent);
     if (s.exec() == 0) return;
     ++applied.notifications;
-    auto row = tx.stmt(fmt::format("SELECT {} FROM notifications WHERE id = ?", kNotificationColumns));
+    auto row =
+        tx.stmt(fmt::format("SELECT {} FROM notifications WHERE id = ?", kNotificationColumns));
     row.bind(1, id);
     if (!row.step()) return;
     std::string payload = json_object([&](Writer& w) { write_notification(w, row); });
@@ -325,8 +340,10 @@ struct Applier {
     int64_t now = now_ms();
     auto existing = load_order(tx, order_id);
     if (!existing) {
-      tx.stmt("INSERT INTO orders (id, customer_id, currency, total_amount, status, created_at, updated_at) "
-              "VALUES (?, ?, ?, ?, 'PENDING', ?, ?)")
+      tx.stmt(
+            "INSERT INTO orders (id, customer_id, currency, total_amount, status, created_at, "
+            "updated_at) "
+            "VALUES (?, ?, ?, ?, 'PENDING', ?, ?)")
           .bind_all(order_id, customer, currency, amount, at, at)
           .exec();
       insert_history(tx, order_id, "PENDING", "", at);
@@ -338,8 +355,10 @@ struct Applier {
     if (existing->customer_id) return applied;  // a second OrderCreated for a known order
     // A status change overtook the OrderCreated (different topics): complete the order, keep its
     // later status, and send the notifications that waited for the customer.
-    tx.stmt("UPDATE orders SET customer_id = ?, currency = ?, total_amount = ?, created_at = MIN(created_at, ?) "
-            "WHERE id = ?")
+    tx.stmt(
+          "UPDATE orders SET customer_id = ?, currency = ?, total_amount = ?, created_at = "
+          "MIN(created_at, ?) "
+          "WHERE id = ?")
         .bind_all(customer, currency, amount, at, order_id)
         .exec();
     insert_history(tx, order_id, "PENDING", "", at);
@@ -368,7 +387,9 @@ struct Applier {
     OrderRow o;
     if (!existing) {
       // Status before OrderCreated: remember it; the notification waits for the customer.
-      tx.stmt("INSERT INTO orders (id, status, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
+      tx.stmt(
+            "INSERT INTO orders (id, status, reason, created_at, updated_at) VALUES (?, ?, ?, ?, "
+            "?)")
           .bind_all(order_id, status, reason, at, at)
           .exec();
       o = OrderRow{order_id, std::nullopt, "", 0, status, reason, at};
@@ -394,7 +415,8 @@ struct Applier {
     rapidjson::StringBuffer sb;
     Writer w(sb);
     d.Accept(w);
-    feed({}, feed_kind::kInventory, std::string_view(sb.GetString(), sb.GetSize()), event_time(cause));
+    feed({}, feed_kind::kInventory, std::string_view(sb.GetString(), sb.GetSize()),
+         event_time(cause));
     return applied;
   }
 
@@ -442,10 +464,14 @@ Result<Applied> Store::apply(const Envelope& e) {
     if (!db::inbox_claim(tx, kConsumer, e.id)) return Applied{true, 0, 0};
     Applier a{tx, templates_, channel_, e, {}};
     switch (kind) {
-      case Kind::kCreated: return a.order_created(d);
-      case Kind::kStatus: return a.status_changed(d);
-      case Kind::kInventory: return a.inventory_updated(d);
-      case Kind::kAlert: return a.alert(d, alert_name);
+      case Kind::kCreated:
+        return a.order_created(d);
+      case Kind::kStatus:
+        return a.status_changed(d);
+      case Kind::kInventory:
+        return a.inventory_updated(d);
+      case Kind::kAlert:
+        return a.alert(d, alert_name);
     }
     return Applied{};
   });
@@ -507,8 +533,9 @@ std::string order_snapshot(db::Tx& tx, const OrderRow& o) {
     w.EndArray();
     key(w, "notifications");
     w.StartArray();
-    auto n = tx.stmt(fmt::format("SELECT {} FROM notifications WHERE order_id = ? ORDER BY created_at, rowid",
-                                 kNotificationColumns));
+    auto n = tx.stmt(
+        fmt::format("SELECT {} FROM notifications WHERE order_id = ? ORDER BY created_at, rowid",
+                    kNotificationColumns));
     n.bind(1, o.id);
     while (n.step()) {
       w.StartObject();
@@ -540,8 +567,8 @@ std::string summary_snapshot(db::Tx& tx) {
     write_counts(w, tx);
     key(w, "recent");
     w.StartArray();
-    auto s = tx.stmt(fmt::format("SELECT {} FROM orders ORDER BY updated_at DESC, rowid DESC LIMIT ?",
-                                 kOrderColumns));
+    auto s = tx.stmt(fmt::format(
+        "SELECT {} FROM orders ORDER BY updated_at DESC, rowid DESC LIMIT ?", kOrderColumns));
     s.bind(1, kRecentOrders);
     while (s.step()) {
       OrderRow o = read_order(s);
@@ -557,7 +584,7 @@ std::string summary_snapshot(db::Tx& tx) {
 }  // namespace
 
 Result<std::optional<StreamStart>> Store::start_order_stream(std::string_view order_id,
-                                                              std::optional<int64_t> last_event_id) {
+                                                             std::optional<int64_t> last_event_id) {
   // One read under the store's lock: the snapshot and `position` describe the same moment.
   return db_.read([&](db::Tx& tx) -> Result<std::optional<StreamStart>> {
     auto order = load_order(tx, order_id);
@@ -566,8 +593,9 @@ Result<std::optional<StreamStart>> Store::start_order_stream(std::string_view or
     StreamStart start;
     start.position = b.last;
     if (last_event_id && resumable(b, *last_event_id)) {
-      auto s = tx.stmt("SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
-                       "WHERE order_id = ? AND seq > ? ORDER BY seq");
+      auto s = tx.stmt(
+          "SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
+          "WHERE order_id = ? AND seq > ? ORDER BY seq");
       s.bind(1, order_id).bind(2, *last_event_id);
       while (s.step()) start.rows.push_back(read_feed_row(s));
       return std::optional<StreamStart>(std::move(start));
@@ -584,8 +612,9 @@ Result<StreamStart> Store::start_all_stream(std::optional<int64_t> last_event_id
     StreamStart start;
     start.position = b.last;
     if (last_event_id && resumable(b, *last_event_id)) {
-      auto s = tx.stmt("SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
-                       "WHERE seq > ? AND kind IN ('status', 'inventory', 'alert') ORDER BY seq LIMIT ?");
+      auto s = tx.stmt(
+          "SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
+          "WHERE seq > ? AND kind IN ('status', 'inventory', 'alert') ORDER BY seq LIMIT ?");
       s.bind(1, *last_event_id).bind(2, max_replay + 1);
       while (s.step()) start.rows.push_back(read_feed_row(s));
       if (start.rows.size() <= static_cast<size_t>(max_replay)) return start;
@@ -599,8 +628,9 @@ Result<StreamStart> Store::start_all_stream(std::optional<int64_t> last_event_id
 
 Result<std::vector<FeedRow>> Store::feed_after(int64_t after, int limit) {
   return db_.read([&](db::Tx& tx) -> Result<std::vector<FeedRow>> {
-    auto s = tx.stmt("SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
-                     "WHERE seq > ? ORDER BY seq LIMIT ?");
+    auto s = tx.stmt(
+        "SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
+        "WHERE seq > ? ORDER BY seq LIMIT ?");
     s.bind(1, after).bind(2, limit);
     std::vector<FeedRow> rows;
     while (s.step()) rows.push_back(read_feed_row(s));
@@ -633,9 +663,10 @@ Result<std::string> Store::list_notifications_json(const NotificationQuery& q) {
     std::string where;
     if (q.customer_id) where += "customer_id = ?";
     if (q.order_id) where += std::string(where.empty() ? "" : " AND ") + "order_id = ?";
-    auto s = tx.stmt(fmt::format("SELECT {} FROM notifications WHERE {} ORDER BY created_at DESC, rowid DESC "
-                                 "LIMIT ?",
-                                 kNotificationColumns, where));
+    auto s = tx.stmt(
+        fmt::format("SELECT {} FROM notifications WHERE {} ORDER BY created_at DESC, rowid DESC "
+                    "LIMIT ?",
+                    kNotificationColumns, where));
     int idx = 1;
     if (q.customer_id) s.bind(idx++, *q.customer_id);
     if (q.order_id) s.bind(idx++, *q.order_id);
@@ -658,16 +689,18 @@ Result<std::string> Store::list_notifications_json(const NotificationQuery& q) {
 Result<std::vector<Delivery>> Store::due(int64_t now, int limit) {
   return db_.read([&](db::Tx& tx) -> Result<std::vector<Delivery>> {
     auto s = tx.stmt(
-        "SELECT id, order_id, customer_id, status_key, channel, subject, body, attempts, created_at, "
+        "SELECT id, order_id, customer_id, status_key, channel, subject, body, attempts, "
+        "created_at, "
         "COALESCE(correlation_id, ''), COALESCE(causation_id, ''), COALESCE(traceparent, '') "
         "FROM notifications WHERE status = 'PENDING' AND next_attempt_at <= ? "
         "ORDER BY next_attempt_at, rowid LIMIT ?");
     s.bind(1, now).bind(2, limit);
     std::vector<Delivery> out;
     while (s.step()) {
-      out.push_back(Delivery{s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_text(4),
-                             s.col_text(5), s.col_text(6), static_cast<int>(s.col_int(7)), s.col_int(8),
-                             s.col_text(9), s.col_text(10), s.col_text(11)});
+      out.push_back(Delivery{s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3),
+                             s.col_text(4), s.col_text(5), s.col_text(6),
+                             static_cast<int>(s.col_int(7)), s.col_int(8), s.col_text(9),
+                             s.col_text(10), s.col_text(11)});
     }
     return out;
   });
@@ -683,11 +716,13 @@ Result<std::optional<int64_t>> Store::next_due_at() {
 
 Status Store::mark_sent(const Delivery& d, std::string_view channel, int64_t now) {
   return db_.transaction([&](db::Tx& tx) -> Status {
-    int64_t changed = tx.stmt("UPDATE notifications SET status = 'SENT', channel = ?, attempts = attempts + 1, "
-                              "sent_at = ?, last_error = NULL, next_attempt_at = NULL "
-                              "WHERE id = ? AND status = 'PENDING'")
-                          .bind_all(channel, now, d.id)
-                          .exec();
+    int64_t changed =
+        tx.stmt(
+              "UPDATE notifications SET status = 'SENT', channel = ?, attempts = attempts + 1, "
+              "sent_at = ?, last_error = NULL, next_attempt_at = NULL "
+              "WHERE id = ? AND status = 'PENDING'")
+            .bind_all(channel, now, d.id)
+            .exec();
     if (changed == 0) return {};  // already settled
     std::string data = json_object([&](Writer& w) {
       field(w, "notificationId", d.id);
@@ -710,12 +745,17 @@ Status Store::mark_sent(const Delivery& d, std::string_view channel, int64_t now
   });
 }
 
-Status Store::mark_failed(const Delivery& d, std::string_view error, std::optional<int64_t> retry_at) {
+Status Store::mark_failed(const Delivery& d, std::string_view error,
+                          std::optional<int64_t> retry_at) {
   return db_.transaction([&](db::Tx& tx) -> Status {
-    auto s = tx.stmt("UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?, "
-                     "next_attempt_at = ? WHERE id = ? AND status = 'PENDING'");
+    auto s = tx.stmt(
+        "UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?, "
+        "next_attempt_at = ? WHERE id = ? AND status = 'PENDING'");
     s.bind(1, retry_at ? "PENDING" : "FAILED").bind(2, error).bind(4, d.id);
-    if (retry_at) s.bind(3, *retry_at); else s.bind_null(3);
+    if (retry_at)
+      s.bind(3, *retry_at);
+    else
+      s.bind_null(3);
     s.exec();
     return {};
   });

@@ -74,8 +74,8 @@ Templates default_templates() {
 
 std::string format_money(int64_t minor_units) {
   // Via unsigned so that INT64_MIN has a magnitude too.
-  uint64_t magnitude = minor_units < 0 ? 0 - static_cast<uint64_t>(minor_units)
-                                       : static_cast<uint64_t>(minor_units);
+  uint64_t magnitude =
+      minor_units < 0 ? 0 - static_cast<uint64_t>(minor_units) : static_cast<uint64_t>(minor_units);
   return fmt::format("{}{}.{:02}", minor_units < 0 ? "-" : "", magnitude / 100, magnitude % 100);
 }
 
@@ -130,11 +130,12 @@ Result<Templates> templates_from_config(const ConfigSection& section) {
     std::string path = section.path() + "." + key;
     auto it = out.find(key);
     if (it == out.end())
-      return config_error(fmt::format("unknown template \"{}\"; valid templates: {}", path, join_keys()),
-                          path);
+      return config_error(
+          fmt::format("unknown template \"{}\"; valid templates: {}", path, join_keys()), path);
     const auto* raw = section.raw(key);
     if (raw == nullptr || !raw->IsObject())
-      return config_error(fmt::format("{} must be an object with \"subject\" and/or \"body\"", path), path);
+      return config_error(
+          fmt::format("{} must be an object with \"subject\" and/or \"body\"", path), path);
     auto t = section.section(key);
     if (auto st = t.check_keys({"subject", "body"}); !st) return st.error();
     it->second.subject = t.get_string("subject", it->second.subject);

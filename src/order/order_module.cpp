@@ -1,8 +1,6 @@
 #include "ecom/order/order_module.hpp"
 
 #include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include <fmt/format.h>
 
@@ -17,17 +15,20 @@
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
 #include "ecom/core/clock.hpp"
+#include "ecom/core/json.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
 #include "ecom/http/router.hpp"
 #include "ecom/order/validation.hpp"
+#include "order/order_json.hpp"
 
 namespace ecom::order {
 namespace {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+using json::Writer;
+using json::write_string;
 
 constexpr std::string_view kTag = OrderModule::kName;
 constexpr size_t kMaxIdempotencyKey = 255;
@@ -79,73 +80,30 @@ constexpr std::array<std::string_view, 4> kMigrations = {
 
 std::string accepted_body(std::string_view order_id, std::string_view status,
                           std::string_view correlation_id) {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartObject();
-  w.Key("orderId");
-  w.String(order_id.data(), static_cast<rapidjson::SizeType>(order_id.size()));
-  w.Key("status");
-  w.String(status.data(), static_cast<rapidjson::SizeType>(status.size()));
-  w.Key("correlationId");
-  w.String(correlation_id.data(), static_cast<rapidjson::SizeType>(correlation_id.size()));
-  w.EndObject();
-  return sb.GetString();
+  return json::object([&](Writer& w) {
+    write_string(w, "orderId", order_id);
+    write_string(w, "status", status);
+    write_string(w, "correlationId", correlation_id);
+  });
 }
 
 std::string created_event_data(std::string_view order_id, const NewOrder& o) {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartObject();
-  w.Key("orderId");
-  w.String(order_id.data(), static_cast<rapidjson::SizeType>(order_id.size()));
-  w.Key("customerId");
-  w.String(o.customer_id);
-  w.Key("currency");
-  w.String(o.currency);
-  w.Key("totalAmount");
-  w.Int64(o.total_amount);
-  w.Key("items");
-  w.StartArray();
-  for (const auto& l : o.items) {
-    w.StartObject();
-    w.Key("sku");
-    w.String(l.sku);
-    w.Key("quantity");
-    w.Int64(l.quantity);
-    w.Key("unitAmount");
-    w.Int64(l.unit_amount);
-    w.EndObject();
-  }
-  w.EndArray();
-  if (!o.payment_token.empty()) {
-    w.Key("paymentToken");
-    w.String(o.payment_token);
-  }
-  w.EndObject();
-  return sb.GetString();
+  return json::object([&](Writer& w) {
+    write_string(w, "orderId", order_id);
+    write_string(w, "customerId", o.customer_id);
+    write_string(w, "currency", o.currency);
+    json::write_int64(w, "totalAmount", o.total_amount);
+    json::key(w, "items");
+    write_items(w, o.items);
+    if (!o.payment_token.empty()) write_string(w, "paymentToken", o.payment_token);
+  });
 }
 
 std::string items_json(const NewOrder& o) {
   rapidjson::StringBuffer sb;
   Writer w(sb);
-  w.StartArray();
-  for (const auto& l : o.items) {
-    w.StartObject();
-    w.Key("sku");
-    w.String(l.sku);
-    w.Key("quantity");
-    w.Int64(l.quantity);
-    w.Key("unitAmount");
-    w.Int64(l.unit_amount);
-    w.EndObject();
-  }
-  w.EndArray();
-  return sb.GetString();
-}
-
-void write_str(Writer& w, std::string_view key, std::string_view value) {
-  w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
-  w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+  write_items(w, o.items);
+  return json::to_string(sb);
 }
 
 // Writes the order row of `stmt` (columns as in kOrderColumns) as JSON fields.
@@ -154,21 +112,19 @@ constexpr std::string_view kOrderColumns =
     "updated_at, cancel_requested_at";
 
 void write_order_fields(Writer& w, db::Statement& s) {
-  write_str(w, "orderId", s.col_view(0));
-  write_str(w, "customerId", s.col_view(1));
-  write_str(w, "currency", s.col_view(2));
-  write_str(w, "status", s.col_view(3));
-  if (!s.col_null(4)) write_str(w, "reason", s.col_view(4));
-  w.Key("totalAmount");
-  w.Int64(s.col_int(5));
-  w.Key("items");
+  write_string(w, "orderId", s.col_view(0));
+  write_string(w, "customerId", s.col_view(1));
+  write_string(w, "currency", s.col_view(2));
+  write_string(w, "status", s.col_view(3));
+  if (!s.col_null(4)) write_string(w, "reason", s.col_view(4));
+  json::write_int64(w, "totalAmount", s.col_int(5));
+  json::key(w, "items");
   auto items = s.col_view(6);
   w.RawValue(items.data(), items.size(), rapidjson::kArrayType);
-  write_str(w, "correlationId", s.col_view(7));
-  write_str(w, "createdAt", format_rfc3339(s.col_int(8)));
-  write_str(w, "updatedAt", format_rfc3339(s.col_int(9)));
-  w.Key("cancellationRequested");
-  w.Bool(!s.col_null(10));
+  write_string(w, "correlationId", s.col_view(7));
+  write_string(w, "createdAt", format_rfc3339(s.col_int(8)));
+  write_string(w, "updatedAt", format_rfc3339(s.col_int(9)));
+  json::write_bool(w, "cancellationRequested", !s.col_null(10));
 }
 
 constexpr int64_t kMaxWaitMs = 60'000;
@@ -303,9 +259,9 @@ struct OrderModule::Impl {
     h.bind(1, id);
     while (h.step()) {
       w.StartObject();
-      write_str(w, "status", h.col_view(0));
-      if (!h.col_null(1)) write_str(w, "reason", h.col_view(1));
-      write_str(w, "at", format_rfc3339(h.col_int(2)));
+      write_string(w, "status", h.col_view(0));
+      if (!h.col_null(1)) write_string(w, "reason", h.col_view(1));
+      write_string(w, "at", format_rfc3339(h.col_int(2)));
       w.EndObject();
     }
     w.EndArray();
@@ -440,13 +396,11 @@ struct OrderModule::Impl {
       if (!s.col_null(2)) return Outcome{status, false};  // already requested: same answer, no new event
       std::string customer = s.col_text(1);
       std::string correlation = s.col_text(3);
-      rapidjson::StringBuffer sb;
-      Writer w(sb);
-      w.StartObject();
-      write_str(w, "orderId", id);
-      write_str(w, "customerId", customer);
-      w.EndObject();
-      auto event = make_event(kName, event_types::kOrderCancellationRequested, id, sb.GetString());
+      auto event = make_event(kName, event_types::kOrderCancellationRequested, id,
+                              json::object([&](Writer& w) {
+                                write_string(w, "orderId", id);
+                                write_string(w, "customerId", customer);
+                              }));
       event.correlation_id = correlation;  // the cancellation belongs to the order's flow
       int64_t now = now_ms();
       tx.stmt("UPDATE orders SET cancel_requested_at = ?, updated_at = ? WHERE id = ?").bind_all(now, now, id).exec();
@@ -455,15 +409,12 @@ struct OrderModule::Impl {
     });
     if (!result) return http::error_response(result.error());
     if (result->emitted) ctx->outbox.notify();
-    rapidjson::StringBuffer sb;
-    Writer w(sb);
-    w.StartObject();
-    write_str(w, "orderId", id);
-    write_str(w, "status", result->status);
-    w.Key("cancellationRequested");
-    w.Bool(true);
-    w.EndObject();
-    return http::json(202, sb.GetString()).with_header("Location", "/api/orders/" + id);
+    auto body = json::object([&](Writer& w) {
+      write_string(w, "orderId", id);
+      write_string(w, "status", result->status);
+      json::write_bool(w, "cancellationRequested", true);
+    });
+    return http::json(202, std::move(body)).with_header("Location", "/api/orders/" + id);
   }
 
   // --- Bus -------------------------------------------------------------------------------------

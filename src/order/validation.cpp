@@ -2,10 +2,10 @@
 
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include <fmt/format.h>
+
+#include "order/order_json.hpp"
 
 namespace ecom::order {
 namespace {
@@ -129,30 +129,13 @@ Result<NewOrder> parse_new_order(std::string_view body) {
 }
 
 std::string canonical_json(const NewOrder& order) {
-  rapidjson::StringBuffer sb;
-  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  w.StartObject();
-  w.Key("customerId");
-  w.String(order.customer_id);
-  w.Key("currency");
-  w.String(order.currency);
-  w.Key("items");
-  w.StartArray();
-  for (const auto& l : order.items) {
-    w.StartObject();
-    w.Key("sku");
-    w.String(l.sku);
-    w.Key("quantity");
-    w.Int64(l.quantity);
-    w.Key("unitAmount");
-    w.Int64(l.unit_amount);
-    w.EndObject();
-  }
-  w.EndArray();
-  w.Key("paymentToken");
-  w.String(order.payment_token);
-  w.EndObject();
-  return std::string(sb.GetString(), sb.GetSize());
+  return json::object([&](json::Writer& w) {
+    json::write_string(w, "customerId", order.customer_id);
+    json::write_string(w, "currency", order.currency);
+    json::key(w, "items");
+    write_items(w, order.items);
+    json::write_string(w, "paymentToken", order.payment_token);
+  });
 }
 
 }  // namespace ecom::order

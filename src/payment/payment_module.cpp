@@ -1,17 +1,15 @@
 #include "ecom/payment/payment_module.hpp"
 
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include <chrono>
 #include <condition_variable>
-#include <exception>
 #include <mutex>
 #include <string>
 #include <utility>
 
 #include "ecom/bus/event_bus.hpp"
+#include "ecom/bus/handler.hpp"
 #include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/json.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/database.hpp"
@@ -31,38 +29,21 @@ Error config_error(std::string key, std::string message) {
 }
 
 std::string payment_json(const Payment& p) {
-  using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  auto key = [&](std::string_view k) { w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size())); };
-  auto str = [&](std::string_view v) {
-    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-  };
-  w.StartObject();
-  key("orderId");
-  str(p.order_id);
-  key("paymentId");
-  if (p.payment_id.empty()) {
-    w.Null();
-  } else {
-    str(p.payment_id);
-  }
-  key("status");
-  str(p.status);
-  key("amount");
-  w.Int64(p.amount);
-  key("currency");
-  str(p.currency);
-  if (!p.reason.empty()) {
-    key("reason");
-    str(p.reason);
-  }
-  key("createdAt");
-  str(p.created_at);
-  key("updatedAt");
-  str(p.updated_at);
-  w.EndObject();
-  return {sb.GetString(), sb.GetSize()};
+  return json::object([&](json::Writer& w) {
+    json::write_string(w, "orderId", p.order_id);
+    json::key(w, "paymentId");
+    if (p.payment_id.empty()) {
+      w.Null();
+    } else {
+      json::str(w, p.payment_id);
+    }
+    json::write_string(w, "status", p.status);
+    json::write_int64(w, "amount", p.amount);
+    json::write_string(w, "currency", p.currency);
+    if (!p.reason.empty()) json::write_string(w, "reason", p.reason);
+    json::write_string(w, "createdAt", p.created_at);
+    json::write_string(w, "updatedAt", p.updated_at);
+  });
 }
 
 }  // namespace
@@ -148,26 +129,16 @@ void PaymentModule::Impl::simulate_latency() {
 }
 
 bus::Outcome PaymentModule::Impl::on_message(const bus::Message& m) {
-  try {
-    return apply(m);
-  } catch (const std::exception& e) {
-    log::error(kTag, "{} {}: unexpected failure: {}", m.envelope.type, m.envelope.id, e.what());
-    return bus::Outcome::retry(e.what());
-  }
+  return bus::guarded(kTag, m, [&] { return apply(m); });
 }
 
 bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
   const Envelope& env = m.envelope;
-  auto reject = [&](const Error& e) {
-    std::string why = std::string(env.type) + " " + env.id + ": " + e.message;
-    log::warn(kTag, "dead-lettering {}", why);
-    return bus::Outcome::dead_letter(std::move(why));
-  };
 
   Result<bool> applied = false;
   if (env.type == event_types::kAuthorizePayment) {
     auto cmd = parse_authorize_payment(env.data);
-    if (!cmd) return reject(cmd.error());
+    if (!cmd) return bus::reject(kTag, m, cmd.error());
     simulate_latency();
     {
       std::lock_guard lock(mu);
@@ -186,7 +157,7 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
     });
   } else if (env.type == event_types::kRefundPayment) {
     auto order_id = parse_refund_payment(env.data);
-    if (!order_id) return reject(order_id.error());
+    if (!order_id) return bus::reject(kTag, m, order_id.error());
     applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
       if (!db::inbox_claim(tx, kTag, env.id)) return false;
       auto r = refund_payment(tx, order_id.value(), env);
@@ -195,15 +166,11 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
       return true;
     });
   } else {
-    return reject(Error{"INVALID_COMMAND", "unknown command type on payments.commands", "type"});
+    return bus::reject(
+        kTag, m, Error{"INVALID_COMMAND", "unknown command type on payments.commands", "type"});
   }
 
-  if (!applied) {
-    const Error& e = applied.error();
-    if (e.retryable) return bus::Outcome::retry(e.code + ": " + e.message);
-    log::error(kTag, "{} {}: store error {}: {}", env.type, env.id, e.code, e.message);
-    return bus::Outcome::dead_letter(e.code + ": " + e.message);
-  }
+  if (!applied) return bus::store_failure(kTag, m, applied.error());
   if (applied.value()) outbox->notify();
   return bus::Outcome::ack();
 }

@@ -1,13 +1,10 @@
 #include "ecom/payment/payment_service.hpp"
 
-#include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include <array>
 #include <utility>
 
 #include "ecom/core/clock.hpp"
+#include "ecom/core/json.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/outbox.hpp"
 
@@ -16,87 +13,50 @@ namespace {
 
 constexpr std::string_view kSource{"payment"};
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+constexpr std::string_view kInvalidCommand{"INVALID_COMMAND"};
 
 Error invalid_command(std::string field, std::string message) {
-  return Error{"INVALID_COMMAND", std::move(message), std::move(field), false};
+  return Error{std::string(kInvalidCommand), std::move(message), std::move(field), false};
 }
 
 Result<rapidjson::Document> parse_object(std::string_view data_json) {
-  rapidjson::Document d;
-  d.Parse(data_json.data(), data_json.size());
-  if (d.HasParseError() || !d.IsObject()) {
-    return invalid_command("data", "data must be a JSON object");
-  }
-  return d;
+  return json::parse_object(data_json, invalid_command("data", "data must be a JSON object"));
 }
 
-Result<std::string> order_id_of(const rapidjson::Value& data) {
-  auto it = data.FindMember("orderId");
-  if (it == data.MemberEnd()) return invalid_command("orderId", "orderId is missing");
-  if (!it->value.IsString() || it->value.GetStringLength() == 0) {
-    return invalid_command("orderId", "orderId must be a non-empty string");
-  }
-  return std::string(it->value.GetString(), it->value.GetStringLength());
-}
-
-void key(Writer& w, std::string_view k) {
-  w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
-}
-void str(Writer& w, std::string_view v) {
-  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-}
-
-void emit(db::Tx& tx, std::string_view type, const std::string& order_id,
-          const rapidjson::StringBuffer& sb, const Envelope& cause) {
+void emit(db::Tx& tx, std::string_view type, const std::string& order_id, std::string data,
+          const Envelope& cause) {
   db::outbox_add(tx, topics::kPaymentsEvents,
-                 make_event(kSource, type, order_id, std::string(sb.GetString(), sb.GetSize()),
-                            &cause));
+                 make_event(kSource, type, order_id, std::move(data), &cause));
 }
 
 void emit_authorized(db::Tx& tx, const std::string& order_id, const std::string& payment_id,
                      int64_t amount, const std::string& currency, const Envelope& cause) {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartObject();
-  key(w, "orderId");
-  str(w, order_id);
-  key(w, "paymentId");
-  str(w, payment_id);
-  key(w, "amount");
-  w.Int64(amount);
-  key(w, "currency");
-  str(w, currency);
-  w.EndObject();
-  emit(tx, event_types::kPaymentAuthorized, order_id, sb, cause);
+  emit(tx, event_types::kPaymentAuthorized, order_id, json::object([&](json::Writer& w) {
+         json::write_string(w, "orderId", order_id);
+         json::write_string(w, "paymentId", payment_id);
+         json::write_int64(w, "amount", amount);
+         json::write_string(w, "currency", currency);
+       }),
+       cause);
 }
 
 void emit_declined(db::Tx& tx, const std::string& order_id, const std::string& reason,
                    const Envelope& cause) {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartObject();
-  key(w, "orderId");
-  str(w, order_id);
-  key(w, "reason");
-  str(w, reason);
-  w.EndObject();
-  emit(tx, event_types::kPaymentDeclined, order_id, sb, cause);
+  emit(tx, event_types::kPaymentDeclined, order_id, json::object([&](json::Writer& w) {
+         json::write_string(w, "orderId", order_id);
+         json::write_string(w, "reason", reason);
+       }),
+       cause);
 }
 
 void emit_refunded(db::Tx& tx, const std::string& order_id, const RefundResult& r,
                    const Envelope& cause) {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartObject();
-  key(w, "orderId");
-  str(w, order_id);
-  key(w, "amount");
-  w.Int64(r.amount);
-  key(w, "refunded");
-  w.Bool(r.refunded);
-  w.EndObject();
-  emit(tx, event_types::kPaymentRefunded, order_id, sb, cause);
+  emit(tx, event_types::kPaymentRefunded, order_id, json::object([&](json::Writer& w) {
+         json::write_string(w, "orderId", order_id);
+         json::write_int64(w, "amount", r.amount);
+         json::write_bool(w, "refunded", r.refunded);
+       }),
+       cause);
 }
 
 // Runs a statement to its end, so no read cursor stays open until commit.
@@ -165,39 +125,33 @@ Result<AuthorizeCommand> parse_authorize_payment(std::string_view data_json) {
   auto doc = parse_object(data_json);
   if (!doc) return doc.error();
   const auto& d = doc.value();
-  auto order_id = order_id_of(d);
+  auto order_id = json::require_string(d, "orderId", kInvalidCommand);
   if (!order_id) return order_id.error();
   AuthorizeCommand cmd;
   cmd.order_id = std::move(order_id).value();
 
-  auto amount = d.FindMember("amount");
-  if (amount == d.MemberEnd()) return invalid_command("amount", "amount is missing");
-  if (!amount->value.IsInt64() || amount->value.GetInt64() < 0) {
+  const auto* amount = json::find(d, "amount");
+  if (amount == nullptr) return invalid_command("amount", "amount is missing");
+  if (!amount->IsInt64() || amount->GetInt64() < 0) {
     return invalid_command("amount", "amount must be an integer >= 0 (minor units)");
   }
-  cmd.amount = amount->value.GetInt64();
+  cmd.amount = amount->GetInt64();
 
-  auto currency = d.FindMember("currency");
-  if (currency == d.MemberEnd()) return invalid_command("currency", "currency is missing");
-  if (!currency->value.IsString() || currency->value.GetStringLength() == 0) {
-    return invalid_command("currency", "currency must be a non-empty string");
-  }
-  cmd.currency.assign(currency->value.GetString(), currency->value.GetStringLength());
+  auto currency = json::require_string(d, "currency", kInvalidCommand);
+  if (!currency) return currency.error();
+  cmd.currency = std::move(currency).value();
 
   // No token is a business outcome (MISSING_TOKEN), not a malformed command.
-  if (auto token = d.FindMember("paymentToken"); token != d.MemberEnd() && !token->value.IsNull()) {
-    if (!token->value.IsString()) {
-      return invalid_command("paymentToken", "paymentToken must be a string");
-    }
-    cmd.payment_token.assign(token->value.GetString(), token->value.GetStringLength());
-  }
+  auto token = json::optional_string(d, "paymentToken", kInvalidCommand, json::Null::kAbsent);
+  if (!token) return token.error();
+  cmd.payment_token = token.value().value_or("");
   return cmd;
 }
 
 Result<std::string> parse_refund_payment(std::string_view data_json) {
   auto doc = parse_object(data_json);
   if (!doc) return doc.error();
-  return order_id_of(doc.value());
+  return json::require_string(doc.value(), "orderId", kInvalidCommand);
 }
 
 Decision decide(const Rules& rules, const AuthorizeCommand& cmd, std::string* reason) {

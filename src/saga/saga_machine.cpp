@@ -1,20 +1,20 @@
 #include "ecom/saga/saga_machine.hpp"
 
-#include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include <algorithm>
 #include <array>
 #include <utility>
 
 #include "ecom/core/clock.hpp"
+#include "ecom/core/json.hpp"
 #include "ecom/core/topics.hpp"
 
 namespace ecom::saga {
 namespace {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+using json::key;
+using json::write_int64;
+using json::write_string;
+using json::Writer;
 
 constexpr std::array<std::pair<SagaState, std::string_view>, 5> kStateNames{{
     {SagaState::kAwaitingReservation, "awaiting_reservation"},
@@ -24,44 +24,25 @@ constexpr std::array<std::pair<SagaState, std::string_view>, 5> kStateNames{{
     {SagaState::kCancelled, "cancelled"},
 }};
 
-template <typename F>
-std::string json_object(F&& body) {
-  rapidjson::StringBuffer buf;
-  Writer w(buf);
-  w.StartObject();
-  body(w);
-  w.EndObject();
-  return {buf.GetString(), buf.GetSize()};
-}
-
-void key(Writer& w, std::string_view k) { w.Key(k.data(), static_cast<unsigned>(k.size())); }
-void str(Writer& w, std::string_view v) { w.String(v.data(), static_cast<unsigned>(v.size())); }
-
 void write_items(Writer& w, const std::vector<Item>& items) {
   w.StartArray();
   for (const auto& it : items) {
     w.StartObject();
-    key(w, "sku");
-    str(w, it.sku);
-    key(w, "quantity");
-    w.Int64(it.quantity);
+    write_string(w, "sku", it.sku);
+    write_int64(w, "quantity", it.quantity);
     w.EndObject();
   }
   w.EndArray();
 }
 
 std::string order_only(const SagaRecord& r) {
-  return json_object([&](Writer& w) {
-    key(w, "orderId");
-    str(w, r.order_id);
-  });
+  return json::object([&](Writer& w) { write_string(w, "orderId", r.order_id); });
 }
 
 Emission reserve_stock(const SagaRecord& r) {
   return {std::string(topics::kInventoryCommands), std::string(event_types::kReserveStock),
-          json_object([&](Writer& w) {
-            key(w, "orderId");
-            str(w, r.order_id);
+          json::object([&](Writer& w) {
+            write_string(w, "orderId", r.order_id);
             key(w, "items");
             write_items(w, r.items);
           })};
@@ -79,18 +60,12 @@ Emission commit_stock(const SagaRecord& r) {
 
 Emission authorize_payment(const SagaRecord& r) {
   return {std::string(topics::kPaymentsCommands), std::string(event_types::kAuthorizePayment),
-          json_object([&](Writer& w) {
-            key(w, "orderId");
-            str(w, r.order_id);
-            key(w, "amount");
-            w.Int64(r.amount);
-            key(w, "currency");
-            str(w, r.currency);
+          json::object([&](Writer& w) {
+            write_string(w, "orderId", r.order_id);
+            write_int64(w, "amount", r.amount);
+            write_string(w, "currency", r.currency);
             // Absent like in OrderCreated, so the gateway answers MISSING_TOKEN itself.
-            if (r.payment_token) {
-              key(w, "paymentToken");
-              str(w, *r.payment_token);
-            }
+            if (r.payment_token) write_string(w, "paymentToken", *r.payment_token);
           })};
 }
 
@@ -101,17 +76,11 @@ Emission refund_payment(const SagaRecord& r) {
 
 Emission status_changed(const SagaRecord& r, int64_t now_ms) {
   return {std::string(topics::kOrdersStatus), std::string(event_types::kOrderStatusChanged),
-          json_object([&](Writer& w) {
-            key(w, "orderId");
-            str(w, r.order_id);
-            key(w, "status");
-            str(w, r.status);
-            if (!r.reason.empty()) {
-              key(w, "reason");
-              str(w, r.reason);
-            }
-            key(w, "at");
-            str(w, format_rfc3339(now_ms));
+          json::object([&](Writer& w) {
+            write_string(w, "orderId", r.order_id);
+            write_string(w, "status", r.status);
+            if (!r.reason.empty()) write_string(w, "reason", r.reason);
+            write_string(w, "at", format_rfc3339(now_ms));
           })};
 }
 
@@ -335,13 +304,10 @@ class Step {
   Transition t_;
 };
 
-const rapidjson::Value* member(const rapidjson::Value& obj, const char* name) {
-  auto it = obj.FindMember(name);
-  return it == obj.MemberEnd() ? nullptr : &it->value;
-}
+constexpr std::string_view kInvalidPayload{"INVALID_PAYLOAD"};
 
 Error invalid(std::string msg, std::string field = {}) {
-  return Error{"INVALID_PAYLOAD", std::move(msg), std::move(field), false};
+  return Error{std::string(kInvalidPayload), std::move(msg), std::move(field), false};
 }
 
 Result<std::vector<Item>> parse_items(const rapidjson::Value& v, bool require_non_empty) {
@@ -352,8 +318,8 @@ Result<std::vector<Item>> parse_items(const rapidjson::Value& v, bool require_no
     const auto& e = v[i];
     const std::string field = "items[" + std::to_string(i) + "]";
     if (!e.IsObject()) return invalid(field + " must be an object", field);
-    const auto* sku = member(e, "sku");
-    const auto* qty = member(e, "quantity");
+    const auto* sku = json::find(e, "sku");
+    const auto* qty = json::find(e, "quantity");
     if (!sku || !sku->IsString() || sku->GetStringLength() == 0)
       return invalid(field + ".sku must be a non-empty string", field + ".sku");
     if (!qty || !qty->IsInt64() || qty->GetInt64() <= 0)
@@ -477,9 +443,9 @@ Result<std::optional<Input>> parse_input(const Envelope& e) {
                          [&](const auto& p) { return p.first == e.type; });
   if (it == kTypes.end()) return std::optional<Input>();
 
-  rapidjson::Document d;
-  d.Parse(e.data.data(), e.data.size());
-  if (d.HasParseError() || !d.IsObject()) return invalid("data is not a JSON object");
+  auto doc = json::parse_object(e.data, invalid("data is not a JSON object"));
+  if (!doc) return doc.error();
+  const auto& d = doc.value();
 
   Input in;
   in.kind = it->second;
@@ -487,7 +453,7 @@ Result<std::optional<Input>> parse_input(const Envelope& e) {
   in.correlation_id = e.correlation_id;
   in.traceparent = e.traceparent;
 
-  if (const auto* v = member(d, "orderId")) {
+  if (const auto* v = json::find(d, "orderId")) {
     if (!v->IsString()) return invalid("orderId must be a string", "orderId");
     in.order_id.assign(v->GetString(), v->GetStringLength());
   } else {
@@ -495,11 +461,10 @@ Result<std::optional<Input>> parse_input(const Envelope& e) {
   }
   if (in.order_id.empty()) return invalid("orderId is missing", "orderId");
 
-  auto opt_string = [&](const char* name, std::string& out) -> Status {
-    const auto* v = member(d, name);
-    if (!v) return {};
-    if (!v->IsString()) return invalid(std::string(name) + " must be a string", name);
-    out.assign(v->GetString(), v->GetStringLength());
+  auto opt_string = [&](std::string_view name, std::string& out) -> Status {
+    auto v = json::optional_string(d, name, kInvalidPayload);
+    if (!v) return v.error();
+    if (v.value()) out = std::move(*v.value());
     return {};
   };
 
@@ -508,19 +473,19 @@ Result<std::optional<Input>> parse_input(const Envelope& e) {
       if (auto st = opt_string("customerId", in.customer_id); !st) return st.error();
       if (auto st = opt_string("currency", in.currency); !st) return st.error();
       if (in.currency.empty()) return invalid("currency is missing", "currency");
-      const auto* amount = member(d, "totalAmount");
+      const auto* amount = json::find(d, "totalAmount");
       if (!amount || !amount->IsInt64() || amount->GetInt64() < 0)
         return invalid("totalAmount must be a non-negative integer", "totalAmount");
       in.amount = amount->GetInt64();
-      const auto* items = member(d, "items");
+      const auto* items = json::find(d, "items");
       if (!items) return invalid("items is missing", "items");
       auto parsed = parse_items(*items, true);
       if (!parsed) return parsed.error();
       in.items = std::move(parsed.value());
-      if (const auto* tok = member(d, "paymentToken"); tok && !tok->IsNull()) {
-        if (!tok->IsString()) return invalid("paymentToken must be a string", "paymentToken");
-        in.payment_token.emplace(tok->GetString(), tok->GetStringLength());
-      }
+      auto token =
+          json::optional_string(d, "paymentToken", kInvalidPayload, json::Null::kAbsent);
+      if (!token) return token.error();
+      in.payment_token = std::move(token.value());
       break;
     }
     case InputKind::kCancellationRequested:
@@ -531,7 +496,7 @@ Result<std::optional<Input>> parse_input(const Envelope& e) {
       if (auto st = opt_string("reason", in.reason); !st) return st.error();
       break;
     case InputKind::kPaymentRefunded:
-      if (const auto* v = member(d, "refunded")) {
+      if (const auto* v = json::find(d, "refunded")) {
         if (!v->IsBool()) return invalid("refunded must be a boolean", "refunded");
         in.refunded = v->GetBool();
       }
@@ -546,7 +511,7 @@ std::string items_to_json(const std::vector<Item>& items) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
   write_items(w, items);
-  return {buf.GetString(), buf.GetSize()};
+  return json::to_string(buf);
 }
 
 Result<std::vector<Item>> items_from_json(std::string_view json) {

@@ -1,8 +1,5 @@
 #include "ecom/saga/saga_module.hpp"
 
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include <chrono>
 #include <condition_variable>
 #include <exception>
@@ -12,6 +9,7 @@
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
 #include "ecom/core/clock.hpp"
+#include "ecom/core/json.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/database.hpp"
@@ -28,10 +26,13 @@ constexpr int kDueBatch = 256;
 constexpr int kHistoryLimit = 500;
 constexpr int kListLimit = 100;
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+using json::key;
+using json::str;
+using json::write_bool;
+using json::write_int64;
+using json::write_string;
+using json::Writer;
 
-void str(Writer& w, std::string_view v) { w.String(v.data(), static_cast<unsigned>(v.size())); }
-void key(Writer& w, std::string_view k) { w.Key(k.data(), static_cast<unsigned>(k.size())); }
 void str_or_null(Writer& w, std::string_view v) {
   if (v.empty()) {
     w.Null();
@@ -48,82 +49,55 @@ void time_or_null(Writer& w, int64_t ms) {
 }
 
 void write_summary(Writer& w, const SagaRecord& r) {
-  key(w, "orderId");
-  str(w, r.order_id);
-  key(w, "state");
-  str(w, state_name(r.state));
-  key(w, "status");
-  str(w, r.status);
+  write_string(w, "orderId", r.order_id);
+  write_string(w, "state", state_name(r.state));
+  write_string(w, "status", r.status);
   key(w, "reason");
   str_or_null(w, r.reason);
-  key(w, "stockReserved");
-  w.Bool(r.stock_reserved);
-  key(w, "paymentAuthorized");
-  w.Bool(r.payment_authorized);
+  write_bool(w, "stockReserved", r.stock_reserved);
+  write_bool(w, "paymentAuthorized", r.payment_authorized);
   key(w, "pending");
   w.StartArray();
   for (const auto& n : pending_names(r.pending)) str(w, n);
   w.EndArray();
   key(w, "deadline");
   time_or_null(w, r.deadline_ms);
-  key(w, "deadlineMs");
-  w.Int64(r.deadline_ms);
+  write_int64(w, "deadlineMs", r.deadline_ms);
   key(w, "attempts");
   w.Int(r.attempts);
 }
 
 std::string saga_json(const SagaRecord& r, const std::vector<store::HistoryRow>& history) {
-  rapidjson::StringBuffer buf;
-  Writer w(buf);
-  w.StartObject();
-  write_summary(w, r);
-  key(w, "customerId");
-  str(w, r.customer_id);
-  key(w, "currency");
-  str(w, r.currency);
-  key(w, "amount");
-  w.Int64(r.amount);
-  // The token itself is a payment secret; operators only need to know whether there was one.
-  key(w, "hasPaymentToken");
-  w.Bool(r.payment_token.has_value());
-  key(w, "items");
-  w.StartArray();
-  for (const auto& it : r.items) {
-    w.StartObject();
-    key(w, "sku");
-    str(w, it.sku);
-    key(w, "quantity");
-    w.Int64(it.quantity);
-    w.EndObject();
-  }
-  w.EndArray();
-  key(w, "correlationId");
-  str(w, r.correlation_id);
-  key(w, "createdAt");
-  time_or_null(w, r.created_at_ms);
-  key(w, "updatedAt");
-  time_or_null(w, r.updated_at_ms);
-  key(w, "history");
-  w.StartArray();
-  for (const auto& h : history) {
-    w.StartObject();
-    key(w, "at");
-    str(w, format_rfc3339(h.at_ms));
-    key(w, "input");
-    str(w, h.input);
-    key(w, "eventId");
-    str_or_null(w, h.event_id);
-    key(w, "from");
-    str(w, h.from_state);
-    key(w, "to");
-    str(w, h.to_state);
-    key(w, "note");
-    str(w, h.note);
-    w.EndObject();
-  }
-  w.EndArray();
-  w.EndObject();
-  return {buf.GetString(), buf.GetSize()};
+  return json::object([&](Writer& w) {
+    write_summary(w, r);
+    write_string(w, "customerId", r.customer_id);
+    write_string(w, "currency", r.currency);
+    write_int64(w, "amount", r.amount);
+    // The token itself is a payment secret; operators only need to know whether there was one.
+    write_bool(w, "hasPaymentToken", r.payment_token.has_value());
+    key(w, "items");
+    const std::string items = items_to_json(r.items);
+    w.RawValue(items.data(), items.size(), rapidjson::kArrayType);
+    write_string(w, "correlationId", r.correlation_id);
+    key(w, "createdAt");
+    time_or_null(w, r.created_at_ms);
+    key(w, "updatedAt");
+    time_or_null(w, r.updated_at_ms);
+    key(w, "history");
+    w.StartArray();
+    for (const auto& h : history) {
+      w.StartObject();
+      write_string(w, "at", format_rfc3339(h.at_ms));
+      write_string(w, "input", h.input);
+      key(w, "eventId");
+      str_or_null(w, h.event_id);
+      write_string(w, "from", h.from_state);
+      write_string(w, "to", h.to_state);
+      write_string(w, "note", h.note);
+      w.EndObject();
+    }
+    w.EndArray();
+  });
 }
 
 Error config_error(const ConfigSection& cfg, std::string_view k, std::string_view what) {
@@ -305,26 +279,20 @@ Status SagaModule::start(ModuleContext& ctx) {
       return View{store::count_by_state(tx), store::with_deadline(tx, kListLimit)};
     });
     if (!v) return http::error_response(v.error());
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    w.StartObject();
-    key(w, "counts");
-    w.StartObject();
-    for (const auto& [state, n] : v->counts) {
-      key(w, state);
-      w.Int64(n);
-    }
-    w.EndObject();
-    key(w, "waiting");  // sagas with a deadline, the most overdue first
-    w.StartArray();
-    for (const auto& r : v->waiting) {
-      w.StartObject();
-      write_summary(w, r);
-      w.EndObject();
-    }
-    w.EndArray();
-    w.EndObject();
-    return http::json(200, std::string(buf.GetString(), buf.GetSize()));
+    return http::json(200, json::object([&](Writer& w) {
+                        key(w, "counts");
+                        w.StartObject();
+                        for (const auto& [state, n] : v->counts) json::write_int64(w, state, n);
+                        w.EndObject();
+                        key(w, "waiting");  // sagas with a deadline, the most overdue first
+                        w.StartArray();
+                        for (const auto& r : v->waiting) {
+                          w.StartObject();
+                          write_summary(w, r);
+                          w.EndObject();
+                        }
+                        w.EndArray();
+                      }));
   });
 
   auto waiting = ctx.db.read([](db::Tx& tx) -> Result<int64_t> {

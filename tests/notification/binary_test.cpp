@@ -1,11 +1,10 @@
 // Live push against the real binary (--role=all, embedded bus): an order's statuses over SSE,
 // resume after a disconnect, and 500 concurrent clients.
 
-#include <catch2/catch.hpp>
-
 #include <poll.h>
 #include <sys/resource.h>
 
+#include <catch2/catch.hpp>
 #include <fstream>
 
 #include "harness.hpp"
@@ -22,7 +21,8 @@ using ecom::test::TempDir;
 
 namespace {
 
-const std::vector<std::string> kLifecycle{"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"};
+const std::vector<std::string> kLifecycle{"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED",
+                                          "CONFIRMED"};
 
 // A catalogue with one product; a slow payment gateway so that a client connecting right after
 // placing the order sees the later statuses arrive live.
@@ -30,26 +30,32 @@ std::string write_config(const TempDir& dir, int payment_latency_ms) {
   std::string path = dir.file("ecomd.json");
   std::ofstream(path) << R"({"inventory":{"admin_token":"t","seed":[
       {"sku":"SKU-A","name":"Plenty","available":100000,"unitAmount":1000}]},
-    "payment":{"latency_ms":)" << payment_latency_ms << R"(},
+    "payment":{"latency_ms":)"
+                      << payment_latency_ms << R"(},
     "notification":{"keepalive_ms":1000}})";
   return path;
 }
 
 std::string place(const Ecomd& e, const std::string& customer = "c-1") {
-  auto r = e.post("/api/orders", R"({"customerId":")" + customer +
-                                     R"(","currency":"USD","items":[{"sku":"SKU-A","quantity":1,"unitAmount":1000}],"paymentToken":"tok_visa"})");
+  auto r = e.post(
+      "/api/orders",
+      R"({"customerId":")" + customer +
+          R"(","currency":"USD","items":[{"sku":"SKU-A","quantity":1,"unitAmount":1000}],"paymentToken":"tok_visa"})");
   REQUIRE(r.status == 202);
   return str_of(parse_json(r.body), "orderId");
 }
 
 // Opens the order's stream; the notification module may not have seen the order yet (404).
-std::unique_ptr<SseClient> open_order_stream(const Ecomd& e, const std::string& id,
-                                             const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+std::unique_ptr<SseClient> open_order_stream(
+    const Ecomd& e, const std::string& id,
+    const std::vector<std::pair<std::string, std::string>>& headers = {}) {
   std::unique_ptr<SseClient> c;
-  bool ok = ecom::test::eventually([&] {
-    c = std::make_unique<SseClient>(e.port(), "/api/orders/" + id + "/events", headers);
-    return c->wait_head(10s) && c->status() == 200;
-  }, 30s);
+  bool ok = ecom::test::eventually(
+      [&] {
+        c = std::make_unique<SseClient>(e.port(), "/api/orders/" + id + "/events", headers);
+        return c->wait_head(10s) && c->status() == 200;
+      },
+      30s);
   REQUIRE(ok);
   return c;
 }
@@ -63,7 +69,8 @@ std::vector<std::string> history(const SseEvent& snapshot) {
 
 // Reads status events until CONFIRMED (or CANCELLED), appending their statuses to `statuses`.
 // Returns the last event id seen; fails on a snapshot unless `snapshot_ok`.
-int64_t read_until_terminal(SseClient& c, std::vector<std::string>& statuses, int64_t last_id, int* live = nullptr) {
+int64_t read_until_terminal(SseClient& c, std::vector<std::string>& statuses, int64_t last_id,
+                            int* live = nullptr) {
   auto end = std::chrono::steady_clock::now() + 60s;
   while (statuses.empty() || (statuses.back() != "CONFIRMED" && statuses.back() != "CANCELLED")) {
     REQUIRE(std::chrono::steady_clock::now() < end);
@@ -84,7 +91,8 @@ int64_t read_until_terminal(SseClient& c, std::vector<std::string>& statuses, in
 
 }  // namespace
 
-TEST_CASE("binary: an SSE client sees PENDING to CONFIRMED for its order", "[notification][binary][sse]") {
+TEST_CASE("binary: an SSE client sees PENDING to CONFIRMED for its order",
+          "[notification][binary][sse]") {
   TempDir dir;
   Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir, 2000)});
   auto id = place(e);
@@ -109,7 +117,8 @@ TEST_CASE("binary: an SSE client sees PENDING to CONFIRMED for its order", "[not
   CHECK(e.terminate() == 0);
 }
 
-TEST_CASE("binary: a client that reconnects with Last-Event-ID misses nothing", "[notification][binary][sse]") {
+TEST_CASE("binary: a client that reconnects with Last-Event-ID misses nothing",
+          "[notification][binary][sse]") {
   TempDir dir;
   Ecomd e(dir.path(), {"--role=all", "--config=" + write_config(dir, 2000)});
   auto id = place(e);
@@ -123,7 +132,9 @@ TEST_CASE("binary: a client that reconnects with Last-Event-ID misses nothing", 
     statuses = history(*snap);
     last_id = snap->id;
   }  // disconnected mid-way (the payment is still pending)
-  REQUIRE(ecom::test::eventually([&] { return str_of(parse_json(e.get("/api/orders/" + id).body), "status") == "CONFIRMED"; }, 60s));
+  REQUIRE(ecom::test::eventually(
+      [&] { return str_of(parse_json(e.get("/api/orders/" + id).body), "status") == "CONFIRMED"; },
+      60s));
 
   auto again = open_order_stream(e, id, {{"Last-Event-ID", last_id}});
   auto first = again->next(15s);
@@ -142,7 +153,8 @@ TEST_CASE("binary: a client that reconnects with Last-Event-ID misses nothing", 
   CHECK(str_of(parse_json(snap->data), "status") == "CONFIRMED");
 }
 
-TEST_CASE("binary: 500 concurrent SSE clients on /api/events all receive an event", "[notification][binary][sse][load]") {
+TEST_CASE("binary: 500 concurrent SSE clients on /api/events all receive an event",
+          "[notification][binary][sse][load]") {
   constexpr size_t kClients = 500;
   rlimit rl{};
   REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
@@ -191,7 +203,8 @@ TEST_CASE("binary: 500 concurrent SSE clients on /api/events all receive an even
   auto has = [](const std::string& kind, const std::string& order_id = {}) {
     return [kind, order_id](SseClient& c) {
       for (const auto& ev : c.events())
-        if (ev.event == kind && (order_id.empty() || ev.data.find(order_id) != std::string::npos)) return true;
+        if (ev.event == kind && (order_id.empty() || ev.data.find(order_id) != std::string::npos))
+          return true;
       return false;
     };
   };

@@ -2,11 +2,10 @@
 // The notification module hosted the way main hosts it: a real store, the embedded bus, the outbox
 // relay and an HTTP server on a free port. Shared by the module-level test files.
 
-#include <catch2/catch.hpp>
-
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,9 +41,10 @@ inline std::string str_of(const rapidjson::Value& v, const char* name) {
 
 inline Envelope order_created(const std::string& order_id, const std::string& customer = "c-42",
                               int64_t total = 2500) {
-  std::string data = R"({"orderId":")" + order_id + R"(","customerId":")" + customer +
-                     R"(","currency":"USD","totalAmount":)" + std::to_string(total) +
-                     R"(,"items":[{"sku":"SKU-1","quantity":2,"unitAmount":1250}],"paymentToken":"tok_visa"})";
+  std::string data =
+      R"({"orderId":")" + order_id + R"(","customerId":")" + customer +
+      R"(","currency":"USD","totalAmount":)" + std::to_string(total) +
+      R"(,"items":[{"sku":"SKU-1","quantity":2,"unitAmount":1250}],"paymentToken":"tok_visa"})";
   return make_event("order", event_types::kOrderCreated, order_id, data);
 }
 
@@ -57,8 +57,8 @@ inline Envelope status_changed(const std::string& order_id, const std::string& s
 }
 
 inline Envelope inventory_updated(const std::string& sku, int64_t available) {
-  std::string data = R"({"sku":")" + sku + R"(","delta":-1,"available":)" + std::to_string(available) +
-                     R"(,"reserved":1,"orderId":"o-x"})";
+  std::string data = R"({"sku":")" + sku + R"(","delta":-1,"available":)" +
+                     std::to_string(available) + R"(,"reserved":1,"orderId":"o-x"})";
   return make_event("inventory", event_types::kInventoryUpdated, sku, data);
 }
 
@@ -78,7 +78,8 @@ struct Harness {
   std::unique_ptr<bus::Subscription> watcher;
 
   /// `config` is the notification section as JSON.
-  explicit Harness(std::string data_dir, const std::string& config = "{}") : dir(std::move(data_dir)) {
+  explicit Harness(std::string data_dir, const std::string& config = "{}")
+      : dir(std::move(data_dir)) {
     auto doc = parse_json_config(R"({"notification":)" + config + "}");
     REQUIRE(doc.ok());
     settings.document = doc.value();
@@ -89,7 +90,8 @@ struct Harness {
     db = std::move(db::Database::open(dir + "/notification.db")).value();
     REQUIRE(db::migrate_messaging(*db).ok());
     relay = std::make_unique<bus::OutboxRelay>(*db, *bus);
-    ctx.reset(new ModuleContext{*bus, *relay, router, *db, settings.section("notification"), settings});
+    ctx.reset(
+        new ModuleContext{*bus, *relay, router, *db, settings.section("notification"), settings});
     module = std::make_unique<notification::NotificationModule>();
     auto st = module->start(*ctx);
     INFO((st.ok() ? std::string() : st.error().message));

@@ -1,16 +1,15 @@
 // The module hosted like main hosts it: consumption from the bus, REST, webhook delivery with
 // retries, restart, and the SSE streams over a real HTTP server.
 
-#include <catch2/catch.hpp>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <thread>
-
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include "ecom/http/server.hpp"
 #include "ecom/notification/store.hpp"
@@ -65,20 +64,24 @@ struct WebhookServer {
 };
 
 std::string webhook_config(const std::string& url, int max_attempts, int backoff_ms = 20) {
-  return R"({"sink":"webhook","webhook":{"url":")" + url + R"(","timeout_ms":2000,"max_attempts":)" +
-         std::to_string(max_attempts) + R"(,"backoff_ms":)" + std::to_string(backoff_ms) + "}}";
+  return R"({"sink":"webhook","webhook":{"url":")" + url +
+         R"(","timeout_ms":2000,"max_attempts":)" + std::to_string(max_attempts) +
+         R"(,"backoff_ms":)" + std::to_string(backoff_ms) + "}}";
 }
 
 // The single notification of an order, once it has left PENDING.
 rapidjson::Document settled_notification(Harness& h, const std::string& order_id) {
   std::string body;
-  bool settled = test::eventually([&] {
-    auto r = h.get("/api/notifications?orderId=" + order_id);
-    body = r.body;
-    if (r.status != 200) return false;
-    auto d = parse_json(body);
-    return d["notifications"].Size() == 1 && str_of(d["notifications"][0], "status") != "PENDING";
-  }, 20s);
+  bool settled = test::eventually(
+      [&] {
+        auto r = h.get("/api/notifications?orderId=" + order_id);
+        body = r.body;
+        if (r.status != 200) return false;
+        auto d = parse_json(body);
+        return d["notifications"].Size() == 1 &&
+               str_of(d["notifications"][0], "status") != "PENDING";
+      },
+      20s);
   INFO(body);
   REQUIRE(settled);
   return parse_json(body);
@@ -92,10 +95,12 @@ std::vector<std::string> history_of(const std::string& snapshot_json) {
 }
 
 // Next event of the given kind, skipping others.
-std::optional<SseEvent> next_of(SseClient& c, const std::string& kind, std::chrono::milliseconds timeout = 15s) {
+std::optional<SseEvent> next_of(SseClient& c, const std::string& kind,
+                                std::chrono::milliseconds timeout = 15s) {
   auto end = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < end) {
-    auto e = c.next(std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()));
+    auto e = c.next(std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now()));
     if (!e) return std::nullopt;
     if (e->event == kind) return e;
   }
@@ -106,9 +111,11 @@ std::optional<SseEvent> next_of(SseClient& c, const std::string& kind, std::chro
 
 TEST_CASE("config errors fail start-up with CONFIG_INVALID", "[notification][module]") {
   test::TempDir dir;
-  for (std::string config : {R"({"sink":"email"})", R"({"sink":"webhook"})", R"({"sink":"webhook","webhook":{"url":"https://x"}})",
-                             R"({"feed_retention":0})", R"({"keepalive_ms":5})", R"({"webhook":{"max_attempts":0}})",
-                             R"({"nope":1})", R"({"templates":{"order.lost":{}}})", R"({"webhook":{"urll":"x"}})"}) {
+  for (std::string config :
+       {R"({"sink":"email"})", R"({"sink":"webhook"})",
+        R"({"sink":"webhook","webhook":{"url":"https://x"}})", R"({"feed_retention":0})",
+        R"({"keepalive_ms":5})", R"({"webhook":{"max_attempts":0}})", R"({"nope":1})",
+        R"({"templates":{"order.lost":{}}})", R"({"webhook":{"urll":"x"}})"}) {
     INFO(config);
     auto doc = parse_json_config(R"({"notification":)" + config + "}");
     REQUIRE(doc.ok());
@@ -130,7 +137,8 @@ TEST_CASE("config errors fail start-up with CONFIG_INVALID", "[notification][mod
   }
 }
 
-TEST_CASE("the shipped config/ecomd.json notification section starts the module", "[notification][module]") {
+TEST_CASE("the shipped config/ecomd.json notification section starts the module",
+          "[notification][module]") {
   std::ifstream in(std::string(ECOM_SOURCE_DIR) + "/config/ecomd.json");
   std::stringstream text;
   text << in.rdbuf();
@@ -164,14 +172,17 @@ TEST_CASE("GET /api/notifications validates and lists newest first", "[notificat
   h.publish(topics::kOrdersCreated, order_created("o-c", "c-other"));
   h.publish(topics::kOrdersStatus, status_changed("o-a", "CANCELLED", "OUT_OF_STOCK"));
   REQUIRE(test::eventually([&] {
-    return parse_json(h.get("/api/notifications?customerId=c-42").body)["notifications"].Size() == 3;
+    return parse_json(h.get("/api/notifications?customerId=c-42").body)["notifications"].Size() ==
+           3;
   }));
   auto list = parse_json(h.get("/api/notifications?customerId=c-42").body);
   CHECK(str_of(list["notifications"][0], "orderStatus") == "CANCELLED");
   CHECK(str_of(list["notifications"][0], "body").find("OUT_OF_STOCK") != std::string::npos);
-  CHECK(parse_json(h.get("/api/notifications?customerId=c-42&limit=1").body)["notifications"].Size() == 1);
+  CHECK(parse_json(h.get("/api/notifications?customerId=c-42&limit=1").body)["notifications"]
+            .Size() == 1);
   CHECK(parse_json(h.get("/api/notifications?orderId=o-c").body)["notifications"].Size() == 1);
-  CHECK(parse_json(h.get("/api/notifications?orderId=o-c&customerId=c-42").body)["notifications"].Size() == 0);
+  CHECK(parse_json(h.get("/api/notifications?orderId=o-c&customerId=c-42").body)["notifications"]
+            .Size() == 0);
   // The log sink delivers everything.
   REQUIRE(test::eventually([&] { return h.sent_count() == 4; }));
 
@@ -181,14 +192,16 @@ TEST_CASE("GET /api/notifications validates and lists newest first", "[notificat
   CHECK(stats["orders"]["CONFIRMED"].GetInt() == 0);
 }
 
-TEST_CASE("redelivered and repeated events give one notification per status", "[notification][module]") {
+TEST_CASE("redelivered and repeated events give one notification per status",
+          "[notification][module]") {
   test::TempDir dir;
   Harness h(dir.path());
   auto created = order_created("o-r");
   h.publish(topics::kOrdersCreated, created);
   h.publish(topics::kOrdersCreated, created);  // the same event twice
   h.publish(topics::kOrdersStatus, status_changed("o-r", "STOCK_RESERVED"));
-  h.publish(topics::kOrdersStatus, status_changed("o-r", "STOCK_RESERVED"));  // another event, same status
+  h.publish(topics::kOrdersStatus,
+            status_changed("o-r", "STOCK_RESERVED"));  // another event, same status
   h.publish(topics::kOrdersStatus, status_changed("o-r", "CONFIRMED"));
   REQUIRE(test::eventually([&] { return h.sent_count() == 3; }));
   std::this_thread::sleep_for(300ms);  // would a fourth show up?
@@ -203,7 +216,8 @@ TEST_CASE("redelivered and repeated events give one notification per status", "[
   }
 }
 
-TEST_CASE("webhook: retried on 500, SENT on 200, NotificationSent emitted", "[notification][module][webhook]") {
+TEST_CASE("webhook: retried on 500, SENT on 200, NotificationSent emitted",
+          "[notification][module][webhook]") {
   WebhookServer hook(2);  // 500, 500, then 200
   test::TempDir dir;
   Harness h(dir.path(), webhook_config(hook.url(), 5));
@@ -241,7 +255,8 @@ TEST_CASE("webhook: retried on 500, SENT on 200, NotificationSent emitted", "[no
   CHECK(data["attempts"].GetInt() == 3);
 }
 
-TEST_CASE("webhook: FAILED after the last attempt when it always answers 500", "[notification][module][webhook]") {
+TEST_CASE("webhook: FAILED after the last attempt when it always answers 500",
+          "[notification][module][webhook]") {
   WebhookServer hook(-1);
   test::TempDir dir;
   Harness h(dir.path(), webhook_config(hook.url(), 3));
@@ -257,7 +272,8 @@ TEST_CASE("webhook: FAILED after the last attempt when it always answers 500", "
   CHECK(h.sent_count() == 0);
 }
 
-TEST_CASE("pending notifications are delivered after a restart", "[notification][module][webhook]") {
+TEST_CASE("pending notifications are delivered after a restart",
+          "[notification][module][webhook]") {
   test::TempDir dir;
   // Nothing listens on this port: the first attempt fails (connection refused) and is rescheduled.
   std::string dead = "http://127.0.0.1:" + std::to_string(test::free_port()) + "/hook";
@@ -278,7 +294,8 @@ TEST_CASE("pending notifications are delivered after a restart", "[notification]
   REQUIRE(test::eventually([&] { return h.sent_count() == 1; }));
 }
 
-TEST_CASE("SSE /api/orders/{id}/events: snapshot, live changes, resume", "[notification][module][sse]") {
+TEST_CASE("SSE /api/orders/{id}/events: snapshot, live changes, resume",
+          "[notification][module][sse]") {
   test::TempDir dir;
   Harness h(dir.path());
   {
@@ -343,11 +360,13 @@ TEST_CASE("SSE /api/orders/{id}/events: snapshot, live changes, resume", "[notif
   CHECK(bad.status() == 400);
 }
 
-TEST_CASE("SSE /api/events: summary snapshot, then statuses, stock and alerts", "[notification][module][sse]") {
+TEST_CASE("SSE /api/events: summary snapshot, then statuses, stock and alerts",
+          "[notification][module][sse]") {
   test::TempDir dir;
   Harness h(dir.path());
   h.publish(topics::kOrdersCreated, order_created("o-1"));
-  REQUIRE(test::eventually([&] { return parse_json(h.get("/api/stats").body)["orders"]["PENDING"].GetInt() == 1; }));
+  REQUIRE(test::eventually(
+      [&] { return parse_json(h.get("/api/stats").body)["orders"]["PENDING"].GetInt() == 1; }));
 
   SseClient c(h.port(), "/api/events");
   auto snap = c.next(10s);
@@ -360,8 +379,8 @@ TEST_CASE("SSE /api/events: summary snapshot, then statuses, stock and alerts", 
 
   h.publish(topics::kOrdersStatus, status_changed("o-1", "CANCELLED", "CUSTOMER_CANCELLED"));
   h.publish(topics::kInventoryUpdated, inventory_updated("SKU-1", 7));
-  h.publish(topics::kInventoryAlerts,
-            make_event("inventory", event_types::kStockLevelLow, "SKU-1", R"({"sku":"SKU-1","available":3,"threshold":5})"));
+  h.publish(topics::kInventoryAlerts, make_event("inventory", event_types::kStockLevelLow, "SKU-1",
+                                                 R"({"sku":"SKU-1","available":3,"threshold":5})"));
   // Different topics may arrive in any order.
   std::map<std::string, SseEvent> seen;
   while (seen.size() < 3) {

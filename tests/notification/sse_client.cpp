@@ -27,7 +27,8 @@ SseClient::SseClient(uint16_t port, const std::string& target,
     fd_ = -1;
     return;
   }
-  std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+  std::string req = "GET " + target +
+                    " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
                     "Connection: close\r\n";
   for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
   req += "\r\n";
@@ -136,16 +137,20 @@ void SseClient::parse_events() {
     std::string field = line.substr(0, colon);
     std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
     if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-    if (field == "id") current_.id = value;
-    else if (field == "event") current_.event = value;
-    else if (field == "data") current_.data += (current_.data.empty() ? "" : "\n") + value;
+    if (field == "id")
+      current_.id = value;
+    else if (field == "event")
+      current_.event = value;
+    else if (field == "data")
+      current_.data += (current_.data.empty() ? "" : "\n") + value;
   }
 }
 
 bool SseClient::wait_head(std::chrono::milliseconds timeout) {
   auto end = std::chrono::steady_clock::now() + timeout;
   while (!head_done_) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
     if (left.count() <= 0 || fd_ < 0) return false;
     read_some(static_cast<int>(left.count()));
   }
@@ -155,7 +160,8 @@ bool SseClient::wait_head(std::chrono::milliseconds timeout) {
 std::optional<SseEvent> SseClient::next(std::chrono::milliseconds timeout) {
   auto end = std::chrono::steady_clock::now() + timeout;
   while (events_.empty()) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
     if (left.count() <= 0 || fd_ < 0) return std::nullopt;
     read_some(static_cast<int>(std::min<int64_t>(left.count(), 200)));
   }
@@ -167,7 +173,8 @@ std::optional<SseEvent> SseClient::next(std::chrono::milliseconds timeout) {
 bool SseClient::wait_eof(std::chrono::milliseconds timeout) {
   auto end = std::chrono::steady_clock::now() + timeout;
   while (!eof_) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     if (fd_ < 0) return eof_;
     read_some(static_cast<int>(std::min<int64_t>(left.count(), 200)));

@@ -1,15 +1,16 @@
 // The store on its own: projection, one notification per order and status, the feed and the
 // resume rules of the live streams.
 
-#include <catch2/catch.hpp>
+#include "ecom/notification/store.hpp"
 
 #include <rapidjson/document.h>
+
+#include <catch2/catch.hpp>
 
 #include "ecom/core/clock.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
-#include "ecom/notification/store.hpp"
 #include "harness.hpp"
 #include "support/test_support.hpp"
 
@@ -43,11 +44,12 @@ struct StoreFixture {
   }
 
   int64_t count(const std::string& sql) {
-    return db->read([&](db::Tx& tx) -> Result<int64_t> {
-                auto s = tx.stmt(sql);
-                s.step();
-                return s.col_int(0);
-              })
+    return db
+        ->read([&](db::Tx& tx) -> Result<int64_t> {
+          auto s = tx.stmt(sql);
+          s.step();
+          return s.col_int(0);
+        })
         .value();
   }
 
@@ -132,7 +134,8 @@ TEST_CASE("one notification per order per status under redelivery", "[notificati
   CHECK(str_of(n, "body").find("25.00 USD") != std::string::npos);
 }
 
-TEST_CASE("a status that overtakes OrderCreated waits for the customer, then notifies", "[notification][store]") {
+TEST_CASE("a status that overtakes OrderCreated waits for the customer, then notifies",
+          "[notification][store]") {
   StoreFixture f;
   auto early = f.apply(status_changed("o-2", "STOCK_RESERVED"));
   CHECK(early.notifications == 0);  // no customer known yet
@@ -153,8 +156,9 @@ TEST_CASE("a status that overtakes OrderCreated waits for the customer, then not
 TEST_CASE("status changes only move forward", "[notification][store]") {
   StoreFixture f;
   f.apply(order_created("o-3"));
-  CHECK(f.apply(status_changed("o-3", "PAYMENT_AUTHORIZED")).feed_rows == 2);  // status + notification
-  CHECK(f.apply(status_changed("o-3", "STOCK_RESERVED")).feed_rows == 0);      // late, ignored
+  CHECK(f.apply(status_changed("o-3", "PAYMENT_AUTHORIZED")).feed_rows ==
+        2);                                                                // status + notification
+  CHECK(f.apply(status_changed("o-3", "STOCK_RESERVED")).feed_rows == 0);  // late, ignored
   CHECK(f.apply(status_changed("o-3", "CANCELLED", "PAYMENT_DECLINED")).feed_rows == 2);
   CHECK(f.apply(status_changed("o-3", "CONFIRMED")).feed_rows == 0);  // terminal never moves
   auto stats = parse_json(f.store->stats_json().value());
@@ -163,23 +167,28 @@ TEST_CASE("status changes only move forward", "[notification][store]") {
   CHECK(stats["orders"]["PENDING"].GetInt() == 0);
 }
 
-TEST_CASE("invalid payloads are reported as INVALID_EVENT, other types ignored", "[notification][store]") {
+TEST_CASE("invalid payloads are reported as INVALID_EVENT, other types ignored",
+          "[notification][store]") {
   StoreFixture f;
-  auto bad = make_event("saga", event_types::kOrderStatusChanged, "o-9", R"({"orderId":"o-9","status":"SHIPPED"})");
+  auto bad = make_event("saga", event_types::kOrderStatusChanged, "o-9",
+                        R"({"orderId":"o-9","status":"SHIPPED"})");
   auto r = f.store->apply(bad);
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == "INVALID_EVENT");
   CHECK_FALSE(r.error().retryable);
-  auto no_total = make_event("order", event_types::kOrderCreated, "o-9", R"({"orderId":"o-9","customerId":"c"})");
+  auto no_total = make_event("order", event_types::kOrderCreated, "o-9",
+                             R"({"orderId":"o-9","customerId":"c"})");
   CHECK(f.store->apply(no_total).error().code == "INVALID_EVENT");
-  auto other = make_event("payment", event_types::kPaymentAuthorized, "o-9", R"({"orderId":"o-9"})");
+  auto other =
+      make_event("payment", event_types::kPaymentAuthorized, "o-9", R"({"orderId":"o-9"})");
   auto ignored = f.store->apply(other);
   REQUIRE(ignored.ok());
   CHECK(ignored->feed_rows == 0);
   CHECK(f.count("SELECT COUNT(*) FROM feed") == 0);
 }
 
-TEST_CASE("the feed resumes after a Last-Event-ID and falls back to a snapshot", "[notification][store]") {
+TEST_CASE("the feed resumes after a Last-Event-ID and falls back to a snapshot",
+          "[notification][store]") {
   StoreFixture f;
   // Feed rows: 1 status(o-1) 2 notification(o-1) 3 status(o-1) 4 notification(o-1) 5 inventory
   //            6 status(o-2) 7 notification(o-2) 8 status(o-1) 9 notification(o-1)
@@ -209,7 +218,8 @@ TEST_CASE("the feed resumes after a Last-Event-ID and falls back to a snapshot",
     std::vector<int64_t> seqs;
     for (const auto& r : s->rows) seqs.push_back(r.seq);
     CHECK(seqs == std::vector<int64_t>{3, 4, 8, 9});
-    CHECK(f.kinds(s->rows) == std::vector<std::string>{"status", "notification", "status", "notification"});
+    CHECK(f.kinds(s->rows) ==
+          std::vector<std::string>{"status", "notification", "status", "notification"});
     auto last = parse_json(s->rows[2].payload);
     CHECK(str_of(last, "status") == "CONFIRMED");
     CHECK(str_of(last, "customerId") == "c-42");
@@ -248,7 +258,8 @@ TEST_CASE("the feed resumes after a Last-Event-ID and falls back to a snapshot",
   SECTION("the all-orders stream replays status, inventory and alerts, not notifications") {
     auto s = f.store->start_all_stream(0, 100).value();
     CHECK_FALSE(s.snapshot);
-    CHECK(f.kinds(s.rows) == std::vector<std::string>{"status", "status", "inventory", "status", "status"});
+    CHECK(f.kinds(s.rows) ==
+          std::vector<std::string>{"status", "status", "inventory", "status", "status"});
     CHECK(str_of(parse_json(s.rows[2].payload), "sku") == "SKU-1");
     // Too much to replay: a snapshot instead.
     auto big = f.store->start_all_stream(0, 4).value();
@@ -266,7 +277,8 @@ TEST_CASE("the feed resumes after a Last-Event-ID and falls back to a snapshot",
 
 TEST_CASE("alerts carry their kind in the feed", "[notification][store]") {
   StoreFixture f;
-  f.apply(make_event("inventory", event_types::kStockDepleted, "SKU-9", R"({"sku":"SKU-9","available":0,"threshold":5})"));
+  f.apply(make_event("inventory", event_types::kStockDepleted, "SKU-9",
+                     R"({"sku":"SKU-9","available":0,"threshold":5})"));
   auto rows = f.store->feed_after(0, 10).value();
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].kind == "alert");
@@ -277,7 +289,8 @@ TEST_CASE("alerts carry their kind in the feed", "[notification][store]") {
   CHECK(p["available"].GetInt() == 0);
 }
 
-TEST_CASE("delivery bookkeeping: retry, FAILED, SENT with NotificationSent", "[notification][store]") {
+TEST_CASE("delivery bookkeeping: retry, FAILED, SENT with NotificationSent",
+          "[notification][store]") {
   StoreFixture f;
   f.apply(order_created("o-5", "c-5"));
   auto due = f.store->due(now_ms(), 10).value();
@@ -298,7 +311,10 @@ TEST_CASE("delivery bookkeeping: retry, FAILED, SENT with NotificationSent", "[n
   CHECK(n["attempts"].GetInt() == 2);
   CHECK(std::string(n["channel"].GetString()) == "webhook");
   CHECK(n.HasMember("sentAt"));
-  auto out = f.db->read([](db::Tx& tx) -> Result<std::vector<db::OutboxRow>> { return db::outbox_peek(tx, 10); }).value();
+  auto out = f.db->read([](db::Tx& tx) -> Result<std::vector<db::OutboxRow>> {
+                   return db::outbox_peek(tx, 10);
+                 })
+                 .value();
   REQUIRE(out.size() == 1);
   CHECK(out[0].topic == topics::kNotificationsSent);
   auto e = decode_envelope(out[0].payload).value();

@@ -1,10 +1,10 @@
-#include <catch2/catch.hpp>
+#include "ecom/notification/templates.hpp"
 
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
 
 #include "ecom/core/config.hpp"
-#include "ecom/notification/templates.hpp"
 
 using namespace ecom;
 using namespace ecom::notification;
@@ -35,8 +35,8 @@ TEST_CASE("money is rendered with two decimals from minor units", "[notification
 
 TEST_CASE("placeholders are replaced, unknown ones stay visible", "[notification][template]") {
   auto v = vars();
-  CHECK(render("Order {orderId} for {customerId}: {status} ({reason}), {totalAmount} {currency}", v) ==
-        "Order o-1 for c-42: CANCELLED (PAYMENT_DECLINED), 25.00 USD");
+  CHECK(render("Order {orderId} for {customerId}: {status} ({reason}), {totalAmount} {currency}",
+               v) == "Order o-1 for c-42: CANCELLED (PAYMENT_DECLINED), 25.00 USD");
   CHECK(render("{orderId}{orderId}", v) == "o-1o-1");
   CHECK(render("Hello {name}, {orderId}", v) == "Hello {name}, o-1");
   CHECK(render("{}", v) == "{}");
@@ -53,7 +53,8 @@ TEST_CASE("placeholders are replaced, unknown ones stay visible", "[notification
 TEST_CASE("every status has a default template that renders", "[notification][template]") {
   auto defaults = default_templates();
   REQUIRE(defaults.size() == template_keys().size());
-  for (std::string_view status : {"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED", "CANCELLED"}) {
+  for (std::string_view status :
+       {"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED", "CANCELLED"}) {
     auto key = template_key_for_status(status);
     REQUIRE(key);
     auto t = defaults.find(*key);
@@ -66,7 +67,8 @@ TEST_CASE("every status has a default template that renders", "[notification][te
   CHECK(*template_key_for_status("PENDING") == "order.created");
   CHECK(*template_key_for_status("CANCELLED") == "order.cancelled");
   CHECK_FALSE(template_key_for_status("SHIPPED"));
-  CHECK(render(defaults.at("order.cancelled"), vars()).body.find("PAYMENT_DECLINED") != std::string::npos);
+  CHECK(render(defaults.at("order.cancelled"), vars()).body.find("PAYMENT_DECLINED") !=
+        std::string::npos);
   CHECK(render(defaults.at("order.confirmed"), vars()).body.find("25.00 USD") != std::string::npos);
 }
 

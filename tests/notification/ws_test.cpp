@@ -1,18 +1,18 @@
 // WebSocket /ws with a real client (Boost.Beast's; the only test TU that includes Beast): against
 // the hosted module and against the real binary.
 
-#include <utility>  // before Asio (Boost 1.74 + C++20)
+// clang-format off
+#include <utility>  // before any Asio header (Boost 1.74 + C++20)
+// clang-format on
+
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
-
 #include <catch2/catch.hpp>
-
-#include <sys/socket.h>
-#include <sys/time.h>
-
 #include <fstream>
 
 #include "harness.hpp"
@@ -76,7 +76,8 @@ std::string error_code_of(const std::string& message) {
 
 }  // namespace
 
-TEST_CASE("WebSocket /ws: subscribe to an order, to everything; errors as messages", "[notification][module][ws]") {
+TEST_CASE("WebSocket /ws: subscribe to an order, to everything; errors as messages",
+          "[notification][module][ws]") {
   test::TempDir dir;
   test::Harness h(dir.path());
   h.publish(topics::kOrdersCreated, test::order_created("o-1"));
@@ -122,33 +123,39 @@ TEST_CASE("WebSocket /ws: subscribe to an order, to everything; errors as messag
 
   // Resume by id: what came after it, no snapshot.
   WsClient again(h.port());
-  again.send(R"({"subscribe":"order","orderId":"o-1","lastEventId":)" + std::to_string(snap["id"].GetInt64()) + "}");
+  again.send(R"({"subscribe":"order","orderId":"o-1","lastEventId":)" +
+             std::to_string(snap["id"].GetInt64()) + "}");
   auto replayed = parse_json(again.recv());
   CHECK(str_of(replayed, "event") == "status");
   CHECK(str_of(replayed["data"], "status") == "STOCK_RESERVED");
 }
 
-TEST_CASE("binary: a WebSocket client subscribed to an order sees its status changes", "[notification][binary][ws]") {
+TEST_CASE("binary: a WebSocket client subscribed to an order sees its status changes",
+          "[notification][binary][ws]") {
   test::TempDir dir;
   std::string config = dir.file("ecomd.json");
   std::ofstream(config) << R"({"inventory":{"admin_token":"t","seed":[
       {"sku":"SKU-A","name":"Plenty","available":100,"unitAmount":1000}]},"payment":{"latency_ms":1500}})";
   test::Ecomd e(dir.path(), {"--role=all", "--config=" + config});
-  auto r = e.post("/api/orders",
-                  R"({"customerId":"c-ws","currency":"USD","items":[{"sku":"SKU-A","quantity":2,"unitAmount":1000}],"paymentToken":"tok_visa"})");
+  auto r = e.post(
+      "/api/orders",
+      R"({"customerId":"c-ws","currency":"USD","items":[{"sku":"SKU-A","quantity":2,"unitAmount":1000}],"paymentToken":"tok_visa"})");
   REQUIRE(r.status == 202);
   std::string id = str_of(parse_json(r.body), "orderId");
 
   WsClient ws(e.port());
   rapidjson::Document snap;
   // The notification module may not know the order for a moment: NOT_FOUND, then try again.
-  REQUIRE(test::eventually([&] {
-    ws.send(R"({"subscribe":"order","orderId":")" + id + "\"}");
-    snap = parse_json(ws.recv());
-    return str_of(snap, "event") == "snapshot";
-  }, 30s));
+  REQUIRE(test::eventually(
+      [&] {
+        ws.send(R"({"subscribe":"order","orderId":")" + id + "\"}");
+        snap = parse_json(ws.recv());
+        return str_of(snap, "event") == "snapshot";
+      },
+      30s));
   std::vector<std::string> statuses;
-  for (const auto& h : snap["data"]["history"].GetArray()) statuses.push_back(h["status"].GetString());
+  for (const auto& h : snap["data"]["history"].GetArray())
+    statuses.push_back(h["status"].GetString());
   int live = 0;
   while (statuses.back() != "CONFIRMED") {
     auto m = ws.next("status");
@@ -156,6 +163,7 @@ TEST_CASE("binary: a WebSocket client subscribed to an order sees its status cha
     statuses.push_back(str_of(m["data"], "status"));
     ++live;
   }
-  CHECK(statuses == std::vector<std::string>{"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"});
+  CHECK(statuses ==
+        std::vector<std::string>{"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"});
   CHECK(live >= 1);
 }

@@ -12,7 +12,8 @@ namespace ecom::notification {
 /// Consumes `orders.created`, `orders.status`, `inventory.updated` and `inventory.alerts` (group
 /// `ecomd-notification`) into its own order projection, notifications and feed; delivers
 /// notifications on a worker thread (log or webhook sink) and emits NotificationSent; serves
-/// `/api/notifications`, `/api/stats`, the SSE streams, `/ws` and the UI. Thread-safe after start().
+/// `/api/notifications`, `/api/stats`, the SSE streams, `/ws` and the UI. Thread-safe after
+/// start().
 class NotificationModule final : public Module {
  public:
   static constexpr std::string_view kName{"notification"};

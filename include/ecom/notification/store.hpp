@@ -17,7 +17,8 @@
 
 namespace ecom::notification {
 
-/// CloudEvents type of NotificationSent on topics::kNotificationsSent (see src/notification/README.md).
+/// CloudEvents type of NotificationSent on topics::kNotificationsSent (see
+/// src/notification/README.md).
 inline constexpr std::string_view kNotificationSentType{"ecom.notification.sent.v1"};
 
 /// Feed row kinds; also the SSE `event:` names.
@@ -48,9 +49,9 @@ struct StreamStart {
 
 /// What applying one consumed event did.
 struct Applied {
-  bool duplicate = false;   ///< the inbox had seen the event: no effect
-  int feed_rows = 0;        ///< feed rows written
-  int notifications = 0;    ///< notifications created
+  bool duplicate = false;  ///< the inbox had seen the event: no effect
+  int feed_rows = 0;       ///< feed rows written
+  int notifications = 0;   ///< notifications created
 };
 
 /// A notification due for delivery.
@@ -76,6 +77,7 @@ struct NotificationQuery {
   int limit = 50;
 };
 
+/// The store. Thread-safe (see above).
 class Store final {
  public:
   /// `templates` render new notifications; `channel` is stored as their channel.

@@ -25,12 +25,12 @@ using Templates = std::map<std::string, Template, std::less<>>;
 
 /// The values a template may use.
 struct TemplateVars {
-  std::string order_id;     ///< {orderId}
-  std::string customer_id;  ///< {customerId}
-  std::string status;       ///< {status}
-  std::string reason;       ///< {reason} (empty unless cancelled)
-  int64_t total_amount = 0; ///< {totalAmount}, minor units, rendered as "25.00"
-  std::string currency;     ///< {currency}
+  std::string order_id;      ///< {orderId}
+  std::string customer_id;   ///< {customerId}
+  std::string status;        ///< {status}
+  std::string reason;        ///< {reason} (empty unless cancelled)
+  int64_t total_amount = 0;  ///< {totalAmount}, minor units, rendered as "25.00"
+  std::string currency;      ///< {currency}
 };
 
 /// The template keys, in lifecycle order: order.created, order.stock_reserved,
