@@ -76,7 +76,8 @@ Result<std::unique_ptr<bus::EventBus>> make_bus(const Settings& settings) {
   }
   auto section = settings.section("embedded_bus");
   if (auto st = section.check_keys({"partitions", "batch_size", "poll_interval_ms", "session_timeout_ms",
-                                    "heartbeat_interval_ms"});
+                                    "heartbeat_interval_ms", "retention_ms", "dlq_retention_ms",
+                                    "retention_check_interval_ms"});
       !st)
     return st.error();
   bus::EmbeddedBusOptions options;
@@ -88,6 +89,12 @@ Result<std::unique_ptr<bus::EventBus>> make_bus(const Settings& settings) {
       std::chrono::milliseconds(section.get_int("session_timeout_ms", options.session_timeout.count()));
   options.heartbeat_interval =
       std::chrono::milliseconds(section.get_int("heartbeat_interval_ms", options.heartbeat_interval.count()));
+  options.retention = std::chrono::milliseconds(section.get_int("retention_ms", options.retention.count()));
+  options.dlq_retention =
+      std::chrono::milliseconds(section.get_int("dlq_retention_ms", options.dlq_retention.count()));
+  options.retention_check_interval = std::chrono::milliseconds(
+      section.get_int("retention_check_interval_ms", options.retention_check_interval.count()));
+  options.instance_id = settings.instance_id;
   if (options.partitions < 1 || options.partitions > 1024)
     return Error{"CONFIG_INVALID", "embedded_bus.partitions must be 1..1024", "embedded_bus.partitions"};
   return bus::make_embedded_bus(std::move(options));

@@ -354,6 +354,7 @@ Result<KafkaBusOptions> kafka_options_from_settings(const Settings& settings) {
     return config_invalid(e.what());
   }
   if (!settings.brokers.empty()) o->bootstrap_servers = settings.brokers;
+  o->instance_id = settings.instance_id;
   // Secrets (SASL passwords, key passphrases) come from the environment so that config files and
   // ConfigMaps never hold them: ECOMD_KAFKA_PROP_SASL_PASSWORD=x sets sasl.password=x.
   constexpr std::string_view kEnvPrefix = "ECOMD_KAFKA_PROP_";

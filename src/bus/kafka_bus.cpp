@@ -829,6 +829,7 @@ class KafkaEventBus final : public EventBus {
     if (options.topics.empty())
       return Error{"VALIDATION_FAILED", "a subscription needs topics", "topics", false};
     if (!handler) return Error{"VALIDATION_FAILED", "a subscription needs a handler", {}, false};
+    if (options.instance_id.empty()) options.instance_id = options_.instance_id;
     bool valid_instance =
         options.instance_id.size() <= 249 &&
         std::all_of(options.instance_id.begin(), options.instance_id.end(), [](char c) {

@@ -49,6 +49,7 @@ const OptionSpec kOptions[] = {
     {"bus", "ECOMD_BUS", "bus", &Settings::bus},
     {"brokers", "ECOMD_BROKERS", "brokers", &Settings::brokers},
     {"log-level", "ECOMD_LOG_LEVEL", "log_level", &Settings::log_level},
+    {"instance-id", "ECOMD_INSTANCE_ID", "instance_id", &Settings::instance_id},
 };
 
 // Sections of the file that are not modules but areas of the host.
@@ -213,6 +214,7 @@ std::string usage_text(const std::vector<std::string>& module_names) {
       "  --bus=KIND          embedded (default) or kafka                         ECOMD_BUS\n"
       "  --brokers=LIST      Kafka bootstrap servers HOST:PORT[,...]             ECOMD_BROKERS\n"
       "  --log-level=LEVEL   debug, info, warn or error (info)                   ECOMD_LOG_LEVEL\n"
+      "  --instance-id=ID    stable member id: a restart takes its partitions back  ECOMD_INSTANCE_ID\n"
       "  --help              show this help\n"
       "  --version           print the version\n",
       fmt::join(roles, "|"));

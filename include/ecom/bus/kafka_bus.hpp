@@ -69,6 +69,9 @@ struct KafkaBusOptions {
   std::map<std::string, std::string> properties;
   std::map<std::string, std::string> producer_properties;  ///< producer only, applied last
   std::map<std::string, std::string> consumer_properties;  ///< consumers only, applied last
+  /// group.instance.id for subscriptions that set no SubscriptionOptions::instance_id (static
+  /// membership: a restarted process gets its partitions back without a rebalance); empty: dynamic.
+  std::string instance_id;
   /// Topics for ensure_topics / run_topics_command.
   TopicsConfig topics = default_topics_config();
   // Kept for callers of create_topics(): defaults for topics named there.

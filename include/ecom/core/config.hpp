@@ -66,6 +66,9 @@ struct Settings {
   std::string bus = "embedded";        ///< --bus / ECOMD_BUS / "bus"
   std::string brokers;                 ///< --brokers / ECOMD_BROKERS / "brokers" (Kafka bootstrap)
   std::string log_level = "info";      ///< --log-level / ECOMD_LOG_LEVEL / "log_level"
+  /// --instance-id / ECOMD_INSTANCE_ID / "instance_id": a stable id for static group membership
+  /// (Kafka's group.instance.id), so a restarted process takes its partitions back at once.
+  std::string instance_id;
   bool help = false;
   bool version = false;
   std::vector<std::string> positional;  ///< sub-commands, e.g. `topics create`
