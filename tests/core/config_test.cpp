@@ -71,7 +71,7 @@ TEST_CASE("flags win over env, env over file", "[config]") {
   CHECK(with_flags->config_file == file);
 }
 
-TEST_CASE("--config flag wins over ECOMD_CONFIG", "[config]") {
+TEST_CASE("the --config flag wins over ECOMD_CONFIG", "[config]") {
   ecom::test::TempDir dir;
   auto file = write_file(dir, R"({"role":"payment"})");
   Env env;

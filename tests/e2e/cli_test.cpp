@@ -44,7 +44,7 @@ TEST_CASE("the environment sets options and flags override it", "[e2e][cli]") {
   CHECK_THAT(out2, Catch::Contains("\"also-bogus\""));
 }
 
-TEST_CASE("--help and --version exit 0", "[e2e][cli]") {
+TEST_CASE("help and version exit 0", "[e2e][cli]") {
   auto [code, out] = run_ecomd({"--help"});
   CHECK(code == 0);
   CHECK_THAT(out, Catch::Contains("Usage: ecomd") && Catch::Contains("ECOMD_DATA_DIR"));

@@ -46,7 +46,7 @@ TEST_CASE("an order survives kill -9 of ecomd --role=all", "[e2e]") {
   CHECK(again.terminate() == 0);
 }
 
-TEST_CASE("--role=order alone serves orders and health, not other modules", "[e2e]") {
+TEST_CASE("ecomd --role=order alone serves orders and health, not other modules", "[e2e]") {
   TempDir dir;
   Ecomd ecomd(dir.path(), {"--role=order"});
   CHECK(ecomd.get("/healthz").status == 200);
