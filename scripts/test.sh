@@ -46,8 +46,7 @@ stage "unit, contract and end-to-end tests (ctest)" \
   ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 900
 stage "browser test" scripts/browser-test.sh "$build_dir/src/ecomd" "$build_dir/browser"
 for scenario in embedded kafka-1proc kafka-split http-accept micro; do
-  stage "benchmark smoke: ${scenario}" env ECOMD_BIN="$(pwd)/$build_dir/src/ecomd" \
-    BENCH_BIN_DIR="$(pwd)/$build_dir/bench" bench/run.sh --smoke "$scenario"
+  stage "benchmark smoke: ${scenario}" env BUILD_DIR="$build_dir" bench/run.sh --smoke "$scenario"
 done
 stage "helm chart and container recipe" scripts/helm-test.sh --docker-recipe
 
