@@ -20,9 +20,9 @@
 #include "ecom/db/outbox.hpp"
 #include "ecom/http/router.hpp"
 #include "ecom/http/server.hpp"
-#include "ecom/order/order_module.hpp"
 #include "ecom/inventory/inventory_module.hpp"
 #include "ecom/notification/notification_module.hpp"
+#include "ecom/order/order_module.hpp"
 #include "ecom/payment/payment_module.hpp"
 #include "ecom/saga/saga_module.hpp"
 
@@ -75,54 +75,63 @@ Result<std::unique_ptr<bus::EventBus>> make_bus(const Settings& settings) {
     return bus::make_kafka_bus(std::move(options).value());
   }
   auto section = settings.section("embedded_bus");
-  if (auto st = section.check_keys({"partitions", "batch_size", "poll_interval_ms", "session_timeout_ms",
-                                    "heartbeat_interval_ms", "retention_ms", "dlq_retention_ms",
-                                    "retention_check_interval_ms"});
+  if (auto st = section.check_keys({"partitions", "batch_size", "poll_interval_ms",
+                                    "session_timeout_ms", "heartbeat_interval_ms", "retention_ms",
+                                    "dlq_retention_ms", "retention_check_interval_ms"});
       !st)
     return st.error();
   bus::EmbeddedBusOptions options;
   options.path = (std::filesystem::path(settings.data_dir) / "bus.db").string();
   options.partitions = static_cast<int>(section.get_int("partitions", options.partitions));
   options.batch_size = static_cast<int>(section.get_int("batch_size", options.batch_size));
-  options.poll_interval = std::chrono::milliseconds(section.get_int("poll_interval_ms", options.poll_interval.count()));
-  options.session_timeout =
-      std::chrono::milliseconds(section.get_int("session_timeout_ms", options.session_timeout.count()));
-  options.heartbeat_interval =
-      std::chrono::milliseconds(section.get_int("heartbeat_interval_ms", options.heartbeat_interval.count()));
-  options.retention = std::chrono::milliseconds(section.get_int("retention_ms", options.retention.count()));
+  options.poll_interval =
+      std::chrono::milliseconds(section.get_int("poll_interval_ms", options.poll_interval.count()));
+  options.session_timeout = std::chrono::milliseconds(
+      section.get_int("session_timeout_ms", options.session_timeout.count()));
+  options.heartbeat_interval = std::chrono::milliseconds(
+      section.get_int("heartbeat_interval_ms", options.heartbeat_interval.count()));
+  options.retention =
+      std::chrono::milliseconds(section.get_int("retention_ms", options.retention.count()));
   options.dlq_retention =
       std::chrono::milliseconds(section.get_int("dlq_retention_ms", options.dlq_retention.count()));
   options.retention_check_interval = std::chrono::milliseconds(
       section.get_int("retention_check_interval_ms", options.retention_check_interval.count()));
   options.instance_id = settings.instance_id;
   if (options.partitions < 1 || options.partitions > 1024)
-    return Error{"CONFIG_INVALID", "embedded_bus.partitions must be 1..1024", "embedded_bus.partitions"};
+    return Error{"CONFIG_INVALID", "embedded_bus.partitions must be 1..1024",
+                 "embedded_bus.partitions"};
   return bus::make_embedded_bus(std::move(options));
 }
 
 Result<http::ServerOptions> server_options(const Settings& settings) {
   auto section = settings.section("http_server");
-  if (auto st = section.check_keys({"threads", "body_limit", "read_timeout_ms"}); !st) return st.error();
+  if (auto st = section.check_keys({"threads", "body_limit", "read_timeout_ms"}); !st)
+    return st.error();
   http::ServerOptions o;
   o.host = settings.http_host();
   o.port = settings.http_port();
   o.threads = static_cast<int>(section.get_int("threads", o.threads));
-  o.body_limit = static_cast<size_t>(section.get_int("body_limit", static_cast<int64_t>(o.body_limit)));
-  o.read_timeout = std::chrono::milliseconds(section.get_int("read_timeout_ms", o.read_timeout.count()));
+  o.body_limit =
+      static_cast<size_t>(section.get_int("body_limit", static_cast<int64_t>(o.body_limit)));
+  o.read_timeout =
+      std::chrono::milliseconds(section.get_int("read_timeout_ms", o.read_timeout.count()));
   if (o.threads < 1 || o.threads > 64)
     return Error{"CONFIG_INVALID", "http_server.threads must be 1..64", "http_server.threads"};
   return o;
 }
 
 void add_health_routes(http::Router& router, std::vector<Hosted>& hosted, bus::EventBus& bus) {
-  router.add(http::Method::kGet, "/healthz", [](const http::Request&) {
-    return http::json(200, R"({"status":"ok"})");
-  });
+  router.add(http::Method::kGet, "/healthz",
+             [](const http::Request&) { return http::json(200, R"({"status":"ok"})"); });
   router.add(http::Method::kGet, "/readyz", [&hosted, &bus](const http::Request&) {
     std::string failing;
     for (auto& h : hosted)
-      if (!h.db->healthy()) failing += std::string(failing.empty() ? "" : ",") + "\"" + std::string(h.module->name()) + " store\"";
-    if (!bus.healthy()) failing += std::string(failing.empty() ? "" : ",") + "\"" + std::string(bus.kind()) + " bus\"";
+      if (!h.db->healthy())
+        failing += std::string(failing.empty() ? "" : ",") + "\"" + std::string(h.module->name()) +
+                   " store\"";
+    if (!bus.healthy())
+      failing +=
+          std::string(failing.empty() ? "" : ",") + "\"" + std::string(bus.kind()) + " bus\"";
     if (failing.empty()) return http::json(200, R"({"status":"ready"})");
     return http::json(503, R"({"status":"not ready","failing":[)" + failing + "]}");
   });
@@ -161,23 +170,16 @@ int run(int argc, char** argv) {
 
   auto roles = registry.resolve(settings.roles);
   if (!roles) return fail(kExitConfig, roles.error().message);
-  // A role named explicitly must run; "all" means all that this build implements.
-  std::vector<std::string> selected;
   for (const auto& role : roles.value()) {
-    if (registry.implemented(role)) {
-      selected.push_back(role);
-      continue;
-    }
-    bool explicitly = ("," + settings.roles + ",").find("," + role + ",") != std::string::npos;
-    if (explicitly)
-      return fail(kExitConfig, "module \"" + role + "\" is not implemented in this build yet");
-    log::warn(kTag, "module {} is not implemented in this build; --role=all runs without it", role);
+    if (!registry.implemented(role))
+      return fail(kExitConfig, "module \"" + role + "\" is not implemented in this build");
   }
-  roles = selected;
 
   std::error_code ec;
   std::filesystem::create_directories(settings.data_dir, ec);
-  if (ec) return fail(kExitRuntime, "cannot create data dir \"" + settings.data_dir + "\": " + ec.message());
+  if (ec)
+    return fail(kExitRuntime,
+                "cannot create data dir \"" + settings.data_dir + "\": " + ec.message());
 
   // Block the stop signals before any thread starts, so that only sigwait below receives them.
   sigset_t stop_signals;
@@ -196,7 +198,9 @@ int run(int argc, char** argv) {
   } catch (const ConfigError& e) {
     return fail(kExitConfig, e.what());
   }
-  if (!bus) return fail(bus.error().code == "CONFIG_INVALID" ? kExitConfig : kExitRuntime, bus.error().message);
+  if (!bus)
+    return fail(bus.error().code == "CONFIG_INVALID" ? kExitConfig : kExitRuntime,
+                bus.error().message);
   auto& event_bus = *bus.value();
 
   http::Router router;
@@ -211,7 +215,8 @@ int run(int argc, char** argv) {
     auto store = db::Database::open(path);
     if (!store) return fail(kExitRuntime, "cannot open " + path + ": " + store.error().message);
     h.db = std::move(store).value();
-    if (auto st = db::migrate_messaging(*h.db); !st) return fail(kExitRuntime, path + ": " + st.error().message);
+    if (auto st = db::migrate_messaging(*h.db); !st)
+      return fail(kExitRuntime, path + ": " + st.error().message);
     h.relay = std::make_unique<bus::OutboxRelay>(*h.db, event_bus);
     h.ctx = std::unique_ptr<ModuleContext>(
         new ModuleContext{event_bus, *h.relay, router, *h.db, settings.section(role), settings});
@@ -233,7 +238,8 @@ int run(int argc, char** argv) {
   if (auto st = server->start(); !st) return fail(kExitRuntime, st.error().message);
   std::string host = settings.http_host() == "0.0.0.0" ? "localhost" : settings.http_host();
   log::info(kTag, "ecomd {} serving roles [{}] on http://{}:{} (bus: {}, data: {})", ECOM_VERSION,
-            fmt::join(roles.value(), ","), host, server->port(), event_bus.kind(), settings.data_dir);
+            fmt::join(roles.value(), ","), host, server->port(), event_bus.kind(),
+            settings.data_dir);
 
   int sig = 0;
   sigwait(&stop_signals, &sig);

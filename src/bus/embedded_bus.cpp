@@ -423,8 +423,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
         progressed = true;
         continue;
       }
-      Message msg{p.topic, p.partition, row.offset, row.key, std::move(decoded).value(),
-                  p.attempt};
+      Message msg{p.topic, p.partition, row.offset, row.key, std::move(decoded).value(), p.attempt};
       Outcome out = call_handler(msg);
       if (out.disposition == Disposition::kAck) {
         advance(p);
@@ -434,16 +433,15 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
         advance(p);
         progressed = true;
       } else if (p.attempt >= opt_.max_attempts) {
-        std::string reason = "retries exhausted after " + std::to_string(p.attempt) +
-                             " attempts: " + out.reason;
+        std::string reason =
+            "retries exhausted after " + std::to_string(p.attempt) + " attempts: " + out.reason;
         if (!dead_letter(p, row, reason, p.attempt)) break;
         advance(p);
         progressed = true;
       } else {
         const auto delay = backoff(p.attempt);
-        log::debug(kTag, "group {}: {}[{}]@{} attempt {} failed ({}), retry in {} ms",
-                   opt_.group, p.topic, p.partition, row.offset, p.attempt, out.reason,
-                   delay.count());
+        log::debug(kTag, "group {}: {}[{}]@{} attempt {} failed ({}), retry in {} ms", opt_.group,
+                   p.topic, p.partition, row.offset, p.attempt, out.reason, delay.count());
         ++p.attempt;
         p.retry_at = Clock::now() + delay;
         break;
@@ -517,8 +515,8 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
       p.retry_at = Clock::now() + backoff(1);
       return false;
     }
-    log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {}: {}", opt_.group, p.topic,
-              p.partition, row.offset, dlq, reason);
+    log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {}: {}", opt_.group, p.topic, p.partition,
+              row.offset, dlq, reason);
     core_->wake();
     if (*r) {
       p.committed = row.offset + 1;
@@ -558,8 +556,8 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
             plan.fenced = true;
             return plan;
           }
-          log::info(kTag, "group {}: static member {} resumes its previous incarnation",
-                    opt_.group, member_id_);
+          log::info(kTag, "group {}: static member {} resumes its previous incarnation", opt_.group,
+                    member_id_);
         }
       }
       tx.stmt(
@@ -602,9 +600,8 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
           if (target && db_mine) {
             if (!have) plan.claims.push_back({key, load_committed(tx, key)});
           } else if (target && (it == owners.end() || !is_live(it->second))) {
-            tx.stmt(
-                  R"(INSERT INTO ownership(grp, topic, "partition", owner) VALUES(?, ?, ?, ?) )"
-                  R"(ON CONFLICT(grp, topic, "partition") DO UPDATE SET owner=excluded.owner)")
+            tx.stmt(R"(INSERT INTO ownership(grp, topic, "partition", owner) VALUES(?, ?, ?, ?) )"
+                    R"(ON CONFLICT(grp, topic, "partition") DO UPDATE SET owner=excluded.owner)")
                 .bind_all(opt_.group, topic, p, member_id_)
                 .exec();
             if (have) plan.dropped.push_back(key);
@@ -849,8 +846,8 @@ class RetentionJanitor final {
 bool valid_instance_id(std::string_view id) {
   if (id.empty() || id.size() > 249) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
   });
 }
 
@@ -917,8 +914,10 @@ class EmbeddedBus final : public EventBus {
       // Two live subscriptions with one member id would take its partitions from each other.
       if (!core_->register_instance(options.group, options.instance_id)) {
         return Error{"CONFIG_INVALID",
-                     "group \"" + options.group + "\" already has a live subscription with "
-                         "instance_id \"" + options.instance_id + "\" on this bus",
+                     "group \"" + options.group +
+                         "\" already has a live subscription with "
+                         "instance_id \"" +
+                         options.instance_id + "\" on this bus",
                      "instance_id"};
       }
     }
@@ -987,8 +986,8 @@ Result<std::unique_ptr<EventBus>> make_embedded_bus(EmbeddedBusOptions options) 
   });
   if (!stored) return stored.error();
   if (*stored != options.partitions) {
-    log::warn(kTag, "{} was created with {} partitions per topic; using that, not {}",
-              options.path, *stored, options.partitions);
+    log::warn(kTag, "{} was created with {} partitions per topic; using that, not {}", options.path,
+              *stored, options.partitions);
     options.partitions = static_cast<int>(*stored);
   }
   auto core = std::make_shared<Core>();

@@ -1,12 +1,10 @@
 // Kafka topic provisioning (Admin API), the topics config, and the shared librdkafka helpers.
 
+#include <fmt/format.h>
 #include <unistd.h>
 
-#include <cctype>
-
-#include <fmt/format.h>
-
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -214,7 +212,8 @@ Result<TopicsConfig> topics_config_from_section(const ConfigSection& section) {
 
 Result<TopicsConfig> load_topics_config(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return config_invalid(fmt::format("cannot read topics file \"{}\"", path), "topics_file");
+  if (!in)
+    return config_invalid(fmt::format("cannot read topics file \"{}\"", path), "topics_file");
   std::stringstream buffer;
   buffer << in.rdbuf();
   auto doc = parse_json_config(buffer.str());
@@ -262,11 +261,10 @@ Result<KafkaBusOptions> kafka_options_from_config(const ConfigSection& s,
                                                   const std::string& base_dir) {
   try {
     if (auto st = s.check_keys({"bootstrap_servers", "client_id", "topic_prefix", "group_prefix",
-                                "compression", "linger_ms",
-                                "batch_num_messages", "batch_size_bytes", "delivery_timeout_ms",
-                                "session_timeout_ms", "commit_interval_ms", "health_interval_ms",
-                                "topics_file", "properties", "producer_properties",
-                                "consumer_properties"});
+                                "compression", "linger_ms", "batch_num_messages",
+                                "batch_size_bytes", "delivery_timeout_ms", "session_timeout_ms",
+                                "commit_interval_ms", "health_interval_ms", "topics_file",
+                                "properties", "producer_properties", "consumer_properties"});
         !st)
       return st.error();
     KafkaBusOptions o;
@@ -292,7 +290,8 @@ Result<KafkaBusOptions> kafka_options_from_config(const ConfigSection& s,
     o.linger_ms = static_cast<int>(linger);
     int64_t batch = s.get_int("batch_num_messages", o.batch_num_messages);
     if (batch < 1 || batch > 1'000'000)
-      return config_invalid("kafka.batch_num_messages must be 1..1000000", "kafka.batch_num_messages");
+      return config_invalid("kafka.batch_num_messages must be 1..1000000",
+                            "kafka.batch_num_messages");
     o.batch_num_messages = static_cast<int>(batch);
     int64_t bytes = s.get_int("batch_size_bytes", o.batch_size_bytes);
     if (bytes < 1 || bytes > 2'147'483'647)
@@ -365,7 +364,8 @@ Result<KafkaBusOptions> kafka_options_from_settings(const Settings& settings) {
         eq == kEnvPrefix.size())
       continue;
     std::string name(entry.substr(kEnvPrefix.size(), eq - kEnvPrefix.size()));
-    for (auto& c : name) c = c == '_' ? '.' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (auto& c : name)
+      c = c == '_' ? '.' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     o->properties[name] = std::string(entry.substr(eq + 1));
   }
   return o;
@@ -704,8 +704,8 @@ int run_topics_command(std::string_view verb, const KafkaBusOptions& options, st
                  t.exists ? std::to_string(t.replication_factor) : "-",
                  t.retention_ms >= -1 ? std::to_string(t.retention_ms) : "-", status);
     }
-    fmt::print(out, "{} topics, {} missing, {} with a different partition count\n",
-               r->size(), missing, mismatched);
+    fmt::print(out, "{} topics, {} missing, {} with a different partition count\n", r->size(),
+               missing, mismatched);
     return 0;
   }
   fmt::print(out, "usage: ecomd topics create|list|describe (unknown verb \"{}\")\n", verb);

@@ -9,6 +9,8 @@
 // for handled records (asynchronously every commit_interval, synchronously on revoke and close).
 // A retry pauses only the record's partition and redelivers the held record after a backoff.
 
+#include "ecom/bus/kafka_bus.hpp"
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -26,7 +28,6 @@
 #include <vector>
 
 #include "bus/kafka_common.hpp"
-#include "ecom/bus/kafka_bus.hpp"
 #include "ecom/core/log.hpp"
 
 namespace ecom::bus {
@@ -41,9 +42,9 @@ class ErrorThrottle {
  public:
   bool quiet(rd_kafka_resp_err_t err) {
     if (err != RD_KAFKA_RESP_ERR__TRANSPORT && err != RD_KAFKA_RESP_ERR__RESOLVE) return false;
-    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      Clock::now().time_since_epoch())
-                      .count();
+    int64_t now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+            .count();
     int64_t last = last_ms_.load();
     if (last != 0 && now - last < 30'000) return true;
     return !last_ms_.compare_exchange_strong(last, now);
@@ -116,7 +117,8 @@ class Producer final {
       // Records of abandoned batches still get their delivery reports here.
       rd_kafka_resp_err_t err = rd_kafka_flush(rk_.get(), 10'000);
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        log::warn(kTag, "producer closed with {} undelivered records", rd_kafka_outq_len(rk_.get()));
+        log::warn(kTag, "producer closed with {} undelivered records",
+                  rd_kafka_outq_len(rk_.get()));
     }
     poll_stop_ = true;
     if (poller_.joinable()) poller_.join();
@@ -129,8 +131,7 @@ class Producer final {
     if (fatal_.load()) {
       for (auto& r : records)
         if (r.headers != nullptr) rd_kafka_headers_destroy(r.headers);
-      return Error{"UNAVAILABLE", "the Kafka producer hit a fatal error; restart ecomd", {},
-                   false};
+      return Error{"UNAVAILABLE", "the Kafka producer hit a fatal error; restart ecomd", {}, false};
     }
     auto* batch = new Batch();
     Clock::time_point enqueue_deadline = Clock::now() + options_.delivery_timeout;
@@ -173,7 +174,8 @@ class Producer final {
     }
 
     // librdkafka reports every record within message.timeout.ms; the margin covers slow callbacks.
-    Clock::time_point deadline = Clock::now() + options_.delivery_timeout + std::chrono::seconds(30);
+    Clock::time_point deadline =
+        Clock::now() + options_.delivery_timeout + std::chrono::seconds(30);
     std::unique_lock lock(batch->mu);
     bool done = batch->cv.wait_until(lock, deadline, [&] { return batch->outstanding == 0; });
     if (!done) {
@@ -187,10 +189,9 @@ class Producer final {
     lock.unlock();
     delete batch;
     if (failed > 0) {
-      return kafka_error(
-          fmt::format("{} of {} records not acknowledged by Kafka (first on {})", failed,
-                      records.size(), topic),
-          first, delivery_retryable(first));
+      return kafka_error(fmt::format("{} of {} records not acknowledged by Kafka (first on {})",
+                                     failed, records.size(), topic),
+                         first, delivery_retryable(first));
     }
     if (enqueue_error) return *enqueue_error;
     return {};
@@ -337,10 +338,10 @@ struct PartitionState {
   bool paused = false;     // paused in librdkafka while a record waits for its retry
   bool dropped = false;    // records arrived while paused and were dropped: seek on resume
   std::optional<Held> held;
-  int attempt = 0;         // attempts made on `held`
-  bool dlq_only = false;   // the handler is done; only the dead-letter write must be retried
-  int dlq_failures = 0;    // failed dead-letter writes of `held`, for the backoff
-  std::string reason;      // why `held` is waiting
+  int attempt = 0;        // attempts made on `held`
+  bool dlq_only = false;  // the handler is done; only the dead-letter write must be retried
+  int dlq_failures = 0;   // failed dead-letter writes of `held`, for the backoff
+  std::string reason;     // why `held` is waiting
   Clock::time_point due;
 };
 
@@ -459,8 +460,8 @@ class KafkaSubscription final : public Subscription {
     if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
         m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
       if (warned_topics_.insert(where).second)
-        log::warn(kTag, "group {}: topic {} does not exist (run `ecomd topics create`)",
-                  sub_.group, where);
+        log::warn(kTag, "group {}: topic {} does not exist (run `ecomd topics create`)", sub_.group,
+                  where);
       return;
     }
     log::warn(kTag, "group {}: consume error{}{}: {}", sub_.group, where.empty() ? "" : " on ",
@@ -479,8 +480,8 @@ class KafkaSubscription final : public Subscription {
       const char* name;
       const void* value;
       size_t size;
-      for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) ==
-                         RD_KAFKA_RESP_ERR_NO_ERROR;
+      for (size_t i = 0;
+           rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
            ++i) {
         h.headers.emplace_back(name, value != nullptr
                                          ? std::string(static_cast<const char*>(value), size)
@@ -655,8 +656,9 @@ class KafkaSubscription final : public Subscription {
       rd_kafka_topic_partition_list_add(l, tp.first.c_str(), tp.second)->offset = st.next;
     }
     // One async commit at a time: while the coordinator is away, commits would only pile up.
-    bool skip = !sync && ((commit_inflight_ && Clock::now() - commit_sent_ < std::chrono::seconds(30)) ||
-                          commits_held());
+    bool skip =
+        !sync && ((commit_inflight_ && Clock::now() - commit_sent_ < std::chrono::seconds(30)) ||
+                  commits_held());
     if (l->cnt > 0 && !skip) {
       if (!sync) {
         commit_inflight_ = true;

@@ -1,8 +1,7 @@
 #include "ecom/core/config.hpp"
 
-#include <rapidjson/error/en.h>
-
 #include <fmt/format.h>
+#include <rapidjson/error/en.h>
 
 #include <algorithm>
 #include <charconv>
@@ -60,7 +59,8 @@ Result<std::pair<std::string, uint16_t>> split_host_port(std::string_view s) {
   if (colon == std::string_view::npos || colon + 1 >= s.size())
     return config_error(fmt::format("http must be HOST:PORT, got \"{}\"", s), "http");
   std::string host(s.substr(0, colon));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   auto port_text = s.substr(colon + 1);
   unsigned port = 0;
   auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
@@ -95,7 +95,8 @@ std::string ConfigSection::get_string(std::string_view key, std::string_view def
   const auto* v = raw(key);
   if (v == nullptr) return std::string(def);
   if (!v->IsString())
-    throw ConfigError(fmt::format("{} must be a string, got {}", dotted(path_, key), type_name(*v)));
+    throw ConfigError(
+        fmt::format("{} must be a string, got {}", dotted(path_, key), type_name(*v)));
   return std::string(v->GetString(), v->GetStringLength());
 }
 
@@ -103,7 +104,8 @@ int64_t ConfigSection::get_int(std::string_view key, int64_t def) const {
   const auto* v = raw(key);
   if (v == nullptr) return def;
   if (!v->IsInt64())
-    throw ConfigError(fmt::format("{} must be an integer, got {}", dotted(path_, key), type_name(*v)));
+    throw ConfigError(
+        fmt::format("{} must be an integer, got {}", dotted(path_, key), type_name(*v)));
   return v->GetInt64();
 }
 
@@ -111,7 +113,8 @@ double ConfigSection::get_double(std::string_view key, double def) const {
   const auto* v = raw(key);
   if (v == nullptr) return def;
   if (!v->IsNumber())
-    throw ConfigError(fmt::format("{} must be a number, got {}", dotted(path_, key), type_name(*v)));
+    throw ConfigError(
+        fmt::format("{} must be a number, got {}", dotted(path_, key), type_name(*v)));
   return v->GetDouble();
 }
 
@@ -119,7 +122,8 @@ bool ConfigSection::get_bool(std::string_view key, bool def) const {
   const auto* v = raw(key);
   if (v == nullptr) return def;
   if (!v->IsBool())
-    throw ConfigError(fmt::format("{} must be true or false, got {}", dotted(path_, key), type_name(*v)));
+    throw ConfigError(
+        fmt::format("{} must be true or false, got {}", dotted(path_, key), type_name(*v)));
   return v->GetBool();
 }
 
@@ -140,14 +144,16 @@ std::vector<std::string> ConfigSection::get_strings(std::string_view key) const 
 ConfigSection ConfigSection::section(std::string_view key) const {
   const auto* v = raw(key);
   if (v != nullptr && !v->IsObject())
-    throw ConfigError(fmt::format("{} must be an object, got {}", dotted(path_, key), type_name(*v)));
+    throw ConfigError(
+        fmt::format("{} must be an object, got {}", dotted(path_, key), type_name(*v)));
   return ConfigSection(v, dotted(path_, key));
 }
 
 std::vector<std::string> ConfigSection::keys() const {
   std::vector<std::string> out;
   if (v_ == nullptr || !v_->IsObject()) return out;
-  for (const auto& m : v_->GetObject()) out.emplace_back(m.name.GetString(), m.name.GetStringLength());
+  for (const auto& m : v_->GetObject())
+    out.emplace_back(m.name.GetString(), m.name.GetStringLength());
   return out;
 }
 
@@ -156,10 +162,10 @@ Status ConfigSection::check_keys(std::initializer_list<std::string_view> allowed
     if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
     std::vector<std::string> names(allowed.begin(), allowed.end());
     std::string where = path_.empty() ? "the configuration" : "\"" + path_ + "\"";
-    return config_error(fmt::format("unknown config key \"{}\" in {}; valid keys: {}",
-                                    dotted(path_, key), where,
-                                    names.empty() ? std::string("(none)") : join(names)),
-                        dotted(path_, key));
+    return config_error(
+        fmt::format("unknown config key \"{}\" in {}; valid keys: {}", dotted(path_, key), where,
+                    names.empty() ? std::string("(none)") : join(names)),
+        dotted(path_, key));
   }
   return {};
 }
@@ -185,10 +191,11 @@ std::optional<std::string> process_env(const char* name) {
 Result<std::shared_ptr<rapidjson::Document>> parse_json_config(std::string_view text) {
   auto doc = std::make_shared<rapidjson::Document>();
   doc->Parse<rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag>(text.data(),
-                                                                                   text.size());
+                                                                                  text.size());
   if (doc->HasParseError()) {
     size_t offset = doc->GetErrorOffset();
-    size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + std::min(offset, text.size()), '\n'));
+    size_t line = 1 + static_cast<size_t>(std::count(
+                          text.begin(), text.begin() + std::min(offset, text.size()), '\n'));
     return config_error(fmt::format("invalid JSON at line {} (offset {}): {}", line, offset,
                                     rapidjson::GetParseError_En(doc->GetParseError())));
   }
@@ -214,7 +221,8 @@ std::string usage_text(const std::vector<std::string>& module_names) {
       "  --bus=KIND          embedded (default) or kafka                         ECOMD_BUS\n"
       "  --brokers=LIST      Kafka bootstrap servers HOST:PORT[,...]             ECOMD_BROKERS\n"
       "  --log-level=LEVEL   debug, info, warn or error (info)                   ECOMD_LOG_LEVEL\n"
-      "  --instance-id=ID    stable member id: a restart takes its partitions back  ECOMD_INSTANCE_ID\n"
+      "  --instance-id=ID    stable member id: a restart takes its partitions back  "
+      "ECOMD_INSTANCE_ID\n"
       "  --help              show this help\n"
       "  --version           print the version\n",
       fmt::join(roles, "|"));
@@ -252,10 +260,12 @@ Result<Settings> load_settings(int argc, const char* const* argv, const EnvLooku
       value = std::string(arg.substr(eq + 1));
     } else {
       name = std::string(arg.substr(2));
-      bool known = name == "config" || std::any_of(std::begin(kOptions), std::end(kOptions),
-                                                   [&](const OptionSpec& o) { return o.flag == name; });
+      bool known =
+          name == "config" || std::any_of(std::begin(kOptions), std::end(kOptions),
+                                          [&](const OptionSpec& o) { return o.flag == name; });
       if (!known)
-        return usage_error(fmt::format("unknown option \"{}\"; valid options: {}", arg, join(valid_flags)));
+        return usage_error(
+            fmt::format("unknown option \"{}\"; valid options: {}", arg, join(valid_flags)));
       if (i + 1 >= argc) return usage_error(fmt::format("option \"{}\" needs a value", arg));
       value = argv[++i];
     }
@@ -266,7 +276,8 @@ Result<Settings> load_settings(int argc, const char* const* argv, const EnvLooku
     bool known = std::any_of(std::begin(kOptions), std::end(kOptions),
                              [&](const OptionSpec& o) { return o.flag == name; });
     if (!known)
-      return usage_error(fmt::format("unknown option \"--{}\"; valid options: {}", name, join(valid_flags)));
+      return usage_error(
+          fmt::format("unknown option \"--{}\"; valid options: {}", name, join(valid_flags)));
     flags.emplace_back(name, value);
   }
 
@@ -302,7 +313,8 @@ Result<Settings> load_settings(int argc, const char* const* argv, const EnvLooku
   for (const auto& m : s.document->GetObject()) {
     std::string key(m.name.GetString(), m.name.GetStringLength());
     if (std::find(valid_keys.begin(), valid_keys.end(), key) == valid_keys.end())
-      return config_error(fmt::format("unknown config key \"{}\"; valid keys: {}", key, join(valid_keys)), key);
+      return config_error(
+          fmt::format("unknown config key \"{}\"; valid keys: {}", key, join(valid_keys)), key);
     bool is_option = std::any_of(std::begin(kOptions), std::end(kOptions),
                                  [&](const OptionSpec& o) { return o.file_key == key; });
     if (is_option && !m.value.IsString())
@@ -324,12 +336,14 @@ Result<Settings> load_settings(int argc, const char* const* argv, const EnvLooku
 
   // Values that can be checked without knowing the modules.
   if (s.bus != "embedded" && s.bus != "kafka")
-    return config_error(fmt::format("bus must be \"embedded\" or \"kafka\", got \"{}\"", s.bus), "bus");
+    return config_error(fmt::format("bus must be \"embedded\" or \"kafka\", got \"{}\"", s.bus),
+                        "bus");
   if (auto hp = split_host_port(s.http); !hp) return hp.error();
   log::Level level;
   if (!log::parse_level(s.log_level, level))
-    return config_error(fmt::format("log level must be debug, info, warn or error, got \"{}\"", s.log_level),
-                        "log_level");
+    return config_error(
+        fmt::format("log level must be debug, info, warn or error, got \"{}\"", s.log_level),
+        "log_level");
   if (s.data_dir.empty()) return config_error("data dir must not be empty", "data_dir");
   return s;
 }

@@ -1,11 +1,10 @@
 #include "ecom/core/envelope.hpp"
 
+#include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-
-#include <fmt/format.h>
 
 #include <optional>
 
@@ -110,7 +109,8 @@ Result<Envelope> decode_envelope(std::string_view json) {
   Envelope e;
   if (auto err = read_string(doc, "specversion", true, e.specversion)) return *err;
   if (e.specversion != "1.0")
-    return invalid("specversion", fmt::format("specversion must be \"1.0\", got \"{}\"", e.specversion));
+    return invalid("specversion",
+                   fmt::format("specversion must be \"1.0\", got \"{}\"", e.specversion));
   if (auto err = read_string(doc, "id", true, e.id)) return *err;
   if (auto err = read_string(doc, "source", true, e.source)) return *err;
   if (auto err = read_string(doc, "type", true, e.type)) return *err;
@@ -126,7 +126,8 @@ Result<Envelope> decode_envelope(std::string_view json) {
   if (auto err = read_string(doc, "causationid", false, e.causation_id)) return *err;
   if (auto err = read_string(doc, "traceparent", false, e.traceparent)) return *err;
   if (!e.traceparent.empty() && !is_traceparent(e.traceparent))
-    return invalid("traceparent", "traceparent must be a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)");
+    return invalid("traceparent",
+                   "traceparent must be a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)");
   if (doc.HasMember("data_base64"))
     return invalid("data_base64", "data_base64 is not supported; data must be a JSON object");
   auto data = doc.FindMember("data");

@@ -17,7 +17,8 @@ std::vector<std::string> ModuleRegistry::names() const {
 }
 
 bool ModuleRegistry::implemented(std::string_view name) const {
-  auto it = std::find_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.name == name; });
+  auto it = std::find_if(entries_.begin(), entries_.end(),
+                         [&](const Entry& e) { return e.name == name; });
   return it != entries_.end() && static_cast<bool>(it->factory);
 }
 
@@ -31,17 +32,21 @@ Result<std::vector<std::string>> ModuleRegistry::resolve(std::string_view spec) 
   size_t start = 0;
   while (start <= spec.size()) {
     size_t comma = spec.find(',', start);
-    std::string_view part = spec.substr(start, comma == std::string_view::npos ? spec.npos : comma - start);
+    std::string_view part =
+        spec.substr(start, comma == std::string_view::npos ? spec.npos : comma - start);
     while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
     while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
     if (part.empty())
-      return Error{"UNKNOWN_ROLE", fmt::format("empty role in \"{}\"; valid roles: {}", spec, valid()), "role"};
+      return Error{"UNKNOWN_ROLE",
+                   fmt::format("empty role in \"{}\"; valid roles: {}", spec, valid()), "role"};
     if (part == "all") {
       for (const auto& e : entries_) wanted.push_back(e.name);
-    } else if (std::any_of(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.name == part; })) {
+    } else if (std::any_of(entries_.begin(), entries_.end(),
+                           [&](const Entry& e) { return e.name == part; })) {
       wanted.emplace_back(part);
     } else {
-      return Error{"UNKNOWN_ROLE", fmt::format("unknown role \"{}\"; valid roles: {}", part, valid()), "role"};
+      return Error{"UNKNOWN_ROLE",
+                   fmt::format("unknown role \"{}\"; valid roles: {}", part, valid()), "role"};
     }
     if (comma == std::string_view::npos) break;
     start = comma + 1;
@@ -58,7 +63,8 @@ Result<std::unique_ptr<Module>> ModuleRegistry::create(std::string_view name) co
     if (e.name != name) continue;
     if (!e.factory)
       return Error{"NOT_IMPLEMENTED",
-                   fmt::format("module \"{}\" is not implemented in this build of ecomd", name), "role"};
+                   fmt::format("module \"{}\" is not implemented in this build of ecomd", name),
+                   "role"};
     return e.factory();
   }
   return Error{"UNKNOWN_ROLE", fmt::format("unknown module \"{}\"", name), "role"};

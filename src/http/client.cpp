@@ -1,7 +1,5 @@
 // The outgoing HTTP client; a second Beast translation unit, kept apart from the server so that
 // neither pulls in the other's templates.
-#include <utility>  // must precede Asio with Boost 1.74 + C++20 coroutines
-
 #include "ecom/http/client.hpp"
 
 #include <algorithm>
@@ -21,6 +19,7 @@
 #include <cctype>
 #include <optional>
 #include <string>
+#include <utility>  // must precede Asio with Boost 1.74 + C++20 coroutines
 
 namespace ecom::http {
 namespace {
@@ -34,7 +33,7 @@ using tcp = asio::ip::tcp;
 constexpr size_t kResponseBodyLimit = 8 << 20;
 
 struct Url {
-  std::string host;         // without brackets
+  std::string host;  // without brackets
   std::string port = "80";
   std::string host_header;  // authority as written
   std::string target = "/";
@@ -143,7 +142,9 @@ struct Call {
       result = Error{"UPSTREAM_TIMEOUT", "no answer from " + where + " in time", {}, true};
     } else {
       result = Error{"UPSTREAM_UNAVAILABLE",
-                     std::string(step) + " " + where + " failed: " + ec.message(), {}, true};
+                     std::string(step) + " " + where + " failed: " + ec.message(),
+                     {},
+                     true};
     }
     watchdog.cancel();
   }
@@ -227,7 +228,8 @@ Result<ClientResponse> request(std::string_view method, std::string_view url, st
                             call.result =
                                 Error{"UPSTREAM_BAD_RESPONSE",
                                       "malformed response from " + call.where + ": " + ec.message(),
-                                      {}, true};
+                                      {},
+                                      true};
                             call.watchdog.cancel();
                             return;
                           }
@@ -245,8 +247,8 @@ Result<ClientResponse> request(std::string_view method, std::string_view url, st
 
   ioc.run();
   if (!call.result) {
-    return Error{"UPSTREAM_UNAVAILABLE", "request to " + call.where + " did not complete", {},
-                 true};
+    return Error{
+        "UPSTREAM_UNAVAILABLE", "request to " + call.where + " did not complete", {}, true};
   }
   return std::move(*call.result);
 }

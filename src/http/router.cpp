@@ -55,8 +55,8 @@ namespace {
 constexpr std::string_view kTag{"http"};
 
 // Order used for the Allow header.
-constexpr std::array<Method, 7> kAllMethods{Method::kGet,   Method::kHead,   Method::kPost,
-                                            Method::kPut,   Method::kPatch,  Method::kDelete,
+constexpr std::array<Method, 7> kAllMethods{Method::kGet,    Method::kHead,  Method::kPost,
+                                            Method::kPut,    Method::kPatch, Method::kDelete,
                                             Method::kOptions};
 
 bool is_param(std::string_view segment) noexcept {
@@ -218,13 +218,20 @@ int status_for(const Error& e) noexcept {
     int status;
   };
   static constexpr Mapping kMap[] = {
-      {"VALIDATION_FAILED", 400},     {"MALFORMED_JSON", 400},
-      {"BAD_REQUEST", 400},           {"UNAUTHORIZED", 401},
-      {"FORBIDDEN", 403},             {"NOT_FOUND", 404},
-      {"METHOD_NOT_ALLOWED", 405},    {"CONFLICT", 409},
-      {"IDEMPOTENCY_CONFLICT", 409},  {"PAYLOAD_TOO_LARGE", 413},
-      {"UNSUPPORTED_MEDIA_TYPE", 415}, {"UNPROCESSABLE", 422},
-      {"UPGRADE_REQUIRED", 426},      {"UNAVAILABLE", 503},
+      {"VALIDATION_FAILED", 400},
+      {"MALFORMED_JSON", 400},
+      {"BAD_REQUEST", 400},
+      {"UNAUTHORIZED", 401},
+      {"FORBIDDEN", 403},
+      {"NOT_FOUND", 404},
+      {"METHOD_NOT_ALLOWED", 405},
+      {"CONFLICT", 409},
+      {"IDEMPOTENCY_CONFLICT", 409},
+      {"PAYLOAD_TOO_LARGE", 413},
+      {"UNSUPPORTED_MEDIA_TYPE", 415},
+      {"UNPROCESSABLE", 422},
+      {"UPGRADE_REQUIRED", 426},
+      {"UNAVAILABLE", 503},
   };
   for (const auto& m : kMap) {
     if (m.code == e.code) return m.status;
@@ -358,11 +365,11 @@ Match Router::match(Request& request) const {
       if (!allow.empty()) allow += ", ";
       allow += method_name(m);
     }
-    Response r = error_response(Error{"METHOD_NOT_ALLOWED",
-                                      std::string(method_name(request.method)) +
-                                          " is not allowed for " + request.path,
-                                      {},
-                                      false});
+    Response r = error_response(
+        Error{"METHOD_NOT_ALLOWED",
+              std::string(method_name(request.method)) + " is not allowed for " + request.path,
+              {},
+              false});
     r.with_header("Allow", std::move(allow));
     return answer(std::move(r));
   }
@@ -371,8 +378,8 @@ Match Router::match(Request& request) const {
     // A missing Content-Type is tolerated (many tools omit it for JSON); a wrong one is not.
     auto ct = request.header("content-type");
     if (ct && !is_json_media_type(*ct)) {
-      return answer(error_response(Error{"UNSUPPORTED_MEDIA_TYPE",
-                                         "Content-Type must be application/json", {}, false}));
+      return answer(error_response(
+          Error{"UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json", {}, false}));
     }
   }
 

@@ -1,7 +1,5 @@
 // The server's only translation unit (Beast compiles slowly): HTTP, deferred answers, Server-Sent
 // Events and WebSocket all live here.
-#include <utility>  // must precede Asio with Boost 1.74 + C++20 coroutines
-
 #include "ecom/http/server.hpp"
 
 #include <algorithm>
@@ -37,6 +35,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_set>
+#include <utility>  // must precede Asio with Boost 1.74 + C++20 coroutines
 #include <vector>
 
 #include "ecom/core/log.hpp"
@@ -93,17 +92,15 @@ struct Connection {
   Mode mode = Mode::kHttp;
   // Never expires; cancelled to wake a stream or WebSocket writer when data is queued.
   asio::steady_timer wake;
-  std::shared_ptr<AsyncSlot> async;  // kAsync: the pending answer
-  bool async_waiting = false;        // kAsync: a read is pending that a wake-up cancels
-  std::shared_ptr<StreamImpl> sse;   // kStream
+  std::shared_ptr<AsyncSlot> async;    // kAsync: the pending answer
+  bool async_waiting = false;          // kAsync: a read is pending that a wake-up cancels
+  std::shared_ptr<StreamImpl> sse;     // kStream
   std::shared_ptr<WebSocketImpl> wsi;  // kWebSocket
 
   beast::tcp_stream& lowest() { return ws ? beast::get_lowest_layer(*ws) : stream; }
 
   // Waiting for the first byte of the next request: nothing would be lost by closing now.
-  bool idle() const {
-    return reading && buffer.size() == 0 && (!parser || !parser->got_some());
-  }
+  bool idle() const { return reading && buffer.size() == 0 && (!parser || !parser->got_some()); }
 };
 
 // Lets user threads (responders, streams, sockets) reach connection strands. Those objects may
@@ -545,8 +542,7 @@ class BeastServer final : public Server {
 
     {
       std::unique_lock<std::mutex> conns_lock(conns_mu_);
-      conns_cv_.wait_until(conns_lock, deadline,
-                           [this] { return accept_done_ && conns_.empty(); });
+      conns_cv_.wait_until(conns_lock, deadline, [this] { return accept_done_ && conns_.empty(); });
     }
 
     // Past the grace period (or drained): stop the loop and tear down whatever is left. A handler
@@ -579,8 +575,8 @@ class BeastServer final : public Server {
     for (;;) {
       beast::error_code ec;
       asio::any_io_executor conn_executor = asio::make_strand(ioc_);
-      tcp::socket socket = co_await acceptor_.async_accept(
-          conn_executor, asio::redirect_error(use_awaitable, ec));
+      tcp::socket socket =
+          co_await acceptor_.async_accept(conn_executor, asio::redirect_error(use_awaitable, ec));
       if (stopping_.load() || ec == asio::error::operation_aborted || !acceptor_.is_open()) break;
       if (ec) {
         log::warn(kTag, "accept failed: {}", ec.message());
@@ -870,8 +866,8 @@ class BeastServer final : public Server {
       if (!batch.data.empty()) {
         std::array<asio::const_buffer, 3> buffers{};
         if (chunked) {
-          auto [end, err] = std::to_chars(chunk_head.data(), chunk_head.data() + 16,
-                                          batch.data.size(), 16);
+          auto [end, err] =
+              std::to_chars(chunk_head.data(), chunk_head.data() + 16, batch.data.size(), 16);
           (void)err;
           *end++ = '\r';
           *end++ = '\n';

@@ -45,7 +45,8 @@ bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
 http::Response store_error(const Error& e) {
   if (e.code == "VALIDATION_FAILED" || e.code == "NOT_FOUND") return http::error_response(e);
   if (e.retryable) {
-    return http::error_response(Error{"UNAVAILABLE", "the inventory store is busy; retry", {}, true});
+    return http::error_response(
+        Error{"UNAVAILABLE", "the inventory store is busy; retry", {}, true});
   }
   log::error(kTag, "store error: {} {}", e.code, e.message);
   return http::error_response(Error{"INTERNAL", "internal error", {}, false});
@@ -98,9 +99,8 @@ Status InventoryModule::start(ModuleContext& ctx) {
   s.outbox = &ctx.outbox;
 
   if (auto st = ctx.db.migrate(kName, migrations()); !st) return st;
-  auto seeded = ctx.db.transaction([&](db::Tx& tx) -> Result<int64_t> {
-    return seed_if_empty(tx, seed.value());
-  });
+  auto seeded = ctx.db.transaction(
+      [&](db::Tx& tx) -> Result<int64_t> { return seed_if_empty(tx, seed.value()); });
   if (!seeded) return seeded.error();
   if (seeded.value() > 0) log::info(kTag, "seeded {} products from config", seeded.value());
   if (s.admin_token.empty()) {
@@ -151,8 +151,8 @@ bus::Outcome InventoryModule::Impl::apply(const bus::Message& m) {
       if (!db::inbox_claim(tx, kTag, env.id)) return false;
       auto lines = commit ? commit_stock(tx, rules, order_id.value(), env)
                           : release_stock(tx, rules, order_id.value(), env);
-      log::debug(kTag, "order {}: {} {} lines", order_id.value(),
-                 commit ? "committed" : "released", lines.size());
+      log::debug(kTag, "order {}: {} {} lines", order_id.value(), commit ? "committed" : "released",
+                 lines.size());
       return true;
     });
   } else {
@@ -188,9 +188,8 @@ http::Response InventoryModule::Impl::list(const http::Request&) {
 
 http::Response InventoryModule::Impl::get(const http::Request& req) {
   const std::string sku(req.param("sku"));
-  auto product = db->read([&](db::Tx& tx) -> Result<std::optional<Product>> {
-    return find_product(tx, sku);
-  });
+  auto product =
+      db->read([&](db::Tx& tx) -> Result<std::optional<Product>> { return find_product(tx, sku); });
   if (!product) return store_error(product.error());
   if (!product.value()) {
     return http::error_response(Error{"NOT_FOUND", "no product with sku " + sku, "sku"});
@@ -205,14 +204,16 @@ std::optional<http::Response> InventoryModule::Impl::authorize(const http::Reque
     return r;
   };
   if (admin_token.empty()) {
-    return deny("no admin token is configured (inventory.admin_token); inventory changes are "
-                "disabled");
+    return deny(
+        "no admin token is configured (inventory.admin_token); inventory changes are "
+        "disabled");
   }
   auto header = req.header("authorization");
   constexpr std::string_view kScheme{"bearer "};
   if (!header || header->size() <= kScheme.size() ||
-      !std::equal(kScheme.begin(), kScheme.end(), header->begin(),
-                  [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+      !std::equal(kScheme.begin(), kScheme.end(), header->begin(), [](char a, char b) {
+        return a == std::tolower(static_cast<unsigned char>(b));
+      })) {
     return deny("missing bearer token: send Authorization: Bearer <admin token>");
   }
   std::string_view token = header->substr(kScheme.size());
@@ -228,12 +229,12 @@ http::Response InventoryModule::Impl::put(const http::Request& req) {
   rapidjson::Document d;
   d.Parse(req.body.data(), req.body.size());
   if (d.HasParseError()) {
-    return http::error_response(
-        Error{"MALFORMED_JSON",
-              std::string("request body is not valid JSON: ") +
-                  rapidjson::GetParseError_En(d.GetParseError()) + " at offset " +
-                  std::to_string(d.GetErrorOffset()),
-              {}, false});
+    return http::error_response(Error{"MALFORMED_JSON",
+                                      std::string("request body is not valid JSON: ") +
+                                          rapidjson::GetParseError_En(d.GetParseError()) +
+                                          " at offset " + std::to_string(d.GetErrorOffset()),
+                                      {},
+                                      false});
   }
   if (!d.IsObject()) {
     return http::error_response(http::validation_error("", "request body must be a JSON object"));
@@ -264,8 +265,8 @@ http::Response InventoryModule::Impl::put(const http::Request& req) {
   }
   if (auto it = d.FindMember("unitAmount"); it != d.MemberEnd()) {
     if (!it->value.IsInt64()) {
-      return http::error_response(http::validation_error(
-          "unitAmount", "unitAmount must be an integer >= 0 (minor units)"));
+      return http::error_response(
+          http::validation_error("unitAmount", "unitAmount must be an integer >= 0 (minor units)"));
     }
     u.unit_amount = it->value.GetInt64();
   }
@@ -277,8 +278,8 @@ http::Response InventoryModule::Impl::put(const http::Request& req) {
     u.currency = std::string(it->value.GetString(), it->value.GetStringLength());
   }
 
-  auto product = db->transaction(
-      [&](db::Tx& tx) -> Result<Product> { return set_stock(tx, rules, u); });
+  auto product =
+      db->transaction([&](db::Tx& tx) -> Result<Product> { return set_stock(tx, rules, u); });
   if (!product) return store_error(product.error());
   outbox->notify();
   log::info(kTag, "admin set {} available={}", product->sku, product->available);

@@ -33,8 +33,7 @@ Error invalid_update(std::string field, std::string message) {
 }
 
 Result<rapidjson::Document> parse_object(std::string_view data_json) {
-  return ecom::json::parse_object(data_json,
-                                  invalid_command("data", "data must be a JSON object"));
+  return ecom::json::parse_object(data_json, invalid_command("data", "data must be a JSON object"));
 }
 
 // Runs a statement to its end, so no read cursor stays open across savepoints and commit.
@@ -177,13 +176,14 @@ std::span<const std::string_view> migrations() { return kMigrations; }
 bool valid_sku(std::string_view sku) noexcept {
   if (sku.empty() || sku.size() > 64) return false;
   return std::all_of(sku.begin(), sku.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   });
 }
 
 bool valid_currency(std::string_view c) noexcept {
-  return c.size() == 3 && std::all_of(c.begin(), c.end(), [](char x) { return x >= 'A' && x <= 'Z'; });
+  return c.size() == 3 &&
+         std::all_of(c.begin(), c.end(), [](char x) { return x >= 'A' && x <= 'Z'; });
 }
 
 Result<ReserveCommand> parse_reserve_stock(std::string_view data_json) {
@@ -214,8 +214,8 @@ Result<ReserveCommand> parse_reserve_stock(std::string_view data_json) {
                              at + ".quantity must be an integer between 1 and 1000000000");
     }
     std::string s(sku->value.GetString(), sku->value.GetStringLength());
-    auto same = std::find_if(cmd.items.begin(), cmd.items.end(),
-                             [&](const Line& l) { return l.sku == s; });
+    auto same =
+        std::find_if(cmd.items.begin(), cmd.items.end(), [&](const Line& l) { return l.sku == s; });
     if (same != cmd.items.end()) {
       same->quantity += qty->value.GetInt64();
     } else {
@@ -349,8 +349,9 @@ std::vector<Line> settle(db::Tx& tx, const Rules& rules, const std::string& orde
                       /*alerts=*/!commit);
   }
   if (!lines.empty()) {
-    tx.stmt("UPDATE reservations SET state = ?, updated_at = ? WHERE order_id = ? AND state = "
-            "'RESERVED'")
+    tx.stmt(
+          "UPDATE reservations SET state = ?, updated_at = ? WHERE order_id = ? AND state = "
+          "'RESERVED'")
         .bind_all(commit ? "COMMITTED" : "RELEASED", now, order_id)
         .exec();
   }
@@ -457,8 +458,8 @@ int64_t seed_if_empty(db::Tx& tx, std::span<const Product> seed) {
 }
 
 Result<std::vector<Product>> parse_seed(const ConfigSection& section) {
-  const std::string base = (section.path().empty() ? std::string("inventory") : section.path()) +
-                           ".seed";
+  const std::string base =
+      (section.path().empty() ? std::string("inventory") : section.path()) + ".seed";
   auto bad = [&](const std::string& where, const std::string& what) {
     return Error{"CONFIG_INVALID", where + " " + what, where, false};
   };
@@ -470,7 +471,8 @@ Result<std::vector<Product>> parse_seed(const ConfigSection& section) {
   rapidjson::SizeType i = 0;
   for (const auto& e : seed->GetArray()) {
     const std::string at = base + "[" + std::to_string(i++) + "]";
-    if (!e.IsObject()) return bad(at, "must be an object {sku, name, available, unitAmount, currency?}");
+    if (!e.IsObject())
+      return bad(at, "must be an object {sku, name, available, unitAmount, currency?}");
     for (const auto& m : e.GetObject()) {
       const std::string_view k(m.name.GetString(), m.name.GetStringLength());
       if (k != "sku" && k != "name" && k != "available" && k != "unitAmount" && k != "currency") {

@@ -1,12 +1,11 @@
 #include "ecom/order/order_module.hpp"
 
+#include <fmt/format.h>
 #include <rapidjson/document.h>
 
-#include <fmt/format.h>
-
 #include <array>
-#include <climits>
 #include <charconv>
+#include <climits>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -27,8 +26,8 @@
 namespace ecom::order {
 namespace {
 
-using json::Writer;
 using json::write_string;
+using json::Writer;
 
 constexpr std::string_view kTag = OrderModule::kName;
 constexpr size_t kMaxIdempotencyKey = 255;
@@ -155,7 +154,8 @@ Result<int> parse_limit(const http::Request& req) {
   int limit = 0;
   auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), limit);
   if (ec != std::errc() || p != text->data() + text->size() || limit < 1 || limit > kMaxListLimit)
-    return http::validation_error("limit", fmt::format("limit must be an integer from 1 to {}", kMaxListLimit));
+    return http::validation_error(
+        "limit", fmt::format("limit must be an integer from 1 to {}", kMaxListLimit));
   return limit;
 }
 
@@ -192,7 +192,8 @@ struct OrderModule::Impl {
       key = std::string(*h);
       if (key.empty() || key.size() > kMaxIdempotencyKey)
         return http::error_response(http::validation_error(
-            "Idempotency-Key", fmt::format("Idempotency-Key must be 1..{} characters", kMaxIdempotencyKey)));
+            "Idempotency-Key",
+            fmt::format("Idempotency-Key must be 1..{} characters", kMaxIdempotencyKey)));
     }
     std::string canonical = key.empty() ? std::string() : canonical_json(order);
 
@@ -220,8 +221,9 @@ struct OrderModule::Impl {
       int64_t now = now_ms();
       auto event = make_event(kName, event_types::kOrderCreated, id, created_event_data(id, order));
       if (auto tp = req.header("traceparent"); tp && tp->size() == 55) event.traceparent = *tp;
-      tx.stmt("INSERT INTO orders (id, customer_id, currency, status, total_amount, payment_token, "
-              "items, correlation_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+      tx.stmt(
+            "INSERT INTO orders (id, customer_id, currency, status, total_amount, payment_token, "
+            "items, correlation_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
           .bind_all(id, order.customer_id, order.currency, "PENDING", order.total_amount,
                     order.payment_token, items_json(order), event.correlation_id, now, now)
           .exec();
@@ -229,8 +231,9 @@ struct OrderModule::Impl {
           .bind_all(id, now)
           .exec();
       if (!key.empty()) {
-        tx.stmt("INSERT INTO idempotency_keys (key, request, order_id, status_code, created_at) "
-                "VALUES (?,?,?,202,?)")
+        tx.stmt(
+              "INSERT INTO idempotency_keys (key, request, order_id, status_code, created_at) "
+              "VALUES (?,?,?,202,?)")
             .bind_all(key, canonical, id, now)
             .exec();
       }
@@ -239,7 +242,8 @@ struct OrderModule::Impl {
     });
     if (!result) return http::error_response(result.error());
     if (!result->replayed) ctx->outbox.notify();
-    auto resp = http::json(202, accepted_body(result->order_id, result->status, result->correlation_id));
+    auto resp =
+        http::json(202, accepted_body(result->order_id, result->status, result->correlation_id));
     resp.with_header("Location", "/api/orders/" + result->order_id);
     if (result->replayed) resp.with_header("Idempotent-Replayed", "true");
     return resp;
@@ -248,14 +252,16 @@ struct OrderModule::Impl {
   Result<std::string> render_order(db::Tx& tx, std::string_view id) {
     auto s = tx.stmt(fmt::format("SELECT {} FROM orders WHERE id = ?", kOrderColumns));
     s.bind(1, id);
-    if (!s.step()) return Error{"NOT_FOUND", fmt::format("order \"{}\" does not exist", id), "id", false};
+    if (!s.step())
+      return Error{"NOT_FOUND", fmt::format("order \"{}\" does not exist", id), "id", false};
     rapidjson::StringBuffer sb;
     Writer w(sb);
     w.StartObject();
     write_order_fields(w, s);
     w.Key("history");
     w.StartArray();
-    auto h = tx.stmt("SELECT status, reason, at FROM order_history WHERE order_id = ? ORDER BY seq");
+    auto h =
+        tx.stmt("SELECT status, reason, at FROM order_history WHERE order_id = ? ORDER BY seq");
     h.bind(1, id);
     while (h.step()) {
       w.StartObject();
@@ -295,7 +301,8 @@ struct OrderModule::Impl {
       std::lock_guard lock(wait_mu);
       if (stopping) return respond(std::move(resp));
       if (waiters.size() >= kMaxWaiters)
-        return respond(http::error_response(Error{"UNAVAILABLE", "too many waiting requests; retry without wait", "wait", true}));
+        return respond(http::error_response(
+            Error{"UNAVAILABLE", "too many waiting requests; retry without wait", "wait", true}));
       waiters.emplace(id, Waiter{id, now_ms() + *wait, std::move(respond)});
     }
     wait_cv.notify_all();
@@ -351,14 +358,15 @@ struct OrderModule::Impl {
     if (!limit) return http::error_response(limit.error());
     auto customer = req.query_param("customerId");
     if (customer && !is_valid_id(*customer))
-      return http::error_response(http::validation_error("customerId", "customerId is not a valid id"));
+      return http::error_response(
+          http::validation_error("customerId", "customerId is not a valid id"));
     auto body = db().read([&](db::Tx& tx) -> Result<std::string> {
-      auto s = customer
-                   ? tx.stmt(fmt::format("SELECT {} FROM orders WHERE customer_id = ? "
-                                         "ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                                         kOrderColumns))
-                   : tx.stmt(fmt::format("SELECT {} FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                                         kOrderColumns));
+      auto s = customer ? tx.stmt(fmt::format("SELECT {} FROM orders WHERE customer_id = ? "
+                                              "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                                              kOrderColumns))
+                        : tx.stmt(fmt::format(
+                              "SELECT {} FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                              kOrderColumns));
       int idx = 1;
       if (customer) s.bind(idx++, *customer);
       s.bind(idx, *limit);
@@ -387,13 +395,18 @@ struct OrderModule::Impl {
       bool emitted;
     };
     auto result = db().transaction([&](db::Tx& tx) -> Result<Outcome> {
-      auto s = tx.stmt("SELECT status, customer_id, cancel_requested_at, correlation_id FROM orders WHERE id = ?");
+      auto s = tx.stmt(
+          "SELECT status, customer_id, cancel_requested_at, correlation_id FROM orders WHERE id = "
+          "?");
       s.bind(1, id);
-      if (!s.step()) return Error{"NOT_FOUND", fmt::format("order \"{}\" does not exist", id), "id", false};
+      if (!s.step())
+        return Error{"NOT_FOUND", fmt::format("order \"{}\" does not exist", id), "id", false};
       std::string status = s.col_text(0);
       if (is_terminal(status))
-        return Error{"CONFLICT", fmt::format("order is {} and can no longer be cancelled", status), "status", false};
-      if (!s.col_null(2)) return Outcome{status, false};  // already requested: same answer, no new event
+        return Error{"CONFLICT", fmt::format("order is {} and can no longer be cancelled", status),
+                     "status", false};
+      if (!s.col_null(2))
+        return Outcome{status, false};  // already requested: same answer, no new event
       std::string customer = s.col_text(1);
       std::string correlation = s.col_text(3);
       auto event = make_event(kName, event_types::kOrderCancellationRequested, id,
@@ -403,7 +416,9 @@ struct OrderModule::Impl {
                               }));
       event.correlation_id = correlation;  // the cancellation belongs to the order's flow
       int64_t now = now_ms();
-      tx.stmt("UPDATE orders SET cancel_requested_at = ?, updated_at = ? WHERE id = ?").bind_all(now, now, id).exec();
+      tx.stmt("UPDATE orders SET cancel_requested_at = ?, updated_at = ? WHERE id = ?")
+          .bind_all(now, now, id)
+          .exec();
       db::outbox_add(tx, topics::kOrdersCancellations, event);
       return Outcome{status, true};
     });
@@ -431,7 +446,8 @@ struct OrderModule::Impl {
     std::string status = str("status");
     std::string reason = str("reason");
     if (order_id.empty() || rank(status) < 0)
-      return bus::Outcome::dead_letter(fmt::format("status change without a valid orderId/status: {}", m.envelope.data));
+      return bus::Outcome::dead_letter(
+          fmt::format("status change without a valid orderId/status: {}", m.envelope.data));
     int64_t at = now_ms();
     auto r = db().transaction([&](db::Tx& tx) -> Result<bool> {
       if (!db::inbox_claim(tx, kName, m.envelope.id)) return false;
@@ -446,12 +462,19 @@ struct OrderModule::Impl {
       if (is_terminal(current) || rank(status) <= rank(current)) return false;
       auto upd = tx.stmt("UPDATE orders SET status = ?, reason = ?, updated_at = ? WHERE id = ?");
       upd.bind(1, status).bind(3, at).bind(4, order_id);
-      if (reason.empty()) upd.bind_null(2); else upd.bind(2, reason);
+      if (reason.empty())
+        upd.bind_null(2);
+      else
+        upd.bind(2, reason);
       upd.exec();
-      auto ins = tx.stmt("INSERT INTO order_history (order_id, seq, status, reason, at) "
-                         "SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM order_history WHERE order_id = ?");
+      auto ins = tx.stmt(
+          "INSERT INTO order_history (order_id, seq, status, reason, at) "
+          "SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM order_history WHERE order_id = ?");
       ins.bind(1, order_id).bind(2, status).bind(4, at).bind(5, order_id);
-      if (reason.empty()) ins.bind_null(3); else ins.bind(3, reason);
+      if (reason.empty())
+        ins.bind_null(3);
+      else
+        ins.bind(3, reason);
       ins.exec();
       return true;
     });
@@ -471,17 +494,22 @@ Status OrderModule::start(ModuleContext& ctx) {
   if (auto st = ctx.db.migrate(kName, kMigrations); !st) return st;
 
   auto* impl = impl_.get();
-  ctx.router.add(http::Method::kPost, "/api/orders", [impl](const http::Request& r) { return impl->create(r); });
-  ctx.router.add(http::Method::kGet, "/api/orders", [impl](const http::Request& r) { return impl->list(r); });
+  ctx.router.add(http::Method::kPost, "/api/orders",
+                 [impl](const http::Request& r) { return impl->create(r); });
+  ctx.router.add(http::Method::kGet, "/api/orders",
+                 [impl](const http::Request& r) { return impl->list(r); });
   ctx.router.add_async(http::Method::kGet, "/api/orders/{id}",
-                       [impl](const http::Request& r, http::Responder respond) { impl->get(r, std::move(respond)); });
+                       [impl](const http::Request& r, http::Responder respond) {
+                         impl->get(r, std::move(respond));
+                       });
   ctx.router.add(http::Method::kPost, "/api/orders/{id}/cancel",
                  [impl](const http::Request& r) { return impl->cancel(r); });
 
   bus::SubscriptionOptions options;
   options.group = "ecomd-order";
   options.topics = {std::string(topics::kOrdersStatus)};
-  auto sub = ctx.bus.subscribe(options, [impl](const bus::Message& m) { return impl->on_status(m); });
+  auto sub =
+      ctx.bus.subscribe(options, [impl](const bus::Message& m) { return impl->on_status(m); });
   if (!sub) return sub.error();
   impl_->status_sub = std::move(sub).value();
   impl_->reaper = std::thread([impl] { impl->reap(); });

@@ -1,9 +1,8 @@
 #include "ecom/order/validation.hpp"
 
+#include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
-
-#include <fmt/format.h>
 
 #include "order/order_json.hpp"
 
@@ -56,13 +55,15 @@ Result<NewOrder> parse_new_order(std::string_view body) {
   if (!customer->value.IsString()) return invalid("customerId", "customerId must be a string");
   order.customer_id.assign(customer->value.GetString(), customer->value.GetStringLength());
   if (!is_valid_id(order.customer_id))
-    return invalid("customerId", fmt::format("customerId must be 1..{} printable characters without spaces",
-                                             kMaxIdLength));
+    return invalid(
+        "customerId",
+        fmt::format("customerId must be 1..{} printable characters without spaces", kMaxIdLength));
 
   auto currency = doc.FindMember("currency");
   if (currency == doc.MemberEnd()) return invalid("currency", "currency is required");
   if (!currency->value.IsString() || !is_currency(currency->value.GetString()))
-    return invalid("currency", "currency must be a 3-letter ISO 4217 code in upper case, e.g. \"USD\"");
+    return invalid("currency",
+                   "currency must be a 3-letter ISO 4217 code in upper case, e.g. \"USD\"");
   order.currency = currency->value.GetString();
 
   auto items = doc.FindMember("items");
@@ -81,8 +82,9 @@ Result<NewOrder> parse_new_order(std::string_view body) {
     for (const auto& m : line.GetObject()) {
       std::string_view key(m.name.GetString(), m.name.GetStringLength());
       if (key != "sku" && key != "quantity" && key != "unitAmount")
-        return invalid(at + "." + std::string(key),
-                       fmt::format("unknown field \"{}\"; valid fields: sku, quantity, unitAmount", key));
+        return invalid(
+            at + "." + std::string(key),
+            fmt::format("unknown field \"{}\"; valid fields: sku, quantity, unitAmount", key));
     }
     OrderLine ol;
     auto sku = line.FindMember("sku");
@@ -90,25 +92,30 @@ Result<NewOrder> parse_new_order(std::string_view body) {
     if (!sku->value.IsString()) return invalid(at + ".sku", at + ".sku must be a string");
     ol.sku.assign(sku->value.GetString(), sku->value.GetStringLength());
     if (!is_valid_id(ol.sku))
-      return invalid(at + ".sku", fmt::format("{}.sku must be 1..{} printable characters without spaces",
-                                              at, kMaxIdLength));
+      return invalid(at + ".sku",
+                     fmt::format("{}.sku must be 1..{} printable characters without spaces", at,
+                                 kMaxIdLength));
 
     auto quantity = line.FindMember("quantity");
-    if (quantity == line.MemberEnd()) return invalid(at + ".quantity", at + ".quantity is required");
+    if (quantity == line.MemberEnd())
+      return invalid(at + ".quantity", at + ".quantity is required");
     if (!quantity->value.IsInt64() || quantity->value.GetInt64() <= 0)
       return invalid(at + ".quantity", at + ".quantity must be a positive integer");
     ol.quantity = quantity->value.GetInt64();
     if (ol.quantity > kMaxQuantity)
-      return invalid(at + ".quantity", fmt::format("{}.quantity must be at most {}", at, kMaxQuantity));
+      return invalid(at + ".quantity",
+                     fmt::format("{}.quantity must be at most {}", at, kMaxQuantity));
 
     auto amount = line.FindMember("unitAmount");
-    if (amount == line.MemberEnd()) return invalid(at + ".unitAmount", at + ".unitAmount is required");
+    if (amount == line.MemberEnd())
+      return invalid(at + ".unitAmount", at + ".unitAmount is required");
     if (!amount->value.IsInt64() || amount->value.GetInt64() < 0)
       return invalid(at + ".unitAmount",
                      at + ".unitAmount must be a non-negative integer (minor units, e.g. cents)");
     ol.unit_amount = amount->value.GetInt64();
     if (ol.unit_amount > kMaxUnitAmount)
-      return invalid(at + ".unitAmount", fmt::format("{}.unitAmount must be at most {}", at, kMaxUnitAmount));
+      return invalid(at + ".unitAmount",
+                     fmt::format("{}.unitAmount must be at most {}", at, kMaxUnitAmount));
 
     // Bounds above keep quantity * unit_amount below 10^18; the sum is checked against overflow.
     int64_t line_total = ol.quantity * ol.unit_amount;

@@ -71,7 +71,8 @@ PaymentModule::~PaymentModule() { stop(); }
 
 Status PaymentModule::Impl::configure(const ConfigSection& cfg) {
   if (auto st = cfg.check_keys({"amount_limit", "latency_ms"}); !st) return st;
-  if (const auto* v = cfg.raw("amount_limit"); v != nullptr && (!v->IsInt64() || v->GetInt64() < 0)) {
+  if (const auto* v = cfg.raw("amount_limit");
+      v != nullptr && (!v->IsInt64() || v->GetInt64() < 0)) {
     return config_error("payment.amount_limit",
                         "payment.amount_limit must be an integer >= 0 (minor units)");
   }
@@ -177,13 +178,13 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
 
 http::Response PaymentModule::Impl::get(const http::Request& req) {
   const std::string order_id(req.param("orderId"));
-  auto payment = db->read([&](db::Tx& tx) -> Result<std::optional<Payment>> {
-    return find_payment(tx, order_id);
-  });
+  auto payment = db->read(
+      [&](db::Tx& tx) -> Result<std::optional<Payment>> { return find_payment(tx, order_id); });
   if (!payment) {
     const Error& e = payment.error();
     if (e.retryable) {
-      return http::error_response(Error{"UNAVAILABLE", "the payment store is busy; retry", {}, true});
+      return http::error_response(
+          Error{"UNAVAILABLE", "the payment store is busy; retry", {}, true});
     }
     log::error(kTag, "store error: {} {}", e.code, e.message);
     return http::error_response(Error{"INTERNAL", "internal error", {}, false});

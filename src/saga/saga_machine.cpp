@@ -106,8 +106,8 @@ class Step {
       case InputKind::kStockReleased:
         return acknowledge(kPendingRelease, "stock released");
       case InputKind::kPaymentRefunded:
-        return acknowledge(kPendingRefund,
-                           in_.refunded ? "payment refunded" : "refund acknowledged (nothing held)");
+        return acknowledge(kPendingRefund, in_.refunded ? "payment refunded"
+                                                        : "refund acknowledged (nothing held)");
       case InputKind::kStockCommitted:
         return acknowledge(kPendingCommit, "stock committed");
       default:
@@ -220,8 +220,8 @@ class Step {
     std::string what;
     for (const auto& n : pending_names(r_.pending)) what += (what.empty() ? "" : ", ") + n;
     return done("not acknowledged in time; re-sent (attempt " + std::to_string(r_.attempts + 1) +
-                    "): " + what + "; next deadline in " +
-                    std::to_string(r_.deadline_ms - now_) + " ms",
+                    "): " + what + "; next deadline in " + std::to_string(r_.deadline_ms - now_) +
+                    " ms",
                 true);
   }
 
@@ -357,16 +357,26 @@ std::vector<std::string> pending_names(uint32_t pending) {
 
 std::string_view input_name(InputKind k) noexcept {
   switch (k) {
-    case InputKind::kOrderCreated: return "order_created";
-    case InputKind::kCancellationRequested: return "cancellation_requested";
-    case InputKind::kStockReserved: return "stock_reserved";
-    case InputKind::kStockReservationFailed: return "stock_reservation_failed";
-    case InputKind::kStockReleased: return "stock_released";
-    case InputKind::kStockCommitted: return "stock_committed";
-    case InputKind::kPaymentAuthorized: return "payment_authorized";
-    case InputKind::kPaymentDeclined: return "payment_declined";
-    case InputKind::kPaymentRefunded: return "payment_refunded";
-    case InputKind::kTimeout: return "timeout";
+    case InputKind::kOrderCreated:
+      return "order_created";
+    case InputKind::kCancellationRequested:
+      return "cancellation_requested";
+    case InputKind::kStockReserved:
+      return "stock_reserved";
+    case InputKind::kStockReservationFailed:
+      return "stock_reservation_failed";
+    case InputKind::kStockReleased:
+      return "stock_released";
+    case InputKind::kStockCommitted:
+      return "stock_committed";
+    case InputKind::kPaymentAuthorized:
+      return "payment_authorized";
+    case InputKind::kPaymentDeclined:
+      return "payment_declined";
+    case InputKind::kPaymentRefunded:
+      return "payment_refunded";
+    case InputKind::kTimeout:
+      return "timeout";
   }
   return "unknown";
 }
@@ -439,8 +449,8 @@ Result<std::optional<Input>> parse_input(const Envelope& e) {
       {event_types::kPaymentDeclined, InputKind::kPaymentDeclined},
       {event_types::kPaymentRefunded, InputKind::kPaymentRefunded},
   }};
-  auto it = std::find_if(kTypes.begin(), kTypes.end(),
-                         [&](const auto& p) { return p.first == e.type; });
+  auto it =
+      std::find_if(kTypes.begin(), kTypes.end(), [&](const auto& p) { return p.first == e.type; });
   if (it == kTypes.end()) return std::optional<Input>();
 
   auto doc = json::parse_object(e.data, invalid("data is not a JSON object"));
@@ -482,8 +492,7 @@ Result<std::optional<Input>> parse_input(const Envelope& e) {
       auto parsed = parse_items(*items, true);
       if (!parsed) return parsed.error();
       in.items = std::move(parsed.value());
-      auto token =
-          json::optional_string(d, "paymentToken", kInvalidPayload, json::Null::kAbsent);
+      auto token = json::optional_string(d, "paymentToken", kInvalidPayload, json::Null::kAbsent);
       if (!token) return token.error();
       in.payment_token = std::move(token.value());
       break;

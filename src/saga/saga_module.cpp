@@ -180,8 +180,8 @@ Result<Applied> apply(db::Database& db, bus::OutboxRelay& outbox, const Clock& c
 
 void log_applied(const Input& in, const Applied& a) {
   if (a.duplicate) {
-    log::debug(kTag, "order {}: {} {} already applied; skipped", in.order_id,
-               input_name(in.kind), in.event_id);
+    log::debug(kTag, "order {}: {} {} already applied; skipped", in.order_id, input_name(in.kind),
+               in.event_id);
     return;
   }
   const auto& t = a.t;
@@ -192,8 +192,8 @@ void log_applied(const Input& in, const Applied& a) {
              (t.record->state == SagaState::kCompensating || is_terminal(t.record->state))) {
     log::info(kTag, "order {}: {} -> {}: {}", in.order_id, a.from_state, to, t.note);
   } else {
-    log::debug(kTag, "order {}: {} ({} -> {}): {}", in.order_id, input_name(in.kind),
-               a.from_state, to, t.note);
+    log::debug(kTag, "order {}: {} ({} -> {}): {}", in.order_id, input_name(in.kind), a.from_state,
+               to, t.note);
   }
 }
 
@@ -205,8 +205,7 @@ struct Options {
 // Reads the `saga` section; every value is a positive number of milliseconds.
 Result<Options> read_options(const ConfigSection& cfg) {
   if (auto st = cfg.check_keys({"step_timeout_ms", "reserve_timeout_ms", "payment_timeout_ms",
-                                "compensation_timeout_ms", "max_backoff_ms",
-                                "timer_interval_ms"});
+                                "compensation_timeout_ms", "max_backoff_ms", "timer_interval_ms"});
       !st) {
     return st.error();
   }
@@ -295,9 +294,8 @@ Status SagaModule::start(ModuleContext& ctx) {
                       }));
   });
 
-  auto waiting = ctx.db.read([](db::Tx& tx) -> Result<int64_t> {
-    return store::count_with_deadline(tx);
-  });
+  auto waiting =
+      ctx.db.read([](db::Tx& tx) -> Result<int64_t> { return store::count_with_deadline(tx); });
   if (!waiting) return waiting.error();
 
   const Clock* clock = clock_.get();

@@ -117,8 +117,9 @@ void save(db::Tx& tx, const SagaRecord& r) {
 }
 
 void add_history(db::Tx& tx, std::string_view order_id, const HistoryRow& h) {
-  tx.stmt("INSERT INTO saga_history(order_id, at, input, event_id, from_state, to_state, note) "
-          "VALUES(?,?,?,?,?,?,?)")
+  tx.stmt(
+        "INSERT INTO saga_history(order_id, at, input, event_id, from_state, to_state, note) "
+        "VALUES(?,?,?,?,?,?,?)")
       .bind_all(order_id, h.at_ms, h.input, h.event_id, h.from_state, h.to_state, h.note)
       .exec();
 }
@@ -131,8 +132,8 @@ std::vector<HistoryRow> history(db::Tx& tx, std::string_view order_id, int limit
   s.bind_all(order_id, limit);
   std::vector<HistoryRow> out;
   while (s.step()) {
-    out.push_back({s.col_int(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_text(4),
-                   s.col_text(5)});
+    out.push_back(
+        {s.col_int(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_text(4), s.col_text(5)});
   }
   std::reverse(out.begin(), out.end());
   return out;
@@ -161,8 +162,7 @@ std::vector<std::pair<std::string, int64_t>> count_by_state(db::Tx& tx) {
 }
 
 std::vector<SagaRecord> with_deadline(db::Tx& tx, int limit) {
-  static const std::string sql =
-      select_sql("WHERE deadline_ms > 0 ORDER BY deadline_ms LIMIT ?");
+  static const std::string sql = select_sql("WHERE deadline_ms > 0 ORDER BY deadline_ms LIMIT ?");
   auto s = tx.stmt(sql);
   s.bind(1, limit);
   std::vector<SagaRecord> out;

@@ -3,7 +3,6 @@
 /// deliveries and direct queries on the bus file.
 
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <functional>
 #include <map>

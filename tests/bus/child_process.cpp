@@ -58,7 +58,9 @@ ChildProcess::~ChildProcess() {
 
 bool ChildProcess::fill(std::chrono::milliseconds timeout) {
   if (eof_) return false;
-  struct pollfd pfd{fd_, POLLIN, 0};
+  struct pollfd pfd {
+    fd_, POLLIN, 0
+  };
   int r = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
   if (r <= 0) return false;
   char buf[4096];

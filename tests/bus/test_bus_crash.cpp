@@ -3,11 +3,10 @@
 
 #include <signal.h>
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <set>
 #include <string>
 #include <thread>
@@ -114,13 +113,13 @@ TEST_CASE("embedded bus: a consumer killed before committing loses nothing",
   REQUIRE(child_saw.size() == static_cast<size_t>(kKillAt));
 
   // What the dead consumer managed to commit.
-  const auto committed = ecom::test::query_file(
-      opts.path, [](Tx& tx) -> Result<std::vector<std::string>> {
+  const auto committed =
+      ecom::test::query_file(opts.path, [](Tx& tx) -> Result<std::vector<std::string>> {
         std::vector<std::string> out;
-        auto s = tx.stmt(
-            R"(SELECT r.value FROM records r LEFT JOIN group_offsets g ON g.grp = 'g' )"
-            R"(AND g.topic = r.topic AND g."partition" = r."partition" )"
-            R"(WHERE r.topic = 't' AND r."offset" < coalesce(g.committed, 0))");
+        auto s =
+            tx.stmt(R"(SELECT r.value FROM records r LEFT JOIN group_offsets g ON g.grp = 'g' )"
+                    R"(AND g.topic = r.topic AND g."partition" = r."partition" )"
+                    R"(WHERE r.topic = 't' AND r."offset" < coalesce(g.committed, 0))");
         while (s.step()) {
           auto e = ecom::decode_envelope(s.col_view(0));
           if (e) out.push_back(e->id);
@@ -153,8 +152,8 @@ TEST_CASE("embedded bus: a consumer killed before committing loses nothing",
   CHECK(got_ids.size() == expected);  // nothing twice
   // Redelivered: exactly what was not committed, including what the child had seen.
   std::vector<std::string> overlap;
-  std::set_intersection(got_set.begin(), got_set.end(), committed_set.begin(),
-                        committed_set.end(), std::back_inserter(overlap));
+  std::set_intersection(got_set.begin(), got_set.end(), committed_set.begin(), committed_set.end(),
+                        std::back_inserter(overlap));
   CHECK(overlap.empty());
   std::set<std::string> union_set(got_set);
   union_set.insert(committed_set.begin(), committed_set.end());

@@ -1,8 +1,8 @@
-#include <catch2/catch.hpp>
 #include <rapidjson/document.h>
 
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <set>
 #include <string>
 #include <thread>
@@ -329,8 +329,8 @@ TEST_CASE("embedded bus: retry backs off exponentially, blocking only its partit
   for (const auto& m : msgs) {
     if (m.key == slow) slow_seq.push_back(m.envelope.id + "#" + std::to_string(m.attempt));
   }
-  CHECK(slow_seq == std::vector<std::string>{s0.id + "#1", s0.id + "#2", s0.id + "#3",
-                                             s1.id + "#1"});
+  CHECK(slow_seq ==
+        std::vector<std::string>{s0.id + "#1", s0.id + "#2", s0.id + "#3", s1.id + "#1"});
   // Backoff: 400 ms, then doubled but capped at 600 ms.
   CHECK(at[slow + "#2"] - at[slow + "#1"] >= 395ms);
   CHECK(at[slow + "#3"] - at[slow + "#2"] >= 595ms);
@@ -372,10 +372,8 @@ TEST_CASE("embedded bus: exhausted retries, dead_letter outcomes and poison pill
   const std::string garbage = "this is not json";
   const std::string incomplete = R"({"specversion":"1.0","id":"x"})";
   std::vector<Record> batch{
-      ecom::test::to_record("t", doomed),
-      Record{"t", "k", garbage},
-      ecom::test::to_record("t", rejected),
-      Record{"t", "k", incomplete},
+      ecom::test::to_record("t", doomed),   Record{"t", "k", garbage},
+      ecom::test::to_record("t", rejected), Record{"t", "k", incomplete},
       ecom::test::to_record("t", fine),
   };
   REQUIRE(bus->publish(batch).ok());
@@ -418,8 +416,8 @@ TEST_CASE("embedded bus: exhausted retries, dead_letter outcomes and poison pill
 
   // The dlq is an ordinary topic: operators can consume it.
   Collector ops;
-  auto osub = bus->subscribe({.group = "ops", .topics = {ecom::bus::dlq_topic("t")}},
-                             ops.handler());
+  auto osub =
+      bus->subscribe({.group = "ops", .topics = {ecom::bus::dlq_topic("t")}}, ops.handler());
   REQUIRE(osub.ok());
   REQUIRE(eventually([&] { return ops.size() >= 2; }));
   CHECK(ops.ids() == std::vector<std::string>{doomed.id, rejected.id});
@@ -443,8 +441,8 @@ TEST_CASE("embedded bus: a handler that throws is retried like a retry outcome",
     if (m.attempt == 1) throw std::runtime_error("boom");
     return Outcome::ack();
   });
-  auto sub = bus->subscribe({.group = "g", .topics = {"t"}, .initial_backoff = 10ms},
-                            got.handler());
+  auto sub =
+      bus->subscribe({.group = "g", .topics = {"t"}, .initial_backoff = 10ms}, got.handler());
   REQUIRE(sub.ok());
   REQUIRE(bus->publish("t", test_event("k", 1)).ok());
   REQUIRE(eventually([&] { return calls.load() >= 2; }));

@@ -1,6 +1,5 @@
-#include <catch2/catch.hpp>
-
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -114,8 +113,8 @@ TEST_CASE("outbox relay: publishes rows in order onto the embedded bus and delet
   auto store = outbox_store(dir.file("store.db"));
   auto bus = ecom::test::open_bus(ecom::test::fast_bus_options(dir.file("bus.db")));
   Collector got;
-  auto sub = bus->subscribe({.group = "g", .topics = {"orders.created", "orders.status"}},
-                            got.handler());
+  auto sub =
+      bus->subscribe({.group = "g", .topics = {"orders.created", "orders.status"}}, got.handler());
   REQUIRE(sub.ok());
   OutboxRelay relay(*store, *bus, 64, 20ms);
   relay.start();

@@ -2,9 +2,8 @@
 // prunes inbox rows past the inbox retention. Records and inbox rows are aged by rewriting their
 // timestamps, so nothing here depends on how fast the machine is.
 
-#include <catch2/catch.hpp>
-
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <map>
 #include <set>
 #include <string>
@@ -98,9 +97,10 @@ std::set<std::string> stored_ids(const std::string& path, const std::string& top
 
 }  // namespace
 
-TEST_CASE("embedded bus retention: old records are deleted; a group behind them continues from "
-          "the oldest retained record",
-          "[bus][embedded][retention]") {
+TEST_CASE(
+    "embedded bus retention: old records are deleted; a group behind them continues from "
+    "the oldest retained record",
+    "[bus][embedded][retention]") {
   ecom::test::TempDir dir;
   const auto opts = retention_options(dir.file("bus.db"));
   auto bus = open_bus(opts);
@@ -139,9 +139,8 @@ TEST_CASE("embedded bus retention: old records are deleted; a group behind them 
   REQUIRE(sub2.ok());
   std::vector<Envelope> retained = recent;
   retained.insert(retained.end(), more.begin(), more.end());
-  REQUIRE(eventually([&] {
-    return got.size() >= retained.size() && fresh.size() >= retained.size();
-  }, 30s));
+  REQUIRE(eventually(
+      [&] { return got.size() >= retained.size() && fresh.size() >= retained.size(); }, 30s));
   std::this_thread::sleep_for(200ms);
   CHECK(got.size() == retained.size());
   CHECK(as_set(got.ids()) == as_set(ids_of(retained)));
@@ -156,9 +155,10 @@ TEST_CASE("embedded bus retention: old records are deleted; a group behind them 
   }
 }
 
-TEST_CASE("embedded bus retention: only a prefix of a partition goes, never a record behind a "
-          "newer one",
-          "[bus][embedded][retention]") {
+TEST_CASE(
+    "embedded bus retention: only a prefix of a partition goes, never a record behind a "
+    "newer one",
+    "[bus][embedded][retention]") {
   ecom::test::TempDir dir;
   auto opts = retention_options(dir.file("bus.db"));
   opts.dlq_retention = 1h;

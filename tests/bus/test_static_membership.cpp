@@ -3,9 +3,8 @@
 
 #include <signal.h>
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -171,13 +170,13 @@ TEST_CASE("static membership: a consumer restarted after kill -9 resumes its par
   // The dead incarnation is still a live member, owning every partition.
   REQUIRE(members(opts.path, "g") == std::vector<std::string>{"order-0"});
   REQUIRE(all_owned_by(opts.path, "g", "t", opts.partitions, "order-0"));
-  const auto committed = ecom::test::query_file(
-      opts.path, [](Tx& tx) -> Result<std::vector<std::string>> {
+  const auto committed =
+      ecom::test::query_file(opts.path, [](Tx& tx) -> Result<std::vector<std::string>> {
         std::vector<std::string> out;
-        auto s = tx.stmt(
-            R"(SELECT r.value FROM records r LEFT JOIN group_offsets g ON g.grp = 'g' )"
-            R"(AND g.topic = r.topic AND g."partition" = r."partition" )"
-            R"(WHERE r.topic = 't' AND r."offset" < coalesce(g.committed, 0))");
+        auto s =
+            tx.stmt(R"(SELECT r.value FROM records r LEFT JOIN group_offsets g ON g.grp = 'g' )"
+                    R"(AND g.topic = r.topic AND g."partition" = r."partition" )"
+                    R"(WHERE r.topic = 't' AND r."offset" < coalesce(g.committed, 0))");
         while (s.step()) {
           auto e = ecom::decode_envelope(s.col_view(0));
           if (e) out.push_back(e->id);
@@ -206,8 +205,8 @@ TEST_CASE("static membership: a consumer restarted after kill -9 resumes its par
   const auto got_set = as_set(got_ids);
   CHECK(got_ids.size() == expected);  // nothing twice
   std::vector<std::string> overlap;
-  std::set_intersection(got_set.begin(), got_set.end(), committed_set.begin(),
-                        committed_set.end(), std::back_inserter(overlap));
+  std::set_intersection(got_set.begin(), got_set.end(), committed_set.begin(), committed_set.end(),
+                        std::back_inserter(overlap));
   CHECK(overlap.empty());
   std::set<std::string> union_set(got_set);
   union_set.insert(committed_set.begin(), committed_set.end());
@@ -284,10 +283,9 @@ TEST_CASE("static membership: the older of two incarnations alive at once is fen
   }
   auto log_ends_committed = [&] {
     return ecom::test::query_file(opts.path, [](Tx& tx) -> Result<bool> {
-      auto s = tx.stmt(
-          R"(SELECT count(*) FROM log_end e LEFT JOIN group_offsets g ON g.grp='g' )"
-          R"(AND g.topic=e.topic AND g."partition"=e."partition" )"
-          R"(WHERE e.topic='t' AND coalesce(g.committed, -1) <> e.next_offset)");
+      auto s = tx.stmt(R"(SELECT count(*) FROM log_end e LEFT JOIN group_offsets g ON g.grp='g' )"
+                       R"(AND g.topic=e.topic AND g."partition"=e."partition" )"
+                       R"(WHERE e.topic='t' AND coalesce(g.committed, -1) <> e.next_offset)");
       return s.step() && s.col_int(0) == 0;
     });
   };

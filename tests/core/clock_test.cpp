@@ -1,8 +1,7 @@
-#include <catch2/catch.hpp>
-
-#include <set>
-
 #include "ecom/core/clock.hpp"
+
+#include <catch2/catch.hpp>
+#include <set>
 
 TEST_CASE("rfc3339 formatting and validation", "[clock]") {
   CHECK(ecom::format_rfc3339(0) == "1970-01-01T00:00:00.000Z");

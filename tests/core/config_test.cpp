@@ -1,9 +1,9 @@
-#include <catch2/catch.hpp>
+#include "ecom/core/config.hpp"
 
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <map>
 
-#include "ecom/core/config.hpp"
 #include "support/test_support.hpp"
 
 using ecom::load_settings;
@@ -54,7 +54,8 @@ TEST_CASE("flags win over env, env over file", "[config]") {
     {"role": "order", "data_dir": "/from-file", "http": "127.0.0.1:1111", "bus": "embedded",
      "log_level": "warn", /* trailing comma too */ })");
   Env env;
-  env.vars = {{"ECOMD_CONFIG", file}, {"ECOMD_DATA_DIR", "/from-env"}, {"ECOMD_HTTP", "127.0.0.1:2222"}};
+  env.vars = {
+      {"ECOMD_CONFIG", file}, {"ECOMD_DATA_DIR", "/from-env"}, {"ECOMD_HTTP", "127.0.0.1:2222"}};
 
   auto from_file_and_env = load({}, env);
   REQUIRE(from_file_and_env.ok());
@@ -65,9 +66,9 @@ TEST_CASE("flags win over env, env over file", "[config]") {
 
   auto with_flags = load({"--http=127.0.0.1:3333", "--data-dir", "/from-flag", "--role=saga"}, env);
   REQUIRE(with_flags.ok());
-  CHECK(with_flags->http_port() == 3333);              // flag over env
+  CHECK(with_flags->http_port() == 3333);  // flag over env
   CHECK(with_flags->data_dir == "/from-flag");
-  CHECK(with_flags->roles == "saga");                  // flag over file
+  CHECK(with_flags->roles == "saga");  // flag over file
   CHECK(with_flags->config_file == file);
 }
 
@@ -83,7 +84,8 @@ TEST_CASE("the --config flag wins over ECOMD_CONFIG", "[config]") {
 
 TEST_CASE("module sections are readable with typed getters", "[config]") {
   ecom::test::TempDir dir;
-  auto file = write_file(dir, R"({"saga":{"step_timeout_ms":1500,"name":"x","on":true,"list":["a","b"]}})");
+  auto file =
+      write_file(dir, R"({"saga":{"step_timeout_ms":1500,"name":"x","on":true,"list":["a","b"]}})");
   auto s = load({"--config=" + file});
   REQUIRE(s.ok());
   auto saga = s->section("saga");
@@ -136,5 +138,6 @@ TEST_CASE("help, version and positional arguments are recognised", "[config]") {
   CHECK(s->help);
   CHECK(s->version);
   CHECK(s->positional == std::vector<std::string>{"topics", "create"});
-  CHECK_THAT(ecom::usage_text(kModules), Catch::Contains("ECOMD_ROLE") && Catch::Contains("order|inventory"));
+  CHECK_THAT(ecom::usage_text(kModules),
+             Catch::Contains("ECOMD_ROLE") && Catch::Contains("order|inventory"));
 }

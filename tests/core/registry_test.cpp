@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "ecom/core/registry.hpp"
+
+#include <catch2/catch.hpp>
 
 namespace {
 
@@ -28,7 +28,8 @@ ecom::ModuleRegistry make_registry() {
 TEST_CASE("roles resolve in registration order without duplicates", "[registry]") {
   auto r = make_registry();
   CHECK(r.resolve("all").value() == std::vector<std::string>{"order", "inventory", "notification"});
-  CHECK(r.resolve("inventory,order, order").value() == std::vector<std::string>{"order", "inventory"});
+  CHECK(r.resolve("inventory,order, order").value() ==
+        std::vector<std::string>{"order", "inventory"});
   CHECK(r.resolve("order").value() == std::vector<std::string>{"order"});
 }
 
@@ -37,7 +38,8 @@ TEST_CASE("an unknown role fails and lists the valid names", "[registry]") {
   auto bad = r.resolve("order,nope");
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().code == "UNKNOWN_ROLE");
-  CHECK_THAT(bad.error().message, Catch::Contains("\"nope\"") && Catch::Contains("order, inventory, notification, all"));
+  CHECK_THAT(bad.error().message,
+             Catch::Contains("\"nope\"") && Catch::Contains("order, inventory, notification, all"));
   CHECK_FALSE(r.resolve("").ok());
   CHECK_FALSE(r.resolve("order,").ok());
 }

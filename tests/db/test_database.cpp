@@ -1,7 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include <array>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <future>
 #include <string>
 #include <thread>
@@ -193,9 +192,9 @@ TEST_CASE("a read left mid-result does not pin an old snapshot", "[db]") {
   auto b = open_db(dir.file("s.db"));
   create_items(*a);
   REQUIRE(a->transaction([](Tx& tx) -> Status {
-               tx.exec("INSERT INTO items(name) VALUES('a'), ('b'), ('c')");
-               return {};
-             }).ok());
+             tx.exec("INSERT INTO items(name) VALUES('a'), ('b'), ('c')");
+             return {};
+           }).ok());
   // Step once and abandon the statement, as a "first row only" lookup does.
   auto first = a->read([](Tx& tx) -> Result<std::string> {
     auto s = tx.stmt("SELECT name FROM items ORDER BY id");
@@ -204,9 +203,9 @@ TEST_CASE("a read left mid-result does not pin an old snapshot", "[db]") {
   });
   REQUIRE(first.ok());
   REQUIRE(b->transaction([](Tx& tx) -> Status {
-               tx.exec("INSERT INTO items(name) VALUES('d')");
-               return {};
-             }).ok());
+             tx.exec("INSERT INTO items(name) VALUES('d')");
+             return {};
+           }).ok());
   CHECK(count_rows(*a, "items") == 4);
   // And `a` can still write (a stale snapshot would make BEGIN IMMEDIATE fail with BUSY_SNAPSHOT).
   auto w = a->transaction([](Tx& tx) -> Status {

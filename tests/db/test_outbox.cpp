@@ -1,5 +1,4 @@
 #include <catch2/catch.hpp>
-
 #include <string>
 #include <vector>
 
@@ -90,9 +89,9 @@ TEST_CASE("outbox rows are queued in commit order and only when the transaction 
   }
 
   REQUIRE(db->transaction([&](Tx& tx) -> Status {
-               ecom::db::outbox_remove_through(tx, rows[2].seq);
-               return {};
-             }).ok());
+              ecom::db::outbox_remove_through(tx, rows[2].seq);
+              return {};
+            }).ok());
   CHECK(pending(*db) == 3);
   auto rest = peek(*db, 100);
   REQUIRE(rest.size() == 3);
@@ -106,16 +105,16 @@ TEST_CASE("outbox sequence numbers never repeat after rows are removed", "[db][o
   auto db = messaging_db();
   auto add_one = [&] {
     REQUIRE(db->transaction([&](Tx& tx) -> Status {
-                 ecom::db::outbox_add(tx, "t", event("k", 1));
-                 return {};
-               }).ok());
+                ecom::db::outbox_add(tx, "t", event("k", 1));
+                return {};
+              }).ok());
   };
   add_one();
   auto first = peek(*db, 1);
   REQUIRE(db->transaction([&](Tx& tx) -> Status {
-               ecom::db::outbox_remove_through(tx, first[0].seq);
-               return {};
-             }).ok());
+              ecom::db::outbox_remove_through(tx, first[0].seq);
+              return {};
+            }).ok());
   add_one();
   auto second = peek(*db, 1);
   REQUIRE(second.size() == 1);
@@ -151,16 +150,16 @@ TEST_CASE("inbox_prune deletes the oldest rows before the cutoff, at most `limit
   auto db = messaging_db();
   // processed_at 1000, 2000, ... 10000 for e1..e10; e4 and e8 under another consumer.
   REQUIRE(db->transaction([&](Tx& tx) -> Status {
-               for (int i = 1; i <= 10; ++i) {
-                 const std::string consumer = i % 4 == 0 ? "saga" : "order";
-                 const std::string id = "e" + std::to_string(i);
-                 REQUIRE(ecom::db::inbox_claim(tx, consumer, id));
-                 tx.stmt("UPDATE inbox SET processed_at=? WHERE consumer=? AND event_id=?")
-                     .bind_all(int64_t{1000} * i, consumer, id)
-                     .exec();
-               }
-               return {};
-             }).ok());
+              for (int i = 1; i <= 10; ++i) {
+                const std::string consumer = i % 4 == 0 ? "saga" : "order";
+                const std::string id = "e" + std::to_string(i);
+                REQUIRE(ecom::db::inbox_claim(tx, consumer, id));
+                tx.stmt("UPDATE inbox SET processed_at=? WHERE consumer=? AND event_id=?")
+                    .bind_all(int64_t{1000} * i, consumer, id)
+                    .exec();
+              }
+              return {};
+            }).ok());
   auto prune = [&](int64_t older_than, int limit) {
     auto r = db->transaction(
         [&](Tx& tx) -> Result<int64_t> { return ecom::db::inbox_prune(tx, older_than, limit); });
@@ -200,7 +199,8 @@ TEST_CASE("migrate_messaging upgrades a v1 store with the inbox time index", "[d
     auto db = Database::open(dir.file("old.db"));
     REQUIRE(db.ok());
     // The v1 schema as an older build left it, with a row in the inbox.
-    REQUIRE((*db)->transaction([](Tx& tx) -> Status {
+    REQUIRE((*db)
+                ->transaction([](Tx& tx) -> Status {
                   tx.exec(
                       "CREATE TABLE schema_version(component TEXT PRIMARY KEY, version INTEGER "
                       "NOT NULL);"
@@ -213,7 +213,8 @@ TEST_CASE("migrate_messaging upgrades a v1 store with the inbox time index", "[d
                       "ROWID;"
                       "INSERT INTO inbox VALUES('order', 'old', 1);");
                   return {};
-                }).ok());
+                })
+                .ok());
   }
   auto db = Database::open(dir.file("old.db"));
   REQUIRE(db.ok());

@@ -1,5 +1,4 @@
 #include <catch2/catch.hpp>
-
 #include <fstream>
 
 #include "support/test_support.hpp"
@@ -9,7 +8,8 @@ using ecom::test::run_ecomd;
 TEST_CASE("ecomd --role=nope exits 2 and lists the roles", "[e2e][cli]") {
   auto [code, out] = run_ecomd({"--role=nope"});
   CHECK(code == 2);
-  CHECK_THAT(out, Catch::Contains("unknown role \"nope\"") && Catch::Contains("order, inventory, payment"));
+  CHECK_THAT(out, Catch::Contains("unknown role \"nope\"") &&
+                      Catch::Contains("order, inventory, payment"));
 }
 
 TEST_CASE("an unknown option exits 2 and lists the options", "[e2e][cli]") {
@@ -29,8 +29,8 @@ TEST_CASE("an unknown config key exits 2 and lists the keys", "[e2e][cli]") {
 TEST_CASE("an unknown key inside a module section exits 2", "[e2e][cli]") {
   ecom::test::TempDir dir;
   std::ofstream(dir.file("c.json")) << R"({"order": {"colour": 1}})";
-  auto [code, out] = run_ecomd({"--role=order", "--config=" + dir.file("c.json"), "--data-dir=" + dir.path(),
-                                "--http=127.0.0.1:0"});
+  auto [code, out] = run_ecomd({"--role=order", "--config=" + dir.file("c.json"),
+                                "--data-dir=" + dir.path(), "--http=127.0.0.1:0"});
   CHECK(code == 2);
   CHECK_THAT(out, Catch::Contains("order.colour"));
 }

@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include <rapidjson/document.h>
+
+#include <catch2/catch.hpp>
 
 #include "support/test_support.hpp"
 
@@ -63,9 +63,11 @@ TEST_CASE("HTTP errors from the real binary use the one error shape", "[e2e]") {
   Ecomd ecomd(dir.path(), {"--role=order"});
   auto bad = ecomd.post("/api/orders", R"({"customerId":"c","currency":"USD","items":[]})");
   CHECK(bad.status == 400);
-  CHECK_THAT(bad.body, Catch::Contains(R"("code":"VALIDATION_FAILED")") && Catch::Contains(R"("field":"items")"));
-  auto wrong_type = ecom::test::http_request(ecomd.port(), "POST", "/api/orders", "customerId=c",
-                                             {{"Content-Type", "application/x-www-form-urlencoded"}});
+  CHECK_THAT(bad.body, Catch::Contains(R"("code":"VALIDATION_FAILED")") &&
+                           Catch::Contains(R"("field":"items")"));
+  auto wrong_type =
+      ecom::test::http_request(ecomd.port(), "POST", "/api/orders", "customerId=c",
+                               {{"Content-Type", "application/x-www-form-urlencoded"}});
   CHECK(wrong_type.status == 415);
   auto big = ecomd.post("/api/orders", std::string(2 << 20, ' '));
   CHECK(big.status == 413);

@@ -1,13 +1,11 @@
 // The order lifecycle through HTTP on the real binary (--role=all, embedded bus): every path of the
 // saga, a crash in the middle of in-flight orders, and the stock invariant under concurrency.
 
-#include <catch2/catch.hpp>
-
 #include <rapidjson/document.h>
-
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -44,11 +42,13 @@ thread_local std::string g_bus = "embedded";
 std::string kafka_section() {
   const char* brokers = std::getenv("ECOM_KAFKA_BROKERS");
   if (brokers == nullptr || *brokers == '\0')
-    FAIL("ECOM_KAFKA_BROKERS is not set: start a broker with scripts/kafka.sh start (scripts/test.sh does)");
+    FAIL(
+        "ECOM_KAFKA_BROKERS is not set: start a broker with scripts/kafka.sh start "
+        "(scripts/test.sh does)");
   static std::atomic<int> n{0};
   std::string prefix = "e2e" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".";
-  return std::string(R"(,"kafka":{"bootstrap_servers":")") + brokers + R"(","topic_prefix":")" + prefix +
-         R"(","group_prefix":")" + prefix + R"("})";
+  return std::string(R"(,"kafka":{"bootstrap_servers":")") + brokers + R"(","topic_prefix":")" +
+         prefix + R"(","group_prefix":")" + prefix + R"("})";
 }
 
 std::vector<std::string> args(const std::string& config) {
@@ -58,26 +58,28 @@ std::vector<std::string> args(const std::string& config) {
 }
 
 // Writes a config with a small catalogue and the given extra module settings.
-std::string write_config(const TempDir& dir, const std::string& saga = R"({"step_timeout_ms": 30000})",
-                         const std::string& payment = "{}",
-                         const std::string& seed = R"([
+std::string write_config(const TempDir& dir,
+                         const std::string& saga = R"({"step_timeout_ms": 30000})",
+                         const std::string& payment = "{}", const std::string& seed = R"([
       {"sku":"SKU-A","name":"Plenty","available":100,"unitAmount":1000},
       {"sku":"SKU-B","name":"Also plenty","available":100,"unitAmount":500},
       {"sku":"SKU-SCARCE","name":"Scarce","available":2,"unitAmount":700}])") {
   std::string path = dir.file("ecomd.json");
-  std::ofstream(path) << R"({"inventory":{"admin_token":"t","seed":)" << seed << R"(},"saga":)" << saga
-                      << R"(,"payment":)" << payment << (g_bus == "kafka" ? kafka_section() : "") << "}";
+  std::ofstream(path) << R"({"inventory":{"admin_token":"t","seed":)" << seed << R"(},"saga":)"
+                      << saga << R"(,"payment":)" << payment
+                      << (g_bus == "kafka" ? kafka_section() : "") << "}";
   return path;
 }
 
-std::string order_body(const std::string& token, const std::vector<std::pair<std::string, int>>& lines,
+std::string order_body(const std::string& token,
+                       const std::vector<std::pair<std::string, int>>& lines,
                        const std::string& customer = "c-1") {
   std::string items;
   for (const auto& [sku, q] : lines)
     items += std::string(items.empty() ? "" : ",") + R"({"sku":")" + sku + R"(","quantity":)" +
              std::to_string(q) + R"(,"unitAmount":1000})";
-  return R"({"customerId":")" + customer + R"(","currency":"USD","items":[)" + items + R"(],"paymentToken":")" +
-         token + R"("})";
+  return R"({"customerId":")" + customer + R"(","currency":"USD","items":[)" + items +
+         R"(],"paymentToken":")" + token + R"("})";
 }
 
 std::string place(const Ecomd& e, const std::string& body) {
@@ -86,24 +88,29 @@ std::string place(const Ecomd& e, const std::string& body) {
   return str(parse(r.body), "orderId");
 }
 
-std::string status_of(const Ecomd& e, const std::string& id) { return str(parse(e.get("/api/orders/" + id).body), "status"); }
+std::string status_of(const Ecomd& e, const std::string& id) {
+  return str(parse(e.get("/api/orders/" + id).body), "status");
+}
 
 bool terminal(const std::string& s) { return s == "CONFIRMED" || s == "CANCELLED"; }
 
 rapidjson::Document wait_terminal(const Ecomd& e, const std::string& id,
                                   std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
   std::string body;
-  bool done = ecom::test::eventually([&] {
-    body = e.get("/api/orders/" + id).body;
-    return terminal(str(parse(body), "status"));
-  }, timeout);
+  bool done = ecom::test::eventually(
+      [&] {
+        body = e.get("/api/orders/" + id).body;
+        return terminal(str(parse(body), "status"));
+      },
+      timeout);
   INFO("order " << id << ": " << body);
   REQUIRE(done);
   return parse(body);
 }
 
 bool wait_status(const Ecomd& e, const std::string& id, const std::string& status) {
-  return ecom::test::eventually([&] { return status_of(e, id) == status; }, std::chrono::seconds(30));
+  return ecom::test::eventually([&] { return status_of(e, id) == status; },
+                                std::chrono::seconds(30));
 }
 
 Stock stock(const Ecomd& e, const std::string& sku) {
@@ -117,11 +124,14 @@ Stock stock(const Ecomd& e, const std::string& sku) {
   return s;
 }
 
-bool stock_is(const Ecomd& e, const std::string& sku, int64_t available, int64_t reserved, int64_t sold) {
-  return ecom::test::eventually([&] {
-    auto s = stock(e, sku);
-    return s.available == available && s.reserved == reserved && s.sold == sold;
-  }, std::chrono::seconds(15));
+bool stock_is(const Ecomd& e, const std::string& sku, int64_t available, int64_t reserved,
+              int64_t sold) {
+  return ecom::test::eventually(
+      [&] {
+        auto s = stock(e, sku);
+        return s.available == available && s.reserved == reserved && s.sold == sold;
+      },
+      std::chrono::seconds(15));
 }
 
 std::vector<std::string> history(const rapidjson::Document& order) {
@@ -133,38 +143,50 @@ std::vector<std::string> history(const rapidjson::Document& order) {
 }  // namespace
 
 // Each scenario runs on both buses, as separate test cases.
-#define LIFECYCLE_TEST(fn, name, tags)                                       \
-  static void fn();                                                          \
-  TEST_CASE(name " (embedded bus)", tags) { g_bus = "embedded"; fn(); }      \
-  TEST_CASE(name " (kafka bus)", tags "[kafka]") { g_bus = "kafka"; fn(); }  \
+#define LIFECYCLE_TEST(fn, name, tags)             \
+  static void fn();                                \
+  TEST_CASE(name " (embedded bus)", tags) {        \
+    g_bus = "embedded";                            \
+    fn();                                          \
+  }                                                \
+  TEST_CASE(name " (kafka bus)", tags "[kafka]") { \
+    g_bus = "kafka";                               \
+    fn();                                          \
+  }                                                \
   static void fn()
 
-LIFECYCLE_TEST(scenario_1, "happy path: reserved, authorized, confirmed, stock sold", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_1, "happy path: reserved, authorized, confirmed, stock sold",
+               "[e2e][lifecycle]") {
   TempDir dir;
   Ecomd e(dir.path(), args(write_config(dir)));
   auto id = place(e, order_body("tok_visa", {{"SKU-A", 2}, {"SKU-B", 1}}));
   auto order = wait_terminal(e, id);
   CHECK(str(order, "status") == "CONFIRMED");
-  CHECK(history(order) == std::vector<std::string>{"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"});
+  CHECK(history(order) ==
+        std::vector<std::string>{"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"});
   CHECK(stock_is(e, "SKU-A", 98, 0, 2));
   CHECK(stock_is(e, "SKU-B", 99, 0, 1));
   CHECK(str(parse(e.get("/api/payments/" + id).body), "status") == "AUTHORIZED");
 }
 
-LIFECYCLE_TEST(scenario_2, "unknown sku and short stock cancel with OUT_OF_STOCK, nothing reserved", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_2, "unknown sku and short stock cancel with OUT_OF_STOCK, nothing reserved",
+               "[e2e][lifecycle]") {
   TempDir dir;
   Ecomd e(dir.path(), args(write_config(dir)));
-  auto unknown = wait_terminal(e, place(e, order_body("tok_visa", {{"SKU-A", 1}, {"NO-SUCH-SKU", 1}})));
+  auto unknown =
+      wait_terminal(e, place(e, order_body("tok_visa", {{"SKU-A", 1}, {"NO-SUCH-SKU", 1}})));
   CHECK(str(unknown, "status") == "CANCELLED");
   CHECK(str(unknown, "reason") == "OUT_OF_STOCK");
-  auto short_stock = wait_terminal(e, place(e, order_body("tok_visa", {{"SKU-A", 1}, {"SKU-SCARCE", 3}})));
+  auto short_stock =
+      wait_terminal(e, place(e, order_body("tok_visa", {{"SKU-A", 1}, {"SKU-SCARCE", 3}})));
   CHECK(str(short_stock, "status") == "CANCELLED");
   CHECK(str(short_stock, "reason") == "OUT_OF_STOCK");
   CHECK(stock_is(e, "SKU-A", 100, 0, 0));
   CHECK(stock_is(e, "SKU-SCARCE", 2, 0, 0));
 }
 
-LIFECYCLE_TEST(scenario_3, "tok_decline cancels with PAYMENT_DECLINED and releases the stock", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_3, "tok_decline cancels with PAYMENT_DECLINED and releases the stock",
+               "[e2e][lifecycle]") {
   TempDir dir;
   Ecomd e(dir.path(), args(write_config(dir)));
   auto order = wait_terminal(e, place(e, order_body("tok_decline", {{"SKU-A", 5}})));
@@ -173,7 +195,8 @@ LIFECYCLE_TEST(scenario_3, "tok_decline cancels with PAYMENT_DECLINED and releas
   CHECK(stock_is(e, "SKU-A", 100, 0, 0));
 }
 
-LIFECYCLE_TEST(scenario_4, "tok_timeout cancels with TIMEOUT and releases the stock", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_4, "tok_timeout cancels with TIMEOUT and releases the stock",
+               "[e2e][lifecycle]") {
   TempDir dir;
   Ecomd e(dir.path(), args(write_config(dir, R"({"step_timeout_ms": 1000})")));
   auto id = place(e, order_body("tok_timeout", {{"SKU-A", 3}}));
@@ -183,7 +206,8 @@ LIFECYCLE_TEST(scenario_4, "tok_timeout cancels with TIMEOUT and releases the st
   CHECK(stock_is(e, "SKU-A", 100, 0, 0));
 }
 
-LIFECYCLE_TEST(scenario_5, "customer cancel while payment is pending releases stock", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_5, "customer cancel while payment is pending releases stock",
+               "[e2e][lifecycle]") {
   TempDir dir;
   Ecomd e(dir.path(), args(write_config(dir)));
   auto id = place(e, order_body("tok_timeout", {{"SKU-A", 4}}));
@@ -196,10 +220,11 @@ LIFECYCLE_TEST(scenario_5, "customer cancel while payment is pending releases st
   CHECK(stock_is(e, "SKU-A", 100, 0, 0));
 }
 
-LIFECYCLE_TEST(scenario_6, "customer cancel after the payment was authorized refunds it", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_6, "customer cancel after the payment was authorized refunds it",
+               "[e2e][lifecycle]") {
   TempDir dir;
-  Ecomd e(dir.path(), args(write_config(dir, R"({"step_timeout_ms": 30000})",
-                                                               R"({"latency_ms": 1500})")));
+  Ecomd e(dir.path(),
+          args(write_config(dir, R"({"step_timeout_ms": 30000})", R"({"latency_ms": 1500})")));
   auto id = place(e, order_body("tok_visa", {{"SKU-A", 1}}));
   REQUIRE(wait_status(e, id, "STOCK_RESERVED"));
   CHECK(e.post("/api/orders/" + id + "/cancel", "").status == 202);
@@ -207,7 +232,8 @@ LIFECYCLE_TEST(scenario_6, "customer cancel after the payment was authorized ref
   CHECK(str(order, "status") == "CANCELLED");
   CHECK(str(order, "reason") == "CUSTOMER_CANCELLED");
   CHECK(stock_is(e, "SKU-A", 100, 0, 0));
-  CHECK(ecom::test::eventually([&] { return str(parse(e.get("/api/payments/" + id).body), "status") == "REFUNDED"; }));
+  CHECK(ecom::test::eventually(
+      [&] { return str(parse(e.get("/api/payments/" + id).body), "status") == "REFUNDED"; }));
 }
 
 LIFECYCLE_TEST(scenario_7, "cancel after CONFIRMED answers 409", "[e2e][lifecycle]") {
@@ -220,14 +246,17 @@ LIFECYCLE_TEST(scenario_7, "cancel after CONFIRMED answers 409", "[e2e][lifecycl
   CHECK_THAT(r.body, Catch::Contains("CONFLICT"));
 }
 
-LIFECYCLE_TEST(scenario_8, "kill -9 amid 200 in-flight orders: all end terminal, none confirmed twice", "[e2e][lifecycle][crash]") {
+LIFECYCLE_TEST(scenario_8,
+               "kill -9 amid 200 in-flight orders: all end terminal, none confirmed twice",
+               "[e2e][lifecycle][crash]") {
   TempDir dir;
   auto config = write_config(dir);
   std::vector<std::string> ids;
   {
     Ecomd e(dir.path(), args(config));
     for (int i = 0; i < 200; ++i)
-      ids.push_back(place(e, order_body(i % 5 == 0 ? "tok_decline" : "tok_visa", {{i % 2 ? "SKU-A" : "SKU-B", 1}})));
+      ids.push_back(place(e, order_body(i % 5 == 0 ? "tok_decline" : "tok_visa",
+                                        {{i % 2 ? "SKU-A" : "SKU-B", 1}})));
     e.kill9();
   }
   Ecomd e(dir.path(), args(config));
@@ -245,7 +274,8 @@ LIFECYCLE_TEST(scenario_8, "kill -9 amid 200 in-flight orders: all end terminal,
   CHECK(stock_is(e, "SKU-B", 100 - confirmed_b, 0, confirmed_b));
 }
 
-LIFECYCLE_TEST(scenario_9, "2000 orders from 8 clients on scarce stock keep the stock invariant", "[e2e][lifecycle][concurrency]") {
+LIFECYCLE_TEST(scenario_9, "2000 orders from 8 clients on scarce stock keep the stock invariant",
+               "[e2e][lifecycle][concurrency]") {
   TempDir dir;
   const std::map<std::string, int64_t> initial = {{"S1", 150}, {"S2", 100}, {"S3", 60}};
   auto config = write_config(dir, R"({"step_timeout_ms": 30000})", "{}", R"([
@@ -269,7 +299,8 @@ LIFECYCLE_TEST(scenario_9, "2000 orders from 8 clients on scarce stock keep the 
         int n = 1 + static_cast<int>(rng() % 2);
         for (int k = 0; k < n; ++k) lines["S" + std::to_string(1 + rng() % 3)] += 1 + rng() % 3;
         std::vector<std::pair<std::string, int>> v(lines.begin(), lines.end());
-        auto r = e.post("/api/orders", order_body(rng() % 10 == 0 ? "tok_decline" : "tok_visa", v, "c-" + std::to_string(c)));
+        auto r = e.post("/api/orders", order_body(rng() % 10 == 0 ? "tok_decline" : "tok_visa", v,
+                                                  "c-" + std::to_string(c)));
         if (r.status != 202) {
           ++failures;
           continue;
@@ -299,7 +330,8 @@ LIFECYCLE_TEST(scenario_9, "2000 orders from 8 clients on scarce stock keep the 
   CHECK(cancelled > 0);
   for (const auto& [sku, init] : initial) {
     INFO("sku " << sku);
-    REQUIRE(ecom::test::eventually([&] { return stock(e, sku).reserved == 0; }, std::chrono::seconds(30)));
+    REQUIRE(ecom::test::eventually([&] { return stock(e, sku).reserved == 0; },
+                                   std::chrono::seconds(30)));
     auto s = stock(e, sku);
     CHECK(s.available >= 0);
     CHECK(init == s.available + s.reserved + s.sold);
@@ -307,7 +339,8 @@ LIFECYCLE_TEST(scenario_9, "2000 orders from 8 clients on scarce stock keep the 
   }
 }
 
-LIFECYCLE_TEST(scenario_10, "GET ?wait= long-polls until the order is terminal or the wait ends", "[e2e][lifecycle]") {
+LIFECYCLE_TEST(scenario_10, "GET ?wait= long-polls until the order is terminal or the wait ends",
+               "[e2e][lifecycle]") {
   TempDir dir;
   Ecomd e(dir.path(), args(write_config(dir)));
   auto id = place(e, order_body("tok_visa", {{"SKU-A", 1}}));

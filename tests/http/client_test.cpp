@@ -1,4 +1,6 @@
 // The outgoing client against a real server on a loopback port.
+#include "ecom/http/client.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -10,7 +12,6 @@
 #include <mutex>
 #include <string>
 
-#include "ecom/http/client.hpp"
 #include "ecom/http/server.hpp"
 #include "support/test_support.hpp"
 
@@ -129,9 +130,9 @@ TEST_CASE("client: a silent server times out with a retryable error", "[http][cl
 }
 
 TEST_CASE("client: bad URLs and unsupported schemes are not retryable", "[http][client]") {
-  for (const char* url : {"", "127.0.0.1:8080/x", "http://", "http:///path", "http://host:0/",
-                          "http://host:99999/", "http://host:abc/", "http://user:pw@host/",
-                          "http://host/with space", "http://[::1/"}) {
+  for (const char* url :
+       {"", "127.0.0.1:8080/x", "http://", "http:///path", "http://host:0/", "http://host:99999/",
+        "http://host:abc/", "http://user:pw@host/", "http://host/with space", "http://[::1/"}) {
     INFO(url);
     auto r = ecom::http::request("GET", url, "", {}, 1s);
     REQUIRE_FALSE(r.ok());

@@ -1,8 +1,8 @@
+#include "ecom/http/router.hpp"
+
 #include <catch2/catch.hpp>
 #include <stdexcept>
 #include <string>
-
-#include "ecom/http/router.hpp"
 
 using ecom::Error;
 using ecom::http::error_response;
@@ -195,8 +195,8 @@ TEST_CASE("bodies of POST/PUT/PATCH must be JSON", "[http][router]") {
   auto req = with_type(Method::kDelete, "text/plain");
   CHECK(router.dispatch(req).status == 200);
   // Routes may opt out.
-  req = make(Method::kPost, "/hook", "a=b",
-             {{"content-type", "application/x-www-form-urlencoded"}});
+  req =
+      make(Method::kPost, "/hook", "a=b", {{"content-type", "application/x-www-form-urlencoded"}});
   CHECK(router.dispatch(req).status == 200);
   // The route is resolved first: 404 beats 415.
   req = make(Method::kPost, "/nope", "x", {{"content-type", "text/plain"}});
@@ -233,8 +233,9 @@ TEST_CASE("error responses have the exact documented shape", "[http][router]") {
       validation_error("items[0].quantity", "items[0].quantity must be a positive integer"));
   CHECK(r.status == 400);
   CHECK(r.content_type == "application/json");
-  CHECK(r.body ==
-        R"({"error":{"code":"VALIDATION_FAILED","message":"items[0].quantity must be a positive integer","field":"items[0].quantity"}})");
+  CHECK(
+      r.body ==
+      R"({"error":{"code":"VALIDATION_FAILED","message":"items[0].quantity must be a positive integer","field":"items[0].quantity"}})");
 
   Error e = validation_error("f", "m");
   CHECK(e.code == "VALIDATION_FAILED");
@@ -255,13 +256,24 @@ TEST_CASE("error responses have the exact documented shape", "[http][router]") {
 
 TEST_CASE("every error code maps to its status", "[http][router]") {
   const std::pair<const char*, int> expected[] = {
-      {"VALIDATION_FAILED", 400},    {"MALFORMED_JSON", 400},         {"BAD_REQUEST", 400},
-      {"UNAUTHORIZED", 401},         {"FORBIDDEN", 403},              {"NOT_FOUND", 404},
-      {"METHOD_NOT_ALLOWED", 405},   {"CONFLICT", 409},               {"IDEMPOTENCY_CONFLICT", 409},
-      {"PAYLOAD_TOO_LARGE", 413},    {"UNSUPPORTED_MEDIA_TYPE", 415}, {"UNPROCESSABLE", 422},
-      {"UNAVAILABLE", 503},          {"UPGRADE_REQUIRED", 426},       {"INTERNAL", 500},
+      {"VALIDATION_FAILED", 400},
+      {"MALFORMED_JSON", 400},
+      {"BAD_REQUEST", 400},
+      {"UNAUTHORIZED", 401},
+      {"FORBIDDEN", 403},
+      {"NOT_FOUND", 404},
+      {"METHOD_NOT_ALLOWED", 405},
+      {"CONFLICT", 409},
+      {"IDEMPOTENCY_CONFLICT", 409},
+      {"PAYLOAD_TOO_LARGE", 413},
+      {"UNSUPPORTED_MEDIA_TYPE", 415},
+      {"UNPROCESSABLE", 422},
+      {"UNAVAILABLE", 503},
+      {"UPGRADE_REQUIRED", 426},
+      {"INTERNAL", 500},
       {"DB_BUSY", 500},
-      {"", 500},                     {"not_found", 500},
+      {"", 500},
+      {"not_found", 500},
   };
   for (const auto& [code, status] : expected) {
     INFO(code);
@@ -273,9 +285,8 @@ TEST_CASE("every error code maps to its status", "[http][router]") {
 
 TEST_CASE("a throwing handler becomes a 500 error response", "[http][router]") {
   Router router;
-  router.add(Method::kGet, "/std", [](const Request&) -> Response {
-    throw std::runtime_error("secret detail");
-  });
+  router.add(Method::kGet, "/std",
+             [](const Request&) -> Response { throw std::runtime_error("secret detail"); });
   router.add(Method::kGet, "/int", [](const Request&) -> Response { throw 42; });
   for (const char* target : {"/std", "/int"}) {
     auto req = make(Method::kGet, target);
@@ -293,9 +304,11 @@ TEST_CASE("match resolves async, stream and WebSocket routes", "[http][router]")
   router.add_async(Method::kGet, "/orders/{id}/wait",
                    [&](const Request&, ecom::http::Responder) { ++async_calls; });
   router.add_async(Method::kPost, "/jobs", [](const Request&, ecom::http::Responder) {});
-  router.add_stream("/events/{topic}",
-                    [](const Request&, std::shared_ptr<ecom::http::Stream>)
-                        -> std::optional<Response> { return std::nullopt; });
+  router.add_stream(
+      "/events/{topic}",
+      [](const Request&, std::shared_ptr<ecom::http::Stream>) -> std::optional<Response> {
+        return std::nullopt;
+      });
   router.add_websocket("/ws/{room}", [](const Request&, std::shared_ptr<ecom::http::WebSocket>) {
     return ecom::http::WebSocketCallbacks{};
   });
@@ -351,8 +364,11 @@ TEST_CASE("match resolves async, stream and WebSocket routes", "[http][router]")
 TEST_CASE("new route kinds follow the 404/405/415 rules", "[http][router]") {
   Router router;
   router.add_async(Method::kPost, "/jobs", [](const Request&, ecom::http::Responder) {});
-  router.add_stream("/events", [](const Request&, std::shared_ptr<ecom::http::Stream>)
-                                   -> std::optional<Response> { return std::nullopt; });
+  router.add_stream(
+      "/events",
+      [](const Request&, std::shared_ptr<ecom::http::Stream>) -> std::optional<Response> {
+        return std::nullopt;
+      });
   router.add_websocket("/ws", [](const Request&, std::shared_ptr<ecom::http::WebSocket>) {
     return ecom::http::WebSocketCallbacks{};
   });

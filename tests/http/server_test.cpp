@@ -1,3 +1,5 @@
+#include "ecom/http/server.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -14,7 +16,6 @@
 #include <thread>
 #include <vector>
 
-#include "ecom/http/server.hpp"
 #include "support/test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -131,9 +132,8 @@ size_t count_of(const std::string& haystack, const std::string& needle) {
 // A real server on an ephemeral loopback port with a few test routes.
 struct TestServer {
   explicit TestServer(ServerOptions options = {}) {
-    router.add(Method::kGet, "/hello", [](const Request&) {
-      return json(200, R"({"hello":"world"})");
-    });
+    router.add(Method::kGet, "/hello",
+               [](const Request&) { return json(200, R"({"hello":"world"})"); });
     router.add(Method::kPost, "/echo", [](const Request& r) {
       Response res = json(201, r.body);
       res.with_header("X-Method", std::string(ecom::http::method_name(r.method)));
@@ -150,11 +150,11 @@ struct TestServer {
       for (int i = 0; i < 6'000 && !release_slow.load(); ++i) std::this_thread::sleep_for(5ms);
       return json(200, R"({"slow":true,"padding":")" + std::string(10'000, 'x') + "\"}");
     });
-    router.add(Method::kGet, "/boom", [](const Request&) -> Response {
-      throw std::runtime_error("boom");
+    router.add(Method::kGet, "/boom",
+               [](const Request&) -> Response { throw std::runtime_error("boom"); });
+    router.add(Method::kDelete, "/nothing", [](const Request&) {
+      return Response{204, "", "", {}};
     });
-    router.add(Method::kDelete, "/nothing",
-               [](const Request&) { return Response{204, "", "", {}}; });
     options.host = "127.0.0.1";
     options.port = 0;
     server = ecom::http::make_server(router, options);
@@ -221,8 +221,7 @@ TEST_CASE("server: HEAD gets the GET headers without a body", "[http][server]") 
   CHECK(reply.size() == reply.find("\r\n\r\n") + 4);  // no body follows the head
 }
 
-TEST_CASE("server: a throwing handler answers 500 and the server keeps serving",
-          "[http][server]") {
+TEST_CASE("server: a throwing handler answers 500 and the server keeps serving", "[http][server]") {
   TestServer s;
   auto r = http_request(s.port(), "GET", "/boom");
   CHECK(r.status == 500);
@@ -254,9 +253,10 @@ TEST_CASE("server: keep-alive serves several requests on one connection", "[http
       CHECK(reply.find("Connection: close") == std::string::npos);
     }
     const std::string body = R"({"n":1})";
-    REQUIRE(c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   "Content-Length: " +
-                   std::to_string(body.size()) + "\r\n\r\n" + body));
+    REQUIRE(
+        c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body));
     std::string reply = c.read_response();
     CHECK(reply.rfind("HTTP/1.1 201 Created\r\n", 0) == 0);
     CHECK(reply.substr(reply.size() - body.size()) == body);
@@ -274,9 +274,10 @@ TEST_CASE("server: Expect 100-continue is honoured", "[http][server]") {
   RawConn c(s.port());
   REQUIRE(c.connected());
   const std::string body = R"({"x":1})";
-  REQUIRE(c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 "Expect: 100-continue\r\nContent-Length: " +
-                 std::to_string(body.size()) + "\r\n\r\n"));
+  REQUIRE(
+      c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Expect: 100-continue\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n"));
   std::string interim = c.read_response();
   CHECK(interim.rfind("HTTP/1.1 100 Continue\r\n", 0) == 0);
   REQUIRE(c.send(body));
@@ -304,10 +305,11 @@ TEST_CASE("server: bodies over the limit get 413", "[http][server]") {
   char size_hex[16];
   std::snprintf(size_hex, sizeof size_hex, "%zx", chunk.size());
   std::string reply =
-      http_raw(s.port(), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         "Transfer-Encoding: chunked\r\n\r\n" +
-                             std::string(size_hex) + "\r\n" + chunk + "\r\n" + size_hex + "\r\n" +
-                             chunk + "\r\n0\r\n\r\n",
+      http_raw(s.port(),
+               "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n" +
+                   std::string(size_hex) + "\r\n" + chunk + "\r\n" + size_hex + "\r\n" + chunk +
+                   "\r\n0\r\n\r\n",
                10s);
   CHECK(reply.rfind("HTTP/1.1 413 ", 0) == 0);
   CHECK(reply.find("PAYLOAD_TOO_LARGE") != std::string::npos);
@@ -316,9 +318,9 @@ TEST_CASE("server: bodies over the limit get 413", "[http][server]") {
 
 TEST_CASE("server: malformed requests get 400 and are closed", "[http][server]") {
   TestServer s;
-  for (const char* bad : {"GARBAGE\r\n\r\n", "GET /hello HTTP/1.1\r\nNo colon here\r\n\r\n",
-                          "GET /hello HTTP/9.x\r\n\r\n",
-                          "POST /echo HTTP/1.1\r\nContent-Length: abc\r\n\r\n"}) {
+  for (const char* bad :
+       {"GARBAGE\r\n\r\n", "GET /hello HTTP/1.1\r\nNo colon here\r\n\r\n",
+        "GET /hello HTTP/9.x\r\n\r\n", "POST /echo HTTP/1.1\r\nContent-Length: abc\r\n\r\n"}) {
     INFO(bad);
     std::string reply = http_raw(s.port(), bad, 10s);
     CHECK(reply.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
@@ -397,9 +399,8 @@ TEST_CASE("server: graceful stop finishes in-flight requests and refuses new one
   REQUIRE(busy.connected());
   REQUIRE(busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
   // And a one-shot client on another connection.
-  auto oneshot = std::async(std::launch::async, [port] {
-    return http_request(port, "GET", "/slow", {}, {}, 30s);
-  });
+  auto oneshot = std::async(std::launch::async,
+                            [port] { return http_request(port, "GET", "/slow", {}, {}, 30s); });
   REQUIRE(ecom::test::eventually([&] { return s.slow_entered.load() == 2; }, 30s));
 
   // Both handlers are in flight when stop() begins; they finish 300 ms into it.

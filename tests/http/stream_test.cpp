@@ -48,20 +48,21 @@ struct StreamServer {
     });
     router.add_async(Method::kGet, "/throws",
                      [](const Request&, Responder) { throw std::runtime_error("boom"); });
-    router.add_stream("/events/{topic}", [this](const Request& r, std::shared_ptr<Stream> s)
-                                             -> std::optional<Response> {
-      if (r.param("topic") == "missing") {
-        s->on_close([this] { ++discarded_closed; });
-        return ecom::http::error_response(Error{"NOT_FOUND", "no such topic", {}, false});
-      }
-      s->on_close([this] { ++closed; });
-      // Queued before the head is sent: must arrive first.
-      s->write(": welcome " + std::string(r.param("topic")) + "\n\n");
-      std::lock_guard<std::mutex> lock(mu);
-      streams.push_back(s);
-      ++opened;
-      return std::nullopt;
-    });
+    router.add_stream(
+        "/events/{topic}",
+        [this](const Request& r, std::shared_ptr<Stream> s) -> std::optional<Response> {
+          if (r.param("topic") == "missing") {
+            s->on_close([this] { ++discarded_closed; });
+            return ecom::http::error_response(Error{"NOT_FOUND", "no such topic", {}, false});
+          }
+          s->on_close([this] { ++closed; });
+          // Queued before the head is sent: must arrive first.
+          s->write(": welcome " + std::string(r.param("topic")) + "\n\n");
+          std::lock_guard<std::mutex> lock(mu);
+          streams.push_back(s);
+          ++opened;
+          return std::nullopt;
+        });
     options.host = "127.0.0.1";
     options.port = 0;
     server = ecom::http::make_server(router, options);
@@ -102,8 +103,7 @@ std::string sse_event(int i) { return "data: " + std::to_string(i) + "\n\n"; }
 
 }  // namespace
 
-TEST_CASE("async: a responder called from another thread answers the request",
-          "[http][async]") {
+TEST_CASE("async: a responder called from another thread answers the request", "[http][async]") {
   StreamServer s;
   RawClient c(s.port());
   REQUIRE(c.connected());
@@ -369,8 +369,7 @@ TEST_CASE("sse: 500 concurrent clients each receive an event", "[http][sse]") {
   CHECK(eventually([&] { return s.closed.load() == kClients; }, 60s));
 }
 
-TEST_CASE("sse: stop ends streams after their queued events and runs on_close",
-          "[http][sse]") {
+TEST_CASE("sse: stop ends streams after their queued events and runs on_close", "[http][sse]") {
   StreamServer s;
   std::vector<std::unique_ptr<RawClient>> clients;
   for (int i = 0; i < 3; ++i) {

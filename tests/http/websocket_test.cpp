@@ -1,6 +1,4 @@
 // WebSocket routes against a real server, driven by a Beast client (the only Beast use in tests).
-#include <utility>  // must precede Asio with Boost 1.74 + C++20 coroutines
-
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -14,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>  // must precede Asio with Boost 1.74 + C++20 coroutines
 #include <vector>
 
 #include "ecom/http/server.hpp"

@@ -1,6 +1,8 @@
 // Module-level tests: the inventory module wired to a real embedded bus, outbox relay, SQLite store
 // and router, driven through bus commands and Router::dispatch.
 
+#include "ecom/inventory/inventory_module.hpp"
+
 #include <rapidjson/document.h>
 
 #include <catch2/catch.hpp>
@@ -21,7 +23,6 @@
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
 #include "ecom/http/router.hpp"
-#include "ecom/inventory/inventory_module.hpp"
 #include "support/test_support.hpp"
 
 using namespace ecom;
@@ -56,8 +57,8 @@ class Harness {
     auto doc = parse_json_config(config);
     REQUIRE(doc.ok());
     settings_.document = doc.value();
-    ctx_ = std::make_unique<ModuleContext>(ModuleContext{
-        *bus_, *relay_, router_, *db_, settings_.section("inventory"), settings_});
+    ctx_ = std::make_unique<ModuleContext>(
+        ModuleContext{*bus_, *relay_, router_, *db_, settings_.section("inventory"), settings_});
   }
   ~Harness() {
     module_.stop();
@@ -153,14 +154,14 @@ const std::vector<std::pair<std::string, std::string>> kAdmin{
 TEST_CASE("inventory module answers commands from the bus", "[inventory][module]") {
   Harness h;
   REQUIRE(h.start().ok());
-  Collector events(h.bus(), {std::string(topics::kInventoryEvents),
-                             std::string(topics::kInventoryUpdated)});
+  Collector events(h.bus(),
+                   {std::string(topics::kInventoryEvents), std::string(topics::kInventoryUpdated)});
 
   Envelope reserve = make_event("saga", event_types::kReserveStock, "o-1",
                                 R"({"orderId":"o-1","items":[{"sku":"SKU-1","quantity":2}]})");
   REQUIRE(h.bus().publish(topics::kInventoryCommands, reserve).ok());
-  REQUIRE(test::eventually([&] { return events.count(event_types::kStockReserved, "o-1") == 1; },
-                           30s));
+  REQUIRE(
+      test::eventually([&] { return events.count(event_types::kStockReserved, "o-1") == 1; }, 30s));
   auto reply = events.of(event_types::kStockReserved, "o-1").front();
   CHECK(reply.topic == topics::kInventoryEvents);
   CHECK(reply.key == "o-1");
@@ -180,8 +181,8 @@ TEST_CASE("inventory module answers commands from the bus", "[inventory][module]
   // The same event redelivered is ignored (inbox); the next command on the partition proves the
   // duplicate was processed before it.
   REQUIRE(h.bus().publish(topics::kInventoryCommands, reserve).ok());
-  Envelope commit = make_event("saga", event_types::kCommitStock, "o-1", R"({"orderId":"o-1"})",
-                               &reserve);
+  Envelope commit =
+      make_event("saga", event_types::kCommitStock, "o-1", R"({"orderId":"o-1"})", &reserve);
   REQUIRE(h.bus().publish(topics::kInventoryCommands, commit).ok());
   REQUIRE(test::eventually([&] { return events.count(event_types::kStockCommitted, "o-1") == 1; },
                            30s));
@@ -197,8 +198,8 @@ TEST_CASE("inventory module answers commands from the bus", "[inventory][module]
   // The same command with a new event id (a resend) replays the outcome, takes nothing more.
   Envelope resend = make_event("saga", event_types::kReserveStock, "o-1", reserve.data);
   REQUIRE(h.bus().publish(topics::kInventoryCommands, resend).ok());
-  REQUIRE(test::eventually([&] { return events.count(event_types::kStockReserved, "o-1") == 2; },
-                           30s));
+  REQUIRE(
+      test::eventually([&] { return events.count(event_types::kStockReserved, "o-1") == 2; }, 30s));
   product = parse(h.call(http::Method::kGet, "/api/inventory/SKU-1").body);
   CHECK(product["available"].GetInt64() == 8);
   CHECK(product["sold"].GetInt64() == 2);
@@ -207,8 +208,8 @@ TEST_CASE("inventory module answers commands from the bus", "[inventory][module]
 TEST_CASE("inventory module reports failed reservations and releases", "[inventory][module]") {
   Harness h;
   REQUIRE(h.start().ok());
-  Collector events(h.bus(), {std::string(topics::kInventoryEvents),
-                             std::string(topics::kInventoryAlerts)});
+  Collector events(h.bus(),
+                   {std::string(topics::kInventoryEvents), std::string(topics::kInventoryAlerts)});
 
   REQUIRE(h.bus()
               .publish(topics::kInventoryCommands,
@@ -217,9 +218,10 @@ TEST_CASE("inventory module reports failed reservations and releases", "[invento
                                   R"({"sku":"SKU-2","quantity":4}]})"))
               .ok());
   REQUIRE(h.bus()
-              .publish(topics::kInventoryCommands,
-                       make_event("saga", event_types::kReserveStock, "o-unknown",
-                                  R"({"orderId":"o-unknown","items":[{"sku":"SKU-404","quantity":1}]})"))
+              .publish(
+                  topics::kInventoryCommands,
+                  make_event("saga", event_types::kReserveStock, "o-unknown",
+                             R"({"orderId":"o-unknown","items":[{"sku":"SKU-404","quantity":1}]})"))
               .ok());
   REQUIRE(h.bus()
               .publish(topics::kInventoryCommands,
@@ -246,8 +248,8 @@ TEST_CASE("inventory module reports failed reservations and releases", "[invento
                            30s));
 
   REQUIRE(h.bus()
-              .publish(topics::kInventoryCommands,
-                       make_event("saga", event_types::kReleaseStock, "o-ok", R"({"orderId":"o-ok"})"))
+              .publish(topics::kInventoryCommands, make_event("saga", event_types::kReleaseStock,
+                                                              "o-ok", R"({"orderId":"o-ok"})"))
               .ok());
   REQUIRE(test::eventually([&] { return events.count(event_types::kStockReleased, "o-ok") == 1; },
                            30s));
@@ -274,19 +276,20 @@ TEST_CASE("inventory module dead-letters malformed commands", "[inventory][modul
                        make_event("saga", event_types::kReserveStock, "o-9",
                                   R"({"items":[{"sku":"SKU-1","quantity":1}]})"))
               .ok());
-  REQUIRE(h.bus()
-              .publish(topics::kInventoryCommands,
-                       make_event("saga", event_types::kReserveStock, "o-9",
-                                  R"({"orderId":"o-9","items":[{"sku":"SKU-1","quantity":"one"}]})"))
-              .ok());
+  REQUIRE(
+      h.bus()
+          .publish(topics::kInventoryCommands,
+                   make_event("saga", event_types::kReserveStock, "o-9",
+                              R"({"orderId":"o-9","items":[{"sku":"SKU-1","quantity":"one"}]})"))
+          .ok());
   REQUIRE(h.bus()
               .publish(topics::kInventoryCommands,
                        make_event("saga", event_types::kReserveStock, "o-9",
                                   R"({"orderId":"o-9","items":[{"sku":"SKU-1","quantity":1}]})"))
               .ok());
   REQUIRE(test::eventually([&] { return dead.count_topic(dlq) == 2; }, 30s));
-  REQUIRE(test::eventually([&] { return events.count(event_types::kStockReserved, "o-9") == 1; },
-                           30s));
+  REQUIRE(
+      test::eventually([&] { return events.count(event_types::kStockReserved, "o-9") == 1; }, 30s));
 }
 
 TEST_CASE("inventory HTTP API", "[inventory][module][http]") {
@@ -348,9 +351,9 @@ TEST_CASE("inventory HTTP API", "[inventory][module][http]") {
     CHECK(event["delta"].GetInt64() == 40);
     CHECK(event["available"].GetInt64() == 50);
 
-    auto created = h.call(http::Method::kPut, "/api/inventory/SKU-NEW",
-                          R"({"available": 7, "name": "Webcam", "unitAmount": 4999, "currency": "GBP"})",
-                          kAdmin);
+    auto created = h.call(
+        http::Method::kPut, "/api/inventory/SKU-NEW",
+        R"({"available": 7, "name": "Webcam", "unitAmount": 4999, "currency": "GBP"})", kAdmin);
     REQUIRE(created.status == 200);
     auto c = parse(created.body);
     CHECK(std::string(c["sku"].GetString()) == "SKU-NEW");
@@ -375,15 +378,15 @@ TEST_CASE("inventory HTTP API", "[inventory][module][http]") {
         {"/api/inventory/SKU-1", R"({"available": "5"})", 400, "VALIDATION_FAILED", "available"},
         {"/api/inventory/SKU-1", R"({"available": 1.5})", 400, "VALIDATION_FAILED", "available"},
         {"/api/inventory/SKU-1", R"({"name": "x"})", 400, "VALIDATION_FAILED", "available"},
-        {"/api/inventory/SKU-1", R"({"available": 1, "currency": "usd"})", 400,
-         "VALIDATION_FAILED", "currency"},
-        {"/api/inventory/SKU-1", R"({"available": 1, "unitAmount": -3})", 400,
-         "VALIDATION_FAILED", "unitAmount"},
+        {"/api/inventory/SKU-1", R"({"available": 1, "currency": "usd"})", 400, "VALIDATION_FAILED",
+         "currency"},
+        {"/api/inventory/SKU-1", R"({"available": 1, "unitAmount": -3})", 400, "VALIDATION_FAILED",
+         "unitAmount"},
         {"/api/inventory/SKU-1", R"({"available": 1, "avialable": 2})", 400, "VALIDATION_FAILED",
          "avialable"},
         {"/api/inventory/SKU-NEW", R"({"available": 1})", 400, "VALIDATION_FAILED", "name"},
-        {"/api/inventory/bad%20sku", R"({"available": 1, "name": "x"})", 400,
-         "VALIDATION_FAILED", "sku"},
+        {"/api/inventory/bad%20sku", R"({"available": 1, "name": "x"})", 400, "VALIDATION_FAILED",
+         "sku"},
         {"/api/inventory/SKU-1", R"({"available": )", 400, "MALFORMED_JSON", ""},
     };
     for (const auto& c : cases) {
@@ -399,8 +402,10 @@ TEST_CASE("inventory HTTP API", "[inventory][module][http]") {
   }
 }
 
-TEST_CASE("inventory PUT is refused when no admin token is configured", "[inventory][module][http]") {
-  Harness h(R"({"inventory": {"seed": [{"sku":"SKU-1","name":"A","available":1,"unitAmount":1}]}})");
+TEST_CASE("inventory PUT is refused when no admin token is configured",
+          "[inventory][module][http]") {
+  Harness h(
+      R"({"inventory": {"seed": [{"sku":"SKU-1","name":"A","available":1,"unitAmount":1}]}})");
   REQUIRE(h.start().ok());
   auto r = h.call(http::Method::kPut, "/api/inventory/SKU-1", R"({"available": 5})",
                   {{"authorization", "Bearer "}});

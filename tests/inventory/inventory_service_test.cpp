@@ -1,5 +1,7 @@
 // Business-logic tests: the inventory service against a real SQLite store on a temp file.
 
+#include "ecom/inventory/inventory_service.hpp"
+
 #include <rapidjson/document.h>
 
 #include <atomic>
@@ -15,7 +17,6 @@
 #include "ecom/core/topics.hpp"
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
-#include "ecom/inventory/inventory_service.hpp"
 #include "support/test_support.hpp"
 
 using namespace ecom;
@@ -37,9 +38,8 @@ class Store {
     db_ = std::move(opened).value();
     REQUIRE(db::migrate_messaging(*db_).ok());
     REQUIRE(db_->migrate("inventory", migrations()).ok());
-    auto seeded = db_->transaction([&](db::Tx& tx) -> Result<int64_t> {
-      return seed_if_empty(tx, seed);
-    });
+    auto seeded =
+        db_->transaction([&](db::Tx& tx) -> Result<int64_t> { return seed_if_empty(tx, seed); });
     REQUIRE(seeded.ok());
   }
 
@@ -58,9 +58,8 @@ class Store {
   db::Database& db() { return *db_; }
 
   Product get(const std::string& sku) {
-    auto p = db_->read([&](db::Tx& tx) -> Result<std::optional<Product>> {
-      return find_product(tx, sku);
-    });
+    auto p = db_->read(
+        [&](db::Tx& tx) -> Result<std::optional<Product>> { return find_product(tx, sku); });
     REQUIRE(p.ok());
     REQUIRE(p.value().has_value());
     return *p.value();
@@ -69,9 +68,8 @@ class Store {
   ReserveResult reserve(const std::string& order_id, std::vector<Line> items) {
     ReserveCommand cmd{order_id, std::move(items)};
     Envelope cause = make_event("saga", event_types::kReserveStock, order_id, "{}");
-    auto r = db_->transaction([&](db::Tx& tx) -> Result<ReserveResult> {
-      return reserve_stock(tx, rules, cmd, cause);
-    });
+    auto r = db_->transaction(
+        [&](db::Tx& tx) -> Result<ReserveResult> { return reserve_stock(tx, rules, cmd, cause); });
     REQUIRE(r.ok());
     return r.value();
   }
@@ -138,7 +136,8 @@ std::vector<std::string> strings(const rapidjson::Value& v) {
 
 std::vector<Line> lines(const rapidjson::Value& v) {
   std::vector<Line> out;
-  for (const auto& l : v.GetArray()) out.push_back(Line{l["sku"].GetString(), l["quantity"].GetInt64()});
+  for (const auto& l : v.GetArray())
+    out.push_back(Line{l["sku"].GetString(), l["quantity"].GetInt64()});
   return out;
 }
 
@@ -432,7 +431,8 @@ TEST_CASE("stock level alerts fire when the threshold is crossed", "[inventory]"
 TEST_CASE("set_stock updates or creates products and validates", "[inventory]") {
   Store s;
   auto put = [&](StockUpdate u) {
-    return s.db().transaction([&](db::Tx& tx) -> Result<Product> { return set_stock(tx, s.rules, u); });
+    return s.db().transaction(
+        [&](db::Tx& tx) -> Result<Product> { return set_stock(tx, s.rules, u); });
   };
   REQUIRE(s.reserve("o-1", {{"SKU-A", 2}}).reserved);
   s.take_events();
@@ -478,7 +478,8 @@ TEST_CASE("seeding happens only into an empty catalogue", "[inventory]") {
   });
   REQUIRE(again.ok());
   CHECK(again.value() == 0);
-  auto all = s.db().read([](db::Tx& tx) -> Result<std::vector<Product>> { return list_products(tx); });
+  auto all =
+      s.db().read([](db::Tx& tx) -> Result<std::vector<Product>> { return list_products(tx); });
   REQUIRE(all.ok());
   REQUIRE(all->size() == 3);
   CHECK(all.value()[0].sku == "SKU-A");
@@ -538,7 +539,8 @@ TEST_CASE("the seed config is validated with index and field", "[inventory]") {
   }
 }
 
-TEST_CASE("available never goes negative under concurrent reservations", "[inventory][concurrency]") {
+TEST_CASE("available never goes negative under concurrent reservations",
+          "[inventory][concurrency]") {
   // Scarce stock, many more requests than units: 8 threads race reservations, releases and
   // commits, each in its own transaction on the shared Database.
   const std::vector<Product> seed{Store::product("SKU-A", 40), Store::product("SKU-B", 15),
@@ -587,7 +589,8 @@ TEST_CASE("available never goes negative under concurrent reservations", "[inven
   std::map<std::string, int64_t> held;
   auto rows = s.db().read([](db::Tx& tx) -> Result<std::vector<std::pair<std::string, int64_t>>> {
     std::vector<std::pair<std::string, int64_t>> out;
-    auto st = tx.stmt("SELECT sku, SUM(quantity) FROM reservations WHERE state='RESERVED' GROUP BY sku");
+    auto st =
+        tx.stmt("SELECT sku, SUM(quantity) FROM reservations WHERE state='RESERVED' GROUP BY sku");
     while (st.step()) out.emplace_back(st.col_text(0), st.col_int(1));
     return out;
   });

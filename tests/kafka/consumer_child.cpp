@@ -26,7 +26,8 @@ void on_term(int) { g_stop = true; }
 
 int main(int argc, char** argv) {
   if (argc != 7) {
-    std::fprintf(stderr, "usage: %s BOOTSTRAP GROUP TOPIC OUT STATUS COMMIT_INTERVAL_MS\n", argv[0]);
+    std::fprintf(stderr, "usage: %s BOOTSTRAP GROUP TOPIC OUT STATUS COMMIT_INTERVAL_MS\n",
+                 argv[0]);
     return 2;
   }
   ::signal(SIGTERM, on_term);
@@ -43,15 +44,14 @@ int main(int argc, char** argv) {
   }
   int out = ::open(argv[4], O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (out < 0) return 1;
-  auto sub = (*bus)->subscribe({.group = argv[2], .topics = {argv[3]}},
-                               [out](const ecom::bus::Message& m) {
-                                 std::string line = m.envelope.id + " " +
-                                                    std::to_string(m.partition) + " " +
-                                                    std::to_string(m.offset) + "\n";
-                                 if (::write(out, line.data(), line.size()) < 0)
-                                   return ecom::bus::Outcome::retry("write failed");
-                                 return ecom::bus::Outcome::ack();
-                               });
+  auto sub = (*bus)->subscribe(
+      {.group = argv[2], .topics = {argv[3]}}, [out](const ecom::bus::Message& m) {
+        std::string line = m.envelope.id + " " + std::to_string(m.partition) + " " +
+                           std::to_string(m.offset) + "\n";
+        if (::write(out, line.data(), line.size()) < 0)
+          return ecom::bus::Outcome::retry("write failed");
+        return ecom::bus::Outcome::ack();
+      });
   if (!sub) {
     std::fprintf(stderr, "subscribe: %s\n", sub.error().message.c_str());
     return 1;

@@ -1,6 +1,5 @@
 #include "kafka_test_support.hpp"
 
-#include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <rapidjson/document.h>
@@ -8,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -49,7 +49,7 @@ bus::KafkaBusOptions fast_options(std::string bootstrap) {
 }
 
 void make_topics(const bus::KafkaBusOptions& options, const std::vector<std::string>& names,
-                   int partitions) {
+                 int partitions) {
   bus::TopicsConfig tc;
   tc.defaults.partitions = partitions;
   for (const auto& n : names) {
@@ -194,7 +194,12 @@ ConsumerProcess::ConsumerProcess(const std::string& bootstrap, const std::string
                                  const std::string& topic, std::string out, std::string status,
                                  std::chrono::milliseconds commit_interval)
     : out_(std::move(out)), status_(std::move(status)), log_(out_ + ".log") {
-  std::vector<std::string> args{KAFKA_CHILD_BINARY, bootstrap, group, topic, out_, status_,
+  std::vector<std::string> args{KAFKA_CHILD_BINARY,
+                                bootstrap,
+                                group,
+                                topic,
+                                out_,
+                                status_,
                                 std::to_string(commit_interval.count())};
   // Exec right after fork: the parent has librdkafka threads, the child must not rely on them.
   pid_ = ::fork();

@@ -30,7 +30,7 @@ std::string unique_name(std::string_view base);
 bus::KafkaBusOptions fast_options(std::string bootstrap);
 /// Creates `names` (and .dlq twins) with `partitions` partitions; REQUIREs success.
 void make_topics(const bus::KafkaBusOptions& options, const std::vector<std::string>& names,
-                   int partitions = 3);
+                 int partitions = 3);
 /// make_kafka_bus or a failed REQUIRE.
 std::unique_ptr<bus::EventBus> open_bus(const bus::KafkaBusOptions& options);
 

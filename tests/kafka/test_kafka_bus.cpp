@@ -2,14 +2,13 @@
 // bus gives, plus what only Kafka has (keys, CloudEvents headers). Every test uses fresh topics
 // and groups, so the suite reruns on one broker.
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <fstream>
-#include <sstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "kafka_test_support.hpp"
@@ -237,8 +236,8 @@ TEST_CASE("kafka bus: retry backs off on its partition only, then succeeds or de
     std::lock_guard lock(mu);
     return std::find(order.begin(), order.end(), std::pair{key, attempt}) != order.end();
   };
-  std::vector<Envelope> first{test_event("slow", 0), test_event("slow", 1),
-                              test_event("doomed", 0), test_event("thrower", 0)};
+  std::vector<Envelope> first{test_event("slow", 0), test_event("slow", 1), test_event("doomed", 0),
+                              test_event("thrower", 0)};
   auto r1 = records_for(topic, first);
   REQUIRE(bus->publish(r1).ok());
   REQUIRE(eventually([&] { return has("slow", 1); }, 60s));
@@ -404,7 +403,9 @@ TEST_CASE("kafka bus: one group shares the partitions between two processes",
   std::set<std::string> sa(a.begin(), a.end());
   size_t both = 0;
   for (const auto& id : b) both += sa.count(id);
-  INFO("member one:\n" << file_text(one.log_path()) << "member two:\n" << file_text(two.log_path()));
+  INFO("member one:\n"
+       << file_text(one.log_path()) << "member two:\n"
+       << file_text(two.log_path()));
   CHECK(both < expected.size() / 2);
   CHECK(one.terminate() == 0);
   CHECK(two.terminate() == 0);

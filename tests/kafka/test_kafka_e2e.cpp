@@ -2,10 +2,9 @@
 // split over two processes that only meet through Kafka. Each test uses its own topic and group
 // prefix (kafka.topic_prefix / kafka.group_prefix), so runs never see each other's events.
 
-#include <catch2/catch.hpp>
-
 #include <rapidjson/document.h>
 
+#include <catch2/catch.hpp>
 #include <fstream>
 
 #include "kafka_test_support.hpp"

@@ -95,9 +95,10 @@ int64_t pending(Database& db) {
 
 }  // namespace
 
-TEST_CASE("kafka mock: publish fails with a retryable error while the broker is down, and "
-          "healthy() follows the broker",
-          "[kafka][mock]") {
+TEST_CASE(
+    "kafka mock: publish fails with a retryable error while the broker is down, and "
+    "healthy() follows the broker",
+    "[kafka][mock]") {
   MockCluster mc(1);
   std::string topic = unique_name("mock-publish");
   mc.create_topic(topic, 3);
@@ -158,9 +159,10 @@ TEST_CASE("kafka mock: produce errors are retried by the idempotent producer wit
   (*sub)->close();
 }
 
-TEST_CASE("kafka mock: broker down while the outbox relay publishes: rows stay, then all are "
-          "delivered and applied once",
-          "[kafka][mock][outbox]") {
+TEST_CASE(
+    "kafka mock: broker down while the outbox relay publishes: rows stay, then all are "
+    "delivered and applied once",
+    "[kafka][mock][outbox]") {
   MockCluster mc(1);
   std::string topic = unique_name("mock-outbox");
   mc.create_topic(topic, 3);
@@ -177,17 +179,17 @@ TEST_CASE("kafka mock: broker down while the outbox relay publishes: rows stay, 
               .ok());
 
   // The consumer applies each event once: inbox claim and effect in one transaction.
-  auto sub = bus->subscribe(
-      {.group = unique_name("g"), .topics = {topic}}, [&](const Message& m) -> Outcome {
-        auto st = consumer_db->transaction([&](Tx& tx) -> Status {
-          if (!ecom::db::inbox_claim(tx, "test", m.envelope.id)) return {};
-          tx.stmt("INSERT INTO effects (event_id, n) VALUES (?, ?)")
-              .bind_all(m.envelope.id, event_n(m.envelope))
-              .exec();
-          return {};
-        });
-        return st ? Outcome::ack() : Outcome::retry(st.error().message);
-      });
+  auto sub = bus->subscribe({.group = unique_name("g"), .topics = {topic}},
+                            [&](const Message& m) -> Outcome {
+                              auto st = consumer_db->transaction([&](Tx& tx) -> Status {
+                                if (!ecom::db::inbox_claim(tx, "test", m.envelope.id)) return {};
+                                tx.stmt("INSERT INTO effects (event_id, n) VALUES (?, ?)")
+                                    .bind_all(m.envelope.id, event_n(m.envelope))
+                                    .exec();
+                                return {};
+                              });
+                              return st ? Outcome::ack() : Outcome::retry(st.error().message);
+                            });
   REQUIRE(sub.ok());
   auto effects = [&] {
     auto r = consumer_db->read([](Tx& tx) -> ecom::Result<std::pair<int64_t, int64_t>> {

@@ -2,7 +2,6 @@
 // against the real broker.
 
 #include <catch2/catch.hpp>
-
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -87,12 +86,11 @@ TEST_CASE("kafka topics config: overrides, extra topics, defaults for unlisted o
   REQUIRE(audit != nullptr);
   CHECK_FALSE(audit->dlq);
 
-  for (const char* bad : {R"({"topics": {"orders.created": {"partitions": 0}}})",
-                          R"({"topics": {"orders.created": {"partitons": 3}}})",
-                          R"({"topics": {"orders.created.dlq": {}}})",
-                          R"({"topics": {"bad name!": {}}})",
-                          R"({"defaults": {"replication_factor": "three"}})",
-                          R"({"topicz": {}})"}) {
+  for (const char* bad :
+       {R"({"topics": {"orders.created": {"partitions": 0}}})",
+        R"({"topics": {"orders.created": {"partitons": 3}}})",
+        R"({"topics": {"orders.created.dlq": {}}})", R"({"topics": {"bad name!": {}}})",
+        R"({"defaults": {"replication_factor": "three"}})", R"({"topicz": {}})"}) {
     INFO(bad);
     auto d = json(bad);
     auto r = ecom::bus::topics_config_from_section(ConfigSection(d.get(), ""));
@@ -147,8 +145,8 @@ TEST_CASE("kafka options: defaults, passthrough properties, validation", "[kafka
     std::string config_flag = "--config=" + dir.file("ecomd.json");
     const char* args[] = {"ecomd", config_flag.c_str(), "--brokers=b:2"};
     (void)argv;
-    auto settings = ecom::load_settings(
-        3, args, [](const char*) { return std::optional<std::string>(); }, {});
+    auto settings =
+        ecom::load_settings(3, args, [](const char*) { return std::optional<std::string>(); }, {});
     INFO((settings ? std::string() : settings.error().message));
     REQUIRE(settings.ok());
     auto r = ecom::bus::kafka_options_from_settings(*settings);
@@ -161,8 +159,8 @@ TEST_CASE("kafka options: defaults, passthrough properties, validation", "[kafka
     ::setenv("ECOMD_KAFKA_PROP_SASL_PASSWORD", "s3cret", 1);
     ::setenv("ECOMD_KAFKA_PROP_SSL_KEY_PASSWORD", "k3y", 1);
     const char* args[] = {"ecomd"};
-    auto settings = ecom::load_settings(
-        1, args, [](const char*) { return std::optional<std::string>(); }, {});
+    auto settings =
+        ecom::load_settings(1, args, [](const char*) { return std::optional<std::string>(); }, {});
     REQUIRE(settings.ok());
     auto r = ecom::bus::kafka_options_from_settings(*settings);
     ::unsetenv("ECOMD_KAFKA_PROP_SASL_PASSWORD");
@@ -173,9 +171,10 @@ TEST_CASE("kafka options: defaults, passthrough properties, validation", "[kafka
   }
 }
 
-TEST_CASE("kafka topics: ensure_topics creates what is missing and reports, never alters, "
-          "partition mismatches",
-          "[kafka][topics]") {
+TEST_CASE(
+    "kafka topics: ensure_topics creates what is missing and reports, never alters, "
+    "partition mismatches",
+    "[kafka][topics]") {
   auto o = fast_options(brokers());
   o.topic_prefix = unique_name("prov") + ".";
   o.topics = ecom::bus::default_topics_config();

@@ -1,8 +1,9 @@
-#include <catch2/catch.hpp>
+#include "ecom/order/order_module.hpp"
 
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -13,7 +14,6 @@
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
 #include "ecom/http/router.hpp"
-#include "ecom/order/order_module.hpp"
 #include "support/test_support.hpp"
 
 using namespace ecom;
@@ -85,11 +85,12 @@ struct Harness {
 
   size_t count_seen(std::string_view type) {
     std::lock_guard lock(mu);
-    return static_cast<size_t>(std::count_if(seen.begin(), seen.end(), [&](const Envelope& e) { return e.type == type; }));
+    return static_cast<size_t>(
+        std::count_if(seen.begin(), seen.end(), [&](const Envelope& e) { return e.type == type; }));
   }
 
-  void publish_status(const std::string& order_id, const std::string& status, const std::string& reason = "",
-                      const std::string& id = "") {
+  void publish_status(const std::string& order_id, const std::string& status,
+                      const std::string& reason = "", const std::string& id = "") {
     std::string data = R"({"orderId":")" + order_id + R"(","status":")" + status + "\"" +
                        (reason.empty() ? "" : R"(,"reason":")" + reason + "\"") + "}";
     auto e = make_event("saga", event_types::kOrderStatusChanged, order_id, data);
@@ -151,13 +152,15 @@ TEST_CASE("POST /api/orders stores the order and emits OrderCreated", "[order]")
 
 TEST_CASE("invalid orders are rejected and nothing is stored", "[order]") {
   Harness h;
-  auto r = h.call(http::Method::kPost, "/api/orders",
-                  R"({"customerId":"c","currency":"USD","items":[{"sku":"S","quantity":0,"unitAmount":1}]})");
+  auto r = h.call(
+      http::Method::kPost, "/api/orders",
+      R"({"customerId":"c","currency":"USD","items":[{"sku":"S","quantity":0,"unitAmount":1}]})");
   REQUIRE(r.status == 400);
   auto err = parse(r.body);
   CHECK(std::string(err["error"]["code"].GetString()) == "VALIDATION_FAILED");
   CHECK(std::string(err["error"]["field"].GetString()) == "items[0].quantity");
-  CHECK(std::string(err["error"]["message"].GetString()) == "items[0].quantity must be a positive integer");
+  CHECK(std::string(err["error"]["message"].GetString()) ==
+        "items[0].quantity must be a positive integer");
   auto bad_json = h.call(http::Method::kPost, "/api/orders", "{nope");
   CHECK(bad_json.status == 400);
   auto list = parse(h.call(http::Method::kGet, "/api/orders").body);
@@ -177,12 +180,15 @@ TEST_CASE("Idempotency-Key: same body replays, different body conflicts", "[orde
   CHECK(parse(second.body)["orderId"] == parse(first.body)["orderId"]);
   CHECK(header(second, "Location") == header(first, "Location"));
 
-  auto different = h.call(http::Method::kPost, "/api/orders",
-                          R"({"customerId":"c-42","currency":"USD","items":[{"sku":"SKU-1","quantity":3,"unitAmount":1250}]})", key);
+  auto different = h.call(
+      http::Method::kPost, "/api/orders",
+      R"({"customerId":"c-42","currency":"USD","items":[{"sku":"SKU-1","quantity":3,"unitAmount":1250}]})",
+      key);
   CHECK(different.status == 409);
   CHECK(std::string(parse(different.body)["error"]["code"].GetString()) == "IDEMPOTENCY_CONFLICT");
 
-  auto other_key = h.call(http::Method::kPost, "/api/orders", kBody, {{"idempotency-key", "key-2"}});
+  auto other_key =
+      h.call(http::Method::kPost, "/api/orders", kBody, {{"idempotency-key", "key-2"}});
   CHECK(other_key.status == 202);
   CHECK(parse(other_key.body)["orderId"] != parse(first.body)["orderId"]);
 
@@ -206,7 +212,9 @@ TEST_CASE("listing is per customer, newest first, limited", "[order]") {
     auto r = h.call(http::Method::kPost, "/api/orders", kBody);
     ids.push_back(parse(r.body)["orderId"].GetString());
   }
-  h.call(http::Method::kPost, "/api/orders", R"({"customerId":"other","currency":"USD","items":[{"sku":"A","quantity":1,"unitAmount":1}]})");
+  h.call(
+      http::Method::kPost, "/api/orders",
+      R"({"customerId":"other","currency":"USD","items":[{"sku":"A","quantity":1,"unitAmount":1}]})");
   auto list = parse(h.call(http::Method::kGet, "/api/orders?customerId=c-42&limit=3").body);
   REQUIRE(list["orders"].Size() == 3);
   CHECK(list["orders"][0]["orderId"].GetString() == ids[4]);
@@ -218,7 +226,8 @@ TEST_CASE("listing is per customer, newest first, limited", "[order]") {
 
 TEST_CASE("status changes apply forward only and once", "[order]") {
   Harness h;
-  std::string id = parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
+  std::string id =
+      parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
   h.publish_status(id, "STOCK_RESERVED", "", "evt-1");
   h.publish_status(id, "STOCK_RESERVED", "", "evt-1");  // redelivery of the same event
   REQUIRE(test::eventually([&] { return status_of(h, id) == "STOCK_RESERVED"; }));
@@ -239,16 +248,19 @@ TEST_CASE("status changes apply forward only and once", "[order]") {
 
 TEST_CASE("cancel emits one request; a terminal order answers 409", "[order]") {
   Harness h;
-  std::string id = parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
+  std::string id =
+      parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
   auto c1 = h.call(http::Method::kPost, "/api/orders/" + id + "/cancel");
   CHECK(c1.status == 202);
   auto c2 = h.call(http::Method::kPost, "/api/orders/" + id + "/cancel");
   CHECK(c2.status == 202);
-  REQUIRE(test::eventually([&] { return h.count_seen(event_types::kOrderCancellationRequested) == 1; }));
+  REQUIRE(test::eventually(
+      [&] { return h.count_seen(event_types::kOrderCancellationRequested) == 1; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   CHECK(h.count_seen(event_types::kOrderCancellationRequested) == 1);
 
-  std::string confirmed = parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
+  std::string confirmed =
+      parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
   h.publish_status(confirmed, "CONFIRMED");
   REQUIRE(test::eventually([&] { return status_of(h, confirmed) == "CONFIRMED"; }));
   auto late = h.call(http::Method::kPost, "/api/orders/" + confirmed + "/cancel");
@@ -256,10 +268,14 @@ TEST_CASE("cancel emits one request; a terminal order answers 409", "[order]") {
   CHECK(std::string(parse(late.body)["error"]["code"].GetString()) == "CONFLICT");
 }
 
-TEST_CASE("long-poll answers when the order turns terminal, and at the end of the wait", "[order]") {
+TEST_CASE("long-poll answers when the order turns terminal, and at the end of the wait",
+          "[order]") {
   Harness h;
-  std::string id = parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
-  auto waiting = std::async(std::launch::async, [&] { return h.call(http::Method::kGet, "/api/orders/" + id + "?wait=20s"); });
+  std::string id =
+      parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
+  auto waiting = std::async(std::launch::async, [&] {
+    return h.call(http::Method::kGet, "/api/orders/" + id + "?wait=20s");
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   CHECK(waiting.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
   h.publish_status(id, "CONFIRMED");
@@ -268,7 +284,8 @@ TEST_CASE("long-poll answers when the order turns terminal, and at the end of th
   CHECK(r.status == 200);
   CHECK(std::string(parse(r.body)["status"].GetString()) == "CONFIRMED");
 
-  std::string other = parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
+  std::string other =
+      parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
   auto start = std::chrono::steady_clock::now();
   auto expired = h.call(http::Method::kGet, "/api/orders/" + other + "?wait=300ms");
   CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(250));

@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "ecom/order/validation.hpp"
+
+#include <catch2/catch.hpp>
 
 using ecom::order::parse_new_order;
 
@@ -8,7 +8,8 @@ namespace {
 
 std::string items_of(int n) {
   std::string s = "[";
-  for (int i = 0; i < n; ++i) s += std::string(i ? "," : "") + R"({"sku":"S","quantity":1,"unitAmount":1})";
+  for (int i = 0; i < n; ++i)
+    s += std::string(i ? "," : "") + R"({"sku":"S","quantity":1,"unitAmount":1})";
   return s + "]";
 }
 
@@ -29,7 +30,8 @@ TEST_CASE("a valid order is parsed and totalled", "[order][validation]") {
 }
 
 TEST_CASE("paymentToken is optional", "[order][validation]") {
-  auto r = parse_new_order(R"({"customerId":"c","currency":"EUR","items":[{"sku":"A","quantity":1,"unitAmount":5}]})");
+  auto r = parse_new_order(
+      R"({"customerId":"c","currency":"EUR","items":[{"sku":"A","quantity":1,"unitAmount":5}]})");
   REQUIRE(r.ok());
   CHECK(r->payment_token.empty());
 }
@@ -47,31 +49,51 @@ TEST_CASE("each validation rule names its field", "[order][validation]") {
       {"", "MALFORMED_JSON", ""},
       {"[1]", "VALIDATION_FAILED", ""},
       {R"({"currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
-      {R"({"customerId":"","currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
-      {R"({"customerId":42,"currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
-      {R"({"customerId":"has space","currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
-      {R"({"customerId":")" + std::string(65, 'x') + R"(","currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
+      {R"({"customerId":"","currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED",
+       "customerId"},
+      {R"({"customerId":42,"currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED",
+       "customerId"},
+      {R"({"customerId":"has space","currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED",
+       "customerId"},
+      {R"({"customerId":")" + std::string(65, 'x') + R"(","currency":"USD","items":[)" + line +
+           "]}",
+       "VALIDATION_FAILED", "customerId"},
       {R"({"customerId":"c","items":[)" + line + "]}", "VALIDATION_FAILED", "currency"},
-      {R"({"customerId":"c","currency":"usd","items":[)" + line + "]}", "VALIDATION_FAILED", "currency"},
-      {R"({"customerId":"c","currency":"DOLLAR","items":[)" + line + "]}", "VALIDATION_FAILED", "currency"},
+      {R"({"customerId":"c","currency":"usd","items":[)" + line + "]}", "VALIDATION_FAILED",
+       "currency"},
+      {R"({"customerId":"c","currency":"DOLLAR","items":[)" + line + "]}", "VALIDATION_FAILED",
+       "currency"},
       {"{" + c + "}", "VALIDATION_FAILED", "items"},
       {"{" + c + R"(,"items":{}})", "VALIDATION_FAILED", "items"},
       {"{" + c + R"(,"items":[]})", "VALIDATION_FAILED", "items"},
       {"{" + c + R"(,"items":)" + items_of(101) + "}", "VALIDATION_FAILED", "items"},
       {"{" + c + R"(,"items":[5]})", "VALIDATION_FAILED", "items[0]"},
-      {"{" + c + R"(,"items":[{"quantity":1,"unitAmount":1}]})", "VALIDATION_FAILED", "items[0].sku"},
-      {"{" + c + R"(,"items":[{"sku":"","quantity":1,"unitAmount":1}]})", "VALIDATION_FAILED", "items[0].sku"},
-      {"{" + c + R"(,"items":[{"sku":"S","unitAmount":1}]})", "VALIDATION_FAILED", "items[0].quantity"},
-      {"{" + c + R"(,"items":[)" + line + R"(,{"sku":"S","quantity":0,"unitAmount":1}]})", "VALIDATION_FAILED", "items[1].quantity"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":-3,"unitAmount":1}]})", "VALIDATION_FAILED", "items[0].quantity"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":1.5,"unitAmount":1}]})", "VALIDATION_FAILED", "items[0].quantity"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":"2","unitAmount":1}]})", "VALIDATION_FAILED", "items[0].quantity"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":1}]})", "VALIDATION_FAILED", "items[0].unitAmount"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":-1}]})", "VALIDATION_FAILED", "items[0].unitAmount"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":9.99}]})", "VALIDATION_FAILED", "items[0].unitAmount"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":1,"colour":"red"}]})", "VALIDATION_FAILED", "items[0].colour"},
-      {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":7})", "VALIDATION_FAILED", "paymentToken"},
-      {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":""})", "VALIDATION_FAILED", "paymentToken"},
+      {"{" + c + R"(,"items":[{"quantity":1,"unitAmount":1}]})", "VALIDATION_FAILED",
+       "items[0].sku"},
+      {"{" + c + R"(,"items":[{"sku":"","quantity":1,"unitAmount":1}]})", "VALIDATION_FAILED",
+       "items[0].sku"},
+      {"{" + c + R"(,"items":[{"sku":"S","unitAmount":1}]})", "VALIDATION_FAILED",
+       "items[0].quantity"},
+      {"{" + c + R"(,"items":[)" + line + R"(,{"sku":"S","quantity":0,"unitAmount":1}]})",
+       "VALIDATION_FAILED", "items[1].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":-3,"unitAmount":1}]})", "VALIDATION_FAILED",
+       "items[0].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1.5,"unitAmount":1}]})", "VALIDATION_FAILED",
+       "items[0].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":"2","unitAmount":1}]})", "VALIDATION_FAILED",
+       "items[0].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1}]})", "VALIDATION_FAILED",
+       "items[0].unitAmount"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":-1}]})", "VALIDATION_FAILED",
+       "items[0].unitAmount"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":9.99}]})", "VALIDATION_FAILED",
+       "items[0].unitAmount"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":1,"colour":"red"}]})",
+       "VALIDATION_FAILED", "items[0].colour"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":7})", "VALIDATION_FAILED",
+       "paymentToken"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":""})", "VALIDATION_FAILED",
+       "paymentToken"},
       {"{" + c + R"(,"items":[)" + line + R"(],"coupon":"FREE"})", "VALIDATION_FAILED", "coupon"},
   };
   for (const auto& tc : cases) {
@@ -91,8 +113,10 @@ TEST_CASE("exactly 100 lines are accepted", "[order][validation]") {
 }
 
 TEST_CASE("canonical form ignores whitespace and field order", "[order][validation]") {
-  auto a = parse_new_order(R"({"customerId":"c","currency":"USD","items":[{"sku":"S","quantity":1,"unitAmount":2}]})");
-  auto b = parse_new_order(R"({ "items" : [ {"unitAmount":2, "quantity":1, "sku":"S"} ], "currency":"USD", "customerId":"c" })");
+  auto a = parse_new_order(
+      R"({"customerId":"c","currency":"USD","items":[{"sku":"S","quantity":1,"unitAmount":2}]})");
+  auto b = parse_new_order(
+      R"({ "items" : [ {"unitAmount":2, "quantity":1, "sku":"S"} ], "currency":"USD", "customerId":"c" })");
   REQUIRE(a.ok());
   REQUIRE(b.ok());
   CHECK(ecom::order::canonical_json(*a) == ecom::order::canonical_json(*b));

@@ -1,6 +1,8 @@
 // Module-level tests: the payment module wired to a real embedded bus, outbox relay, SQLite store
 // and router, driven through bus commands and Router::dispatch.
 
+#include "ecom/payment/payment_module.hpp"
+
 #include <rapidjson/document.h>
 
 #include <catch2/catch.hpp>
@@ -20,7 +22,6 @@
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
 #include "ecom/http/router.hpp"
-#include "ecom/payment/payment_module.hpp"
 #include "support/test_support.hpp"
 
 using namespace ecom;
@@ -63,7 +64,8 @@ class Harness {
   }
 
   void send(std::string_view type, const std::string& order_id, const std::string& data) {
-    REQUIRE(bus_->publish(topics::kPaymentsCommands, make_event("saga", type, order_id, data)).ok());
+    REQUIRE(
+        bus_->publish(topics::kPaymentsCommands, make_event("saga", type, order_id, data)).ok());
   }
 
  private:
@@ -137,7 +139,8 @@ TEST_CASE("payment module answers commands from the bus", "[payment][module]") {
   Envelope cmd = make_event("saga", event_types::kAuthorizePayment, "o-ok",
                             authorize_json("o-ok", 2500, "tok_visa"));
   REQUIRE(h.bus().publish(topics::kPaymentsCommands, cmd).ok());
-  h.send(event_types::kAuthorizePayment, "o-decline", authorize_json("o-decline", 10, "tok_decline"));
+  h.send(event_types::kAuthorizePayment, "o-decline",
+         authorize_json("o-decline", 10, "tok_decline"));
   h.send(event_types::kAuthorizePayment, "o-limit", authorize_json("o-limit", 5001, "tok_visa"));
   h.send(event_types::kAuthorizePayment, "o-none",
          R"({"orderId":"o-none","amount":10,"currency":"USD"})");
@@ -169,8 +172,8 @@ TEST_CASE("payment module answers commands from the bus", "[payment][module]") {
   // A redelivered event is ignored; a refund after it is answered once.
   REQUIRE(h.bus().publish(topics::kPaymentsCommands, cmd).ok());
   h.send(event_types::kRefundPayment, "o-ok", R"({"orderId":"o-ok"})");
-  REQUIRE(test::eventually(
-      [&] { return events.count(event_types::kPaymentRefunded, "o-ok") == 1; }, 30s));
+  REQUIRE(test::eventually([&] { return events.count(event_types::kPaymentRefunded, "o-ok") == 1; },
+                           30s));
   CHECK(events.count(event_types::kPaymentAuthorized, "o-ok") == 1);
   auto refunded = parse(events.of(event_types::kPaymentRefunded, "o-ok").front().envelope.data);
   CHECK(refunded["refunded"].GetBool());
@@ -206,20 +209,22 @@ TEST_CASE("payment module stays silent for tok_timeout and voids on early refund
   // Same key, same partition: the refund's answer proves the authorize was processed first.
   h.send(event_types::kAuthorizePayment, "o-t", authorize_json("o-t", 100, "tok_timeout"));
   h.send(event_types::kRefundPayment, "o-t", R"({"orderId":"o-t"})");
-  REQUIRE(test::eventually(
-      [&] { return events.count(event_types::kPaymentRefunded, "o-t") == 1; }, 30s));
+  REQUIRE(test::eventually([&] { return events.count(event_types::kPaymentRefunded, "o-t") == 1; },
+                           30s));
   CHECK(events.for_subject("o-t") == 1);
-  CHECK_FALSE(parse(events.of(event_types::kPaymentRefunded, "o-t").front().envelope.data)["refunded"]
-                  .GetBool());
+  CHECK_FALSE(
+      parse(events.of(event_types::kPaymentRefunded, "o-t").front().envelope.data)["refunded"]
+          .GetBool());
 
   // The refund overtook the authorization: the late authorization takes no money.
   h.send(event_types::kRefundPayment, "o-v", R"({"orderId":"o-v"})");
   h.send(event_types::kAuthorizePayment, "o-v", authorize_json("o-v", 100, "tok_visa"));
-  REQUIRE(test::eventually(
-      [&] { return events.count(event_types::kPaymentDeclined, "o-v") == 1; }, 30s));
+  REQUIRE(test::eventually([&] { return events.count(event_types::kPaymentDeclined, "o-v") == 1; },
+                           30s));
   CHECK(events.count(event_types::kPaymentAuthorized, "o-v") == 0);
-  CHECK(std::string(parse(events.of(event_types::kPaymentDeclined, "o-v").front().envelope.data)["reason"]
-                        .GetString()) == "VOIDED");
+  CHECK(std::string(
+            parse(events.of(event_types::kPaymentDeclined, "o-v").front().envelope.data)["reason"]
+                .GetString()) == "VOIDED");
   auto p = parse(h.get("/api/payments/o-v").body);
   CHECK(std::string(p["status"].GetString()) == "VOIDED");
 }
@@ -230,7 +235,8 @@ TEST_CASE("payment module dead-letters malformed commands", "[payment][module]")
   const std::string dlq = bus::dlq_topic(topics::kPaymentsCommands);
   Collector dead(h.bus(), {dlq});
   Collector events(h.bus(), {std::string(topics::kPaymentsEvents)});
-  h.send(event_types::kAuthorizePayment, "o-m", R"({"orderId":"o-m","amount":"lots","currency":"USD"})");
+  h.send(event_types::kAuthorizePayment, "o-m",
+         R"({"orderId":"o-m","amount":"lots","currency":"USD"})");
   h.send(event_types::kRefundPayment, "o-m", R"({"order":"o-m"})");
   h.send(event_types::kAuthorizePayment, "o-m", authorize_json("o-m", 100, "tok_visa"));
   REQUIRE(test::eventually(

@@ -1,5 +1,7 @@
 // Business-logic tests: the simulated payment gateway against a real SQLite store on a temp file.
 
+#include "ecom/payment/payment_service.hpp"
+
 #include <rapidjson/document.h>
 
 #include <catch2/catch.hpp>
@@ -11,7 +13,6 @@
 #include "ecom/core/topics.hpp"
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
-#include "ecom/payment/payment_service.hpp"
 #include "support/test_support.hpp"
 
 using namespace ecom;
@@ -50,17 +51,15 @@ class Store {
 
   RefundResult refund(const std::string& order_id) {
     Envelope cause = make_event("saga", event_types::kRefundPayment, order_id, "{}");
-    auto r = db_->transaction([&](db::Tx& tx) -> Result<RefundResult> {
-      return refund_payment(tx, order_id, cause);
-    });
+    auto r = db_->transaction(
+        [&](db::Tx& tx) -> Result<RefundResult> { return refund_payment(tx, order_id, cause); });
     REQUIRE(r.ok());
     return r.value();
   }
 
   std::optional<Payment> payment(const std::string& order_id) {
-    auto p = db_->read([&](db::Tx& tx) -> Result<std::optional<Payment>> {
-      return find_payment(tx, order_id);
-    });
+    auto p = db_->read(
+        [&](db::Tx& tx) -> Result<std::optional<Payment>> { return find_payment(tx, order_id); });
     REQUIRE(p.ok());
     return p.value();
   }
@@ -353,8 +352,8 @@ TEST_CASE("malformed payment commands are rejected with the field", "[payment]")
   auto no_token = parse_authorize_payment(R"({"orderId":"o","amount":10,"currency":"USD"})");
   REQUIRE(no_token.ok());
   CHECK(no_token->payment_token.empty());
-  auto null_token =
-      parse_authorize_payment(R"({"orderId":"o","amount":10,"currency":"USD","paymentToken":null})");
+  auto null_token = parse_authorize_payment(
+      R"({"orderId":"o","amount":10,"currency":"USD","paymentToken":null})");
   REQUIRE(null_token.ok());
   CHECK(null_token->payment_token.empty());
   auto full = parse_authorize_payment(

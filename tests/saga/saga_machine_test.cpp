@@ -1,6 +1,8 @@
 // The saga state machine on its own: every transition, compensation path, timeout, late and
 // duplicate reply, with time given explicitly (no clock, no sleeping).
 
+#include "ecom/saga/saga_machine.hpp"
+
 #include <rapidjson/document.h>
 
 #include <catch2/catch.hpp>
@@ -12,7 +14,6 @@
 
 #include "ecom/core/clock.hpp"
 #include "ecom/core/topics.hpp"
-#include "ecom/saga/saga_machine.hpp"
 
 namespace saga = ecom::saga;
 using saga::InputKind;
@@ -35,8 +36,8 @@ saga::Policy test_policy() {
 std::string describe(const saga::Emission& e) {
   namespace et = ecom::event_types;
   static const std::map<std::string_view, std::string> kNames{
-      {et::kReserveStock, "ReserveStock"},         {et::kReleaseStock, "ReleaseStock"},
-      {et::kCommitStock, "CommitStock"},           {et::kAuthorizePayment, "AuthorizePayment"},
+      {et::kReserveStock, "ReserveStock"},   {et::kReleaseStock, "ReleaseStock"},
+      {et::kCommitStock, "CommitStock"},     {et::kAuthorizePayment, "AuthorizePayment"},
       {et::kRefundPayment, "RefundPayment"},
   };
   if (e.type == et::kOrderStatusChanged) {
@@ -357,7 +358,7 @@ TEST_CASE("reservation timeout releases and cancels with TIMEOUT", "[saga][machi
     CHECK(d.state() == SagaState::kCancelled);
     CHECK(d.r().status == "CANCELLED");
     CHECK(d.r().pending == saga::kPendingRelease);
-    CHECK(d.r().deadline_ms == d.now + 500);  // and tracked until acknowledged
+    CHECK(d.r().deadline_ms == d.now + 500);         // and tracked until acknowledged
     CHECK(d.on(InputKind::kStockReserved).empty());  // duplicate
     CHECK(d.on(InputKind::kStockReleased).empty());  // no second CANCELLED
     CHECK(d.r().pending == saga::kPendingNone);
@@ -490,10 +491,10 @@ TEST_CASE("a timeout that fires twice acts once", "[saga][machine]") {
 }
 
 TEST_CASE("replies for an unknown saga are ignored", "[saga][machine]") {
-  for (auto k : {InputKind::kStockReserved, InputKind::kStockReservationFailed,
-                 InputKind::kStockReleased, InputKind::kStockCommitted,
-                 InputKind::kPaymentAuthorized, InputKind::kPaymentDeclined,
-                 InputKind::kPaymentRefunded, InputKind::kTimeout}) {
+  for (auto k :
+       {InputKind::kStockReserved, InputKind::kStockReservationFailed, InputKind::kStockReleased,
+        InputKind::kStockCommitted, InputKind::kPaymentAuthorized, InputKind::kPaymentDeclined,
+        InputKind::kPaymentRefunded, InputKind::kTimeout}) {
     Driver d;
     CAPTURE(saga::input_name(k));
     CHECK(d.on(k).empty());
@@ -506,9 +507,9 @@ TEST_CASE("replies for an unknown saga are ignored", "[saga][machine]") {
 TEST_CASE("replies that do not fit the current step are ignored", "[saga][machine]") {
   Driver d;
   d.created();
-  for (auto k : {InputKind::kStockReleased, InputKind::kStockCommitted,
-                 InputKind::kPaymentAuthorized, InputKind::kPaymentDeclined,
-                 InputKind::kPaymentRefunded}) {
+  for (auto k :
+       {InputKind::kStockReleased, InputKind::kStockCommitted, InputKind::kPaymentAuthorized,
+        InputKind::kPaymentDeclined, InputKind::kPaymentRefunded}) {
     CAPTURE(saga::input_name(k));
     CHECK(d.on(k).empty());
     CHECK_FALSE(d.last.changed);
@@ -575,9 +576,8 @@ TEST_CASE("parse_input decodes the contract payloads", "[saga][machine]") {
   e.subject = "o-9";
   e.correlation_id = "corr";
   e.type = std::string(ecom::event_types::kOrderCreated);
-  e.data =
-      R"({"orderId":"o-9","customerId":"c-42","currency":"USD","totalAmount":2500,)"
-      R"("items":[{"sku":"SKU-1","quantity":2,"unitAmount":1250}],"paymentToken":"tok_visa"})";
+  e.data = R"({"orderId":"o-9","customerId":"c-42","currency":"USD","totalAmount":2500,)"
+           R"("items":[{"sku":"SKU-1","quantity":2,"unitAmount":1250}],"paymentToken":"tok_visa"})";
   auto r = saga::parse_input(e);
   REQUIRE(r);
   REQUIRE(r->has_value());
@@ -592,17 +592,20 @@ TEST_CASE("parse_input decodes the contract payloads", "[saga][machine]") {
   CHECK(in.correlation_id == "corr");
 
   SECTION("no payment token") {
-    e.data = R"({"orderId":"o-9","currency":"USD","totalAmount":1,"items":[{"sku":"A","quantity":1}]})";
+    e.data =
+        R"({"orderId":"o-9","currency":"USD","totalAmount":1,"items":[{"sku":"A","quantity":1}]})";
     auto p = saga::parse_input(e);
     REQUIRE(p);
     CHECK_FALSE((*p)->payment_token);
   }
   SECTION("bad payloads are errors (dead letters)") {
-    for (const char* bad : {R"({"orderId":"o-9","currency":"USD","totalAmount":1,"items":[]})",
-                            R"({"orderId":"o-9","currency":"USD","totalAmount":1,"items":[{"sku":"A","quantity":0}]})",
-                            R"({"orderId":"o-9","currency":"USD","totalAmount":"1","items":[{"sku":"A","quantity":1}]})",
-                            R"({"orderId":"o-9","totalAmount":1,"items":[{"sku":"A","quantity":1}]})",
-                            R"({"orderId":7})", R"([1,2])"}) {
+    for (
+        const char* bad :
+        {R"({"orderId":"o-9","currency":"USD","totalAmount":1,"items":[]})",
+         R"({"orderId":"o-9","currency":"USD","totalAmount":1,"items":[{"sku":"A","quantity":0}]})",
+         R"({"orderId":"o-9","currency":"USD","totalAmount":"1","items":[{"sku":"A","quantity":1}]})",
+         R"({"orderId":"o-9","totalAmount":1,"items":[{"sku":"A","quantity":1}]})",
+         R"({"orderId":7})", R"([1,2])"}) {
       CAPTURE(bad);
       e.data = bad;
       auto p = saga::parse_input(e);

@@ -1,6 +1,8 @@
 // The saga module hosted the way main hosts it (own store, outbox relay, embedded bus), with the
 // test playing the inventory and payment services on the command topics.
 
+#include "ecom/saga/saga_module.hpp"
+
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -24,7 +26,6 @@
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
 #include "ecom/http/router.hpp"
-#include "ecom/saga/saga_module.hpp"
 #include "support/test_support.hpp"
 
 using namespace ecom;
@@ -36,8 +37,8 @@ constexpr auto kWait = std::chrono::seconds(30);
 
 std::string short_type(std::string_view type) {
   static const std::map<std::string_view, std::string> kNames{
-      {et::kReserveStock, "ReserveStock"},         {et::kReleaseStock, "ReleaseStock"},
-      {et::kCommitStock, "CommitStock"},           {et::kAuthorizePayment, "AuthorizePayment"},
+      {et::kReserveStock, "ReserveStock"},   {et::kReleaseStock, "ReleaseStock"},
+      {et::kCommitStock, "CommitStock"},     {et::kAuthorizePayment, "AuthorizePayment"},
       {et::kRefundPayment, "RefundPayment"},
   };
   auto it = kNames.find(type);
@@ -111,8 +112,8 @@ struct Harness {
     relay = std::make_unique<bus::OutboxRelay>(*db, *bus);
     router = std::make_unique<http::Router>();
     ctx.reset(new ModuleContext{*bus, *relay, *router, *db, settings.section("saga"), settings});
-    module = manual ? std::make_unique<saga::SagaModule>(manual)
-                    : std::make_unique<saga::SagaModule>();
+    module =
+        manual ? std::make_unique<saga::SagaModule>(manual) : std::make_unique<saga::SagaModule>();
     auto st = module->start(*ctx);
     if (st) relay->start();
     return st;
@@ -216,8 +217,8 @@ struct Harness {
                         R"({"orderId":")" + id +
                             R"(","customerId":"c-42","currency":"USD","totalAmount":2500,)"
                             R"("items":[{"sku":")" +
-                            sku + R"(","quantity":2,"unitAmount":1250}],"paymentToken":")" +
-                            token + R"("})");
+                            sku + R"(","quantity":2,"unitAmount":1250}],"paymentToken":")" + token +
+                            R"("})");
     {
       std::lock_guard lock(mu);
       orders[id] = e;
@@ -279,8 +280,8 @@ struct Harness {
     for (const auto& p : d["pending"].GetArray()) pending += std::string(p.GetString()) + ",";
     return str_field(d, "state") + "|" + str_field(d, "status") + "|" + str_field(d, "reason") +
            "|reserved=" + std::to_string(d["stockReserved"].GetBool()) +
-           "|authorized=" + std::to_string(d["paymentAuthorized"].GetBool()) + "|pending=" +
-           pending;
+           "|authorized=" + std::to_string(d["paymentAuthorized"].GetBool()) +
+           "|pending=" + pending;
   }
   /// Inputs the saga applied (ignored ones included), sorted: redeliveries would add rows.
   Names history_inputs(const std::string& id) {
@@ -304,8 +305,7 @@ TEST_CASE("module: happy path confirms and commits", "[saga][module]") {
 
   REQUIRE(h.wait_status("o-happy", "CONFIRMED"));
   CHECK(h.statuses_of("o-happy") == Names{"STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"});
-  REQUIRE(h.wait_summary("o-happy",
-                         "confirmed|CONFIRMED||reserved=1|authorized=1|pending="));
+  REQUIRE(h.wait_summary("o-happy", "confirmed|CONFIRMED||reserved=1|authorized=1|pending="));
   CHECK(h.commands_of("o-happy") == Names{"ReserveStock", "AuthorizePayment", "CommitStock"});
 
   // Commands continue the order's flow: same correlation, caused by the event that led to them.
@@ -328,7 +328,8 @@ TEST_CASE("module: out of stock cancels without compensation", "[saga][module]")
   REQUIRE(h.wait_status("o-oos", "CANCELLED(OUT_OF_STOCK)"));
   CHECK(h.statuses_of("o-oos") == Names{"CANCELLED(OUT_OF_STOCK)"});
   CHECK(h.commands_of("o-oos") == Names{"ReserveStock"});
-  CHECK(h.saga_summary("o-oos") == "cancelled|CANCELLED|OUT_OF_STOCK|reserved=0|authorized=0|pending=");
+  CHECK(h.saga_summary("o-oos") ==
+        "cancelled|CANCELLED|OUT_OF_STOCK|reserved=0|authorized=0|pending=");
 }
 
 TEST_CASE("module: a decline releases the stock before cancelling", "[saga][module]") {
@@ -342,8 +343,7 @@ TEST_CASE("module: a decline releases the stock before cancelling", "[saga][modu
         "cancelled|CANCELLED|PAYMENT_DECLINED|reserved=0|authorized=0|pending=");
 }
 
-TEST_CASE("module: a payment that never answers times out and is compensated",
-          "[saga][module]") {
+TEST_CASE("module: a payment that never answers times out and is compensated", "[saga][module]") {
   Harness h(R"({"payment_timeout_ms":300,"reserve_timeout_ms":60000})");
   REQUIRE(h.start_node().ok());
   h.place_order("o-slow", "tok_timeout");
@@ -378,8 +378,7 @@ TEST_CASE("module: customer cancellation while awaiting payment", "[saga][module
   CHECK(h.statuses_of("o-cust") == Names{"STOCK_RESERVED", "CANCELLED(CUSTOMER_CANCELLED)"});
 }
 
-TEST_CASE("module: unacknowledged compensations are re-sent until acknowledged",
-          "[saga][module]") {
+TEST_CASE("module: unacknowledged compensations are re-sent until acknowledged", "[saga][module]") {
   Harness h(R"({"compensation_timeout_ms":1000,"step_timeout_ms":60000})", true);
   REQUIRE(h.start_node().ok());
   h.answer_compensations = false;
@@ -403,15 +402,14 @@ TEST_CASE("module: unacknowledged compensations are re-sent until acknowledged",
   CHECK(h.statuses_of("o-resend") == Names{"STOCK_RESERVED", "CANCELLED(PAYMENT_DECLINED)"});
 }
 
-TEST_CASE("module: a restarted saga resumes its deadline without new traffic",
-          "[saga][module]") {
+TEST_CASE("module: a restarted saga resumes its deadline without new traffic", "[saga][module]") {
   Harness h(R"({"reserve_timeout_ms":5000})", true);
   REQUIRE(h.start_node().ok());
   h.answer_reserve = false;
   h.place_order("o-crash", "tok_visa");
   REQUIRE(h.wait_command("o-crash", "ReserveStock"));
-  REQUIRE(h.wait_summary("o-crash",
-                         "awaiting_reservation|PENDING||reserved=0|authorized=0|pending="));
+  REQUIRE(
+      h.wait_summary("o-crash", "awaiting_reservation|PENDING||reserved=0|authorized=0|pending="));
 
   // Stop mid-flight with the deadline pending, and come back as a fresh instance on the file.
   h.stop_node();

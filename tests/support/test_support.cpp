@@ -58,7 +58,8 @@ std::string recv_all(int fd, std::chrono::milliseconds timeout) {
   auto end = std::chrono::steady_clock::now() + timeout;
   char buf[16384];
   while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd p{fd, POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(left.count()));
@@ -187,19 +188,23 @@ Ecomd::Ecomd(std::string data_dir, std::vector<std::string> args, uint16_t port,
     ::execv(argv[0], argv.data());
     _exit(127);
   }
-  bool up = eventually([&] {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return true;
-    }
-    return http_request(port_, "GET", "/healthz", {}, {}, std::chrono::seconds(2)).status == 200;
-  }, wait);
+  bool up = eventually(
+      [&] {
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+          pid_ = -1;
+          return true;
+        }
+        return http_request(port_, "GET", "/healthz", {}, {}, std::chrono::seconds(2)).status ==
+               200;
+      },
+      wait);
   if (!up || pid_ < 0) {
     std::ifstream in(log_);
     std::stringstream ss;
     ss << in.rdbuf();
-    throw std::runtime_error("ecomd did not come up on port " + std::to_string(port_) + ":\n" + ss.str());
+    throw std::runtime_error("ecomd did not come up on port " + std::to_string(port_) + ":\n" +
+                             ss.str());
   }
 }
 

@@ -90,7 +90,9 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seco
   while (true) {
     if (pred()) return true;
     if (std::chrono::steady_clock::now() > end) return false;
-    struct timespec ts{0, 20'000'000};
+    struct timespec ts {
+      0, 20'000'000
+    };
     nanosleep(&ts, nullptr);
   }
 }

@@ -26,9 +26,9 @@ namespace ecom::bus {
 
 /// Settings of the embedded bus (config section `embedded_bus`).
 struct EmbeddedBusOptions {
-  std::string path;                       ///< the SQLite file, e.g. `<data-dir>/bus.db`
-  int partitions = kDefaultPartitions;    ///< partitions per topic; fixed when the file is created
-  int batch_size = 256;                   ///< records fetched per partition per poll
+  std::string path;                     ///< the SQLite file, e.g. `<data-dir>/bus.db`
+  int partitions = kDefaultPartitions;  ///< partitions per topic; fixed when the file is created
+  int batch_size = 256;                 ///< records fetched per partition per poll
   std::chrono::milliseconds poll_interval{20};       ///< idle poll when no in-process wake-up
   std::chrono::milliseconds session_timeout{6'000};  ///< a member silent this long is evicted
   std::chrono::milliseconds heartbeat_interval{500};

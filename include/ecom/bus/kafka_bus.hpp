@@ -29,7 +29,7 @@ struct TopicSpec {
 
 /// The topics to provision (config/topics.json or the `topics` config section).
 struct TopicsConfig {
-  TopicSpec defaults;            ///< applied to every topic, name empty
+  TopicSpec defaults;             ///< applied to every topic, name empty
   std::vector<TopicSpec> topics;  ///< always includes every name of topics::kAll
 };
 
@@ -61,7 +61,7 @@ struct KafkaBusOptions {
   std::chrono::milliseconds delivery_timeout{30'000};
   // Consumers.
   std::chrono::milliseconds session_timeout{10'000};  ///< session.timeout.ms
-  std::chrono::milliseconds commit_interval{500};     ///< processed offsets are committed this often
+  std::chrono::milliseconds commit_interval{500};  ///< processed offsets are committed this often
   // Readiness.
   std::chrono::milliseconds health_interval{2'000};  ///< how often broker metadata is requested
   /// librdkafka properties for producer, consumers and admin client (security.protocol,
@@ -108,17 +108,16 @@ Status create_topics(const KafkaBusOptions& options, const std::vector<std::stri
 /// One row of describe_topics().
 struct TopicInfo {
   std::string name;
-  int partitions = 0;          ///< 0 when the topic does not exist
-  int replication_factor = 0;  ///< replicas of partition 0
-  int64_t retention_ms = -2;   ///< -2 when unknown
-  int expected_partitions = 0; ///< from the topics config; 0 when not configured
+  int partitions = 0;           ///< 0 when the topic does not exist
+  int replication_factor = 0;   ///< replicas of partition 0
+  int64_t retention_ms = -2;    ///< -2 when unknown
+  int expected_partitions = 0;  ///< from the topics config; 0 when not configured
   bool exists = false;
 };
 /// Describes every configured topic (and .dlq twin), plus, with a topic_prefix, the other topics
 /// under that prefix.
-Result<std::vector<TopicInfo>> describe_topics(const KafkaBusOptions& options,
-                                               std::chrono::milliseconds timeout =
-                                                   std::chrono::seconds(15));
+Result<std::vector<TopicInfo>> describe_topics(
+    const KafkaBusOptions& options, std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
 /// `ecomd topics create|list|describe`: runs the verb against options.bootstrap_servers with
 /// options.topics (names with options.topic_prefix) and prints a human-readable result to `out`;

@@ -59,13 +59,13 @@ class ConfigSection {
 
 /// The resolved process settings.
 struct Settings {
-  std::string roles = "all";           ///< --role / ECOMD_ROLE / "role"
-  std::string config_file;             ///< --config / ECOMD_CONFIG
-  std::string data_dir = "./data";     ///< --data-dir / ECOMD_DATA_DIR / "data_dir"
-  std::string http = "0.0.0.0:8080";   ///< --http / ECOMD_HTTP / "http"
-  std::string bus = "embedded";        ///< --bus / ECOMD_BUS / "bus"
-  std::string brokers;                 ///< --brokers / ECOMD_BROKERS / "brokers" (Kafka bootstrap)
-  std::string log_level = "info";      ///< --log-level / ECOMD_LOG_LEVEL / "log_level"
+  std::string roles = "all";          ///< --role / ECOMD_ROLE / "role"
+  std::string config_file;            ///< --config / ECOMD_CONFIG
+  std::string data_dir = "./data";    ///< --data-dir / ECOMD_DATA_DIR / "data_dir"
+  std::string http = "0.0.0.0:8080";  ///< --http / ECOMD_HTTP / "http"
+  std::string bus = "embedded";       ///< --bus / ECOMD_BUS / "bus"
+  std::string brokers;                ///< --brokers / ECOMD_BROKERS / "brokers" (Kafka bootstrap)
+  std::string log_level = "info";     ///< --log-level / ECOMD_LOG_LEVEL / "log_level"
   /// --instance-id / ECOMD_INSTANCE_ID / "instance_id": a stable id for static group membership
   /// (Kafka's group.instance.id), so a restarted process takes its partitions back at once.
   std::string instance_id;

@@ -11,16 +11,16 @@ namespace ecom {
 /// One event as it travels on the bus. `data` holds the payload as a JSON object text, so an
 /// event is encoded once and never re-serialised on its way through outbox and bus.
 struct Envelope {
-  std::string id;               ///< UUID, unique per event; the inbox deduplicates on it
-  std::string source;           ///< the role that emitted it, e.g. "order"
-  std::string type;             ///< e.g. "ecom.order.created.v1"
+  std::string id;      ///< UUID, unique per event; the inbox deduplicates on it
+  std::string source;  ///< the role that emitted it, e.g. "order"
+  std::string type;    ///< e.g. "ecom.order.created.v1"
   std::string specversion = "1.0";
-  std::string time;             ///< RFC 3339 UTC
-  std::string subject;          ///< order id or sku; also the partition key
-  std::string correlation_id;   ///< extension `correlationid`: the whole order flow
-  std::string causation_id;     ///< extension `causationid`: the event that caused this one
-  std::string traceparent;      ///< extension `traceparent`: W3C trace context
-  std::string data = "{}";      ///< JSON object text
+  std::string time;            ///< RFC 3339 UTC
+  std::string subject;         ///< order id or sku; also the partition key
+  std::string correlation_id;  ///< extension `correlationid`: the whole order flow
+  std::string causation_id;    ///< extension `causationid`: the event that caused this one
+  std::string traceparent;     ///< extension `traceparent`: W3C trace context
+  std::string data = "{}";     ///< JSON object text
 };
 
 /// Builds a new event with a fresh id and time. When `cause` is given, the correlation id and

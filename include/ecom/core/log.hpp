@@ -28,11 +28,13 @@ void warn(std::string_view tag, fmt::format_string<Args...> f, Args&&... args) {
 }
 template <typename... Args>
 void error(std::string_view tag, fmt::format_string<Args...> f, Args&&... args) {
-  if (enabled(Level::kError)) write(Level::kError, tag, fmt::format(f, std::forward<Args>(args)...));
+  if (enabled(Level::kError))
+    write(Level::kError, tag, fmt::format(f, std::forward<Args>(args)...));
 }
 template <typename... Args>
 void debug(std::string_view tag, fmt::format_string<Args...> f, Args&&... args) {
-  if (enabled(Level::kDebug)) write(Level::kDebug, tag, fmt::format(f, std::forward<Args>(args)...));
+  if (enabled(Level::kDebug))
+    write(Level::kDebug, tag, fmt::format(f, std::forward<Args>(args)...));
 }
 
 }  // namespace ecom::log

@@ -21,12 +21,12 @@ class Database;
 
 /// What the host gives a module. References outlive the module's start()..stop() span.
 struct ModuleContext {
-  bus::EventBus& bus;       ///< the only way to talk to other modules
-  bus::OutboxRelay& outbox; ///< relays this module's outbox; call notify() after a commit
-  http::Router& router;     ///< register routes here during start()
-  db::Database& db;         ///< this module's own SQLite store (`<data-dir>/<name>.db`)
-  ConfigSection config;     ///< this module's config section (may be empty)
-  const Settings& settings; ///< process-wide settings
+  bus::EventBus& bus;        ///< the only way to talk to other modules
+  bus::OutboxRelay& outbox;  ///< relays this module's outbox; call notify() after a commit
+  http::Router& router;      ///< register routes here during start()
+  db::Database& db;          ///< this module's own SQLite store (`<data-dir>/<name>.db`)
+  ConfigSection config;      ///< this module's config section (may be empty)
+  const Settings& settings;  ///< process-wide settings
 };
 
 /// A service hosted by ecomd. Implementations are `final` and expose `static constexpr

@@ -29,13 +29,15 @@ inline constexpr std::array kAll{kOrdersCreated,     kOrdersCancellations, kOrde
 namespace ecom::event_types {
 
 inline constexpr std::string_view kOrderCreated{"ecom.order.created.v1"};
-inline constexpr std::string_view kOrderCancellationRequested{"ecom.order.cancellation-requested.v1"};
+inline constexpr std::string_view kOrderCancellationRequested{
+    "ecom.order.cancellation-requested.v1"};
 inline constexpr std::string_view kOrderStatusChanged{"ecom.order.status-changed.v1"};
 inline constexpr std::string_view kReserveStock{"ecom.inventory.reserve-stock.v1"};
 inline constexpr std::string_view kReleaseStock{"ecom.inventory.release-stock.v1"};
 inline constexpr std::string_view kCommitStock{"ecom.inventory.commit-stock.v1"};
 inline constexpr std::string_view kStockReserved{"ecom.inventory.stock-reserved.v1"};
-inline constexpr std::string_view kStockReservationFailed{"ecom.inventory.stock-reservation-failed.v1"};
+inline constexpr std::string_view kStockReservationFailed{
+    "ecom.inventory.stock-reservation-failed.v1"};
 inline constexpr std::string_view kStockReleased{"ecom.inventory.stock-released.v1"};
 inline constexpr std::string_view kStockCommitted{"ecom.inventory.stock-committed.v1"};
 inline constexpr std::string_view kInventoryUpdated{"ecom.inventory.updated.v1"};

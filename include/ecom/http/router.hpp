@@ -88,9 +88,10 @@ class Stream {
 };
 
 /// Opens a stream. Return std::nullopt to start streaming (status 200, `Content-Type:
-/// text/event-stream`, `Cache-Control: no-cache`, no length); return a Response (e.g. 404) to answer
-/// normally instead, in which case the stream is discarded.
-using StreamHandler = std::function<std::optional<Response>(const Request&, std::shared_ptr<Stream>)>;
+/// text/event-stream`, `Cache-Control: no-cache`, no length); return a Response (e.g. 404) to
+/// answer normally instead, in which case the stream is discarded.
+using StreamHandler =
+    std::function<std::optional<Response>(const Request&, std::shared_ptr<Stream>)>;
 
 /// One WebSocket connection (text messages). Thread-safe.
 class WebSocket {
@@ -112,14 +113,15 @@ struct WebSocketCallbacks {
 };
 
 /// Accepts a WebSocket upgrade and returns its callbacks (the socket may be used at once).
-using WebSocketHandler = std::function<WebSocketCallbacks(const Request&, std::shared_ptr<WebSocket>)>;
+using WebSocketHandler =
+    std::function<WebSocketCallbacks(const Request&, std::shared_ptr<WebSocket>)>;
 
 /// What a request resolved to.
 struct Match {
   enum class Kind { kResponse, kAsync, kStream, kWebSocket };
   Kind kind = Kind::kResponse;
-  Response response;                    ///< kResponse: the answer (handler already ran, or an error)
-  const AsyncHandler* async = nullptr;  ///< kAsync
+  Response response;  ///< kResponse: the answer (handler already ran, or an error)
+  const AsyncHandler* async = nullptr;          ///< kAsync
   const StreamHandler* stream = nullptr;        ///< kStream
   const WebSocketHandler* websocket = nullptr;  ///< kWebSocket
 };
@@ -139,7 +141,8 @@ class Router final {
   /// Routes a request: 404 for no path match, 405 (with Allow) when only the method differs,
   /// 415 when a POST/PUT/PATCH body is not JSON. Plain routes are run and their response returned.
   Response dispatch(Request& request) const;
-  /// Resolves a request to its route kind (runs plain handlers; sets path params). Used by the server.
+  /// Resolves a request to its route kind (runs plain handlers; sets path params). Used by the
+  /// server.
   Match match(Request& request) const;
   /// Number of routes.
   size_t size() const noexcept { return routes_.size(); }

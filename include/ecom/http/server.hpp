@@ -16,8 +16,9 @@ struct ServerOptions {
   std::string host = "0.0.0.0";
   uint16_t port = 8080;  ///< 0 picks a free port
   int threads = 2;
-  size_t body_limit = 1 << 20;                      ///< larger bodies get 413
-  std::chrono::milliseconds read_timeout{30'000};   ///< header+body read deadline (and idle keep-alive)
+  size_t body_limit = 1 << 20;  ///< larger bodies get 413
+  std::chrono::milliseconds read_timeout{
+      30'000};  ///< header+body read deadline (and idle keep-alive)
   /// Bytes a stream or WebSocket client may fall behind before it is dropped (per connection).
   /// Streams and WebSockets are exempt from read_timeout; their writes keep a deadline.
   size_t stream_buffer_limit = 1 << 20;

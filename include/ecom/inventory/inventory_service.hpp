@@ -60,11 +60,11 @@ std::span<const std::string_view> migrations();
 
 /// What ReserveStock decided for an order.
 struct ReserveResult {
-  bool reserved = false;           ///< true: StockReserved; false: StockReservationFailed
-  bool repeated = false;           ///< the order already had an outcome, which was replayed
-  std::string reason;              ///< OUT_OF_STOCK or UNKNOWN_SKU when !reserved
-  std::vector<std::string> skus;   ///< the lines that could not be reserved
-  std::vector<Line> items;         ///< the reserved lines when reserved
+  bool reserved = false;          ///< true: StockReserved; false: StockReservationFailed
+  bool repeated = false;          ///< the order already had an outcome, which was replayed
+  std::string reason;             ///< OUT_OF_STOCK or UNKNOWN_SKU when !reserved
+  std::vector<std::string> skus;  ///< the lines that could not be reserved
+  std::vector<Line> items;        ///< the reserved lines when reserved
 };
 
 /// Reserves every line or none, records the outcome for the order and queues the reply on

@@ -31,7 +31,7 @@ struct Rules {
 /// A parsed AuthorizePayment command.
 struct AuthorizeCommand {
   std::string order_id;
-  int64_t amount = 0;         ///< minor units, >= 0
+  int64_t amount = 0;  ///< minor units, >= 0
   std::string currency;
   std::string payment_token;  ///< empty when absent or null
 };

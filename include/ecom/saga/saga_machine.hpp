@@ -81,8 +81,8 @@ struct SagaRecord {
   std::vector<Item> items;
   std::string correlation_id;  ///< of the order flow, for events the timer emits
   std::string traceparent;
-  std::string last_event_id;      ///< last input event applied (causation of timer events)
-  bool stock_reserved = false;    ///< a reservation is known to exist and is not released
+  std::string last_event_id;        ///< last input event applied (causation of timer events)
+  bool stock_reserved = false;      ///< a reservation is known to exist and is not released
   bool payment_authorized = false;  ///< an authorization is known to exist and is not refunded
   uint32_t pending = kPendingNone;  ///< PendingAck flags
   int64_t deadline_ms = 0;          ///< when the current step times out; 0 = none

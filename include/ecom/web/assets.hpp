@@ -1,6 +1,7 @@
 #pragma once
-/// The web UI and docs/openapi.yaml, embedded in the binary at build time (cmake/EmbedAssets.cmake),
-/// so a single ecomd executable serves its UI with nothing on disk and no internet access.
+/// The web UI and docs/openapi.yaml, embedded in the binary at build time
+/// (cmake/EmbedAssets.cmake), so a single ecomd executable serves its UI with nothing on disk and
+/// no internet access.
 
 #include <string_view>
 
