@@ -9,7 +9,7 @@ packages=(
 )
 # Extra packages for the test suite (the Kafka broker script installs Java, Maven and kcat itself).
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(python3)
+  packages+=(python3 clang-format)
 fi
 
 missing=()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything (warnings are errors) and runs every test:
+#   0. the code format (.clang-format);
 #   1. the C++ suite through ctest, with a real Apache Kafka broker on loopback for the Kafka tests;
 #   2. the browser test of the web UI in headless Chromium;
 #   3. a 5-second smoke run of every benchmark scenario;
@@ -42,6 +43,7 @@ stage() {
   fi
 }
 
+stage "code format" scripts/format-check.sh
 stage "unit, contract and end-to-end tests (ctest)" \
   ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 900
 stage "browser test" scripts/browser-test.sh "$build_dir/src/ecomd" "$build_dir/browser"
