@@ -84,10 +84,10 @@ struct Options {
   E2e e2e = E2e::kSse;
   std::vector<std::string> skus;
   std::string oos_sku = "BENCH-SOLDOUT";
-  int64_t max_inflight = 0;     // 0: default per mode
+  int64_t max_inflight = 0;  // 0: default per mode
   int poll_connections = 256;
-  double timeout_s = 30;        // one HTTP request
-  double e2e_timeout_s = 60;    // POST → terminal status
+  double timeout_s = 30;      // one HTTP request
+  double e2e_timeout_s = 60;  // POST → terminal status
   std::string json_path;
   std::string label;
   bool quiet = false;
@@ -148,7 +148,8 @@ double parse_double(std::string_view name, std::string_view v) {
   char* end = nullptr;
   std::string s(v);
   double d = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !std::isfinite(d)) die("bad number for " + std::string(name) + ": " + s);
+  if (s.empty() || *end != '\0' || !std::isfinite(d))
+    die("bad number for " + std::string(name) + ": " + s);
   return d;
 }
 
@@ -170,7 +171,8 @@ double parse_seconds(std::string_view name, std::string_view v) {
 int64_t parse_int(std::string_view name, std::string_view v) {
   int64_t n = 0;
   auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc() || end != v.data() + v.size()) die("bad integer for " + std::string(name) + ": " + std::string(v));
+  if (ec != std::errc() || end != v.data() + v.size())
+    die("bad integer for " + std::string(name) + ": " + std::string(v));
   return n;
 }
 
@@ -208,37 +210,64 @@ Options parse_options(int argc, char** argv) {
       if (i + 1 >= argc) die("missing value for " + std::string(name));
       return argv[++i];
     };
-    if (name == "--url") o.url = parse_url(next());
-    else if (name == "--sse-url") o.sse_url = parse_url(next());
+    if (name == "--url")
+      o.url = parse_url(next());
+    else if (name == "--sse-url")
+      o.sse_url = parse_url(next());
     else if (name == "--mode") {
       auto v = next();
-      if (v == "closed") o.mode = Mode::kClosed;
-      else if (v == "open") o.mode = Mode::kOpen;
-      else die("--mode must be closed or open");
-    } else if (name == "--connections") o.connections = static_cast<int>(parse_int(name, next()));
-    else if (name == "--rate") o.rate = parse_double(name, next());
-    else if (name == "--duration") o.duration_s = parse_seconds(name, next());
-    else if (name == "--warmup") o.warmup_s = parse_seconds(name, next());
-    else if (name == "--orders") o.orders = parse_int(name, next());
-    else if (name == "--mix-decline") o.mix_decline = parse_double(name, next());
-    else if (name == "--mix-oos") o.mix_oos = parse_double(name, next());
-    else if (name == "--oos-sku") o.oos_sku = std::string(next());
-    else if (name == "--seed") o.seed = static_cast<uint64_t>(parse_int(name, next()));
+      if (v == "closed")
+        o.mode = Mode::kClosed;
+      else if (v == "open")
+        o.mode = Mode::kOpen;
+      else
+        die("--mode must be closed or open");
+    } else if (name == "--connections")
+      o.connections = static_cast<int>(parse_int(name, next()));
+    else if (name == "--rate")
+      o.rate = parse_double(name, next());
+    else if (name == "--duration")
+      o.duration_s = parse_seconds(name, next());
+    else if (name == "--warmup")
+      o.warmup_s = parse_seconds(name, next());
+    else if (name == "--orders")
+      o.orders = parse_int(name, next());
+    else if (name == "--mix-decline")
+      o.mix_decline = parse_double(name, next());
+    else if (name == "--mix-oos")
+      o.mix_oos = parse_double(name, next());
+    else if (name == "--oos-sku")
+      o.oos_sku = std::string(next());
+    else if (name == "--seed")
+      o.seed = static_cast<uint64_t>(parse_int(name, next()));
     else if (name == "--e2e") {
       auto v = next();
-      if (v == "sse") o.e2e = E2e::kSse;
-      else if (v == "poll") o.e2e = E2e::kPoll;
-      else if (v == "none") o.e2e = E2e::kNone;
-      else die("--e2e must be sse, poll or none");
-    } else if (name == "--skus") o.skus = split_list(next());
-    else if (name == "--max-inflight") o.max_inflight = parse_int(name, next());
-    else if (name == "--poll-connections") o.poll_connections = static_cast<int>(parse_int(name, next()));
-    else if (name == "--timeout") o.timeout_s = parse_seconds(name, next());
-    else if (name == "--e2e-timeout") o.e2e_timeout_s = parse_seconds(name, next());
-    else if (name == "--json") o.json_path = std::string(next());
-    else if (name == "--label") o.label = std::string(next());
-    else if (name == "--quiet") o.quiet = true;
-    else die("unknown option " + std::string(name) + " (see --help)");
+      if (v == "sse")
+        o.e2e = E2e::kSse;
+      else if (v == "poll")
+        o.e2e = E2e::kPoll;
+      else if (v == "none")
+        o.e2e = E2e::kNone;
+      else
+        die("--e2e must be sse, poll or none");
+    } else if (name == "--skus")
+      o.skus = split_list(next());
+    else if (name == "--max-inflight")
+      o.max_inflight = parse_int(name, next());
+    else if (name == "--poll-connections")
+      o.poll_connections = static_cast<int>(parse_int(name, next()));
+    else if (name == "--timeout")
+      o.timeout_s = parse_seconds(name, next());
+    else if (name == "--e2e-timeout")
+      o.e2e_timeout_s = parse_seconds(name, next());
+    else if (name == "--json")
+      o.json_path = std::string(next());
+    else if (name == "--label")
+      o.label = std::string(next());
+    else if (name == "--quiet")
+      o.quiet = true;
+    else
+      die("unknown option " + std::string(name) + " (see --help)");
   }
   if (o.skus.empty())
     for (int i = 1; i <= 16; ++i) {
@@ -254,10 +283,14 @@ Options parse_options(int argc, char** argv) {
     die("--mix-decline and --mix-oos must be >= 0 and sum to at most 1");
   if (o.poll_connections < 1) die("--poll-connections must be >= 1");
   if (o.max_inflight <= 0) {
-    if (o.mode == Mode::kOpen) o.max_inflight = std::max<int64_t>(1000, static_cast<int64_t>(o.rate * 10));
-    else if (o.e2e == E2e::kNone) o.max_inflight = INT64_MAX;
-    else if (o.e2e == E2e::kPoll) o.max_inflight = o.poll_connections;
-    else o.max_inflight = 4LL * o.connections;
+    if (o.mode == Mode::kOpen)
+      o.max_inflight = std::max<int64_t>(1000, static_cast<int64_t>(o.rate * 10));
+    else if (o.e2e == E2e::kNone)
+      o.max_inflight = INT64_MAX;
+    else if (o.e2e == E2e::kPoll)
+      o.max_inflight = o.poll_connections;
+    else
+      o.max_inflight = 4LL * o.connections;
   }
   return o;
 }
@@ -363,16 +396,16 @@ struct Results {
   Histogram reserved;    // to STOCK_RESERVED seen (SSE only): where along the saga the time goes
   Histogram authorized;  // to PAYMENT_AUTHORIZED seen (SSE only)
   int64_t sent = 0;
-  int64_t accepted = 0;        // measured orders answered 202
-  int64_t completed = 0;       // measured orders seen terminal
+  int64_t accepted = 0;             // measured orders answered 202
+  int64_t completed = 0;            // measured orders seen terminal
   int64_t accepted_in_window = 0;   // 202s received during the window (any order)
   int64_t completed_in_window = 0;  // terminal statuses seen during the window (any order)
   int64_t confirmed = 0;
   int64_t cancelled = 0;
   std::map<std::string, int64_t> cancel_reasons;
-  int64_t unexpected = 0;      // outcome differs from what the workload intended
-  int64_t lost = 0;            // accepted but no terminal status within --e2e-timeout
-  int64_t abandoned = 0;       // still unfinished when an overloaded run stopped
+  int64_t unexpected = 0;  // outcome differs from what the workload intended
+  int64_t lost = 0;        // accepted but no terminal status within --e2e-timeout
+  int64_t abandoned = 0;   // still unfinished when an overloaded run stopped
   std::map<std::string, int64_t> errors;
   int64_t error_total() const {
     int64_t n = 0;
@@ -431,7 +464,8 @@ std::optional<Response> parse_response(std::string_view buf, std::string& scratc
   size_t pos = head.find("\r\n");
   while (pos != std::string_view::npos && pos < head.size()) {
     size_t next = head.find("\r\n", pos + 2);
-    std::string_view line = head.substr(pos + 2, (next == std::string_view::npos ? head.size() : next) - pos - 2);
+    std::string_view line =
+        head.substr(pos + 2, (next == std::string_view::npos ? head.size() : next) - pos - 2);
     auto colon = line.find(':');
     if (colon != std::string_view::npos) {
       std::string_view name = line.substr(0, colon);
@@ -439,11 +473,15 @@ std::optional<Response> parse_response(std::string_view buf, std::string& scratc
       while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
       auto ieq = [](std::string_view a, std::string_view b) {
         return a.size() == b.size() &&
-               std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+               std::equal(a.begin(), a.end(), b.begin(),
+                          [](char x, char y) { return std::tolower(x) == std::tolower(y); });
       };
-      if (ieq(name, "content-length")) std::from_chars(value.data(), value.data() + value.size(), length);
-      else if (ieq(name, "transfer-encoding")) chunked = value.find("chunked") != std::string_view::npos;
-      else if (ieq(name, "connection")) r.close = ieq(value, "close");
+      if (ieq(name, "content-length"))
+        std::from_chars(value.data(), value.data() + value.size(), length);
+      else if (ieq(name, "transfer-encoding"))
+        chunked = value.find("chunked") != std::string_view::npos;
+      else if (ieq(name, "connection"))
+        r.close = ieq(value, "close");
     }
     pos = next;
   }
@@ -534,8 +572,8 @@ class Bench {
   std::string scratch_;
 
   std::vector<Order> orders_;
-  std::deque<int64_t> backlog_;       // orders waiting for a POST connection
-  std::deque<int64_t> poll_backlog_;  // orders waiting for a poll connection
+  std::deque<int64_t> backlog_;                        // orders waiting for a POST connection
+  std::deque<int64_t> poll_backlog_;                   // orders waiting for a poll connection
   std::unordered_map<std::string, int64_t> inflight_;  // accepted, not terminal: id → order
   std::vector<std::string> ids_;                       // order → id, once accepted (poll mode)
   // Terminal statuses seen on SSE before the 202 of their order was read.
@@ -549,7 +587,8 @@ class Bench {
   int64_t connect_failures_ = 0;
   int64_t overloaded_at_ = 0;
   int64_t overload_unfinished_ = 0;
-  int64_t total_accepted_ = 0, total_completed_ = 0;  // sent (or queued) and not yet terminal/failed
+  int64_t total_accepted_ = 0,
+          total_completed_ = 0;  // sent (or queued) and not yet terminal/failed
 
   int64_t start_ = 0, window_start_ = 0, window_end_ = INT64_MAX, send_end_ = INT64_MAX;
   int64_t next_intended_ = 0;
@@ -721,8 +760,10 @@ void Bench::on_readable(Conn& c) {
     if (!c.busy) return conn_failed(c, "unexpected_response");
     bool close = r->close;
     // Handlers only record outcomes (requests are sent from dispatch()), so r's views stay valid.
-    if (c.kind == ConnKind::kPost) on_post_response(c, *r, now);
-    else on_poll_response(c, *r, now);
+    if (c.kind == ConnKind::kPost)
+      on_post_response(c, *r, now);
+    else
+      on_poll_response(c, *r, now);
     c.in.erase(0, r->consumed);
     if (close) {
       close_conn(c);
@@ -742,8 +783,9 @@ int64_t Bench::new_order(int64_t intended) {
   o.intended = intended;
   std::uniform_real_distribution<double> u(0, 1);
   double x = u(rng_);
-  o.expect = x < o_.mix_oos ? Expect::kOutOfStock
-                            : x < o_.mix_oos + o_.mix_decline ? Expect::kDeclined : Expect::kConfirmed;
+  o.expect = x < o_.mix_oos                    ? Expect::kOutOfStock
+             : x < o_.mix_oos + o_.mix_decline ? Expect::kDeclined
+                                               : Expect::kConfirmed;
   o.measured = in_window(intended) && (o_.orders <= 0 || measured_sent_ < o_.orders);
   if (o.measured) {
     ++measured_sent_;
@@ -759,7 +801,8 @@ std::string Bench::post_request(int64_t idx) {
   const Order& o = orders_[static_cast<size_t>(idx)];
   // The random draws depend only on the order's sequence number, so a seed gives one workload.
   std::mt19937_64 g(o_.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(idx));
-  const std::string& sku = o.expect == Expect::kOutOfStock ? o_.oos_sku : o_.skus[g() % o_.skus.size()];
+  const std::string& sku =
+      o.expect == Expect::kOutOfStock ? o_.oos_sku : o_.skus[g() % o_.skus.size()];
   const char* token = o.expect == Expect::kDeclined ? "tok_decline" : "tok_visa";
   char body[512];
   int len = std::snprintf(body, sizeof body,
@@ -821,7 +864,8 @@ void Bench::dispatch() {
     }
   } else {
     while (!idle_post_.empty() && may_send_more(now) &&
-           static_cast<int64_t>(inflight_.size()) + o_.connections - static_cast<int64_t>(idle_post_.size()) <
+           static_cast<int64_t>(inflight_.size()) + o_.connections -
+                   static_cast<int64_t>(idle_post_.size()) <
                o_.max_inflight) {
       Conn* c = idle_post_.back();
       idle_post_.pop_back();
@@ -850,7 +894,8 @@ void Bench::dispatch() {
     ++res_.poll_rounds;
     send(*c, poll_request(ids_[static_cast<size_t>(idx)]));
   }
-  res_.max_inflight_seen = std::max<int64_t>(res_.max_inflight_seen, static_cast<int64_t>(inflight_.size()));
+  res_.max_inflight_seen =
+      std::max<int64_t>(res_.max_inflight_seen, static_cast<int64_t>(inflight_.size()));
 }
 
 // --- outcomes ---------------------------------------------------------------------------------
@@ -960,7 +1005,8 @@ void Bench::on_poll_response(Conn& c, const Response& r, int64_t now) {
   c.order = -1;
   idle_poll_.push_back(&c);
   Order& o = orders_[static_cast<size_t>(idx)];
-  if (o.state == OrderState::kDone || o.state == OrderState::kFailed) return;  // timed out meanwhile
+  if (o.state == OrderState::kDone || o.state == OrderState::kFailed)
+    return;  // timed out meanwhile
   if (r.status != 200) {
     // 503 (too many waiters) and similar: try again; the order itself is not at fault.
     error("poll_http_" + std::to_string(r.status));
@@ -986,12 +1032,15 @@ void Bench::on_sse_bytes(Conn& c) {
     int status = 0;
     if (head.size() >= 12) std::from_chars(head.data() + 9, head.data() + 12, status);
     if (status != 200) {
-      std::fprintf(stderr, "ecomd-bench: GET /api/events answered %d; is the notification role running?\n"
-                           "  (use --sse-url, or --e2e=poll)\n", status);
+      std::fprintf(stderr,
+                   "ecomd-bench: GET /api/events answered %d; is the notification role running?\n"
+                   "  (use --sse-url, or --e2e=poll)\n",
+                   status);
       std::exit(1);
     }
     std::string lower(head);
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
     c.chunked = lower.find("transfer-encoding: chunked") != std::string::npos;
     c.headers_done = true;
     c.in.erase(0, end + 4);
@@ -1038,14 +1087,18 @@ void Bench::on_sse_bytes(Conn& c) {
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       block = nl == std::string_view::npos ? std::string_view() : block.substr(nl + 1);
       auto field = [&line](std::string_view name) -> std::optional<std::string_view> {
-        if (!line.starts_with(name) || line.size() <= name.size() || line[name.size()] != ':') return std::nullopt;
+        if (!line.starts_with(name) || line.size() <= name.size() || line[name.size()] != ':')
+          return std::nullopt;
         auto v = line.substr(name.size() + 1);
         if (!v.empty() && v.front() == ' ') v.remove_prefix(1);
         return v;
       };
-      if (auto v = field("event")) event = *v;
-      else if (auto v2 = field("data")) data = *v2;
-      else if (auto v3 = field("id")) id = *v3;
+      if (auto v = field("event"))
+        event = *v;
+      else if (auto v2 = field("data"))
+        data = *v2;
+      else if (auto v3 = field("id"))
+        id = *v3;
     }
     if (!id.empty()) sse_last_id_ = std::string(id);
     on_sse_event(event, data, now);
@@ -1139,9 +1192,11 @@ int Bench::run() {
       int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), 100);
       for (int i = 0; i < n; ++i)
         if (events[static_cast<size_t>(i)].data.ptr != nullptr)
-          on_event(*static_cast<Conn*>(events[static_cast<size_t>(i)].data.ptr), events[static_cast<size_t>(i)].events);
+          on_event(*static_cast<Conn*>(events[static_cast<size_t>(i)].data.ptr),
+                   events[static_cast<size_t>(i)].events);
     }
-    if (sse_ == nullptr) die("cannot open GET /api/events at " + (o_.sse_url ? *o_.sse_url : o_.url).text);
+    if (sse_ == nullptr)
+      die("cannot open GET /api/events at " + (o_.sse_url ? *o_.sse_url : o_.url).text);
   }
 
   for (int i = 0; i < o_.connections; ++i) {
@@ -1168,7 +1223,8 @@ int Bench::run() {
     now = mono_ns();
 
     // Count mode: the window closes when every measured order was sent and has finished.
-    if (o_.orders > 0 && window_end_ == INT64_MAX && measured_sent_ >= o_.orders && measured_open_ == 0) {
+    if (o_.orders > 0 && window_end_ == INT64_MAX && measured_sent_ >= o_.orders &&
+        measured_open_ == 0) {
       window_end_ = now;
       send_end_ = now;
     }
@@ -1189,7 +1245,9 @@ int Bench::run() {
       double dt = static_cast<double>(now - last_progress_) / kNsPerSec;
       int64_t acc = total_accepted_, comp = total_completed_;
       const char* phase = now < window_start_ ? "warmup" : sending ? "measure" : "drain";
-      std::fprintf(stderr, "[%5.1fs %-7s] accepted %7.0f/s  completed %7.0f/s  in flight %6zu  backlog %6zu  errors %" PRId64 "\n",
+      std::fprintf(stderr,
+                   "[%5.1fs %-7s] accepted %7.0f/s  completed %7.0f/s  in flight %6zu  backlog "
+                   "%6zu  errors %" PRId64 "\n",
                    static_cast<double>(now - start_) / kNsPerSec, phase,
                    static_cast<double>(acc - progress_accepted_) / dt,
                    static_cast<double>(comp - progress_completed_) / dt, inflight_.size(),
@@ -1258,14 +1316,20 @@ void Bench::report(int64_t finished_at) {
   if (o_.orders > 0 && window_end_ == INT64_MAX) window_end_ = finished_at;
   res_.window_s = static_cast<double>(window_end_ - window_start_) / kNsPerSec;
   const double w = res_.window_s > 0 ? res_.window_s : 1;
-  std::printf("\necomd-bench%s%s: %s loop, ", o_.label.empty() ? "" : " ", o_.label.c_str(), mode_name(o_.mode));
+  std::printf("\necomd-bench%s%s: %s loop, ", o_.label.empty() ? "" : " ", o_.label.c_str(),
+              mode_name(o_.mode));
   if (o_.mode == Mode::kOpen) std::printf("target %.0f orders/s, ", o_.rate);
-  std::printf("%d connections, e2e=%s, window %.1f s (+%.1f s warm-up), mix decline=%.2f oos=%.2f, seed %" PRIu64 "\n",
-              o_.connections, e2e_name(o_.e2e), res_.window_s, o_.warmup_s, o_.mix_decline, o_.mix_oos, o_.seed);
+  std::printf(
+      "%d connections, e2e=%s, window %.1f s (+%.1f s warm-up), mix decline=%.2f oos=%.2f, seed "
+      "%" PRIu64 "\n",
+      o_.connections, e2e_name(o_.e2e), res_.window_s, o_.warmup_s, o_.mix_decline, o_.mix_oos,
+      o_.seed);
   std::printf("  %-26s %12s %12s\n", "", "count", "per second");
-  std::printf("  %-26s %12" PRId64 " %12.0f\n", "accepted (202)", res_.accepted_in_window, res_.accepted_in_window / w);
+  std::printf("  %-26s %12" PRId64 " %12.0f\n", "accepted (202)", res_.accepted_in_window,
+              res_.accepted_in_window / w);
   if (o_.e2e != E2e::kNone)
-    std::printf("  %-26s %12" PRId64 " %12.0f\n", "completed (terminal)", res_.completed_in_window, res_.completed_in_window / w);
+    std::printf("  %-26s %12" PRId64 " %12.0f\n", "completed (terminal)", res_.completed_in_window,
+                res_.completed_in_window / w);
   std::printf("  %-26s %12" PRId64 "\n", "measured orders sent", measured_sent_);
   if (o_.e2e != E2e::kNone) {
     std::printf("  %-26s %12" PRId64 "\n", "  CONFIRMED", res_.confirmed);
@@ -1286,25 +1350,31 @@ void Bench::report(int64_t finished_at) {
     sep = ", ";
   }
   std::printf("%s\n", res_.errors.empty() ? "" : ")");
-  std::printf("  latency ms    %9s %9s %9s %9s %9s %9s %9s\n", "p50", "p90", "p99", "p99.9", "max", "mean", "n");
+  std::printf("  latency ms    %9s %9s %9s %9s %9s %9s %9s\n", "p50", "p90", "p99", "p99.9", "max",
+              "mean", "n");
   auto row = [](const char* name, const Histogram& h) {
-    std::printf("  %-12s  %9s %9s %9s %9s %9s %9s %9" PRId64 "\n", name, ms(h.quantile(0.5)).c_str(),
-                ms(h.quantile(0.9)).c_str(), ms(h.quantile(0.99)).c_str(), ms(h.quantile(0.999)).c_str(),
-                ms(h.max()).c_str(), ms(static_cast<int64_t>(h.mean())).c_str(), h.count());
+    std::printf("  %-12s  %9s %9s %9s %9s %9s %9s %9" PRId64 "\n", name,
+                ms(h.quantile(0.5)).c_str(), ms(h.quantile(0.9)).c_str(),
+                ms(h.quantile(0.99)).c_str(), ms(h.quantile(0.999)).c_str(), ms(h.max()).c_str(),
+                ms(static_cast<int64_t>(h.mean())).c_str(), h.count());
   };
   row("accept", res_.accept);
   if (res_.reserved.count() > 0) row("  reserved", res_.reserved);
   if (res_.authorized.count() > 0) row("  authorized", res_.authorized);
   if (o_.e2e != E2e::kNone) row("end-to-end", res_.e2e);
   if (overloaded_at_ != 0)
-    std::printf("  OVERLOADED: stopped after %.1f s with %" PRId64 " orders unfinished: the server did not sustain\n"
-                "  %.0f orders/s. Latencies above are of the orders that finished before the stop, so they\n"
+    std::printf("  OVERLOADED: stopped after %.1f s with %" PRId64
+                " orders unfinished: the server did not sustain\n"
+                "  %.0f orders/s. Latencies above are of the orders that finished before the stop, "
+                "so they\n"
                 "  understate the queueing (%" PRId64 " measured orders abandoned).\n",
-                static_cast<double>(overloaded_at_ - start_) / kNsPerSec, overload_unfinished_, o_.rate,
-                res_.abandoned);
+                static_cast<double>(overloaded_at_ - start_) / kNsPerSec, overload_unfinished_,
+                o_.rate, res_.abandoned);
   if (o_.mode == Mode::kOpen && res_.max_backlog > 0)
-    std::printf("  (open loop: up to %" PRId64 " orders waited for a free connection)\n", res_.max_backlog);
-  if (res_.sse_reconnects > 0) std::printf("  (SSE stream reconnected %" PRId64 " times)\n", res_.sse_reconnects);
+    std::printf("  (open loop: up to %" PRId64 " orders waited for a free connection)\n",
+                res_.max_backlog);
+  if (res_.sse_reconnects > 0)
+    std::printf("  (SSE stream reconnected %" PRId64 " times)\n", res_.sse_reconnects);
   std::printf("  load generator CPU: %.1f s (%.0f us per order sent)\n", cpu_seconds(),
               res_.sent > 0 ? cpu_seconds() * 1e6 / static_cast<double>(res_.sent) : 0.0);
   std::fflush(stdout);
@@ -1314,7 +1384,8 @@ void Bench::report(int64_t finished_at) {
 void json_hist(std::FILE* f, const char* name, const Histogram& h) {
   auto v = [](int64_t ns) { return static_cast<double>(ns) / kNsPerMs; };
   std::fprintf(f,
-               "  \"%s\": {\"count\": %" PRId64 ", \"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, \"p999\": %.4f, "
+               "  \"%s\": {\"count\": %" PRId64
+               ", \"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, \"p999\": %.4f, "
                "\"max\": %.4f, \"mean\": %.4f}",
                name, h.count(), v(h.quantile(0.5)), v(h.quantile(0.9)), v(h.quantile(0.99)),
                v(h.quantile(0.999)), v(h.max()), v(static_cast<int64_t>(h.mean())));
@@ -1339,27 +1410,41 @@ std::string json_escape(std::string_view s) {
 void Bench::write_json() const {
   std::FILE* f = std::fopen(o_.json_path.c_str(), "w");
   if (f == nullptr) {
-    std::fprintf(stderr, "ecomd-bench: cannot write %s: %s\n", o_.json_path.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "ecomd-bench: cannot write %s: %s\n", o_.json_path.c_str(),
+                 std::strerror(errno));
     return;
   }
   const double w = res_.window_s > 0 ? res_.window_s : 1;
   std::fprintf(f, "{\n  \"label\": \"%s\",\n", json_escape(o_.label).c_str());
-  std::fprintf(f, "  \"config\": {\"url\": \"%s\", \"sse_url\": \"%s\", \"mode\": \"%s\", \"connections\": %d, "
-               "\"rate\": %.1f, \"duration_s\": %.3f, \"warmup_s\": %.3f, \"orders\": %" PRId64 ", "
-               "\"mix_decline\": %.4f, \"mix_oos\": %.4f, \"seed\": %" PRIu64 ", \"e2e\": \"%s\", "
-               "\"max_inflight\": %" PRId64 ", \"skus\": %zu},\n",
-               json_escape(o_.url.text).c_str(), json_escape(o_.sse_url ? o_.sse_url->text : o_.url.text).c_str(),
-               mode_name(o_.mode), o_.connections, o_.mode == Mode::kOpen ? o_.rate : 0.0, o_.duration_s,
-               o_.warmup_s, o_.orders, o_.mix_decline, o_.mix_oos, o_.seed, e2e_name(o_.e2e),
-               o_.max_inflight == INT64_MAX ? -1 : o_.max_inflight, o_.skus.size());
-  std::fprintf(f, "  \"window_s\": %.3f,\n  \"overloaded\": %s,\n", res_.window_s, overloaded_at_ ? "true" : "false");
-  std::fprintf(f, "  \"accepted\": %" PRId64 ",\n  \"accepted_per_s\": %.1f,\n", res_.accepted_in_window, res_.accepted_in_window / w);
-  std::fprintf(f, "  \"completed\": %" PRId64 ",\n  \"completed_per_s\": %.1f,\n", res_.completed_in_window, res_.completed_in_window / w);
-  std::fprintf(f, "  \"measured\": {\"sent\": %" PRId64 ", \"accepted\": %" PRId64 ", \"completed\": %" PRId64
-               ", \"confirmed\": %" PRId64 ", \"cancelled\": %" PRId64 ", \"unexpected\": %" PRId64 ", \"lost\": %" PRId64 ", \"abandoned\": %" PRId64 "},\n",
-               measured_sent_, res_.accepted, res_.completed, res_.confirmed, res_.cancelled, res_.unexpected, res_.lost,
-               res_.abandoned);
-  std::fprintf(f, "  \"total\": {\"sent\": %" PRId64 ", \"accepted\": %" PRId64 ", \"completed\": %" PRId64 "},\n",
+  std::fprintf(
+      f,
+      "  \"config\": {\"url\": \"%s\", \"sse_url\": \"%s\", \"mode\": \"%s\", \"connections\": %d, "
+      "\"rate\": %.1f, \"duration_s\": %.3f, \"warmup_s\": %.3f, \"orders\": %" PRId64
+      ", "
+      "\"mix_decline\": %.4f, \"mix_oos\": %.4f, \"seed\": %" PRIu64
+      ", \"e2e\": \"%s\", "
+      "\"max_inflight\": %" PRId64 ", \"skus\": %zu},\n",
+      json_escape(o_.url.text).c_str(),
+      json_escape(o_.sse_url ? o_.sse_url->text : o_.url.text).c_str(), mode_name(o_.mode),
+      o_.connections, o_.mode == Mode::kOpen ? o_.rate : 0.0, o_.duration_s, o_.warmup_s, o_.orders,
+      o_.mix_decline, o_.mix_oos, o_.seed, e2e_name(o_.e2e),
+      o_.max_inflight == INT64_MAX ? -1 : o_.max_inflight, o_.skus.size());
+  std::fprintf(f, "  \"window_s\": %.3f,\n  \"overloaded\": %s,\n", res_.window_s,
+               overloaded_at_ ? "true" : "false");
+  std::fprintf(f, "  \"accepted\": %" PRId64 ",\n  \"accepted_per_s\": %.1f,\n",
+               res_.accepted_in_window, res_.accepted_in_window / w);
+  std::fprintf(f, "  \"completed\": %" PRId64 ",\n  \"completed_per_s\": %.1f,\n",
+               res_.completed_in_window, res_.completed_in_window / w);
+  std::fprintf(f,
+               "  \"measured\": {\"sent\": %" PRId64 ", \"accepted\": %" PRId64
+               ", \"completed\": %" PRId64 ", \"confirmed\": %" PRId64 ", \"cancelled\": %" PRId64
+               ", \"unexpected\": %" PRId64 ", \"lost\": %" PRId64 ", \"abandoned\": %" PRId64
+               "},\n",
+               measured_sent_, res_.accepted, res_.completed, res_.confirmed, res_.cancelled,
+               res_.unexpected, res_.lost, res_.abandoned);
+  std::fprintf(f,
+               "  \"total\": {\"sent\": %" PRId64 ", \"accepted\": %" PRId64
+               ", \"completed\": %" PRId64 "},\n",
                res_.sent, total_accepted_, total_completed_);
   std::fprintf(f, "  \"cancel_reasons\": {");
   const char* sep = "";
@@ -1384,7 +1469,9 @@ void Bench::write_json() const {
   json_hist(f, "to_payment_authorized", res_.authorized);
   std::fprintf(f, "\n  },\n");
   std::fprintf(f, "  \"bench_cpu_s\": %.2f,\n", cpu_seconds());
-  std::fprintf(f, "  \"max_backlog\": %" PRId64 ",\n  \"sse_reconnects\": %" PRId64 ",\n  \"poll_rounds\": %" PRId64 ",\n",
+  std::fprintf(f,
+               "  \"max_backlog\": %" PRId64 ",\n  \"sse_reconnects\": %" PRId64
+               ",\n  \"poll_rounds\": %" PRId64 ",\n",
                res_.max_backlog, res_.sse_reconnects, res_.poll_rounds);
   json_series(f, "accepted_each_second", res_.accepted_per_s);
   std::fprintf(f, ",\n");

@@ -2,13 +2,16 @@
 //
 //   envelope   make_event + encode_envelope, and decode_envelope (per event)
 //   outbox     SQLite commits on a module store: one outbox row per transaction, the shape of a
-//              bus handler (inbox claim + 2 outbox rows), and 64 rows per transaction (group commit)
+//              bus handler (inbox claim + 2 outbox rows), and 64 rows per transaction (group
+//              commit)
 //   relay      OutboxRelay moving committed rows onto the embedded bus
 //   bus        publish -> consume throughput (batched publish) and one-record latency, for the
 //              embedded bus and, with --brokers, the Kafka bus
 //
 // Each case runs for --seconds (default 2) on files in a fresh temp directory. See
 // docs/performance.md.
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -23,7 +26,6 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "ecom/bus/embedded_bus.hpp"
@@ -43,7 +45,8 @@ using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
 }
 
 struct Options {
@@ -77,9 +80,10 @@ void add_row(std::string name, double rate, std::string unit, std::string note =
 // A realistic event: an OrderCreated envelope of about 600 bytes.
 ecom::Envelope sample_event() {
   std::string id = ecom::new_uuid();
-  std::string data = R"({"orderId":")" + id +
-                     R"(","customerId":"bench-042","currency":"USD","totalAmount":2500,)"
-                     R"("items":[{"sku":"BENCH-0001","quantity":2,"unitAmount":1250}],"paymentToken":"tok_visa"})";
+  std::string data =
+      R"({"orderId":")" + id +
+      R"(","customerId":"bench-042","currency":"USD","totalAmount":2500,)"
+      R"("items":[{"sku":"BENCH-0001","quantity":2,"unitAmount":1250}],"paymentToken":"tok_visa"})";
   return ecom::make_event("order", ecom::event_types::kOrderCreated, id, data);
 }
 
@@ -107,7 +111,8 @@ void bench_envelope(const Options& o) {
   add_row("envelope: make_event (uuid, time, traceparent)", make, "events/s");
   double enc = timed(o.seconds, 1, [&] { sink += ecom::encode_envelope(e).size(); });
   add_row("envelope: encode_envelope", enc, "events/s",
-          std::to_string(encoded.size()) + " B, " + std::to_string(static_cast<int>(enc * encoded.size() / 1e6)) + " MB/s");
+          std::to_string(encoded.size()) + " B, " +
+              std::to_string(static_cast<int>(enc * encoded.size() / 1e6)) + " MB/s");
   double dec = timed(o.seconds, 1, [&] {
     auto d = ecom::decode_envelope(encoded);
     if (!d) die("decode failed: " + d.error().message);
@@ -221,10 +226,12 @@ void bench_relay(const Options& o) {
   ecom::bus::OutboxRelay relay(*store, **bus);
   int64_t start = now_ns();
   relay.start();
-  while (relay.published() < static_cast<uint64_t>(kRows)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (relay.published() < static_cast<uint64_t>(kRows))
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   double secs = static_cast<double>(now_ns() - start) / 1e9;
   relay.stop();
-  add_row("relay: outbox -> embedded bus (batches of 512)", kRows / secs, "rows/s", std::to_string(kRows) + " rows");
+  add_row("relay: outbox -> embedded bus (batches of 512)", kRows / secs, "rows/s",
+          std::to_string(kRows) + " rows");
 }
 
 // --- bus -----------------------------------------------------------------------------------------
@@ -273,7 +280,8 @@ int64_t pct(std::vector<int64_t>& v, double q) {
   return v[i];
 }
 
-void bench_bus(const Options& o, ecom::bus::EventBus& bus, const std::string& name, const std::string& topic) {
+void bench_bus(const Options& o, ecom::bus::EventBus& bus, const std::string& name,
+               const std::string& topic) {
   Sink sink;
   ecom::bus::SubscriptionOptions so;
   so.group = "microbench-" + std::to_string(getpid()) + "-" + std::to_string(now_ns());
@@ -284,8 +292,10 @@ void bench_bus(const Options& o, ecom::bus::EventBus& bus, const std::string& na
 
   // Warm-up: the consumer joined its group and got its partitions once one record came through.
   ecom::bus::Record first{topic, "warmup", value};
-  if (auto st = bus.publish(std::span<const ecom::bus::Record>(&first, 1)); !st) die(st.error().message);
-  if (!wait_for([&] { return sink.received.load() >= 1; }, 60)) die(name + ": the consumer got nothing in 60 s");
+  if (auto st = bus.publish(std::span<const ecom::bus::Record>(&first, 1)); !st)
+    die(st.error().message);
+  if (!wait_for([&] { return sink.received.load() >= 1; }, 60))
+    die(name + ": the consumer got nothing in 60 s");
 
   // Throughput: batches of 500 from one thread while the consumer drains.
   constexpr int kBatch = 500;
@@ -303,10 +313,10 @@ void bench_bus(const Options& o, ecom::bus::EventBus& bus, const std::string& na
   if (!wait_for([&] { return sink.received.load() - base >= published; }, 120))
     die(name + ": not everything was consumed within 120 s");
   double all_secs = static_cast<double>(now_ns() - start) / 1e9;
-  add_row(name + ": publish, batches of 500", static_cast<double>(published) / pub_secs, "records/s",
-          std::to_string(value.size()) + " B values");
-  add_row(name + ": publish -> consumed (end to end)", static_cast<double>(published) / all_secs, "records/s",
-          std::to_string(published) + " records");
+  add_row(name + ": publish, batches of 500", static_cast<double>(published) / pub_secs,
+          "records/s", std::to_string(value.size()) + " B values");
+  add_row(name + ": publish -> consumed (end to end)", static_cast<double>(published) / all_secs,
+          "records/s", std::to_string(published) + " records");
 
   // Latency: one record per publish() at 500/s.
   sink.record = true;
@@ -318,11 +328,13 @@ void bench_bus(const Options& o, ecom::bus::EventBus& bus, const std::string& na
   while (next < end) {
     while (now_ns() < next) std::this_thread::sleep_for(std::chrono::microseconds(100));
     ecom::bus::Record r{topic, tagged('t', now_ns()), value};
-    if (auto st = bus.publish(std::span<const ecom::bus::Record>(&r, 1)); !st) die(st.error().message);
+    if (auto st = bus.publish(std::span<const ecom::bus::Record>(&r, 1)); !st)
+      die(st.error().message);
     ++sent;
     next += interval;
   }
-  if (!wait_for([&] { return sink.received.load() - base >= sent; }, 60)) die(name + ": latency records lost");
+  if (!wait_for([&] { return sink.received.load() - base >= sent; }, 60))
+    die(name + ": latency records lost");
   std::vector<int64_t> lat;
   {
     std::lock_guard lock(sink.mu);
@@ -330,8 +342,10 @@ void bench_bus(const Options& o, ecom::bus::EventBus& bus, const std::string& na
   }
   char note[96];
   int64_t p50 = pct(lat, 0.5), p99 = pct(lat, 0.99);
-  std::snprintf(note, sizeof note, "p50 %.2f ms, p99 %.2f ms (%zu records)", p50 / 1e6, p99 / 1e6, lat.size());
-  add_row(name + ": one record, publish -> handler @500/s", static_cast<double>(sent) / o.seconds, "records/s", note);
+  std::snprintf(note, sizeof note, "p50 %.2f ms, p99 %.2f ms (%zu records)", p50 / 1e6, p99 / 1e6,
+                lat.size());
+  add_row(name + ": one record, publish -> handler @500/s", static_cast<double>(sent) / o.seconds,
+          "records/s", note);
   (*sub)->close();
 }
 
@@ -346,14 +360,16 @@ void bench_embedded_bus(const Options& o) {
 void bench_kafka_bus(const Options& o) {
   ecom::bus::KafkaBusOptions ko;
   ko.bootstrap_servers = o.brokers;
-  ko.topic_prefix = "microbench-" + std::to_string(getpid()) + "-" + std::to_string(now_ns() / 1'000'000) + ".";
+  ko.topic_prefix =
+      "microbench-" + std::to_string(getpid()) + "-" + std::to_string(now_ns() / 1'000'000) + ".";
   ko.client_id = "ecomd-microbench";
   ecom::bus::TopicsConfig topics;
   ecom::bus::TopicSpec spec;
   spec.name = std::string(ecom::topics::kOrdersCreated);
   spec.dlq = false;
   topics.topics.push_back(spec);
-  if (auto st = ecom::bus::ensure_topics(ko, topics); !st) die("kafka topics: " + st.error().message);
+  if (auto st = ecom::bus::ensure_topics(ko, topics); !st)
+    die("kafka topics: " + st.error().message);
   auto bus = ecom::bus::make_kafka_bus(ko);
   if (!bus) die(bus.error().message);
   bench_bus(o, **bus, "kafka bus", std::string(ecom::topics::kOrdersCreated));
@@ -364,9 +380,10 @@ void write_json(const Options& o) {
   if (f == nullptr) die("cannot write " + o.json_path);
   std::fprintf(f, "{\n  \"seconds\": %.2f,\n  \"results\": [\n", o.seconds);
   for (size_t i = 0; i < g_rows.size(); ++i) {
-    std::fprintf(f, "    {\"name\": \"%s\", \"rate\": %.1f, \"unit\": \"%s\", \"note\": \"%s\"}%s\n",
-                 g_rows[i].name.c_str(), g_rows[i].rate, g_rows[i].unit.c_str(), g_rows[i].note.c_str(),
-                 i + 1 < g_rows.size() ? "," : "");
+    std::fprintf(f,
+                 "    {\"name\": \"%s\", \"rate\": %.1f, \"unit\": \"%s\", \"note\": \"%s\"}%s\n",
+                 g_rows[i].name.c_str(), g_rows[i].rate, g_rows[i].unit.c_str(),
+                 g_rows[i].note.c_str(), i + 1 < g_rows.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
@@ -379,19 +396,27 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     auto value = [&](std::string_view name) -> std::string {
-      if (a.size() > name.size() && a[name.size()] == '=') return std::string(a.substr(name.size() + 1));
+      if (a.size() > name.size() && a[name.size()] == '=')
+        return std::string(a.substr(name.size() + 1));
       if (i + 1 >= argc) die("missing value for " + std::string(name));
       return argv[++i];
     };
     if (a == "-h" || a == "--help") {
-      std::puts("usage: ecomd-microbench [--seconds S] [--brokers HOST:PORT] [--only envelope|outbox|relay|embedded|kafka] [--json PATH]");
+      std::puts(
+          "usage: ecomd-microbench [--seconds S] [--brokers HOST:PORT] [--only "
+          "envelope|outbox|relay|embedded|kafka] [--json PATH]");
       return 0;
     }
-    if (a.starts_with("--seconds")) o.seconds = std::atof(value("--seconds").c_str());
-    else if (a.starts_with("--brokers")) o.brokers = value("--brokers");
-    else if (a.starts_with("--only")) o.only = value("--only");
-    else if (a.starts_with("--json")) o.json_path = value("--json");
-    else die("unknown option " + std::string(a));
+    if (a.starts_with("--seconds"))
+      o.seconds = std::atof(value("--seconds").c_str());
+    else if (a.starts_with("--brokers"))
+      o.brokers = value("--brokers");
+    else if (a.starts_with("--only"))
+      o.only = value("--only");
+    else if (a.starts_with("--json"))
+      o.json_path = value("--json");
+    else
+      die("unknown option " + std::string(a));
   }
   if (o.seconds <= 0) die("--seconds must be positive");
   ecom::log::set_level(ecom::log::Level::kWarn);
@@ -400,14 +425,17 @@ int main(int argc, char** argv) {
   o.dir = tmp.string();
 
   auto want = [&](std::string_view name) { return o.only.empty() || name.starts_with(o.only); };
-  std::printf("ecomd-microbench (%.1f s per case)\n  %-54s %12s %-10s %s\n", o.seconds, "case", "rate", "unit", "");
+  std::printf("ecomd-microbench (%.1f s per case)\n  %-54s %12s %-10s %s\n", o.seconds, "case",
+              "rate", "unit", "");
   if (want("envelope")) bench_envelope(o);
   if (want("outbox")) bench_outbox(o);
   if (want("relay")) bench_relay(o);
   if (want("embedded")) bench_embedded_bus(o);
   if (want("kafka")) {
-    if (o.brokers.empty()) std::printf("  (kafka bus: skipped, no --brokers)\n");
-    else bench_kafka_bus(o);
+    if (o.brokers.empty())
+      std::printf("  (kafka bus: skipped, no --brokers)\n");
+    else
+      bench_kafka_bus(o);
   }
   if (!o.json_path.empty()) write_json(o);
   std::error_code ec;

@@ -2,7 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <unordered_map>
 
 namespace ecom::db {
@@ -121,12 +123,22 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Option
   sqlite3_busy_timeout(h, options.busy_timeout_ms);
   std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=";
   pragmas += options.synchronous_full ? "FULL;" : "NORMAL;";
+  // Switching a new file to WAL takes an exclusive lock, and SQLite reports SQLITE_BUSY for it
+  // without calling the busy handler when another process is opening the same file at that
+  // moment (several roles or processes sharing bus.db start together): retry until the timeout.
   std::string msg;
-  if (int prc = exec_raw(h, pragmas.c_str(), &msg); prc != SQLITE_OK) {
-    Error e = to_error(DbError{prc, "cannot configure database '" + path + "': " + msg});
-    return e;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.busy_timeout_ms);
+  while (true) {
+    int prc = exec_raw(h, pragmas.c_str(), &msg);
+    if (prc == SQLITE_OK) return db;
+    bool busy = (prc & 0xFF) == SQLITE_BUSY || (prc & 0xFF) == SQLITE_LOCKED;
+    if (!busy || std::chrono::steady_clock::now() >= deadline) {
+      Error e = to_error(DbError{prc, "cannot configure database '" + path + "': " + msg});
+      return e;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  return db;
 }
 
 Database::~Database() {

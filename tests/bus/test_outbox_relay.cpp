@@ -154,7 +154,7 @@ TEST_CASE("outbox relay: keeps global commit order in its batches", "[bus][outbo
   REQUIRE(eventually([&] { return pending(*store) == 0; }));
 }
 
-TEST_CASE("outbox relay: a failing bus loses no rows; they go out once it recovers",
+TEST_CASE("outbox relay: a failing bus loses no rows, they go out once it recovers",
           "[bus][outbox]") {
   ecom::test::TempDir dir;
   auto store = outbox_store(dir.file("store.db"));

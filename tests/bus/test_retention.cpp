@@ -98,7 +98,7 @@ std::set<std::string> stored_ids(const std::string& path, const std::string& top
 }  // namespace
 
 TEST_CASE(
-    "embedded bus retention: old records are deleted; a group behind them continues from "
+    "embedded bus retention: old records are deleted, a group behind them continues from "
     "the oldest retained record",
     "[bus][embedded][retention]") {
   ecom::test::TempDir dir;
@@ -179,7 +179,7 @@ TEST_CASE(
   CHECK(stored_ids(opts.path, "t") == kept);
 }
 
-TEST_CASE("embedded bus retention: negative retention keeps everything; zero is rejected",
+TEST_CASE("embedded bus retention: negative retention keeps everything, zero is rejected",
           "[bus][embedded][retention]") {
   ecom::test::TempDir dir;
   auto opts = retention_options(dir.file("bus.db"));

@@ -153,7 +153,7 @@ TEST_CASE("read maps errors and sees committed data", "[db]") {
   CHECK(bad.error().code == "DB_ERROR");
 }
 
-TEST_CASE("Statement binds and reads every type; cached statements are reset", "[db]") {
+TEST_CASE("Statement binds and reads every type, cached statements are reset", "[db]") {
   auto db = open_db(":memory:");
   auto st = db->transaction([](Tx& tx) -> Status {
     tx.exec("CREATE TABLE t(i INTEGER, d REAL, s TEXT, n TEXT)");

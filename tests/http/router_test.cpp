@@ -131,7 +131,7 @@ TEST_CASE("known path with another method is 405 with Allow", "[http][router]") 
   CHECK(header_of(r, "Allow") == "GET, HEAD");
 }
 
-TEST_CASE("HEAD falls back to GET; an explicit HEAD route wins", "[http][router]") {
+TEST_CASE("HEAD falls back to GET, an explicit HEAD route wins", "[http][router]") {
   Router router;
   router.add(Method::kGet, "/a", named("get-a"));
   router.add(Method::kGet, "/b", named("get-b"));

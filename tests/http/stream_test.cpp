@@ -298,7 +298,7 @@ TEST_CASE("sse: a handler may answer normally instead of streaming", "[http][sse
   CHECK(r.header("allow") == "GET");
 }
 
-TEST_CASE("sse: a client that stops reading is dropped; others keep receiving", "[http][sse]") {
+TEST_CASE("sse: a client that stops reading is dropped, others keep receiving", "[http][sse]") {
   ServerOptions options;
   options.stream_buffer_limit = 64 * 1024;
   StreamServer s(options);

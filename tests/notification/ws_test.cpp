@@ -76,7 +76,7 @@ std::string error_code_of(const std::string& message) {
 
 }  // namespace
 
-TEST_CASE("WebSocket /ws: subscribe to an order, to everything; errors as messages",
+TEST_CASE("WebSocket /ws: subscribe to an order, to everything, errors as messages",
           "[notification][module][ws]") {
   test::TempDir dir;
   test::Harness h(dir.path());

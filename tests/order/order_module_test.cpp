@@ -246,7 +246,7 @@ TEST_CASE("status changes apply forward only and once", "[order]") {
   CHECK(std::string(order["history"][2]["reason"].GetString()) == "PAYMENT_DECLINED");
 }
 
-TEST_CASE("cancel emits one request; a terminal order answers 409", "[order]") {
+TEST_CASE("cancel emits one request, a terminal order answers 409", "[order]") {
   Harness h;
   std::string id =
       parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
