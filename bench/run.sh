@@ -28,6 +28,8 @@
 #   BENCH_WARMUP           warm-up seconds before each run (default 5; 1 with --smoke)
 #   BENCH_CONNECTIONS      closed-loop connections (default 64; 256 for http-accept)
 #   BENCH_RATE             open-loop target in orders/s (default 1000; 0 skips that run)
+#   BENCH_RUNS             which runs, a comma list of closed, half, rate (default all three);
+#                          e.g. BENCH_RUNS=rate BENCH_RATE=20 for the latency without queueing
 #   BENCH_OUT              where JSON results and logs go (default build/bench-results/<scenario>-<time>)
 #   BENCH_BROKERS          use this Kafka cluster instead of starting one (also: ECOM_KAFKA_BROKERS)
 #   BENCH_KEEP=1           keep the data directories
@@ -74,6 +76,7 @@ else
   warmup="${BENCH_WARMUP:-5}"
 fi
 latency_seconds="${BENCH_LATENCY_SECONDS:-30}"
+runs=",${BENCH_RUNS:-closed,half,rate},"
 rate="${BENCH_RATE:-1000}"
 if [[ "$scenario" == http-accept ]]; then
   connections="${BENCH_CONNECTIONS:-256}"
@@ -287,19 +290,24 @@ closed_then_open() {
       --duration "$seconds" --warmup "$warmup" --e2e "$e2e" --mix-decline 0.1 --mix-oos 0.1 --quiet
     return
   fi
-  run_bench closed "${cpu[@]}" -- "${url_args[@]}" --mode closed --connections "$connections" \
-    --duration "$seconds" --warmup "$warmup" --e2e "$e2e" --quiet
+  if [[ "$runs" == *,closed,* ]]; then
+    run_bench closed "${cpu[@]}" -- "${url_args[@]}" --mode closed --connections "$connections" \
+      --duration "$seconds" --warmup "$warmup" --e2e "$e2e" --quiet
+  fi
   [[ "$e2e" == none ]] && return
   # Half the measured capacity first: a run the server cannot sustain leaves a backlog behind
   # that would spoil any run after it, so the BENCH_RATE run comes last.
   local capacity half
-  capacity="$(sed -n 's/.*"completed_per_s": \([0-9.]*\).*/\1/p' "$out/closed.json" | head -1)"
+  capacity=0
+  if [[ "$runs" == *,half,* && -f "$out/closed.json" ]]; then
+    capacity="$(sed -n 's/.*"completed_per_s": \([0-9.]*\).*/\1/p' "$out/closed.json" | head -1)"
+  fi
   half="$(awk -v c="${capacity:-0}" 'BEGIN {printf "%d", c / 2}')"
   if ((half >= 10)); then
     run_bench "open-$half" "${cpu[@]}" -- "${url_args[@]}" --mode open --rate "$half" \
       --connections "$connections" --duration "$latency_seconds" --warmup "$warmup" --e2e "$e2e" --quiet
   fi
-  if [[ "$rate" != 0 ]]; then
+  if [[ "$rate" != 0 && "$runs" == *,rate,* ]]; then
     run_bench "open-$rate" "${cpu[@]}" -- "${url_args[@]}" --mode open --rate "$rate" \
       --connections "$connections" --duration "$latency_seconds" --warmup "$warmup" --e2e "$e2e" --quiet
   fi
