@@ -643,11 +643,23 @@ Result<int64_t> Store::last_seq() {
 }
 
 Result<int64_t> Store::prune_feed(int64_t retain) {
-  return db_.transaction([&](db::Tx& tx) -> Result<int64_t> {
-    FeedBounds b = feed_bounds(tx);
-    if (b.last - b.oldest + 1 <= retain) return int64_t{0};
-    return tx.stmt("DELETE FROM feed WHERE seq <= ?").bind(1, b.last - retain).exec();
-  });
+  // Bounded chunks, each its own transaction: one DELETE of everything held the store for hundreds
+  // of milliseconds and stalled every consumer of the module behind it (docs/performance.md).
+  constexpr int64_t kChunk = 512;
+  int64_t total = 0;
+  while (true) {
+    auto deleted = db_.transaction([&](db::Tx& tx) -> Result<int64_t> {
+      FeedBounds b = feed_bounds(tx);
+      const int64_t cut = b.last - retain;  // rows with seq <= cut go
+      if (b.last - b.oldest + 1 <= retain || cut < b.oldest) return int64_t{0};
+      return tx.stmt("DELETE FROM feed WHERE seq <= ?")
+          .bind(1, std::min(cut, b.oldest + kChunk - 1))
+          .exec();
+    });
+    if (!deleted) return deleted;
+    total += *deleted;
+    if (*deleted == 0) return total;
+  }
 }
 
 // --- queries -------------------------------------------------------------------------------------
