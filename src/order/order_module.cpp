@@ -249,11 +249,13 @@ struct OrderModule::Impl {
     return resp;
   }
 
-  Result<std::string> render_order(db::Tx& tx, std::string_view id) {
+  // The order as JSON; `terminal` tells whether its status is final (read from the same row).
+  Result<std::string> render_order(db::Tx& tx, std::string_view id, bool& terminal) {
     auto s = tx.stmt(fmt::format("SELECT {} FROM orders WHERE id = ?", kOrderColumns));
     s.bind(1, id);
     if (!s.step())
       return Error{"NOT_FOUND", fmt::format("order \"{}\" does not exist", id), "id", false};
+    terminal = is_terminal(s.col_view(3));
     rapidjson::StringBuffer sb;
     Writer w(sb);
     w.StartObject();
@@ -278,15 +280,7 @@ struct OrderModule::Impl {
   // The order as a response, and whether it is terminal.
   std::pair<http::Response, bool> load(const std::string& id) {
     bool done = false;
-    auto body = db().read([&](db::Tx& tx) -> Result<std::string> {
-      auto r = render_order(tx, id);
-      if (r) {
-        auto s = tx.stmt("SELECT status FROM orders WHERE id = ?");
-        s.bind(1, id);
-        done = s.step() && is_terminal(s.col_view(0));
-      }
-      return r;
-    });
+    auto body = db().read([&](db::Tx& tx) { return render_order(tx, id, done); });
     if (!body) return {http::error_response(body.error()), true};
     return {http::json(200, std::move(body).value()), done};
   }
