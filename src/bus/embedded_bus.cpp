@@ -342,6 +342,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
           if (stop_ || Clock::now() >= next_heartbeat_) break;
           progressed |= serve(part);
         }
+        commit_all();
         std::erase_if(owned_, [](const auto& kv) { return kv.second.lost; });
       }
       if (progressed) continue;
@@ -407,6 +408,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
   }
 
   /// Delivers the buffered (or newly fetched) records of one partition; true when any moved on.
+  /// Offsets are committed by the caller, once per pass over all partitions.
   bool serve(Part& p) {
     const auto now = Clock::now();
     if (p.retry_at > now) return false;
@@ -415,21 +417,57 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
 
     bool progressed = false;
     while (!p.buffer.empty() && !stop_ && !p.lost && Clock::now() < next_heartbeat_) {
-      const Row& row = p.buffer.front();
-      auto decoded = decode_envelope(row.value);
-      if (!decoded) {
-        if (!dead_letter(p, row, "poison pill: " + decoded.error().message, 0)) break;
-        advance(p);
-        progressed = true;
-        continue;
+      // A run of records is handled in one store transaction (group commit). It ends at the first
+      // record that is not simply acknowledged, which is settled after the run is durable: a
+      // dead-letter commits the offset past it, and that must not cover undurable work.
+      size_t acked = 0;
+      std::optional<Outcome> stopped;  // the outcome of buffer[acked], when it was not an ack
+      auto handle_run = [&] {
+        const size_t limit = std::min(p.buffer.size(), static_cast<size_t>(opt_.max_batch));
+        while (acked < limit && !stop_) {
+          const Row& row = p.buffer[acked];
+          auto decoded = decode_envelope(row.value);
+          if (!decoded) {
+            stopped = Outcome::dead_letter("poison pill: " + decoded.error().message);
+            poison_ = true;
+            return;
+          }
+          Message msg{p.topic,
+                      p.partition,
+                      row.offset,
+                      row.key,
+                      std::move(decoded).value(),
+                      acked == 0 ? p.attempt : 1};
+          Outcome out = call_handler(msg);
+          if (out.disposition != Disposition::kAck) {
+            stopped = std::move(out);
+            return;
+          }
+          ++acked;
+        }
+      };
+      poison_ = false;
+      Status st;
+      if (opt_.store != nullptr) {
+        st = opt_.store->batch(handle_run);
+      } else {
+        handle_run();
       }
-      Message msg{p.topic, p.partition, row.offset, row.key, std::move(decoded).value(), p.attempt};
-      Outcome out = call_handler(msg);
-      if (out.disposition == Disposition::kAck) {
-        advance(p);
-        progressed = true;
-      } else if (out.disposition == Disposition::kDeadLetter) {
-        if (!dead_letter(p, row, out.reason, p.attempt)) break;
+      if (!st) {
+        // Nothing of the run is durable: it is handled again from its first record.
+        log::warn(kTag, "group {}: {}[{}]@{}: committing handled records failed ({}), retrying",
+                  opt_.group, p.topic, p.partition, p.buffer.front().offset, st.error().message);
+        p.retry_at = Clock::now() + opt_.initial_backoff;
+        break;
+      }
+      for (size_t i = 0; i < acked; ++i) advance(p);
+      progressed |= acked > 0;
+      if (!stopped) continue;
+
+      const Row& row = p.buffer.front();
+      const Outcome& out = *stopped;
+      if (out.disposition == Disposition::kDeadLetter) {
+        if (!dead_letter(p, row, out.reason, poison_ ? 0 : p.attempt)) break;
         advance(p);
         progressed = true;
       } else if (p.attempt >= opt_.max_attempts) {
@@ -447,7 +485,6 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
         break;
       }
     }
-    if (p.position != p.committed && !p.lost) commit(p);
     return progressed;
   }
 
@@ -473,21 +510,31 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     p.buffer.pop_front();
   }
 
-  void commit(Part& p) {
-    auto r = core_->db->transaction([&](db::Tx& tx) -> Result<bool> {
-      return commit_offset(tx, p.topic, p.partition, p.position);
+  /// Commits the progress of every partition that moved, in one transaction.
+  void commit_all() {
+    std::vector<Part*> moved;
+    for (auto& [key, part] : owned_) {
+      if (part.position != part.committed && !part.lost) moved.push_back(&part);
+    }
+    if (moved.empty()) return;
+    auto r = core_->db->transaction([&](db::Tx& tx) -> Result<std::vector<bool>> {
+      std::vector<bool> mine;
+      for (Part* p : moved) mine.push_back(commit_offset(tx, p->topic, p->partition, p->position));
+      return mine;
     });
     if (!r) {
-      log::warn(kTag, "group {}: committing {}[{}] failed: {}", opt_.group, p.topic, p.partition,
-                r.error().message);
+      log::warn(kTag, "group {}: committing offsets failed: {}", opt_.group, r.error().message);
       return;
     }
-    if (*r) {
-      p.committed = p.position;
-    } else {
-      log::warn(kTag, "group {}: member {} lost {}[{}]", opt_.group, member_id_, p.topic,
-                p.partition);
-      p.lost = true;
+    for (size_t i = 0; i < moved.size(); ++i) {
+      Part& p = *moved[i];
+      if ((*r)[i]) {
+        p.committed = p.position;
+      } else {
+        log::warn(kTag, "group {}: member {} lost {}[{}]", opt_.group, member_id_, p.topic,
+                  p.partition);
+        p.lost = true;
+      }
     }
   }
 
@@ -702,6 +749,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
   // Touched by the consumer thread only.
   std::map<PartKey, Part> owned_;
   bool joined_ = false;
+  bool poison_ = false;  ///< the run stopped at a record that does not decode
   Clock::time_point next_heartbeat_{};
 };
 

@@ -29,6 +29,7 @@
 
 #include "bus/kafka_common.hpp"
 #include "ecom/core/log.hpp"
+#include "ecom/db/database.hpp"
 
 namespace ecom::bus {
 namespace {
@@ -423,13 +424,17 @@ class KafkaSubscription final : public Subscription {
       }
       rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_.get(), poll_timeout_ms());
       if (m == nullptr) continue;
-      std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> guard(
-          m, &rd_kafka_message_destroy);
-      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        on_consume_error(m);
-        continue;
+      std::vector<MessagePtr> run;
+      run.emplace_back(m, &rd_kafka_message_destroy);
+      // What is already fetched joins the run. Collected before handling starts, so rebalance
+      // callbacks (which commit offsets) never see a half-done batch.
+      const size_t limit = sub_.store != nullptr ? std::max(1, sub_.max_batch) : 1;
+      while (run.size() < limit) {
+        rd_kafka_message_t* more = rd_kafka_consumer_poll(rk_.get(), 0);
+        if (more == nullptr) break;
+        run.emplace_back(more, &rd_kafka_message_destroy);
       }
-      on_message(m);
+      handle_run(run);
     }
     // Shutdown: commit what was handled, then leave the group cleanly (which revokes and
     // commits once more through the rebalance callback).
@@ -497,9 +502,59 @@ class KafkaSubscription final : public Subscription {
     return h;
   }
 
+  using MessagePtr = std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)>;
+
+  // Handles polled messages; with a store, inside one batch of it (group commit). If that batch
+  // does not commit, nothing of it is durable: the partitions go back to where the run started.
+  void handle_run(const std::vector<MessagePtr>& run) {
+    auto handle_all = [&] {
+      for (const auto& m : run) {
+        if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          on_consume_error(m.get());
+        } else {
+          on_message(m.get());
+        }
+      }
+    };
+    if (sub_.store == nullptr) {
+      handle_all();
+      return;
+    }
+    struct Start {
+      int64_t first_offset;
+      int64_t next;
+    };
+    std::map<TopicPartition, Start> starts;
+    for (const auto& m : run) {
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+      TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
+      auto it = parts_.find(tp);
+      if (it != parts_.end()) starts.try_emplace(tp, Start{m->offset, it->second.next});
+    }
+    Status st = sub_.store->batch(handle_all);
+    if (st) return;
+    log::warn(kTag,
+              "group {}: committing a batch of {} handled records failed ({}); handling them "
+              "again",
+              sub_.group, run.size(), st.error().message);
+    for (const auto& [tp, start] : starts) {
+      auto it = parts_.find(tp);
+      if (it == parts_.end()) continue;
+      PartitionState& ps = it->second;
+      ps.next = start.next;
+      ps.held.reset();
+      ps.dropped = false;
+      if (ps.paused) set_paused(tp, false);
+      ps.paused = false;
+      seek(tp, start.first_offset);
+    }
+  }
+
   void on_message(const rd_kafka_message_t* m) {
     TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
-    PartitionState& st = parts_[tp];
+    auto found = parts_.find(tp);
+    if (found == parts_.end()) return;  // revoked since it was fetched: the new owner handles it
+    PartitionState& st = found->second;
     if (st.paused) {
       st.dropped = true;  // fetched before the pause took effect; refetched after the retry
       return;

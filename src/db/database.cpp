@@ -208,6 +208,45 @@ void Database::rollback() noexcept {
   if (sqlite3_get_autocommit(h_) == 0) exec_raw(h_, "ROLLBACK", nullptr);
 }
 
+void Database::enter_batch() noexcept {
+  batch_failed_ = false;
+  batch_error_.clear();
+  batch_owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+}
+
+void Database::leave_batch() noexcept {
+  batch_owner_.store(std::thread::id{}, std::memory_order_relaxed);
+}
+
+Status Database::batch_status() const {
+  if (!batch_failed_) return {};
+  return Error{"DB_ERROR", "database error: the batch was rolled back: " + batch_error_, "", true};
+}
+
+void Database::savepoint() {
+  reset_busy_statements(h_);
+  std::string msg;
+  if (int rc = exec_raw(h_, "SAVEPOINT unit", &msg); rc != SQLITE_OK) throw DbError{rc, msg};
+}
+
+void Database::end_savepoint(bool undo) noexcept {
+  reset_busy_statements(h_);
+  // Some errors (SQLITE_FULL, SQLITE_IOERR, ...) make SQLite roll back the whole transaction;
+  // the units before this one are then gone, and committing the rest would lose them silently.
+  if (sqlite3_get_autocommit(h_) != 0) {
+    batch_failed_ = true;
+    batch_error_ = "SQLite rolled back the transaction";
+    return;
+  }
+  std::string msg;
+  int rc = undo ? exec_raw(h_, "ROLLBACK TO unit; RELEASE unit", &msg)
+                : exec_raw(h_, "RELEASE unit", &msg);
+  if (rc != SQLITE_OK || sqlite3_get_autocommit(h_) != 0) {
+    batch_failed_ = true;
+    batch_error_ = msg.empty() ? "savepoint lost" : msg;
+  }
+}
+
 Error Database::to_error(const DbError& e) {
   int primary = e.code & 0xff;
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
@@ -252,7 +291,8 @@ Status Database::migrate(std::string_view component, std::span<const std::string
 }
 
 bool Database::healthy() {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_, std::defer_lock);
+  if (!in_batch()) lock.lock();
   if (h_ == nullptr) return false;
   try {
     Tx tx(*this);

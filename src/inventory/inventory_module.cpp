@@ -110,7 +110,8 @@ Status InventoryModule::start(ModuleContext& ctx) {
   s.add_routes(ctx.router);
   auto sub = ctx.bus.subscribe(
       bus::SubscriptionOptions{.group = "ecomd-inventory",
-                               .topics = {std::string(topics::kInventoryCommands)}},
+                               .topics = {std::string(topics::kInventoryCommands)},
+                               .store = &ctx.db},
       [&s](const bus::Message& m) { return s.on_message(m); });
   if (!sub) return sub.error();
   s.subscription = std::move(sub).value();

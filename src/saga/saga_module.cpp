@@ -302,7 +302,8 @@ Status SagaModule::start(ModuleContext& ctx) {
   auto sub = ctx.bus.subscribe(
       {.group = "ecomd-saga",
        .topics = {std::string(topics::kOrdersCreated), std::string(topics::kOrdersCancellations),
-                  std::string(topics::kInventoryEvents), std::string(topics::kPaymentsEvents)}},
+                  std::string(topics::kInventoryEvents), std::string(topics::kPaymentsEvents)},
+       .store = &ctx.db},
       [&s, clock](const bus::Message& m) -> bus::Outcome {
         try {
           auto parsed = parse_input(m.envelope);

@@ -318,3 +318,127 @@ TEST_CASE("a failing migration step rolls back and keeps the previous version", 
   REQUIRE(v.ok());
   CHECK(v.value() == 1);
 }
+
+// --- batch (group commit) -------------------------------------------------------------------
+
+namespace {
+
+Status insert_item(Database& db, const std::string& name) {
+  return db.transaction([&](Tx& tx) -> Status {
+    tx.stmt("INSERT INTO items(name) VALUES(?)").bind(1, name).exec();
+    return {};
+  });
+}
+
+// Commits seen by the file: a second connection reads data_version, which changes only when
+// another connection commits.
+int64_t data_version(Database& db) {
+  auto r = db.read([](Tx& tx) -> Result<int64_t> {
+    auto s = tx.stmt("PRAGMA data_version");
+    s.step();
+    return s.col_int(0);
+  });
+  REQUIRE(r.ok());
+  return r.value();
+}
+
+}  // namespace
+
+TEST_CASE("batch commits many units in one transaction", "[db][batch]") {
+  ecom::test::TempDir dir;
+  auto db = open_db(dir.file("b.db"));
+  auto observer = open_db(dir.file("b.db"));
+  create_items(*db);
+  const int64_t before = data_version(*observer);
+  auto st = db->batch([&] {
+    for (int i = 0; i < 50; ++i) REQUIRE(insert_item(*db, "item" + std::to_string(i)).ok());
+    // Units see each other's writes before the commit.
+    CHECK(count_rows(*db, "items") == 50);
+  });
+  REQUIRE(st.ok());
+  CHECK(count_rows(*observer, "items") == 50);
+  CHECK(data_version(*observer) == before + 1);  // exactly one commit for 50 units
+}
+
+TEST_CASE("a failing unit in a batch rolls back only itself", "[db][batch]") {
+  auto db = open_db(":memory:");
+  create_items(*db);
+  std::vector<bool> ok;
+  auto st = db->batch([&] {
+    ok.push_back(insert_item(*db, "a").ok());
+    // A constraint violation (DbError) and an error result: each undoes only its own writes.
+    ok.push_back(insert_item(*db, "a").ok());
+    ok.push_back(db->transaction([&](Tx& tx) -> Status {
+                     tx.stmt("INSERT INTO items(name) VALUES('b')").exec();
+                     return ecom::Error{"CONFLICT", "changed my mind"};
+                   }).ok());
+    ok.push_back(insert_item(*db, "c").ok());
+  });
+  REQUIRE(st.ok());
+  CHECK(ok == std::vector<bool>{true, false, false, true});
+  auto names = db->read([](Tx& tx) -> Result<std::string> {
+    std::string all;
+    auto s = tx.stmt("SELECT name FROM items ORDER BY name");
+    while (s.step()) all += s.col_text(0);
+    return all;
+  });
+  CHECK(names.value() == "ac");
+}
+
+TEST_CASE("a batch whose body throws leaves nothing behind", "[db][batch]") {
+  auto db = open_db(":memory:");
+  create_items(*db);
+  CHECK_THROWS_AS(db->batch([&] {
+    REQUIRE(insert_item(*db, "a").ok());
+    throw std::runtime_error("boom");
+  }),
+                  std::runtime_error);
+  CHECK(count_rows(*db, "items") == 0);
+  // Not stuck in the batch: a plain transaction commits on its own again.
+  REQUIRE(insert_item(*db, "z").ok());
+  CHECK(count_rows(*db, "items") == 1);
+}
+
+TEST_CASE("a batch whose transaction SQLite abandoned reports failure and keeps nothing",
+          "[db][batch]") {
+  auto db = open_db(":memory:");
+  create_items(*db);
+  std::vector<bool> ok;
+  auto st = db->batch([&] {
+    ok.push_back(insert_item(*db, "a").ok());
+    // What SQLite does on SQLITE_FULL or an I/O error: the whole transaction is gone.
+    ok.push_back(db->transaction([](Tx& tx) -> Status {
+                     tx.exec("ROLLBACK");
+                     return {};
+                   }).ok());
+    ok.push_back(insert_item(*db, "b").ok());
+  });
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().retryable);
+  CHECK(ok == std::vector<bool>{true, false, false});
+  CHECK(count_rows(*db, "items") == 0);
+  REQUIRE(insert_item(*db, "z").ok());
+  CHECK(count_rows(*db, "items") == 1);
+}
+
+TEST_CASE("other threads wait for a batch and then see all of it", "[db][batch]") {
+  auto db = open_db(":memory:");
+  create_items(*db);
+  std::promise<void> started;
+  std::promise<void> release;
+  std::thread owner([&] {
+    auto st = db->batch([&] {
+      REQUIRE(insert_item(*db, "a").ok());
+      started.set_value();
+      release.get_future().wait();
+      REQUIRE(insert_item(*db, "b").ok());
+    });
+    CHECK(st.ok());
+  });
+  started.get_future().wait();
+  auto seen = std::async(std::launch::async, [&] { return count_rows(*db, "items"); });
+  CHECK(seen.wait_for(std::chrono::milliseconds(100)) == std::future_status::timeout);
+  release.set_value();
+  owner.join();
+  CHECK(seen.get() == 2);
+}

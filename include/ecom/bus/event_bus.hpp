@@ -15,6 +15,10 @@
 #include "ecom/core/envelope.hpp"
 #include "ecom/core/result.hpp"
 
+namespace ecom::db {
+class Database;
+}  // namespace ecom::db
+
 namespace ecom::bus {
 
 /// A record to publish: the value is an encoded envelope, the key its subject.
@@ -65,6 +69,13 @@ struct SubscriptionOptions {
   /// Empty: a dynamic member, as before. Unique per group; characters [a-zA-Z0-9._-], at most
   /// 249 (Kafka's rule). The embedded bus falls back to EmbeddedBusOptions::instance_id.
   std::string instance_id;
+  /// Group commit: the subscriber's store. When set, the bus calls the handler for a run of
+  /// fetched messages inside one `store->batch()`, so the handlers' transactions on that store
+  /// share one commit; the run's offsets are committed only after it. Handlers must then do all
+  /// of a message's durable work in that store (which they do: inbox, state and outbox).
+  db::Database* store = nullptr;
+  /// Most messages handled in one batch (bounds how long other users of the store wait).
+  int max_batch = 128;
 };
 
 /// A live subscription; closing (or destroying) it commits what was processed and leaves the group.

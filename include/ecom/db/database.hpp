@@ -6,6 +6,7 @@
 /// module. Every access goes through transaction() or read(), which serialise on one mutex: SQLite
 /// allows one writer anyway, and a single connection keeps the prepared-statement cache simple.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -14,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 #include "ecom/core/result.hpp"
@@ -100,10 +102,13 @@ class Database final {
   };
 
   /// Runs `body` inside BEGIN IMMEDIATE..COMMIT. The body returns Result<T>; an error result or a
-  /// DbError rolls back. SQLITE_BUSY surfaces as a retryable error.
+  /// DbError rolls back. SQLITE_BUSY surfaces as a retryable error. Inside batch() on the same
+  /// thread the body runs in a SAVEPOINT of the batch's transaction instead: an error rolls back
+  /// only this body, and its effects become durable when the batch commits.
   template <typename F>
   auto transaction(F&& body) -> decltype(body(std::declval<Tx&>())) {
     using R = decltype(body(std::declval<Tx&>()));
+    if (in_batch()) return unit(std::forward<F>(body));
     std::lock_guard lock(mu_);
     if (auto st = begin(); !st) return R(st.error());
     Tx tx(*this);
@@ -121,11 +126,47 @@ class Database final {
     }
   }
 
+  /// Group commit: runs `body` (returning void) inside one write transaction, in which every
+  /// transaction() call made by this thread is a savepoint. Many small units of work then share
+  /// one commit (one WAL append and lock round) instead of one each. Returns the commit's status;
+  /// on error nothing `body` did is durable, whatever its units returned, and the caller must
+  /// treat every unit as not applied. Other threads' transaction() and read() calls wait until
+  /// the batch ends, so keep batches short. A batch inside a batch just runs `body`.
+  template <typename F>
+  Status batch(F&& body) {
+    if (in_batch()) {
+      body();
+      return batch_status();
+    }
+    std::lock_guard lock(mu_);
+    if (auto st = begin(); !st) return st;
+    BatchGuard guard(*this);
+    try {
+      body();
+    } catch (const DbError& e) {
+      guard.end();
+      rollback();
+      return to_error(e);
+    } catch (...) {
+      guard.end();
+      rollback();
+      throw;
+    }
+    Status st = batch_status();
+    guard.end();
+    if (!st) {
+      rollback();
+      return st;
+    }
+    return commit();
+  }
+
   /// Runs `body` for reading (no explicit transaction: one statement sees one snapshot).
   template <typename F>
   auto read(F&& body) -> decltype(body(std::declval<Tx&>())) {
     using R = decltype(body(std::declval<Tx&>()));
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_, std::defer_lock);
+    if (!in_batch()) lock.lock();
     Tx tx(*this);
     try {
       return body(tx);
@@ -150,7 +191,62 @@ class Database final {
   static Error to_error(const DbError& e);
   sqlite3_stmt* cached(std::string_view sql);
 
+  // Marks the batch owned by this thread for its lifetime (also on exceptions).
+  class BatchGuard final {
+   public:
+    explicit BatchGuard(Database& db) : db_(db) { db_.enter_batch(); }
+    ~BatchGuard() { end(); }
+    void end() noexcept {
+      if (active_) db_.leave_batch();
+      active_ = false;
+    }
+
+   private:
+    Database& db_;
+    bool active_ = true;
+  };
+  bool in_batch() const noexcept {
+    return batch_owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
+  void enter_batch() noexcept;
+  void leave_batch() noexcept;
+  Status batch_status() const;
+  void savepoint();
+  // Ends the innermost savepoint: released, or rolled back first (`undo`). A failure to do so
+  // means SQLite gave up the whole transaction: the batch is then marked failed.
+  void end_savepoint(bool undo) noexcept;
+
+  // One unit of work inside the batch owned by this thread (mu_ is already held).
+  template <typename F>
+  auto unit(F&& body) -> decltype(body(std::declval<Tx&>())) {
+    using R = decltype(body(std::declval<Tx&>()));
+    if (auto st = batch_status(); !st) return R(st.error());
+    try {
+      savepoint();
+    } catch (const DbError& e) {
+      return R(to_error(e));
+    }
+    Tx tx(*this);
+    try {
+      R r = body(tx);
+      end_savepoint(!r);
+      if (r) {
+        if (auto st = batch_status(); !st) return R(st.error());
+      }
+      return r;
+    } catch (const DbError& e) {
+      end_savepoint(true);
+      return R(to_error(e));
+    } catch (...) {
+      end_savepoint(true);
+      throw;
+    }
+  }
+
   std::mutex mu_;
+  std::atomic<std::thread::id> batch_owner_{};
+  bool batch_failed_ = false;  ///< guarded by mu_: SQLite rolled the batch back under us
+  std::string batch_error_;
   sqlite3* h_;
   std::string path_;
   struct Cache;
