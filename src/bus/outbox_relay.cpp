@@ -22,6 +22,8 @@ constexpr std::string_view kTag{"outbox"};
 constexpr milliseconds kMinBackoff{100};
 constexpr milliseconds kMaxBackoff{5'000};
 constexpr milliseconds kStopDrain{5'000};
+// Under load, published rows are deleted at most this often (one transaction for all of them).
+constexpr milliseconds kDeleteInterval{50};
 // Inbox rows deleted per transaction, one transaction per relay turn. Inbox keys are random
 // (event ids), so each row costs about one page write (~20-50 us): a module's handlers wait for
 // the store a few milliseconds at most behind a prune.
@@ -51,9 +53,11 @@ struct OutboxRelay::State {
   // Serialises pumping between the relay thread and drain(): two pumps peeking the same rows
   // would publish them twice and could reorder them.
   std::mutex pump_mu;
-  // Rows already published whose delete failed; deleted before the next peek, so a transient
-  // DB error does not republish them.
+  // Rows up to here are published but not deleted yet. Deletes are batched (one transaction per
+  // kDeleteInterval under load, at once when the outbox runs dry), and peeks start after this.
+  // A crash republishes what was not deleted; consumers deduplicate through their inbox.
   std::optional<int64_t> published_through;
+  Clock::time_point last_delete{};
   std::atomic<uint64_t> published{0};
   std::atomic<uint64_t> pruned{0};
 
@@ -88,15 +92,14 @@ struct OutboxRelay::State {
   /// Publishes one batch. Returns rows published (0 when the outbox is empty) or the failure.
   Result<size_t> pump_once() {
     std::lock_guard lock(pump_mu);
-    if (published_through) {
-      if (auto st = remove_through(*published_through); !st) return st.error();
-      published_through.reset();
-    }
     auto rows = db.read([&](db::Tx& tx) -> Result<std::vector<db::OutboxRow>> {
-      return db::outbox_peek(tx, batch_size);
+      return db::outbox_peek(tx, batch_size, published_through.value_or(0));
     });
     if (!rows) return rows.error();
-    if (rows->empty()) return size_t{0};
+    if (rows->empty()) {
+      if (auto st = flush_deletes(); !st) return st.error();
+      return size_t{0};
+    }
 
     std::vector<Record> records;
     records.reserve(rows->size());
@@ -104,13 +107,21 @@ struct OutboxRelay::State {
       records.push_back(Record{std::move(row.topic), std::move(row.key), std::move(row.payload)});
     }
     if (auto st = bus.publish(records); !st) return st.error();
-    const int64_t last = rows->back().seq;
+    published_through = rows->back().seq;
     published.fetch_add(records.size(), std::memory_order_relaxed);
-    if (auto st = remove_through(last); !st) {
-      published_through = last;
-      return st.error();
+    if (Clock::now() - last_delete >= kDeleteInterval) {
+      if (auto st = flush_deletes(); !st) return st.error();
     }
     return records.size();
+  }
+
+  // Deletes the rows published so far.
+  Status flush_deletes() {
+    if (!published_through) return {};
+    if (auto st = remove_through(*published_through); !st) return st;
+    published_through.reset();
+    last_delete = Clock::now();
+    return {};
   }
 
   Status remove_through(int64_t seq) {

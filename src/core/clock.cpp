@@ -80,9 +80,12 @@ bool is_rfc3339(std::string_view s) noexcept {
 }
 
 std::string new_uuid() {
-  uint64_t hi = rng()();
+  // Version 7: the millisecond time leads, so ids made close together sort together and inserts
+  // into the B-trees keyed by them (inbox, orders, sagas, ...) append to a few hot pages instead
+  // of dirtying a random page each. The 74 random bits keep them unguessable and unique.
+  const auto ms = static_cast<uint64_t>(now_ms());
+  uint64_t hi = (ms << 16) | (rng()() & 0x0FFFull) | 0x7000ull;  // 48-bit time, version 7
   uint64_t lo = rng()();
-  hi = (hi & 0xFFFFFFFFFFFF0FFFull) | 0x0000000000004000ull;  // version 4
   lo = (lo & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // RFC 4122 variant
   std::string out;
   out.reserve(36);

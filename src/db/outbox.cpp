@@ -31,10 +31,12 @@ void outbox_add(Tx& tx, std::string_view topic, const Envelope& e) {
       .exec();
 }
 
-std::vector<OutboxRow> outbox_peek(Tx& tx, int limit) {
+std::vector<OutboxRow> outbox_peek(Tx& tx, int limit, int64_t after_seq) {
   std::vector<OutboxRow> rows;
-  auto s = tx.stmt("SELECT seq, topic, key, payload FROM outbox ORDER BY seq LIMIT ?");
-  s.bind(1, limit);
+  auto s =
+      tx.stmt("SELECT seq, topic, key, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?");
+  s.bind(1, after_seq);
+  s.bind(2, limit);
   while (s.step()) {
     rows.push_back(OutboxRow{s.col_int(0), s.col_text(1), s.col_text(2), s.col_text(3)});
   }

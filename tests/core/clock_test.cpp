@@ -15,13 +15,22 @@ TEST_CASE("rfc3339 formatting and validation", "[clock]") {
   CHECK_FALSE(ecom::is_rfc3339("2026-11-22T02:06:38.Z"));
 }
 
-TEST_CASE("uuids are v4 and unique", "[clock]") {
+TEST_CASE("uuids are v7, unique and ordered by their millisecond", "[clock]") {
   std::set<std::string> seen;
+  const int64_t before = ecom::now_ms();
+  std::string previous;
   for (int i = 0; i < 10000; ++i) {
     auto id = ecom::new_uuid();
     REQUIRE(id.size() == 36);
     REQUIRE(id[8] == '-');
-    REQUIRE(id[14] == '4');
+    REQUIRE(id[14] == '7');
+    // The first 12 hex digits are the creation time in epoch milliseconds, never going back.
+    std::string time_hex = id.substr(0, 8) + id.substr(9, 4);
+    const int64_t ms = std::stoll(time_hex, nullptr, 16);
+    REQUIRE(ms >= before);
+    REQUIRE(ms <= ecom::now_ms());
+    REQUIRE(time_hex >= previous);
+    previous = time_hex;
     REQUIRE(std::string("89ab").find(id[19]) != std::string::npos);
     seen.insert(id);
   }

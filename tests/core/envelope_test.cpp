@@ -30,7 +30,7 @@ TEST_CASE("a caused event inherits correlation and trace", "[envelope]") {
   CHECK(second.traceparent == first.traceparent);
   CHECK(second.id != first.id);
   CHECK(second.id.size() == 36);
-  CHECK(second.id[14] == '4');
+  CHECK(second.id[14] == '7');
 }
 
 TEST_CASE("strings with quotes and unicode are escaped", "[envelope]") {

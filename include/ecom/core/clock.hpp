@@ -14,7 +14,7 @@ std::string format_rfc3339(int64_t epoch_ms);
 inline std::string now_rfc3339() { return format_rfc3339(now_ms()); }
 /// True when `s` is an RFC 3339 date-time (with offset or Z).
 bool is_rfc3339(std::string_view s) noexcept;
-/// A random (version 4) UUID in canonical lower-case form. Thread-safe.
+/// A time-ordered random UUID (version 7, RFC 9562) in canonical lower-case form. Thread-safe.
 std::string new_uuid();
 /// A W3C traceparent header value with fresh random trace and span ids. Thread-safe.
 std::string new_traceparent();

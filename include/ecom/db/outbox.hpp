@@ -27,8 +27,8 @@ struct OutboxRow {
   std::string payload;  ///< the encoded envelope
 };
 
-/// Oldest `limit` rows in commit order.
-std::vector<OutboxRow> outbox_peek(Tx& tx, int limit);
+/// Oldest `limit` rows after `after_seq`, in commit order (seq only grows: AUTOINCREMENT).
+std::vector<OutboxRow> outbox_peek(Tx& tx, int limit, int64_t after_seq = 0);
 /// Deletes rows up to and including `seq` (after the bus acknowledged them).
 void outbox_remove_through(Tx& tx, int64_t seq);
 /// Rows still waiting.
