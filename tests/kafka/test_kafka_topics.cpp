@@ -105,7 +105,7 @@ TEST_CASE("kafka options: defaults, passthrough properties, validation", "[kafka
     REQUIRE(r.ok());
     CHECK(r->bootstrap_servers == "127.0.0.1:9092");
     CHECK(r->compression == "lz4");
-    CHECK(r->linger_ms == 5);
+    CHECK(r->linger_ms == 1);
     CHECK(r->topics.topics.size() == ecom::topics::kAll.size());
   }
   SECTION("security settings pass through to librdkafka") {

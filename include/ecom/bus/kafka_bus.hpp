@@ -53,7 +53,7 @@ struct KafkaBusOptions {
   std::string group_prefix;
   // Producer.
   std::string compression = "lz4";   ///< compression.type: none, gzip, snappy, lz4, zstd
-  int linger_ms = 5;                 ///< linger.ms: wait this long to fill a batch
+  int linger_ms = 1;                 ///< linger.ms: wait this long to fill a batch
   int batch_num_messages = 10'000;   ///< batch.num.messages
   int batch_size_bytes = 1'000'000;  ///< batch.size
   /// message.timeout.ms: how long a record may wait for an acknowledgement, retries included,
