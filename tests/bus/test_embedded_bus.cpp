@@ -11,6 +11,7 @@
 #include "bus_test_util.hpp"
 #include "child_process.hpp"
 #include "ecom/bus/embedded_bus.hpp"
+#include "support/group_commit_check.hpp"
 #include "support/test_support.hpp"
 
 using ecom::Envelope;
@@ -548,4 +549,13 @@ TEST_CASE("embedded bus: the partition count is fixed by the file, keeping per-k
   std::map<std::string, std::vector<std::string>> expected;
   for (const auto& e : sent) expected[e.subject].push_back(e.id);
   CHECK(got.ids_by_key() == expected);
+}
+
+TEST_CASE(
+    "embedded bus: a subscription with a store commits handler runs together, and a run "
+    "that fails to commit is handled again",
+    "[bus][embedded][contract][batch]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  ecom::test::check_group_commit(*bus, "t", "g", dir.file("store.db"));
 }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "kafka_test_support.hpp"
+#include "support/group_commit_check.hpp"
 #include "support/test_support.hpp"
 
 using ecom::Envelope;
@@ -486,4 +487,16 @@ TEST_CASE("kafka bus: static membership (group.instance.id) survives a restart o
   REQUIRE(eventually([&] { return again.distinct() == 1; }, 60s));
   CHECK(event_n(again.messages()[0].envelope) == 2);
   (*sub)->close();
+}
+
+TEST_CASE(
+    "kafka bus: a subscription with a store commits handler runs together, and a run that "
+    "fails to commit is handled again",
+    "[kafka][contract][batch]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("batch-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  TempDir dir;
+  ecom::test::check_group_commit(*bus, topic, unique_name("g"), dir.file("store.db"));
 }
