@@ -1,5 +1,7 @@
 #include "ecom/core/clock.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -80,11 +82,20 @@ bool is_rfc3339(std::string_view s) noexcept {
 }
 
 std::string new_uuid() {
-  // Version 7: the millisecond time leads, so ids made close together sort together and inserts
-  // into the B-trees keyed by them (inbox, orders, sagas, ...) append to a few hot pages instead
-  // of dirtying a random page each. The 74 random bits keep them unguessable and unique.
-  const auto ms = static_cast<uint64_t>(now_ms());
-  uint64_t hi = (ms << 16) | (rng()() & 0x0FFFull) | 0x7000ull;  // 48-bit time, version 7
+  // Version 7 (RFC 9562): the millisecond time leads, so ids made close together sort together
+  // and inserts into the B-trees keyed by them (orders, inbox, sagas, ...) append to a few hot
+  // pages instead of dirtying a random page each. The 12 bits after the time count up within one
+  // millisecond (RFC 9562 method 3), so this process's ids never repeat or go backwards; the 62
+  // random bits keep them unguessable and unique across processes.
+  static std::atomic<uint64_t> last{0};  // (unix ms << 12) | counter
+  const uint64_t now = static_cast<uint64_t>(now_ms()) << 12;
+  uint64_t prev = last.load(std::memory_order_relaxed);
+  uint64_t next;
+  do {
+    next = std::max(now, prev + 1);
+  } while (!last.compare_exchange_weak(prev, next, std::memory_order_relaxed));
+  const uint64_t ms = next >> 12;
+  uint64_t hi = (ms << 16) | 0x7000ull | (next & 0x0FFFull);
   uint64_t lo = rng()();
   lo = (lo & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // RFC 4122 variant
   std::string out;

@@ -639,7 +639,9 @@ class BeastServer final : public Server {
       case Mode::kHttp:
         break;
       case Mode::kAsync:
-        if (c.async) c.async->complete(unavailable());
+        // A deferred read (a long poll) ends now. A deferred write may be committing: answering
+        // 503 could tell the client it failed when it did not, so it finishes within the grace.
+        if (c.async && !is_write(c.request.method)) c.async->complete(unavailable());
         break;
       case Mode::kStream:
         if (c.sse) c.sse->close();
@@ -649,6 +651,8 @@ class BeastServer final : public Server {
         break;
     }
   }
+
+  static bool is_write(Method m) { return m != Method::kGet && m != Method::kHead; }
 
   static Response unavailable() {
     return error_response(Error{"UNAVAILABLE", "the server is shutting down", {}, true});
@@ -789,7 +793,7 @@ class BeastServer final : public Server {
     c.async = slot;
     c.async_waiting = true;
     // stop() may have looked at this connection before it was waiting.
-    if (stopping_.load()) slot->complete(unavailable());
+    if (stopping_.load() && !is_write(c.request.method)) slot->complete(unavailable());
 
     // A client pipelining this much while waiting is not worth keeping.
     const size_t pipeline_limit = options_.body_limit + 64 * 1024;

@@ -2,6 +2,8 @@
 // JSON encoding of order lines, shared by the OrderCreated payload, the stored `items` column and
 // the canonical request used for Idempotency-Key comparison.
 
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "ecom/core/json.hpp"
@@ -20,6 +22,26 @@ inline void write_items(json::Writer& w, const std::vector<OrderLine>& items) {
     w.EndObject();
   }
   w.EndArray();
+}
+
+/// The items array of `o` as JSON text.
+inline std::string encode_items(const NewOrder& o) {
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  write_items(w, o.items);
+  return json::to_string(sb);
+}
+
+/// canonical_json(o), byte for byte (stored keys compare against it), reusing `items` =
+/// encode_items(o) so the request is encoded once.
+inline std::string canonical_request(const NewOrder& o, std::string_view items) {
+  return json::object([&](json::Writer& w) {
+    json::write_string(w, "customerId", o.customer_id);
+    json::write_string(w, "currency", o.currency);
+    json::key(w, "items");
+    w.RawValue(items.data(), items.size(), rapidjson::kArrayType);
+    json::write_string(w, "paymentToken", o.payment_token);
+  });
 }
 
 }  // namespace ecom::order

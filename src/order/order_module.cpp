@@ -3,17 +3,23 @@
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <climits>
 #include <condition_variable>
+#include <deque>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
 #include "ecom/core/clock.hpp"
+#include "ecom/core/envelope.hpp"
 #include "ecom/core/json.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/core/topics.hpp"
@@ -86,23 +92,18 @@ std::string accepted_body(std::string_view order_id, std::string_view status,
   });
 }
 
-std::string created_event_data(std::string_view order_id, const NewOrder& o) {
+// The OrderCreated payload; `items` is encode_items(o).
+std::string created_event_data(std::string_view order_id, const NewOrder& o,
+                               std::string_view items) {
   return json::object([&](Writer& w) {
     write_string(w, "orderId", order_id);
     write_string(w, "customerId", o.customer_id);
     write_string(w, "currency", o.currency);
     json::write_int64(w, "totalAmount", o.total_amount);
     json::key(w, "items");
-    write_items(w, o.items);
+    w.RawValue(items.data(), items.size(), rapidjson::kArrayType);
     if (!o.payment_token.empty()) write_string(w, "paymentToken", o.payment_token);
   });
-}
-
-std::string items_json(const NewOrder& o) {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  write_items(w, o.items);
-  return json::to_string(sb);
 }
 
 // Writes the order row of `stmt` (columns as in kOrderColumns) as JSON fields.
@@ -125,6 +126,11 @@ void write_order_fields(Writer& w, db::Statement& s) {
   write_string(w, "updatedAt", format_rfc3339(s.col_int(9)));
   json::write_bool(w, "cancellationRequested", !s.col_null(10));
 }
+
+// Group commit of POST /api/orders: at most this many orders share one commit, and at most this
+// many wait for the writer (beyond that a POST answers 503 with Retry-After, not unbounded memory).
+constexpr size_t kMaxBatch = 256;
+constexpr size_t kMaxQueued = 10'000;
 
 constexpr int64_t kMaxWaitMs = 60'000;
 constexpr size_t kMaxWaiters = 10'000;
@@ -182,71 +188,179 @@ struct OrderModule::Impl {
 
   // --- HTTP ------------------------------------------------------------------------------------
 
-  http::Response create(const http::Request& req) {
+  // An accepted POST waiting for the writer. Everything that needs no store is prepared on the
+  // HTTP thread, so the writer (the one serial step) only runs SQL.
+  struct CreateJob {
+    NewOrder order;
+    std::string key;        // Idempotency-Key; empty when absent
+    std::string canonical;  // canonical request, only with a key
+    std::string items;      // encoded items (the orders.items column)
+    Envelope event;         // OrderCreated; its subject is the new order's id
+    http::Responder respond;
+  };
+  struct Created {
+    std::string order_id;
+    std::string status;
+    std::string correlation_id;
+    bool replayed = false;
+  };
+
+  // Writer state: one thread stores every POST, many per commit (see write_loop).
+  std::mutex create_mu;
+  std::condition_variable create_cv;
+  std::deque<CreateJob> create_queue;
+  bool create_stopping = false;
+  bool writer_idle = false;  // the writer waits on create_cv: a push must wake it
+  std::thread writer;
+
+  static http::Response unavailable(std::string message) {
+    return http::error_response(Error{"UNAVAILABLE", std::move(message), {}, true});
+  }
+
+  void create(const http::Request& req, http::Responder respond) {
     auto parsed = parse_new_order(req.body);
-    if (!parsed) return http::error_response(parsed.error());
-    const NewOrder& order = parsed.value();
+    if (!parsed) return respond(http::error_response(parsed.error()));
 
-    std::string key;
+    CreateJob job{std::move(parsed).value()};
     if (auto h = req.header("idempotency-key")) {
-      key = std::string(*h);
-      if (key.empty() || key.size() > kMaxIdempotencyKey)
-        return http::error_response(http::validation_error(
+      job.key = std::string(*h);
+      if (job.key.empty() || job.key.size() > kMaxIdempotencyKey)
+        return respond(http::error_response(http::validation_error(
             "Idempotency-Key",
-            fmt::format("Idempotency-Key must be 1..{} characters", kMaxIdempotencyKey)));
+            fmt::format("Idempotency-Key must be 1..{} characters", kMaxIdempotencyKey))));
     }
-    std::string canonical = key.empty() ? std::string() : canonical_json(order);
+    job.items = encode_items(job.order);
+    if (!job.key.empty()) job.canonical = canonical_request(job.order, job.items);
+    // Prepared even if the key turns out to be a replay: cheaper than doing it on the writer.
+    std::string id = new_uuid();  // time-ordered: inserts append to the B-trees
+    job.event = make_event(kName, event_types::kOrderCreated, id,
+                           created_event_data(id, job.order, job.items));
+    if (auto tp = req.header("traceparent"); tp && tp->size() == 55) job.event.traceparent = *tp;
+    job.respond = std::move(respond);
 
-    struct Outcome {
-      std::string order_id;
-      std::string status;
-      std::string correlation_id;
-      bool replayed = false;
-    };
-    auto result = db().transaction([&](db::Tx& tx) -> Result<Outcome> {
-      if (!key.empty()) {
-        auto s = tx.stmt(
-            "SELECT k.request, k.order_id, o.status, o.correlation_id FROM idempotency_keys k "
-            "JOIN orders o ON o.id = k.order_id WHERE k.key = ?");
-        s.bind(1, key);
-        if (s.step()) {
-          if (s.col_view(0) != canonical)
-            return Error{"IDEMPOTENCY_CONFLICT",
-                         "Idempotency-Key was already used with a different request body",
-                         "Idempotency-Key", false};
-          return Outcome{s.col_text(1), s.col_text(2), s.col_text(3), true};
+    bool wake = false;
+    {
+      std::unique_lock lock(create_mu);
+      if (create_stopping || create_queue.size() >= kMaxQueued) {
+        bool stopping = create_stopping;
+        lock.unlock();
+        if (stopping) return job.respond(unavailable("the order service is shutting down"));
+        return job.respond(unavailable("too many orders waiting to be stored; retry shortly")
+                               .with_header("Retry-After", "1"));
+      }
+      create_queue.push_back(std::move(job));
+      wake = writer_idle;
+      writer_idle = false;
+    }
+    if (wake) create_cv.notify_one();
+  }
+
+  // Stores one order (or finds its Idempotency-Key): the unit of work of one POST.
+  Result<Created> store_order(db::Tx& tx, const CreateJob& job, int64_t now) {
+    if (!job.key.empty()) {
+      auto s = tx.stmt(
+          "SELECT k.request, k.order_id, o.status, o.correlation_id FROM idempotency_keys k "
+          "JOIN orders o ON o.id = k.order_id WHERE k.key = ?");
+      s.bind(1, job.key);
+      if (s.step()) {
+        if (s.col_view(0) != job.canonical)
+          return Error{"IDEMPOTENCY_CONFLICT",
+                       "Idempotency-Key was already used with a different request body",
+                       "Idempotency-Key", false};
+        return Created{s.col_text(1), s.col_text(2), s.col_text(3), true};
+      }
+    }
+    const NewOrder& order = job.order;
+    const std::string& id = job.event.subject;
+    tx.stmt(
+          "INSERT INTO orders (id, customer_id, currency, status, total_amount, payment_token, "
+          "items, correlation_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+        .bind_all(id, order.customer_id, order.currency, "PENDING", order.total_amount,
+                  order.payment_token, job.items, job.event.correlation_id, now, now)
+        .exec();
+    tx.stmt("INSERT INTO order_history (order_id, seq, status, at) VALUES (?, 1, 'PENDING', ?)")
+        .bind_all(id, now)
+        .exec();
+    if (!job.key.empty()) {
+      tx.stmt(
+            "INSERT INTO idempotency_keys (key, request, order_id, status_code, created_at) "
+            "VALUES (?,?,?,202,?)")
+          .bind_all(job.key, job.canonical, id, now)
+          .exec();
+    }
+    db::outbox_add(tx, topics::kOrdersCreated, job.event);
+    return Created{id, "PENDING", job.event.correlation_id, false};
+  }
+
+  static http::Response accepted(const Created& c) {
+    auto resp = http::json(202, accepted_body(c.order_id, c.status, c.correlation_id));
+    resp.with_header("Location", "/api/orders/" + c.order_id);
+    if (c.replayed) resp.with_header("Idempotent-Replayed", "true");
+    return resp;
+  }
+
+  // Group commit: whatever queued while the previous commit ran is stored in one batch (each
+  // order a savepoint, so one failing order does not undo the others, and a repeated
+  // Idempotency-Key sees the earlier order of the same batch), then every POST is answered.
+  void write_loop() {
+    std::vector<CreateJob> jobs;
+    jobs.reserve(kMaxBatch);
+    while (true) {
+      {
+        std::unique_lock lock(create_mu);
+        while (!create_stopping && create_queue.empty()) {
+          writer_idle = true;
+          create_cv.wait(lock);
+        }
+        writer_idle = false;
+        if (create_stopping) break;
+        while (!create_queue.empty() && jobs.size() < kMaxBatch) {
+          jobs.push_back(std::move(create_queue.front()));
+          create_queue.pop_front();
         }
       }
-      std::string id = new_uuid();
-      int64_t now = now_ms();
-      auto event = make_event(kName, event_types::kOrderCreated, id, created_event_data(id, order));
-      if (auto tp = req.header("traceparent"); tp && tp->size() == 55) event.traceparent = *tp;
-      tx.stmt(
-            "INSERT INTO orders (id, customer_id, currency, status, total_amount, payment_token, "
-            "items, correlation_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
-          .bind_all(id, order.customer_id, order.currency, "PENDING", order.total_amount,
-                    order.payment_token, items_json(order), event.correlation_id, now, now)
-          .exec();
-      tx.stmt("INSERT INTO order_history (order_id, seq, status, at) VALUES (?, 1, 'PENDING', ?)")
-          .bind_all(id, now)
-          .exec();
-      if (!key.empty()) {
-        tx.stmt(
-              "INSERT INTO idempotency_keys (key, request, order_id, status_code, created_at) "
-              "VALUES (?,?,?,202,?)")
-            .bind_all(key, canonical, id, now)
-            .exec();
-      }
-      db::outbox_add(tx, topics::kOrdersCreated, event);
-      return Outcome{id, "PENDING", event.correlation_id, false};
-    });
-    if (!result) return http::error_response(result.error());
-    if (!result->replayed) ctx->outbox.notify();
-    auto resp =
-        http::json(202, accepted_body(result->order_id, result->status, result->correlation_id));
-    resp.with_header("Location", "/api/orders/" + result->order_id);
-    if (result->replayed) resp.with_header("Idempotent-Replayed", "true");
-    return resp;
+      store_batch(jobs);
+      jobs.clear();
+    }
+    // Shutting down: what is still queued was never started; the client may retry it.
+    std::deque<CreateJob> left;
+    {
+      std::lock_guard lock(create_mu);
+      left.swap(create_queue);
+    }
+    for (auto& j : left) j.respond(unavailable("the order service is shutting down"));
+  }
+
+  void store_batch(std::vector<CreateJob>& jobs) {
+    std::vector<Result<Created>> results;
+    results.reserve(jobs.size());
+    Status committed;
+    try {
+      committed = db().batch([&] {
+        int64_t now = now_ms();
+        for (const auto& j : jobs)
+          results.push_back(db().transaction([&](db::Tx& tx) { return store_order(tx, j, now); }));
+      });
+    } catch (const std::exception& e) {
+      log::error(kTag, "storing {} orders failed: {}", jobs.size(), e.what());
+      committed = Error{"INTERNAL", "internal error", {}, false};
+    } catch (...) {
+      log::error(kTag, "storing {} orders failed: a non-standard exception", jobs.size());
+      committed = Error{"INTERNAL", "internal error", {}, false};
+    }
+    bool created = false;
+    if (committed) {
+      for (const auto& r : results) created = created || (r && !r->replayed);
+    }
+    if (created) ctx->outbox.notify();
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      if (!committed)
+        jobs[i].respond(http::error_response(committed.error()));
+      else if (!results[i])
+        jobs[i].respond(http::error_response(results[i].error()));
+      else
+        jobs[i].respond(accepted(*results[i]));
+    }
   }
 
   // The order as JSON; `terminal` tells whether its status is final (read from the same row).
@@ -488,8 +602,10 @@ Status OrderModule::start(ModuleContext& ctx) {
   if (auto st = ctx.db.migrate(kName, kMigrations); !st) return st;
 
   auto* impl = impl_.get();
-  ctx.router.add(http::Method::kPost, "/api/orders",
-                 [impl](const http::Request& r) { return impl->create(r); });
+  ctx.router.add_async(http::Method::kPost, "/api/orders",
+                       [impl](const http::Request& r, http::Responder respond) {
+                         impl->create(r, std::move(respond));
+                       });
   ctx.router.add(http::Method::kGet, "/api/orders",
                  [impl](const http::Request& r) { return impl->list(r); });
   ctx.router.add_async(http::Method::kGet, "/api/orders/{id}",
@@ -502,16 +618,24 @@ Status OrderModule::start(ModuleContext& ctx) {
   bus::SubscriptionOptions options;
   options.group = "ecomd-order";
   options.topics = {std::string(topics::kOrdersStatus)};
+  options.store = &ctx.db;
   auto sub =
       ctx.bus.subscribe(options, [impl](const bus::Message& m) { return impl->on_status(m); });
   if (!sub) return sub.error();
   impl_->status_sub = std::move(sub).value();
   impl_->reaper = std::thread([impl] { impl->reap(); });
+  impl_->writer = std::thread([impl] { impl->write_loop(); });
   return {};
 }
 
 void OrderModule::stop() noexcept {
   if (!impl_) return;
+  {
+    // First, so POSTs arriving from now on are refused at once.
+    std::lock_guard lock(impl_->create_mu);
+    impl_->create_stopping = true;
+  }
+  impl_->create_cv.notify_all();
   if (impl_->status_sub) {
     impl_->status_sub->close();
     impl_->status_sub.reset();
@@ -522,6 +646,8 @@ void OrderModule::stop() noexcept {
   }
   impl_->wait_cv.notify_all();
   if (impl_->reaper.joinable()) impl_->reaper.join();  // answers the remaining waiters first
+  // The batch being stored is finished and answered; queued POSTs are answered 503.
+  if (impl_->writer.joinable()) impl_->writer.join();
 }
 
 }  // namespace ecom::order

@@ -46,6 +46,11 @@ struct StreamServer {
       respond(json(201, r.body));
       respond(json(500, "{}"));  // later answers are ignored
     });
+    // A deferred write: kept like /wait, answered by the test.
+    router.add_async(Method::kPost, "/write/{id}", [this](const Request& r, Responder respond) {
+      std::lock_guard<std::mutex> lock(mu);
+      responders[std::string(r.param("id"))] = std::move(respond);
+    });
     router.add_async(Method::kGet, "/throws",
                      [](const Request&, Responder) { throw std::runtime_error("boom"); });
     router.add_stream(
@@ -197,6 +202,27 @@ TEST_CASE("async: stop answers pending requests 503 and later responders are no-
   // The server is gone; the module may still hold the responder.
   REQUIRE(kept);
   (*kept)(json(200, "{}"));
+}
+
+TEST_CASE("async: stop lets a pending write finish within the grace period", "[http][async]") {
+  StreamServer s;
+  RawClient c(s.port());
+  REQUIRE(c.connected());
+  REQUIRE(
+      c.send("POST /write/w HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Content-Length: 2\r\n\r\n{}"));
+  REQUIRE(eventually([&] { return s.has_responder("w"); }));
+  auto responder = *s.responder("w");
+  // The write commits while the server is stopping: its client must hear the real answer.
+  std::thread committer([responder] {
+    std::this_thread::sleep_for(300ms);
+    responder(json(202, R"({"stored":true})"));
+  });
+  s.server->stop(30s);
+  committer.join();
+  std::string reply = c.read_response();
+  CHECK(reply.rfind("HTTP/1.1 202 Accepted\r\n", 0) == 0);
+  CHECK(reply.find(R"({"stored":true})") != std::string::npos);
 }
 
 TEST_CASE("sse: head, queued and later events arrive in order", "[http][sse]") {

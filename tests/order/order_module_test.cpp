@@ -3,10 +3,16 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <condition_variable>
 #include <future>
+#include <memory>
 #include <mutex>
+#include <regex>
+#include <set>
 #include <thread>
+#include <vector>
 
 #include "ecom/bus/embedded_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
@@ -120,6 +126,94 @@ std::string status_of(Harness& h, const std::string& id) {
   return parse(r.body)["status"].GetString();
 }
 
+// The answer of a POST sent without waiting; counts responder calls (exactly one is allowed).
+struct Pending {
+  std::mutex mu;
+  std::condition_variable cv;
+  int calls = 0;
+  http::Response response;
+
+  void set(http::Response r) {
+    std::lock_guard lock(mu);
+    if (++calls == 1) response = std::move(r);
+    cv.notify_all();
+  }
+  bool answered() { return count() > 0; }
+  int count() {
+    std::lock_guard lock(mu);
+    return calls;
+  }
+  // Waits (generously) for the answer; status 0 when none came.
+  http::Response wait() {
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, std::chrono::seconds(60), [this] { return calls > 0; })) return {0};
+    return response;
+  }
+};
+
+// Starts a POST /api/orders and returns at once, as the server does with an async route.
+std::shared_ptr<Pending> post_async(Harness& h, std::string body,
+                                    std::vector<std::pair<std::string, std::string>> headers = {}) {
+  http::Request req;
+  req.method = http::Method::kPost;
+  req.target = req.path = "/api/orders";
+  req.body = std::move(body);
+  req.headers = std::move(headers);
+  req.headers.emplace_back("content-type", "application/json");
+  auto m = h.router.match(req);
+  auto p = std::make_shared<Pending>();
+  if (m.kind != http::Match::Kind::kAsync) {
+    p->set(m.response);
+    return p;
+  }
+  (*m.async)(req, [p](http::Response r) { p->set(std::move(r)); });
+  return p;
+}
+
+// Holds the order store's write lock until release(), so POSTs queue up behind it and are then
+// stored together.
+class StoreHold {
+ public:
+  explicit StoreHold(db::Database& db) {
+    std::promise<void> held;
+    auto is_held = held.get_future();
+    thread_ = std::thread([&db, &held, this] {
+      auto st = db.transaction([&](db::Tx&) -> Status {
+        held.set_value();
+        release_.get_future().wait();
+        return {};
+      });
+      (void)st;
+    });
+    is_held.wait();
+  }
+  ~StoreHold() { release(); }
+  void release() {
+    if (!thread_.joinable()) return;
+    release_.set_value();
+    thread_.join();
+  }
+
+ private:
+  std::promise<void> release_;
+  std::thread thread_;
+};
+
+int64_t count_rows(Harness& h, const std::string& sql) {
+  auto n = h.db->read([&](db::Tx& tx) -> Result<int64_t> {
+    auto s = tx.stmt(sql);
+    return s.step() ? s.col_int(0) : -1;
+  });
+  REQUIRE(n.ok());
+  return n.value();
+}
+
+std::string body_for(const std::string& customer, int quantity = 1) {
+  return R"({"customerId":")" + customer +
+         R"(","currency":"USD","items":[{"sku":"SKU-1","quantity":)" + std::to_string(quantity) +
+         R"(,"unitAmount":100}]})";
+}
+
 }  // namespace
 
 TEST_CASE("POST /api/orders stores the order and emits OrderCreated", "[order]") {
@@ -195,6 +289,24 @@ TEST_CASE("Idempotency-Key: same body replays, different body conflicts", "[orde
   REQUIRE(test::eventually([&] { return h.count_seen(event_types::kOrderCreated) == 2; }));
   auto list = parse(h.call(http::Method::kGet, "/api/orders?customerId=c-42").body);
   CHECK(list["orders"].Size() == 2);
+}
+
+TEST_CASE("order ids are UUIDs of version 7 that grow with time", "[order]") {
+  Harness h;
+  const std::regex v7("[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
+  std::string previous;
+  for (int i = 0; i < 20; ++i) {
+    std::string id =
+        parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
+    CHECK(std::regex_match(id, v7));
+    CHECK(id > previous);
+    previous = id;
+  }
+  // The leading 48 bits are Unix milliseconds, taken just before the order was stored.
+  int64_t ms = std::stoll(previous.substr(0, 8) + previous.substr(9, 4), nullptr, 16);
+  int64_t created = count_rows(h, "SELECT created_at FROM orders WHERE id = '" + previous + "'");
+  CHECK(ms <= created);
+  CHECK(created - ms < 60'000);
 }
 
 TEST_CASE("GET unknown order is 404 in the error shape", "[order]") {
@@ -291,4 +403,275 @@ TEST_CASE("long-poll answers when the order turns terminal, and at the end of th
   CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(250));
   CHECK(std::string(parse(expired.body)["status"].GetString()) == "PENDING");
   CHECK(h.call(http::Method::kGet, "/api/orders/" + other + "?wait=61s").status == 400);
+}
+
+TEST_CASE("concurrent POSTs each store one order and one OrderCreated", "[order][batch]") {
+  Harness h;
+  constexpr int kThreads = 8;
+  constexpr int kEach = 25;
+  std::vector<std::vector<http::Response>> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&h, &got, t] {
+      for (int i = 0; i < kEach; ++i)
+        got[t].push_back(h.call(http::Method::kPost, "/api/orders", kBody));
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  std::set<std::string> ids;
+  for (const auto& per_thread : got) {
+    for (const auto& r : per_thread) {
+      REQUIRE(r.status == 202);
+      std::string id = parse(r.body)["orderId"].GetString();
+      CHECK(header(r, "Location") == "/api/orders/" + id);
+      CHECK(header(r, "Idempotent-Replayed").empty());
+      ids.insert(id);
+    }
+  }
+  REQUIRE(ids.size() == kThreads * kEach);
+  CHECK(count_rows(h, "SELECT COUNT(*) FROM orders") == kThreads * kEach);
+  CHECK(count_rows(h, "SELECT COUNT(*) FROM order_history") == kThreads * kEach);
+  REQUIRE(test::eventually(
+      [&] { return h.count_seen(event_types::kOrderCreated) == kThreads * kEach; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // no extra events trickle in
+  std::lock_guard lock(h.mu);
+  std::set<std::string> subjects;
+  for (const auto& e : h.seen) subjects.insert(e.subject);
+  CHECK(h.seen.size() == kThreads * kEach);
+  CHECK(subjects == ids);
+}
+
+TEST_CASE("one Idempotency-Key from many threads makes one order", "[order][batch]") {
+  Harness h;
+  std::vector<std::pair<std::string, std::string>> key{{"idempotency-key", "same-key"}};
+  constexpr int kThreads = 8;
+  constexpr int kEach = 10;
+  const std::string other = body_for("c-42", 7);
+  std::vector<std::vector<std::pair<bool, http::Response>>> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        bool differs = (t + i) % 5 == 4;  // some requests reuse the key with another body
+        got[t].emplace_back(
+            differs, h.call(http::Method::kPost, "/api/orders", differs ? other : kBody, key));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  // The first request stored decides the key's body; every other one replays or conflicts.
+  REQUIRE(count_rows(h, "SELECT COUNT(*) FROM orders") == 1);
+  std::string id = h.db->read([](db::Tx& tx) -> Result<std::string> {
+                         auto s = tx.stmt("SELECT id FROM orders");
+                         return s.step() ? s.col_text(0) : std::string();
+                       })
+                       .value();
+  bool stored_other = count_rows(h, "SELECT COUNT(*) FROM orders WHERE total_amount = 700") == 1;
+  int fresh = 0;
+  for (const auto& per_thread : got) {
+    for (const auto& [differs, r] : per_thread) {
+      if (differs == stored_other) {
+        REQUIRE(r.status == 202);
+        CHECK(parse(r.body)["orderId"].GetString() == id);
+        CHECK(header(r, "Location") == "/api/orders/" + id);
+        if (header(r, "Idempotent-Replayed").empty()) ++fresh;
+      } else {
+        REQUIRE(r.status == 409);
+        CHECK(std::string(parse(r.body)["error"]["code"].GetString()) == "IDEMPOTENCY_CONFLICT");
+      }
+    }
+  }
+  CHECK(fresh == 1);
+  REQUIRE(test::eventually([&] { return h.count_seen(event_types::kOrderCreated) == 1; }));
+}
+
+TEST_CASE("repeated Idempotency-Keys within one group commit behave as if sequential",
+          "[order][batch]") {
+  Harness h;
+  std::vector<std::pair<std::string, std::string>> k1{{"idempotency-key", "k-1"}};
+  std::vector<std::pair<std::string, std::string>> k2{{"idempotency-key", "k-2"}};
+  std::vector<std::shared_ptr<Pending>> p;
+  {
+    StoreHold hold(*h.db);
+    p.push_back(post_async(h, kBody, k1));
+    p.push_back(post_async(h, kBody, k1));                // replay
+    p.push_back(post_async(h, body_for("c-42", 3), k1));  // conflict
+    p.push_back(post_async(h, body_for("c-7"), k2));      // another key
+    p.push_back(post_async(h, body_for("c-7"), k2));      // its replay
+    p.push_back(post_async(h, kBody));                    // no key
+    for (auto& x : p) CHECK_FALSE(x->answered());         // nothing answered before it is committed
+  }
+  std::vector<http::Response> r;
+  for (auto& x : p) r.push_back(x->wait());
+  REQUIRE(r[0].status == 202);
+  CHECK(header(r[0], "Idempotent-Replayed").empty());
+  REQUIRE(r[1].status == 202);
+  CHECK(header(r[1], "Idempotent-Replayed") == "true");
+  CHECK(parse(r[1].body)["orderId"] == parse(r[0].body)["orderId"]);
+  CHECK(header(r[1], "Location") == header(r[0], "Location"));
+  REQUIRE(r[2].status == 409);
+  CHECK(std::string(parse(r[2].body)["error"]["code"].GetString()) == "IDEMPOTENCY_CONFLICT");
+  REQUIRE(r[3].status == 202);
+  REQUIRE(r[4].status == 202);
+  CHECK(header(r[4], "Idempotent-Replayed") == "true");
+  CHECK(parse(r[4].body)["orderId"] == parse(r[3].body)["orderId"]);
+  CHECK(parse(r[3].body)["orderId"] != parse(r[0].body)["orderId"]);
+  REQUIRE(r[5].status == 202);
+  for (auto& x : p) CHECK(x->count() == 1);
+  CHECK(count_rows(h, "SELECT COUNT(*) FROM orders") == 3);
+  CHECK(count_rows(h, "SELECT COUNT(*) FROM idempotency_keys") == 2);
+  REQUIRE(test::eventually([&] { return h.count_seen(event_types::kOrderCreated) == 3; }));
+}
+
+TEST_CASE("an order that fails to store does not undo the others of its commit", "[order][batch]") {
+  Harness h;
+  // The history insert of customer "boom" fails after its order row was written: only that
+  // order's savepoint must roll back.
+  REQUIRE(h.db->transaction([](db::Tx& tx) -> Status {
+                tx.exec(
+                    "CREATE TRIGGER test_boom AFTER INSERT ON order_history WHEN "
+                    "(SELECT customer_id FROM orders WHERE id = NEW.order_id) = 'boom' "
+                    "BEGIN SELECT RAISE(ABORT, 'boom'); END;");
+                return {};
+              })
+              .ok());
+  std::vector<std::shared_ptr<Pending>> p;
+  {
+    StoreHold hold(*h.db);
+    for (int i = 0; i < 10; ++i) p.push_back(post_async(h, body_for(i == 4 ? "boom" : "ok")));
+  }
+  for (int i = 0; i < 10; ++i) {
+    auto r = p[static_cast<size_t>(i)]->wait();
+    if (i == 4) {
+      CHECK(r.status == 500);
+      CHECK(std::string(parse(r.body)["error"]["code"].GetString()) == "DB_ERROR");
+    } else {
+      CHECK(r.status == 202);
+    }
+  }
+  CHECK(count_rows(h, "SELECT COUNT(*) FROM orders WHERE customer_id = 'boom'") == 0);
+  CHECK(count_rows(h, "SELECT COUNT(*) FROM orders WHERE customer_id = 'ok'") == 9);
+  CHECK(count_rows(h, "SELECT COUNT(*) FROM order_history") == 9);
+  REQUIRE(test::eventually([&] { return h.count_seen(event_types::kOrderCreated) == 9; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(h.count_seen(event_types::kOrderCreated) == 9);
+}
+
+TEST_CASE("a failed group commit answers every order of it with the error, storing none",
+          "[order][batch]") {
+  Harness h;
+  // An order of customer "fail" violates a deferred foreign key: SQLite refuses the COMMIT of
+  // the whole batch, after every unit of it succeeded.
+  REQUIRE(h.db->transaction([](db::Tx& tx) -> Status {
+                tx.exec(
+                    "CREATE TABLE test_parent (id TEXT PRIMARY KEY);"
+                    "CREATE TABLE test_child (pid TEXT REFERENCES test_parent(id) "
+                    "DEFERRABLE INITIALLY DEFERRED);"
+                    "CREATE TRIGGER test_fail AFTER INSERT ON orders WHEN NEW.customer_id = "
+                    "'fail' BEGIN INSERT INTO test_child VALUES ('missing'); END;");
+                return {};
+              })
+              .ok());
+  REQUIRE(h.db->read([](db::Tx& tx) -> Status {
+                tx.exec("PRAGMA foreign_keys = ON");
+                return {};
+              })
+              .ok());
+  std::vector<std::shared_ptr<Pending>> p;
+  {
+    StoreHold hold(*h.db);
+    p.push_back(post_async(h, body_for("ok")));
+    // Give the writer time to take the first order, so the rest likely form the next batch;
+    // the checks below hold whatever the split.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (int i = 0; i < 6; ++i) p.push_back(post_async(h, body_for(i == 2 ? "fail" : "ok")));
+  }
+  std::vector<http::Response> r;
+  for (auto& x : p) r.push_back(x->wait());
+  auto& failed = r[3];
+  REQUIRE(failed.status >= 500);
+  CHECK(std::string(parse(failed.body)["error"]["code"].GetString()) == "DB_ERROR");
+  int stored = 0;
+  int shared_failure = 0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (i == 3) continue;
+    if (r[i].status == 202) {
+      ++stored;
+      auto id = std::string(parse(r[i].body)["orderId"].GetString());
+      CHECK(count_rows(h, "SELECT COUNT(*) FROM orders WHERE id = '" + id + "'") == 1);
+    } else {
+      // Not stored only because it shared the failed commit: the same answer.
+      CHECK(r[i].status == failed.status);
+      CHECK(r[i].body == failed.body);
+      ++shared_failure;
+    }
+  }
+  CHECK(shared_failure >= 1);
+  CHECK(count_rows(h, "SELECT COUNT(*) FROM orders") == stored);
+  REQUIRE(test::eventually(
+      [&] { return h.count_seen(event_types::kOrderCreated) == static_cast<size_t>(stored); }));
+  // The store works on after the failed commit.
+  CHECK(h.call(http::Method::kPost, "/api/orders", kBody).status == 202);
+}
+
+TEST_CASE("a full queue answers 503 with Retry-After", "[order][batch]") {
+  Harness h;
+  std::vector<std::shared_ptr<Pending>> p;
+  std::shared_ptr<Pending> refused;
+  {
+    StoreHold hold(*h.db);
+    for (int i = 0; i < 20'000 && !refused; ++i) {
+      auto x = post_async(h, kBody);
+      if (x->answered())
+        refused = x;
+      else
+        p.push_back(x);
+    }
+  }
+  REQUIRE(refused);
+  auto r = refused->wait();
+  CHECK(r.status == 503);
+  CHECK(std::string(parse(r.body)["error"]["code"].GetString()) == "UNAVAILABLE");
+  CHECK(header(r, "Retry-After") == "1");
+  // 10,000 wait in the queue, plus what the writer had already taken when the store was held.
+  CHECK(p.size() >= 10'000);
+  CHECK(p.size() <= 10'000 + 256);
+  for (auto& x : p) REQUIRE(x->wait().status == 202);
+  CHECK(count_rows(h, "SELECT COUNT(*) FROM orders") == static_cast<int64_t>(p.size()));
+}
+
+TEST_CASE("stopping answers every queued POST", "[order][batch]") {
+  Harness h;
+  std::vector<std::shared_ptr<Pending>> p;
+  std::future<void> stopped;
+  {
+    StoreHold hold(*h.db);
+    for (int i = 0; i < 50; ++i) p.push_back(post_async(h, kBody));
+    stopped = std::async(std::launch::async, [&h] { h.module.stop(); });
+    // Once stop() has begun, a new POST is refused at once (the store is still held).
+    bool refusing = test::eventually([&] {
+      auto x = post_async(h, kBody);
+      p.push_back(x);
+      return x->answered();
+    });
+    REQUIRE(refusing);
+  }
+  REQUIRE(stopped.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  int accepted = 0;
+  for (auto& x : p) {
+    auto r = x->wait();
+    REQUIRE((r.status == 202 || r.status == 503));
+    if (r.status == 202) {
+      ++accepted;
+    } else {
+      CHECK(std::string(parse(r.body)["error"]["code"].GetString()) == "UNAVAILABLE");
+    }
+    CHECK(x->count() == 1);
+  }
+  CHECK(p.back()->wait().status == 503);
+  CHECK(count_rows(h, "SELECT COUNT(*) FROM orders") == accepted);
+  // After stop, POSTs are still answered, never left hanging.
+  CHECK(post_async(h, kBody)->wait().status == 503);
 }

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "order/order_json.hpp"
+
 using ecom::order::parse_new_order;
 
 namespace {
@@ -120,4 +122,21 @@ TEST_CASE("canonical form ignores whitespace and field order", "[order][validati
   REQUIRE(a.ok());
   REQUIRE(b.ok());
   CHECK(ecom::order::canonical_json(*a) == ecom::order::canonical_json(*b));
+}
+
+TEST_CASE("the canonical request built from encoded items is canonical_json byte for byte",
+          "[order][validation]") {
+  // Stored Idempotency-Keys hold canonical_json; the POST path builds it from the items it
+  // already encoded, and must keep matching them.
+  for (const char* body :
+       {R"({"customerId":"c","currency":"USD","items":[{"sku":"S","quantity":1,"unitAmount":2}]})",
+        R"({"customerId":"c-1","currency":"EUR","paymentToken":"tok_visa","items":[)"
+        R"({"sku":"A","quantity":3,"unitAmount":1000000000000},)"
+        R"({"sku":"B","quantity":1000000,"unitAmount":1}]})"}) {
+    INFO(body);
+    auto o = parse_new_order(body);
+    REQUIRE(o.ok());
+    auto items = ecom::order::encode_items(*o);
+    CHECK(ecom::order::canonical_request(*o, items) == ecom::order::canonical_json(*o));
+  }
 }
