@@ -232,6 +232,7 @@ int status_for(const Error& e) noexcept {
       {"UNPROCESSABLE", 422},
       {"UPGRADE_REQUIRED", 426},
       {"UNAVAILABLE", 503},
+      {"DB_BUSY", 503},  // another writer holds the store: retryable, like an overload
   };
   for (const auto& m : kMap) {
     if (m.code == e.code) return m.status;

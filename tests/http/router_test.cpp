@@ -271,7 +271,7 @@ TEST_CASE("every error code maps to its status", "[http][router]") {
       {"UNAVAILABLE", 503},
       {"UPGRADE_REQUIRED", 426},
       {"INTERNAL", 500},
-      {"DB_BUSY", 500},
+      {"DB_BUSY", 503},
       {"", 500},
       {"not_found", 500},
   };
