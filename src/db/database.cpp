@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -109,6 +110,10 @@ Database::Database(sqlite3* h, std::string path)
     : h_(h), path_(std::move(path)), cache_(std::make_unique<Cache>()) {}
 
 Result<std::unique_ptr<Database>> Database::open(const std::string& path, Options options) {
+  // Memory statistics make every sqlite3_malloc take one process-wide mutex: with a store per
+  // module, all bus threads contend on it. Must be set before SQLite initialises.
+  static std::once_flag configured;
+  std::call_once(configured, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   sqlite3* h = nullptr;
   // NOMUTEX: every use is serialised by Database::mu_ already.
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
