@@ -338,10 +338,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
       bool progressed = false;
       if (!owned_.empty()) {
         refresh_log_ends();
-        for (auto& [key, part] : owned_) {
-          if (stop_ || Clock::now() >= next_heartbeat_) break;
-          progressed |= serve(part);
-        }
+        progressed = serve_all();
         commit_all();
         std::erase_if(owned_, [](const auto& kv) { return kv.second.lost; });
       }
@@ -407,84 +404,104 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     return !p.buffer.empty();
   }
 
-  /// Delivers the buffered (or newly fetched) records of one partition; true when any moved on.
-  /// Offsets are committed by the caller, once per pass over all partitions.
-  bool serve(Part& p) {
-    const auto now = Clock::now();
-    if (p.retry_at > now) return false;
-    p.retry_at = {};
-    if (p.buffer.empty() && (p.log_end <= p.position || !fetch(p))) return false;
+  /// What one pass handled of a partition.
+  struct Handled {
+    Part* part;
+    size_t acked = 0;                ///< records acknowledged, from the front of the buffer
+    std::optional<Outcome> stopped;  ///< the outcome of buffer[acked], when not an ack
+    bool poison = false;             ///< buffer[acked] does not decode
+  };
 
-    bool progressed = false;
-    while (!p.buffer.empty() && !stop_ && !p.lost && Clock::now() < next_heartbeat_) {
-      // A run of records is handled in one store transaction (group commit). It ends at the first
-      // record that is not simply acknowledged, which is settled after the run is durable: a
-      // dead-letter commits the offset past it, and that must not cover undurable work.
-      size_t acked = 0;
-      std::optional<Outcome> stopped;  // the outcome of buffer[acked], when it was not an ack
-      auto handle_run = [&] {
-        const size_t limit = std::min(p.buffer.size(), static_cast<size_t>(opt_.max_batch));
-        while (acked < limit && !stop_) {
-          const Row& row = p.buffer[acked];
-          auto decoded = decode_envelope(row.value);
-          if (!decoded) {
-            stopped = Outcome::dead_letter("poison pill: " + decoded.error().message);
-            poison_ = true;
-            return;
-          }
-          Message msg{p.topic,
-                      p.partition,
-                      row.offset,
-                      row.key,
-                      std::move(decoded).value(),
-                      acked == 0 ? p.attempt : 1};
-          Outcome out = call_handler(msg);
-          if (out.disposition != Disposition::kAck) {
-            stopped = std::move(out);
-            return;
-          }
-          ++acked;
-        }
-      };
-      poison_ = false;
-      Status st;
-      if (opt_.store != nullptr) {
-        st = opt_.store->batch(handle_run);
-      } else {
-        handle_run();
+  /// One pass over the owned partitions: handles what is buffered (or fetched) of each, all of
+  /// it inside one batch of the subscriber's store (group commit), then settles the outcomes.
+  /// True when any partition moved on. Offsets are committed by the caller.
+  bool serve_all() {
+    std::vector<Handled> handled;
+    size_t budget = static_cast<size_t>(std::max(1, opt_.max_batch)) * 4;
+    auto handle_pass = [&] {
+      const auto now = Clock::now();
+      for (auto& [key, part] : owned_) {
+        if (stop_ || budget == 0 || Clock::now() >= next_heartbeat_) break;
+        Part& p = part;
+        if (p.lost || p.retry_at > now) continue;
+        p.retry_at = {};
+        if (p.buffer.empty() && (p.log_end <= p.position || !fetch(p))) continue;
+        handled.push_back(handle_run(p, budget));
       }
-      if (!st) {
-        // Nothing of the run is durable: it is handled again from its first record.
-        log::warn(kTag, "group {}: {}[{}]@{}: committing handled records failed ({}), retrying",
-                  opt_.group, p.topic, p.partition, p.buffer.front().offset, st.error().message);
-        p.retry_at = Clock::now() + opt_.initial_backoff;
-        break;
-      }
-      for (size_t i = 0; i < acked; ++i) advance(p);
-      progressed |= acked > 0;
-      if (!stopped) continue;
-
-      const Row& row = p.buffer.front();
-      const Outcome& out = *stopped;
-      if (out.disposition == Disposition::kDeadLetter) {
-        if (!dead_letter(p, row, out.reason, poison_ ? 0 : p.attempt)) break;
-        advance(p);
-        progressed = true;
-      } else if (p.attempt >= opt_.max_attempts) {
-        std::string reason =
-            "retries exhausted after " + std::to_string(p.attempt) + " attempts: " + out.reason;
-        if (!dead_letter(p, row, reason, p.attempt)) break;
-        advance(p);
-        progressed = true;
-      } else {
-        const auto delay = backoff(p.attempt);
-        log::debug(kTag, "group {}: {}[{}]@{} attempt {} failed ({}), retry in {} ms", opt_.group,
-                   p.topic, p.partition, row.offset, p.attempt, out.reason, delay.count());
-        ++p.attempt;
-        p.retry_at = Clock::now() + delay;
-        break;
-      }
+    };
+    Status st;
+    if (opt_.store != nullptr) {
+      st = opt_.store->batch(handle_pass);
+    } else {
+      handle_pass();
     }
+    if (!st) {
+      // Nothing of the pass is durable: every partition starts again from its first record.
+      log::warn(kTag, "group {}: committing handled records failed ({}), retrying", opt_.group,
+                st.error().message);
+      for (auto& h : handled) h.part->retry_at = Clock::now() + opt_.initial_backoff;
+      return false;
+    }
+    bool progressed = false;
+    for (auto& h : handled) progressed |= settle(h);
+    return progressed;
+  }
+
+  /// Handles records of `p` from the front of its buffer until one is not simply acknowledged,
+  /// the buffer ends or the budget does. Nothing moves: settle() does that once it is durable.
+  Handled handle_run(Part& p, size_t& budget) {
+    Handled h{&p};
+    while (h.acked < p.buffer.size() && budget > 0 && !stop_) {
+      const Row& row = p.buffer[h.acked];
+      auto decoded = decode_envelope(row.value);
+      if (!decoded) {
+        h.stopped = Outcome::dead_letter("poison pill: " + decoded.error().message);
+        h.poison = true;
+        break;
+      }
+      Message msg{p.topic,
+                  p.partition,
+                  row.offset,
+                  row.key,
+                  std::move(decoded).value(),
+                  h.acked == 0 ? p.attempt : 1};
+      --budget;
+      Outcome out = call_handler(msg);
+      if (out.disposition != Disposition::kAck) {
+        h.stopped = std::move(out);
+        break;
+      }
+      ++h.acked;
+    }
+    return h;
+  }
+
+  /// Moves a partition past what its run acknowledged, then settles the record it stopped at: a
+  /// dead-letter (which commits the offset past it, so only after the run is durable) or a retry.
+  bool settle(Handled& h) {
+    Part& p = *h.part;
+    for (size_t i = 0; i < h.acked; ++i) advance(p);
+    bool progressed = h.acked > 0;
+    if (!h.stopped || p.buffer.empty()) return progressed;
+    const Row& row = p.buffer.front();
+    const Outcome& out = *h.stopped;
+    if (out.disposition == Disposition::kDeadLetter) {
+      if (!dead_letter(p, row, out.reason, h.poison ? 0 : p.attempt)) return progressed;
+      advance(p);
+      return true;
+    }
+    if (p.attempt >= opt_.max_attempts) {
+      std::string reason =
+          "retries exhausted after " + std::to_string(p.attempt) + " attempts: " + out.reason;
+      if (!dead_letter(p, row, reason, p.attempt)) return progressed;
+      advance(p);
+      return true;
+    }
+    const auto delay = backoff(p.attempt);
+    log::debug(kTag, "group {}: {}[{}]@{} attempt {} failed ({}), retry in {} ms", opt_.group,
+               p.topic, p.partition, row.offset, p.attempt, out.reason, delay.count());
+    ++p.attempt;
+    p.retry_at = Clock::now() + delay;
     return progressed;
   }
 
@@ -749,7 +766,6 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
   // Touched by the consumer thread only.
   std::map<PartKey, Part> owned_;
   bool joined_ = false;
-  bool poison_ = false;  ///< the run stopped at a record that does not decode
   Clock::time_point next_heartbeat_{};
 };
 
