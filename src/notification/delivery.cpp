@@ -19,6 +19,8 @@ constexpr int64_t kMaxBackoffMs = 10 * 60 * 1000;
 // Upper bound of one idle wait, so that a lost wake-up costs at most this.
 constexpr std::chrono::milliseconds kIdleWait{1'000};
 constexpr std::chrono::milliseconds kTroubleWait{500};
+// Outcomes are recorded at the latest this long after the first of them (a slow webhook).
+constexpr std::chrono::milliseconds kRecordAfter{100};
 
 class LogSink final : public Sink {
  public:
@@ -109,17 +111,17 @@ void DeliveryWorker::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool DeliveryWorker::deliver(const Delivery& d) {
+bool DeliveryWorker::stopping() {
+  std::lock_guard lock(mu_);
+  return stop_;
+}
+
+void DeliveryWorker::attempt(const Delivery& d, Outcomes& out) {
   Attempt a = sink_.send(d);
   int64_t now = now_ms();
   if (a.ok) {
-    if (auto st = store_.mark_sent(d, sink_.channel(), now); !st) {
-      // Stays PENDING: it is sent again later (receivers deduplicate on the notification id).
-      log::warn(kTag, "notification {} sent but not recorded: {}", d.id, st.error().message);
-      return false;
-    }
-    outbox_.notify();
-    return true;
+    out.sent.push_back(SentAttempt{&d, now});
+    return;
   }
   int attempt = d.attempts + 1;
   std::optional<int64_t> retry_at;
@@ -132,15 +134,61 @@ bool DeliveryWorker::deliver(const Delivery& d) {
   } else {
     log::error(kTag, "notification {} FAILED after {} attempt(s): {}", d.id, attempt, a.error);
   }
-  if (auto st = store_.mark_failed(d, a.error, retry_at); !st) {
-    log::warn(kTag, "notification {}: cannot record the failed attempt: {}", d.id,
-              st.error().message);
-    return false;
+  out.failed.push_back(FailedAttempt{&d, std::move(a.error), retry_at});
+}
+
+bool DeliveryWorker::record(Outcomes& out) {
+  bool ok = true;
+  if (!out.sent.empty()) {
+    auto st = store_.mark_sent_batch(out.sent, sink_.channel());
+    if (!st && out.sent.size() > 1) {
+      // One at a time, so that whatever made the batch fail costs only the notifications it
+      // concerns, as when every notification had its own transaction.
+      log::warn(kTag, "{} sent notifications not recorded together ({}); recording one by one",
+                out.sent.size(), st.error().message);
+      bool any = false;
+      for (const auto& s : out.sent) {
+        if (auto one = store_.mark_sent(*s.delivery, sink_.channel(), s.sent_at); !one) {
+          // Stays PENDING: it is sent again later (receivers deduplicate on the notification id).
+          log::warn(kTag, "notification {} sent but not recorded: {}", s.delivery->id,
+                    one.error().message);
+          ok = false;
+        } else {
+          any = true;
+        }
+      }
+      if (any) outbox_.notify();
+    } else if (!st) {
+      log::warn(kTag, "notification {} sent but not recorded: {}", out.sent.front().delivery->id,
+                st.error().message);
+      ok = false;
+    } else {
+      outbox_.notify();  // once for the whole batch of NotificationSent rows
+    }
+    out.sent.clear();
   }
-  return true;
+  if (!out.failed.empty()) {
+    auto st = store_.mark_failed_batch(out.failed);
+    if (!st && out.failed.size() > 1) {
+      for (const auto& f : out.failed) {
+        if (auto one = store_.mark_failed(*f.delivery, f.error, f.retry_at); !one) {
+          log::warn(kTag, "notification {}: cannot record the failed attempt: {}", f.delivery->id,
+                    one.error().message);
+          ok = false;
+        }
+      }
+    } else if (!st) {
+      log::warn(kTag, "notification {}: cannot record the failed attempt: {}",
+                out.failed.front().delivery->id, st.error().message);
+      ok = false;
+    }
+    out.failed.clear();
+  }
+  return ok;
 }
 
 void DeliveryWorker::run() {
+  Outcomes out;
   while (true) {
     {
       std::lock_guard lock(mu_);
@@ -151,13 +199,26 @@ void DeliveryWorker::run() {
     bool trouble = false;
     auto due = store_.due(now_ms(), kBatch);
     if (due) {
+      // The outcomes of the batch are recorded together (one transaction for the sent ones, one
+      // for the failed ones), and also whenever sending has taken kRecordAfter since the oldest
+      // unrecorded outcome, so that a slow sink does not hold finished ones back.
+      auto first_unrecorded = std::chrono::steady_clock::now();
+      bool stopped = false;
       for (const auto& d : *due) {
-        {
-          std::lock_guard lock(mu_);
-          if (stop_) return;
+        if (stopping()) {
+          stopped = true;
+          break;
         }
-        if (!deliver(d)) trouble = true;
+        if (out.sent.empty() && out.failed.empty())
+          first_unrecorded = std::chrono::steady_clock::now();
+        attempt(d, out);
+        if (std::chrono::steady_clock::now() - first_unrecorded >= kRecordAfter) {
+          if (!record(out)) trouble = true;
+        }
       }
+      // Attempts made before a stop are recorded too: they have been sent.
+      if (!record(out)) trouble = true;
+      if (stopped) return;
       if (!trouble && due->size() == static_cast<size_t>(kBatch)) continue;
     } else {
       log::warn(kTag, "cannot read pending notifications: {}", due.error().message);

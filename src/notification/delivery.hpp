@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "ecom/bus/outbox_relay.hpp"
 #include "ecom/notification/store.hpp"
@@ -48,8 +49,9 @@ std::unique_ptr<Sink> make_log_sink();
 /// other statuses fail at once.
 std::unique_ptr<Sink> make_webhook_sink(WebhookOptions options);
 
-/// The delivery loop: picks due PENDING notifications, sends them, records the outcome (SENT +
-/// NotificationSent in one transaction, or a retry time, or FAILED).
+/// The delivery loop: picks due PENDING notifications (up to 32 at a time), sends them, and records
+/// the outcomes of the batch together: SENT + NotificationSent for all successful sends in one
+/// transaction, retry times or FAILED for the others in another.
 class DeliveryWorker final {
  public:
   DeliveryWorker(Store& store, Sink& sink, bus::OutboxRelay& outbox);
@@ -64,8 +66,16 @@ class DeliveryWorker final {
   void stop();
 
  private:
+  // Outcomes of attempts not recorded yet; the pointers are into the batch being delivered.
+  struct Outcomes {
+    std::vector<SentAttempt> sent;
+    std::vector<FailedAttempt> failed;
+  };
+
   void run();
-  bool deliver(const Delivery& d);  // false: the outcome could not be recorded
+  bool stopping();
+  void attempt(const Delivery& d, Outcomes& out);  // sends once, keeps the outcome in `out`
+  bool record(Outcomes& out);  // records and clears `out`; false: something was not recorded
 
   Store& store_;
   Sink& sink_;

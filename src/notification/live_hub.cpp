@@ -17,10 +17,9 @@ Subscriber::Subscriber(std::string order_id, std::shared_ptr<http::Stream> strea
 Subscriber::Subscriber(std::string order_id, std::shared_ptr<http::WebSocket> socket)
     : order_id_(std::move(order_id)), socket_(std::move(socket)) {}
 
-bool Subscriber::matches(const LiveEvent& e) const {
-  if (order_id_.empty()) return e.kind != feed_kind::kNotification;
-  return e.order_id == order_id_ &&
-         (e.kind == feed_kind::kStatus || e.kind == feed_kind::kNotification);
+bool Subscriber::wants(std::string_view kind, std::string_view order_id) const {
+  if (order_id_.empty()) return kind != feed_kind::kNotification;
+  return order_id == order_id_ && (kind == feed_kind::kStatus || kind == feed_kind::kNotification);
 }
 
 bool Subscriber::send_locked(const std::string& sse, const std::string& ws) {
@@ -58,17 +57,17 @@ void Subscriber::begin(const StreamStart& start) {
   ready_ = true;
 }
 
-void Subscriber::deliver(const LiveEvent& e) {
-  if (dead_ || !matches(e)) return;
+void Subscriber::deliver(const std::shared_ptr<const LiveEvent>& e) {
+  if (dead_ || !wants(e->kind, e->order_id)) return;
   std::lock_guard lock(mu_);
   if (dead_) return;
   if (!ready_) {
     if (pending_.size() >= kMaxPending) return drop_locked();
-    pending_.push_back(std::make_shared<const LiveEvent>(e));
+    pending_.push_back(e);  // shared, not copied
     return;
   }
-  if (e.seq <= position_) return;
-  if (send_locked(e.sse, e.ws)) position_ = e.seq;
+  if (e->seq <= position_) return;
+  if (send_locked(e->sse, e->ws)) position_ = e->seq;
 }
 
 void Subscriber::keepalive() {
@@ -99,8 +98,18 @@ void LiveHub::publish(const std::vector<FeedRow>& rows) {
   auto subs = snapshot();
   if (subs.empty()) return;
   for (const auto& row : rows) {
-    LiveEvent e{row.seq, row.order_id, row.kind, sse_event(row.seq, row.kind, row.payload),
-                ws_event(row.seq, row.kind, row.payload)};
+    // Encode once for everyone, and only the forms some subscriber takes: with only /api/events
+    // watching, notification rows (order streams only) are not formatted at all.
+    bool sse = false, ws = false;
+    for (const auto& s : subs) {
+      if (!s->dead() && s->wants(row.kind, row.order_id)) (s->websocket() ? ws : sse) = true;
+      if (sse && ws) break;
+    }
+    if (!sse && !ws) continue;
+    auto e = std::make_shared<const LiveEvent>(
+        LiveEvent{row.seq, row.order_id, row.kind,
+                  sse ? sse_event(row.seq, row.kind, row.payload) : std::string(),
+                  ws ? ws_event(row.seq, row.kind, row.payload) : std::string()});
     for (const auto& s : subs) s->deliver(e);
   }
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ecom/http/router.hpp"
@@ -16,13 +17,15 @@
 
 namespace ecom::notification {
 
-/// A feed row formatted once for every subscriber.
+/// A feed row formatted once for every subscriber, shared by all of them (also by those that queue
+/// it until their start is sent). Only the forms some subscriber needs are filled in; immutable
+/// once published.
 struct LiveEvent {
   int64_t seq = 0;
   std::string order_id;
   std::string kind;
-  std::string sse;  // the SSE block
-  std::string ws;   // the WebSocket message
+  std::string sse;  // the SSE block (empty when no SSE subscriber wants the row)
+  std::string ws;   // the WebSocket message (empty when no WebSocket subscriber wants it)
 };
 
 /// One subscriber: a filter and a transport. Thread-safe.
@@ -35,8 +38,13 @@ class Subscriber final {
   /// Sends the start (snapshot and/or replay), then what arrived meanwhile; from then on events
   /// are sent as they come.
   void begin(const StreamStart& start);
-  /// Sends one live event if it matches and is newer than what was sent.
-  void deliver(const LiveEvent& e);
+  /// Whether this subscriber takes feed rows of `kind` about `order_id` (thread-safe, lock-free).
+  bool wants(std::string_view kind, std::string_view order_id) const;
+  /// True for a WebSocket subscriber (it needs LiveEvent::ws), false for SSE (LiveEvent::sse).
+  bool websocket() const noexcept { return socket_ != nullptr; }
+  /// Sends one live event if it matches and is newer than what was sent. `e` must carry the form
+  /// this subscriber needs when it matches.
+  void deliver(const std::shared_ptr<const LiveEvent>& e);
   /// Writes an SSE keep-alive comment (no-op for WebSocket).
   void keepalive();
   /// Stops delivery without touching the transport (a WebSocket re-subscribed, a stream refused).
@@ -46,7 +54,6 @@ class Subscriber final {
   bool dead() const noexcept { return dead_; }
 
  private:
-  bool matches(const LiveEvent& e) const;
   bool send_locked(const std::string& sse, const std::string& ws);  // false: transport dropped us
   void drop_locked();
 

@@ -140,8 +140,12 @@ OrderRow read_order(db::Statement& s) {
   return o;
 }
 
+// The column list is spelled out (not formatted from kOrderColumns) so that the statement cache
+// is hit without building the SQL text on every call.
 std::optional<OrderRow> load_order(db::Tx& tx, std::string_view id) {
-  auto s = tx.stmt(fmt::format("SELECT {} FROM orders WHERE id = ?", kOrderColumns));
+  auto s = tx.stmt(
+      "SELECT id, customer_id, currency, total_amount, status, reason, updated_at FROM orders "
+      "WHERE id = ?");
   s.bind(1, id);
   if (!s.step()) return std::nullopt;
   return read_order(s);
@@ -167,15 +171,35 @@ std::string status_payload(const OrderRow& o, int64_t at) {
   });
 }
 
-int64_t append_feed(db::Tx& tx, std::string_view order_id, std::string_view kind,
-                    std::string_view payload, int64_t at) {
-  auto s = tx.stmt("INSERT INTO feed (order_id, kind, payload, at) VALUES (?, ?, ?, ?)");
-  if (order_id.empty())
-    s.bind_null(1);
+// A feed row to be written; rows of one event go in one INSERT, in order (seq order).
+struct FeedEntry {
+  std::string_view order_id;  // empty: NULL
+  std::string_view kind;
+  std::string payload;
+  int64_t at = 0;
+};
+
+void bind_feed(db::Statement& s, int first, const FeedEntry& e) {
+  if (e.order_id.empty())
+    s.bind_null(first);
   else
-    s.bind(1, order_id);
-  s.bind(2, kind).bind(3, payload).bind(4, at).exec();
-  return tx.last_insert_id();
+    s.bind(first, e.order_id);
+  s.bind(first + 1, e.kind).bind(first + 2, e.payload).bind(first + 3, e.at);
+}
+
+void append_feed(db::Tx& tx, const FeedEntry& e) {
+  auto s = tx.stmt("INSERT INTO feed (order_id, kind, payload, at) VALUES (?, ?, ?, ?)");
+  bind_feed(s, 1, e);
+  s.exec();
+}
+
+// A status row and the notification it created: one statement, two rows, seq in this order.
+void append_feed(db::Tx& tx, const FeedEntry& a, const FeedEntry& b) {
+  auto s =
+      tx.stmt("INSERT INTO feed (order_id, kind, payload, at) VALUES (?, ?, ?, ?), (?, ?, ?, ?)");
+  bind_feed(s, 1, a);
+  bind_feed(s, 5, b);
+  s.exec();
 }
 
 void insert_history(db::Tx& tx, std::string_view order_id, std::string_view status,
@@ -293,19 +317,20 @@ struct Applier {
   const Envelope& cause;
   Applied applied;
 
-  void feed(std::string_view order_id, std::string_view kind, std::string_view payload,
-            int64_t at) {
-    append_feed(tx, order_id, kind, payload, at);
+  void feed(FeedEntry e) {
+    append_feed(tx, e);
     ++applied.feed_rows;
   }
 
   // At most one notification per order and status: the UNIQUE constraint makes a second attempt
-  // (a redelivery under a new event id, or a second event for the same status) a no-op.
-  void notify(const OrderRow& o, std::string_view status, std::string_view reason, int64_t now) {
-    auto key = template_key_for_status(status);
-    if (!key || !o.customer_id) return;
-    auto t = templates.find(*key);
-    if (t == templates.end()) return;
+  // (a redelivery under a new event id, or a second event for the same status) a no-op. Returns
+  // the feed row of the notification it created, for the caller to write.
+  std::optional<FeedEntry> notify(const OrderRow& o, std::string_view status,
+                                  std::string_view reason, int64_t now) {
+    auto template_key = template_key_for_status(status);
+    if (!template_key || !o.customer_id) return std::nullopt;
+    auto t = templates.find(*template_key);
+    if (t == templates.end()) return std::nullopt;
     TemplateVars vars{o.id,           *o.customer_id, std::string(status), std::string(reason),
                       o.total_amount, o.currency};
     Template text = render(t->second, vars);
@@ -318,14 +343,33 @@ struct Applier {
         "VALUES (?, ?, ?, ?, ?, ?, ?, 'PENDING', 0, ?, ?, ?, ?, ?)");
     s.bind_all(id, *o.customer_id, o.id, status, channel, text.subject, text.body, now, now,
                cause.correlation_id, cause.id, cause.traceparent);
-    if (s.exec() == 0) return;
+    if (s.exec() == 0) return std::nullopt;
     ++applied.notifications;
-    auto row =
-        tx.stmt(fmt::format("SELECT {} FROM notifications WHERE id = ?", kNotificationColumns));
-    row.bind(1, id);
-    if (!row.step()) return;
-    std::string payload = json_object([&](Writer& w) { write_notification(w, row); });
-    feed(o.id, feed_kind::kNotification, payload, now);
+    // Built from the values just inserted (what write_notification() would read back).
+    std::string payload = json_object([&](Writer& w) {
+      field(w, "id", id);
+      field(w, "orderId", o.id);
+      field(w, "customerId", *o.customer_id);
+      field(w, "orderStatus", status);
+      field(w, "channel", channel);
+      field(w, "subject", text.subject);
+      field(w, "body", text.body);
+      field(w, "status", "PENDING");
+      key(w, "attempts");
+      w.Int64(0);
+      field(w, "createdAt", format_rfc3339(now));
+    });
+    return FeedEntry{o.id, feed_kind::kNotification, std::move(payload), now};
+  }
+
+  // The status row of `o` and, when one is created, its notification's row, in that order.
+  void status_and_notify(const OrderRow& o, std::string_view status, std::string_view reason,
+                         int64_t at, int64_t now) {
+    FeedEntry row{o.id, feed_kind::kStatus, status_payload(o, at), at};
+    auto n = notify(o, status, reason, now);
+    if (!n) return feed(std::move(row));
+    append_feed(tx, row, *n);
+    applied.feed_rows += 2;
   }
 
   Result<Applied> order_created(const rapidjson::Document& d) {
@@ -338,20 +382,21 @@ struct Applier {
     int64_t amount = total->value.GetInt64();
     int64_t at = event_time(cause);
     int64_t now = now_ms();
-    auto existing = load_order(tx, order_id);
-    if (!existing) {
-      tx.stmt(
-            "INSERT INTO orders (id, customer_id, currency, total_amount, status, created_at, "
-            "updated_at) "
-            "VALUES (?, ?, ?, ?, 'PENDING', ?, ?)")
-          .bind_all(order_id, customer, currency, amount, at, at)
-          .exec();
+    // The usual case, a new order, in one statement; a known order is read only when it exists.
+    bool inserted = tx.stmt(
+                          "INSERT INTO orders (id, customer_id, currency, total_amount, status, "
+                          "created_at, updated_at) "
+                          "VALUES (?, ?, ?, ?, 'PENDING', ?, ?) ON CONFLICT (id) DO NOTHING")
+                        .bind_all(order_id, customer, currency, amount, at, at)
+                        .exec() == 1;
+    if (inserted) {
       insert_history(tx, order_id, "PENDING", "", at);
       OrderRow o{order_id, customer, currency, amount, "PENDING", "", at};
-      feed(order_id, feed_kind::kStatus, status_payload(o, at), at);
-      notify(o, "PENDING", "", now);
+      status_and_notify(o, "PENDING", "", at, now);
       return applied;
     }
+    auto existing = load_order(tx, order_id);
+    if (!existing) return Error{"INTERNAL", "order row vanished inside its transaction", {}, true};
     if (existing->customer_id) return applied;  // a second OrderCreated for a known order
     // A status change overtook the OrderCreated (different topics): complete the order, keep its
     // later status, and send the notifications that waited for the customer.
@@ -372,7 +417,9 @@ struct Applier {
     while (h.step()) history.emplace_back(h.col_text(0), h.col_text(1));
     std::sort(history.begin(), history.end(),
               [](const auto& a, const auto& b) { return rank(a.first) < rank(b.first); });
-    for (const auto& [status, reason] : history) notify(o, status, reason, now);
+    for (const auto& [status, reason] : history) {
+      if (auto n = notify(o, status, reason, now)) feed(std::move(*n));
+    }
     return applied;
   }
 
@@ -380,32 +427,31 @@ struct Applier {
     std::string order_id = get_str(d, "orderId");
     std::string status = get_str(d, "status");
     std::string reason = get_str(d, "reason");
-    if (order_id.empty() || rank(status) < 0)
+    int new_rank = rank(status);
+    if (order_id.empty() || new_rank < 0)
       return invalid("OrderStatusChanged needs an orderId and a known status");
     int64_t at = parse_rfc3339_ms(get_str(d, "at")).value_or(event_time(cause));
-    auto existing = load_order(tx, order_id);
-    OrderRow o;
-    if (!existing) {
-      // Status before OrderCreated: remember it; the notification waits for the customer.
-      tx.stmt(
-            "INSERT INTO orders (id, status, reason, created_at, updated_at) VALUES (?, ?, ?, ?, "
-            "?)")
-          .bind_all(order_id, status, reason, at, at)
-          .exec();
-      o = OrderRow{order_id, std::nullopt, "", 0, status, reason, at};
-    } else {
-      if (rank(existing->status) == 3 || rank(status) <= rank(existing->status)) return applied;
-      tx.stmt("UPDATE orders SET status = ?, reason = ?, updated_at = ? WHERE id = ?")
-          .bind_all(status, reason, at, order_id)
-          .exec();
-      o = *existing;
-      o.status = status;
-      o.reason = reason;
-      o.updated_at = at;
+    // One statement for what was a read and then an insert or update: a new order is remembered
+    // (a status before OrderCreated; its notification waits for the customer), a known one moves
+    // only forward (terminal states never move: nothing ranks above them). No row comes back when
+    // the status is not applied.
+    auto s = tx.stmt(
+        "INSERT INTO orders (id, status, reason, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, "
+        "?4) "
+        "ON CONFLICT (id) DO UPDATE SET status = excluded.status, reason = excluded.reason, "
+        "updated_at = excluded.updated_at "
+        "WHERE (CASE orders.status WHEN 'PENDING' THEN 0 WHEN 'STOCK_RESERVED' THEN 1 "
+        "WHEN 'PAYMENT_AUTHORIZED' THEN 2 WHEN 'CONFIRMED' THEN 3 WHEN 'CANCELLED' THEN 3 "
+        "ELSE -1 END) < ?5 "
+        "RETURNING customer_id, currency, total_amount");
+    s.bind_all(order_id, status, reason, at, new_rank);
+    if (!s.step()) return applied;
+    OrderRow o{order_id, std::nullopt, s.col_text(1), s.col_int(2), status, reason, at};
+    if (!s.col_null(0)) o.customer_id = s.col_text(0);
+    while (s.step()) {
     }
     insert_history(tx, order_id, status, reason, at);
-    feed(order_id, feed_kind::kStatus, status_payload(o, at), at);
-    notify(o, status, reason, now_ms());
+    status_and_notify(o, status, reason, at, now_ms());
     return applied;
   }
 
@@ -415,8 +461,7 @@ struct Applier {
     rapidjson::StringBuffer sb;
     Writer w(sb);
     d.Accept(w);
-    feed({}, feed_kind::kInventory, std::string_view(sb.GetString(), sb.GetSize()),
-         event_time(cause));
+    feed({{}, feed_kind::kInventory, std::string(sb.GetString(), sb.GetSize()), event_time(cause)});
     return applied;
   }
 
@@ -430,7 +475,7 @@ struct Applier {
         m.value.Accept(w);
       }
     });
-    feed({}, feed_kind::kAlert, payload, event_time(cause));
+    feed({{}, feed_kind::kAlert, std::move(payload), event_time(cause)});
     return applied;
   }
 };
@@ -726,49 +771,75 @@ Result<std::optional<int64_t>> Store::next_due_at() {
   });
 }
 
+namespace {
+
+// The NotificationSent event of a notification marked SENT at `now` via `channel`.
+Envelope notification_sent(const Delivery& d, std::string_view channel, int64_t now) {
+  std::string data = json_object([&](Writer& w) {
+    field(w, "notificationId", d.id);
+    field(w, "orderId", d.order_id);
+    field(w, "customerId", d.customer_id);
+    field(w, "orderStatus", d.order_status);
+    field(w, "channel", channel);
+    field(w, "subject", d.subject);
+    key(w, "attempts");
+    w.Int(d.attempts + 1);
+    field(w, "sentAt", format_rfc3339(now));
+  });
+  Envelope e = make_event(kConsumer, kNotificationSentType, d.order_id, std::move(data));
+  // The notification belongs to the order's flow: keep its correlation and trace.
+  if (!d.correlation_id.empty()) e.correlation_id = d.correlation_id;
+  if (!d.causation_id.empty()) e.causation_id = d.causation_id;
+  if (!d.traceparent.empty()) e.traceparent = d.traceparent;
+  return e;
+}
+
+}  // namespace
+
 Status Store::mark_sent(const Delivery& d, std::string_view channel, int64_t now) {
+  SentAttempt one{&d, now};
+  return mark_sent_batch(std::span<const SentAttempt>(&one, 1), channel);
+}
+
+Status Store::mark_sent_batch(std::span<const SentAttempt> sent, std::string_view channel) {
+  if (sent.empty()) return {};
   return db_.transaction([&](db::Tx& tx) -> Status {
-    int64_t changed =
-        tx.stmt(
-              "UPDATE notifications SET status = 'SENT', channel = ?, attempts = attempts + 1, "
-              "sent_at = ?, last_error = NULL, next_attempt_at = NULL "
-              "WHERE id = ? AND status = 'PENDING'")
-            .bind_all(channel, now, d.id)
-            .exec();
-    if (changed == 0) return {};  // already settled
-    std::string data = json_object([&](Writer& w) {
-      field(w, "notificationId", d.id);
-      field(w, "orderId", d.order_id);
-      field(w, "customerId", d.customer_id);
-      field(w, "orderStatus", d.order_status);
-      field(w, "channel", channel);
-      field(w, "subject", d.subject);
-      key(w, "attempts");
-      w.Int(d.attempts + 1);
-      field(w, "sentAt", format_rfc3339(now));
-    });
-    Envelope e = make_event(kConsumer, kNotificationSentType, d.order_id, std::move(data));
-    // The notification belongs to the order's flow: keep its correlation and trace.
-    if (!d.correlation_id.empty()) e.correlation_id = d.correlation_id;
-    if (!d.causation_id.empty()) e.causation_id = d.causation_id;
-    if (!d.traceparent.empty()) e.traceparent = d.traceparent;
-    db::outbox_add(tx, topics::kNotificationsSent, e);
+    for (const auto& s : sent) {
+      const Delivery& d = *s.delivery;
+      int64_t changed =
+          tx.stmt(
+                "UPDATE notifications SET status = 'SENT', channel = ?, attempts = attempts + 1, "
+                "sent_at = ?, last_error = NULL, next_attempt_at = NULL "
+                "WHERE id = ? AND status = 'PENDING'")
+              .bind_all(channel, s.sent_at, d.id)
+              .exec();
+      if (changed == 0) continue;  // already settled
+      db::outbox_add(tx, topics::kNotificationsSent, notification_sent(d, channel, s.sent_at));
+    }
     return {};
   });
 }
 
 Status Store::mark_failed(const Delivery& d, std::string_view error,
                           std::optional<int64_t> retry_at) {
+  FailedAttempt one{&d, std::string(error), retry_at};
+  return mark_failed_batch(std::span<const FailedAttempt>(&one, 1));
+}
+
+Status Store::mark_failed_batch(std::span<const FailedAttempt> failed) {
+  if (failed.empty()) return {};
   return db_.transaction([&](db::Tx& tx) -> Status {
-    auto s = tx.stmt(
-        "UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?, "
-        "next_attempt_at = ? WHERE id = ? AND status = 'PENDING'");
-    s.bind(1, retry_at ? "PENDING" : "FAILED").bind(2, error).bind(4, d.id);
-    if (retry_at)
-      s.bind(3, *retry_at);
-    else
-      s.bind_null(3);
-    s.exec();
+    for (const auto& f : failed) {
+      auto s = tx.stmt(
+          "UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?, "
+          "next_attempt_at = ? WHERE id = ? AND status = 'PENDING'");
+      s.bind(1, f.retry_at ? "PENDING" : "FAILED").bind(2, f.error).bind(4, f.delivery->id);
+      if (f.retry_at)
+        s.bind(3, *f.retry_at);
+      else
+        s.bind_null(3);
+      s.exec();
+    }
     return {};
   });
 }

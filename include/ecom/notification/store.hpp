@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,6 +71,19 @@ struct Delivery {
   std::string traceparent;
 };
 
+/// A successful delivery attempt, for Store::mark_sent_batch().
+struct SentAttempt {
+  const Delivery* delivery = nullptr;  ///< must outlive the call
+  int64_t sent_at = 0;                 ///< epoch ms
+};
+
+/// A failed delivery attempt, for Store::mark_failed_batch().
+struct FailedAttempt {
+  const Delivery* delivery = nullptr;  ///< must outlive the call
+  std::string error;
+  std::optional<int64_t> retry_at;  ///< PENDING again at this time; nullopt: FAILED
+};
+
 /// Filter of list_notifications(); at least one of the ids is set.
 struct NotificationQuery {
   std::optional<std::string> customer_id;
@@ -119,6 +133,11 @@ class Store final {
   Status mark_sent(const Delivery& d, std::string_view channel, int64_t now_ms);
   /// Records a failed attempt: PENDING again at `retry_at`, or FAILED when nullopt.
   Status mark_failed(const Delivery& d, std::string_view error, std::optional<int64_t> retry_at);
+  /// mark_sent() for many notifications in ONE transaction (one commit): all are recorded or,
+  /// on error, none. Notifications no longer PENDING are skipped (no second NotificationSent).
+  Status mark_sent_batch(std::span<const SentAttempt> sent, std::string_view channel);
+  /// mark_failed() for many attempts in ONE transaction: all are recorded or, on error, none.
+  Status mark_failed_batch(std::span<const FailedAttempt> failed);
 
  private:
   db::Database& db_;
