@@ -95,15 +95,7 @@ struct Fixture {
     REQUIRE(r.ok());
   }
 
-  int64_t count(const std::string& sql) {
-    return db
-        ->read([&](db::Tx& tx) -> Result<int64_t> {
-          auto s = tx.stmt(sql);
-          s.step();
-          return s.col_int(0);
-        })
-        .value();
-  }
+  int64_t count(const std::string& sql) { return ecom::test::int_of(*db, sql); }
 
   std::string text(const std::string& sql) {
     return db

@@ -34,6 +34,17 @@ inline rapidjson::Document parse_json(const std::string& s) {
   return d;
 }
 
+/// The integer the first column of the first row of `sql` holds.
+inline int64_t int_of(db::Database& db, const std::string& sql) {
+  auto r = db.read([&](db::Tx& tx) -> Result<int64_t> {
+    auto s = tx.stmt(sql);
+    s.step();
+    return s.col_int(0);
+  });
+  REQUIRE(r.ok());
+  return r.value();
+}
+
 inline std::string str_of(const rapidjson::Value& v, const char* name) {
   if (!v.IsObject() || !v.HasMember(name) || !v[name].IsString()) return {};
   return v[name].GetString();

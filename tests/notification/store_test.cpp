@@ -43,15 +43,7 @@ struct StoreFixture {
     return r.value();
   }
 
-  int64_t count(const std::string& sql) {
-    return db
-        ->read([&](db::Tx& tx) -> Result<int64_t> {
-          auto s = tx.stmt(sql);
-          s.step();
-          return s.col_int(0);
-        })
-        .value();
-  }
+  int64_t count(const std::string& sql) { return ecom::test::int_of(*db, sql); }
 
   rapidjson::Document notifications(const std::string& query_order) {
     NotificationQuery q;
