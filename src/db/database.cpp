@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -131,9 +132,7 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Option
   // Reads through a memory map instead of read() copies, and a page cache big enough for the
   // hot part of a module store. A larger WAL before each checkpoint: a page rewritten by many
   // transactions is copied back (and synced) once per checkpoint, not once per 1,000 pages.
-  pragmas +=
-      " PRAGMA mmap_size=268435456; PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=8000;"
-      " PRAGMA temp_store=MEMORY;";
+  pragmas += " PRAGMA mmap_size=268435456; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;";
   // Switching a new file to WAL takes an exclusive lock, and SQLite reports SQLITE_BUSY for it
   // without calling the busy handler when another process is opening the same file at that
   // moment (several roles or processes sharing bus.db start together): retry until the timeout.
@@ -142,7 +141,10 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Option
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options.busy_timeout_ms);
   while (true) {
     int prc = exec_raw(h, pragmas.c_str(), &msg);
-    if (prc == SQLITE_OK) return db;
+    if (prc == SQLITE_OK) {
+      db->start_checkpointer();
+      return db;
+    }
     bool busy = (prc & 0xFF) == SQLITE_BUSY || (prc & 0xFF) == SQLITE_LOCKED;
     if (!busy || std::chrono::steady_clock::now() >= deadline) {
       Error e = to_error(DbError{prc, "cannot configure database '" + path + "': " + msg});
@@ -152,7 +154,83 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Option
   }
 }
 
+// Checkpoints copy WAL frames back into the database file and sync it. SQLite runs them on the
+// thread that commits, holding that connection, so every user of the store waits meanwhile. Here a
+// thread with its own connection does the copying and syncing in the background (PASSIVE: it never
+// blocks writers) once the WAL holds kBackgroundPages; a commit that finds kForegroundPages still
+// runs one itself, which then has little left to copy, and restarts the WAL from its beginning
+// (a background checkpoint cannot: commits keep adding frames while it runs).
+struct Database::Checkpointer {
+  static constexpr int kBackgroundPages = 1000;
+  static constexpr int kForegroundPages = 8000;
+
+  sqlite3* h = nullptr;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool due = false;
+  bool stop = false;
+  std::thread thread;
+
+  ~Checkpointer() {
+    {
+      std::lock_guard lock(mu);
+      stop = true;
+    }
+    cv.notify_one();
+    if (thread.joinable()) thread.join();
+    sqlite3_close_v2(h);
+  }
+
+  void run() {
+    std::unique_lock lock(mu);
+    while (true) {
+      cv.wait(lock, [&] { return stop || due; });
+      if (stop) return;
+      due = false;
+      lock.unlock();
+      sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      lock.lock();
+    }
+  }
+
+  static int on_commit(void* self, sqlite3* h, const char* db_name, int pages) {
+    auto* c = static_cast<Checkpointer*>(self);
+    if (pages >= kForegroundPages) {
+      sqlite3_wal_checkpoint_v2(h, db_name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (pages >= kBackgroundPages) {
+      {
+        std::lock_guard lock(c->mu);
+        c->due = true;
+      }
+      c->cv.notify_one();
+    }
+    return SQLITE_OK;
+  }
+};
+
+void Database::start_checkpointer() {
+  // In-memory and temporary stores have no WAL to copy back.
+  if (path_.empty() || path_ == ":memory:" || path_.starts_with("file::memory:")) return;
+  sqlite3* h = nullptr;
+  if (sqlite3_open_v2(path_.c_str(), &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    // No background checkpoints: SQLite's own, on the committing thread, still bound the WAL.
+    sqlite3_close_v2(h);
+    sqlite3_wal_autocheckpoint(h_, Checkpointer::kForegroundPages);
+    return;
+  }
+  sqlite3_busy_timeout(h, 1000);
+  auto c = std::make_unique<Checkpointer>();
+  c->h = h;
+  c->thread = std::thread([raw = c.get()] { raw->run(); });
+  sqlite3_wal_hook(h_, &Checkpointer::on_commit, c.get());
+  checkpointer_ = std::move(c);
+}
+
 Database::~Database() {
+  // The hook points at the checkpointer: unhook before it goes.
+  sqlite3_wal_hook(h_, nullptr, nullptr);
+  checkpointer_.reset();
   if (cache_) {
     for (auto& [sql, s] : cache_->stmts) sqlite3_finalize(s);
   }

@@ -243,6 +243,10 @@ class Database final {
     }
   }
 
+  struct Checkpointer;
+  void start_checkpointer();
+  std::unique_ptr<Checkpointer> checkpointer_;  ///< background WAL checkpoints (file stores)
+
   std::mutex mu_;
   std::atomic<std::thread::id> batch_owner_{};
   bool batch_failed_ = false;  ///< guarded by mu_: SQLite rolled the batch back under us
