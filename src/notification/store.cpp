@@ -687,24 +687,26 @@ Result<int64_t> Store::last_seq() {
   return db_.read([&](db::Tx& tx) -> Result<int64_t> { return feed_bounds(tx).last; });
 }
 
-Result<int64_t> Store::prune_feed(int64_t retain) {
+Result<int64_t> Store::prune_feed(int64_t retain, int64_t max_rows) {
   // Bounded chunks, each its own transaction: one DELETE of everything held the store for hundreds
   // of milliseconds and stalled every consumer of the module behind it (docs/performance.md).
   constexpr int64_t kChunk = 512;
   int64_t total = 0;
-  while (true) {
+  while (total < max_rows) {
     auto deleted = db_.transaction([&](db::Tx& tx) -> Result<int64_t> {
       FeedBounds b = feed_bounds(tx);
       const int64_t cut = b.last - retain;  // rows with seq <= cut go
       if (b.last - b.oldest + 1 <= retain || cut < b.oldest) return int64_t{0};
+      const int64_t chunk = std::min(kChunk, max_rows - total);
       return tx.stmt("DELETE FROM feed WHERE seq <= ?")
-          .bind(1, std::min(cut, b.oldest + kChunk - 1))
+          .bind(1, std::min(cut, b.oldest + chunk - 1))
           .exec();
     });
     if (!deleted) return deleted;
     total += *deleted;
     if (*deleted == 0) return total;
   }
+  return total;
 }
 
 // --- queries -------------------------------------------------------------------------------------

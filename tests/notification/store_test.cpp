@@ -228,7 +228,9 @@ TEST_CASE("the feed resumes after a Last-Event-ID and falls back to a snapshot",
     CHECK(s->snapshot);
   }
   SECTION("an id older than the retained rows: snapshot first") {
-    CHECK(f.store->prune_feed(3).value() == 6);  // keeps 7, 8, 9
+    CHECK(f.store->prune_feed(3, 2).value() == 2);  // at most 2 rows per call: 1 and 2
+    CHECK(f.count("SELECT MIN(seq) FROM feed") == 3);
+    CHECK(f.store->prune_feed(3).value() == 4);  // keeps 7, 8, 9
     CHECK(f.count("SELECT MIN(seq) FROM feed") == 7);
     auto ok = f.store->start_order_stream("o-1", 6).value();  // nothing after 6 was pruned
     CHECK_FALSE(ok->snapshot);

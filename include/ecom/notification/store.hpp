@@ -5,6 +5,7 @@
 /// Thread safety: every method is one db transaction or read, so it may be called from any thread.
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -117,8 +118,10 @@ class Store final {
   Result<std::vector<FeedRow>> feed_after(int64_t after, int limit);
   /// The last seq ever assigned (0 when none).
   Result<int64_t> last_seq();
-  /// Deletes all but the newest `retain` rows; returns how many were deleted.
-  Result<int64_t> prune_feed(int64_t retain);
+  /// Deletes all but the newest `retain` rows, at most `max_rows` of them (oldest first, in small
+  /// transactions); returns how many were deleted.
+  Result<int64_t> prune_feed(int64_t retain,
+                             int64_t max_rows = std::numeric_limits<int64_t>::max());
 
   /// `{"orders":{"PENDING":n,...}}` from the projection.
   Result<std::string> stats_json();
