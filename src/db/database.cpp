@@ -165,6 +165,7 @@ struct Database::Checkpointer {
   static constexpr int kForegroundPages = 8000;
 
   sqlite3* h = nullptr;
+  int next_signal = kBackgroundPages;  ///< WAL size that wakes the thread next (commit thread only)
   std::mutex mu;
   std::condition_variable cv;
   bool due = false;
@@ -195,9 +196,14 @@ struct Database::Checkpointer {
 
   static int on_commit(void* self, sqlite3* h, const char* db_name, int pages) {
     auto* c = static_cast<Checkpointer*>(self);
+    // Once per kBackgroundPages of growth, not on every commit: each checkpoint ends with an
+    // fsync, and a WAL that has not restarted yet stays above the threshold for many commits.
+    if (pages < c->next_signal - kBackgroundPages) c->next_signal = kBackgroundPages;  // restarted
     if (pages >= kForegroundPages) {
       sqlite3_wal_checkpoint_v2(h, db_name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    } else if (pages >= kBackgroundPages) {
+      c->next_signal = kBackgroundPages;
+    } else if (pages >= c->next_signal) {
+      c->next_signal = pages + kBackgroundPages;
       {
         std::lock_guard lock(c->mu);
         c->due = true;
