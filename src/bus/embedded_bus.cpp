@@ -417,7 +417,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
   /// True when any partition moved on. Offsets are committed by the caller.
   bool serve_all() {
     std::vector<Handled> handled;
-    size_t budget = static_cast<size_t>(std::max(1, opt_.max_batch)) * 4;
+    size_t budget = static_cast<size_t>(std::max(1, opt_.max_batch));
     auto handle_pass = [&] {
       const auto now = Clock::now();
       for (auto& [key, part] : owned_) {
@@ -451,7 +451,8 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
   /// the buffer ends or the budget does. Nothing moves: settle() does that once it is durable.
   Handled handle_run(Part& p, size_t& budget) {
     Handled h{&p};
-    while (h.acked < p.buffer.size() && budget > 0 && !stop_) {
+    // The heartbeat is due: a slow handler must not hold the store (and the membership) longer.
+    while (h.acked < p.buffer.size() && budget > 0 && !stop_ && Clock::now() < next_heartbeat_) {
       const Row& row = p.buffer[h.acked];
       auto decoded = decode_envelope(row.value);
       if (!decoded) {

@@ -531,7 +531,9 @@ class KafkaSubscription final : public Subscription {
       auto it = parts_.find(tp);
       if (it != parts_.end()) starts.try_emplace(tp, Start{m->offset, it->second.next});
     }
+    batching_ = true;
     Status st = sub_.store->batch(handle_all);
+    batching_ = false;
     if (st) return;
     log::warn(kTag,
               "group {}: committing a batch of {} handled records failed ({}); handling them "
@@ -546,8 +548,10 @@ class KafkaSubscription final : public Subscription {
       ps.dropped = false;
       if (ps.paused) set_paused(tp, false);
       ps.paused = false;
-      seek(tp, start.first_offset);
+      seek(tp, start.next >= 0 ? start.next : start.first_offset);
     }
+    // Whatever failed the commit (a full disk, an I/O error) is unlikely to be gone at once.
+    std::this_thread::sleep_for(sub_.initial_backoff);
   }
 
   void on_message(const rd_kafka_message_t* m) {
@@ -570,10 +574,24 @@ class KafkaSubscription final : public Subscription {
   }
 
   // Runs the handler for attempt `attempt` and acts on its outcome.
+  // Inside a store batch a dead-letter waits until the batch is durable: its copy would otherwise
+  // be written (and the offset moved past it) for work a failed batch undoes. It is parked like a
+  // retry that only has the dead-letter write left, due at once, and settled by
+  // serve_due_retries() after the batch; a failed batch drops it with the rest.
+  void dead_letter_after_batch(const TopicPartition& tp, PartitionState& st, Held h, int attempts,
+                               std::string reason) {
+    if (!batching_) {
+      dead_letter(tp, st, std::move(h), attempts, std::move(reason));
+      return;
+    }
+    wait_for_retry(tp, st, std::move(h), attempts, std::move(reason), true,
+                   std::chrono::milliseconds(0));
+  }
+
   void process(const TopicPartition& tp, PartitionState& st, Held h, int attempt) {
     if (!h.envelope) {
       std::string why = "undecodable envelope: " + h.decode_error;
-      dead_letter(tp, st, std::move(h), attempt, why);
+      dead_letter_after_batch(tp, st, std::move(h), attempt, why);
       return;
     }
     Message msg;
@@ -598,14 +616,15 @@ class KafkaSubscription final : public Subscription {
         return;
       case Disposition::kRetry:
         if (attempt >= std::max(1, sub_.max_attempts)) {
-          dead_letter(tp, st, std::move(h), attempt,
-                      fmt::format("retries exhausted after {} attempts: {}", attempt, out.reason));
+          dead_letter_after_batch(
+              tp, st, std::move(h), attempt,
+              fmt::format("retries exhausted after {} attempts: {}", attempt, out.reason));
         } else {
           wait_for_retry(tp, st, std::move(h), attempt, out.reason, false, backoff(attempt));
         }
         return;
       case Disposition::kDeadLetter:
-        dead_letter(tp, st, std::move(h), attempt, out.reason);
+        dead_letter_after_batch(tp, st, std::move(h), attempt, out.reason);
         return;
     }
   }
@@ -847,6 +866,7 @@ class KafkaSubscription final : public Subscription {
   // Touched only by the consumer thread (callbacks are served by rd_kafka_consumer_poll).
   std::map<TopicPartition, PartitionState> parts_;
   int uncommitted_ = 0;
+  bool batching_ = false;  // handle_run() is inside a store batch
   bool commit_inflight_ = false;
   bool commit_failing_ = false;
   Clock::time_point commit_sent_;

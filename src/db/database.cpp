@@ -318,6 +318,13 @@ Status Database::batch_status() const {
   return Error{"DB_ERROR", "database error: the batch was rolled back: " + batch_error_, "", true};
 }
 
+void Database::check_batch_alive() noexcept {
+  if (!batch_failed_ && sqlite3_get_autocommit(h_) != 0) {
+    batch_failed_ = true;
+    batch_error_ = "SQLite rolled back the transaction";
+  }
+}
+
 void Database::savepoint() {
   reset_busy_statements(h_);
   std::string msg;

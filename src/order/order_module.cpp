@@ -181,6 +181,7 @@ struct OrderModule::Impl {
   std::mutex wait_mu;
   std::condition_variable wait_cv;
   std::multimap<std::string, Waiter> waiters;  // by order id
+  std::vector<std::string> to_wake;            // orders the bus turned terminal, for the reaper
   std::thread reaper;
   bool stopping = false;
 
@@ -453,6 +454,16 @@ struct OrderModule::Impl {
         lock.lock();
         continue;
       }
+      if (!to_wake.empty()) {
+        std::vector<std::string> ids;
+        ids.swap(to_wake);
+        lock.unlock();
+        for (const auto& id : ids) {
+          if (load(id).second) wake(id);  // terminal once committed (a rolled-back batch is not)
+        }
+        lock.lock();
+        continue;
+      }
       if (stopping) return;
       if (next == INT64_MAX)
         wait_cv.wait(lock);
@@ -588,7 +599,15 @@ struct OrderModule::Impl {
     });
     // Any store failure is worth retrying: the event itself was valid.
     if (!r) return bus::Outcome::retry(r.error().message);
-    if (r.value() && is_terminal(status)) wake(order_id);
+    // Inside the bus's batch the status is not committed yet (the batch may still roll back): the
+    // reaper answers the waiters, reading after the batch released the store.
+    if (r.value() && is_terminal(status)) {
+      {
+        std::lock_guard lock(wait_mu);
+        to_wake.push_back(order_id);
+      }
+      wait_cv.notify_all();
+    }
     return bus::Outcome::ack();
   }
 };

@@ -99,11 +99,13 @@ Status PaymentModule::start(ModuleContext& ctx) {
 
   ctx.router.add(http::Method::kGet, "/api/payments/{orderId}",
                  [&s](const http::Request& r) { return s.get(r); });
-  auto sub =
-      ctx.bus.subscribe(bus::SubscriptionOptions{.group = "ecomd-payment",
-                                                 .topics = {std::string(topics::kPaymentsCommands)},
-                                                 .store = &ctx.db},
-                        [&s](const bus::Message& m) { return s.on_message(m); });
+  auto sub = ctx.bus.subscribe(
+      bus::SubscriptionOptions{.group = "ecomd-payment",
+                               .topics = {std::string(topics::kPaymentsCommands)},
+                               // A simulated gateway latency would hold the
+                               // store for a whole batch: one transaction each.
+                               .store = s.latency.count() > 0 ? nullptr : &ctx.db},
+      [&s](const bus::Message& m) { return s.on_message(m); });
   if (!sub) return sub.error();
   s.subscription = std::move(sub).value();
   log::info(kTag, "simulated gateway: amount_limit={} latency_ms={}", s.rules.amount_limit,

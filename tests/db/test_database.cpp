@@ -473,3 +473,25 @@ TEST_CASE("WAL frames are checkpointed in the background and the WAL stays bound
   CHECK(file_size(path + "-wal") < 40'000'000);
   CHECK(count_rows(*db, "items") == 7000);
 }
+
+TEST_CASE(
+    "a read that loses the batch's transaction fails the batch, and later units do not "
+    "commit on their own",
+    "[db][batch]") {
+  auto db = open_db(":memory:");
+  create_items(*db);
+  std::vector<bool> ok;
+  auto st = db->batch([&] {
+    ok.push_back(insert_item(*db, "a").ok());
+    // An I/O error in a read: SQLite abandons the whole transaction.
+    auto r = db->read([](Tx& tx) -> Status {
+      tx.exec("ROLLBACK");
+      throw DbError{10, "disk I/O error"};
+    });
+    ok.push_back(r.ok());
+    ok.push_back(insert_item(*db, "b").ok());
+  });
+  REQUIRE_FALSE(st.ok());
+  CHECK(ok == std::vector<bool>{true, false, false});
+  CHECK(count_rows(*db, "items") == 0);
+}

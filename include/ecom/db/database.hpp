@@ -152,6 +152,7 @@ class Database final {
       rollback();
       throw;
     }
+    check_batch_alive();
     Status st = batch_status();
     guard.end();
     if (!st) {
@@ -166,11 +167,14 @@ class Database final {
   auto read(F&& body) -> decltype(body(std::declval<Tx&>())) {
     using R = decltype(body(std::declval<Tx&>()));
     std::unique_lock lock(mu_, std::defer_lock);
-    if (!in_batch()) lock.lock();
+    const bool batched = in_batch();
+    if (!batched) lock.lock();
     Tx tx(*this);
     try {
       return body(tx);
     } catch (const DbError& e) {
+      // A failed read inside a batch may have made SQLite abandon the batch's transaction.
+      if (batched) check_batch_alive();
       return R(to_error(e));
     }
   }
@@ -211,6 +215,9 @@ class Database final {
   void enter_batch() noexcept;
   void leave_batch() noexcept;
   Status batch_status() const;
+  // Marks the batch failed when SQLite no longer has its transaction open (it rolls back on its
+  // own after some errors): a SAVEPOINT then would start, and its RELEASE commit, a new one.
+  void check_batch_alive() noexcept;
   void savepoint();
   // Ends the innermost savepoint: released, or rolled back first (`undo`). A failure to do so
   // means SQLite gave up the whole transaction: the batch is then marked failed.
@@ -220,6 +227,7 @@ class Database final {
   template <typename F>
   auto unit(F&& body) -> decltype(body(std::declval<Tx&>())) {
     using R = decltype(body(std::declval<Tx&>()));
+    check_batch_alive();
     if (auto st = batch_status(); !st) return R(st.error());
     try {
       savepoint();
