@@ -486,15 +486,13 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     if (!h.stopped || p.buffer.empty()) return progressed;
     const Row& row = p.buffer.front();
     const Outcome& out = *h.stopped;
-    if (out.disposition == Disposition::kDeadLetter) {
-      if (!dead_letter(p, row, out.reason, h.poison ? 0 : p.attempt)) return progressed;
-      advance(p);
-      return true;
-    }
-    if (p.attempt >= opt_.max_attempts) {
-      std::string reason =
-          "retries exhausted after " + std::to_string(p.attempt) + " attempts: " + out.reason;
-      if (!dead_letter(p, row, reason, p.attempt)) return progressed;
+    const bool exhausted =
+        out.disposition != Disposition::kDeadLetter && p.attempt >= opt_.max_attempts;
+    if (out.disposition == Disposition::kDeadLetter || exhausted) {
+      std::string reason = exhausted ? "retries exhausted after " + std::to_string(p.attempt) +
+                                           " attempts: " + out.reason
+                                     : out.reason;
+      if (!dead_letter(p, row, reason, h.poison ? 0 : p.attempt)) return progressed;
       advance(p);
       return true;
     }

@@ -573,7 +573,6 @@ class KafkaSubscription final : public Subscription {
     return std::min(d, sub_.max_backoff);
   }
 
-  // Runs the handler for attempt `attempt` and acts on its outcome.
   // Inside a store batch a dead-letter waits until the batch is durable: its copy would otherwise
   // be written (and the offset moved past it) for work a failed batch undoes. It is parked like a
   // retry that only has the dead-letter write left, due at once, and settled by
@@ -588,6 +587,7 @@ class KafkaSubscription final : public Subscription {
                    std::chrono::milliseconds(0));
   }
 
+  // Runs the handler for attempt `attempt` and acts on its outcome.
   void process(const TopicPartition& tp, PartitionState& st, Held h, int attempt) {
     if (!h.envelope) {
       std::string why = "undecodable envelope: " + h.decode_error;

@@ -130,8 +130,7 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Option
   std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=";
   pragmas += options.synchronous_full ? "FULL;" : "NORMAL;";
   // Reads through a memory map instead of read() copies, and a page cache big enough for the
-  // hot part of a module store. A larger WAL before each checkpoint: a page rewritten by many
-  // transactions is copied back (and synced) once per checkpoint, not once per 1,000 pages.
+  // hot part of a module store. Checkpoints: see Checkpointer below.
   pragmas += " PRAGMA mmap_size=268435456; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;";
   // Switching a new file to WAL takes an exclusive lock, and SQLite reports SQLITE_BUSY for it
   // without calling the busy handler when another process is opening the same file at that
@@ -335,11 +334,8 @@ void Database::end_savepoint(bool undo) noexcept {
   reset_busy_statements(h_);
   // Some errors (SQLITE_FULL, SQLITE_IOERR, ...) make SQLite roll back the whole transaction;
   // the units before this one are then gone, and committing the rest would lose them silently.
-  if (sqlite3_get_autocommit(h_) != 0) {
-    batch_failed_ = true;
-    batch_error_ = "SQLite rolled back the transaction";
-    return;
-  }
+  check_batch_alive();
+  if (batch_failed_) return;
   std::string msg;
   int rc = undo ? exec_raw(h_, "ROLLBACK TO unit; RELEASE unit", &msg)
                 : exec_raw(h_, "RELEASE unit", &msg);

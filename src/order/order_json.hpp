@@ -32,8 +32,8 @@ inline std::string encode_items(const NewOrder& o) {
   return json::to_string(sb);
 }
 
-/// canonical_json(o), byte for byte (stored keys compare against it), reusing `items` =
-/// encode_items(o) so the request is encoded once.
+/// The canonical request (what canonical_json(o) returns, and stored Idempotency-Keys compare
+/// against), reusing `items` = encode_items(o) so a POST encodes its items once.
 inline std::string canonical_request(const NewOrder& o, std::string_view items) {
   return json::object([&](json::Writer& w) {
     json::write_string(w, "customerId", o.customer_id);

@@ -416,11 +416,18 @@ struct OrderModule::Impl {
     }
     wait_cv.notify_all();
     // The order may have turned terminal between load() and registration: check once more.
-    if (load(id).second) wake(id);
+    wake_if_terminal(id);
   }
 
-  // Answers every waiter of a terminal order.
-  void wake(const std::string& id) {
+  // Answers every waiter of the order when its committed status is terminal. Reads the order
+  // only when someone waits for it, and once.
+  void wake_if_terminal(const std::string& id) {
+    {
+      std::lock_guard lock(wait_mu);
+      if (waiters.find(id) == waiters.end()) return;
+    }
+    auto [resp, done] = load(id);
+    if (!done) return;
     std::vector<Waiter> ready;
     {
       std::lock_guard lock(wait_mu);
@@ -428,8 +435,6 @@ struct OrderModule::Impl {
       for (auto it = b; it != e; ++it) ready.push_back(std::move(it->second));
       waiters.erase(b, e);
     }
-    if (ready.empty()) return;
-    auto resp = load(id).first;
     for (auto& w : ready) w.respond(resp);
   }
 
@@ -458,9 +463,8 @@ struct OrderModule::Impl {
         std::vector<std::string> ids;
         ids.swap(to_wake);
         lock.unlock();
-        for (const auto& id : ids) {
-          if (load(id).second) wake(id);  // terminal once committed (a rolled-back batch is not)
-        }
+        // Read after the bus batch released the store: a rolled-back status is not terminal.
+        for (const auto& id : ids) wake_if_terminal(id);
         lock.lock();
         continue;
       }

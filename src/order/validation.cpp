@@ -136,13 +136,7 @@ Result<NewOrder> parse_new_order(std::string_view body) {
 }
 
 std::string canonical_json(const NewOrder& order) {
-  return json::object([&](json::Writer& w) {
-    json::write_string(w, "customerId", order.customer_id);
-    json::write_string(w, "currency", order.currency);
-    json::key(w, "items");
-    write_items(w, order.items);
-    json::write_string(w, "paymentToken", order.payment_token);
-  });
+  return canonical_request(order, encode_items(order));
 }
 
 }  // namespace ecom::order
