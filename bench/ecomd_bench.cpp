@@ -807,9 +807,8 @@ std::string Bench::post_request(int64_t idx) {
   char body[512];
   int len = std::snprintf(body, sizeof body,
                           R"({"customerId":"bench-%03u","currency":"USD","items":[{"sku":"%s",)"
-                          R"("quantity":1,"unitAmount":%u}],"paymentToken":"%s"})",
-                          static_cast<unsigned>(g() % 1000), sku.c_str(),
-                          static_cast<unsigned>(500 + g() % 10000), token);
+                          R"("quantity":1}],"paymentToken":"%s"})",
+                          static_cast<unsigned>(g() % 1000), sku.c_str(), token);
   std::string req;
   req.reserve(256 + static_cast<size_t>(len));
   req += "POST /api/orders HTTP/1.1\r\nHost: ";

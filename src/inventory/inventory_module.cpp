@@ -274,7 +274,7 @@ http::Response InventoryModule::Impl::put(const http::Request& req) {
   if (auto it = d.FindMember("currency"); it != d.MemberEnd()) {
     if (!it->value.IsString()) {
       return http::error_response(
-          http::validation_error("currency", "currency must be three upper-case letters"));
+          http::validation_error("currency", "currency must be an ISO 4217 code, e.g. USD"));
     }
     u.currency = std::string(it->value.GetString(), it->value.GetStringLength());
   }

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "ecom/core/clock.hpp"
+#include "ecom/core/currency.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/outbox.hpp"
 #include "inventory/inventory_json.hpp"
@@ -45,6 +46,33 @@ void finish(db::Statement& s) {
 void emit(db::Tx& tx, std::string_view topic, std::string_view type, std::string subject,
           std::string data, const Envelope* cause) {
   db::outbox_add(tx, topic, make_event(kSource, type, std::move(subject), std::move(data), cause));
+}
+
+// A line as sold: what StockReserved carries and the reservation row keeps.
+struct PricedLine {
+  const Line* line;
+  std::string name;
+  int64_t unit_amount;
+};
+
+std::string reserved_json(const std::string& order_id, std::string_view currency, int64_t total,
+                          std::span<const PricedLine> lines) {
+  return json::object([&](json::Writer& w) {
+    json::write_string(w, "orderId", order_id);
+    json::write_string(w, "currency", currency);
+    json::write_int64(w, "totalAmount", total);
+    json::key(w, "items");
+    w.StartArray();
+    for (const auto& l : lines) {
+      w.StartObject();
+      json::write_string(w, "sku", l.line->sku);
+      json::write_string(w, "name", l.name);
+      json::write_int64(w, "quantity", l.line->quantity);
+      json::write_int64(w, "unitAmount", l.unit_amount);
+      w.EndObject();
+    }
+    w.EndArray();
+  });
 }
 
 std::string order_reply_json(const std::string& order_id, std::span<const Line> items) {
@@ -110,6 +138,9 @@ ReserveResult decode_outcome(std::string_view outcome, std::string_view data_jso
   if (auto it = d.FindMember("reason"); it != d.MemberEnd() && it->value.IsString()) {
     r.reason = it->value.GetString();
   }
+  if (auto it = d.FindMember("totalAmount"); it != d.MemberEnd() && it->value.IsInt64()) {
+    r.total_amount = it->value.GetInt64();
+  }
   if (auto it = d.FindMember("skus"); it != d.MemberEnd() && it->value.IsArray()) {
     for (const auto& s : it->value.GetArray()) {
       if (s.IsString()) r.skus.emplace_back(s.GetString());
@@ -140,7 +171,7 @@ constexpr std::string_view kProductColumns =
     "SELECT sku, name, available, reserved, sold, unit_amount, currency FROM products";
 
 // One statement per step: each step is one schema version.
-constexpr std::array<std::string_view, 3> kMigrations{
+constexpr std::array<std::string_view, 4> kMigrations{
     R"sql(CREATE TABLE products(
   sku         TEXT PRIMARY KEY,
   name        TEXT NOT NULL,
@@ -167,6 +198,9 @@ constexpr std::array<std::string_view, 3> kMigrations{
   data       TEXT NOT NULL,
   created_at TEXT NOT NULL
 ))sql",
+    // The unit price a line was reserved (and so sold) at; NULL for reservations made before
+    // the catalogue priced orders.
+    "ALTER TABLE reservations ADD COLUMN unit_amount INTEGER",
 };
 
 }  // namespace
@@ -181,10 +215,7 @@ bool valid_sku(std::string_view sku) noexcept {
   });
 }
 
-bool valid_currency(std::string_view c) noexcept {
-  return c.size() == 3 &&
-         std::all_of(c.begin(), c.end(), [](char x) { return x >= 'A' && x <= 'Z'; });
-}
+bool valid_currency(std::string_view c) noexcept { return is_iso4217(c); }
 
 Result<ReserveCommand> parse_reserve_stock(std::string_view data_json) {
   auto doc = parse_object(data_json);
@@ -192,7 +223,15 @@ Result<ReserveCommand> parse_reserve_stock(std::string_view data_json) {
   const auto& d = doc.value();
   auto order_id = ecom::json::require_string(d, "orderId", kInvalidCommand);
   if (!order_id) return order_id.error();
-  ReserveCommand cmd{std::move(order_id).value(), {}};
+  ReserveCommand cmd{std::move(order_id).value(), {}, {}, {}, {}};
+  auto currency = ecom::json::require_string(d, "currency", kInvalidCommand);
+  if (!currency) return currency.error();
+  cmd.currency = std::move(currency).value();
+  if (auto e = d.FindMember("expectedTotal"); e != d.MemberEnd() && !e->value.IsNull()) {
+    if (!e->value.IsInt64() || e->value.GetInt64() < 0)
+      return invalid_command("expectedTotal", "expectedTotal must be a non-negative integer");
+    cmd.expected_total = e->value.GetInt64();
+  }
 
   auto items = d.FindMember("items");
   if (items == d.MemberEnd()) return invalid_command("items", "items is missing");
@@ -214,6 +253,12 @@ Result<ReserveCommand> parse_reserve_stock(std::string_view data_json) {
                              at + ".quantity must be an integer between 1 and 1000000000");
     }
     std::string s(sku->value.GetString(), sku->value.GetStringLength());
+    if (auto amount = item.FindMember("unitAmount");
+        amount != item.MemberEnd() && !amount->value.IsNull()) {
+      if (!amount->value.IsInt64() || amount->value.GetInt64() < 0)
+        return invalid_command(at + ".unitAmount", at + ".unitAmount must be an integer >= 0");
+      cmd.quotes.push_back(Quote{s, amount->value.GetInt64()});
+    }
     auto same =
         std::find_if(cmd.items.begin(), cmd.items.end(), [&](const Line& l) { return l.sku == s; });
     if (same != cmd.items.end()) {
@@ -249,18 +294,47 @@ ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand
     }
   }
 
+  // Price every line from the catalogue first: the order is charged these prices or none.
   ReserveResult r;
+  std::vector<PricedLine> priced;
+  priced.reserve(cmd.items.size());
+  std::vector<std::string> unknown, other_currency, price_changed;
   for (const auto& line : cmd.items) {
-    auto s = tx.stmt("SELECT 1 FROM products WHERE sku = ?");
+    auto s = tx.stmt("SELECT name, unit_amount, currency FROM products WHERE sku = ?");
     s.bind(1, line.sku);
     if (!s.step()) {
-      r.skus.push_back(line.sku);
-    } else {
-      finish(s);
+      unknown.push_back(line.sku);
+      continue;
     }
+    priced.push_back(PricedLine{&line, s.col_text(0), s.col_int(1)});
+    if (s.col_view(2) != cmd.currency) other_currency.push_back(line.sku);
+    finish(s);
   }
-  if (!r.skus.empty()) {
+  bool overflow = false;
+  for (const auto& p : priced) {
+    int64_t line_total = 0;
+    overflow = overflow || __builtin_mul_overflow(p.line->quantity, p.unit_amount, &line_total) ||
+               __builtin_add_overflow(r.total_amount, line_total, &r.total_amount);
+    for (const auto& q : cmd.quotes)
+      if (q.sku == p.line->sku && q.unit_amount != p.unit_amount &&
+          std::find(price_changed.begin(), price_changed.end(), q.sku) == price_changed.end())
+        price_changed.push_back(q.sku);
+  }
+  if (price_changed.empty() && !overflow && cmd.expected_total &&
+      *cmd.expected_total != r.total_amount) {
+    for (const auto& line : cmd.items) price_changed.push_back(line.sku);  // the total is at fault
+  }
+  if (!unknown.empty()) {
     r.reason = "UNKNOWN_SKU";
+    r.skus = std::move(unknown);
+  } else if (!other_currency.empty()) {
+    r.reason = "CURRENCY_MISMATCH";
+    r.skus = std::move(other_currency);
+  } else if (!price_changed.empty()) {
+    r.reason = "PRICE_CHANGED";
+    r.skus = std::move(price_changed);
+  } else if (overflow) {
+    r.reason = "AMOUNT_LIMIT_EXCEEDED";
   } else {
     // The conditional UPDATE is the guard: a line is taken only if enough is available at that
     // instant, so no interleaving can drive `available` below zero. The savepoint undoes the
@@ -292,9 +366,9 @@ ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand
       for (size_t i = 0; i < cmd.items.size(); ++i) {
         const auto& line = cmd.items[i];
         tx.stmt(
-              "INSERT INTO reservations(order_id, sku, quantity, state, created_at, updated_at) "
-              "VALUES (?, ?, ?, 'RESERVED', ?, ?)")
-            .bind_all(cmd.order_id, line.sku, line.quantity, now, now)
+              "INSERT INTO reservations(order_id, sku, quantity, state, created_at, updated_at, "
+              "unit_amount) VALUES (?, ?, ?, 'RESERVED', ?, ?, ?)")
+            .bind_all(cmd.order_id, line.sku, line.quantity, now, now, priced[i].unit_amount)
             .exec();
         emit_stock_change(tx, rules, line.sku, taken[i].available + line.quantity,
                           taken[i].available, taken[i].reserved, cmd.order_id, &cause);
@@ -304,7 +378,8 @@ ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand
     }
   }
 
-  std::string data = r.reserved ? order_reply_json(cmd.order_id, r.items)
+  if (!r.reserved) r.total_amount = 0;
+  std::string data = r.reserved ? reserved_json(cmd.order_id, cmd.currency, r.total_amount, priced)
                                 : failure_json(cmd.order_id, r.reason, r.skus);
   tx.stmt("INSERT INTO reserve_outcomes(order_id, outcome, data, created_at) VALUES (?, ?, ?, ?)")
       .bind_all(cmd.order_id, r.reserved ? "RESERVED" : "FAILED", data, now_rfc3339())
@@ -387,7 +462,7 @@ Result<Product> set_stock(db::Tx& tx, const Rules& rules, const StockUpdate& u) 
     return invalid_update("unitAmount", "unitAmount must be an integer >= 0 (minor units)");
   }
   if (u.currency && !valid_currency(*u.currency)) {
-    return invalid_update("currency", "currency must be three upper-case letters, e.g. USD");
+    return invalid_update("currency", "currency must be an ISO 4217 code, e.g. USD");
   }
 
   const std::string now = now_rfc3339();
@@ -507,7 +582,7 @@ Result<std::vector<Product>> parse_seed(const ConfigSection& section) {
     p.unit_amount = amount->value.GetInt64();
     if (auto cur = e.FindMember("currency"); cur != e.MemberEnd()) {
       if (!cur->value.IsString() || !valid_currency(cur->value.GetString())) {
-        return bad(at + ".currency", "must be three upper-case letters, e.g. USD");
+        return bad(at + ".currency", "must be an ISO 4217 code, e.g. USD");
       }
       p.currency = cur->value.GetString();
     }

@@ -119,7 +119,7 @@ struct OrderRow {
   std::string id;
   std::optional<std::string> customer_id;  // unset until OrderCreated was seen
   std::string currency;
-  int64_t total_amount = 0;
+  std::optional<int64_t> total_amount;  // unset until the catalogue priced it (STOCK_RESERVED)
   std::string status;
   std::string reason;
   int64_t updated_at = 0;
@@ -133,7 +133,7 @@ OrderRow read_order(db::Statement& s) {
   o.id = s.col_text(0);
   if (!s.col_null(1)) o.customer_id = s.col_text(1);
   o.currency = s.col_text(2);
-  o.total_amount = s.col_int(3);
+  if (!s.col_null(3)) o.total_amount = s.col_int(3);
   o.status = s.col_text(4);
   o.reason = s.col_text(5);
   o.updated_at = s.col_int(6);
@@ -158,8 +158,10 @@ void write_order_fields(Writer& w, const OrderRow& o) {
   if (!o.reason.empty()) field(w, "reason", o.reason);
   if (o.customer_id) {
     field(w, "customerId", *o.customer_id);
-    key(w, "totalAmount");
-    w.Int64(o.total_amount);
+    if (o.total_amount) {
+      key(w, "totalAmount");
+      w.Int64(*o.total_amount);
+    }
     field(w, "currency", o.currency);
   }
 }
@@ -331,8 +333,12 @@ struct Applier {
     if (!template_key || !o.customer_id) return std::nullopt;
     auto t = templates.find(*template_key);
     if (t == templates.end()) return std::nullopt;
-    TemplateVars vars{o.id,           *o.customer_id, std::string(status), std::string(reason),
-                      o.total_amount, o.currency};
+    TemplateVars vars{o.id,
+                      *o.customer_id,
+                      std::string(status),
+                      std::string(reason),
+                      o.total_amount.value_or(0),
+                      o.currency};
     Template text = render(t->second, vars);
     std::string id = new_uuid();
     auto s = tx.stmt(
@@ -376,10 +382,13 @@ struct Applier {
     std::string order_id = get_str(d, "orderId");
     std::string customer = get_str(d, "customerId");
     std::string currency = get_str(d, "currency");
-    auto total = d.FindMember("totalAmount");
-    if (order_id.empty() || customer.empty() || total == d.MemberEnd() || !total->value.IsInt64())
-      return invalid("OrderCreated needs orderId, customerId and an integer totalAmount");
-    int64_t amount = total->value.GetInt64();
+    if (order_id.empty() || customer.empty())
+      return invalid("OrderCreated needs orderId and customerId");
+    // The order is priced when its stock is reserved (the status carries the total); a
+    // totalAmount here is an older producer's.
+    std::optional<int64_t> amount;
+    if (auto total = d.FindMember("totalAmount"); total != d.MemberEnd() && total->value.IsInt64())
+      amount = total->value.GetInt64();
     int64_t at = event_time(cause);
     int64_t now = now_ms();
     // The usual case, a new order, in one statement; a known order is read only when it exists.
@@ -401,16 +410,15 @@ struct Applier {
     // A status change overtook the OrderCreated (different topics): complete the order, keep its
     // later status, and send the notifications that waited for the customer.
     tx.stmt(
-          "UPDATE orders SET customer_id = ?, currency = ?, total_amount = ?, created_at = "
-          "MIN(created_at, ?) "
-          "WHERE id = ?")
+          "UPDATE orders SET customer_id = ?, currency = ?, total_amount = COALESCE(total_amount, "
+          "?), created_at = MIN(created_at, ?) WHERE id = ?")
         .bind_all(customer, currency, amount, at, order_id)
         .exec();
     insert_history(tx, order_id, "PENDING", "", at);
     OrderRow o = *existing;
     o.customer_id = customer;
     o.currency = currency;
-    o.total_amount = amount;
+    if (!o.total_amount) o.total_amount = amount;
     auto h = tx.stmt("SELECT status, reason FROM order_history WHERE order_id = ?");
     h.bind(1, order_id);
     std::vector<std::pair<std::string, std::string>> history;
@@ -431,22 +439,28 @@ struct Applier {
     if (order_id.empty() || new_rank < 0)
       return invalid("OrderStatusChanged needs an orderId and a known status");
     int64_t at = parse_rfc3339_ms(get_str(d, "at")).value_or(event_time(cause));
+    // STOCK_RESERVED carries the catalogue total: the projection learns the price there.
+    std::optional<int64_t> total;
+    if (auto t = d.FindMember("totalAmount"); t != d.MemberEnd() && t->value.IsInt64())
+      total = t->value.GetInt64();
     // One statement for what was a read and then an insert or update: a new order is remembered
     // (a status before OrderCreated; its notification waits for the customer), a known one moves
     // only forward (terminal states never move: nothing ranks above them). No row comes back when
     // the status is not applied.
     auto s = tx.stmt(
-        "INSERT INTO orders (id, status, reason, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, "
-        "?4) "
+        "INSERT INTO orders (id, status, reason, created_at, updated_at, total_amount) VALUES "
+        "(?1, ?2, ?3, ?4, ?4, ?6) "
         "ON CONFLICT (id) DO UPDATE SET status = excluded.status, reason = excluded.reason, "
-        "updated_at = excluded.updated_at "
+        "updated_at = excluded.updated_at, "
+        "total_amount = COALESCE(excluded.total_amount, orders.total_amount) "
         "WHERE (CASE orders.status WHEN 'PENDING' THEN 0 WHEN 'STOCK_RESERVED' THEN 1 "
         "WHEN 'PAYMENT_AUTHORIZED' THEN 2 WHEN 'CONFIRMED' THEN 3 WHEN 'CANCELLED' THEN 3 "
         "ELSE -1 END) < ?5 "
         "RETURNING customer_id, currency, total_amount");
-    s.bind_all(order_id, status, reason, at, new_rank);
+    s.bind_all(order_id, status, reason, at, new_rank, total);
     if (!s.step()) return applied;
-    OrderRow o{order_id, std::nullopt, s.col_text(1), s.col_int(2), status, reason, at};
+    OrderRow o{order_id, std::nullopt, s.col_text(1), std::nullopt, status, reason, at};
+    if (!s.col_null(2)) o.total_amount = s.col_int(2);
     if (!s.col_null(0)) o.customer_id = s.col_text(0);
     while (s.step()) {
     }

@@ -53,12 +53,11 @@ Templates default_templates() {
   return {
       {"order.created",
        {"Order {orderId} received",
-        "Hi {customerId}, we received your order {orderId} for {totalAmount} {currency}. "
-        "We will keep you posted."}},
+        "Hi {customerId}, we received your order {orderId}. We will keep you posted."}},
       {"order.stock_reserved",
        {"Order {orderId}: items reserved",
-        "Good news, {customerId}: the items of order {orderId} are reserved for you. "
-        "We are now processing your payment."}},
+        "Good news, {customerId}: the items of order {orderId} are reserved for you, "
+        "{totalAmount} {currency} in all. We are now processing your payment."}},
       {"order.payment_authorized",
        {"Order {orderId}: payment authorized",
         "Your payment of {totalAmount} {currency} for order {orderId} was authorized."}},

@@ -11,14 +11,15 @@
 
 namespace ecom::order {
 
-/// Writes `[{"sku":..,"quantity":..,"unitAmount":..}, ...]`.
+/// Writes `[{"sku":..,"quantity":..,"unitAmount":..}, ...]`; `unitAmount` only where the client
+/// quoted one.
 inline void write_items(json::Writer& w, const std::vector<OrderLine>& items) {
   w.StartArray();
   for (const auto& l : items) {
     w.StartObject();
     json::write_string(w, "sku", l.sku);
     json::write_int64(w, "quantity", l.quantity);
-    json::write_int64(w, "unitAmount", l.unit_amount);
+    if (l.unit_amount) json::write_int64(w, "unitAmount", *l.unit_amount);
     w.EndObject();
   }
   w.EndArray();
@@ -41,6 +42,7 @@ inline std::string canonical_request(const NewOrder& o, std::string_view items) 
     json::key(w, "items");
     w.RawValue(items.data(), items.size(), rapidjson::kArrayType);
     json::write_string(w, "paymentToken", o.payment_token);
+    if (o.expected_total) json::write_int64(w, "expectedTotal", *o.expected_total);
   });
 }
 

@@ -13,6 +13,7 @@
 #include <exception>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -51,7 +52,7 @@ int rank(std::string_view status) {
 
 bool is_terminal(std::string_view status) { return rank(status) == 3; }
 
-constexpr std::array<std::string_view, 4> kMigrations = {
+constexpr std::array<std::string_view, 5> kMigrations = {
     R"(CREATE TABLE orders (
          id TEXT PRIMARY KEY,
          customer_id TEXT NOT NULL,
@@ -81,6 +82,10 @@ constexpr std::array<std::string_view, 4> kMigrations = {
          status_code INTEGER NOT NULL,
          created_at INTEGER NOT NULL);)",
     R"(CREATE INDEX idempotency_by_time ON idempotency_keys(created_at);)",
+    // Prices come from the catalogue (the inventory): an order is priced when its stock is
+    // reserved. Orders stored before this version were priced by the client: keep their totals.
+    R"(ALTER TABLE orders ADD COLUMN priced_at INTEGER;
+       UPDATE orders SET priced_at = created_at;)",
 };
 
 std::string accepted_body(std::string_view order_id, std::string_view status,
@@ -92,24 +97,51 @@ std::string accepted_body(std::string_view order_id, std::string_view status,
   });
 }
 
-// The OrderCreated payload; `items` is encode_items(o).
+// The OrderCreated payload; `items` is encode_items(o). It carries no total: the order is priced
+// from the catalogue when its stock is reserved; the client's quotes travel along to be checked.
 std::string created_event_data(std::string_view order_id, const NewOrder& o,
                                std::string_view items) {
   return json::object([&](Writer& w) {
     write_string(w, "orderId", order_id);
     write_string(w, "customerId", o.customer_id);
     write_string(w, "currency", o.currency);
-    json::write_int64(w, "totalAmount", o.total_amount);
     json::key(w, "items");
     w.RawValue(items.data(), items.size(), rapidjson::kArrayType);
+    if (o.expected_total) json::write_int64(w, "expectedTotal", *o.expected_total);
     if (!o.payment_token.empty()) write_string(w, "paymentToken", o.payment_token);
   });
+}
+
+// The priced lines of a STOCK_RESERVED status (`[{sku,name,quantity,unitAmount}]`), re-encoded
+// field by field so the stored items are always well-formed; nullopt when malformed.
+std::optional<std::string> priced_items(const rapidjson::Value& items) {
+  if (!items.IsArray() || items.Empty()) return std::nullopt;
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartArray();
+  for (const auto& l : items.GetArray()) {
+    const auto* sku = l.IsObject() ? json::find(l, "sku") : nullptr;
+    const auto* name = l.IsObject() ? json::find(l, "name") : nullptr;
+    const auto* qty = l.IsObject() ? json::find(l, "quantity") : nullptr;
+    const auto* amount = l.IsObject() ? json::find(l, "unitAmount") : nullptr;
+    if (!sku || !sku->IsString() || !qty || !qty->IsInt64() || !amount || !amount->IsInt64() ||
+        (name && !name->IsString()))
+      return std::nullopt;
+    w.StartObject();
+    write_string(w, "sku", json::string_of(*sku));
+    if (name) write_string(w, "name", json::string_of(*name));
+    json::write_int64(w, "quantity", qty->GetInt64());
+    json::write_int64(w, "unitAmount", amount->GetInt64());
+    w.EndObject();
+  }
+  w.EndArray();
+  return json::to_string(sb);
 }
 
 // Writes the order row of `stmt` (columns as in kOrderColumns) as JSON fields.
 constexpr std::string_view kOrderColumns =
     "id, customer_id, currency, status, reason, total_amount, items, correlation_id, created_at, "
-    "updated_at, cancel_requested_at";
+    "updated_at, cancel_requested_at, priced_at";
 
 void write_order_fields(Writer& w, db::Statement& s) {
   write_string(w, "orderId", s.col_view(0));
@@ -117,7 +149,8 @@ void write_order_fields(Writer& w, db::Statement& s) {
   write_string(w, "currency", s.col_view(2));
   write_string(w, "status", s.col_view(3));
   if (!s.col_null(4)) write_string(w, "reason", s.col_view(4));
-  json::write_int64(w, "totalAmount", s.col_int(5));
+  // Absent until the catalogue priced the order (its stock reserved): never a client's number.
+  if (!s.col_null(11)) json::write_int64(w, "totalAmount", s.col_int(5));
   json::key(w, "items");
   auto items = s.col_view(6);
   w.RawValue(items.data(), items.size(), rapidjson::kArrayType);
@@ -276,8 +309,8 @@ struct OrderModule::Impl {
     tx.stmt(
           "INSERT INTO orders (id, customer_id, currency, status, total_amount, payment_token, "
           "items, correlation_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
-        .bind_all(id, order.customer_id, order.currency, "PENDING", order.total_amount,
-                  order.payment_token, job.items, job.event.correlation_id, now, now)
+        .bind_all(id, order.customer_id, order.currency, "PENDING", int64_t{0}, order.payment_token,
+                  job.items, job.event.correlation_id, now, now)
         .exec();
     tx.stmt("INSERT INTO order_history (order_id, seq, status, at) VALUES (?, 1, 'PENDING', ?)")
         .bind_all(id, now)
@@ -568,9 +601,20 @@ struct OrderModule::Impl {
     std::string order_id = str("orderId");
     std::string status = str("status");
     std::string reason = str("reason");
-    if (order_id.empty() || rank(status) < 0)
+    if (!d.IsObject() || order_id.empty() || rank(status) < 0)
       return bus::Outcome::dead_letter(
           fmt::format("status change without a valid orderId/status: {}", m.envelope.data));
+    // STOCK_RESERVED carries the catalogue's pricing: the total and the lines as sold.
+    std::optional<int64_t> total;
+    std::optional<std::string> items;
+    if (const auto* t = json::find(d, "totalAmount")) {
+      const auto* lines = json::find(d, "items");
+      if (t->IsInt64() && t->GetInt64() >= 0 && lines) items = priced_items(*lines);
+      if (!items)
+        return bus::Outcome::dead_letter(
+            fmt::format("status change with malformed pricing: {}", m.envelope.data));
+      total = t->GetInt64();
+    }
     int64_t at = now_ms();
     auto r = db().transaction([&](db::Tx& tx) -> Result<bool> {
       if (!db::inbox_claim(tx, kName, m.envelope.id)) return false;
@@ -590,6 +634,11 @@ struct OrderModule::Impl {
       else
         upd.bind(2, reason);
       upd.exec();
+      if (total) {
+        tx.stmt("UPDATE orders SET total_amount = ?, items = ?, priced_at = ? WHERE id = ?")
+            .bind_all(*total, *items, at, order_id)
+            .exec();
+      }
       auto ins = tx.stmt(
           "INSERT INTO order_history (order_id, seq, status, reason, at) "
           "SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM order_history WHERE order_id = ?");

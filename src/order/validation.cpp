@@ -4,6 +4,7 @@
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
+#include "ecom/core/currency.hpp"
 #include "order/order_json.hpp"
 
 namespace ecom::order {
@@ -11,13 +12,6 @@ namespace {
 
 Error invalid(std::string field, std::string message) {
   return Error{"VALIDATION_FAILED", std::move(message), std::move(field), false};
-}
-
-bool is_currency(std::string_view s) {
-  if (s.size() != 3) return false;
-  for (char c : s)
-    if (c < 'A' || c > 'Z') return false;
-  return true;
 }
 
 }  // namespace
@@ -42,10 +36,11 @@ Result<NewOrder> parse_new_order(std::string_view body) {
 
   for (const auto& m : doc.GetObject()) {
     std::string_view key(m.name.GetString(), m.name.GetStringLength());
-    if (key != "customerId" && key != "currency" && key != "items" && key != "paymentToken")
+    if (key != "customerId" && key != "currency" && key != "items" && key != "paymentToken" &&
+        key != "expectedTotal")
       return invalid(std::string(key),
                      fmt::format("unknown field \"{}\"; valid fields: customerId, currency, items, "
-                                 "paymentToken",
+                                 "paymentToken, expectedTotal",
                                  key));
   }
 
@@ -61,9 +56,9 @@ Result<NewOrder> parse_new_order(std::string_view body) {
 
   auto currency = doc.FindMember("currency");
   if (currency == doc.MemberEnd()) return invalid("currency", "currency is required");
-  if (!currency->value.IsString() || !is_currency(currency->value.GetString()))
-    return invalid("currency",
-                   "currency must be a 3-letter ISO 4217 code in upper case, e.g. \"USD\"");
+  if (!currency->value.IsString() ||
+      !is_iso4217({currency->value.GetString(), currency->value.GetStringLength()}))
+    return invalid("currency", "currency must be an ISO 4217 code in upper case, e.g. \"USD\"");
   order.currency = currency->value.GetString();
 
   auto items = doc.FindMember("items");
@@ -74,7 +69,7 @@ Result<NewOrder> parse_new_order(std::string_view body) {
   if (lines.Size() > kMaxLines)
     return invalid("items", fmt::format("items must have at most {} lines", kMaxLines));
 
-  int64_t total = 0;
+  int64_t quoted_total = 0;  // only to bound the quotes: the server prices the order
   for (rapidjson::SizeType i = 0; i < lines.Size(); ++i) {
     const auto& line = lines[i];
     std::string at = fmt::format("items[{}]", i);
@@ -107,23 +102,30 @@ Result<NewOrder> parse_new_order(std::string_view body) {
                      fmt::format("{}.quantity must be at most {}", at, kMaxQuantity));
 
     auto amount = line.FindMember("unitAmount");
-    if (amount == line.MemberEnd())
-      return invalid(at + ".unitAmount", at + ".unitAmount is required");
-    if (!amount->value.IsInt64() || amount->value.GetInt64() < 0)
-      return invalid(at + ".unitAmount",
-                     at + ".unitAmount must be a non-negative integer (minor units, e.g. cents)");
-    ol.unit_amount = amount->value.GetInt64();
-    if (ol.unit_amount > kMaxUnitAmount)
-      return invalid(at + ".unitAmount",
-                     fmt::format("{}.unitAmount must be at most {}", at, kMaxUnitAmount));
-
-    // Bounds above keep quantity * unit_amount below 10^18; the sum is checked against overflow.
-    int64_t line_total = ol.quantity * ol.unit_amount;
-    if (__builtin_add_overflow(total, line_total, &total))
-      return invalid("items", "order total is too large");
+    if (amount != line.MemberEnd() && !amount->value.IsNull()) {
+      if (!amount->value.IsInt64() || amount->value.GetInt64() < 0)
+        return invalid(at + ".unitAmount",
+                       at + ".unitAmount must be a non-negative integer (minor units, e.g. cents)");
+      ol.unit_amount = amount->value.GetInt64();
+      if (*ol.unit_amount > kMaxUnitAmount)
+        return invalid(at + ".unitAmount",
+                       fmt::format("{}.unitAmount must be at most {}", at, kMaxUnitAmount));
+      // Bounds above keep quantity * unit_amount below 10^18; the sum is checked for overflow.
+      if (__builtin_add_overflow(quoted_total, ol.quantity * *ol.unit_amount, &quoted_total))
+        return invalid("items", "order total is too large");
+    }
     order.items.push_back(std::move(ol));
   }
-  order.total_amount = total;
+
+  auto expected = doc.FindMember("expectedTotal");
+  if (expected != doc.MemberEnd() && !expected->value.IsNull()) {
+    if (!expected->value.IsInt64() || expected->value.GetInt64() < 0 ||
+        expected->value.GetInt64() > kMaxExpectedTotal)
+      return invalid("expectedTotal",
+                     fmt::format("expectedTotal must be an integer from 0 to {} (minor units)",
+                                 kMaxExpectedTotal));
+    order.expected_total = expected->value.GetInt64();
+  }
 
   auto token = doc.FindMember("paymentToken");
   if (token != doc.MemberEnd() && !token->value.IsNull()) {

@@ -29,7 +29,9 @@ void write_items(Writer& w, const std::vector<Item>& items) {
   for (const auto& it : items) {
     w.StartObject();
     write_string(w, "sku", it.sku);
+    if (!it.name.empty()) write_string(w, "name", it.name);
     write_int64(w, "quantity", it.quantity);
+    if (it.unit_amount) write_int64(w, "unitAmount", *it.unit_amount);
     w.EndObject();
   }
   w.EndArray();
@@ -39,12 +41,16 @@ std::string order_only(const SagaRecord& r) {
   return json::object([&](Writer& w) { write_string(w, "orderId", r.order_id); });
 }
 
+// The inventory prices the order from its catalogue while it reserves: it refuses a currency
+// other than the products' and any client quote (unitAmount, expectedTotal) that differs.
 Emission reserve_stock(const SagaRecord& r) {
   return {std::string(topics::kInventoryCommands), std::string(event_types::kReserveStock),
           json::object([&](Writer& w) {
             write_string(w, "orderId", r.order_id);
+            write_string(w, "currency", r.currency);
             key(w, "items");
             write_items(w, r.items);
+            if (r.expected_total) write_int64(w, "expectedTotal", *r.expected_total);
           })};
 }
 
@@ -81,7 +87,22 @@ Emission status_changed(const SagaRecord& r, int64_t now_ms) {
             write_string(w, "status", r.status);
             if (!r.reason.empty()) write_string(w, "reason", r.reason);
             write_string(w, "at", format_rfc3339(now_ms));
+            // The order learns its catalogue pricing here, once: the total and the lines as sold.
+            if (r.status == status::kStockReserved) {
+              write_int64(w, "totalAmount", r.amount);
+              write_string(w, "currency", r.currency);
+              key(w, "items");
+              write_items(w, r.items);
+            }
           })};
+}
+
+/// The order's cancellation reason for a StockReservationFailed reason: a price or currency the
+/// client got wrong is worth telling apart; an unknown sku is, to the customer, out of stock.
+std::string_view cancel_reason_for_reservation(std::string_view failure) {
+  if (failure == reason::kPriceChanged) return reason::kPriceChanged;
+  if (failure == reason::kCurrencyMismatch) return reason::kCurrencyMismatch;
+  return reason::kOutOfStock;
 }
 
 /// The re-send interval after `attempts` re-sends: doubling from the compensation timeout.
@@ -132,13 +153,17 @@ class Step {
       case InputKind::kStockReserved:
         r_.stock_reserved = true;
         r_.state = SagaState::kAwaitingPayment;
+        // The payment is authorized for what the catalogue priced, never a client's number.
+        r_.amount = in_.amount;
+        r_.items = in_.items;
         publish(status::kStockReserved);
         emit(authorize_payment(r_));
         set_deadline(p_.payment_timeout_ms);
-        return done("stock reserved; AuthorizePayment sent");
+        return done("stock reserved and priced at " + std::to_string(r_.amount) + " " +
+                    r_.currency + "; AuthorizePayment sent");
       case InputKind::kStockReservationFailed:
         r_.state = SagaState::kCancelled;
-        r_.reason = reason::kOutOfStock;
+        r_.reason = cancel_reason_for_reservation(in_.reason);
         r_.deadline_ms = 0;
         publish(status::kCancelled);
         return done("stock reservation failed (" + in_.reason + "); cancelled");
@@ -310,7 +335,10 @@ Error invalid(std::string msg, std::string field = {}) {
   return Error{std::string(kInvalidPayload), std::move(msg), std::move(field), false};
 }
 
-Result<std::vector<Item>> parse_items(const rapidjson::Value& v, bool require_non_empty) {
+// `priced`: every line must carry the catalogue's unitAmount (StockReserved); otherwise unitAmount
+// is an optional quote.
+Result<std::vector<Item>> parse_items(const rapidjson::Value& v, bool require_non_empty,
+                                      bool priced = false) {
   if (!v.IsArray()) return invalid("items must be an array", "items");
   if (require_non_empty && v.Empty()) return invalid("items must not be empty", "items");
   std::vector<Item> items;
@@ -324,7 +352,20 @@ Result<std::vector<Item>> parse_items(const rapidjson::Value& v, bool require_no
       return invalid(field + ".sku must be a non-empty string", field + ".sku");
     if (!qty || !qty->IsInt64() || qty->GetInt64() <= 0)
       return invalid(field + ".quantity must be a positive integer", field + ".quantity");
-    items.push_back({std::string(sku->GetString(), sku->GetStringLength()), qty->GetInt64()});
+    Item item{json::string_of(*sku), qty->GetInt64(), std::nullopt, {}};
+    const auto* amount = json::find(e, "unitAmount");
+    if (amount && !amount->IsNull()) {
+      if (!amount->IsInt64() || amount->GetInt64() < 0)
+        return invalid(field + ".unitAmount must be a non-negative integer", field + ".unitAmount");
+      item.unit_amount = amount->GetInt64();
+    } else if (priced) {
+      return invalid(field + ".unitAmount is missing", field + ".unitAmount");
+    }
+    if (const auto* name = json::find(e, "name")) {
+      if (!name->IsString()) return invalid(field + ".name must be a string", field + ".name");
+      item.name = json::string_of(*name);
+    }
+    items.push_back(std::move(item));
   }
   return items;
 }
@@ -394,7 +435,7 @@ Transition decide(const std::optional<SagaRecord>& current, const Input& in, int
       r.status = status::kPending;
       r.customer_id = in.customer_id;
       r.currency = in.currency;
-      r.amount = in.amount;
+      r.expected_total = in.expected_total;
       r.payment_token = in.payment_token;
       r.items = in.items;
       r.correlation_id = in.correlation_id;
@@ -483,10 +524,12 @@ Result<std::optional<Input>> parse_input(const Envelope& e) {
       if (auto st = opt_string("customerId", in.customer_id); !st) return st.error();
       if (auto st = opt_string("currency", in.currency); !st) return st.error();
       if (in.currency.empty()) return invalid("currency is missing", "currency");
-      const auto* amount = json::find(d, "totalAmount");
-      if (!amount || !amount->IsInt64() || amount->GetInt64() < 0)
-        return invalid("totalAmount must be a non-negative integer", "totalAmount");
-      in.amount = amount->GetInt64();
+      // A totalAmount (older producers sent the client's sum) is ignored: never charged.
+      if (const auto* expected = json::find(d, "expectedTotal"); expected && !expected->IsNull()) {
+        if (!expected->IsInt64() || expected->GetInt64() < 0)
+          return invalid("expectedTotal must be a non-negative integer", "expectedTotal");
+        in.expected_total = expected->GetInt64();
+      }
       const auto* items = json::find(d, "items");
       if (!items) return invalid("items is missing", "items");
       auto parsed = parse_items(*items, true);
@@ -500,6 +543,20 @@ Result<std::optional<Input>> parse_input(const Envelope& e) {
     case InputKind::kCancellationRequested:
       if (auto st = opt_string("customerId", in.customer_id); !st) return st.error();
       break;
+    case InputKind::kStockReserved: {
+      // The catalogue's pricing: without it there is nothing safe to charge.
+      const auto* total = json::find(d, "totalAmount");
+      if (!total || !total->IsInt64() || total->GetInt64() < 0)
+        return invalid("totalAmount must be a non-negative integer", "totalAmount");
+      in.amount = total->GetInt64();
+      if (auto st = opt_string("currency", in.currency); !st) return st.error();
+      const auto* items = json::find(d, "items");
+      if (!items) return invalid("items is missing", "items");
+      auto parsed = parse_items(*items, true, true);
+      if (!parsed) return parsed.error();
+      in.items = std::move(parsed.value());
+      break;
+    }
     case InputKind::kStockReservationFailed:
     case InputKind::kPaymentDeclined:
       if (auto st = opt_string("reason", in.reason); !st) return st.error();

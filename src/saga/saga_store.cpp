@@ -6,7 +6,7 @@
 namespace ecom::saga::store {
 namespace {
 
-constexpr std::array<std::string_view, 4> kMigrations{
+constexpr std::array<std::string_view, 5> kMigrations{
     R"sql(CREATE TABLE sagas(
   order_id TEXT PRIMARY KEY,
   state TEXT NOT NULL,
@@ -39,12 +39,14 @@ constexpr std::array<std::string_view, 4> kMigrations{
   to_state TEXT NOT NULL,
   note TEXT NOT NULL))sql",
     "CREATE INDEX saga_history_order ON saga_history(order_id, seq)",
+    // The client's quoted total, passed to the inventory's price check (NULL: none quoted).
+    "ALTER TABLE sagas ADD COLUMN expected_total INTEGER",
 };
 
 constexpr std::string_view kColumns =
     "order_id, state, status, reason, customer_id, currency, amount, payment_token, items_json, "
     "correlation_id, traceparent, last_event_id, stock_reserved, payment_authorized, pending, "
-    "deadline_ms, attempts, created_at, updated_at";
+    "deadline_ms, attempts, created_at, updated_at, expected_total";
 
 SagaRecord from_row(const db::Statement& s) {
   SagaRecord r;
@@ -70,6 +72,7 @@ SagaRecord from_row(const db::Statement& s) {
   r.attempts = static_cast<int>(s.col_int(16));
   r.created_at_ms = s.col_int(17);
   r.updated_at_ms = s.col_int(18);
+  if (!s.col_null(19)) r.expected_total = s.col_int(19);
   return r;
 }
 
@@ -93,7 +96,7 @@ std::optional<SagaRecord> load(db::Tx& tx, std::string_view order_id) {
 
 void save(db::Tx& tx, const SagaRecord& r) {
   static const std::string sql = "INSERT OR REPLACE INTO sagas(" + std::string(kColumns) +
-                                 ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+                                 ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
   auto s = tx.stmt(sql);
   s.bind_all(r.order_id, state_name(r.state), r.status, r.reason, r.customer_id, r.currency,
              r.amount);
@@ -112,7 +115,8 @@ void save(db::Tx& tx, const SagaRecord& r) {
       .bind(16, r.deadline_ms)
       .bind(17, r.attempts)
       .bind(18, r.created_at_ms)
-      .bind(19, r.updated_at_ms);
+      .bind(19, r.updated_at_ms)
+      .bind(20, r.expected_total);
   s.exec();
 }
 

@@ -71,13 +71,14 @@ std::string write_config(const TempDir& dir,
   return path;
 }
 
+// Lines without prices: the server prices them from the catalogue.
 std::string order_body(const std::string& token,
                        const std::vector<std::pair<std::string, int>>& lines,
                        const std::string& customer = "c-1") {
   std::string items;
   for (const auto& [sku, q] : lines)
     items += std::string(items.empty() ? "" : ",") + R"({"sku":")" + sku + R"(","quantity":)" +
-             std::to_string(q) + R"(,"unitAmount":1000})";
+             std::to_string(q) + "}";
   return R"({"customerId":")" + customer + R"(","currency":"USD","items":[)" + items +
          R"(],"paymentToken":")" + token + R"("})";
 }
@@ -167,6 +168,82 @@ LIFECYCLE_TEST(scenario_1, "happy path: reserved, authorized, confirmed, stock s
   CHECK(stock_is(e, "SKU-A", 98, 0, 2));
   CHECK(stock_is(e, "SKU-B", 99, 0, 1));
   CHECK(str(parse(e.get("/api/payments/" + id).body), "status") == "AUTHORIZED");
+}
+
+LIFECYCLE_TEST(scenario_prices,
+               "the catalogue prices every order: a wrong, stale or foreign-currency quote is "
+               "never charged",
+               "[e2e][lifecycle][prices]") {
+  TempDir dir;
+  Ecomd e(dir.path(), args(write_config(dir, R"({"step_timeout_ms": 30000})", "{}", R"([
+      {"sku":"SKU-A","name":"Plenty","available":100,"unitAmount":1000},
+      {"sku":"SKU-B","name":"Also plenty","available":100,"unitAmount":500},
+      {"sku":"SKU-1004","name":"Monitor","available":10,"unitAmount":32999,"currency":"EUR"}])")));
+  auto body = [](const std::string& currency, const std::string& items,
+                 const std::string& extra = "") {
+    return R"({"customerId":"c-p","currency":")" + currency + R"(","items":)" + items + extra +
+           R"(,"paymentToken":"tok_visa"})";
+  };
+  auto payment_amount = [&](const std::string& id) -> int64_t {
+    auto r = e.get("/api/payments/" + id);
+    if (r.status != 200) return -r.status;
+    return parse(r.body)["amount"].GetInt64();
+  };
+
+  // Without quotes: priced and charged at exactly the catalogue total, lines kept as sold.
+  auto id = place(e, body("USD", R"([{"sku":"SKU-A","quantity":2},{"sku":"SKU-B","quantity":1}])"));
+  auto order = wait_terminal(e, id);
+  REQUIRE(str(order, "status") == "CONFIRMED");
+  CHECK(order["totalAmount"].GetInt64() == 2500);
+  CHECK(str(order["items"][0], "name") == "Plenty");
+  CHECK(order["items"][0]["unitAmount"].GetInt64() == 1000);
+  CHECK(order["items"][1]["unitAmount"].GetInt64() == 500);
+  CHECK(payment_amount(id) == 2500);
+
+  // The issue's case: SKU-1004 "for 0" in EUR is refused, nothing authorized, no stock taken.
+  auto free = wait_terminal(
+      e, place(e, body("EUR", R"([{"sku":"SKU-1004","quantity":1,"unitAmount":0}])")));
+  CHECK(str(free, "status") == "CANCELLED");
+  CHECK(str(free, "reason") == "PRICE_CHANGED");
+  CHECK_FALSE(free.HasMember("totalAmount"));
+  CHECK(payment_amount(str(free, "orderId")) == -404);
+
+  // A currency other than the product's.
+  auto foreign = wait_terminal(e, place(e, body("USD", R"([{"sku":"SKU-1004","quantity":1}])")));
+  CHECK(str(foreign, "reason") == "CURRENCY_MISMATCH");
+  CHECK(payment_amount(str(foreign, "orderId")) == -404);
+
+  // An unknown currency never gets that far.
+  auto xyz = e.post("/api/orders", body("XYZ", R"([{"sku":"SKU-A","quantity":1}])"));
+  CHECK(xyz.status == 400);
+  CHECK(str(parse(xyz.body)["error"], "field") == "currency");
+
+  // A wrong expected total.
+  auto total = wait_terminal(
+      e, place(e, body("USD", R"([{"sku":"SKU-A","quantity":1}])", R"(,"expectedTotal":999)")));
+  CHECK(str(total, "reason") == "PRICE_CHANGED");
+
+  // A price change between cart and order: the cart saw 500, the admin raised it to 650.
+  CHECK(parse(e.get("/api/inventory/SKU-B").body)["unitAmount"].GetInt64() == 500);
+  auto put = ecom::test::http_request(e.port(), "PUT", "/api/inventory/SKU-B",
+                                      R"({"available":100,"unitAmount":650})",
+                                      {{"Authorization", "Bearer t"}});
+  REQUIRE(put.status == 200);
+  const std::string cart = R"([{"sku":"SKU-B","quantity":2,"unitAmount":500}])";
+  auto stale = wait_terminal(e, place(e, body("USD", cart, R"(,"expectedTotal":1000)")));
+  CHECK(str(stale, "reason") == "PRICE_CHANGED");
+  CHECK(payment_amount(str(stale, "orderId")) == -404);
+  // Ordered again at the new price: confirmed and charged the new total.
+  auto fresh =
+      wait_terminal(e, place(e, body("USD", R"([{"sku":"SKU-B","quantity":2,"unitAmount":650}])",
+                                     R"(,"expectedTotal":1300)")));
+  CHECK(str(fresh, "status") == "CONFIRMED");
+  CHECK(payment_amount(str(fresh, "orderId")) == 1300);
+
+  // Stock moved only for the two confirmed orders.
+  CHECK(stock_is(e, "SKU-1004", 10, 0, 0));
+  CHECK(stock_is(e, "SKU-A", 98, 0, 2));
+  CHECK(stock_is(e, "SKU-B", 98, 0, 3));  // the PUT set 100 after the first order
 }
 
 LIFECYCLE_TEST(scenario_2, "unknown sku and short stock cancel with OUT_OF_STOCK, nothing reserved",

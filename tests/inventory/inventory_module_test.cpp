@@ -157,8 +157,9 @@ TEST_CASE("inventory module answers commands from the bus", "[inventory][module]
   Collector events(h.bus(),
                    {std::string(topics::kInventoryEvents), std::string(topics::kInventoryUpdated)});
 
-  Envelope reserve = make_event("saga", event_types::kReserveStock, "o-1",
-                                R"({"orderId":"o-1","items":[{"sku":"SKU-1","quantity":2}]})");
+  Envelope reserve =
+      make_event("saga", event_types::kReserveStock, "o-1",
+                 R"({"orderId":"o-1","currency":"USD","items":[{"sku":"SKU-1","quantity":2}]})");
   REQUIRE(h.bus().publish(topics::kInventoryCommands, reserve).ok());
   REQUIRE(
       test::eventually([&] { return events.count(event_types::kStockReserved, "o-1") == 1; }, 30s));
@@ -211,23 +212,30 @@ TEST_CASE("inventory module reports failed reservations and releases", "[invento
   Collector events(h.bus(),
                    {std::string(topics::kInventoryEvents), std::string(topics::kInventoryAlerts)});
 
-  REQUIRE(h.bus()
-              .publish(topics::kInventoryCommands,
-                       make_event("saga", event_types::kReserveStock, "o-short",
-                                  R"({"orderId":"o-short","items":[{"sku":"SKU-1","quantity":1},)"
-                                  R"({"sku":"SKU-2","quantity":4}]})"))
-              .ok());
-  REQUIRE(h.bus()
-              .publish(
-                  topics::kInventoryCommands,
-                  make_event("saga", event_types::kReserveStock, "o-unknown",
-                             R"({"orderId":"o-unknown","items":[{"sku":"SKU-404","quantity":1}]})"))
-              .ok());
-  REQUIRE(h.bus()
-              .publish(topics::kInventoryCommands,
-                       make_event("saga", event_types::kReserveStock, "o-ok",
-                                  R"({"orderId":"o-ok","items":[{"sku":"SKU-2","quantity":3}]})"))
-              .ok());
+  REQUIRE(
+      h.bus()
+          .publish(
+              topics::kInventoryCommands,
+              make_event(
+                  "saga", event_types::kReserveStock, "o-short",
+                  R"({"orderId":"o-short","currency":"EUR","items":[{"sku":"SKU-2","quantity":4}]})"))
+          .ok());
+  REQUIRE(
+      h.bus()
+          .publish(
+              topics::kInventoryCommands,
+              make_event(
+                  "saga", event_types::kReserveStock, "o-unknown",
+                  R"({"orderId":"o-unknown","currency":"USD","items":[{"sku":"SKU-404","quantity":1}]})"))
+          .ok());
+  REQUIRE(
+      h.bus()
+          .publish(
+              topics::kInventoryCommands,
+              make_event(
+                  "saga", event_types::kReserveStock, "o-ok",
+                  R"({"orderId":"o-ok","currency":"EUR","items":[{"sku":"SKU-2","quantity":3}]})"))
+          .ok());
   REQUIRE(test::eventually(
       [&] {
         return events.count(event_types::kStockReservationFailed, "o-short") == 1 &&
@@ -278,15 +286,20 @@ TEST_CASE("inventory module dead-letters malformed commands", "[inventory][modul
               .ok());
   REQUIRE(
       h.bus()
-          .publish(topics::kInventoryCommands,
-                   make_event("saga", event_types::kReserveStock, "o-9",
-                              R"({"orderId":"o-9","items":[{"sku":"SKU-1","quantity":"one"}]})"))
+          .publish(
+              topics::kInventoryCommands,
+              make_event(
+                  "saga", event_types::kReserveStock, "o-9",
+                  R"({"orderId":"o-9","currency":"USD","items":[{"sku":"SKU-1","quantity":"one"}]})"))
           .ok());
-  REQUIRE(h.bus()
-              .publish(topics::kInventoryCommands,
-                       make_event("saga", event_types::kReserveStock, "o-9",
-                                  R"({"orderId":"o-9","items":[{"sku":"SKU-1","quantity":1}]})"))
-              .ok());
+  REQUIRE(
+      h.bus()
+          .publish(
+              topics::kInventoryCommands,
+              make_event(
+                  "saga", event_types::kReserveStock, "o-9",
+                  R"({"orderId":"o-9","currency":"USD","items":[{"sku":"SKU-1","quantity":1}]})"))
+          .ok());
   REQUIRE(test::eventually([&] { return dead.count_topic(dlq) == 2; }, 30s));
   REQUIRE(
       test::eventually([&] { return events.count(event_types::kStockReserved, "o-9") == 1; }, 30s));

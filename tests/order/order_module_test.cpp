@@ -96,9 +96,10 @@ struct Harness {
   }
 
   void publish_status(const std::string& order_id, const std::string& status,
-                      const std::string& reason = "", const std::string& id = "") {
+                      const std::string& reason = "", const std::string& id = "",
+                      const std::string& extra = "") {
     std::string data = R"({"orderId":")" + order_id + R"(","status":")" + status + "\"" +
-                       (reason.empty() ? "" : R"(,"reason":")" + reason + "\"") + "}";
+                       (reason.empty() ? "" : R"(,"reason":")" + reason + "\"") + extra + "}";
     auto e = make_event("saga", event_types::kOrderStatusChanged, order_id, data);
     if (!id.empty()) e.id = id;
     REQUIRE(bus->publish(topics::kOrdersStatus, e).ok());
@@ -229,7 +230,8 @@ TEST_CASE("POST /api/orders stores the order and emits OrderCreated", "[order]")
   REQUIRE(got.status == 200);
   auto order = parse(got.body);
   CHECK(std::string(order["status"].GetString()) == "PENDING");
-  CHECK(order["totalAmount"].GetInt64() == 2500);
+  // Not priced yet: the catalogue prices it when stock is reserved; the client's 1250 is a quote.
+  CHECK_FALSE(order.HasMember("totalAmount"));
   CHECK(std::string(order["customerId"].GetString()) == "c-42");
   CHECK(order["items"].Size() == 1);
   CHECK(order["history"].Size() == 1);
@@ -240,8 +242,32 @@ TEST_CASE("POST /api/orders stores the order and emits OrderCreated", "[order]")
   auto data = parse(h.seen[0].data);
   CHECK(h.seen[0].subject == id);
   CHECK(std::string(data["orderId"].GetString()) == id);
-  CHECK(data["totalAmount"].GetInt64() == 2500);
+  CHECK_FALSE(data.HasMember("totalAmount"));
+  CHECK(data["items"][0]["unitAmount"].GetInt64() == 1250);  // the quote, to be checked
   CHECK(std::string(data["paymentToken"].GetString()) == "tok_visa");
+}
+
+TEST_CASE("the order takes its total and lines as sold from the STOCK_RESERVED status", "[order]") {
+  Harness h;
+  std::string id =
+      parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
+  // Malformed pricing is a poison pill (dead letter), never a total of the client's.
+  h.publish_status(id, "STOCK_RESERVED", "", "evt-bad", R"(,"totalAmount":"free","items":[])");
+  h.publish_status(id, "STOCK_RESERVED", "", "evt-1",
+                   R"(,"totalAmount":4998,"currency":"USD","items":[{"sku":"SKU-1",)"
+                   R"("name":"Wireless Mouse","quantity":2,"unitAmount":2499}])");
+  REQUIRE(test::eventually([&] { return status_of(h, id) == "STOCK_RESERVED"; }));
+  auto order = parse(h.call(http::Method::kGet, "/api/orders/" + id).body);
+  CHECK(order["totalAmount"].GetInt64() == 4998);
+  REQUIRE(order["items"].Size() == 1);
+  CHECK(std::string(order["items"][0]["name"].GetString()) == "Wireless Mouse");
+  CHECK(order["items"][0]["unitAmount"].GetInt64() == 2499);
+  CHECK(order["items"][0]["quantity"].GetInt64() == 2);
+  // Later statuses carry no pricing and keep it.
+  h.publish_status(id, "CONFIRMED");
+  REQUIRE(test::eventually([&] { return status_of(h, id) == "CONFIRMED"; }));
+  auto list = parse(h.call(http::Method::kGet, "/api/orders?customerId=c-42").body);
+  CHECK(list["orders"][0]["totalAmount"].GetInt64() == 4998);
 }
 
 TEST_CASE("invalid orders are rejected and nothing is stored", "[order]") {
@@ -468,7 +494,8 @@ TEST_CASE("one Idempotency-Key from many threads makes one order", "[order][batc
                          return s.step() ? s.col_text(0) : std::string();
                        })
                        .value();
-  bool stored_other = count_rows(h, "SELECT COUNT(*) FROM orders WHERE total_amount = 700") == 1;
+  bool stored_other =
+      count_rows(h, R"(SELECT COUNT(*) FROM orders WHERE items LIKE '%"quantity":7,%')") == 1;
   int fresh = 0;
   for (const auto& per_thread : got) {
     for (const auto& [differs, r] : per_thread) {

@@ -17,7 +17,7 @@ std::string items_of(int n) {
 
 }  // namespace
 
-TEST_CASE("a valid order is parsed and totalled", "[order][validation]") {
+TEST_CASE("a valid order is parsed with the client's quotes", "[order][validation]") {
   auto r = parse_new_order(
       R"({"customerId":"c-42","currency":"USD","items":[{"sku":"SKU-1","quantity":2,"unitAmount":1250},
           {"sku":"SKU-2","quantity":1,"unitAmount":0}],"paymentToken":"tok_visa"})");
@@ -27,8 +27,41 @@ TEST_CASE("a valid order is parsed and totalled", "[order][validation]") {
   REQUIRE(r->items.size() == 2);
   CHECK(r->items[0].sku == "SKU-1");
   CHECK(r->items[0].quantity == 2);
-  CHECK(r->total_amount == 2500);
+  CHECK(r->items[0].unit_amount == 1250);
+  CHECK(r->items[1].unit_amount == 0);
+  CHECK_FALSE(r->expected_total);
   CHECK(r->payment_token == "tok_visa");
+}
+
+TEST_CASE("prices are optional: the server prices every line from the catalogue",
+          "[order][validation]") {
+  auto r =
+      parse_new_order(R"({"customerId":"c","currency":"EUR","items":[{"sku":"A","quantity":2},)"
+                      R"({"sku":"B","quantity":1,"unitAmount":null}],"expectedTotal":4998})");
+  REQUIRE(r.ok());
+  REQUIRE(r->items.size() == 2);
+  CHECK_FALSE(r->items[0].unit_amount);
+  CHECK_FALSE(r->items[1].unit_amount);
+  CHECK(r->expected_total == 4998);
+  // Only what the client sent is passed on to be checked: no invented unitAmount.
+  CHECK(ecom::order::encode_items(*r) == R"([{"sku":"A","quantity":2},{"sku":"B","quantity":1}])");
+}
+
+TEST_CASE("currency must be a real ISO 4217 code", "[order][validation]") {
+  for (const char* ok : {"USD", "EUR", "JPY", "GBP", "CHF"}) {
+    INFO(ok);
+    CHECK(parse_new_order(std::string(R"({"customerId":"c","currency":")") + ok +
+                          R"(","items":[{"sku":"A","quantity":1}]})")
+              .ok());
+  }
+  for (const char* bad : {"XYZ", "ABC", "USX", "XTS", "XAU"}) {
+    INFO(bad);
+    auto r = parse_new_order(std::string(R"({"customerId":"c","currency":")") + bad +
+                             R"(","items":[{"sku":"A","quantity":1}]})");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == "VALIDATION_FAILED");
+    CHECK(r.error().field == "currency");
+  }
 }
 
 TEST_CASE("paymentToken is optional", "[order][validation]") {
@@ -84,8 +117,6 @@ TEST_CASE("each validation rule names its field", "[order][validation]") {
        "items[0].quantity"},
       {"{" + c + R"(,"items":[{"sku":"S","quantity":"2","unitAmount":1}]})", "VALIDATION_FAILED",
        "items[0].quantity"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":1}]})", "VALIDATION_FAILED",
-       "items[0].unitAmount"},
       {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":-1}]})", "VALIDATION_FAILED",
        "items[0].unitAmount"},
       {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":9.99}]})", "VALIDATION_FAILED",
@@ -97,6 +128,10 @@ TEST_CASE("each validation rule names its field", "[order][validation]") {
       {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":""})", "VALIDATION_FAILED",
        "paymentToken"},
       {"{" + c + R"(,"items":[)" + line + R"(],"coupon":"FREE"})", "VALIDATION_FAILED", "coupon"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"expectedTotal":-1})", "VALIDATION_FAILED",
+       "expectedTotal"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"expectedTotal":"12"})", "VALIDATION_FAILED",
+       "expectedTotal"},
   };
   for (const auto& tc : cases) {
     INFO("body: " << tc.body.substr(0, 200));
@@ -132,7 +167,9 @@ TEST_CASE("the canonical request built from encoded items is canonical_json byte
        {R"({"customerId":"c","currency":"USD","items":[{"sku":"S","quantity":1,"unitAmount":2}]})",
         R"({"customerId":"c-1","currency":"EUR","paymentToken":"tok_visa","items":[)"
         R"({"sku":"A","quantity":3,"unitAmount":1000000000000},)"
-        R"({"sku":"B","quantity":1000000,"unitAmount":1}]})"}) {
+        R"({"sku":"B","quantity":1000000,"unitAmount":1}]})",
+        R"({"customerId":"c","currency":"USD","items":[{"sku":"S","quantity":1}],)"
+        R"("expectedTotal":77})"}) {
     INFO(body);
     auto o = parse_new_order(body);
     REQUIRE(o.ok());

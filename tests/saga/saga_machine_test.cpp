@@ -73,6 +73,12 @@ struct Driver {
     in.kind = k;
     in.order_id = "o-1";
     if (k != InputKind::kTimeout) in.event_id = "e-" + std::to_string(++next_event);
+    if (k == InputKind::kStockReserved) {
+      // As the inventory priced it from the catalogue: 2 x 1000 + 1 x 500.
+      in.amount = 2500;
+      in.currency = "USD";
+      in.items = {{"SKU-1", 2, 1000, "One"}, {"SKU-2", 1, 500, "Two"}};
+    }
     return in;
   }
 
@@ -88,7 +94,7 @@ struct Driver {
     auto in = input(InputKind::kOrderCreated);
     in.customer_id = "c-42";
     in.currency = "USD";
-    in.amount = 2500;
+    in.amount = 1;  // never charged: only the catalogue's total (StockReserved) is
     in.payment_token = std::move(token);
     in.items = {{"SKU-1", 2}, {"SKU-2", 1}};
     in.correlation_id = "corr-1";
@@ -151,6 +157,9 @@ TEST_CASE("happy path: reserve, authorize, commit and confirm", "[saga][machine]
     CHECK(std::string(j["items"][0]["sku"].GetString()) == "SKU-1");
     CHECK(j["items"][0]["quantity"].GetInt64() == 2);
     CHECK_FALSE(j["items"][0].HasMember("unitAmount"));
+    // The inventory checks the currency against the products'.
+    CHECK(std::string(j["currency"].GetString()) == "USD");
+    CHECK_FALSE(j.HasMember("expectedTotal"));
   }
 
   d.now += 100;
@@ -166,6 +175,12 @@ TEST_CASE("happy path: reserve, authorize, commit and confirm", "[saga][machine]
     CHECK(std::string(j["orderId"].GetString()) == "o-1");
     CHECK_FALSE(j.HasMember("reason"));
     CHECK(std::string(j["at"].GetString()) == ecom::format_rfc3339(d.now));
+    // The order learns its pricing from this status: total and lines as sold.
+    CHECK(j["totalAmount"].GetInt64() == 2500);
+    CHECK(std::string(j["currency"].GetString()) == "USD");
+    REQUIRE(j["items"].Size() == 2);
+    CHECK(std::string(j["items"][0]["name"].GetString()) == "One");
+    CHECK(j["items"][0]["unitAmount"].GetInt64() == 1000);
     const auto& pay = d.last.emissions[1];
     CHECK(pay.topic == ecom::topics::kPaymentsCommands);
     auto p = parse(pay.data);
@@ -177,6 +192,8 @@ TEST_CASE("happy path: reserve, authorize, commit and confirm", "[saga][machine]
   d.now += 100;
   CHECK(d.on(InputKind::kPaymentAuthorized) ==
         Names{"CommitStock", "STATUS PAYMENT_AUTHORIZED", "STATUS CONFIRMED"});
+  for (size_t i = 1; i < d.last.emissions.size(); ++i)
+    CHECK_FALSE(parse(d.last.emissions[i].data).HasMember("totalAmount"));  // said once
   CHECK(d.state() == SagaState::kConfirmed);
   CHECK(d.r().status == "CONFIRMED");
   CHECK(d.r().reason.empty());
@@ -197,6 +214,47 @@ TEST_CASE("AuthorizePayment omits a missing payment token", "[saga][machine]") {
   auto j = parse(d.last.emissions.at(1).data);
   CHECK_FALSE(j.HasMember("paymentToken"));
   CHECK(j["amount"].GetInt64() == 2500);
+}
+
+TEST_CASE("the payment is authorized for the catalogue total, never the client's quotes",
+          "[saga][machine]") {
+  Driver d;
+  auto in = d.input(InputKind::kOrderCreated);
+  in.customer_id = "c-42";
+  in.currency = "EUR";
+  in.amount = 0;                        // an older producer's totalAmount: ignored
+  in.items = {{"SKU-1004", 1, 0, ""}};  // the client claims it costs nothing
+  in.expected_total = 0;
+  in.payment_token = "tok_visa";
+  d.apply(in);
+  auto reserve = parse(d.last.emissions.at(0).data);
+  CHECK(reserve["items"][0]["unitAmount"].GetInt64() == 0);  // passed on to be checked
+  CHECK(reserve["expectedTotal"].GetInt64() == 0);
+  CHECK(std::string(reserve["currency"].GetString()) == "EUR");
+  CHECK(d.r().expected_total == 0);
+
+  SECTION("the inventory refuses the wrong price: cancelled PRICE_CHANGED, nothing charged") {
+    auto failed = d.input(InputKind::kStockReservationFailed);
+    failed.reason = "PRICE_CHANGED";
+    CHECK(d.apply(failed) == Names{"STATUS CANCELLED(PRICE_CHANGED)"});
+    CHECK(d.r().pending == saga::kPendingNone);
+  }
+  SECTION("the inventory refuses another currency: cancelled CURRENCY_MISMATCH") {
+    auto failed = d.input(InputKind::kStockReservationFailed);
+    failed.reason = "CURRENCY_MISMATCH";
+    CHECK(d.apply(failed) == Names{"STATUS CANCELLED(CURRENCY_MISMATCH)"});
+  }
+  SECTION("a priced reservation is charged at the catalogue total") {
+    auto reserved = d.input(InputKind::kStockReserved);
+    reserved.amount = 32999;
+    reserved.currency = "EUR";
+    reserved.items = {{"SKU-1004", 1, 32999, "Monitor"}};
+    CHECK(d.apply(reserved) == Names{"STATUS STOCK_RESERVED", "AuthorizePayment"});
+    auto pay = parse(d.last.emissions.at(1).data);
+    CHECK(pay["amount"].GetInt64() == 32999);
+    CHECK(std::string(pay["currency"].GetString()) == "EUR");
+    CHECK(d.r().amount == 32999);
+  }
 }
 
 TEST_CASE("reservation failure cancels with OUT_OF_STOCK and nothing to undo", "[saga][machine]") {
@@ -585,8 +643,8 @@ TEST_CASE("parse_input decodes the contract payloads", "[saga][machine]") {
   CHECK(in.kind == InputKind::kOrderCreated);
   CHECK(in.order_id == "o-9");
   CHECK(in.customer_id == "c-42");
-  CHECK(in.amount == 2500);
-  CHECK(in.items == std::vector<saga::Item>{{"SKU-1", 2}});
+  CHECK(in.amount == 0);  // an OrderCreated total is never taken
+  CHECK(in.items == std::vector<saga::Item>{{"SKU-1", 2, 1250, ""}});
   CHECK(in.payment_token == std::optional<std::string>("tok_visa"));
   CHECK(in.event_id == "ev-1");
   CHECK(in.correlation_id == "corr");
@@ -603,7 +661,8 @@ TEST_CASE("parse_input decodes the contract payloads", "[saga][machine]") {
         const char* bad :
         {R"({"orderId":"o-9","currency":"USD","totalAmount":1,"items":[]})",
          R"({"orderId":"o-9","currency":"USD","totalAmount":1,"items":[{"sku":"A","quantity":0}]})",
-         R"({"orderId":"o-9","currency":"USD","totalAmount":"1","items":[{"sku":"A","quantity":1}]})",
+         R"({"orderId":"o-9","currency":"USD","items":[{"sku":"A","quantity":1,"unitAmount":-1}]})",
+         R"({"orderId":"o-9","currency":"USD","expectedTotal":"1","items":[{"sku":"A","quantity":1}]})",
          R"({"orderId":"o-9","totalAmount":1,"items":[{"sku":"A","quantity":1}]})",
          R"({"orderId":7})", R"([1,2])"}) {
       CAPTURE(bad);
@@ -612,6 +671,26 @@ TEST_CASE("parse_input decodes the contract payloads", "[saga][machine]") {
       REQUIRE_FALSE(p);
       CHECK(p.error().code == "INVALID_PAYLOAD");
       CHECK_FALSE(p.error().retryable);
+    }
+  }
+  SECTION("StockReserved carries the catalogue pricing, or it is a dead letter") {
+    e.type = std::string(ecom::event_types::kStockReserved);
+    e.data = R"({"orderId":"o-9","currency":"USD","totalAmount":4998,)"
+             R"("items":[{"sku":"SKU-1","name":"Mouse","quantity":2,"unitAmount":2499}]})";
+    auto p = saga::parse_input(e);
+    REQUIRE(p);
+    CHECK((*p)->amount == 4998);
+    CHECK((*p)->currency == "USD");
+    CHECK((*p)->items == std::vector<saga::Item>{{"SKU-1", 2, 2499, "Mouse"}});
+    for (const char* bad :
+         {R"({"orderId":"o-9","items":[{"sku":"A","quantity":1,"unitAmount":1}]})",
+          R"({"orderId":"o-9","totalAmount":1,"items":[{"sku":"A","quantity":1}]})",
+          R"({"orderId":"o-9","totalAmount":-1,"items":[]})"}) {
+      CAPTURE(bad);
+      e.data = bad;
+      auto q = saga::parse_input(e);
+      REQUIRE_FALSE(q);
+      CHECK(q.error().code == "INVALID_PAYLOAD");
     }
   }
   SECTION("replies; the order id falls back to the subject") {
@@ -643,7 +722,7 @@ TEST_CASE("states and items round-trip through their stored form", "[saga][machi
     REQUIRE(saga::parse_state(saga::state_name(s), back));
     CHECK(back == s);
   }
-  std::vector<saga::Item> items{{"A", 1}, {"B\"x", 30}};
+  std::vector<saga::Item> items{{"A", 1}, {"B\"x", 30}, {"C", 2, 1999, "Lamp \"L\""}};
   auto back = saga::items_from_json(saga::items_to_json(items));
   REQUIRE(back);
   CHECK(*back == items);

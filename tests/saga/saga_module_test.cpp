@@ -162,6 +162,39 @@ struct Harness {
                    })).value());
   }
 
+  // The StockReserved answer to a ReserveStock: every line priced at 1250 from the "catalogue".
+  static std::string priced(const std::string& reserve_data) {
+    auto d = parse(reserve_data);
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    int64_t total = 0;
+    w.StartObject();
+    w.Key("orderId");
+    w.String(d["orderId"].GetString());
+    w.Key("currency");
+    w.String(d["currency"].GetString());
+    w.Key("items");
+    w.StartArray();
+    for (const auto& it : d["items"].GetArray()) {
+      w.StartObject();
+      w.Key("sku");
+      w.String(it["sku"].GetString());
+      w.Key("name");
+      w.String("Item");
+      w.Key("quantity");
+      w.Int64(it["quantity"].GetInt64());
+      w.Key("unitAmount");
+      w.Int64(1250);
+      w.EndObject();
+      total += 1250 * it["quantity"].GetInt64();
+    }
+    w.EndArray();
+    w.Key("totalAmount");
+    w.Int64(total);
+    w.EndObject();
+    return buf.GetString();
+  }
+
   void on_command(const Envelope& cmd) {
     const std::string id = cmd.subject;
     {
@@ -178,10 +211,7 @@ struct Harness {
         reply(cmd, "inventory", topics::kInventoryEvents, et::kStockReservationFailed,
               R"({"orderId":")" + id + R"(","reason":"OUT_OF_STOCK","skus":["SKU-NONE"]})");
       } else {
-        rapidjson::StringBuffer buf;
-        rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-        d.Accept(w);
-        reply(cmd, "inventory", topics::kInventoryEvents, et::kStockReserved, buf.GetString());
+        reply(cmd, "inventory", topics::kInventoryEvents, et::kStockReserved, priced(cmd.data));
       }
     } else if (cmd.type == et::kReleaseStock) {
       if (!answer_compensations) return;
@@ -318,7 +348,14 @@ TEST_CASE("module: happy path confirms and commits", "[saga][module]") {
   CHECK(reserve.causation_id == order.id);
   auto data = parse(reserve.data);
   CHECK(data["items"][0]["quantity"].GetInt64() == 2);
-  CHECK_FALSE(data["items"][0].HasMember("unitAmount"));
+  // The client's quote goes to the inventory to be checked against the catalogue.
+  CHECK(data["items"][0]["unitAmount"].GetInt64() == 1250);
+  CHECK(std::string(data["currency"].GetString()) == "USD");
+  // The payment is for the inventory's total (2 x 1250), not OrderCreated's totalAmount.
+  auto pay = std::find_if(h.command_envelopes.begin(), h.command_envelopes.end(),
+                          [](auto& e) { return e.type == et::kAuthorizePayment; });
+  REQUIRE(pay != h.command_envelopes.end());
+  CHECK(parse(pay->data)["amount"].GetInt64() == 2500);
 }
 
 TEST_CASE("module: out of stock cancels without compensation", "[saga][module]") {
@@ -439,7 +476,8 @@ TEST_CASE("module: a late reservation after a timeout is released", "[saga][modu
     std::lock_guard lock(h.mu);
     reserve = h.command_envelopes.front();
   }
-  h.reply(reserve, "inventory", topics::kInventoryEvents, et::kStockReserved, reserve.data);
+  h.reply(reserve, "inventory", topics::kInventoryEvents, et::kStockReserved,
+          Harness::priced(reserve.data));
   REQUIRE(h.wait_command("o-late", "ReleaseStock", 2));
   REQUIRE(h.wait_summary("o-late", "cancelled|CANCELLED|TIMEOUT|reserved=0|authorized=0|pending="));
   CHECK(h.statuses_of("o-late") == Names{"CANCELLED(TIMEOUT)"});

@@ -182,7 +182,7 @@ export function mount(root, { id }) {
             h('th', { scope: 'col' }, 'Item'), h('th', { scope: 'col', class: 'num' }, 'Qty'),
             h('th', { scope: 'col', class: 'num' }, 'Price'), h('th', { scope: 'col', class: 'num' }, 'Total'))),
           h('tbody', {}, items.map((l) => h('tr', {},
-            h('td', {}, h('code', {}, l.sku)),
+            h('td', {}, l.name ? [l.name, ' ', h('code', { class: 'muted small' }, l.sku)] : h('code', {}, l.sku)),
             h('td', { class: 'num' }, l.quantity),
             h('td', { class: 'num' }, money(l.unitAmount, o.currency)),
             h('td', { class: 'num' }, money(l.unitAmount * l.quantity, o.currency))))))));

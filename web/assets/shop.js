@@ -297,8 +297,11 @@ export function mount(root) {
     const body = {
       customerId: customer.value.trim(),
       currency,
+      // The prices the shopper saw: the server charges the catalogue's and refuses the order
+      // (PRICE_CHANGED) if they moved in the meantime, instead of charging a surprise.
       items: [...cart].map(([sku, quantity]) => ({ sku, quantity, unitAmount: inventory.products.get(sku)?.unitAmount ?? 0 })),
     };
+    body.expectedTotal = body.items.reduce((sum, l) => sum + l.unitAmount * l.quantity, 0);
     if (paymentToken) body.paymentToken = paymentToken;
     const bodyText = JSON.stringify(body);
     const key = lastAttempt?.body === bodyText ? lastAttempt.key : uuid();

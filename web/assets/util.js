@@ -105,6 +105,8 @@ const REASONS = {
   PAYMENT_DECLINED: 'The payment was declined.',
   CUSTOMER_CANCELLED: 'The order was cancelled at the customer’s request.',
   TIMEOUT: 'A step did not finish in time (the payment gateway never answered), so the order was cancelled.',
+  PRICE_CHANGED: 'A price changed since the item was added to the cart; nothing was charged. Please review the cart and order again.',
+  CURRENCY_MISMATCH: 'The order’s currency is not the currency the items are sold in; nothing was charged.',
 };
 
 /** A sentence explaining a cancellation reason code. */

@@ -44,6 +44,11 @@ class Statement final {
   Statement& bind(int idx, const char* v) { return bind(idx, std::string_view(v)); }
   Statement& bind(int idx, const std::string& v) { return bind(idx, std::string_view(v)); }
   Statement& bind_null(int idx);
+  /// Binds the value, or NULL when there is none.
+  template <typename T>
+  Statement& bind(int idx, const std::optional<T>& v) {
+    return v ? bind(idx, *v) : bind_null(idx);
+  }
   /// Binds all arguments from index 1 in order.
   template <typename... Args>
   Statement& bind_all(Args&&... args) {

@@ -44,13 +44,24 @@ struct Rules {
   int64_t low_stock_threshold = 5;  ///< at or below this (and above 0) stock is "low"
 };
 
+/// A price the client saw for a sku (a line's `unitAmount` in the order).
+struct Quote {
+  std::string sku;
+  int64_t unit_amount = 0;
+  bool operator==(const Quote&) const = default;
+};
+
 /// A parsed ReserveStock command. Lines with the same sku are summed, first-seen order kept.
 struct ReserveCommand {
   std::string order_id;
   std::vector<Line> items;
+  std::string currency;                   ///< the order's; every product must be sold in it
+  std::vector<Quote> quotes;              ///< the client's unit prices, one per quoted line
+  std::optional<int64_t> expected_total;  ///< the client's expected total, if it sent one
 };
 
-/// Parses ReserveStock `data`; the error (code INVALID_COMMAND) names the offending field.
+/// Parses ReserveStock `data` (`{orderId, currency, items:[{sku, quantity, unitAmount?}],
+/// expectedTotal?}`); the error (code INVALID_COMMAND) names the offending field.
 Result<ReserveCommand> parse_reserve_stock(std::string_view data_json);
 /// Parses the `{orderId}` of ReleaseStock / CommitStock; returns the order id.
 Result<std::string> parse_order_ref(std::string_view data_json);
@@ -60,16 +71,21 @@ std::span<const std::string_view> migrations();
 
 /// What ReserveStock decided for an order.
 struct ReserveResult {
-  bool reserved = false;          ///< true: StockReserved; false: StockReservationFailed
-  bool repeated = false;          ///< the order already had an outcome, which was replayed
-  std::string reason;             ///< OUT_OF_STOCK or UNKNOWN_SKU when !reserved
-  std::vector<std::string> skus;  ///< the lines that could not be reserved
+  bool reserved = false;  ///< true: StockReserved; false: StockReservationFailed
+  bool repeated = false;  ///< the order already had an outcome, which was replayed
+  /// When !reserved: UNKNOWN_SKU, CURRENCY_MISMATCH, PRICE_CHANGED, AMOUNT_LIMIT_EXCEEDED (the
+  /// total does not fit in 64 bits) or OUT_OF_STOCK, checked in that order.
+  std::string reason;
+  std::vector<std::string> skus;  ///< the lines at fault
   std::vector<Line> items;        ///< the reserved lines when reserved
+  int64_t total_amount = 0;       ///< the catalogue total of the reserved lines
 };
 
-/// Reserves every line or none, records the outcome for the order and queues the reply on
-/// `inventory.events` (plus `inventory.updated` / `inventory.alerts` per changed sku). A repeat
-/// for the same order replays the recorded outcome without touching stock.
+/// Prices the order from the catalogue and reserves every line or none, records the outcome for
+/// the order and queues the reply on `inventory.events` (plus `inventory.updated` /
+/// `inventory.alerts` per changed sku). StockReserved carries the priced lines (`name`,
+/// `unitAmount`), `totalAmount` and `currency`: the only amount the order is ever charged. A
+/// repeat for the same order replays the recorded outcome without touching stock.
 ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand& cmd,
                             const Envelope& cause);
 
@@ -113,7 +129,7 @@ Result<std::vector<Product>> parse_seed(const ConfigSection& section);
 
 /// True when `sku` is a valid product code: 1..64 chars of [A-Za-z0-9._-].
 bool valid_sku(std::string_view sku) noexcept;
-/// True when `c` is an ISO-4217-style code: three upper-case letters.
+/// True when `c` is an ISO 4217 currency code (ecom::is_iso4217).
 bool valid_currency(std::string_view c) noexcept;
 
 }  // namespace ecom::inventory

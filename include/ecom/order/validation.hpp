@@ -2,6 +2,7 @@
 /// Validation of order requests: pure functions, no I/O.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,22 +14,26 @@ namespace ecom::order {
 inline constexpr size_t kMaxLines = 100;
 inline constexpr size_t kMaxIdLength = 64;
 inline constexpr int64_t kMaxQuantity = 1'000'000;
-inline constexpr int64_t kMaxUnitAmount = 1'000'000'000'000;  ///< 10^12 minor units
+inline constexpr int64_t kMaxUnitAmount = 1'000'000'000'000;             ///< 10^12 minor units
+inline constexpr int64_t kMaxExpectedTotal = 1'000'000'000'000'000'000;  ///< 10^18
 
 /// One order line; money in minor units.
 struct OrderLine {
   std::string sku;
   int64_t quantity = 0;
-  int64_t unit_amount = 0;
+  /// The price the client saw (its cart), when it sent one. Never charged: the inventory prices
+  /// every line from the catalogue and refuses the order (PRICE_CHANGED) if this differs.
+  std::optional<int64_t> unit_amount;
 };
 
 /// A validated order request.
 struct NewOrder {
   std::string customer_id;
-  std::string currency;
+  std::string currency;  ///< ISO 4217; must equal every product's currency
   std::vector<OrderLine> items;
   std::string payment_token;  ///< empty when absent
-  int64_t total_amount = 0;
+  /// The total the client expects to pay, when it sent one: a quote, checked like unit_amount.
+  std::optional<int64_t> expected_total;
 };
 
 /// Parses and validates a POST /api/orders body. Errors: MALFORMED_JSON, or VALIDATION_FAILED

@@ -29,6 +29,10 @@ inline constexpr std::string_view kOutOfStock{"OUT_OF_STOCK"};
 inline constexpr std::string_view kPaymentDeclined{"PAYMENT_DECLINED"};
 inline constexpr std::string_view kCustomerCancelled{"CUSTOMER_CANCELLED"};
 inline constexpr std::string_view kTimeout{"TIMEOUT"};
+/// The client's quoted unitAmount or expectedTotal differs from the catalogue's price.
+inline constexpr std::string_view kPriceChanged{"PRICE_CHANGED"};
+/// The order's currency is not the currency a product is sold in.
+inline constexpr std::string_view kCurrencyMismatch{"CURRENCY_MISMATCH"};
 }  // namespace reason
 
 /// Where a saga is. kConfirmed and kCancelled are terminal for the order status, but the saga may
@@ -61,10 +65,13 @@ enum PendingAck : uint32_t {
 /// Names of the set flags, e.g. {"release_stock", "refund_payment"}.
 std::vector<std::string> pending_names(uint32_t pending);
 
-/// One order line as the inventory sees it.
+/// One order line. Before the reservation `unit_amount` is the client's quote (if any) and `name`
+/// is empty; after it both are the catalogue's, as the inventory priced the line.
 struct Item {
   std::string sku;
   int64_t quantity = 0;
+  std::optional<int64_t> unit_amount;
+  std::string name;
   bool operator==(const Item&) const = default;
 };
 
@@ -76,7 +83,8 @@ struct SagaRecord {
   std::string reason;                    ///< cancellation reason once decided, else empty
   std::string customer_id;
   std::string currency;
-  int64_t amount = 0;  ///< total in minor units
+  int64_t amount = 0;  ///< catalogue total in minor units, known once stock is reserved
+  std::optional<int64_t> expected_total;  ///< the client's quoted total, checked by the inventory
   std::optional<std::string> payment_token;
   std::vector<Item> items;
   std::string correlation_id;  ///< of the order flow, for events the timer emits
@@ -112,10 +120,12 @@ std::string_view input_name(InputKind k) noexcept;
 struct Input {
   InputKind kind = InputKind::kTimeout;
   std::string order_id;
-  // OrderCreated:
+  // OrderCreated (items with the client's quotes) and StockReserved (items, amount and currency
+  // as priced by the catalogue):
   std::string customer_id;  ///< also set by OrderCancellationRequested
   std::string currency;
   int64_t amount = 0;
+  std::optional<int64_t> expected_total;
   std::optional<std::string> payment_token;
   std::vector<Item> items;
   // Failure / decline:
@@ -161,7 +171,8 @@ struct Transition {
 Transition decide(const std::optional<SagaRecord>& current, const Input& input, int64_t now_ms,
                   const Policy& policy);
 
-/// The items as JSON (`[{"sku":"A","quantity":1}]`), as stored in `sagas.items_json`.
+/// The items as JSON (`[{"sku":"A","quantity":1}]`, plus `unitAmount` and `name` where known), as
+/// stored in `sagas.items_json`.
 std::string items_to_json(const std::vector<Item>& items);
 /// Parses items_to_json() output (or an OrderCreated/StockReserved `items` array).
 Result<std::vector<Item>> items_from_json(std::string_view json);
