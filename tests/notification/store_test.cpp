@@ -73,19 +73,6 @@ TEST_CASE("wire formats of SSE and WebSocket events", "[notification][store]") {
   CHECK(ws_event(7, "status", R"({"a":1})") == R"({"id":7,"event":"status","data":{"a":1}})");
 }
 
-TEST_CASE("RFC 3339 times parse to epoch milliseconds", "[notification][store]") {
-  CHECK(parse_rfc3339_ms("1970-01-01T00:00:00Z") == 0);
-  CHECK(parse_rfc3339_ms("2026-11-22T02:06:38.123Z") == int64_t{1795313198123});
-  CHECK(parse_rfc3339_ms("2026-11-22T03:06:38.123+01:00") == int64_t{1795313198123});
-  CHECK(parse_rfc3339_ms("2000-02-29T12:00:00.5Z") == int64_t{951825600500});
-  int64_t now = now_ms();
-  CHECK(parse_rfc3339_ms(format_rfc3339(now)) == now);
-  CHECK_FALSE(parse_rfc3339_ms("2026-11-22"));
-  CHECK_FALSE(parse_rfc3339_ms("2026-11-22T02:06:38"));
-  CHECK_FALSE(parse_rfc3339_ms("2026-13-22T02:06:38Z"));
-  CHECK_FALSE(parse_rfc3339_ms("garbage"));
-}
-
 TEST_CASE("one notification per order per status under redelivery", "[notification][store]") {
   StoreFixture f;
   auto created = order_created("o-1", "c-42", 2500);

@@ -152,7 +152,5 @@ class Store final {
 std::string sse_event(int64_t id, std::string_view event, std::string_view data_json);
 /// The WebSocket message form: `{"id":N,"event":"KIND","data":JSON}`.
 std::string ws_event(int64_t id, std::string_view event, std::string_view data_json);
-/// Parses RFC 3339 date-time to epoch ms; nullopt when malformed.
-std::optional<int64_t> parse_rfc3339_ms(std::string_view s);
 
 }  // namespace ecom::notification
