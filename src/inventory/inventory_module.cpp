@@ -11,6 +11,7 @@
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/handler.hpp"
 #include "ecom/bus/outbox_relay.hpp"
+#include "ecom/contract/events.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/database.hpp"
@@ -157,8 +158,9 @@ bus::Outcome InventoryModule::Impl::apply(const bus::Message& m) {
       return true;
     });
   } else {
-    return bus::reject(
-        kTag, m, Error{"INVALID_COMMAND", "unknown command type on inventory.commands", "type"});
+    return bus::reject(kTag, m,
+                       Error{std::string(contract::kInvalidPayload),
+                             "unknown command type on inventory.commands", "type"});
   }
 
   if (!applied) return bus::store_failure(kTag, m, applied.error());

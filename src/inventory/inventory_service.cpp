@@ -7,6 +7,7 @@
 #include <set>
 #include <utility>
 
+#include "ecom/contract/events.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/currency.hpp"
 #include "ecom/core/topics.hpp"
@@ -23,18 +24,12 @@ constexpr int64_t kMaxStock = 1'000'000'000'000;
 constexpr int64_t kMaxAmount = 1'000'000'000'000;
 constexpr size_t kMaxNameLength = 200;
 
-constexpr std::string_view kInvalidCommand{"INVALID_COMMAND"};
-
 Error invalid_command(std::string field, std::string message) {
-  return Error{std::string(kInvalidCommand), std::move(message), std::move(field), false};
+  return Error{std::string(contract::kInvalidPayload), std::move(message), std::move(field), false};
 }
 
 Error invalid_update(std::string field, std::string message) {
   return Error{"VALIDATION_FAILED", std::move(message), std::move(field), false};
-}
-
-Result<rapidjson::Document> parse_object(std::string_view data_json) {
-  return ecom::json::parse_object(data_json, invalid_command("data", "data must be a JSON object"));
 }
 
 // Runs a statement to its end, so no read cursor stays open across savepoints and commit.
@@ -43,56 +38,16 @@ void finish(db::Statement& s) {
   }
 }
 
-void emit(db::Tx& tx, std::string_view topic, std::string_view type, std::string subject,
-          std::string data, const Envelope* cause) {
-  db::outbox_add(tx, topic, make_event(kSource, type, std::move(subject), std::move(data), cause));
+template <typename E>
+void emit(db::Tx& tx, const E& event, const Envelope* cause) {
+  db::outbox_add(tx, E::kTopic, contract::make(kSource, event, cause));
 }
 
-// A line as sold: what StockReserved carries and the reservation row keeps.
-struct PricedLine {
-  const Line* line;
-  std::string name;
-  int64_t unit_amount;
-};
-
-std::string reserved_json(const std::string& order_id, std::string_view currency, int64_t total,
-                          std::span<const PricedLine> lines) {
-  return json::object([&](json::Writer& w) {
-    json::write_string(w, "orderId", order_id);
-    json::write_string(w, "currency", currency);
-    json::write_int64(w, "totalAmount", total);
-    json::key(w, "items");
-    w.StartArray();
-    for (const auto& l : lines) {
-      w.StartObject();
-      json::write_string(w, "sku", l.line->sku);
-      json::write_string(w, "name", l.name);
-      json::write_int64(w, "quantity", l.line->quantity);
-      json::write_int64(w, "unitAmount", l.unit_amount);
-      w.EndObject();
-    }
-    w.EndArray();
-  });
-}
-
-std::string order_reply_json(const std::string& order_id, std::span<const Line> items) {
-  return json::object([&](json::Writer& w) {
-    json::write_string(w, "orderId", order_id);
-    json::key(w, "items");
-    json::write_lines(w, items);
-  });
-}
-
-std::string failure_json(const std::string& order_id, std::string_view reason,
-                         std::span<const std::string> skus) {
-  return json::object([&](json::Writer& w) {
-    json::write_string(w, "orderId", order_id);
-    json::write_string(w, "reason", reason);
-    json::key(w, "skus");
-    w.StartArray();
-    for (const auto& s : skus) json::str(w, s);
-    w.EndArray();
-  });
+std::vector<contract::SkuQuantity> sku_quantities(std::span<const Line> lines) {
+  std::vector<contract::SkuQuantity> out;
+  out.reserve(lines.size());
+  for (const auto& l : lines) out.push_back({l.sku, l.quantity});
+  return out;
 }
 
 // inventory.updated for one sku, plus the alert when `available` crossed a level. `order_id` is
@@ -100,57 +55,35 @@ std::string failure_json(const std::string& order_id, std::string_view reason,
 void emit_stock_change(db::Tx& tx, const Rules& rules, const std::string& sku, int64_t before,
                        int64_t after, int64_t reserved, const std::string& order_id,
                        const Envelope* cause, bool alerts = true) {
-  emit(tx, topics::kInventoryUpdated, event_types::kInventoryUpdated, sku,
-       json::object([&](json::Writer& w) {
-         json::write_string(w, "sku", sku);
-         json::write_int64(w, "delta", after - before);
-         json::write_int64(w, "available", after);
-         json::write_int64(w, "reserved", reserved);
-         if (!order_id.empty()) json::write_string(w, "orderId", order_id);
-       }),
+  std::optional<std::string> order;
+  if (!order_id.empty()) order = order_id;
+  emit(tx, contract::InventoryUpdated{sku, after - before, after, reserved, std::move(order)},
        cause);
   if (!alerts) return;
   const int64_t t = rules.low_stock_threshold;
-  std::string_view type;
   if (after == 0 && before > 0) {
-    type = event_types::kStockDepleted;
+    emit(tx, contract::StockDepleted{sku, after, t}, cause);
   } else if (before > t && after <= t && after > 0) {
-    type = event_types::kStockLevelLow;
+    emit(tx, contract::StockLevelLow{sku, after, t}, cause);
   } else if (before <= t && after > t) {
-    type = event_types::kStockLevelNormalized;
-  } else {
-    return;
+    emit(tx, contract::StockLevelNormalized{sku, after, t}, cause);
   }
-  emit(tx, topics::kInventoryAlerts, type, sku, json::object([&](json::Writer& w) {
-         json::write_string(w, "sku", sku);
-         json::write_int64(w, "available", after);
-         json::write_int64(w, "threshold", t);
-       }),
-       cause);
 }
 
+// A recorded outcome (the reply's data, as first sent), decoded to replay it.
 ReserveResult decode_outcome(std::string_view outcome, std::string_view data_json) {
   ReserveResult r;
   r.reserved = outcome == "RESERVED";
-  auto doc = ecom::json::parse_object(data_json, Error{});
-  if (!doc) return r;  // written by us; cannot happen
-  const auto& d = doc.value();
-  if (auto it = d.FindMember("reason"); it != d.MemberEnd() && it->value.IsString()) {
-    r.reason = it->value.GetString();
-  }
-  if (auto it = d.FindMember("totalAmount"); it != d.MemberEnd() && it->value.IsInt64()) {
-    r.total_amount = it->value.GetInt64();
-  }
-  if (auto it = d.FindMember("skus"); it != d.MemberEnd() && it->value.IsArray()) {
-    for (const auto& s : it->value.GetArray()) {
-      if (s.IsString()) r.skus.emplace_back(s.GetString());
-    }
-  }
-  if (auto it = d.FindMember("items"); it != d.MemberEnd() && it->value.IsArray()) {
-    for (const auto& l : it->value.GetArray()) {
-      if (!l.IsObject() || !l.HasMember("sku") || !l.HasMember("quantity")) continue;
-      r.items.push_back(Line{l["sku"].GetString(), l["quantity"].GetInt64()});
-    }
+  if (r.reserved) {
+    auto ev = contract::StockReserved::decode(data_json);
+    if (!ev) return r;  // written by us; cannot happen
+    r.total_amount = ev->pricing.total_amount;
+    for (const auto& l : ev->pricing.items) r.items.push_back(Line{l.sku, l.quantity});
+  } else {
+    auto ev = contract::StockReservationFailed::decode(data_json);
+    if (!ev) return r;
+    r.reason = ev->reason;
+    r.skus = ev->skus;
   }
   return r;
 }
@@ -218,62 +151,32 @@ bool valid_sku(std::string_view sku) noexcept {
 bool valid_currency(std::string_view c) noexcept { return is_iso4217(c); }
 
 Result<ReserveCommand> parse_reserve_stock(std::string_view data_json) {
-  auto doc = parse_object(data_json);
-  if (!doc) return doc.error();
-  const auto& d = doc.value();
-  auto order_id = ecom::json::require_string(d, "orderId", kInvalidCommand);
-  if (!order_id) return order_id.error();
-  ReserveCommand cmd{std::move(order_id).value(), {}, {}, {}, {}};
-  auto currency = ecom::json::require_string(d, "currency", kInvalidCommand);
-  if (!currency) return currency.error();
-  cmd.currency = std::move(currency).value();
-  if (auto e = d.FindMember("expectedTotal"); e != d.MemberEnd() && !e->value.IsNull()) {
-    if (!e->value.IsInt64() || e->value.GetInt64() < 0)
-      return invalid_command("expectedTotal", "expectedTotal must be a non-negative integer");
-    cmd.expected_total = e->value.GetInt64();
-  }
-
-  auto items = d.FindMember("items");
-  if (items == d.MemberEnd()) return invalid_command("items", "items is missing");
-  if (!items->value.IsArray() || items->value.Empty()) {
-    return invalid_command("items", "items must be a non-empty array");
-  }
-  rapidjson::SizeType i = 0;
-  for (const auto& item : items->value.GetArray()) {
-    const std::string at = "items[" + std::to_string(i++) + "]";
-    if (!item.IsObject()) return invalid_command(at, at + " must be an object");
-    auto sku = item.FindMember("sku");
-    if (sku == item.MemberEnd() || !sku->value.IsString() || sku->value.GetStringLength() == 0) {
-      return invalid_command(at + ".sku", at + ".sku must be a non-empty string");
+  auto ev = contract::ReserveStock::decode(data_json);
+  if (!ev) return ev.error();
+  ReserveCommand cmd{std::move(ev->order_id), {}, std::move(ev->currency), {}, ev->expected_total};
+  for (size_t i = 0; i < ev->items.size(); ++i) {
+    auto& item = ev->items[i];
+    if (item.quantity > kMaxQuantity) {
+      const std::string at = "items[" + std::to_string(i) + "].quantity";
+      return invalid_command(at, at + " must be an integer between 1 and 1000000000");
     }
-    auto qty = item.FindMember("quantity");
-    if (qty == item.MemberEnd() || !qty->value.IsInt64() || qty->value.GetInt64() <= 0 ||
-        qty->value.GetInt64() > kMaxQuantity) {
-      return invalid_command(at + ".quantity",
-                             at + ".quantity must be an integer between 1 and 1000000000");
-    }
-    std::string s(sku->value.GetString(), sku->value.GetStringLength());
-    if (auto amount = item.FindMember("unitAmount");
-        amount != item.MemberEnd() && !amount->value.IsNull()) {
-      if (!amount->value.IsInt64() || amount->value.GetInt64() < 0)
-        return invalid_command(at + ".unitAmount", at + ".unitAmount must be an integer >= 0");
-      cmd.quotes.push_back(Quote{s, amount->value.GetInt64()});
-    }
-    auto same =
-        std::find_if(cmd.items.begin(), cmd.items.end(), [&](const Line& l) { return l.sku == s; });
+    if (item.unit_amount) cmd.quotes.push_back(Quote{item.sku, *item.unit_amount});
+    auto same = std::find_if(cmd.items.begin(), cmd.items.end(),
+                             [&](const Line& l) { return l.sku == item.sku; });
     if (same != cmd.items.end()) {
-      same->quantity += qty->value.GetInt64();
+      same->quantity += item.quantity;
     } else {
-      cmd.items.push_back(Line{std::move(s), qty->value.GetInt64()});
+      cmd.items.push_back(Line{std::move(item.sku), item.quantity});
     }
   }
   return cmd;
 }
 
 Result<std::string> parse_order_ref(std::string_view data_json) {
-  auto doc = parse_object(data_json);
-  if (!doc) return doc.error();
-  return ecom::json::require_string(doc.value(), "orderId", kInvalidCommand);
+  // ReleaseStock and CommitStock share the shape {orderId}.
+  auto ev = contract::ReleaseStock::decode(data_json);
+  if (!ev) return ev.error();
+  return std::move(ev->order_id);
 }
 
 ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand& cmd,
@@ -287,16 +190,19 @@ ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand
       finish(prior);
       ReserveResult r = decode_outcome(outcome, data);
       r.repeated = true;
-      emit(tx, topics::kInventoryEvents,
-           r.reserved ? event_types::kStockReserved : event_types::kStockReservationFailed,
-           cmd.order_id, std::move(data), &cause);
+      // The first answer, byte for byte: the same prices even if the catalogue changed since.
+      db::outbox_add(tx, topics::kInventoryEvents,
+                     make_event(kSource,
+                                r.reserved ? event_types::kStockReserved
+                                           : event_types::kStockReservationFailed,
+                                cmd.order_id, std::move(data), &cause));
       return r;
     }
   }
 
   // Price every line from the catalogue first: the order is charged these prices or none.
   ReserveResult r;
-  std::vector<PricedLine> priced;
+  std::vector<contract::Line> priced;  // the lines as sold
   priced.reserve(cmd.items.size());
   std::vector<std::string> unknown, other_currency, price_changed;
   for (const auto& line : cmd.items) {
@@ -306,17 +212,17 @@ ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand
       unknown.push_back(line.sku);
       continue;
     }
-    priced.push_back(PricedLine{&line, s.col_text(0), s.col_int(1)});
+    priced.push_back(contract::Line{line.sku, line.quantity, s.col_int(1), s.col_text(0)});
     if (s.col_view(2) != cmd.currency) other_currency.push_back(line.sku);
     finish(s);
   }
   bool overflow = false;
   for (const auto& p : priced) {
     int64_t line_total = 0;
-    overflow = overflow || __builtin_mul_overflow(p.line->quantity, p.unit_amount, &line_total) ||
+    overflow = overflow || __builtin_mul_overflow(p.quantity, *p.unit_amount, &line_total) ||
                __builtin_add_overflow(r.total_amount, line_total, &r.total_amount);
     for (const auto& q : cmd.quotes)
-      if (q.sku == p.line->sku && q.unit_amount != p.unit_amount &&
+      if (q.sku == p.sku && q.unit_amount != *p.unit_amount &&
           std::find(price_changed.begin(), price_changed.end(), q.sku) == price_changed.end())
         price_changed.push_back(q.sku);
   }
@@ -368,7 +274,7 @@ ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand
         tx.stmt(
               "INSERT INTO reservations(order_id, sku, quantity, state, created_at, updated_at, "
               "unit_amount) VALUES (?, ?, ?, 'RESERVED', ?, ?, ?)")
-            .bind_all(cmd.order_id, line.sku, line.quantity, now, now, priced[i].unit_amount)
+            .bind_all(cmd.order_id, line.sku, line.quantity, now, now, *priced[i].unit_amount)
             .exec();
         emit_stock_change(tx, rules, line.sku, taken[i].available + line.quantity,
                           taken[i].available, taken[i].reserved, cmd.order_id, &cause);
@@ -379,14 +285,18 @@ ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand
   }
 
   if (!r.reserved) r.total_amount = 0;
-  std::string data = r.reserved ? reserved_json(cmd.order_id, cmd.currency, r.total_amount, priced)
-                                : failure_json(cmd.order_id, r.reason, r.skus);
+  Envelope reply =
+      r.reserved
+          ? contract::make(
+                kSource,
+                contract::StockReserved{cmd.order_id, {r.total_amount, cmd.currency, priced}},
+                &cause)
+          : contract::make(
+                kSource, contract::StockReservationFailed{cmd.order_id, r.reason, r.skus}, &cause);
   tx.stmt("INSERT INTO reserve_outcomes(order_id, outcome, data, created_at) VALUES (?, ?, ?, ?)")
-      .bind_all(cmd.order_id, r.reserved ? "RESERVED" : "FAILED", data, now_rfc3339())
+      .bind_all(cmd.order_id, r.reserved ? "RESERVED" : "FAILED", reply.data, now_rfc3339())
       .exec();
-  emit(tx, topics::kInventoryEvents,
-       r.reserved ? event_types::kStockReserved : event_types::kStockReservationFailed,
-       cmd.order_id, std::move(data), &cause);
+  db::outbox_add(tx, topics::kInventoryEvents, reply);
   return r;
 }
 
@@ -430,9 +340,11 @@ std::vector<Line> settle(db::Tx& tx, const Rules& rules, const std::string& orde
         .bind_all(commit ? "COMMITTED" : "RELEASED", now, order_id)
         .exec();
   }
-  emit(tx, topics::kInventoryEvents,
-       commit ? event_types::kStockCommitted : event_types::kStockReleased, order_id,
-       order_reply_json(order_id, lines), &cause);
+  if (commit) {
+    emit(tx, contract::StockCommitted{order_id, sku_quantities(lines)}, &cause);
+  } else {
+    emit(tx, contract::StockReleased{order_id, sku_quantities(lines)}, &cause);
+  }
   return lines;
 }
 

@@ -13,6 +13,7 @@
 #include "delivery.hpp"
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
+#include "ecom/contract/events.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/http/router.hpp"
@@ -182,7 +183,7 @@ struct NotificationModule::Impl {
   bus::Outcome on_message(const bus::Message& m) {
     auto r = store->apply(m.envelope);
     if (!r) {
-      if (r.error().code == "INVALID_EVENT")
+      if (r.error().code == contract::kInvalidPayload)
         return bus::Outcome::dead_letter(fmt::format("{}: {}", r.error().message, m.envelope.data));
       return bus::Outcome::retry(r.error().message);
     }

@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <type_traits>
+#include <variant>
 
+#include "ecom/contract/events.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/outbox.hpp"
@@ -71,13 +74,19 @@ constexpr std::array<std::string_view, 1> kMigrations = {
        CREATE INDEX feed_by_order ON feed(order_id, seq) WHERE order_id IS NOT NULL;)",
 };
 
-// Forward-only status order, the same rule as the order module's: terminal states never move.
+// Forward-only status order, the contract's rule (terminal states never move); -1 for a stored
+// text that is no status.
 int rank(std::string_view status) {
-  if (status == "PENDING") return 0;
-  if (status == "STOCK_RESERVED") return 1;
-  if (status == "PAYMENT_AUTHORIZED") return 2;
-  if (status == "CONFIRMED" || status == "CANCELLED") return 3;
-  return -1;
+  auto s = contract::parse_order_status(status);
+  return s ? contract::rank(*s) : -1;
+}
+
+// The same rank in SQL, generated from the contract so the two can never disagree.
+std::string rank_sql(std::string_view column) {
+  std::string sql = "(CASE " + std::string(column);
+  for (auto s : contract::kAllStatuses)
+    sql += fmt::format(" WHEN '{}' THEN {}", contract::name(s), contract::rank(s));
+  return sql + " ELSE -1 END)";
 }
 
 void key(Writer& w, std::string_view k) {
@@ -99,15 +108,6 @@ std::string json_object(F&& fill) {
   fill(w);
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
-}
-
-Error invalid(std::string message) { return Error{"INVALID_EVENT", std::move(message), {}, false}; }
-
-std::string get_str(const rapidjson::Value& d, const char* k) {
-  auto it = d.FindMember(k);
-  return it != d.MemberEnd() && it->value.IsString()
-             ? std::string(it->value.GetString(), it->value.GetStringLength())
-             : std::string();
 }
 
 // The event's own time, or now when it has none.
@@ -324,17 +324,12 @@ struct Applier {
     applied.feed_rows += 2;
   }
 
-  Result<Applied> order_created(const rapidjson::Document& d) {
-    std::string order_id = get_str(d, "orderId");
-    std::string customer = get_str(d, "customerId");
-    std::string currency = get_str(d, "currency");
-    if (order_id.empty() || customer.empty())
-      return invalid("OrderCreated needs orderId and customerId");
-    // The order is priced when its stock is reserved (the status carries the total); a
-    // totalAmount here is an older producer's.
+  Result<Applied> order_created(const contract::OrderCreated& ev) {
+    const std::string& order_id = ev.order_id;
+    const std::string& customer = ev.customer_id;
+    const std::string& currency = ev.currency;
+    // The order is priced when its stock is reserved: the status carries the total.
     std::optional<int64_t> amount;
-    if (auto total = d.FindMember("totalAmount"); total != d.MemberEnd() && total->value.IsInt64())
-      amount = total->value.GetInt64();
     int64_t at = event_time(cause);
     int64_t now = now_ms();
     // The usual case, a new order, in one statement; a known order is read only when it exists.
@@ -377,32 +372,28 @@ struct Applier {
     return applied;
   }
 
-  Result<Applied> status_changed(const rapidjson::Document& d) {
-    std::string order_id = get_str(d, "orderId");
-    std::string status = get_str(d, "status");
-    std::string reason = get_str(d, "reason");
-    int new_rank = rank(status);
-    if (order_id.empty() || new_rank < 0)
-      return invalid("OrderStatusChanged needs an orderId and a known status");
-    int64_t at = parse_rfc3339_ms(get_str(d, "at")).value_or(event_time(cause));
+  Result<Applied> status_changed(const contract::OrderStatusChanged& ev) {
+    const std::string& order_id = ev.order_id;
+    const std::string status(contract::name(ev.status));
+    const std::string& reason = ev.reason;
+    const int new_rank = contract::rank(ev.status);
+    int64_t at = parse_rfc3339_ms(ev.at).value_or(event_time(cause));
     // STOCK_RESERVED carries the catalogue total: the projection learns the price there.
     std::optional<int64_t> total;
-    if (auto t = d.FindMember("totalAmount"); t != d.MemberEnd() && t->value.IsInt64())
-      total = t->value.GetInt64();
+    if (ev.pricing) total = ev.pricing->total_amount;
     // One statement for what was a read and then an insert or update: a new order is remembered
     // (a status before OrderCreated; its notification waits for the customer), a known one moves
     // only forward (terminal states never move: nothing ranks above them). No row comes back when
     // the status is not applied.
-    auto s = tx.stmt(
+    static const std::string kUpsert =
         "INSERT INTO orders (id, status, reason, created_at, updated_at, total_amount) VALUES "
         "(?1, ?2, ?3, ?4, ?4, ?6) "
         "ON CONFLICT (id) DO UPDATE SET status = excluded.status, reason = excluded.reason, "
         "updated_at = excluded.updated_at, "
         "total_amount = COALESCE(excluded.total_amount, orders.total_amount) "
-        "WHERE (CASE orders.status WHEN 'PENDING' THEN 0 WHEN 'STOCK_RESERVED' THEN 1 "
-        "WHEN 'PAYMENT_AUTHORIZED' THEN 2 WHEN 'CONFIRMED' THEN 3 WHEN 'CANCELLED' THEN 3 "
-        "ELSE -1 END) < ?5 "
-        "RETURNING customer_id, currency, total_amount");
+        "WHERE " +
+        rank_sql("orders.status") + " < ?5 RETURNING customer_id, currency, total_amount";
+    auto s = tx.stmt(kUpsert);
     s.bind_all(order_id, status, reason, at, new_rank, total);
     if (!s.step()) return applied;
     OrderRow o{order_id, std::nullopt, s.col_text(1), std::nullopt, status, reason, at};
@@ -415,25 +406,21 @@ struct Applier {
     return applied;
   }
 
-  Result<Applied> inventory_updated(const rapidjson::Document& d) {
-    if (get_str(d, "sku").empty()) return invalid("InventoryUpdated needs a sku");
-    // Re-serialised so the payload is one line whatever the producer's formatting (SSE data).
-    rapidjson::StringBuffer sb;
-    Writer w(sb);
-    d.Accept(w);
-    feed({{}, feed_kind::kInventory, std::string(sb.GetString(), sb.GetSize()), event_time(cause)});
+  Result<Applied> inventory_updated(const contract::InventoryUpdated& ev) {
+    // Encoded again so the payload is one line whatever the producer's formatting (SSE data).
+    feed({{}, feed_kind::kInventory, ev.encode(), event_time(cause)});
     return applied;
   }
 
-  Result<Applied> alert(const rapidjson::Document& d, std::string_view name) {
-    if (get_str(d, "sku").empty()) return invalid("stock alert needs a sku");
+  template <typename Alert>
+  Result<Applied> alert(const Alert& ev, std::string_view name) {
     std::string payload = json_object([&](Writer& w) {
       field(w, "alert", name);
-      for (const auto& m : d.GetObject()) {
-        if (std::string_view(m.name.GetString(), m.name.GetStringLength()) == "alert") continue;
-        m.name.Accept(w);
-        m.value.Accept(w);
-      }
+      field(w, "sku", ev.sku);
+      key(w, "available");
+      w.Int64(ev.available);
+      key(w, "threshold");
+      w.Int64(ev.threshold);
     });
     feed({{}, feed_kind::kAlert, std::move(payload), event_time(cause)});
     return applied;
@@ -442,43 +429,58 @@ struct Applier {
 
 }  // namespace
 
+namespace {
+
+// The events the projection reads, decoded before the transaction opens (bad data is never
+// retried).
+using Decoded =
+    std::variant<contract::OrderCreated, contract::OrderStatusChanged, contract::InventoryUpdated,
+                 contract::StockLevelLow, contract::StockDepleted, contract::StockLevelNormalized>;
+
+template <typename E>
+Result<std::optional<Decoded>> decode_as(const Envelope& e) {
+  auto ev = E::decode(e.data);
+  if (!ev) return ev.error();
+  return std::optional<Decoded>(std::move(ev).value());
+}
+
+Result<std::optional<Decoded>> decode(const Envelope& e) {
+  namespace c = contract;
+  if (e.type == c::OrderCreated::kType) return decode_as<c::OrderCreated>(e);
+  if (e.type == c::OrderStatusChanged::kType) return decode_as<c::OrderStatusChanged>(e);
+  if (e.type == c::InventoryUpdated::kType) return decode_as<c::InventoryUpdated>(e);
+  if (e.type == c::StockLevelLow::kType) return decode_as<c::StockLevelLow>(e);
+  if (e.type == c::StockDepleted::kType) return decode_as<c::StockDepleted>(e);
+  if (e.type == c::StockLevelNormalized::kType) return decode_as<c::StockLevelNormalized>(e);
+  return std::optional<Decoded>();  // not ours to interpret
+}
+
+}  // namespace
+
 Result<Applied> Store::apply(const Envelope& e) {
-  enum class Kind { kCreated, kStatus, kInventory, kAlert };
-  Kind kind;
-  std::string_view alert_name;
-  if (e.type == event_types::kOrderCreated) {
-    kind = Kind::kCreated;
-  } else if (e.type == event_types::kOrderStatusChanged) {
-    kind = Kind::kStatus;
-  } else if (e.type == event_types::kInventoryUpdated) {
-    kind = Kind::kInventory;
-  } else if (e.type == event_types::kStockLevelLow) {
-    kind = Kind::kAlert, alert_name = "STOCK_LEVEL_LOW";
-  } else if (e.type == event_types::kStockDepleted) {
-    kind = Kind::kAlert, alert_name = "STOCK_DEPLETED";
-  } else if (e.type == event_types::kStockLevelNormalized) {
-    kind = Kind::kAlert, alert_name = "STOCK_LEVEL_NORMALIZED";
-  } else {
-    return Applied{};  // not ours to interpret
-  }
-  rapidjson::Document d;
-  d.Parse(e.data.data(), e.data.size());
-  if (d.HasParseError() || !d.IsObject()) return invalid("event data is not a JSON object");
+  auto decoded = decode(e);
+  if (!decoded) return decoded.error();
+  if (!decoded.value()) return Applied{};
+  const Decoded& ev = *decoded.value();
 
   return db_.transaction([&](db::Tx& tx) -> Result<Applied> {
     if (!db::inbox_claim(tx, kConsumer, e.id)) return Applied{true, 0, 0};
     Applier a{tx, templates_, channel_, e, {}};
-    switch (kind) {
-      case Kind::kCreated:
-        return a.order_created(d);
-      case Kind::kStatus:
-        return a.status_changed(d);
-      case Kind::kInventory:
-        return a.inventory_updated(d);
-      case Kind::kAlert:
-        return a.alert(d, alert_name);
-    }
-    return Applied{};
+    return std::visit(
+        [&](const auto& x) -> Result<Applied> {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, contract::OrderCreated>) return a.order_created(x);
+          if constexpr (std::is_same_v<T, contract::OrderStatusChanged>) return a.status_changed(x);
+          if constexpr (std::is_same_v<T, contract::InventoryUpdated>)
+            return a.inventory_updated(x);
+          if constexpr (std::is_same_v<T, contract::StockLevelLow>)
+            return a.alert(x, "STOCK_LEVEL_LOW");
+          if constexpr (std::is_same_v<T, contract::StockDepleted>)
+            return a.alert(x, "STOCK_DEPLETED");
+          if constexpr (std::is_same_v<T, contract::StockLevelNormalized>)
+            return a.alert(x, "STOCK_LEVEL_NORMALIZED");
+        },
+        ev);
   });
 }
 
@@ -737,18 +739,10 @@ namespace {
 
 // The NotificationSent event of a notification marked SENT at `now` via `channel`.
 Envelope notification_sent(const Delivery& d, std::string_view channel, int64_t now) {
-  std::string data = json_object([&](Writer& w) {
-    field(w, "notificationId", d.id);
-    field(w, "orderId", d.order_id);
-    field(w, "customerId", d.customer_id);
-    field(w, "orderStatus", d.order_status);
-    field(w, "channel", channel);
-    field(w, "subject", d.subject);
-    key(w, "attempts");
-    w.Int(d.attempts + 1);
-    field(w, "sentAt", format_rfc3339(now));
-  });
-  Envelope e = make_event(kConsumer, kNotificationSentType, d.order_id, std::move(data));
+  Envelope e = contract::make(
+      kConsumer, contract::NotificationSent{d.id, d.order_id, d.customer_id, d.order_status,
+                                            std::string(channel), d.subject, d.attempts + 1,
+                                            format_rfc3339(now)});
   // The notification belongs to the order's flow: keep its correlation and trace.
   if (!d.correlation_id.empty()) e.correlation_id = d.correlation_id;
   if (!d.causation_id.empty()) e.causation_id = d.causation_id;

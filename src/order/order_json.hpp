@@ -11,27 +11,8 @@
 
 namespace ecom::order {
 
-/// Writes `[{"sku":..,"quantity":..,"unitAmount":..}, ...]`; `unitAmount` only where the client
-/// quoted one.
-inline void write_items(json::Writer& w, const std::vector<OrderLine>& items) {
-  w.StartArray();
-  for (const auto& l : items) {
-    w.StartObject();
-    json::write_string(w, "sku", l.sku);
-    json::write_int64(w, "quantity", l.quantity);
-    if (l.unit_amount) json::write_int64(w, "unitAmount", *l.unit_amount);
-    w.EndObject();
-  }
-  w.EndArray();
-}
-
-/// The items array of `o` as JSON text.
-inline std::string encode_items(const NewOrder& o) {
-  rapidjson::StringBuffer sb;
-  json::Writer w(sb);
-  write_items(w, o.items);
-  return json::to_string(sb);
-}
+/// The items array of `o` as JSON text (`unitAmount` only where the client quoted one).
+inline std::string encode_items(const NewOrder& o) { return contract::encode_lines(o.items); }
 
 /// The canonical request (what canonical_json(o) returns, and stored Idempotency-Keys compare
 /// against), reusing `items` = encode_items(o) so a POST encodes its items once.

@@ -41,16 +41,13 @@ constexpr size_t kMaxIdempotencyKey = 255;
 constexpr int kDefaultListLimit = 20;
 constexpr int kMaxListLimit = 200;
 
-// Status order: a change is applied only if it moves forward. Terminal states never move.
-int rank(std::string_view status) {
-  if (status == "PENDING") return 0;
-  if (status == "STOCK_RESERVED") return 1;
-  if (status == "PAYMENT_AUTHORIZED") return 2;
-  if (status == "CONFIRMED" || status == "CANCELLED") return 3;
-  return -1;
-}
+using contract::OrderStatus;
 
-bool is_terminal(std::string_view status) { return rank(status) == 3; }
+// A stored status (always one of ours: the column is only written from OrderStatus names).
+bool is_terminal(std::string_view status) {
+  auto s = contract::parse_order_status(status);
+  return s && contract::is_terminal(*s);
+}
 
 constexpr std::array<std::string_view, 5> kMigrations = {
     R"(CREATE TABLE orders (
@@ -97,45 +94,13 @@ std::string accepted_body(std::string_view order_id, std::string_view status,
   });
 }
 
-// The OrderCreated payload; `items` is encode_items(o). It carries no total: the order is priced
-// from the catalogue when its stock is reserved; the client's quotes travel along to be checked.
-std::string created_event_data(std::string_view order_id, const NewOrder& o,
-                               std::string_view items) {
-  return json::object([&](Writer& w) {
-    write_string(w, "orderId", order_id);
-    write_string(w, "customerId", o.customer_id);
-    write_string(w, "currency", o.currency);
-    json::key(w, "items");
-    w.RawValue(items.data(), items.size(), rapidjson::kArrayType);
-    if (o.expected_total) json::write_int64(w, "expectedTotal", *o.expected_total);
-    if (!o.payment_token.empty()) write_string(w, "paymentToken", o.payment_token);
-  });
-}
-
-// The priced lines of a STOCK_RESERVED status (`[{sku,name,quantity,unitAmount}]`), re-encoded
-// field by field so the stored items are always well-formed; nullopt when malformed.
-std::optional<std::string> priced_items(const rapidjson::Value& items) {
-  if (!items.IsArray() || items.Empty()) return std::nullopt;
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartArray();
-  for (const auto& l : items.GetArray()) {
-    const auto* sku = l.IsObject() ? json::find(l, "sku") : nullptr;
-    const auto* name = l.IsObject() ? json::find(l, "name") : nullptr;
-    const auto* qty = l.IsObject() ? json::find(l, "quantity") : nullptr;
-    const auto* amount = l.IsObject() ? json::find(l, "unitAmount") : nullptr;
-    if (!sku || !sku->IsString() || !qty || !qty->IsInt64() || !amount || !amount->IsInt64() ||
-        (name && !name->IsString()))
-      return std::nullopt;
-    w.StartObject();
-    write_string(w, "sku", json::string_of(*sku));
-    if (name) write_string(w, "name", json::string_of(*name));
-    json::write_int64(w, "quantity", qty->GetInt64());
-    json::write_int64(w, "unitAmount", amount->GetInt64());
-    w.EndObject();
-  }
-  w.EndArray();
-  return json::to_string(sb);
+// The OrderCreated event. It carries no total: the order is priced when its stock is reserved;
+// the client's quotes travel along to be checked.
+contract::OrderCreated created_event(std::string order_id, const NewOrder& o) {
+  std::optional<std::string> token;
+  if (!o.payment_token.empty()) token = o.payment_token;
+  return {std::move(order_id), o.customer_id,   o.currency, o.items,
+          o.expected_total,    std::move(token)};
 }
 
 // Writes the order row of `stmt` (columns as in kOrderColumns) as JSON fields.
@@ -267,8 +232,7 @@ struct OrderModule::Impl {
     if (!job.key.empty()) job.canonical = canonical_request(job.order, job.items);
     // Prepared even if the key turns out to be a replay: cheaper than doing it on the writer.
     std::string id = new_uuid();  // time-ordered: inserts append to the B-trees
-    job.event = make_event(kName, event_types::kOrderCreated, id,
-                           created_event_data(id, job.order, job.items));
+    job.event = contract::make(kName, created_event(id, job.order));
     if (auto tp = req.header("traceparent"); tp && tp->size() == 55) job.event.traceparent = *tp;
     job.respond = std::move(respond);
 
@@ -565,11 +529,7 @@ struct OrderModule::Impl {
         return Outcome{status, false};  // already requested: same answer, no new event
       std::string customer = s.col_text(1);
       std::string correlation = s.col_text(3);
-      auto event = make_event(kName, event_types::kOrderCancellationRequested, id,
-                              json::object([&](Writer& w) {
-                                write_string(w, "orderId", id);
-                                write_string(w, "customerId", customer);
-                              }));
+      auto event = contract::make(kName, contract::OrderCancellationRequested{id, customer});
       event.correlation_id = correlation;  // the cancellation belongs to the order's flow
       int64_t now = now_ms();
       tx.stmt("UPDATE orders SET cancel_requested_at = ?, updated_at = ? WHERE id = ?")
@@ -591,58 +551,43 @@ struct OrderModule::Impl {
   // --- Bus -------------------------------------------------------------------------------------
 
   bus::Outcome on_status(const bus::Message& m) {
-    if (m.envelope.type != event_types::kOrderStatusChanged) return bus::Outcome::ack();
-    rapidjson::Document d;
-    d.Parse(m.envelope.data.data(), m.envelope.data.size());
-    auto str = [&d](const char* k) -> std::string {
-      auto it = d.FindMember(k);
-      return it != d.MemberEnd() && it->value.IsString() ? it->value.GetString() : std::string();
-    };
-    std::string order_id = str("orderId");
-    std::string status = str("status");
-    std::string reason = str("reason");
-    if (!d.IsObject() || order_id.empty() || rank(status) < 0)
-      return bus::Outcome::dead_letter(
-          fmt::format("status change without a valid orderId/status: {}", m.envelope.data));
+    if (m.envelope.type != contract::OrderStatusChanged::kType) return bus::Outcome::ack();
+    auto ev = contract::OrderStatusChanged::decode(m.envelope.data);
+    if (!ev) return bus::Outcome::dead_letter(ev.error().message + ": " + m.envelope.data);
+    const std::string& order_id = ev->order_id;
+    const OrderStatus status = ev->status;
+    const std::string& reason = ev->reason;
     // STOCK_RESERVED carries the catalogue's pricing: the total and the lines as sold.
-    std::optional<int64_t> total;
     std::optional<std::string> items;
-    if (const auto* t = json::find(d, "totalAmount")) {
-      const auto* lines = json::find(d, "items");
-      if (t->IsInt64() && t->GetInt64() >= 0 && lines) items = priced_items(*lines);
-      if (!items)
-        return bus::Outcome::dead_letter(
-            fmt::format("status change with malformed pricing: {}", m.envelope.data));
-      total = t->GetInt64();
-    }
+    if (ev->pricing) items = contract::encode_lines(ev->pricing->items);
     int64_t at = now_ms();
     auto r = db().transaction([&](db::Tx& tx) -> Result<bool> {
       if (!db::inbox_claim(tx, kName, m.envelope.id)) return false;
       auto s = tx.stmt("SELECT status FROM orders WHERE id = ?");
       s.bind(1, order_id);
       if (!s.step()) {
-        log::warn(kTag, "status {} for unknown order {} ignored", status, order_id);
+        log::warn(kTag, "status {} for unknown order {} ignored", contract::name(status), order_id);
         return false;
       }
-      std::string current = s.col_text(0);
+      auto current = contract::parse_order_status(s.col_view(0));
       // Never move a terminal order, never go backwards (redeliveries, reordering).
-      if (is_terminal(current) || rank(status) <= rank(current)) return false;
+      if (!current || contract::rank(status) <= contract::rank(*current)) return false;
       auto upd = tx.stmt("UPDATE orders SET status = ?, reason = ?, updated_at = ? WHERE id = ?");
-      upd.bind(1, status).bind(3, at).bind(4, order_id);
+      upd.bind(1, contract::name(status)).bind(3, at).bind(4, order_id);
       if (reason.empty())
         upd.bind_null(2);
       else
         upd.bind(2, reason);
       upd.exec();
-      if (total) {
+      if (ev->pricing) {
         tx.stmt("UPDATE orders SET total_amount = ?, items = ?, priced_at = ? WHERE id = ?")
-            .bind_all(*total, *items, at, order_id)
+            .bind_all(ev->pricing->total_amount, *items, at, order_id)
             .exec();
       }
       auto ins = tx.stmt(
           "INSERT INTO order_history (order_id, seq, status, reason, at) "
           "SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM order_history WHERE order_id = ?");
-      ins.bind(1, order_id).bind(2, status).bind(4, at).bind(5, order_id);
+      ins.bind(1, order_id).bind(2, contract::name(status)).bind(4, at).bind(5, order_id);
       if (reason.empty())
         ins.bind_null(3);
       else
@@ -654,7 +599,7 @@ struct OrderModule::Impl {
     if (!r) return bus::Outcome::retry(r.error().message);
     // Inside the bus's batch the status is not committed yet (the batch may still roll back): the
     // reaper answers the waiters, reading after the batch released the store.
-    if (r.value() && is_terminal(status)) {
+    if (r.value() && contract::is_terminal(status)) {
       {
         std::lock_guard lock(wait_mu);
         to_wake.push_back(order_id);

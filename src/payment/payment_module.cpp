@@ -9,6 +9,7 @@
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/handler.hpp"
 #include "ecom/bus/outbox_relay.hpp"
+#include "ecom/contract/events.hpp"
 #include "ecom/core/json.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/core/topics.hpp"
@@ -170,8 +171,9 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
       return true;
     });
   } else {
-    return bus::reject(
-        kTag, m, Error{"INVALID_COMMAND", "unknown command type on payments.commands", "type"});
+    return bus::reject(kTag, m,
+                       Error{std::string(contract::kInvalidPayload),
+                             "unknown command type on payments.commands", "type"});
   }
 
   if (!applied) return bus::store_failure(kTag, m, applied.error());

@@ -3,6 +3,7 @@
 #include <array>
 #include <utility>
 
+#include "ecom/contract/events.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/json.hpp"
 #include "ecom/core/topics.hpp"
@@ -13,50 +14,24 @@ namespace {
 
 constexpr std::string_view kSource{"payment"};
 
-constexpr std::string_view kInvalidCommand{"INVALID_COMMAND"};
-
-Error invalid_command(std::string field, std::string message) {
-  return Error{std::string(kInvalidCommand), std::move(message), std::move(field), false};
-}
-
-Result<rapidjson::Document> parse_object(std::string_view data_json) {
-  return json::parse_object(data_json, invalid_command("data", "data must be a JSON object"));
-}
-
-void emit(db::Tx& tx, std::string_view type, const std::string& order_id, std::string data,
-          const Envelope& cause) {
-  db::outbox_add(tx, topics::kPaymentsEvents,
-                 make_event(kSource, type, order_id, std::move(data), &cause));
+template <typename E>
+void emit(db::Tx& tx, const E& event, const Envelope& cause) {
+  db::outbox_add(tx, E::kTopic, contract::make(kSource, event, &cause));
 }
 
 void emit_authorized(db::Tx& tx, const std::string& order_id, const std::string& payment_id,
                      int64_t amount, const std::string& currency, const Envelope& cause) {
-  emit(tx, event_types::kPaymentAuthorized, order_id, json::object([&](json::Writer& w) {
-         json::write_string(w, "orderId", order_id);
-         json::write_string(w, "paymentId", payment_id);
-         json::write_int64(w, "amount", amount);
-         json::write_string(w, "currency", currency);
-       }),
-       cause);
+  emit(tx, contract::PaymentAuthorized{order_id, payment_id, amount, currency}, cause);
 }
 
 void emit_declined(db::Tx& tx, const std::string& order_id, const std::string& reason,
                    const Envelope& cause) {
-  emit(tx, event_types::kPaymentDeclined, order_id, json::object([&](json::Writer& w) {
-         json::write_string(w, "orderId", order_id);
-         json::write_string(w, "reason", reason);
-       }),
-       cause);
+  emit(tx, contract::PaymentDeclined{order_id, reason}, cause);
 }
 
 void emit_refunded(db::Tx& tx, const std::string& order_id, const RefundResult& r,
                    const Envelope& cause) {
-  emit(tx, event_types::kPaymentRefunded, order_id, json::object([&](json::Writer& w) {
-         json::write_string(w, "orderId", order_id);
-         json::write_int64(w, "amount", r.amount);
-         json::write_bool(w, "refunded", r.refunded);
-       }),
-       cause);
+  emit(tx, contract::PaymentRefunded{order_id, r.amount, r.refunded}, cause);
 }
 
 // Runs a statement to its end, so no read cursor stays open until commit.
@@ -122,36 +97,17 @@ std::string new_payment_id() { return "pay-" + new_uuid(); }
 std::span<const std::string_view> migrations() { return kMigrations; }
 
 Result<AuthorizeCommand> parse_authorize_payment(std::string_view data_json) {
-  auto doc = parse_object(data_json);
-  if (!doc) return doc.error();
-  const auto& d = doc.value();
-  auto order_id = json::require_string(d, "orderId", kInvalidCommand);
-  if (!order_id) return order_id.error();
-  AuthorizeCommand cmd;
-  cmd.order_id = std::move(order_id).value();
-
-  const auto* amount = json::find(d, "amount");
-  if (amount == nullptr) return invalid_command("amount", "amount is missing");
-  if (!amount->IsInt64() || amount->GetInt64() < 0) {
-    return invalid_command("amount", "amount must be an integer >= 0 (minor units)");
-  }
-  cmd.amount = amount->GetInt64();
-
-  auto currency = json::require_string(d, "currency", kInvalidCommand);
-  if (!currency) return currency.error();
-  cmd.currency = std::move(currency).value();
-
+  auto ev = contract::AuthorizePayment::decode(data_json);
+  if (!ev) return ev.error();
   // No token is a business outcome (MISSING_TOKEN), not a malformed command.
-  auto token = json::optional_string(d, "paymentToken", kInvalidCommand, json::Null::kAbsent);
-  if (!token) return token.error();
-  cmd.payment_token = token.value().value_or("");
-  return cmd;
+  return AuthorizeCommand{std::move(ev->order_id), ev->amount, std::move(ev->currency),
+                          ev->payment_token.value_or("")};
 }
 
 Result<std::string> parse_refund_payment(std::string_view data_json) {
-  auto doc = parse_object(data_json);
-  if (!doc) return doc.error();
-  return json::require_string(doc.value(), "orderId", kInvalidCommand);
+  auto ev = contract::RefundPayment::decode(data_json);
+  if (!ev) return ev.error();
+  return std::move(ev->order_id);
 }
 
 Decision decide(const Rules& rules, const AuthorizeCommand& cmd, std::string* reason) {

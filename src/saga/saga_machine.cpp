@@ -24,77 +24,36 @@ constexpr std::array<std::pair<SagaState, std::string_view>, 5> kStateNames{{
     {SagaState::kCancelled, "cancelled"},
 }};
 
-void write_items(Writer& w, const std::vector<Item>& items) {
-  w.StartArray();
-  for (const auto& it : items) {
-    w.StartObject();
-    write_string(w, "sku", it.sku);
-    if (!it.name.empty()) write_string(w, "name", it.name);
-    write_int64(w, "quantity", it.quantity);
-    if (it.unit_amount) write_int64(w, "unitAmount", *it.unit_amount);
-    w.EndObject();
-  }
-  w.EndArray();
-}
-
-std::string order_only(const SagaRecord& r) {
-  return json::object([&](Writer& w) { write_string(w, "orderId", r.order_id); });
+template <typename E>
+Emission emission(const E& e) {
+  return {std::string(E::kTopic), std::string(E::kType), e.encode()};
 }
 
 // The inventory prices the order from its catalogue while it reserves: it refuses a currency
 // other than the products' and any client quote (unitAmount, expectedTotal) that differs.
 Emission reserve_stock(const SagaRecord& r) {
-  return {std::string(topics::kInventoryCommands), std::string(event_types::kReserveStock),
-          json::object([&](Writer& w) {
-            write_string(w, "orderId", r.order_id);
-            write_string(w, "currency", r.currency);
-            key(w, "items");
-            write_items(w, r.items);
-            if (r.expected_total) write_int64(w, "expectedTotal", *r.expected_total);
-          })};
+  return emission(contract::ReserveStock{r.order_id, r.currency, r.items, r.expected_total});
 }
 
-Emission release_stock(const SagaRecord& r) {
-  return {std::string(topics::kInventoryCommands), std::string(event_types::kReleaseStock),
-          order_only(r)};
-}
+Emission release_stock(const SagaRecord& r) { return emission(contract::ReleaseStock{r.order_id}); }
 
-Emission commit_stock(const SagaRecord& r) {
-  return {std::string(topics::kInventoryCommands), std::string(event_types::kCommitStock),
-          order_only(r)};
-}
+Emission commit_stock(const SagaRecord& r) { return emission(contract::CommitStock{r.order_id}); }
 
 Emission authorize_payment(const SagaRecord& r) {
-  return {std::string(topics::kPaymentsCommands), std::string(event_types::kAuthorizePayment),
-          json::object([&](Writer& w) {
-            write_string(w, "orderId", r.order_id);
-            write_int64(w, "amount", r.amount);
-            write_string(w, "currency", r.currency);
-            // Absent like in OrderCreated, so the gateway answers MISSING_TOKEN itself.
-            if (r.payment_token) write_string(w, "paymentToken", *r.payment_token);
-          })};
+  // The token stays absent like in OrderCreated, so the gateway answers MISSING_TOKEN itself.
+  return emission(contract::AuthorizePayment{r.order_id, r.amount, r.currency, r.payment_token});
 }
 
 Emission refund_payment(const SagaRecord& r) {
-  return {std::string(topics::kPaymentsCommands), std::string(event_types::kRefundPayment),
-          order_only(r)};
+  return emission(contract::RefundPayment{r.order_id});
 }
 
 Emission status_changed(const SagaRecord& r, int64_t now_ms) {
-  return {std::string(topics::kOrdersStatus), std::string(event_types::kOrderStatusChanged),
-          json::object([&](Writer& w) {
-            write_string(w, "orderId", r.order_id);
-            write_string(w, "status", r.status);
-            if (!r.reason.empty()) write_string(w, "reason", r.reason);
-            write_string(w, "at", format_rfc3339(now_ms));
-            // The order learns its catalogue pricing here, once: the total and the lines as sold.
-            if (r.status == status::kStockReserved) {
-              write_int64(w, "totalAmount", r.amount);
-              write_string(w, "currency", r.currency);
-              key(w, "items");
-              write_items(w, r.items);
-            }
-          })};
+  contract::OrderStatusChanged e{r.order_id, r.status, r.reason, format_rfc3339(now_ms), {}};
+  // The order learns its catalogue pricing here, once: the total and the lines as sold.
+  if (r.status == OrderStatus::kStockReserved)
+    e.pricing = contract::Pricing{r.amount, r.currency, r.items};
+  return emission(e);
 }
 
 /// The order's cancellation reason for a StockReservationFailed reason: a price or currency the
@@ -156,7 +115,7 @@ class Step {
         // The payment is authorized for what the catalogue priced, never a client's number.
         r_.amount = in_.amount;
         r_.items = in_.items;
-        publish(status::kStockReserved);
+        publish(OrderStatus::kStockReserved);
         emit(authorize_payment(r_));
         set_deadline(p_.payment_timeout_ms);
         return done("stock reserved and priced at " + std::to_string(r_.amount) + " " +
@@ -165,7 +124,7 @@ class Step {
         r_.state = SagaState::kCancelled;
         r_.reason = cancel_reason_for_reservation(in_.reason);
         r_.deadline_ms = 0;
-        publish(status::kCancelled);
+        publish(OrderStatus::kCancelled);
         return done("stock reservation failed (" + in_.reason + "); cancelled");
       case InputKind::kCancellationRequested:
         compensate(reason::kCustomerCancelled, kPendingRelease);
@@ -181,8 +140,8 @@ class Step {
         r_.payment_authorized = true;
         r_.state = SagaState::kConfirmed;
         emit(commit_stock(r_));
-        publish(status::kPaymentAuthorized);
-        publish(status::kConfirmed);
+        publish(OrderStatus::kPaymentAuthorized);
+        publish(OrderStatus::kConfirmed);
         r_.pending |= kPendingCommit;
         set_deadline(p_.compensation_timeout_ms);
         return done("payment authorized; CommitStock sent; confirmed");
@@ -258,7 +217,7 @@ class Step {
     if (r_.state == SagaState::kCompensating &&
         (r_.pending & (kPendingRelease | kPendingRefund)) == 0) {
       r_.state = SagaState::kCancelled;
-      publish(status::kCancelled);
+      publish(OrderStatus::kCancelled);
       what += "; compensation complete; cancelled (" + r_.reason + ")";
     }
     // The other acknowledgements keep their deadline: they have been waiting as long.
@@ -296,7 +255,7 @@ class Step {
     r_.attempts = 0;
   }
   void emit(Emission e) { t_.emissions.push_back(std::move(e)); }
-  void publish(std::string_view st) {
+  void publish(OrderStatus st) {
     r_.status = st;
     emit(status_changed(r_, now_));
   }
@@ -328,47 +287,6 @@ class Step {
   const Policy& p_;
   Transition t_;
 };
-
-constexpr std::string_view kInvalidPayload{"INVALID_PAYLOAD"};
-
-Error invalid(std::string msg, std::string field = {}) {
-  return Error{std::string(kInvalidPayload), std::move(msg), std::move(field), false};
-}
-
-// `priced`: every line must carry the catalogue's unitAmount (StockReserved); otherwise unitAmount
-// is an optional quote.
-Result<std::vector<Item>> parse_items(const rapidjson::Value& v, bool require_non_empty,
-                                      bool priced = false) {
-  if (!v.IsArray()) return invalid("items must be an array", "items");
-  if (require_non_empty && v.Empty()) return invalid("items must not be empty", "items");
-  std::vector<Item> items;
-  for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {
-    const auto& e = v[i];
-    const std::string field = "items[" + std::to_string(i) + "]";
-    if (!e.IsObject()) return invalid(field + " must be an object", field);
-    const auto* sku = json::find(e, "sku");
-    const auto* qty = json::find(e, "quantity");
-    if (!sku || !sku->IsString() || sku->GetStringLength() == 0)
-      return invalid(field + ".sku must be a non-empty string", field + ".sku");
-    if (!qty || !qty->IsInt64() || qty->GetInt64() <= 0)
-      return invalid(field + ".quantity must be a positive integer", field + ".quantity");
-    Item item{json::string_of(*sku), qty->GetInt64(), std::nullopt, {}};
-    const auto* amount = json::find(e, "unitAmount");
-    if (amount && !amount->IsNull()) {
-      if (!amount->IsInt64() || amount->GetInt64() < 0)
-        return invalid(field + ".unitAmount must be a non-negative integer", field + ".unitAmount");
-      item.unit_amount = amount->GetInt64();
-    } else if (priced) {
-      return invalid(field + ".unitAmount is missing", field + ".unitAmount");
-    }
-    if (const auto* name = json::find(e, "name")) {
-      if (!name->IsString()) return invalid(field + ".name must be a string", field + ".name");
-      item.name = json::string_of(*name);
-    }
-    items.push_back(std::move(item));
-  }
-  return items;
-}
 
 }  // namespace
 
@@ -432,7 +350,7 @@ Transition decide(const std::optional<SagaRecord>& current, const Input& in, int
       SagaRecord r;
       r.order_id = in.order_id;
       r.state = SagaState::kAwaitingReservation;
-      r.status = status::kPending;
+      r.status = OrderStatus::kPending;
       r.customer_id = in.customer_id;
       r.currency = in.currency;
       r.expected_total = in.expected_total;
@@ -455,7 +373,7 @@ Transition decide(const std::optional<SagaRecord>& current, const Input& in, int
       SagaRecord r;
       r.order_id = in.order_id;
       r.state = SagaState::kCancelled;
-      r.status = status::kCancelled;
+      r.status = OrderStatus::kCancelled;
       r.reason = reason::kCustomerCancelled;
       r.customer_id = in.customer_id;
       r.correlation_id = in.correlation_id;
@@ -478,113 +396,72 @@ Transition decide(const std::optional<SagaRecord>& current, const Input& in, int
   }
 }
 
-Result<std::optional<Input>> parse_input(const Envelope& e) {
-  static constexpr std::array<std::pair<std::string_view, InputKind>, 9> kTypes{{
-      {event_types::kOrderCreated, InputKind::kOrderCreated},
-      {event_types::kOrderCancellationRequested, InputKind::kCancellationRequested},
-      {event_types::kStockReserved, InputKind::kStockReserved},
-      {event_types::kStockReservationFailed, InputKind::kStockReservationFailed},
-      {event_types::kStockReleased, InputKind::kStockReleased},
-      {event_types::kStockCommitted, InputKind::kStockCommitted},
-      {event_types::kPaymentAuthorized, InputKind::kPaymentAuthorized},
-      {event_types::kPaymentDeclined, InputKind::kPaymentDeclined},
-      {event_types::kPaymentRefunded, InputKind::kPaymentRefunded},
-  }};
-  auto it =
-      std::find_if(kTypes.begin(), kTypes.end(), [&](const auto& p) { return p.first == e.type; });
-  if (it == kTypes.end()) return std::optional<Input>();
+namespace {
 
-  auto doc = json::parse_object(e.data, invalid("data is not a JSON object"));
-  if (!doc) return doc.error();
-  const auto& d = doc.value();
-
+// Decodes `E` from the envelope and lets `fill` copy what the saga needs into the input.
+template <typename E, typename F>
+Result<std::optional<Input>> decoded(const Envelope& e, InputKind kind, F&& fill) {
+  auto ev = E::decode(e.data);
+  if (!ev) return ev.error();
   Input in;
-  in.kind = it->second;
+  in.kind = kind;
+  in.order_id = ev->order_id;
   in.event_id = e.id;
   in.correlation_id = e.correlation_id;
   in.traceparent = e.traceparent;
-
-  if (const auto* v = json::find(d, "orderId")) {
-    if (!v->IsString()) return invalid("orderId must be a string", "orderId");
-    in.order_id.assign(v->GetString(), v->GetStringLength());
-  } else {
-    in.order_id = e.subject;
-  }
-  if (in.order_id.empty()) return invalid("orderId is missing", "orderId");
-
-  auto opt_string = [&](std::string_view name, std::string& out) -> Status {
-    auto v = json::optional_string(d, name, kInvalidPayload);
-    if (!v) return v.error();
-    if (v.value()) out = std::move(*v.value());
-    return {};
-  };
-
-  switch (in.kind) {
-    case InputKind::kOrderCreated: {
-      if (auto st = opt_string("customerId", in.customer_id); !st) return st.error();
-      if (auto st = opt_string("currency", in.currency); !st) return st.error();
-      if (in.currency.empty()) return invalid("currency is missing", "currency");
-      // A totalAmount (older producers sent the client's sum) is ignored: never charged.
-      if (const auto* expected = json::find(d, "expectedTotal"); expected && !expected->IsNull()) {
-        if (!expected->IsInt64() || expected->GetInt64() < 0)
-          return invalid("expectedTotal must be a non-negative integer", "expectedTotal");
-        in.expected_total = expected->GetInt64();
-      }
-      const auto* items = json::find(d, "items");
-      if (!items) return invalid("items is missing", "items");
-      auto parsed = parse_items(*items, true);
-      if (!parsed) return parsed.error();
-      in.items = std::move(parsed.value());
-      auto token = json::optional_string(d, "paymentToken", kInvalidPayload, json::Null::kAbsent);
-      if (!token) return token.error();
-      in.payment_token = std::move(token.value());
-      break;
-    }
-    case InputKind::kCancellationRequested:
-      if (auto st = opt_string("customerId", in.customer_id); !st) return st.error();
-      break;
-    case InputKind::kStockReserved: {
-      // The catalogue's pricing: without it there is nothing safe to charge.
-      const auto* total = json::find(d, "totalAmount");
-      if (!total || !total->IsInt64() || total->GetInt64() < 0)
-        return invalid("totalAmount must be a non-negative integer", "totalAmount");
-      in.amount = total->GetInt64();
-      if (auto st = opt_string("currency", in.currency); !st) return st.error();
-      const auto* items = json::find(d, "items");
-      if (!items) return invalid("items is missing", "items");
-      auto parsed = parse_items(*items, true, true);
-      if (!parsed) return parsed.error();
-      in.items = std::move(parsed.value());
-      break;
-    }
-    case InputKind::kStockReservationFailed:
-    case InputKind::kPaymentDeclined:
-      if (auto st = opt_string("reason", in.reason); !st) return st.error();
-      break;
-    case InputKind::kPaymentRefunded:
-      if (const auto* v = json::find(d, "refunded")) {
-        if (!v->IsBool()) return invalid("refunded must be a boolean", "refunded");
-        in.refunded = v->GetBool();
-      }
-      break;
-    default:
-      break;
-  }
+  fill(ev.value(), in);
   return std::optional<Input>(std::move(in));
 }
 
-std::string items_to_json(const std::vector<Item>& items) {
-  rapidjson::StringBuffer buf;
-  Writer w(buf);
-  write_items(w, items);
-  return json::to_string(buf);
+constexpr auto kNothing = [](const auto&, Input&) {};
+
+}  // namespace
+
+Result<std::optional<Input>> parse_input(const Envelope& e) {
+  namespace c = contract;
+  namespace et = event_types;
+  const std::string_view type = e.type;
+  if (type == et::kOrderCreated)
+    return decoded<c::OrderCreated>(e, InputKind::kOrderCreated, [](auto& ev, Input& in) {
+      in.customer_id = std::move(ev.customer_id);
+      in.currency = std::move(ev.currency);
+      in.items = std::move(ev.items);
+      in.expected_total = ev.expected_total;
+      in.payment_token = std::move(ev.payment_token);
+    });
+  if (type == et::kOrderCancellationRequested)
+    return decoded<c::OrderCancellationRequested>(
+        e, InputKind::kCancellationRequested,
+        [](auto& ev, Input& in) { in.customer_id = std::move(ev.customer_id); });
+  if (type == et::kStockReserved)
+    return decoded<c::StockReserved>(e, InputKind::kStockReserved, [](auto& ev, Input& in) {
+      // The catalogue's pricing: the only amount the saga will have authorized.
+      in.amount = ev.pricing.total_amount;
+      in.currency = std::move(ev.pricing.currency);
+      in.items = std::move(ev.pricing.items);
+    });
+  if (type == et::kStockReservationFailed)
+    return decoded<c::StockReservationFailed>(e, InputKind::kStockReservationFailed,
+                                              [](auto& ev, Input& in) { in.reason = ev.reason; });
+  if (type == et::kStockReleased)
+    return decoded<c::StockReleased>(e, InputKind::kStockReleased, kNothing);
+  if (type == et::kStockCommitted)
+    return decoded<c::StockCommitted>(e, InputKind::kStockCommitted, kNothing);
+  if (type == et::kPaymentAuthorized)
+    return decoded<c::PaymentAuthorized>(e, InputKind::kPaymentAuthorized, kNothing);
+  if (type == et::kPaymentDeclined)
+    return decoded<c::PaymentDeclined>(e, InputKind::kPaymentDeclined,
+                                       [](auto& ev, Input& in) { in.reason = ev.reason; });
+  if (type == et::kPaymentRefunded)
+    return decoded<c::PaymentRefunded>(e, InputKind::kPaymentRefunded,
+                                       [](auto& ev, Input& in) { in.refunded = ev.refunded; });
+  return std::optional<Input>();  // a type the saga does not consume
 }
 
+std::string items_to_json(const std::vector<Item>& items) { return contract::encode_lines(items); }
+
 Result<std::vector<Item>> items_from_json(std::string_view json) {
-  rapidjson::Document d;
-  d.Parse(json.data(), json.size());
-  if (d.HasParseError()) return invalid("items is not valid JSON", "items");
-  return parse_items(d, false);
+  return contract::decode_lines(json);
 }
 
 }  // namespace ecom::saga

@@ -51,7 +51,7 @@ void time_or_null(Writer& w, int64_t ms) {
 void write_summary(Writer& w, const SagaRecord& r) {
   write_string(w, "orderId", r.order_id);
   write_string(w, "state", state_name(r.state));
-  write_string(w, "status", r.status);
+  write_string(w, "status", contract::name(r.status));
   key(w, "reason");
   str_or_null(w, r.reason);
   write_bool(w, "stockReserved", r.stock_reserved);

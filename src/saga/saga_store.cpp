@@ -53,7 +53,9 @@ SagaRecord from_row(const db::Statement& s) {
   r.order_id = s.col_text(0);
   if (!parse_state(s.col_view(1), r.state))
     throw db::DbError{0, "saga " + r.order_id + " has unknown state " + s.col_text(1)};
-  r.status = s.col_text(2);
+  auto status = contract::parse_order_status(s.col_view(2));
+  if (!status) throw db::DbError{0, "saga " + r.order_id + " has unknown status " + s.col_text(2)};
+  r.status = *status;
   r.reason = s.col_text(3);
   r.customer_id = s.col_text(4);
   r.currency = s.col_text(5);
@@ -98,8 +100,8 @@ void save(db::Tx& tx, const SagaRecord& r) {
   static const std::string sql = "INSERT OR REPLACE INTO sagas(" + std::string(kColumns) +
                                  ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
   auto s = tx.stmt(sql);
-  s.bind_all(r.order_id, state_name(r.state), r.status, r.reason, r.customer_id, r.currency,
-             r.amount);
+  s.bind_all(r.order_id, state_name(r.state), contract::name(r.status), r.reason, r.customer_id,
+             r.currency, r.amount);
   if (r.payment_token) {
     s.bind(8, *r.payment_token);
   } else {

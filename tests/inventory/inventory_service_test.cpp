@@ -363,7 +363,7 @@ TEST_CASE("malformed ReserveStock payloads are rejected with the field", "[inven
     INFO(c.json);
     auto r = parse_reserve_stock(c.json);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == "INVALID_COMMAND");
+    CHECK(r.error().code == "INVALID_PAYLOAD");
     CHECK(r.error().field == c.field);
   }
   CHECK_FALSE(parse_order_ref(R"({"order":"x"})").ok());

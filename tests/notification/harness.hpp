@@ -50,20 +50,27 @@ inline std::string str_of(const rapidjson::Value& v, const char* name) {
   return v[name].GetString();
 }
 
-inline Envelope order_created(const std::string& order_id, const std::string& customer = "c-42",
-                              int64_t total = 2500) {
+// An OrderCreated as the order module sends it: not priced (the client's quote travels along).
+inline Envelope order_created(const std::string& order_id, const std::string& customer = "c-42") {
   std::string data =
       R"({"orderId":")" + order_id + R"(","customerId":")" + customer +
-      R"(","currency":"USD","totalAmount":)" + std::to_string(total) +
-      R"(,"items":[{"sku":"SKU-1","quantity":2,"unitAmount":1250}],"paymentToken":"tok_visa"})";
+      R"(","currency":"USD","items":[{"sku":"SKU-1","quantity":2,"unitAmount":1250}],)"
+      R"("paymentToken":"tok_visa"})";
   return make_event("order", event_types::kOrderCreated, order_id, data);
 }
 
+// A status as the saga sends it: STOCK_RESERVED carries the catalogue's pricing (`total`).
 inline Envelope status_changed(const std::string& order_id, const std::string& status,
-                               const std::string& reason = "") {
+                               const std::string& reason = "", int64_t total = 2500) {
+  std::string pricing;
+  if (status == "STOCK_RESERVED")
+    pricing = R"(,"totalAmount":)" + std::to_string(total) +
+              R"(,"currency":"USD","items":[{"sku":"SKU-1","name":"Mouse","quantity":2,)"
+              R"("unitAmount":)" +
+              std::to_string(total / 2) + "}]";
   std::string data = R"({"orderId":")" + order_id + R"(","status":")" + status + "\"" +
                      (reason.empty() ? "" : R"(,"reason":")" + reason + "\"") + R"(,"at":")" +
-                     now_rfc3339() + "\"}";
+                     now_rfc3339() + "\"" + pricing + "}";
   return make_event("saga", event_types::kOrderStatusChanged, order_id, data);
 }
 

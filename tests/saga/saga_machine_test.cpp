@@ -144,7 +144,7 @@ TEST_CASE("happy path: reserve, authorize, commit and confirm", "[saga][machine]
   Driver d;
   CHECK(d.created() == Names{"ReserveStock"});
   CHECK(d.state() == SagaState::kAwaitingReservation);
-  CHECK(d.r().status == "PENDING");
+  CHECK(d.r().status == saga::OrderStatus::kPending);
   CHECK(d.r().deadline_ms == kT0 + 1'000);
   CHECK(d.r().correlation_id == "corr-1");
   CHECK(d.last.changed);
@@ -165,7 +165,7 @@ TEST_CASE("happy path: reserve, authorize, commit and confirm", "[saga][machine]
   d.now += 100;
   CHECK(d.on(InputKind::kStockReserved) == Names{"STATUS STOCK_RESERVED", "AuthorizePayment"});
   CHECK(d.state() == SagaState::kAwaitingPayment);
-  CHECK(d.r().status == "STOCK_RESERVED");
+  CHECK(d.r().status == saga::OrderStatus::kStockReserved);
   CHECK(d.r().stock_reserved);
   CHECK(d.r().deadline_ms == d.now + 2'000);
   {
@@ -195,7 +195,7 @@ TEST_CASE("happy path: reserve, authorize, commit and confirm", "[saga][machine]
   for (size_t i = 1; i < d.last.emissions.size(); ++i)
     CHECK_FALSE(parse(d.last.emissions[i].data).HasMember("totalAmount"));  // said once
   CHECK(d.state() == SagaState::kConfirmed);
-  CHECK(d.r().status == "CONFIRMED");
+  CHECK(d.r().status == saga::OrderStatus::kConfirmed);
   CHECK(d.r().reason.empty());
   CHECK(d.r().payment_authorized);
   CHECK(d.r().pending == saga::kPendingCommit);
@@ -277,7 +277,8 @@ TEST_CASE("payment decline releases stock, then cancels with PAYMENT_DECLINED", 
   CHECK(d.declined() == Names{"ReleaseStock"});
   CHECK(d.state() == SagaState::kCompensating);
   CHECK(d.r().reason == "PAYMENT_DECLINED");
-  CHECK(d.r().status == "STOCK_RESERVED");  // not cancelled until the stock is back
+  CHECK(d.r().status ==
+        saga::OrderStatus::kStockReserved);  // not cancelled until the stock is back
   CHECK(d.r().pending == saga::kPendingRelease);
   CHECK(d.r().deadline_ms == d.now + 500);
 
@@ -414,7 +415,7 @@ TEST_CASE("reservation timeout releases and cancels with TIMEOUT", "[saga][machi
     d.now += 5'000;
     CHECK(d.on(InputKind::kStockReserved) == Names{"ReleaseStock"});
     CHECK(d.state() == SagaState::kCancelled);
-    CHECK(d.r().status == "CANCELLED");
+    CHECK(d.r().status == saga::OrderStatus::kCancelled);
     CHECK(d.r().pending == saga::kPendingRelease);
     CHECK(d.r().deadline_ms == d.now + 500);         // and tracked until acknowledged
     CHECK(d.on(InputKind::kStockReserved).empty());  // duplicate
@@ -622,8 +623,8 @@ TEST_CASE("invariants hold under random input sequences", "[saga][machine]") {
         if (r.payment_authorized) REQUIRE((r.pending & saga::kPendingRefund));
         REQUIRE_FALSE(r.reason.empty());
       }
-      if (r.state == SagaState::kConfirmed) REQUIRE(r.status == "CONFIRMED");
-      if (r.state == SagaState::kCancelled) REQUIRE(r.status == "CANCELLED");
+      if (r.state == SagaState::kConfirmed) REQUIRE(r.status == saga::OrderStatus::kConfirmed);
+      if (r.state == SagaState::kCancelled) REQUIRE(r.status == saga::OrderStatus::kCancelled);
     }
   }
 }
@@ -651,7 +652,7 @@ TEST_CASE("parse_input decodes the contract payloads", "[saga][machine]") {
 
   SECTION("no payment token") {
     e.data =
-        R"({"orderId":"o-9","currency":"USD","totalAmount":1,"items":[{"sku":"A","quantity":1}]})";
+        R"({"orderId":"o-9","customerId":"c","currency":"USD","items":[{"sku":"A","quantity":1}]})";
     auto p = saga::parse_input(e);
     REQUIRE(p);
     CHECK_FALSE((*p)->payment_token);
@@ -693,9 +694,13 @@ TEST_CASE("parse_input decodes the contract payloads", "[saga][machine]") {
       CHECK(q.error().code == "INVALID_PAYLOAD");
     }
   }
-  SECTION("replies; the order id falls back to the subject") {
+  SECTION("replies carry their order id; one without it is a dead letter") {
     e.type = std::string(ecom::event_types::kPaymentRefunded);
     e.data = R"({"amount":2500,"refunded":true})";
+    auto bad = saga::parse_input(e);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().field == "orderId");
+    e.data = R"({"orderId":"o-9","amount":2500,"refunded":true})";
     auto p = saga::parse_input(e);
     REQUIRE(p);
     CHECK((*p)->kind == InputKind::kPaymentRefunded);

@@ -49,5 +49,6 @@ inline constexpr std::string_view kRefundPayment{"ecom.payment.refund-payment.v1
 inline constexpr std::string_view kPaymentAuthorized{"ecom.payment.payment-authorized.v1"};
 inline constexpr std::string_view kPaymentDeclined{"ecom.payment.payment-declined.v1"};
 inline constexpr std::string_view kPaymentRefunded{"ecom.payment.payment-refunded.v1"};
+inline constexpr std::string_view kNotificationSent{"ecom.notification.sent.v1"};
 
 }  // namespace ecom::event_types

@@ -61,7 +61,7 @@ struct ReserveCommand {
 };
 
 /// Parses ReserveStock `data` (`{orderId, currency, items:[{sku, quantity, unitAmount?}],
-/// expectedTotal?}`); the error (code INVALID_COMMAND) names the offending field.
+/// expectedTotal?}`); the error (code INVALID_PAYLOAD) names the offending field.
 Result<ReserveCommand> parse_reserve_stock(std::string_view data_json);
 /// Parses the `{orderId}` of ReleaseStock / CommitStock; returns the order id.
 Result<std::string> parse_order_ref(std::string_view data_json);

@@ -19,10 +19,6 @@
 
 namespace ecom::notification {
 
-/// CloudEvents type of NotificationSent on topics::kNotificationsSent (see
-/// src/notification/README.md).
-inline constexpr std::string_view kNotificationSentType{"ecom.notification.sent.v1"};
-
 /// Feed row kinds; also the SSE `event:` names.
 namespace feed_kind {
 inline constexpr std::string_view kStatus{"status"};              ///< an order status change
@@ -103,7 +99,7 @@ class Store final {
 
   /// Applies one consumed event in ONE transaction: inbox claim (consumer "notification"),
   /// projection, at most one notification per order and status, feed rows. Events of other types
-  /// are ignored. Errors: INVALID_EVENT (bad payload, never retryable) or a store error.
+  /// are ignored. Errors: INVALID_PAYLOAD (bad payload, never retryable) or a store error.
   Result<Applied> apply(const Envelope& e);
 
   /// The start of `GET /api/orders/{id}/events`: without `last_event_id`, or when it is older than

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ecom/contract/events.hpp"
 #include "ecom/core/result.hpp"
 
 namespace ecom::order {
@@ -17,14 +18,10 @@ inline constexpr int64_t kMaxQuantity = 1'000'000;
 inline constexpr int64_t kMaxUnitAmount = 1'000'000'000'000;             ///< 10^12 minor units
 inline constexpr int64_t kMaxExpectedTotal = 1'000'000'000'000'000'000;  ///< 10^18
 
-/// One order line; money in minor units.
-struct OrderLine {
-  std::string sku;
-  int64_t quantity = 0;
-  /// The price the client saw (its cart), when it sent one. Never charged: the inventory prices
-  /// every line from the catalogue and refuses the order (PRICE_CHANGED) if this differs.
-  std::optional<int64_t> unit_amount;
-};
+/// One order line; money in minor units. `unit_amount` is the price the client saw (its cart),
+/// when it sent one. Never charged: the inventory prices every line from the catalogue and
+/// refuses the order (PRICE_CHANGED) if it differs.
+using OrderLine = contract::Line;
 
 /// A validated order request.
 struct NewOrder {

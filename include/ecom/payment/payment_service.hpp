@@ -36,7 +36,7 @@ struct AuthorizeCommand {
   std::string payment_token;  ///< empty when absent or null
 };
 
-/// Parses AuthorizePayment `data`; the error (code INVALID_COMMAND) names the offending field.
+/// Parses AuthorizePayment `data`; the error (code INVALID_PAYLOAD) names the offending field.
 Result<AuthorizeCommand> parse_authorize_payment(std::string_view data_json);
 /// Parses RefundPayment `{orderId}`; returns the order id.
 Result<std::string> parse_refund_payment(std::string_view data_json);

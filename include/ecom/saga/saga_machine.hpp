@@ -9,31 +9,15 @@
 #include <string_view>
 #include <vector>
 
+#include "ecom/contract/events.hpp"
+#include "ecom/contract/order_status.hpp"
 #include "ecom/core/envelope.hpp"
 #include "ecom/core/result.hpp"
 
 namespace ecom::saga {
 
-/// Order statuses as published on `orders.status` (docs/events.md).
-namespace status {
-inline constexpr std::string_view kPending{"PENDING"};
-inline constexpr std::string_view kStockReserved{"STOCK_RESERVED"};
-inline constexpr std::string_view kPaymentAuthorized{"PAYMENT_AUTHORIZED"};
-inline constexpr std::string_view kConfirmed{"CONFIRMED"};
-inline constexpr std::string_view kCancelled{"CANCELLED"};
-}  // namespace status
-
-/// Reasons of a CANCELLED status (docs/events.md).
-namespace reason {
-inline constexpr std::string_view kOutOfStock{"OUT_OF_STOCK"};
-inline constexpr std::string_view kPaymentDeclined{"PAYMENT_DECLINED"};
-inline constexpr std::string_view kCustomerCancelled{"CUSTOMER_CANCELLED"};
-inline constexpr std::string_view kTimeout{"TIMEOUT"};
-/// The client's quoted unitAmount or expectedTotal differs from the catalogue's price.
-inline constexpr std::string_view kPriceChanged{"PRICE_CHANGED"};
-/// The order's currency is not the currency a product is sold in.
-inline constexpr std::string_view kCurrencyMismatch{"CURRENCY_MISMATCH"};
-}  // namespace reason
+using contract::OrderStatus;
+namespace reason = contract::reason;
 
 /// Where a saga is. kConfirmed and kCancelled are terminal for the order status, but the saga may
 /// still wait there for an acknowledgement (a commit, or the undo of a late reply).
@@ -67,20 +51,14 @@ std::vector<std::string> pending_names(uint32_t pending);
 
 /// One order line. Before the reservation `unit_amount` is the client's quote (if any) and `name`
 /// is empty; after it both are the catalogue's, as the inventory priced the line.
-struct Item {
-  std::string sku;
-  int64_t quantity = 0;
-  std::optional<int64_t> unit_amount;
-  std::string name;
-  bool operator==(const Item&) const = default;
-};
+using Item = contract::Line;
 
 /// The persisted state of one saga (one row of `sagas`).
 struct SagaRecord {
   std::string order_id;
   SagaState state = SagaState::kAwaitingReservation;
-  std::string status{status::kPending};  ///< last status of the order (published or initial)
-  std::string reason;                    ///< cancellation reason once decided, else empty
+  OrderStatus status = OrderStatus::kPending;  ///< last status of the order (published or initial)
+  std::string reason;                          ///< cancellation reason once decided, else empty
   std::string customer_id;
   std::string currency;
   int64_t amount = 0;  ///< catalogue total in minor units, known once stock is reserved
