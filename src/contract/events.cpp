@@ -302,7 +302,8 @@ std::string OrderRef<Type>::encode() const {
 
 template <const std::string_view& Type>
 Result<OrderRef<Type>> OrderRef<Type>::decode(std::string_view data) {
-  return decode_object<OrderRef>(data, [](Reader& r, OrderRef& e) { e.order_id = r.text("orderId"); });
+  return decode_object<OrderRef>(data,
+                                 [](Reader& r, OrderRef& e) { e.order_id = r.text("orderId"); });
 }
 template struct OrderRef<event_types::kReleaseStock>;
 template struct OrderRef<event_types::kCommitStock>;
@@ -431,8 +432,8 @@ Result<AuthorizePayment> AuthorizePayment::decode(std::string_view data) {
 std::string RefundPayment::encode() const { return order_only(order_id); }
 
 Result<RefundPayment> RefundPayment::decode(std::string_view data) {
-  return decode_object<RefundPayment>(data,
-                                      [](Reader& r, RefundPayment& e) { e.order_id = r.text("orderId"); });
+  return decode_object<RefundPayment>(
+      data, [](Reader& r, RefundPayment& e) { e.order_id = r.text("orderId"); });
 }
 
 std::string PaymentAuthorized::encode() const {

@@ -1,30 +1,30 @@
 #pragma once
-// JSON encoding of order lines, shared by the OrderCreated payload, the stored `items` column and
-// the canonical request used for Idempotency-Key comparison.
+// The order module's wire format: the JSON of its HTTP answers, the stored `items`, and the
+// canonical request used for Idempotency-Key comparison.
 
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "ecom/core/json.hpp"
-#include "ecom/order/validation.hpp"
+#include "order/order_store.hpp"
+#include "order/validation.hpp"
 
 namespace ecom::order {
 
 /// The items array of `o` as JSON text (`unitAmount` only where the client quoted one).
-inline std::string encode_items(const NewOrder& o) { return contract::encode_lines(o.items); }
+std::string encode_items(const NewOrder& o);
 
 /// The canonical request (what canonical_json(o) returns, and stored Idempotency-Keys compare
 /// against), reusing `items` = encode_items(o) so a POST encodes its items once.
-inline std::string canonical_request(const NewOrder& o, std::string_view items) {
-  return json::object([&](json::Writer& w) {
-    json::write_string(w, "customerId", o.customer_id);
-    json::write_string(w, "currency", o.currency);
-    json::key(w, "items");
-    w.RawValue(items.data(), items.size(), rapidjson::kArrayType);
-    json::write_string(w, "paymentToken", o.payment_token);
-    if (o.expected_total) json::write_int64(w, "expectedTotal", *o.expected_total);
-  });
-}
+std::string canonical_request(const NewOrder& o, std::string_view items);
+
+/// `{"orderId","status","correlationId"}`: the 202 of a POST.
+std::string accepted_json(const store::Created& c);
+/// One order; with its `history` when `with_history`.
+std::string order_json(const store::OrderView& o, bool with_history);
+/// `{"orders":[...]}` without history.
+std::string order_list_json(const std::vector<store::OrderView>& orders);
+/// `{"orderId","status","cancellationRequested":true}`: the 202 of a cancel.
+std::string cancel_json(std::string_view order_id, std::string_view status);
 
 }  // namespace ecom::order

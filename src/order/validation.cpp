@@ -1,4 +1,4 @@
-#include "ecom/order/validation.hpp"
+#include "order/validation.hpp"
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>

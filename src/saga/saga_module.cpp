@@ -1,10 +1,7 @@
 #include "ecom/saga/saga_module.hpp"
 
 #include <chrono>
-#include <condition_variable>
 #include <exception>
-#include <mutex>
-#include <thread>
 
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
@@ -107,26 +104,18 @@ Error config_error(const ConfigSection& cfg, std::string_view k, std::string_vie
 
 }  // namespace
 
-int64_t SystemClock::now_ms() const noexcept { return ecom::now_ms(); }
-
 struct SagaModule::Impl {
   bus::EventBus* bus = nullptr;
   bus::OutboxRelay* outbox = nullptr;
   db::Database* db = nullptr;
   Policy policy;
   std::chrono::milliseconds timer_interval{100};
+  Clock* clock = &SystemClock::instance();
   std::unique_ptr<bus::Subscription> subscription;
-
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;
-  std::thread timer;
+  std::unique_ptr<PeriodicTask> timer;  // the deadline scan
 };
 
-SagaModule::SagaModule() : SagaModule(std::make_shared<SystemClock>()) {}
-
-SagaModule::SagaModule(std::shared_ptr<const Clock> clock)
-    : clock_(std::move(clock)), impl_(std::make_unique<Impl>()) {}
+SagaModule::SagaModule() : impl_(std::make_unique<Impl>()) {}
 
 SagaModule::~SagaModule() { stop(); }
 
@@ -298,7 +287,8 @@ Status SagaModule::start(ModuleContext& ctx) {
       ctx.db.read([](db::Tx& tx) -> Result<int64_t> { return store::count_with_deadline(tx); });
   if (!waiting) return waiting.error();
 
-  const Clock* clock = clock_.get();
+  s.clock = &ctx.clock;
+  const Clock* clock = s.clock;
   auto sub = ctx.bus.subscribe(
       {.group = "ecomd-saga",
        .topics = {std::string(topics::kOrdersCreated), std::string(topics::kOrdersCancellations),
@@ -334,26 +324,15 @@ Status SagaModule::start(ModuleContext& ctx) {
   if (!sub) return sub.error();
   s.subscription = std::move(sub.value());
 
-  {
-    std::lock_guard lock(s.mu);
-    s.stopping = false;
-  }
-  s.timer = std::thread([this] {
-    Impl& st = *impl_;
-    std::unique_lock lock(st.mu);
-    while (!st.stopping) {
-      lock.unlock();
-      int n = 0;
-      try {
-        n = fire_due();
-      } catch (const std::exception& e) {
-        log::error(kTag, "deadline scan failed: {}", e.what());
-      }
-      lock.lock();
-      // A full batch means more may be due: scan again at once.
-      if (n < kDueBatch) st.cv.wait_for(lock, st.timer_interval, [&] { return st.stopping; });
-    }
-  });
+  s.timer =
+      std::make_unique<PeriodicTask>("saga.timer", ctx.clock, s.timer_interval,
+                                     [this](int64_t) -> std::optional<std::chrono::milliseconds> {
+                                       // A full batch means more may be due: scan again at once.
+                                       if (fire_due() >= kDueBatch)
+                                         return std::chrono::milliseconds(0);
+                                       return std::nullopt;
+                                     });
+  s.timer->start();
 
   log::info(kTag,
             "started: {} saga(s) waiting on a deadline; timeouts reserve={}ms payment={}ms "
@@ -366,7 +345,7 @@ Status SagaModule::start(ModuleContext& ctx) {
 int SagaModule::fire_due() {
   Impl& s = *impl_;
   if (!s.db) return 0;
-  const int64_t now = clock_->now_ms();
+  const int64_t now = s.clock->now_ms();
   auto ids = s.db->read([&](db::Tx& tx) -> Result<std::vector<std::string>> {
     return store::due(tx, now, kDueBatch);
   });
@@ -379,7 +358,7 @@ int SagaModule::fire_due() {
     Input in;
     in.kind = InputKind::kTimeout;
     in.order_id = id;
-    auto applied = apply(*s.db, *s.outbox, *clock_, s.policy, in, nullptr);
+    auto applied = apply(*s.db, *s.outbox, *s.clock, s.policy, in, nullptr);
     if (!applied) {
       log::warn(kTag, "order {}: timeout not applied (will retry): {}", id,
                 applied.error().message);
@@ -400,12 +379,7 @@ void SagaModule::stop() noexcept {
     s.subscription->close();
     s.subscription.reset();
   }
-  {
-    std::lock_guard lock(s.mu);
-    s.stopping = true;
-  }
-  s.cv.notify_all();
-  if (s.timer.joinable()) s.timer.join();
+  s.timer.reset();  // stops and joins
 }
 
 }  // namespace ecom::saga

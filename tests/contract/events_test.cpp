@@ -44,20 +44,19 @@ TEST_CASE("order statuses: names, ranks, terminal", "[contract]") {
 }
 
 TEST_CASE("OrderCreated carries quotes, never a total", "[contract]") {
-  OrderCreated e{"o-1", "c-42", "EUR", {{"SKU-1", 2, 1250, ""}, {"SKU-2", 1, std::nullopt, ""}},
-                 2500, "tok_visa"};
+  OrderCreated e{"o-1", "c-42",    "EUR", {{"SKU-1", 2, 1250, ""}, {"SKU-2", 1, std::nullopt, ""}},
+                 2500,  "tok_visa"};
   CHECK(round_trip(e).items == e.items);
   CHECK(round_trip(e).expected_total == 2500);
   CHECK(round_trip(e).payment_token == "tok_visa");
   CHECK(e.encode().find("totalAmount") == std::string::npos);
   // An older producer's totalAmount is read past, not taken.
-  auto old = OrderCreated::decode(
-      R"({"orderId":"o","customerId":"c","currency":"USD","totalAmount":1,)"
-      R"("items":[{"sku":"A","quantity":1,"unitAmount":1}]})");
+  auto old =
+      OrderCreated::decode(R"({"orderId":"o","customerId":"c","currency":"USD","totalAmount":1,)"
+                           R"("items":[{"sku":"A","quantity":1,"unitAmount":1}]})");
   REQUIRE(old.ok());
   CHECK_FALSE(old->expected_total);
-  refuses<OrderCreated>(R"({"orderId":"o","customerId":"c","currency":"USD","items":[]})",
-                        "items");
+  refuses<OrderCreated>(R"({"orderId":"o","customerId":"c","currency":"USD","items":[]})", "items");
   refuses<OrderCreated>(
       R"({"orderId":"o","customerId":"c","currency":"USD","items":[{"sku":"A","quantity":0}]})",
       "items[0].quantity");
@@ -140,8 +139,10 @@ TEST_CASE("contract::make builds the envelope from the event", "[contract]") {
   CHECK(e.subject == "o-7");
   CHECK(e.source == "saga");
   CHECK(ReleaseStock::decode(e.data).value().order_id == "o-7");
-  NotificationSent n{"n-1", "o-7", "c-1", "CONFIRMED", "log", "Order o-7 confirmed", 1,
-                     "2026-11-22T02:06:38.400Z"};
+  NotificationSent n{"n-1", "o-7",
+                     "c-1", "CONFIRMED",
+                     "log", "Order o-7 confirmed",
+                     1,     "2026-11-22T02:06:38.400Z"};
   auto sent = make("notification", n);
   CHECK(sent.subject == "o-7");
   CHECK(round_trip(n).subject_line == "Order o-7 confirmed");

@@ -1,4 +1,4 @@
-#include "ecom/order/validation.hpp"
+#include "order/validation.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -64,7 +64,7 @@ struct Harness {
   test::TempDir dir;
   Settings settings;
   std::unique_ptr<bus::EventBus> bus;
-  std::shared_ptr<saga::ManualClock> manual;  // null: system clock
+  std::shared_ptr<ManualClock> manual;  // null: system clock
 
   // The saga node.
   std::unique_ptr<db::Database> db;
@@ -89,7 +89,7 @@ struct Harness {
     auto doc = parse_json_config(R"({"saga":)" + saga_config + "}");
     REQUIRE(doc);
     settings.document = doc.value();
-    if (manual_clock) manual = std::make_shared<saga::ManualClock>();
+    if (manual_clock) manual = std::make_shared<ManualClock>();
     bus::EmbeddedBusOptions bo;
     bo.path = dir.file("bus.db");
     bo.poll_interval = std::chrono::milliseconds(10);
@@ -111,9 +111,10 @@ struct Harness {
     REQUIRE(db::migrate_messaging(*db).ok());
     relay = std::make_unique<bus::OutboxRelay>(*db, *bus);
     router = std::make_unique<http::Router>();
-    ctx.reset(new ModuleContext{*bus, *relay, *router, *db, settings.section("saga"), settings});
-    module =
-        manual ? std::make_unique<saga::SagaModule>(manual) : std::make_unique<saga::SagaModule>();
+    Clock& clock = manual ? static_cast<Clock&>(*manual) : SystemClock::instance();
+    ctx.reset(
+        new ModuleContext{*bus, *relay, *router, *db, settings.section("saga"), settings, clock});
+    module = std::make_unique<saga::SagaModule>();
     auto st = module->start(*ctx);
     if (st) relay->start();
     return st;

@@ -18,9 +18,9 @@ enum class OrderStatus : uint8_t {
 };
 
 /// Every status, in lifecycle order.
-inline constexpr OrderStatus kAllStatuses[] = {
-    OrderStatus::kPending, OrderStatus::kStockReserved, OrderStatus::kPaymentAuthorized,
-    OrderStatus::kConfirmed, OrderStatus::kCancelled};
+inline constexpr OrderStatus kAllStatuses[] = {OrderStatus::kPending, OrderStatus::kStockReserved,
+                                               OrderStatus::kPaymentAuthorized,
+                                               OrderStatus::kConfirmed, OrderStatus::kCancelled};
 
 /// The wire name ("PENDING", "STOCK_RESERVED", ...).
 constexpr std::string_view name(OrderStatus s) noexcept {

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "ecom/core/config.hpp"
+#include "ecom/core/periodic_task.hpp"
 #include "ecom/core/result.hpp"
 
 namespace ecom {
@@ -27,6 +28,8 @@ struct ModuleContext {
   db::Database& db;          ///< this module's own SQLite store (`<data-dir>/<name>.db`)
   ConfigSection config;      ///< this module's config section (may be empty)
   const Settings& settings;  ///< process-wide settings
+  /// The time every deadline, timestamp and PeriodicTask of the module uses (tests: ManualClock).
+  Clock& clock = SystemClock::instance();
 };
 
 /// A service hosted by ecomd. Implementations are `final` and expose `static constexpr

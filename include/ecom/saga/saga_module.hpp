@@ -6,7 +6,6 @@
 #include <string_view>
 
 #include "ecom/core/module.hpp"
-#include "ecom/saga/saga_clock.hpp"
 
 namespace ecom::saga {
 
@@ -15,10 +14,8 @@ class SagaModule final : public Module {
  public:
   static constexpr std::string_view kName{"saga"};
 
-  /// Uses the system clock.
+  /// Deadlines and timestamps follow ModuleContext::clock.
   SagaModule();
-  /// Uses `clock` for deadlines and timestamps (tests pass a ManualClock).
-  explicit SagaModule(std::shared_ptr<const Clock> clock);
   ~SagaModule() override;
   SagaModule(const SagaModule&) = delete;
   SagaModule& operator=(const SagaModule&) = delete;
@@ -28,13 +25,12 @@ class SagaModule final : public Module {
   void stop() noexcept override;
 
   /// Applies the timeout of every saga whose deadline is due now; returns how many changed. The
-  /// timer thread calls this periodically; tests may call it to skip the wait. Thread-safe; only
+  /// timer task calls this periodically; tests may call it to skip the wait. Thread-safe; only
   /// between start() and stop().
   int fire_due();
 
  private:
   struct Impl;
-  std::shared_ptr<const Clock> clock_;
   std::unique_ptr<Impl> impl_;
 };
 
