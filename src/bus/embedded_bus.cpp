@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "bus/consumer_worker.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/database.hpp"
@@ -244,7 +245,7 @@ std::string headers_json(std::string_view reason, std::string_view topic, int pa
 /// process finds its previous incarnation's membership and partitions and resumes them at its
 /// first heartbeat. The incarnation id tells the two apart: the newer one wins, and the older,
 /// if it is still running, is fenced (stops; its commits and its leave() are refused).
-class Consumer final : public std::enable_shared_from_this<Consumer> {
+class Consumer final : public ConsumerWorker {
  public:
   /// A static member's (group, instance_id) must already be registered in `core`; the consumer
   /// releases it when its thread ends.
@@ -260,36 +261,15 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     opt_.max_backoff = std::max(opt_.max_backoff, opt_.initial_backoff);
   }
 
-  ~Consumer() {
-    release_instance();
-    if (thread_.joinable()) {
-      // Only possible when the last reference died on the consumer thread itself.
-      if (thread_.get_id() == std::this_thread::get_id()) {
-        thread_.detach();
-      } else {
-        thread_.join();
-      }
-    }
-  }
+  // The thread has ended by now (see consumer_worker.hpp); it released the instance unless it
+  // never started.
+  ~Consumer() override { release_instance(); }
 
-  void start() {
-    try {
-      thread_ = std::thread([self = shared_from_this()] { self->run(); });
-    } catch (...) {
-      release_instance();
-      throw;
-    }
-  }
-
-  void close() {
-    {
-      std::lock_guard lock(core_->mu);
-      stop_ = true;
-    }
+ protected:
+  void wake() override {
+    // Under the lock, so that a loop between its stop check and its wait cannot miss it.
+    { std::lock_guard lock(core_->mu); }
     core_->cv.notify_all();
-    std::lock_guard lock(join_mu_);
-    // Closing from inside the handler cannot wait for itself; the thread exits after it returns.
-    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
   }
 
  private:
@@ -325,11 +305,11 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     std::vector<PartKey> dropped;  ///< released or lost
   };
 
-  void run() {
+  void run() override {
     log::debug(kTag, "member {} joining group {}", member_id_, opt_.group);
     next_heartbeat_ = Clock::now();
     const auto poll = std::max(core_->opt.poll_interval, milliseconds(1));
-    while (!stop_) {
+    while (!stopping()) {
       if (Clock::now() >= next_heartbeat_) {
         heartbeat();
         next_heartbeat_ = Clock::now() + core_->opt.heartbeat_interval;
@@ -349,10 +329,12 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
         if (part.retry_at > Clock::time_point{}) until = std::min(until, part.retry_at);
       }
       std::unique_lock lock(core_->mu);
-      core_->cv.wait_until(lock, until, [&] { return stop_ || core_->generation != seen; });
+      core_->cv.wait_until(lock, until, [&] { return stopping() || core_->generation != seen; });
     }
     leave();
     release_instance();
+    // Whatever the handler holds goes now, on a thread the bus joins.
+    handler_ = nullptr;
   }
 
   void release_instance() {
@@ -421,7 +403,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     auto handle_pass = [&] {
       const auto now = Clock::now();
       for (auto& [key, part] : owned_) {
-        if (stop_ || budget == 0 || Clock::now() >= next_heartbeat_) break;
+        if (stopping() || budget == 0 || Clock::now() >= next_heartbeat_) break;
         Part& p = part;
         if (p.lost || p.retry_at > now) continue;
         p.retry_at = {};
@@ -452,7 +434,8 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
   Handled handle_run(Part& p, size_t& budget) {
     Handled h{&p};
     // The heartbeat is due: a slow handler must not hold the store (and the membership) longer.
-    while (h.acked < p.buffer.size() && budget > 0 && !stop_ && Clock::now() < next_heartbeat_) {
+    while (h.acked < p.buffer.size() && budget > 0 && !stopping() &&
+           Clock::now() < next_heartbeat_) {
       const Row& row = p.buffer[h.acked];
       auto decoded = decode_envelope(row.value);
       if (!decoded) {
@@ -697,7 +680,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
                  "same instance_id (two processes configured alike?); this one stops consuming",
                  opt_.group, member_id_);
       owned_.clear();
-      stop_ = true;
+      request_stop();
       return;
     }
     if (plan.evicted) {
@@ -759,9 +742,6 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
   const std::string incarnation_;  ///< unique per subscription object
   const std::string member_id_;    ///< the instance id of a static member, else incarnation_
   std::atomic<bool> registered_;   ///< holds (group, instance_id) in core_->instances
-  std::atomic<bool> stop_{false};
-  std::mutex join_mu_;
-  std::thread thread_;
   // Touched by the consumer thread only.
   std::map<PartKey, Part> owned_;
   bool joined_ = false;
@@ -924,14 +904,7 @@ class EmbeddedBus final : public EventBus {
 
   ~EmbeddedBus() override {
     janitor_.reset();
-    std::vector<std::weak_ptr<Consumer>> subs;
-    {
-      std::lock_guard lock(subs_mu_);
-      subs.swap(subs_);
-    }
-    for (auto& w : subs) {
-      if (auto c = w.lock()) c->close();
-    }
+    workers_.close_all();
   }
 
   using EventBus::publish;
@@ -986,12 +959,8 @@ class EmbeddedBus final : public EventBus {
     }
 
     auto consumer = std::make_shared<Consumer>(core_, std::move(options), std::move(handler));
-    {
-      std::lock_guard lock(subs_mu_);
-      std::erase_if(subs_, [](const auto& w) { return w.expired(); });
-      subs_.push_back(consumer);
-    }
-    consumer->start();
+    ConsumerWorker::start(consumer);  // a throw releases the instance with the consumer
+    workers_.add(consumer);
     return std::unique_ptr<Subscription>(new EmbeddedSubscription(std::move(consumer)));
   }
 
@@ -1001,8 +970,7 @@ class EmbeddedBus final : public EventBus {
 
  private:
   std::shared_ptr<Core> core_;
-  std::mutex subs_mu_;
-  std::vector<std::weak_ptr<Consumer>> subs_;
+  ConsumerWorkers workers_;
   std::unique_ptr<RetentionJanitor> janitor_;
 };
 

@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "bus/consumer_worker.hpp"
 #include "bus/kafka_common.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/database.hpp"
@@ -346,24 +347,21 @@ struct PartitionState {
   Clock::time_point due;
 };
 
-class KafkaSubscription final : public Subscription {
+// One member of a consumer group and everything its thread touches; the thread's lifetime
+// follows consumer_worker.hpp. librdkafka's callbacks get this object as their opaque: they are
+// served by rd_kafka_consumer_poll and rd_kafka_consumer_close, on the worker's thread only.
+class KafkaConsumer final : public ConsumerWorker {
  public:
-  KafkaSubscription(const KafkaBusOptions& options, SubscriptionOptions sub, Handler handler,
-                    std::shared_ptr<Producer> producer, std::shared_ptr<SubscriptionHealth> health)
+  KafkaConsumer(const KafkaBusOptions& options, SubscriptionOptions sub, Handler handler,
+                std::shared_ptr<Producer> producer, std::shared_ptr<SubscriptionHealth> health)
       : options_(options),
         sub_(std::move(sub)),
         handler_(std::move(handler)),
         producer_(std::move(producer)),
         health_(std::move(health)) {}
 
-  ~KafkaSubscription() override {
-    close();
-    std::lock_guard lock(close_mu_);
-    // Only when the handler destroyed its own subscription: the loop ends after it returns.
-    if (thread_.joinable()) thread_.detach();
-  }
-
-  Status start() {
+  /// Creates the consumer and subscribes; the loop starts with ConsumerWorker::start.
+  Status open() {
     int session = static_cast<int>(options_.session_timeout.count());
     std::map<std::string, std::string> preset = {
         {"group.id", sub_.group},
@@ -382,9 +380,9 @@ class KafkaSubscription final : public Subscription {
     auto conf = make_conf(options_, ClientKind::kConsumer, preset);
     if (!conf) return conf.error();
     rd_kafka_conf_set_opaque(conf->get(), this);
-    rd_kafka_conf_set_rebalance_cb(conf->get(), &KafkaSubscription::on_rebalance);
-    rd_kafka_conf_set_offset_commit_cb(conf->get(), &KafkaSubscription::on_commit);
-    rd_kafka_conf_set_error_cb(conf->get(), &KafkaSubscription::on_error);
+    rd_kafka_conf_set_rebalance_cb(conf->get(), &KafkaConsumer::on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf->get(), &KafkaConsumer::on_commit);
+    rd_kafka_conf_set_error_cb(conf->get(), &KafkaConsumer::on_error);
     auto rk = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
     if (!rk) return rk.error();
     rk_ = std::move(rk).value();
@@ -400,23 +398,13 @@ class KafkaSubscription final : public Subscription {
       return kafka_error("cannot subscribe", err, false);
     }
     log::info(kTag, "group {} subscribing to {}", sub_.group, fmt::join(sub_.topics, ","));
-    running_ = true;
-    thread_ = std::thread([this] { run(); });
     return {};
   }
 
-  void close() override {
-    running_ = false;
-    // From a handler: the loop ends once it returns; the owner's later close() joins.
-    if (std::this_thread::get_id() == thread_.get_id()) return;
-    std::lock_guard lock(close_mu_);
-    if (thread_.joinable()) thread_.join();
-  }
-
  private:
-  void run() {
+  void run() override {
     auto last_commit = Clock::now();
-    while (running_.load()) {
+    while (!stopping()) {
       serve_due_retries();
       if (uncommitted_ >= kCommitBatch || Clock::now() - last_commit >= options_.commit_interval) {
         commit(false, nullptr);
@@ -446,6 +434,8 @@ class KafkaSubscription final : public Subscription {
     rk_.reset();
     health_->joined = false;
     health_->closed = true;
+    // Whatever the handler holds goes now, on a thread the bus joins.
+    handler_ = nullptr;
     log::info(kTag, "group {} left", sub_.group);
   }
 
@@ -555,6 +545,8 @@ class KafkaSubscription final : public Subscription {
   }
 
   void on_message(const rd_kafka_message_t* m) {
+    // Closed (perhaps by the handler itself): the rest of the run is left to the next owner.
+    if (stopping()) return;
     TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
     auto found = parts_.find(tp);
     if (found == parts_.end()) return;  // revoked since it was fetched: the new owner handles it
@@ -679,6 +671,7 @@ class KafkaSubscription final : public Subscription {
   void serve_due_retries() {
     auto now = Clock::now();
     for (auto& [tp, st] : parts_) {
+      if (stopping()) return;
       if (!st.held || st.due > now) continue;
       Held h = std::move(*st.held);
       st.held.reset();
@@ -776,7 +769,7 @@ class KafkaSubscription final : public Subscription {
 
   static void on_commit(rd_kafka_t*, rd_kafka_resp_err_t err,
                         rd_kafka_topic_partition_list_t* offsets, void* opaque) {
-    auto* self = static_cast<KafkaSubscription*>(opaque);
+    auto* self = static_cast<KafkaConsumer*>(opaque);
     self->commit_inflight_ = false;
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       if (offsets != nullptr) self->mark_committed(offsets);
@@ -790,7 +783,7 @@ class KafkaSubscription final : public Subscription {
   }
 
   static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
-    auto* self = static_cast<KafkaSubscription*>(opaque);
+    auto* self = static_cast<KafkaConsumer*>(opaque);
     auto code = static_cast<rd_kafka_resp_err_t>(err);
     if (self->throttle_.quiet(code)) return;
     log::warn(kTag, "group {}: {} ({})", self->sub_.group, reason, rd_kafka_err2name(code));
@@ -805,7 +798,7 @@ class KafkaSubscription final : public Subscription {
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t* parts, void* opaque) {
-    auto* self = static_cast<KafkaSubscription*>(opaque);
+    auto* self = static_cast<KafkaConsumer*>(opaque);
     bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t* error = nullptr;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
@@ -860,9 +853,6 @@ class KafkaSubscription final : public Subscription {
   std::shared_ptr<Producer> producer_;
   std::shared_ptr<SubscriptionHealth> health_;
   HandlePtr rk_;
-  std::thread thread_;
-  std::mutex close_mu_;  // serialises joins of thread_
-  std::atomic<bool> running_{false};
   // Touched only by the consumer thread (callbacks are served by rd_kafka_consumer_poll).
   std::map<TopicPartition, PartitionState> parts_;
   int uncommitted_ = 0;
@@ -876,12 +866,27 @@ class KafkaSubscription final : public Subscription {
   ErrorThrottle throttle_;
 };
 
+/// The handle: closing or destroying it stops the consumer (see consumer_worker.hpp for why that
+/// is safe from the consumer's own handler too).
+class KafkaSubscription final : public Subscription {
+ public:
+  explicit KafkaSubscription(std::shared_ptr<KafkaConsumer> c) : c_(std::move(c)) {}
+  ~KafkaSubscription() override { c_->close(); }
+  void close() override { c_->close(); }
+
+ private:
+  std::shared_ptr<KafkaConsumer> c_;
+};
+
 // --- the bus ------------------------------------------------------------------------------------
 
 class KafkaEventBus final : public EventBus {
  public:
   KafkaEventBus(KafkaBusOptions options, std::shared_ptr<Producer> producer)
       : options_(std::move(options)), producer_(std::move(producer)) {}
+
+  // Consumer threads end before the bus does, including those closed by their own handler.
+  ~KafkaEventBus() override { workers_.close_all(); }
 
   Status publish(std::span<const Record> records) override {
     std::vector<std::string> names;  // prefixed topic names; reserved so pointers stay valid
@@ -920,9 +925,11 @@ class KafkaEventBus final : public EventBus {
     options.group = options_.group_prefix + options.group;
     for (auto& t : options.topics) t = options_.topic_prefix + t;
     auto health = std::make_shared<SubscriptionHealth>();
-    auto sub = std::make_unique<KafkaSubscription>(options_, std::move(options), std::move(handler),
-                                                   producer_, health);
-    if (auto st = sub->start(); !st) return st.error();
+    auto consumer = std::make_shared<KafkaConsumer>(options_, std::move(options),
+                                                    std::move(handler), producer_, health);
+    if (auto st = consumer->open(); !st) return st.error();
+    ConsumerWorker::start(consumer);
+    workers_.add(consumer);
     {
       std::lock_guard lock(mu_);
       std::erase_if(subs_, [](const std::weak_ptr<SubscriptionHealth>& w) {
@@ -931,7 +938,7 @@ class KafkaEventBus final : public EventBus {
       });
       subs_.push_back(health);
     }
-    return std::unique_ptr<Subscription>(std::move(sub));
+    return std::unique_ptr<Subscription>(new KafkaSubscription(std::move(consumer)));
   }
 
   bool healthy() override {
@@ -951,6 +958,7 @@ class KafkaEventBus final : public EventBus {
   std::shared_ptr<Producer> producer_;
   std::mutex mu_;
   std::vector<std::weak_ptr<SubscriptionHealth>> subs_;
+  ConsumerWorkers workers_;
 };
 
 }  // namespace
