@@ -8,7 +8,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <exception>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "bus/consumer_worker.hpp"
+#include "bus/delivery.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/database.hpp"
@@ -259,6 +259,7 @@ class Consumer final : public ConsumerWorker {
     if (opt_.max_attempts < 1) opt_.max_attempts = 1;
     opt_.initial_backoff = std::max(opt_.initial_backoff, milliseconds(1));
     opt_.max_backoff = std::max(opt_.max_backoff, opt_.initial_backoff);
+    policy_ = DeliveryPolicy::of(opt_);
   }
 
   // The thread has ended by now (see consumer_worker.hpp); it released the instance unless it
@@ -450,7 +451,7 @@ class Consumer final : public ConsumerWorker {
                   std::move(decoded).value(),
                   h.acked == 0 ? p.attempt : 1};
       --budget;
-      Outcome out = call_handler(msg);
+      Outcome out = call_handler(handler_, msg);
       if (out.disposition != Disposition::kAck) {
         h.stopped = std::move(out);
         break;
@@ -468,39 +469,23 @@ class Consumer final : public ConsumerWorker {
     bool progressed = h.acked > 0;
     if (!h.stopped || p.buffer.empty()) return progressed;
     const Row& row = p.buffer.front();
-    const Outcome& out = *h.stopped;
-    const bool exhausted =
-        out.disposition != Disposition::kDeadLetter && p.attempt >= opt_.max_attempts;
-    if (out.disposition == Disposition::kDeadLetter || exhausted) {
-      std::string reason = exhausted ? "retries exhausted after " + std::to_string(p.attempt) +
-                                           " attempts: " + out.reason
-                                     : out.reason;
-      if (!dead_letter(p, row, reason, h.poison ? 0 : p.attempt)) return progressed;
-      advance(p);
-      return true;
+    const Decision d = decide(*h.stopped, p.attempt, policy_);
+    switch (d.action) {
+      case Decision::Action::kAdvance:  // a run stops only at a record it did not ack
+        advance(p);
+        return true;
+      case Decision::Action::kDeadLetter:
+        if (!dead_letter(p, row, d.reason, h.poison ? 0 : p.attempt)) return progressed;
+        advance(p);
+        return true;
+      case Decision::Action::kRetry:
+        log::debug(kTag, "group {}: {}[{}]@{} attempt {} failed ({}), retry in {} ms", opt_.group,
+                   p.topic, p.partition, row.offset, p.attempt, d.reason, d.delay.count());
+        ++p.attempt;
+        p.retry_at = Clock::now() + d.delay;
+        return progressed;
     }
-    const auto delay = backoff(p.attempt);
-    log::debug(kTag, "group {}: {}[{}]@{} attempt {} failed ({}), retry in {} ms", opt_.group,
-               p.topic, p.partition, row.offset, p.attempt, out.reason, delay.count());
-    ++p.attempt;
-    p.retry_at = Clock::now() + delay;
     return progressed;
-  }
-
-  Outcome call_handler(const Message& msg) {
-    try {
-      return handler_(msg);
-    } catch (const std::exception& e) {
-      return Outcome::retry(std::string("handler threw: ") + e.what());
-    } catch (...) {
-      return Outcome::retry("handler threw");
-    }
-  }
-
-  milliseconds backoff(int failed_attempt) const {
-    auto d = opt_.initial_backoff;
-    for (int i = 1; i < failed_attempt && d < opt_.max_backoff; ++i) d *= 2;
-    return std::min(d, opt_.max_backoff);
   }
 
   static void advance(Part& p) {
@@ -558,7 +543,7 @@ class Consumer final : public ConsumerWorker {
     if (!r) {
       log::error(kTag, "group {}: dead-lettering {}[{}]@{} failed: {}", opt_.group, p.topic,
                  p.partition, row.offset, r.error().message);
-      p.retry_at = Clock::now() + backoff(1);
+      p.retry_at = Clock::now() + policy_.backoff.after(1);
       return false;
     }
     log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {}: {}", opt_.group, p.topic, p.partition,
@@ -738,6 +723,7 @@ class Consumer final : public ConsumerWorker {
 
   std::shared_ptr<Core> core_;
   SubscriptionOptions opt_;
+  DeliveryPolicy policy_;
   Handler handler_;
   const std::string incarnation_;  ///< unique per subscription object
   const std::string member_id_;    ///< the instance id of a static member, else incarnation_
@@ -885,15 +871,6 @@ class RetentionJanitor final {
   std::thread thread_;
 };
 
-/// Kafka's rule for group.instance.id, so that one configuration suits both buses.
-bool valid_instance_id(std::string_view id) {
-  if (id.empty() || id.size() > 249) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-  });
-}
-
 class EmbeddedBus final : public EventBus {
  public:
   explicit EmbeddedBus(std::shared_ptr<Core> core) : core_(std::move(core)) {
@@ -941,12 +918,7 @@ class EmbeddedBus final : public EventBus {
                          options.topics.end());
     if (options.instance_id.empty()) options.instance_id = core_->opt.instance_id;
     if (!options.instance_id.empty()) {
-      if (!valid_instance_id(options.instance_id)) {
-        return Error{"CONFIG_INVALID",
-                     "instance_id \"" + options.instance_id +
-                         "\" must be 1..249 characters of [a-zA-Z0-9._-]",
-                     "instance_id"};
-      }
+      if (auto st = check_instance_id(options.instance_id); !st) return st.error();
       // Two live subscriptions with one member id would take its partitions from each other.
       if (!core_->register_instance(options.group, options.instance_id)) {
         return Error{"CONFIG_INVALID",
@@ -995,9 +967,7 @@ Status check_options(const EmbeddedBusOptions& o) {
   if (o.retention_check_interval.count() < 1) {
     return invalid("retention_check_interval", "must be positive");
   }
-  if (!o.instance_id.empty() && !valid_instance_id(o.instance_id)) {
-    return invalid("instance_id", "must be 1..249 characters of [a-zA-Z0-9._-]");
-  }
+  if (auto st = check_instance_id(o.instance_id); !st) return st.error();
   return {};
 }
 

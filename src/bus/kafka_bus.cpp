@@ -8,6 +8,8 @@
 // so a partition's records are handled one at a time in offset order. Offsets are committed only
 // for handled records (asynchronously every commit_interval, synchronously on revoke and close).
 // A retry pauses only the record's partition and redelivers the held record after a backoff.
+// What a handler's outcome means (advance, retry after which delay, dead-letter) is decided by
+// bus/delivery.hpp, the same for the embedded bus.
 
 #include "ecom/bus/kafka_bus.hpp"
 
@@ -16,7 +18,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "bus/consumer_worker.hpp"
+#include "bus/delivery.hpp"
 #include "bus/kafka_common.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/database.hpp"
@@ -356,6 +358,7 @@ class KafkaConsumer final : public ConsumerWorker {
                 std::shared_ptr<Producer> producer, std::shared_ptr<SubscriptionHealth> health)
       : options_(options),
         sub_(std::move(sub)),
+        policy_(DeliveryPolicy::of(sub_)),
         handler_(std::move(handler)),
         producer_(std::move(producer)),
         health_(std::move(health)) {}
@@ -559,12 +562,6 @@ class KafkaConsumer final : public ConsumerWorker {
     process(tp, st, copy(m), 1);
   }
 
-  std::chrono::milliseconds backoff(int attempt) const {
-    auto d = sub_.initial_backoff;
-    for (int i = 1; i < attempt && d < sub_.max_backoff; ++i) d *= 2;
-    return std::min(d, sub_.max_backoff);
-  }
-
   // Inside a store batch a dead-letter waits until the batch is durable: its copy would otherwise
   // be written (and the offset moved past it) for work a failed batch undoes. It is parked like a
   // retry that only has the dead-letter write left, due at once, and settled by
@@ -594,29 +591,16 @@ class KafkaConsumer final : public ConsumerWorker {
     msg.key = h.key;
     msg.envelope = *h.envelope;
     msg.attempt = attempt;
-    Outcome out;
-    try {
-      out = handler_(msg);
-    } catch (const std::exception& e) {
-      out = Outcome::retry(fmt::format("handler threw: {}", e.what()));
-    } catch (...) {
-      out = Outcome::retry("handler threw");
-    }
-    switch (out.disposition) {
-      case Disposition::kAck:
+    Decision d = decide(call_handler(handler_, msg), attempt, policy_);
+    switch (d.action) {
+      case Decision::Action::kAdvance:
         done(st, h.offset);
         return;
-      case Disposition::kRetry:
-        if (attempt >= std::max(1, sub_.max_attempts)) {
-          dead_letter_after_batch(
-              tp, st, std::move(h), attempt,
-              fmt::format("retries exhausted after {} attempts: {}", attempt, out.reason));
-        } else {
-          wait_for_retry(tp, st, std::move(h), attempt, out.reason, false, backoff(attempt));
-        }
+      case Decision::Action::kRetry:
+        wait_for_retry(tp, st, std::move(h), attempt, std::move(d.reason), false, d.delay);
         return;
-      case Disposition::kDeadLetter:
-        dead_letter_after_batch(tp, st, std::move(h), attempt, out.reason);
+      case Decision::Action::kDeadLetter:
+        dead_letter_after_batch(tp, st, std::move(h), attempt, std::move(d.reason));
         return;
     }
   }
@@ -659,7 +643,7 @@ class KafkaConsumer final : public ConsumerWorker {
       wait_for_retry(tp, st, std::move(h), attempts,
                      fmt::format("dead-letter write to {} failed ({}), after: {}", dlq,
                                  st_dlq.error().message, reason),
-                     true, backoff(++st.dlq_failures));
+                     true, policy_.backoff.after(++st.dlq_failures));
       st.reason = std::move(reason);  // the original error goes into ecom_error next time
       return;
     }
@@ -849,6 +833,7 @@ class KafkaConsumer final : public ConsumerWorker {
 
   KafkaBusOptions options_;
   SubscriptionOptions sub_;
+  DeliveryPolicy policy_;
   Handler handler_;
   std::shared_ptr<Producer> producer_;
   std::shared_ptr<SubscriptionHealth> health_;
@@ -912,16 +897,7 @@ class KafkaEventBus final : public EventBus {
       return Error{"VALIDATION_FAILED", "a subscription needs topics", "topics", false};
     if (!handler) return Error{"VALIDATION_FAILED", "a subscription needs a handler", {}, false};
     if (options.instance_id.empty()) options.instance_id = options_.instance_id;
-    bool valid_instance =
-        options.instance_id.size() <= 249 &&
-        std::all_of(options.instance_id.begin(), options.instance_id.end(), [](char c) {
-          return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' ||
-                 c == '-';
-        });
-    if (!valid_instance)
-      return Error{"VALIDATION_FAILED",
-                   "instance_id may hold only letters, digits, '.', '_' and '-' (at most 249)",
-                   "instance_id", false};
+    if (auto st = check_instance_id(options.instance_id); !st) return st.error();
     options.group = options_.group_prefix + options.group;
     for (auto& t : options.topics) t = options_.topic_prefix + t;
     auto health = std::make_shared<SubscriptionHealth>();
