@@ -17,7 +17,10 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
+
+#include "ecom/bus/event_bus.hpp"
 
 namespace ecom::bus {
 
@@ -72,6 +75,19 @@ class ConsumerWorkers {
  private:
   std::mutex mu_;
   std::vector<std::shared_ptr<ConsumerWorker>> workers_;
+};
+
+/// The Subscription handle of a worker, on either bus: closing or destroying it closes the
+/// worker (from its own handler too, see above).
+class WorkerSubscription final : public Subscription {
+ public:
+  explicit WorkerSubscription(std::shared_ptr<ConsumerWorker> worker)
+      : worker_(std::move(worker)) {}
+  ~WorkerSubscription() override { worker_->close(); }
+  void close() override { worker_->close(); }
+
+ private:
+  std::shared_ptr<ConsumerWorker> worker_;
 };
 
 }  // namespace ecom::bus

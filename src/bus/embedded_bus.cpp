@@ -734,16 +734,6 @@ class Consumer final : public ConsumerWorker {
   Clock::time_point next_heartbeat_{};
 };
 
-class EmbeddedSubscription final : public Subscription {
- public:
-  explicit EmbeddedSubscription(std::shared_ptr<Consumer> c) : c_(std::move(c)) {}
-  ~EmbeddedSubscription() override { c_->close(); }
-  void close() override { c_->close(); }
-
- private:
-  std::shared_ptr<Consumer> c_;
-};
-
 bool is_dlq(std::string_view topic) {
   constexpr std::string_view kSuffix{".dlq"};
   return topic.size() > kSuffix.size() && topic.substr(topic.size() - kSuffix.size()) == kSuffix;
@@ -933,7 +923,7 @@ class EmbeddedBus final : public EventBus {
     auto consumer = std::make_shared<Consumer>(core_, std::move(options), std::move(handler));
     ConsumerWorker::start(consumer);  // a throw releases the instance with the consumer
     workers_.add(consumer);
-    return std::unique_ptr<Subscription>(new EmbeddedSubscription(std::move(consumer)));
+    return std::unique_ptr<Subscription>(new WorkerSubscription(std::move(consumer)));
   }
 
   bool healthy() override { return core_->db->healthy(); }

@@ -851,18 +851,6 @@ class KafkaConsumer final : public ConsumerWorker {
   ErrorThrottle throttle_;
 };
 
-/// The handle: closing or destroying it stops the consumer (see consumer_worker.hpp for why that
-/// is safe from the consumer's own handler too).
-class KafkaSubscription final : public Subscription {
- public:
-  explicit KafkaSubscription(std::shared_ptr<KafkaConsumer> c) : c_(std::move(c)) {}
-  ~KafkaSubscription() override { c_->close(); }
-  void close() override { c_->close(); }
-
- private:
-  std::shared_ptr<KafkaConsumer> c_;
-};
-
 // --- the bus ------------------------------------------------------------------------------------
 
 class KafkaEventBus final : public EventBus {
@@ -914,7 +902,7 @@ class KafkaEventBus final : public EventBus {
       });
       subs_.push_back(health);
     }
-    return std::unique_ptr<Subscription>(new KafkaSubscription(std::move(consumer)));
+    return std::unique_ptr<Subscription>(new WorkerSubscription(std::move(consumer)));
   }
 
   bool healthy() override {
