@@ -57,12 +57,85 @@ int fail(int code, const std::string& message) {
   return code;
 }
 
-// One hosted module with the resources it owns.
-struct Hosted {
-  std::unique_ptr<Module> module;
+// One hosted role and what it owns. Members are declared in the order they are built, so they
+// are destroyed in reverse, each after everything that uses it: the module (its destructor stops
+// its subscriptions and timers), then the context, the relay (stopping drains it), the store.
+struct Slot {
+  std::string role;
+  std::string path;
   std::unique_ptr<db::Database> db;
   std::unique_ptr<bus::OutboxRelay> relay;
   std::unique_ptr<ModuleContext> ctx;
+  std::unique_ptr<Module> module;
+};
+
+// The roles of this process: started in one place, stopped in one place, in reverse. A start that
+// fails tears down what it built of its own slot, and ~Host (or stop()) the started roles, so no
+// early return can leave a consumer running on a store or a context that is gone.
+class Host {
+ public:
+  Host(bus::EventBus& bus, http::Router& router, const Settings& settings)
+      : bus_(bus), router_(router), settings_(settings) {}
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
+  ~Host() { stop(); }
+
+  // Opens the role's store, creates its relay and starts the module, then the relay. An error
+  // with code CONFIG_INVALID is a configuration error (exit 2).
+  Status start(const std::string& role, ModuleRegistry& registry) {
+    auto slot = std::make_unique<Slot>();
+    slot->role = role;
+    slot->path = (std::filesystem::path(settings_.data_dir) / (role + ".db")).string();
+    auto store = db::Database::open(slot->path);
+    if (!store)
+      return Error{"UNAVAILABLE", "cannot open " + slot->path + ": " + store.error().message};
+    slot->db = std::move(store).value();
+    if (auto st = db::migrate_messaging(*slot->db); !st)
+      return Error{"UNAVAILABLE", slot->path + ": " + st.error().message};
+    slot->relay = std::make_unique<bus::OutboxRelay>(*slot->db, bus_);
+    slot->ctx = std::unique_ptr<ModuleContext>(new ModuleContext{
+        bus_, *slot->relay, router_, *slot->db, settings_.section(role), settings_});
+    slot->module = std::move(registry.create(role)).value();
+    Status started;
+    bool thrown = false;  // a ConfigError names its key already
+    try {
+      started = slot->module->start(*slot->ctx);
+    } catch (const ConfigError& e) {
+      started = Error{"CONFIG_INVALID", e.what()};
+      thrown = true;
+    }
+    if (!started) {
+      // The module may have subscribed before it failed: stop it before its store goes.
+      stop_slot(*slot);
+      return Error{started.error().code,
+                   thrown ? started.error().message : role + ": " + started.error().message};
+    }
+    slot->relay->start();
+    log::info(kTag, "module {} started ({})", role, slot->path);
+    slots_.push_back(std::move(slot));
+    return {};
+  }
+
+  // No new consumption first (modules in reverse start order), then flush what was committed
+  // (every relay drains), then release in reverse. Idempotent.
+  void stop() noexcept {
+    for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) (*it)->module->stop();
+    for (const auto& slot : slots_) slot->relay->stop();
+    while (!slots_.empty()) slots_.pop_back();
+  }
+
+  const std::vector<std::unique_ptr<Slot>>& slots() const noexcept { return slots_; }
+
+ private:
+  static void stop_slot(Slot& slot) noexcept {
+    slot.module->stop();
+    slot.relay->stop();
+  }
+
+  bus::EventBus& bus_;
+  http::Router& router_;
+  const Settings& settings_;
+  std::vector<std::unique_ptr<Slot>> slots_;
 };
 
 Result<std::unique_ptr<bus::EventBus>> make_bus(const Settings& settings) {
@@ -120,14 +193,14 @@ Result<http::ServerOptions> server_options(const Settings& settings) {
   return o;
 }
 
-void add_health_routes(http::Router& router, std::vector<Hosted>& hosted, bus::EventBus& bus) {
+void add_health_routes(http::Router& router, const Host& host, bus::EventBus& bus) {
   router.add(http::Method::kGet, "/healthz",
              [](const http::Request&) { return http::json(200, R"({"status":"ok"})"); });
-  router.add(http::Method::kGet, "/readyz", [&hosted, &bus](const http::Request&) {
+  router.add(http::Method::kGet, "/readyz", [&host, &bus](const http::Request&) {
     std::string failing;
-    for (auto& h : hosted)
-      if (!h.db->healthy())
-        failing += std::string(failing.empty() ? "" : ",") + "\"" + std::string(h.module->name()) +
+    for (const auto& h : host.slots())
+      if (!h->db->healthy())
+        failing += std::string(failing.empty() ? "" : ",") + "\"" + std::string(h->module->name()) +
                    " store\"";
     if (!bus.healthy())
       failing +=
@@ -203,35 +276,17 @@ int run(int argc, char** argv) {
                 bus.error().message);
   auto& event_bus = *bus.value();
 
+  // Declared in dependency order: the host's modules use the router and the bus, the server
+  // (declared below) uses the router and the host's health, so each is destroyed before what it
+  // uses, on every return path.
   http::Router router;
-  std::vector<Hosted> hosted;
-  hosted.reserve(roles->size());
+  Host hosted(event_bus, router, settings);
   add_health_routes(router, hosted, event_bus);
 
   for (const auto& role : roles.value()) {
-    Hosted h;
-    h.module = std::move(registry.create(role)).value();
-    auto path = (std::filesystem::path(settings.data_dir) / (role + ".db")).string();
-    auto store = db::Database::open(path);
-    if (!store) return fail(kExitRuntime, "cannot open " + path + ": " + store.error().message);
-    h.db = std::move(store).value();
-    if (auto st = db::migrate_messaging(*h.db); !st)
-      return fail(kExitRuntime, path + ": " + st.error().message);
-    h.relay = std::make_unique<bus::OutboxRelay>(*h.db, event_bus);
-    h.ctx = std::unique_ptr<ModuleContext>(
-        new ModuleContext{event_bus, *h.relay, router, *h.db, settings.section(role), settings});
-    Status started;
-    try {
-      started = h.module->start(*h.ctx);
-    } catch (const ConfigError& e) {
-      return fail(kExitConfig, e.what());
-    }
-    if (!started)
-      return fail(started.error().code == "CONFIG_INVALID" ? kExitConfig : kExitRuntime,
-                  role + ": " + started.error().message);
-    h.relay->start();
-    hosted.push_back(std::move(h));
-    log::info(kTag, "module {} started ({})", role, path);
+    if (auto st = hosted.start(role, registry); !st)
+      return fail(st.error().code == "CONFIG_INVALID" ? kExitConfig : kExitRuntime,
+                  st.error().message);
   }
 
   auto server = http::make_server(router, server_opts.value());
@@ -247,9 +302,7 @@ int run(int argc, char** argv) {
 
   // Order matters: no new requests, then no new consumption, then flush what was committed.
   server->stop();
-  for (auto it = hosted.rbegin(); it != hosted.rend(); ++it) it->module->stop();
-  for (auto& h : hosted) h.relay->stop();
-  hosted.clear();
+  hosted.stop();
   log::info(kTag, "stopped cleanly");
   return 0;
 }

@@ -8,7 +8,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <exception>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -18,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "bus/consumer_worker.hpp"
+#include "bus/delivery.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/database.hpp"
@@ -244,7 +245,7 @@ std::string headers_json(std::string_view reason, std::string_view topic, int pa
 /// process finds its previous incarnation's membership and partitions and resumes them at its
 /// first heartbeat. The incarnation id tells the two apart: the newer one wins, and the older,
 /// if it is still running, is fenced (stops; its commits and its leave() are refused).
-class Consumer final : public std::enable_shared_from_this<Consumer> {
+class Consumer final : public ConsumerWorker {
  public:
   /// A static member's (group, instance_id) must already be registered in `core`; the consumer
   /// releases it when its thread ends.
@@ -258,38 +259,18 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     if (opt_.max_attempts < 1) opt_.max_attempts = 1;
     opt_.initial_backoff = std::max(opt_.initial_backoff, milliseconds(1));
     opt_.max_backoff = std::max(opt_.max_backoff, opt_.initial_backoff);
+    policy_ = DeliveryPolicy::of(opt_);
   }
 
-  ~Consumer() {
-    release_instance();
-    if (thread_.joinable()) {
-      // Only possible when the last reference died on the consumer thread itself.
-      if (thread_.get_id() == std::this_thread::get_id()) {
-        thread_.detach();
-      } else {
-        thread_.join();
-      }
-    }
-  }
+  // The thread has ended by now (see consumer_worker.hpp); it released the instance unless it
+  // never started.
+  ~Consumer() override { release_instance(); }
 
-  void start() {
-    try {
-      thread_ = std::thread([self = shared_from_this()] { self->run(); });
-    } catch (...) {
-      release_instance();
-      throw;
-    }
-  }
-
-  void close() {
-    {
-      std::lock_guard lock(core_->mu);
-      stop_ = true;
-    }
+ protected:
+  void wake() override {
+    // Under the lock, so that a loop between its stop check and its wait cannot miss it.
+    { std::lock_guard lock(core_->mu); }
     core_->cv.notify_all();
-    std::lock_guard lock(join_mu_);
-    // Closing from inside the handler cannot wait for itself; the thread exits after it returns.
-    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
   }
 
  private:
@@ -325,11 +306,11 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     std::vector<PartKey> dropped;  ///< released or lost
   };
 
-  void run() {
+  void run() override {
     log::debug(kTag, "member {} joining group {}", member_id_, opt_.group);
     next_heartbeat_ = Clock::now();
     const auto poll = std::max(core_->opt.poll_interval, milliseconds(1));
-    while (!stop_) {
+    while (!stopping()) {
       if (Clock::now() >= next_heartbeat_) {
         heartbeat();
         next_heartbeat_ = Clock::now() + core_->opt.heartbeat_interval;
@@ -349,10 +330,12 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
         if (part.retry_at > Clock::time_point{}) until = std::min(until, part.retry_at);
       }
       std::unique_lock lock(core_->mu);
-      core_->cv.wait_until(lock, until, [&] { return stop_ || core_->generation != seen; });
+      core_->cv.wait_until(lock, until, [&] { return stopping() || core_->generation != seen; });
     }
     leave();
     release_instance();
+    // Whatever the handler holds goes now, on a thread the bus joins.
+    handler_ = nullptr;
   }
 
   void release_instance() {
@@ -421,7 +404,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     auto handle_pass = [&] {
       const auto now = Clock::now();
       for (auto& [key, part] : owned_) {
-        if (stop_ || budget == 0 || Clock::now() >= next_heartbeat_) break;
+        if (stopping() || budget == 0 || Clock::now() >= next_heartbeat_) break;
         Part& p = part;
         if (p.lost || p.retry_at > now) continue;
         p.retry_at = {};
@@ -452,7 +435,8 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
   Handled handle_run(Part& p, size_t& budget) {
     Handled h{&p};
     // The heartbeat is due: a slow handler must not hold the store (and the membership) longer.
-    while (h.acked < p.buffer.size() && budget > 0 && !stop_ && Clock::now() < next_heartbeat_) {
+    while (h.acked < p.buffer.size() && budget > 0 && !stopping() &&
+           Clock::now() < next_heartbeat_) {
       const Row& row = p.buffer[h.acked];
       auto decoded = decode_envelope(row.value);
       if (!decoded) {
@@ -467,7 +451,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
                   std::move(decoded).value(),
                   h.acked == 0 ? p.attempt : 1};
       --budget;
-      Outcome out = call_handler(msg);
+      Outcome out = call_handler(handler_, msg);
       if (out.disposition != Disposition::kAck) {
         h.stopped = std::move(out);
         break;
@@ -485,39 +469,23 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     bool progressed = h.acked > 0;
     if (!h.stopped || p.buffer.empty()) return progressed;
     const Row& row = p.buffer.front();
-    const Outcome& out = *h.stopped;
-    const bool exhausted =
-        out.disposition != Disposition::kDeadLetter && p.attempt >= opt_.max_attempts;
-    if (out.disposition == Disposition::kDeadLetter || exhausted) {
-      std::string reason = exhausted ? "retries exhausted after " + std::to_string(p.attempt) +
-                                           " attempts: " + out.reason
-                                     : out.reason;
-      if (!dead_letter(p, row, reason, h.poison ? 0 : p.attempt)) return progressed;
-      advance(p);
-      return true;
+    const Decision d = decide(*h.stopped, p.attempt, policy_);
+    switch (d.action) {
+      case Decision::Action::kAdvance:  // a run stops only at a record it did not ack
+        advance(p);
+        return true;
+      case Decision::Action::kDeadLetter:
+        if (!dead_letter(p, row, d.reason, h.poison ? 0 : p.attempt)) return progressed;
+        advance(p);
+        return true;
+      case Decision::Action::kRetry:
+        log::debug(kTag, "group {}: {}[{}]@{} attempt {} failed ({}), retry in {} ms", opt_.group,
+                   p.topic, p.partition, row.offset, p.attempt, d.reason, d.delay.count());
+        ++p.attempt;
+        p.retry_at = Clock::now() + d.delay;
+        return progressed;
     }
-    const auto delay = backoff(p.attempt);
-    log::debug(kTag, "group {}: {}[{}]@{} attempt {} failed ({}), retry in {} ms", opt_.group,
-               p.topic, p.partition, row.offset, p.attempt, out.reason, delay.count());
-    ++p.attempt;
-    p.retry_at = Clock::now() + delay;
     return progressed;
-  }
-
-  Outcome call_handler(const Message& msg) {
-    try {
-      return handler_(msg);
-    } catch (const std::exception& e) {
-      return Outcome::retry(std::string("handler threw: ") + e.what());
-    } catch (...) {
-      return Outcome::retry("handler threw");
-    }
-  }
-
-  milliseconds backoff(int failed_attempt) const {
-    auto d = opt_.initial_backoff;
-    for (int i = 1; i < failed_attempt && d < opt_.max_backoff; ++i) d *= 2;
-    return std::min(d, opt_.max_backoff);
   }
 
   static void advance(Part& p) {
@@ -575,7 +543,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
     if (!r) {
       log::error(kTag, "group {}: dead-lettering {}[{}]@{} failed: {}", opt_.group, p.topic,
                  p.partition, row.offset, r.error().message);
-      p.retry_at = Clock::now() + backoff(1);
+      p.retry_at = Clock::now() + policy_.backoff.after(1);
       return false;
     }
     log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {}: {}", opt_.group, p.topic, p.partition,
@@ -697,7 +665,7 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
                  "same instance_id (two processes configured alike?); this one stops consuming",
                  opt_.group, member_id_);
       owned_.clear();
-      stop_ = true;
+      request_stop();
       return;
     }
     if (plan.evicted) {
@@ -755,27 +723,15 @@ class Consumer final : public std::enable_shared_from_this<Consumer> {
 
   std::shared_ptr<Core> core_;
   SubscriptionOptions opt_;
+  DeliveryPolicy policy_;
   Handler handler_;
   const std::string incarnation_;  ///< unique per subscription object
   const std::string member_id_;    ///< the instance id of a static member, else incarnation_
   std::atomic<bool> registered_;   ///< holds (group, instance_id) in core_->instances
-  std::atomic<bool> stop_{false};
-  std::mutex join_mu_;
-  std::thread thread_;
   // Touched by the consumer thread only.
   std::map<PartKey, Part> owned_;
   bool joined_ = false;
   Clock::time_point next_heartbeat_{};
-};
-
-class EmbeddedSubscription final : public Subscription {
- public:
-  explicit EmbeddedSubscription(std::shared_ptr<Consumer> c) : c_(std::move(c)) {}
-  ~EmbeddedSubscription() override { c_->close(); }
-  void close() override { c_->close(); }
-
- private:
-  std::shared_ptr<Consumer> c_;
 };
 
 bool is_dlq(std::string_view topic) {
@@ -905,15 +861,6 @@ class RetentionJanitor final {
   std::thread thread_;
 };
 
-/// Kafka's rule for group.instance.id, so that one configuration suits both buses.
-bool valid_instance_id(std::string_view id) {
-  if (id.empty() || id.size() > 249) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-  });
-}
-
 class EmbeddedBus final : public EventBus {
  public:
   explicit EmbeddedBus(std::shared_ptr<Core> core) : core_(std::move(core)) {
@@ -924,14 +871,7 @@ class EmbeddedBus final : public EventBus {
 
   ~EmbeddedBus() override {
     janitor_.reset();
-    std::vector<std::weak_ptr<Consumer>> subs;
-    {
-      std::lock_guard lock(subs_mu_);
-      subs.swap(subs_);
-    }
-    for (auto& w : subs) {
-      if (auto c = w.lock()) c->close();
-    }
+    workers_.close_all();
   }
 
   using EventBus::publish;
@@ -968,12 +908,7 @@ class EmbeddedBus final : public EventBus {
                          options.topics.end());
     if (options.instance_id.empty()) options.instance_id = core_->opt.instance_id;
     if (!options.instance_id.empty()) {
-      if (!valid_instance_id(options.instance_id)) {
-        return Error{"CONFIG_INVALID",
-                     "instance_id \"" + options.instance_id +
-                         "\" must be 1..249 characters of [a-zA-Z0-9._-]",
-                     "instance_id"};
-      }
+      if (auto st = check_instance_id(options.instance_id); !st) return st.error();
       // Two live subscriptions with one member id would take its partitions from each other.
       if (!core_->register_instance(options.group, options.instance_id)) {
         return Error{"CONFIG_INVALID",
@@ -986,13 +921,9 @@ class EmbeddedBus final : public EventBus {
     }
 
     auto consumer = std::make_shared<Consumer>(core_, std::move(options), std::move(handler));
-    {
-      std::lock_guard lock(subs_mu_);
-      std::erase_if(subs_, [](const auto& w) { return w.expired(); });
-      subs_.push_back(consumer);
-    }
-    consumer->start();
-    return std::unique_ptr<Subscription>(new EmbeddedSubscription(std::move(consumer)));
+    ConsumerWorker::start(consumer);  // a throw releases the instance with the consumer
+    workers_.add(consumer);
+    return std::unique_ptr<Subscription>(new WorkerSubscription(std::move(consumer)));
   }
 
   bool healthy() override { return core_->db->healthy(); }
@@ -1001,8 +932,7 @@ class EmbeddedBus final : public EventBus {
 
  private:
   std::shared_ptr<Core> core_;
-  std::mutex subs_mu_;
-  std::vector<std::weak_ptr<Consumer>> subs_;
+  ConsumerWorkers workers_;
   std::unique_ptr<RetentionJanitor> janitor_;
 };
 
@@ -1027,9 +957,7 @@ Status check_options(const EmbeddedBusOptions& o) {
   if (o.retention_check_interval.count() < 1) {
     return invalid("retention_check_interval", "must be positive");
   }
-  if (!o.instance_id.empty() && !valid_instance_id(o.instance_id)) {
-    return invalid("instance_id", "must be 1..249 characters of [a-zA-Z0-9._-]");
-  }
+  if (auto st = check_instance_id(o.instance_id); !st) return st.error();
   return {};
 }
 

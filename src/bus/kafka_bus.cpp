@@ -8,6 +8,8 @@
 // so a partition's records are handled one at a time in offset order. Offsets are committed only
 // for handled records (asynchronously every commit_interval, synchronously on revoke and close).
 // A retry pauses only the record's partition and redelivers the held record after a backoff.
+// What a handler's outcome means (advance, retry after which delay, dead-letter) is decided by
+// bus/delivery.hpp, the same for the embedded bus.
 
 #include "ecom/bus/kafka_bus.hpp"
 
@@ -16,7 +18,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -27,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "bus/consumer_worker.hpp"
+#include "bus/delivery.hpp"
 #include "bus/kafka_common.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/database.hpp"
@@ -346,24 +349,22 @@ struct PartitionState {
   Clock::time_point due;
 };
 
-class KafkaSubscription final : public Subscription {
+// One member of a consumer group and everything its thread touches; the thread's lifetime
+// follows consumer_worker.hpp. librdkafka's callbacks get this object as their opaque: they are
+// served by rd_kafka_consumer_poll and rd_kafka_consumer_close, on the worker's thread only.
+class KafkaConsumer final : public ConsumerWorker {
  public:
-  KafkaSubscription(const KafkaBusOptions& options, SubscriptionOptions sub, Handler handler,
-                    std::shared_ptr<Producer> producer, std::shared_ptr<SubscriptionHealth> health)
+  KafkaConsumer(const KafkaBusOptions& options, SubscriptionOptions sub, Handler handler,
+                std::shared_ptr<Producer> producer, std::shared_ptr<SubscriptionHealth> health)
       : options_(options),
         sub_(std::move(sub)),
+        policy_(DeliveryPolicy::of(sub_)),
         handler_(std::move(handler)),
         producer_(std::move(producer)),
         health_(std::move(health)) {}
 
-  ~KafkaSubscription() override {
-    close();
-    std::lock_guard lock(close_mu_);
-    // Only when the handler destroyed its own subscription: the loop ends after it returns.
-    if (thread_.joinable()) thread_.detach();
-  }
-
-  Status start() {
+  /// Creates the consumer and subscribes; the loop starts with ConsumerWorker::start.
+  Status open() {
     int session = static_cast<int>(options_.session_timeout.count());
     std::map<std::string, std::string> preset = {
         {"group.id", sub_.group},
@@ -382,9 +383,9 @@ class KafkaSubscription final : public Subscription {
     auto conf = make_conf(options_, ClientKind::kConsumer, preset);
     if (!conf) return conf.error();
     rd_kafka_conf_set_opaque(conf->get(), this);
-    rd_kafka_conf_set_rebalance_cb(conf->get(), &KafkaSubscription::on_rebalance);
-    rd_kafka_conf_set_offset_commit_cb(conf->get(), &KafkaSubscription::on_commit);
-    rd_kafka_conf_set_error_cb(conf->get(), &KafkaSubscription::on_error);
+    rd_kafka_conf_set_rebalance_cb(conf->get(), &KafkaConsumer::on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf->get(), &KafkaConsumer::on_commit);
+    rd_kafka_conf_set_error_cb(conf->get(), &KafkaConsumer::on_error);
     auto rk = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
     if (!rk) return rk.error();
     rk_ = std::move(rk).value();
@@ -400,23 +401,13 @@ class KafkaSubscription final : public Subscription {
       return kafka_error("cannot subscribe", err, false);
     }
     log::info(kTag, "group {} subscribing to {}", sub_.group, fmt::join(sub_.topics, ","));
-    running_ = true;
-    thread_ = std::thread([this] { run(); });
     return {};
   }
 
-  void close() override {
-    running_ = false;
-    // From a handler: the loop ends once it returns; the owner's later close() joins.
-    if (std::this_thread::get_id() == thread_.get_id()) return;
-    std::lock_guard lock(close_mu_);
-    if (thread_.joinable()) thread_.join();
-  }
-
  private:
-  void run() {
+  void run() override {
     auto last_commit = Clock::now();
-    while (running_.load()) {
+    while (!stopping()) {
       serve_due_retries();
       if (uncommitted_ >= kCommitBatch || Clock::now() - last_commit >= options_.commit_interval) {
         commit(false, nullptr);
@@ -446,6 +437,8 @@ class KafkaSubscription final : public Subscription {
     rk_.reset();
     health_->joined = false;
     health_->closed = true;
+    // Whatever the handler holds goes now, on a thread the bus joins.
+    handler_ = nullptr;
     log::info(kTag, "group {} left", sub_.group);
   }
 
@@ -555,6 +548,8 @@ class KafkaSubscription final : public Subscription {
   }
 
   void on_message(const rd_kafka_message_t* m) {
+    // Closed (perhaps by the handler itself): the rest of the run is left to the next owner.
+    if (stopping()) return;
     TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
     auto found = parts_.find(tp);
     if (found == parts_.end()) return;  // revoked since it was fetched: the new owner handles it
@@ -565,12 +560,6 @@ class KafkaSubscription final : public Subscription {
     }
     if (st.next >= 0 && m->offset < st.next) return;  // already handled (after a seek)
     process(tp, st, copy(m), 1);
-  }
-
-  std::chrono::milliseconds backoff(int attempt) const {
-    auto d = sub_.initial_backoff;
-    for (int i = 1; i < attempt && d < sub_.max_backoff; ++i) d *= 2;
-    return std::min(d, sub_.max_backoff);
   }
 
   // Inside a store batch a dead-letter waits until the batch is durable: its copy would otherwise
@@ -602,29 +591,16 @@ class KafkaSubscription final : public Subscription {
     msg.key = h.key;
     msg.envelope = *h.envelope;
     msg.attempt = attempt;
-    Outcome out;
-    try {
-      out = handler_(msg);
-    } catch (const std::exception& e) {
-      out = Outcome::retry(fmt::format("handler threw: {}", e.what()));
-    } catch (...) {
-      out = Outcome::retry("handler threw");
-    }
-    switch (out.disposition) {
-      case Disposition::kAck:
+    Decision d = decide(call_handler(handler_, msg), attempt, policy_);
+    switch (d.action) {
+      case Decision::Action::kAdvance:
         done(st, h.offset);
         return;
-      case Disposition::kRetry:
-        if (attempt >= std::max(1, sub_.max_attempts)) {
-          dead_letter_after_batch(
-              tp, st, std::move(h), attempt,
-              fmt::format("retries exhausted after {} attempts: {}", attempt, out.reason));
-        } else {
-          wait_for_retry(tp, st, std::move(h), attempt, out.reason, false, backoff(attempt));
-        }
+      case Decision::Action::kRetry:
+        wait_for_retry(tp, st, std::move(h), attempt, std::move(d.reason), false, d.delay);
         return;
-      case Disposition::kDeadLetter:
-        dead_letter_after_batch(tp, st, std::move(h), attempt, out.reason);
+      case Decision::Action::kDeadLetter:
+        dead_letter_after_batch(tp, st, std::move(h), attempt, std::move(d.reason));
         return;
     }
   }
@@ -667,7 +643,7 @@ class KafkaSubscription final : public Subscription {
       wait_for_retry(tp, st, std::move(h), attempts,
                      fmt::format("dead-letter write to {} failed ({}), after: {}", dlq,
                                  st_dlq.error().message, reason),
-                     true, backoff(++st.dlq_failures));
+                     true, policy_.backoff.after(++st.dlq_failures));
       st.reason = std::move(reason);  // the original error goes into ecom_error next time
       return;
     }
@@ -679,6 +655,7 @@ class KafkaSubscription final : public Subscription {
   void serve_due_retries() {
     auto now = Clock::now();
     for (auto& [tp, st] : parts_) {
+      if (stopping()) return;
       if (!st.held || st.due > now) continue;
       Held h = std::move(*st.held);
       st.held.reset();
@@ -776,7 +753,7 @@ class KafkaSubscription final : public Subscription {
 
   static void on_commit(rd_kafka_t*, rd_kafka_resp_err_t err,
                         rd_kafka_topic_partition_list_t* offsets, void* opaque) {
-    auto* self = static_cast<KafkaSubscription*>(opaque);
+    auto* self = static_cast<KafkaConsumer*>(opaque);
     self->commit_inflight_ = false;
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       if (offsets != nullptr) self->mark_committed(offsets);
@@ -790,7 +767,7 @@ class KafkaSubscription final : public Subscription {
   }
 
   static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
-    auto* self = static_cast<KafkaSubscription*>(opaque);
+    auto* self = static_cast<KafkaConsumer*>(opaque);
     auto code = static_cast<rd_kafka_resp_err_t>(err);
     if (self->throttle_.quiet(code)) return;
     log::warn(kTag, "group {}: {} ({})", self->sub_.group, reason, rd_kafka_err2name(code));
@@ -805,7 +782,7 @@ class KafkaSubscription final : public Subscription {
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t* parts, void* opaque) {
-    auto* self = static_cast<KafkaSubscription*>(opaque);
+    auto* self = static_cast<KafkaConsumer*>(opaque);
     bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t* error = nullptr;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
@@ -856,13 +833,11 @@ class KafkaSubscription final : public Subscription {
 
   KafkaBusOptions options_;
   SubscriptionOptions sub_;
+  DeliveryPolicy policy_;
   Handler handler_;
   std::shared_ptr<Producer> producer_;
   std::shared_ptr<SubscriptionHealth> health_;
   HandlePtr rk_;
-  std::thread thread_;
-  std::mutex close_mu_;  // serialises joins of thread_
-  std::atomic<bool> running_{false};
   // Touched only by the consumer thread (callbacks are served by rd_kafka_consumer_poll).
   std::map<TopicPartition, PartitionState> parts_;
   int uncommitted_ = 0;
@@ -882,6 +857,9 @@ class KafkaEventBus final : public EventBus {
  public:
   KafkaEventBus(KafkaBusOptions options, std::shared_ptr<Producer> producer)
       : options_(std::move(options)), producer_(std::move(producer)) {}
+
+  // Consumer threads end before the bus does, including those closed by their own handler.
+  ~KafkaEventBus() override { workers_.close_all(); }
 
   Status publish(std::span<const Record> records) override {
     std::vector<std::string> names;  // prefixed topic names; reserved so pointers stay valid
@@ -907,22 +885,15 @@ class KafkaEventBus final : public EventBus {
       return Error{"VALIDATION_FAILED", "a subscription needs topics", "topics", false};
     if (!handler) return Error{"VALIDATION_FAILED", "a subscription needs a handler", {}, false};
     if (options.instance_id.empty()) options.instance_id = options_.instance_id;
-    bool valid_instance =
-        options.instance_id.size() <= 249 &&
-        std::all_of(options.instance_id.begin(), options.instance_id.end(), [](char c) {
-          return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' ||
-                 c == '-';
-        });
-    if (!valid_instance)
-      return Error{"VALIDATION_FAILED",
-                   "instance_id may hold only letters, digits, '.', '_' and '-' (at most 249)",
-                   "instance_id", false};
+    if (auto st = check_instance_id(options.instance_id); !st) return st.error();
     options.group = options_.group_prefix + options.group;
     for (auto& t : options.topics) t = options_.topic_prefix + t;
     auto health = std::make_shared<SubscriptionHealth>();
-    auto sub = std::make_unique<KafkaSubscription>(options_, std::move(options), std::move(handler),
-                                                   producer_, health);
-    if (auto st = sub->start(); !st) return st.error();
+    auto consumer = std::make_shared<KafkaConsumer>(options_, std::move(options),
+                                                    std::move(handler), producer_, health);
+    if (auto st = consumer->open(); !st) return st.error();
+    ConsumerWorker::start(consumer);
+    workers_.add(consumer);
     {
       std::lock_guard lock(mu_);
       std::erase_if(subs_, [](const std::weak_ptr<SubscriptionHealth>& w) {
@@ -931,7 +902,7 @@ class KafkaEventBus final : public EventBus {
       });
       subs_.push_back(health);
     }
-    return std::unique_ptr<Subscription>(std::move(sub));
+    return std::unique_ptr<Subscription>(new WorkerSubscription(std::move(consumer)));
   }
 
   bool healthy() override {
@@ -951,6 +922,7 @@ class KafkaEventBus final : public EventBus {
   std::shared_ptr<Producer> producer_;
   std::mutex mu_;
   std::vector<std::weak_ptr<SubscriptionHealth>> subs_;
+  ConsumerWorkers workers_;
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "ecom/core/backoff.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/outbox.hpp"
@@ -19,8 +20,10 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr std::string_view kTag{"outbox"};
-constexpr milliseconds kMinBackoff{100};
-constexpr milliseconds kMaxBackoff{5'000};
+// After a failed relay pass; reset by a good one.
+constexpr Backoff kRelayBackoff{milliseconds(100), milliseconds(5'000)};
+// Between failed publishes of a drain, which has a deadline of its own.
+constexpr Backoff kDrainBackoff{milliseconds(10), milliseconds(500)};
 constexpr milliseconds kStopDrain{5'000};
 // Under load, published rows are deleted at most this often (one transaction for all of them).
 constexpr milliseconds kDeleteInterval{50};
@@ -132,7 +135,7 @@ struct OutboxRelay::State {
   }
 
   void run() {
-    milliseconds backoff = kMinBackoff;
+    int failures = 0;
     auto next_prune = Clock::now() + prune_interval;
     std::unique_lock lock(mu);
     while (!stopping) {
@@ -142,13 +145,13 @@ struct OutboxRelay::State {
       if (pruning() && Clock::now() >= next_prune) next_prune = prune_once();
       lock.lock();
       if (!r) {
+        const milliseconds backoff = kRelayBackoff.after(++failures);
         log::warn(kTag, "relay of {} failed, retrying in {} ms: {}", db.path(), backoff.count(),
                   r.error().message);
         cv.wait_for(lock, backoff, [&] { return stopping; });
-        backoff = std::min(backoff * 2, kMaxBackoff);
         continue;
       }
-      backoff = kMinBackoff;
+      failures = 0;
       // A full batch means more may be waiting: go again at once.
       if (*r == static_cast<size_t>(batch_size)) continue;
       auto until = Clock::now() + idle_poll;
@@ -159,15 +162,15 @@ struct OutboxRelay::State {
 
   bool drain(milliseconds deadline) {
     const auto end = Clock::now() + deadline;
-    milliseconds backoff{10};
+    int failures = 0;
     while (true) {
       auto r = pump_once();
       if (r && *r == 0) return true;
       if (!r) {
         log::warn(kTag, "drain of {} failed: {}", db.path(), r.error().message);
+        const milliseconds backoff = kDrainBackoff.after(++failures);
         if (Clock::now() + backoff > end) return false;
         std::this_thread::sleep_for(backoff);
-        backoff = std::min(backoff * 2, milliseconds(500));
       }
       if (Clock::now() > end) return false;
     }

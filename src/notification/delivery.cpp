@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "ecom/core/backoff.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/http/client.hpp"
@@ -126,9 +127,9 @@ void DeliveryWorker::attempt(const Delivery& d, Outcomes& out) {
   int attempt = d.attempts + 1;
   std::optional<int64_t> retry_at;
   if (a.retryable && attempt < sink_.max_attempts()) {
-    int64_t delay = std::max<int64_t>(sink_.backoff().count(), 0);
-    for (int i = 1; i < attempt && delay < kMaxBackoffMs; ++i) delay *= 2;
-    retry_at = now + std::min(delay, kMaxBackoffMs);
+    const Backoff backoff{std::max(sink_.backoff(), std::chrono::milliseconds(0)),
+                          std::chrono::milliseconds(kMaxBackoffMs)};
+    retry_at = now + backoff.after(attempt).count();
     log::warn(kTag, "notification {} attempt {} failed ({}); retrying in {} ms", d.id, attempt,
               a.error, *retry_at - now);
   } else {

@@ -156,8 +156,8 @@ void OrderService::get(const std::string& id, int64_t wait_ms, OrderCallback don
     std::lock_guard lock(wait_mu_);
     if (wait_stopping_) return done(std::move(order));
     if (waiters_.size() >= kMaxWaiters)
-      return done(Error{"UNAVAILABLE", "too many waiting requests; retry without wait", "wait",
-                        true});
+      return done(
+          Error{"UNAVAILABLE", "too many waiting requests; retry without wait", "wait", true});
     waiters_.emplace(id, Waiter{clock_.now_ms() + wait_ms, std::move(done)});
   }
   reaper_.wake();  // the new deadline may be the nearest

@@ -137,10 +137,10 @@ Result<OrderView> find(db::Tx& tx, std::string_view id) {
 }
 
 std::vector<OrderView> list(db::Tx& tx, std::optional<std::string_view> customer_id, int limit) {
-  static const std::string by_customer =
-      fmt::format("SELECT {} FROM orders WHERE customer_id = ? ORDER BY created_at DESC, "
-                  "rowid DESC LIMIT ?",
-                  kOrderColumns);
+  static const std::string by_customer = fmt::format(
+      "SELECT {} FROM orders WHERE customer_id = ? ORDER BY created_at DESC, "
+      "rowid DESC LIMIT ?",
+      kOrderColumns);
   static const std::string all = fmt::format(
       "SELECT {} FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?", kOrderColumns);
   auto s = tx.stmt(customer_id ? by_customer : all);
@@ -166,8 +166,8 @@ Result<CancelOutcome> request_cancel(db::Tx& tx, std::string_view source, std::s
   if (!s.col_null(2)) return CancelOutcome{status, false};  // already requested: same answer
   std::string customer = s.col_text(1);
   std::string correlation = s.col_text(3);
-  auto event = contract::make(source, contract::OrderCancellationRequested{std::string(id),
-                                                                           std::move(customer)});
+  auto event = contract::make(
+      source, contract::OrderCancellationRequested{std::string(id), std::move(customer)});
   event.correlation_id = std::move(correlation);  // the cancellation belongs to the order's flow
   tx.stmt("UPDATE orders SET cancel_requested_at = ?, updated_at = ? WHERE id = ?")
       .bind_all(now, now, id)

@@ -4,6 +4,7 @@
 #include <array>
 #include <utility>
 
+#include "ecom/core/backoff.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/json.hpp"
 #include "ecom/core/topics.hpp"
@@ -66,9 +67,9 @@ std::string_view cancel_reason_for_reservation(std::string_view failure) {
 
 /// The re-send interval after `attempts` re-sends: doubling from the compensation timeout.
 int64_t backoff_ms(const Policy& p, int attempts) {
-  int64_t d = std::max<int64_t>(p.compensation_timeout_ms, 1);
-  for (int i = 0; i < attempts && d < p.max_backoff_ms; ++i) d *= 2;
-  return std::min(d, std::max(p.max_backoff_ms, p.compensation_timeout_ms));
+  const std::chrono::milliseconds base(std::max<int64_t>(p.compensation_timeout_ms, 1));
+  const std::chrono::milliseconds cap(std::max(p.max_backoff_ms, p.compensation_timeout_ms));
+  return Backoff{base, cap}.after(attempts + 1).count();
 }
 
 /// Applies one input to a known saga. Kept as a class so the helpers share the record.

@@ -11,6 +11,7 @@
 #include "bus_test_util.hpp"
 #include "child_process.hpp"
 #include "ecom/bus/embedded_bus.hpp"
+#include "support/bus_contract.hpp"
 #include "support/group_commit_check.hpp"
 #include "support/test_support.hpp"
 
@@ -478,6 +479,21 @@ TEST_CASE("embedded bus: close waits for the in-flight handler and stops deliver
   REQUIRE(bus->publish("t", test_event("k", 3)).ok());
   std::this_thread::sleep_for(200ms);
   CHECK(calls.load() == after_close);
+}
+
+TEST_CASE("embedded bus: a handler that destroys its own subscription",
+          "[bus][embedded][contract]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  ecom::test::check_handler_closes_own_subscription(*bus, "t", "g", ecom::test::SelfClose::kDestroy,
+                                                    10s);
+}
+
+TEST_CASE("embedded bus: a handler that closes its own subscription", "[bus][embedded][contract]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  ecom::test::check_handler_closes_own_subscription(*bus, "t", "g", ecom::test::SelfClose::kClose,
+                                                    10s);
 }
 
 TEST_CASE("embedded bus: destroying the bus closes live subscriptions", "[bus][embedded]") {

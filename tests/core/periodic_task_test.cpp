@@ -14,11 +14,12 @@ TEST_CASE("a periodic task runs at start, then each period of the clock", "[core
   ManualClock clock;
   std::atomic<int> calls{0};
   std::atomic<int64_t> seen_now{0};
-  PeriodicTask task("test", clock, 1000ms, [&](int64_t now) -> std::optional<std::chrono::milliseconds> {
-    seen_now = now;
-    ++calls;
-    return std::nullopt;
-  });
+  PeriodicTask task("test", clock, 1000ms,
+                    [&](int64_t now) -> std::optional<std::chrono::milliseconds> {
+                      seen_now = now;
+                      ++calls;
+                      return std::nullopt;
+                    });
   task.start();
   REQUIRE(ecom::test::eventually([&] { return task.runs() == 1; }));
   CHECK(seen_now.load() == clock.now_ms());
@@ -35,7 +36,7 @@ TEST_CASE("a periodic task runs at start, then each period of the clock", "[core
   task.stop();               // idempotent
 }
 
-TEST_CASE("wake() runs the step at once; a returned delay replaces the period",
+TEST_CASE("wake() runs the step at once, and a returned delay replaces the period",
           "[core][task]") {
   ManualClock clock;
   std::atomic<int> calls{0};

@@ -1,6 +1,11 @@
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <string>
+#include <vector>
 
+#include "ecom/bus/embedded_bus.hpp"
+#include "ecom/core/envelope.hpp"
+#include "ecom/core/topics.hpp"
 #include "support/test_support.hpp"
 
 using ecom::test::run_ecomd;
@@ -51,4 +56,40 @@ TEST_CASE("help and version exit 0", "[e2e][cli]") {
   auto [vcode, vout] = run_ecomd({"--version"});
   CHECK(vcode == 0);
   CHECK_THAT(vout, Catch::StartsWith("ecomd "));
+}
+
+TEST_CASE("a module that fails to start after two started ones exits 2 and stops them",
+          "[e2e][cli]") {
+  // Roles start in registration order: order and inventory start, then payment rejects its
+  // config. Records waiting for the two keep their consumers busy in batches of their stores
+  // while start-up fails; those consumers must stop before the stores close, which an
+  // AddressSanitizer build (build/asan) reports otherwise.
+  ecom::test::TempDir dir;
+  {
+    ecom::bus::EmbeddedBusOptions o;
+    o.path = dir.file("bus.db");
+    auto bus = ecom::bus::make_embedded_bus(o);
+    REQUIRE(bus.ok());
+    std::vector<ecom::bus::Record> records;
+    for (int i = 0; i < 2000; ++i) {
+      const std::string key = "order-" + std::to_string(i);
+      auto status = ecom::make_event("test", std::string(ecom::event_types::kOrderStatusChanged),
+                                     key, R"({"orderId":")" + key + R"(","status":"CONFIRMED"})");
+      records.push_back({std::string(ecom::topics::kOrdersStatus), key, encode_envelope(status)});
+      auto reserve = ecom::make_event("test", std::string(ecom::event_types::kReserveStock), key,
+                                      R"({"orderId":")" + key + R"(","items":[]})");
+      records.push_back(
+          {std::string(ecom::topics::kInventoryCommands), key, encode_envelope(reserve)});
+    }
+    REQUIRE((*bus)->publish(records).ok());
+  }
+  std::ofstream(dir.file("c.json")) << R"({"payment": {"latency_ms": 99999}})";
+  auto [code, out] = run_ecomd({"--role=all", "--config=" + dir.file("c.json"),
+                                "--data-dir=" + dir.path(), "--http=127.0.0.1:0"});
+  CHECK(code == 2);
+  CHECK_THAT(out, Catch::Contains("module order started") &&
+                      Catch::Contains("module inventory started") &&
+                      Catch::Contains("payment.latency_ms"));
+  CHECK_THAT(out, !Catch::Contains("module payment started"));
+  CHECK_THAT(out, !Catch::Contains("AddressSanitizer") && !Catch::Contains("LeakSanitizer"));
 }

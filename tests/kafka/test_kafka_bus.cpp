@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "kafka_test_support.hpp"
+#include "support/bus_contract.hpp"
 #include "support/group_commit_check.hpp"
 #include "support/test_support.hpp"
 
@@ -162,6 +163,24 @@ TEST_CASE("kafka bus: separate groups each see every event", "[kafka][contract]"
   REQUIRE(eventually([&] { return a.distinct() == 30 && b.distinct() == 30; }, 60s));
   (*sa)->close();
   (*sb)->close();
+}
+
+TEST_CASE("kafka bus: a handler that destroys its own subscription", "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("self-destroy-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  ecom::test::check_handler_closes_own_subscription(*bus, topic, unique_name("g"),
+                                                    ecom::test::SelfClose::kDestroy, 60s);
+}
+
+TEST_CASE("kafka bus: a handler that closes its own subscription", "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("self-close-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  ecom::test::check_handler_closes_own_subscription(*bus, topic, unique_name("g"),
+                                                    ecom::test::SelfClose::kClose, 60s);
 }
 
 TEST_CASE("kafka bus: a group resumes after its committed offsets", "[kafka][contract]") {
