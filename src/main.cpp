@@ -88,10 +88,11 @@ class Host {
     slot->path = (std::filesystem::path(settings_.data_dir) / (role + ".db")).string();
     auto store = db::Database::open(slot->path);
     if (!store)
-      return Error{"UNAVAILABLE", "cannot open " + slot->path + ": " + store.error().message};
+      return Error{ErrorCode::kUnavailable,
+                   "cannot open " + slot->path + ": " + store.error().message};
     slot->db = std::move(store).value();
     if (auto st = db::migrate_messaging(*slot->db); !st)
-      return Error{"UNAVAILABLE", slot->path + ": " + st.error().message};
+      return Error{ErrorCode::kUnavailable, slot->path + ": " + st.error().message};
     slot->relay = std::make_unique<bus::OutboxRelay>(*slot->db, bus_);
     slot->ctx = std::unique_ptr<ModuleContext>(new ModuleContext{
         bus_, *slot->relay, router_, *slot->db, settings_.section(role), settings_});
@@ -101,7 +102,7 @@ class Host {
     try {
       started = slot->module->start(*slot->ctx);
     } catch (const ConfigError& e) {
-      started = Error{"CONFIG_INVALID", e.what()};
+      started = Error{ErrorCode::kConfigInvalid, e.what()};
       thrown = true;
     }
     if (!started) {
@@ -171,7 +172,7 @@ Result<std::unique_ptr<bus::EventBus>> make_bus(const Settings& settings) {
       section.get_int("retention_check_interval_ms", options.retention_check_interval.count()));
   options.instance_id = settings.instance_id;
   if (options.partitions < 1 || options.partitions > 1024)
-    return Error{"CONFIG_INVALID", "embedded_bus.partitions must be 1..1024",
+    return Error{ErrorCode::kConfigInvalid, "embedded_bus.partitions must be 1..1024",
                  "embedded_bus.partitions"};
   return bus::make_embedded_bus(std::move(options));
 }
@@ -189,7 +190,8 @@ Result<http::ServerOptions> server_options(const Settings& settings) {
   o.read_timeout =
       std::chrono::milliseconds(section.get_int("read_timeout_ms", o.read_timeout.count()));
   if (o.threads < 1 || o.threads > 64)
-    return Error{"CONFIG_INVALID", "http_server.threads must be 1..64", "http_server.threads"};
+    return Error{ErrorCode::kConfigInvalid, "http_server.threads must be 1..64",
+                 "http_server.threads"};
   return o;
 }
 
@@ -272,7 +274,7 @@ int run(int argc, char** argv) {
     return fail(kExitConfig, e.what());
   }
   if (!bus)
-    return fail(bus.error().code == "CONFIG_INVALID" ? kExitConfig : kExitRuntime,
+    return fail(bus.error().code == ErrorCode::kConfigInvalid ? kExitConfig : kExitRuntime,
                 bus.error().message);
   auto& event_bus = *bus.value();
 
@@ -285,7 +287,7 @@ int run(int argc, char** argv) {
 
   for (const auto& role : roles.value()) {
     if (auto st = hosted.start(role, registry); !st)
-      return fail(st.error().code == "CONFIG_INVALID" ? kExitConfig : kExitRuntime,
+      return fail(st.error().code == ErrorCode::kConfigInvalid ? kExitConfig : kExitRuntime,
                   st.error().message);
   }
 

@@ -42,7 +42,7 @@ Status check_instance_id(std::string_view id) {
                      });
   if (valid) return {};
   return Error{
-      "CONFIG_INVALID",
+      ErrorCode::kConfigInvalid,
       "instance_id \"" + std::string(id) + "\" must be 1..249 characters of [a-zA-Z0-9._-]",
       "instance_id"};
 }

@@ -879,7 +879,8 @@ class EmbeddedBus final : public EventBus {
   Status publish(std::span<const Record> records) override {
     if (records.empty()) return {};
     for (const auto& r : records) {
-      if (r.topic.empty()) return Error{"VALIDATION_FAILED", "record topic is empty", "topic"};
+      if (r.topic.empty())
+        return Error{ErrorCode::kValidationFailed, "record topic is empty", "topic"};
     }
     auto st = core_->db->transaction([&](db::Tx& tx) -> Status {
       Appender app(tx, core_->opt.partitions);
@@ -894,15 +895,17 @@ class EmbeddedBus final : public EventBus {
   Result<std::unique_ptr<Subscription>> subscribe(SubscriptionOptions options,
                                                   Handler handler) override {
     if (options.group.empty()) {
-      return Error{"VALIDATION_FAILED", "subscription group is empty", "group"};
+      return Error{ErrorCode::kValidationFailed, "subscription group is empty", "group"};
     }
     if (options.topics.empty()) {
-      return Error{"VALIDATION_FAILED", "subscription has no topics", "topics"};
+      return Error{ErrorCode::kValidationFailed, "subscription has no topics", "topics"};
     }
     for (const auto& t : options.topics) {
-      if (t.empty()) return Error{"VALIDATION_FAILED", "subscription topic is empty", "topics"};
+      if (t.empty())
+        return Error{ErrorCode::kValidationFailed, "subscription topic is empty", "topics"};
     }
-    if (!handler) return Error{"VALIDATION_FAILED", "subscription handler is empty", "handler"};
+    if (!handler)
+      return Error{ErrorCode::kValidationFailed, "subscription handler is empty", "handler"};
     std::sort(options.topics.begin(), options.topics.end());
     options.topics.erase(std::unique(options.topics.begin(), options.topics.end()),
                          options.topics.end());
@@ -911,7 +914,7 @@ class EmbeddedBus final : public EventBus {
       if (auto st = check_instance_id(options.instance_id); !st) return st.error();
       // Two live subscriptions with one member id would take its partitions from each other.
       if (!core_->register_instance(options.group, options.instance_id)) {
-        return Error{"CONFIG_INVALID",
+        return Error{ErrorCode::kConfigInvalid,
                      "group \"" + options.group +
                          "\" already has a live subscription with "
                          "instance_id \"" +
@@ -938,7 +941,7 @@ class EmbeddedBus final : public EventBus {
 
 Status check_options(const EmbeddedBusOptions& o) {
   auto invalid = [](std::string field, std::string message) {
-    return Error{"CONFIG_INVALID", "embedded_bus." + field + ": " + message, field};
+    return Error{ErrorCode::kConfigInvalid, "embedded_bus." + field + ": " + message, field};
   };
   if (o.path.empty()) return invalid("path", "must not be empty");
   if (o.partitions < 1 || o.partitions > 1024) return invalid("partitions", "must be 1..1024");

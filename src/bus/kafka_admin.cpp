@@ -36,7 +36,7 @@ void log_cb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
 }  // namespace
 
 Error config_invalid(std::string message, std::string field) {
-  return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
+  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(field), false};
 }
 
 Status conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
@@ -75,7 +75,8 @@ Result<HandlePtr> make_client(rd_kafka_type_t type, ConfPtr conf) {
 }
 
 Error kafka_error(std::string_view what, rd_kafka_resp_err_t err, bool retryable) {
-  return Error{"UNAVAILABLE", fmt::format("{}: {}", what, rd_kafka_err2str(err)), {}, retryable};
+  return Error{
+      ErrorCode::kUnavailable, fmt::format("{}: {}", what, rd_kafka_err2str(err)), {}, retryable};
 }
 
 bool delivery_retryable(rd_kafka_resp_err_t err) noexcept {
@@ -520,7 +521,7 @@ Result<EnsureReport> ensure_impl(const KafkaBusOptions& options, const TopicsCon
   free_new();
   std::unique_ptr<rd_kafka_event_t, EventDeleter> ev(
       rd_kafka_queue_poll(q.get(), timeout_int(timeout) + 5'000));
-  if (!ev) return Error{"UNAVAILABLE", "creating topics timed out", {}, true};
+  if (!ev) return Error{ErrorCode::kUnavailable, "creating topics timed out", {}, true};
   if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR)
     return kafka_error("creating topics failed", rd_kafka_event_error(ev.get()));
   const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev.get());
@@ -555,7 +556,7 @@ Result<EnsureReport> ensure_impl(const KafkaBusOptions& options, const TopicsCon
   if (!failures.empty()) {
     std::string joined;
     for (const auto& f : failures) joined += (joined.empty() ? "" : "; ") + f;
-    return Error{"UNAVAILABLE", "cannot create topics: " + joined, {}, retryable};
+    return Error{ErrorCode::kUnavailable, "cannot create topics: " + joined, {}, retryable};
   }
   return report;
 }

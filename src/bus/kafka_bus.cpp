@@ -135,7 +135,10 @@ class Producer final {
     if (fatal_.load()) {
       for (auto& r : records)
         if (r.headers != nullptr) rd_kafka_headers_destroy(r.headers);
-      return Error{"UNAVAILABLE", "the Kafka producer hit a fatal error; restart ecomd", {}, false};
+      return Error{ErrorCode::kUnavailable,
+                   "the Kafka producer hit a fatal error; restart ecomd",
+                   {},
+                   false};
     }
     auto* batch = new Batch();
     Clock::time_point enqueue_deadline = Clock::now() + options_.delivery_timeout;
@@ -185,7 +188,8 @@ class Producer final {
     if (!done) {
       batch->abandoned = true;  // the last delivery report frees it
       lock.unlock();
-      return Error{"UNAVAILABLE", "timed out waiting for Kafka delivery reports", {}, true};
+      return Error{
+          ErrorCode::kUnavailable, "timed out waiting for Kafka delivery reports", {}, true};
     }
     size_t failed = batch->failed;
     rd_kafka_resp_err_t first = batch->first_err;
@@ -880,10 +884,12 @@ class KafkaEventBus final : public EventBus {
   Result<std::unique_ptr<Subscription>> subscribe(SubscriptionOptions options,
                                                   Handler handler) override {
     if (options.group.empty())
-      return Error{"VALIDATION_FAILED", "a subscription needs a consumer group", "group", false};
+      return Error{ErrorCode::kValidationFailed, "a subscription needs a consumer group", "group",
+                   false};
     if (options.topics.empty())
-      return Error{"VALIDATION_FAILED", "a subscription needs topics", "topics", false};
-    if (!handler) return Error{"VALIDATION_FAILED", "a subscription needs a handler", {}, false};
+      return Error{ErrorCode::kValidationFailed, "a subscription needs topics", "topics", false};
+    if (!handler)
+      return Error{ErrorCode::kValidationFailed, "a subscription needs a handler", {}, false};
     if (options.instance_id.empty()) options.instance_id = options_.instance_id;
     if (auto st = check_instance_id(options.instance_id); !st) return st.error();
     options.group = options_.group_prefix + options.group;
@@ -929,7 +935,7 @@ class KafkaEventBus final : public EventBus {
 
 Result<std::unique_ptr<EventBus>> make_kafka_bus(KafkaBusOptions options) {
   if (options.bootstrap_servers.empty())
-    return Error{"CONFIG_INVALID", "kafka bootstrap servers are empty (--brokers)",
+    return Error{ErrorCode::kConfigInvalid, "kafka bootstrap servers are empty (--brokers)",
                  "kafka.bootstrap_servers", false};
   auto producer = Producer::create(options);
   if (!producer) return producer.error();

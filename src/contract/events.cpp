@@ -11,7 +11,7 @@ namespace {
 using json::Writer;
 
 Error invalid(std::string field, std::string message) {
-  return Error{std::string(kInvalidPayload), std::move(message), std::move(field), false};
+  return Error{ErrorCode::kInvalidPayload, std::move(message), std::move(field), false};
 }
 
 /// Reads the members of one JSON object; the first failure is kept and every later read is a

@@ -28,10 +28,12 @@ std::string dotted(const std::string& path, std::string_view key) {
 }
 
 Error config_error(std::string message, std::string field = {}) {
-  return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
+  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(field), false};
 }
 
-Error usage_error(std::string message) { return Error{"USAGE", std::move(message), {}, false}; }
+Error usage_error(std::string message) {
+  return Error{ErrorCode::kUsage, std::move(message), {}, false};
+}
 
 // The fixed options: flag name, environment variable, config-file key, and where they land.
 struct OptionSpec {

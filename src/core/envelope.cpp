@@ -16,7 +16,7 @@ namespace {
 constexpr size_t kMaxAttributeLength = 1024;
 
 Error invalid(std::string field, std::string message) {
-  return Error{"INVALID_ENVELOPE", std::move(message), std::move(field), false};
+  return Error{ErrorCode::kInvalidPayload, std::move(message), std::move(field), false};
 }
 
 bool is_traceparent(std::string_view s) {
@@ -100,7 +100,7 @@ Result<Envelope> decode_envelope(std::string_view json) {
   rapidjson::Document doc;
   doc.Parse(json.data(), json.size());
   if (doc.HasParseError()) {
-    return Error{"MALFORMED_ENVELOPE",
+    return Error{ErrorCode::kInvalidPayload,
                  fmt::format("malformed JSON at offset {}: {}", doc.GetErrorOffset(),
                              rapidjson::GetParseError_En(doc.GetParseError())),
                  "", false};

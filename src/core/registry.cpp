@@ -37,7 +37,7 @@ Result<std::vector<std::string>> ModuleRegistry::resolve(std::string_view spec) 
     while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
     while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
     if (part.empty())
-      return Error{"UNKNOWN_ROLE",
+      return Error{ErrorCode::kUnknownRole,
                    fmt::format("empty role in \"{}\"; valid roles: {}", spec, valid()), "role"};
     if (part == "all") {
       for (const auto& e : entries_) wanted.push_back(e.name);
@@ -45,7 +45,7 @@ Result<std::vector<std::string>> ModuleRegistry::resolve(std::string_view spec) 
                            [&](const Entry& e) { return e.name == part; })) {
       wanted.emplace_back(part);
     } else {
-      return Error{"UNKNOWN_ROLE",
+      return Error{ErrorCode::kUnknownRole,
                    fmt::format("unknown role \"{}\"; valid roles: {}", part, valid()), "role"};
     }
     if (comma == std::string_view::npos) break;
@@ -62,12 +62,12 @@ Result<std::unique_ptr<Module>> ModuleRegistry::create(std::string_view name) co
   for (const auto& e : entries_) {
     if (e.name != name) continue;
     if (!e.factory)
-      return Error{"NOT_IMPLEMENTED",
+      return Error{ErrorCode::kNotImplemented,
                    fmt::format("module \"{}\" is not implemented in this build of ecomd", name),
                    "role"};
     return e.factory();
   }
-  return Error{"UNKNOWN_ROLE", fmt::format("unknown module \"{}\"", name), "role"};
+  return Error{ErrorCode::kUnknownRole, fmt::format("unknown module \"{}\"", name), "role"};
 }
 
 }  // namespace ecom

@@ -122,7 +122,7 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Option
   if (rc != SQLITE_OK) {
     std::string msg = h != nullptr ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
     sqlite3_close_v2(h);
-    return Error{"DB_ERROR", "cannot open database '" + path + "': " + msg};
+    return Error{ErrorCode::kDbError, "cannot open database '" + path + "': " + msg};
   }
   std::unique_ptr<Database> db(new Database(h, path));
 
@@ -314,7 +314,8 @@ void Database::leave_batch() noexcept {
 
 Status Database::batch_status() const {
   if (!batch_failed_) return {};
-  return Error{"DB_ERROR", "database error: the batch was rolled back: " + batch_error_, "", true};
+  return Error{ErrorCode::kDbError, "database error: the batch was rolled back: " + batch_error_,
+               "", true};
 }
 
 void Database::check_batch_alive() noexcept {
@@ -348,9 +349,9 @@ void Database::end_savepoint(bool undo) noexcept {
 Error Database::to_error(const DbError& e) {
   int primary = e.code & 0xff;
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
-    return Error{"DB_BUSY", "database busy: " + e.message, "", true};
+    return Error{ErrorCode::kDbBusy, "database busy: " + e.message, "", true};
   }
-  return Error{"DB_ERROR", "database error: " + e.message, "", false};
+  return Error{ErrorCode::kDbError, "database error: " + e.message, "", false};
 }
 
 Status Database::migrate(std::string_view component, std::span<const std::string_view> steps) {

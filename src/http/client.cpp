@@ -40,8 +40,8 @@ struct Url {
 };
 
 Error bad_url(std::string_view url, std::string_view why) {
-  return Error{"BAD_URL", "invalid URL '" + std::string(url) + "': " + std::string(why), "url",
-               false};
+  return Error{ErrorCode::kBadUrl, "invalid URL '" + std::string(url) + "': " + std::string(why),
+               "url", false};
 }
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
@@ -61,7 +61,7 @@ Result<Url> parse_url(std::string_view url) {
   if (sep == std::string_view::npos) return bad_url(url, "expected http://host[:port]/path");
   std::string_view scheme = url.substr(0, sep);
   if (!iequals(scheme, "http")) {
-    return Error{"UNSUPPORTED_SCHEME",
+    return Error{ErrorCode::kUnsupportedScheme,
                  "unsupported URL scheme '" + std::string(scheme) + "' (only http:// is supported)",
                  "url", false};
   }
@@ -139,9 +139,9 @@ struct Call {
   void fail(std::string_view step, const beast::error_code& ec) {
     if (result) return;
     if (timed_out) {
-      result = Error{"UPSTREAM_TIMEOUT", "no answer from " + where + " in time", {}, true};
+      result = Error{ErrorCode::kUpstreamTimeout, "no answer from " + where + " in time", {}, true};
     } else {
-      result = Error{"UPSTREAM_UNAVAILABLE",
+      result = Error{ErrorCode::kUpstreamUnavailable,
                      std::string(step) + " " + where + " failed: " + ec.message(),
                      {},
                      true};
@@ -165,8 +165,8 @@ Result<ClientResponse> request(std::string_view method, std::string_view url, st
   if (!parsed) return parsed.error();
   const Url& u = parsed.value();
   if (!is_token(method)) {
-    return Error{"BAD_REQUEST", "invalid HTTP method '" + std::string(method) + "'", "method",
-                 false};
+    return Error{ErrorCode::kBadRequest, "invalid HTTP method '" + std::string(method) + "'",
+                 "method", false};
   }
 
   asio::io_context ioc(1);
@@ -189,7 +189,7 @@ Result<ClientResponse> request(std::string_view method, std::string_view url, st
   for (const auto& [name, value] : headers) {
     // Refuse header injection rather than send a request the caller did not mean.
     if (!is_token(name) || value.find_first_of("\r\n") != std::string::npos) {
-      return Error{"BAD_REQUEST", "invalid header '" + name + "'", "headers", false};
+      return Error{ErrorCode::kBadRequest, "invalid header '" + name + "'", "headers", false};
     }
     req.set(name, value);
   }
@@ -226,7 +226,7 @@ Result<ClientResponse> request(std::string_view method, std::string_view url, st
                         [&call](const beast::error_code& ec, size_t) {
                           if (ec && !call.timed_out && is_malformed_response(ec)) {
                             call.result =
-                                Error{"UPSTREAM_BAD_RESPONSE",
+                                Error{ErrorCode::kUpstreamBadResponse,
                                       "malformed response from " + call.where + ": " + ec.message(),
                                       {},
                                       true};
@@ -247,8 +247,10 @@ Result<ClientResponse> request(std::string_view method, std::string_view url, st
 
   ioc.run();
   if (!call.result) {
-    return Error{
-        "UPSTREAM_UNAVAILABLE", "request to " + call.where + " did not complete", {}, true};
+    return Error{ErrorCode::kUpstreamUnavailable,
+                 "request to " + call.where + " did not complete",
+                 {},
+                 true};
   }
   return std::move(*call.result);
 }

@@ -212,33 +212,7 @@ Response json(int status, std::string body) {
   return r;
 }
 
-int status_for(const Error& e) noexcept {
-  struct Mapping {
-    std::string_view code;
-    int status;
-  };
-  static constexpr Mapping kMap[] = {
-      {"VALIDATION_FAILED", 400},
-      {"MALFORMED_JSON", 400},
-      {"BAD_REQUEST", 400},
-      {"UNAUTHORIZED", 401},
-      {"FORBIDDEN", 403},
-      {"NOT_FOUND", 404},
-      {"METHOD_NOT_ALLOWED", 405},
-      {"CONFLICT", 409},
-      {"IDEMPOTENCY_CONFLICT", 409},
-      {"PAYLOAD_TOO_LARGE", 413},
-      {"UNSUPPORTED_MEDIA_TYPE", 415},
-      {"UNPROCESSABLE", 422},
-      {"UPGRADE_REQUIRED", 426},
-      {"UNAVAILABLE", 503},
-      {"DB_BUSY", 503},  // another writer holds the store: retryable, like an overload
-  };
-  for (const auto& m : kMap) {
-    if (m.code == e.code) return m.status;
-  }
-  return 500;
-}
+int status_for(const Error& e) noexcept { return http_status(e.code); }
 
 Response error_response(const Error& e) {
   rapidjson::StringBuffer buf;
@@ -247,7 +221,8 @@ Response error_response(const Error& e) {
   w.Key("error");
   w.StartObject();
   w.Key("code");
-  w.String(e.code.data(), static_cast<rapidjson::SizeType>(e.code.size()));
+  const std::string_view code = name(e.code);
+  w.String(code.data(), static_cast<rapidjson::SizeType>(code.size()));
   w.Key("message");
   w.String(e.message.data(), static_cast<rapidjson::SizeType>(e.message.size()));
   if (!e.field.empty()) {
@@ -260,7 +235,7 @@ Response error_response(const Error& e) {
 }
 
 Error validation_error(std::string field, std::string message) {
-  return Error{"VALIDATION_FAILED", std::move(message), std::move(field), false};
+  return Error{ErrorCode::kValidationFailed, std::move(message), std::move(field), false};
 }
 
 void Router::add(Method method, std::string pattern, Handler handler, bool any_content_type) {
@@ -293,7 +268,7 @@ Response Router::dispatch(Request& request) const {
   // Deferred, streaming and WebSocket routes need a connection: only the server can serve them.
   log::error(kTag, "{} {} is not a plain route; dispatch() cannot serve it",
              method_name(request.method), request.path);
-  return error_response(Error{"INTERNAL", "internal error", {}, false});
+  return error_response(Error{ErrorCode::kInternal, "internal error", {}, false});
 }
 
 Match Router::match(Request& request) const {
@@ -357,7 +332,8 @@ Match Router::match(Request& request) const {
 
   if (!best) {
     if (allowed == 0) {
-      return answer(error_response(Error{"NOT_FOUND", "no route for " + request.path, {}, false}));
+      return answer(
+          error_response(Error{ErrorCode::kNotFound, "no route for " + request.path, {}, false}));
     }
     if (head_via_get) allowed |= method_bit(Method::kHead);
     std::string allow;
@@ -367,7 +343,7 @@ Match Router::match(Request& request) const {
       allow += method_name(m);
     }
     Response r = error_response(
-        Error{"METHOD_NOT_ALLOWED",
+        Error{ErrorCode::kMethodNotAllowed,
               std::string(method_name(request.method)) + " is not allowed for " + request.path,
               {},
               false});
@@ -379,8 +355,8 @@ Match Router::match(Request& request) const {
     // A missing Content-Type is tolerated (many tools omit it for JSON); a wrong one is not.
     auto ct = request.header("content-type");
     if (ct && !is_json_media_type(*ct)) {
-      return answer(error_response(
-          Error{"UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json", {}, false}));
+      return answer(error_response(Error{
+          ErrorCode::kUnsupportedMediaType, "Content-Type must be application/json", {}, false}));
     }
   }
 
@@ -404,8 +380,10 @@ Match Router::match(Request& request) const {
       return result;
     case Match::Kind::kWebSocket:
       if (!is_websocket_upgrade(request)) {
-        Response r = error_response(
-            Error{"UPGRADE_REQUIRED", request.path + " requires a WebSocket upgrade", {}, false});
+        Response r = error_response(Error{ErrorCode::kUpgradeRequired,
+                                          request.path + " requires a WebSocket upgrade",
+                                          {},
+                                          false});
         r.with_header("Upgrade", "websocket");
         return answer(std::move(r));
       }
@@ -423,7 +401,7 @@ Match Router::match(Request& request) const {
     log::error(kTag, "{} {} handler threw a non-standard exception", method_name(request.method),
                request.path);
   }
-  return answer(error_response(Error{"INTERNAL", "internal error", {}, false}));
+  return answer(error_response(Error{ErrorCode::kInternal, "internal error", {}, false}));
 }
 
 }  // namespace ecom::http

@@ -483,7 +483,7 @@ class BeastServer final : public Server {
 
   Status start() override {
     std::lock_guard<std::mutex> lock(lifecycle_mu_);
-    if (started_) return Error{"BIND_FAILED", "server already started", {}, false};
+    if (started_) return Error{ErrorCode::kBindFailed, "server already started", {}, false};
     std::string where = options_.host + ":" + std::to_string(options_.port);
     beast::error_code ec;
     tcp::endpoint endpoint;
@@ -495,7 +495,8 @@ class BeastServer final : public Server {
       auto results = resolver.resolve(options_.host, std::to_string(options_.port),
                                       tcp::resolver::passive, ec);
       if (ec || results.empty()) {
-        return Error{"BIND_FAILED", "cannot resolve " + where + ": " + ec.message(), {}, false};
+        return Error{
+            ErrorCode::kBindFailed, "cannot resolve " + where + ": " + ec.message(), {}, false};
       }
       endpoint = results.begin()->endpoint();
     }
@@ -503,7 +504,7 @@ class BeastServer final : public Server {
       std::string message = "cannot " + std::string(what) + " " + where + ": " + ec.message();
       beast::error_code ignored;
       acceptor_.close(ignored);
-      return Error{"BIND_FAILED", std::move(message), {}, false};
+      return Error{ErrorCode::kBindFailed, std::move(message), {}, false};
     };
     if (acceptor_.open(endpoint.protocol(), ec); ec) return fail("open");
     if (acceptor_.set_option(asio::socket_base::reuse_address(true), ec); ec) {
@@ -655,10 +656,10 @@ class BeastServer final : public Server {
   static bool is_write(Method m) { return m != Method::kGet && m != Method::kHead; }
 
   static Response unavailable() {
-    return error_response(Error{"UNAVAILABLE", "the server is shutting down", {}, true});
+    return error_response(Error{ErrorCode::kUnavailable, "the server is shutting down", {}, true});
   }
   static Response internal_error() {
-    return error_response(Error{"INTERNAL", "internal error", {}, false});
+    return error_response(Error{ErrorCode::kInternal, "internal error", {}, false});
   }
 
   static void log_handler_failure(const Request& r, std::string_view what) {
@@ -693,15 +694,15 @@ class BeastServer final : public Server {
 
       if (ec) {
         // Built outside the co_await expression: GCC 12 mishandles non-trivial temporaries there.
-        Error rejection;
+        std::optional<Error> rejection;
         if (ec == bhttp::error::body_limit) {
-          rejection.code = "PAYLOAD_TOO_LARGE";
-          rejection.message =
-              "request body exceeds " + std::to_string(options_.body_limit) + " bytes";
+          rejection =
+              Error{ErrorCode::kPayloadTooLarge,
+                    "request body exceeds " + std::to_string(options_.body_limit) + " bytes"};
         } else if (is_parse_error(ec)) {
-          rejection = Error{"BAD_REQUEST", "malformed HTTP request: " + ec.message(), {}, false};
+          rejection = Error{ErrorCode::kBadRequest, "malformed HTTP request: " + ec.message()};
         }
-        if (!rejection.code.empty()) co_await reject(c, rejection);
+        if (rejection) co_await reject(c, *rejection);
         co_return;  // timeouts, resets, EOF and cancellation just close
       }
 

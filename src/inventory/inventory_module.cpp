@@ -26,7 +26,7 @@ namespace {
 constexpr std::string_view kTag = InventoryModule::kName;
 
 Error config_error(std::string key, std::string message) {
-  return Error{"CONFIG_INVALID", std::move(message), std::move(key), false};
+  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(key), false};
 }
 
 // Compares in time independent of where the inputs differ, so the admin token cannot be guessed
@@ -44,13 +44,14 @@ bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
 
 // Store failures are not the client's fault: busy means try again (503), the rest is a 500.
 http::Response store_error(const Error& e) {
-  if (e.code == "VALIDATION_FAILED" || e.code == "NOT_FOUND") return http::error_response(e);
+  if (e.code == ErrorCode::kValidationFailed || e.code == ErrorCode::kNotFound)
+    return http::error_response(e);
   if (e.retryable) {
     return http::error_response(
-        Error{"UNAVAILABLE", "the inventory store is busy; retry", {}, true});
+        Error{ErrorCode::kUnavailable, "the inventory store is busy; retry", {}, true});
   }
   log::error(kTag, "store error: {} {}", e.code, e.message);
-  return http::error_response(Error{"INTERNAL", "internal error", {}, false});
+  return http::error_response(Error{ErrorCode::kInternal, "internal error", {}, false});
 }
 
 }  // namespace
@@ -158,9 +159,9 @@ bus::Outcome InventoryModule::Impl::apply(const bus::Message& m) {
       return true;
     });
   } else {
-    return bus::reject(kTag, m,
-                       Error{std::string(contract::kInvalidPayload),
-                             "unknown command type on inventory.commands", "type"});
+    return bus::reject(
+        kTag, m,
+        Error{ErrorCode::kInvalidPayload, "unknown command type on inventory.commands", "type"});
   }
 
   if (!applied) return bus::store_failure(kTag, m, applied.error());
@@ -195,14 +196,14 @@ http::Response InventoryModule::Impl::get(const http::Request& req) {
       db->read([&](db::Tx& tx) -> Result<std::optional<Product>> { return find_product(tx, sku); });
   if (!product) return store_error(product.error());
   if (!product.value()) {
-    return http::error_response(Error{"NOT_FOUND", "no product with sku " + sku, "sku"});
+    return http::error_response(Error{ErrorCode::kNotFound, "no product with sku " + sku, "sku"});
   }
   return http::json(200, json::product_json(*product.value()));
 }
 
 std::optional<http::Response> InventoryModule::Impl::authorize(const http::Request& req) const {
   auto deny = [](std::string message) {
-    auto r = http::error_response(Error{"UNAUTHORIZED", std::move(message), {}, false});
+    auto r = http::error_response(Error{ErrorCode::kUnauthorized, std::move(message), {}, false});
     r.with_header("WWW-Authenticate", "Bearer realm=\"ecomd-inventory\"");
     return r;
   };
@@ -232,7 +233,7 @@ http::Response InventoryModule::Impl::put(const http::Request& req) {
   rapidjson::Document d;
   d.Parse(req.body.data(), req.body.size());
   if (d.HasParseError()) {
-    return http::error_response(Error{"MALFORMED_JSON",
+    return http::error_response(Error{ErrorCode::kMalformedJson,
                                       std::string("request body is not valid JSON: ") +
                                           rapidjson::GetParseError_En(d.GetParseError()) +
                                           " at offset " + std::to_string(d.GetErrorOffset()),

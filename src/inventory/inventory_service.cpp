@@ -25,11 +25,11 @@ constexpr int64_t kMaxAmount = 1'000'000'000'000;
 constexpr size_t kMaxNameLength = 200;
 
 Error invalid_command(std::string field, std::string message) {
-  return Error{std::string(contract::kInvalidPayload), std::move(message), std::move(field), false};
+  return Error{ErrorCode::kInvalidPayload, std::move(message), std::move(field), false};
 }
 
 Error invalid_update(std::string field, std::string message) {
-  return Error{"VALIDATION_FAILED", std::move(message), std::move(field), false};
+  return Error{ErrorCode::kValidationFailed, std::move(message), std::move(field), false};
 }
 
 // Runs a statement to its end, so no read cursor stays open across savepoints and commit.
@@ -448,7 +448,7 @@ Result<std::vector<Product>> parse_seed(const ConfigSection& section) {
   const std::string base =
       (section.path().empty() ? std::string("inventory") : section.path()) + ".seed";
   auto bad = [&](const std::string& where, const std::string& what) {
-    return Error{"CONFIG_INVALID", where + " " + what, where, false};
+    return Error{ErrorCode::kConfigInvalid, where + " " + what, where, false};
   };
   std::vector<Product> out;
   const rapidjson::Value* seed = section.raw("seed");

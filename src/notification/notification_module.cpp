@@ -50,7 +50,7 @@ struct Options {
 };
 
 Error config_error(std::string message, std::string field) {
-  return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
+  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(field), false};
 }
 
 Result<int64_t> ranged(const ConfigSection& c, std::string_view key, int64_t def, int64_t lo,
@@ -137,7 +137,8 @@ Result<std::optional<int64_t>> last_event_id(const http::Request& req) {
 }
 
 Error not_found_order(std::string_view id) {
-  return Error{"NOT_FOUND", fmt::format("order \"{}\" is not known", id), "orderId", false};
+  return Error{ErrorCode::kNotFound, fmt::format("order \"{}\" is not known", id), "orderId",
+               false};
 }
 
 // Wakes the pump; shared with stream callbacks, which may outlive a stopped module.
@@ -183,7 +184,7 @@ struct NotificationModule::Impl {
   bus::Outcome on_message(const bus::Message& m) {
     auto r = store->apply(m.envelope);
     if (!r) {
-      if (r.error().code == contract::kInvalidPayload)
+      if (r.error().code == ErrorCode::kInvalidPayload)
         return bus::Outcome::dead_letter(fmt::format("{}: {}", r.error().message, m.envelope.data));
       return bus::Outcome::retry(r.error().message);
     }
@@ -265,7 +266,8 @@ struct NotificationModule::Impl {
 
   std::optional<http::Response> order_stream(const http::Request& req,
                                              std::shared_ptr<http::Stream> stream) {
-    if (stopping) return http::error_response(Error{"UNAVAILABLE", "shutting down", {}, true});
+    if (stopping)
+      return http::error_response(Error{ErrorCode::kUnavailable, "shutting down", {}, true});
     std::string id(req.param("id"));
     if (id.size() > kMaxIdLength) return http::error_response(not_found_order(id));
     auto last = last_event_id(req);
@@ -283,7 +285,8 @@ struct NotificationModule::Impl {
 
   std::optional<http::Response> all_stream(const http::Request& req,
                                            std::shared_ptr<http::Stream> stream) {
-    if (stopping) return http::error_response(Error{"UNAVAILABLE", "shutting down", {}, true});
+    if (stopping)
+      return http::error_response(Error{ErrorCode::kUnavailable, "shutting down", {}, true});
     auto last = last_event_id(req);
     if (!last) return http::error_response(last.error());
     auto sub = watch(stream, {});
@@ -319,7 +322,8 @@ struct NotificationModule::Impl {
     rapidjson::Document d;
     d.Parse(text.data(), text.size());
     if (d.HasParseError() || !d.IsObject())
-      return ws_error(conn, Error{"MALFORMED_JSON", "a message must be a JSON object", {}, false});
+      return ws_error(
+          conn, Error{ErrorCode::kMalformedJson, "a message must be a JSON object", {}, false});
     auto kind = d.FindMember("subscribe");
     if (kind == d.MemberEnd() || !kind->value.IsString())
       return ws_error(conn,
@@ -422,7 +426,7 @@ struct NotificationModule::Impl {
       const web::Asset* a = web::find_asset(path);
       if (a == nullptr)
         return http::error_response(
-            Error{"NOT_FOUND", fmt::format("no asset {}", path), {}, false});
+            Error{ErrorCode::kNotFound, fmt::format("no asset {}", path), {}, false});
       http::Response r;
       r.content_type = std::string(a->content_type);
       r.body = std::string(a->data);

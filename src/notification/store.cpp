@@ -24,9 +24,6 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 constexpr std::string_view kConsumer{"notification"};
 constexpr int kRecentOrders = 20;
 
-constexpr std::array<std::string_view, 5> kStatuses = {
-    "PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED", "CANCELLED"};
-
 constexpr std::array<std::string_view, 1> kMigrations = {
     R"(CREATE TABLE orders (
          id TEXT PRIMARY KEY,
@@ -346,7 +343,8 @@ struct Applier {
       return applied;
     }
     auto existing = load_order(tx, order_id);
-    if (!existing) return Error{"INTERNAL", "order row vanished inside its transaction", {}, true};
+    if (!existing)
+      return Error{ErrorCode::kInternal, "order row vanished inside its transaction", {}, true};
     if (existing->customer_id) return applied;  // a second OrderCreated for a known order
     // A status change overtook the OrderCreated (different topics): complete the order, keep its
     // later status, and send the notifications that waited for the customer.
@@ -554,17 +552,17 @@ std::string order_snapshot(db::Tx& tx, const OrderRow& o) {
 }
 
 void write_counts(Writer& w, db::Tx& tx) {
-  std::array<int64_t, kStatuses.size()> counts{};
+  std::array<int64_t, std::size(contract::kAllStatuses)> counts{};
   auto s = tx.stmt("SELECT status, COUNT(*) FROM orders GROUP BY status");
   while (s.step()) {
-    auto it = std::find(kStatuses.begin(), kStatuses.end(), s.col_view(0));
-    if (it != kStatuses.end()) counts[static_cast<size_t>(it - kStatuses.begin())] = s.col_int(1);
+    if (auto st = contract::parse_order_status(s.col_view(0)))
+      counts[static_cast<size_t>(*st)] = s.col_int(1);
   }
   key(w, "orders");
   w.StartObject();
-  for (size_t i = 0; i < kStatuses.size(); ++i) {
-    key(w, kStatuses[i]);
-    w.Int64(counts[i]);
+  for (auto st : contract::kAllStatuses) {
+    key(w, contract::name(st));
+    w.Int64(counts[static_cast<size_t>(st)]);
   }
   w.EndObject();
 }

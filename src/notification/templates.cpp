@@ -6,20 +6,24 @@
 #include <array>
 #include <cstdlib>
 
+#include "ecom/contract/order_status.hpp"
+
 namespace ecom::notification {
 namespace {
 
+using contract::OrderStatus;
+
 struct StatusKey {
-  std::string_view status;
+  OrderStatus status;
   std::string_view key;
 };
 
 constexpr std::array<StatusKey, 5> kStatusKeys = {{
-    {"PENDING", "order.created"},
-    {"STOCK_RESERVED", "order.stock_reserved"},
-    {"PAYMENT_AUTHORIZED", "order.payment_authorized"},
-    {"CONFIRMED", "order.confirmed"},
-    {"CANCELLED", "order.cancelled"},
+    {OrderStatus::kPending, "order.created"},
+    {OrderStatus::kStockReserved, "order.stock_reserved"},
+    {OrderStatus::kPaymentAuthorized, "order.payment_authorized"},
+    {OrderStatus::kConfirmed, "order.confirmed"},
+    {OrderStatus::kCancelled, "order.cancelled"},
 }};
 
 std::string join_keys() {
@@ -29,7 +33,7 @@ std::string join_keys() {
 }
 
 Error config_error(std::string message, std::string field) {
-  return Error{"CONFIG_INVALID", std::move(message), std::move(field), false};
+  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(field), false};
 }
 
 }  // namespace
@@ -44,8 +48,10 @@ const std::vector<std::string_view>& template_keys() {
 }
 
 std::optional<std::string_view> template_key_for_status(std::string_view status) {
+  auto parsed = contract::parse_order_status(status);
+  if (!parsed) return std::nullopt;
   for (const auto& s : kStatusKeys)
-    if (s.status == status) return s.key;
+    if (s.status == *parsed) return s.key;
   return std::nullopt;
 }
 

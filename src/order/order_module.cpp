@@ -71,7 +71,7 @@ http::Response accepted(const store::Created& c) {
 }
 
 http::Response unavailable(std::string message) {
-  return http::error_response(Error{"UNAVAILABLE", std::move(message), {}, true});
+  return http::error_response(Error{ErrorCode::kUnavailable, std::move(message), {}, true});
 }
 
 }  // namespace

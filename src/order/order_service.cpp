@@ -22,7 +22,7 @@ constexpr std::string_view kTag = OrderModule::kName;
 constexpr auto kIdlePeriod = 1000ms;
 
 Error unavailable(std::string message) {
-  return Error{"UNAVAILABLE", std::move(message), {}, true};
+  return Error{ErrorCode::kUnavailable, std::move(message), {}, true};
 }
 
 }  // namespace
@@ -123,10 +123,10 @@ void OrderService::store_batch(std::vector<std::pair<store::NewOrderRow, CreateC
     });
   } catch (const std::exception& e) {
     log::error(kTag, "storing {} orders failed: {}", jobs.size(), e.what());
-    committed = Error{"INTERNAL", "internal error", {}, false};
+    committed = Error{ErrorCode::kInternal, "internal error", {}, false};
   } catch (...) {
     log::error(kTag, "storing {} orders failed: a non-standard exception", jobs.size());
-    committed = Error{"INTERNAL", "internal error", {}, false};
+    committed = Error{ErrorCode::kInternal, "internal error", {}, false};
   }
   bool created = false;
   if (committed) {
@@ -156,8 +156,8 @@ void OrderService::get(const std::string& id, int64_t wait_ms, OrderCallback don
     std::lock_guard lock(wait_mu_);
     if (wait_stopping_) return done(std::move(order));
     if (waiters_.size() >= kMaxWaiters)
-      return done(
-          Error{"UNAVAILABLE", "too many waiting requests; retry without wait", "wait", true});
+      return done(Error{ErrorCode::kUnavailable, "too many waiting requests; retry without wait",
+                        "wait", true});
     waiters_.emplace(id, Waiter{clock_.now_ms() + wait_ms, std::move(done)});
   }
   reaper_.wake();  // the new deadline may be the nearest

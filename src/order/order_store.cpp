@@ -71,7 +71,7 @@ OrderView read_order(const db::Statement& s) {
 }
 
 Error not_found(std::string_view id) {
-  return Error{"NOT_FOUND", fmt::format("order \"{}\" does not exist", id), "id", false};
+  return Error{ErrorCode::kNotFound, fmt::format("order \"{}\" does not exist", id), "id", false};
 }
 
 }  // namespace
@@ -91,7 +91,7 @@ Result<Created> insert(db::Tx& tx, const NewOrderRow& row, int64_t now) {
     s.bind(1, row.key);
     if (s.step()) {
       if (s.col_view(0) != row.canonical)
-        return Error{"IDEMPOTENCY_CONFLICT",
+        return Error{ErrorCode::kIdempotencyConflict,
                      "Idempotency-Key was already used with a different request body",
                      "Idempotency-Key", false};
       return Created{s.col_text(1), s.col_text(2), s.col_text(3), true};
@@ -161,8 +161,9 @@ Result<CancelOutcome> request_cancel(db::Tx& tx, std::string_view source, std::s
   std::string status = s.col_text(0);
   auto parsed = contract::parse_order_status(status);
   if (parsed && contract::is_terminal(*parsed))
-    return Error{"CONFLICT", fmt::format("order is {} and can no longer be cancelled", status),
-                 "status", false};
+    return Error{ErrorCode::kConflict,
+                 fmt::format("order is {} and can no longer be cancelled", status), "status",
+                 false};
   if (!s.col_null(2)) return CancelOutcome{status, false};  // already requested: same answer
   std::string customer = s.col_text(1);
   std::string correlation = s.col_text(3);

@@ -11,7 +11,7 @@ namespace ecom::order {
 namespace {
 
 Error invalid(std::string field, std::string message) {
-  return Error{"VALIDATION_FAILED", std::move(message), std::move(field), false};
+  return Error{ErrorCode::kValidationFailed, std::move(message), std::move(field), false};
 }
 
 }  // namespace
@@ -27,7 +27,7 @@ Result<NewOrder> parse_new_order(std::string_view body) {
   rapidjson::Document doc;
   doc.Parse(body.data(), body.size());
   if (doc.HasParseError()) {
-    return Error{"MALFORMED_JSON",
+    return Error{ErrorCode::kMalformedJson,
                  fmt::format("request body is not valid JSON (offset {}: {})", doc.GetErrorOffset(),
                              rapidjson::GetParseError_En(doc.GetParseError())),
                  "", false};

@@ -26,7 +26,7 @@ constexpr std::string_view kTag = PaymentModule::kName;
 constexpr int64_t kMaxLatencyMs = 30'000;
 
 Error config_error(std::string key, std::string message) {
-  return Error{"CONFIG_INVALID", std::move(message), std::move(key), false};
+  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(key), false};
 }
 
 std::string payment_json(const Payment& p) {
@@ -171,9 +171,9 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
       return true;
     });
   } else {
-    return bus::reject(kTag, m,
-                       Error{std::string(contract::kInvalidPayload),
-                             "unknown command type on payments.commands", "type"});
+    return bus::reject(
+        kTag, m,
+        Error{ErrorCode::kInvalidPayload, "unknown command type on payments.commands", "type"});
   }
 
   if (!applied) return bus::store_failure(kTag, m, applied.error());
@@ -189,14 +189,14 @@ http::Response PaymentModule::Impl::get(const http::Request& req) {
     const Error& e = payment.error();
     if (e.retryable) {
       return http::error_response(
-          Error{"UNAVAILABLE", "the payment store is busy; retry", {}, true});
+          Error{ErrorCode::kUnavailable, "the payment store is busy; retry", {}, true});
     }
     log::error(kTag, "store error: {} {}", e.code, e.message);
-    return http::error_response(Error{"INTERNAL", "internal error", {}, false});
+    return http::error_response(Error{ErrorCode::kInternal, "internal error", {}, false});
   }
   if (!payment.value()) {
     return http::error_response(
-        Error{"NOT_FOUND", "no payment for order " + order_id, "orderId", false});
+        Error{ErrorCode::kNotFound, "no payment for order " + order_id, "orderId", false});
   }
   return http::json(200, payment_json(*payment.value()));
 }

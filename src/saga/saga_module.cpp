@@ -99,7 +99,8 @@ std::string saga_json(const SagaRecord& r, const std::vector<store::HistoryRow>&
 
 Error config_error(const ConfigSection& cfg, std::string_view k, std::string_view what) {
   std::string path = cfg.path().empty() ? std::string(kTag) : cfg.path();
-  return Error{"CONFIG_INVALID", path + "." + std::string(k) + " " + std::string(what), "", false};
+  return Error{ErrorCode::kConfigInvalid, path + "." + std::string(k) + " " + std::string(what), "",
+               false};
 }
 
 }  // namespace
@@ -222,7 +223,7 @@ Result<Options> read_options(const ConfigSection& cfg) {
     if (*interval > 60'000) return config_error(cfg, "timer_interval_ms", "must be at most 60000");
     return Options{Policy{*reserve, *payment, *comp, *max_backoff}, *interval};
   } catch (const ConfigError& e) {
-    return Error{"CONFIG_INVALID", e.what(), "", false};
+    return Error{ErrorCode::kConfigInvalid, e.what(), "", false};
   }
 }
 
@@ -255,7 +256,8 @@ Status SagaModule::start(ModuleContext& ctx) {
       return out;
     });
     if (!v) return http::error_response(v.error());
-    if (!v->rec) return http::error_response(Error{"NOT_FOUND", "no saga for order " + id});
+    if (!v->rec)
+      return http::error_response(Error{ErrorCode::kNotFound, "no saga for order " + id});
     return http::json(200, saga_json(*v->rec, v->history));
   });
   ctx.router.add(http::Method::kGet, "/api/sagas", [dbp](const http::Request&) {

@@ -35,7 +35,8 @@ inline bus::EmbeddedBusOptions fast_bus_options(std::string path,
 
 inline std::unique_ptr<bus::EventBus> open_bus(const bus::EmbeddedBusOptions& o) {
   auto b = bus::make_embedded_bus(o);
-  INFO((b.ok() ? std::string() : b.error().code + ": " + b.error().message));
+  INFO((b.ok() ? std::string()
+               : std::string(ecom::name(b.error().code)) + ": " + b.error().message));
   REQUIRE(b.ok());
   return std::move(b).value();
 }

@@ -100,7 +100,7 @@ TEST_CASE("delivery: instance ids follow Kafka's group.instance.id rule", "[bus]
        std::vector<std::string>{"node 1", "node@host", "n/1", "é", std::string(250, 'a')}) {
     auto st = check_instance_id(bad);
     REQUIRE_FALSE(st.ok());
-    CHECK(st.error().code == "CONFIG_INVALID");
+    CHECK(st.error().code == ecom::ErrorCode::kConfigInvalid);
     CHECK(st.error().field == "instance_id");
   }
 }

@@ -67,7 +67,7 @@ TEST_CASE("embedded bus: rejects invalid options and subscriptions", "[bus][embe
   o.path.clear();
   auto bad = ecom::bus::make_embedded_bus(o);
   REQUIRE_FALSE(bad.ok());
-  CHECK(bad.error().code == "CONFIG_INVALID");
+  CHECK(bad.error().code == ecom::ErrorCode::kConfigInvalid);
   o = fast_bus_options(dir.file("bus.db"));
   o.partitions = 0;
   CHECK_FALSE(ecom::bus::make_embedded_bus(o).ok());

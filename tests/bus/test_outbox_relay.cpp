@@ -30,14 +30,14 @@ class FakeBus final : public ecom::bus::EventBus {
   using EventBus::publish;
   Status publish(std::span<const Record> records) override {
     ++calls;
-    if (fail) return ecom::Error{"UNAVAILABLE", "bus down", "", true};
+    if (fail) return ecom::Error{ecom::ErrorCode::kUnavailable, "bus down", "", true};
     std::lock_guard lock(mu_);
     records_.insert(records_.end(), records.begin(), records.end());
     return {};
   }
   Result<std::unique_ptr<ecom::bus::Subscription>> subscribe(ecom::bus::SubscriptionOptions,
                                                              ecom::bus::Handler) override {
-    return ecom::Error{"NOT_IMPLEMENTED", "fake"};
+    return ecom::Error{ecom::ErrorCode::kNotImplemented, "fake"};
   }
   bool healthy() override { return !fail; }
   std::string_view kind() const noexcept override { return "fake"; }

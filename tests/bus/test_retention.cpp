@@ -190,7 +190,7 @@ TEST_CASE("embedded bus retention: negative retention keeps everything, zero is 
     zero.retention = 0ms;
     auto bad = ecom::bus::make_embedded_bus(zero);
     REQUIRE_FALSE(bad.ok());
-    CHECK(bad.error().code == "CONFIG_INVALID");
+    CHECK(bad.error().code == ecom::ErrorCode::kConfigInvalid);
   }
   auto bus = open_bus(opts);
   auto sent = publish_events(*bus, "t", {"k", "l"}, 20);
@@ -214,7 +214,7 @@ class NullBus final : public ecom::bus::EventBus {
   }
   Result<std::unique_ptr<ecom::bus::Subscription>> subscribe(ecom::bus::SubscriptionOptions,
                                                              ecom::bus::Handler) override {
-    return ecom::Error{"NOT_IMPLEMENTED", "null bus"};
+    return ecom::Error{ecom::ErrorCode::kNotImplemented, "null bus"};
   }
   bool healthy() override { return true; }
   std::string_view kind() const noexcept override { return "null"; }
@@ -235,7 +235,8 @@ std::vector<std::string> claim_events(Database& db, const std::string& consumer,
   for (int i = 0; i < n; ++i) ids.push_back(ecom::new_uuid());
   auto st = db.transaction([&](Tx& tx) -> Status {
     for (const auto& id : ids) {
-      if (!ecom::db::inbox_claim(tx, consumer, id)) return ecom::Error{"CONFLICT", "claimed"};
+      if (!ecom::db::inbox_claim(tx, consumer, id))
+        return ecom::Error{ecom::ErrorCode::kConflict, "claimed"};
       tx.stmt("UPDATE inbox SET processed_at = processed_at - ? WHERE consumer=? AND event_id=?")
           .bind_all(age_ms, consumer, id)
           .exec();

@@ -79,7 +79,7 @@ TEST_CASE("static membership: one live subscription per group and instance id in
   REQUIRE(a.ok());
   auto dup = bus->subscribe({.group = "g", .topics = {"u"}, .instance_id = "node-1"}, ack);
   REQUIRE_FALSE(dup.ok());
-  CHECK(dup.error().code == "CONFIG_INVALID");
+  CHECK(dup.error().code == ecom::ErrorCode::kConfigInvalid);
   // Another group, or a dynamic member of the same group, is fine.
   auto other_group = bus->subscribe({.group = "h", .topics = {"t"}, .instance_id = "node-1"}, ack);
   CHECK(other_group.ok());
@@ -89,7 +89,7 @@ TEST_CASE("static membership: one live subscription per group and instance id in
   for (const char* bad : {"node 1", "node@host", "n/1"}) {
     auto r = bus->subscribe({.group = "x", .topics = {"t"}, .instance_id = bad}, ack);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == "CONFIG_INVALID");
+    CHECK(r.error().code == ecom::ErrorCode::kConfigInvalid);
   }
   // The member id is the instance id, in the file too.
   REQUIRE(eventually([&] {
@@ -112,7 +112,7 @@ TEST_CASE("static membership: the bus-wide instance_id applies to subscriptions 
     bad.instance_id = "host@1";
     auto r = ecom::bus::make_embedded_bus(bad);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == "CONFIG_INVALID");
+    CHECK(r.error().code == ecom::ErrorCode::kConfigInvalid);
   }
   opts.instance_id = "host-1";
   auto bus = open_bus(opts);
@@ -121,7 +121,7 @@ TEST_CASE("static membership: the bus-wide instance_id applies to subscriptions 
   REQUIRE(sub.ok());
   auto dup = bus->subscribe({.group = "g", .topics = {"t"}}, got.handler());
   REQUIRE_FALSE(dup.ok());
-  CHECK(dup.error().code == "CONFIG_INVALID");
+  CHECK(dup.error().code == ecom::ErrorCode::kConfigInvalid);
   REQUIRE(eventually([&] { return all_owned_by(opts.path, "g", "t", opts.partitions, "host-1"); }));
   REQUIRE(bus->publish("t", test_event("k", 1)).ok());
   REQUIRE(eventually([&] { return got.size() == 1; }));

@@ -23,7 +23,7 @@ void refuses(std::string_view data, std::string_view field) {
   INFO(data);
   auto r = E::decode(data);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().code == kInvalidPayload);
+  CHECK(r.error().code == ecom::ErrorCode::kInvalidPayload);
   CHECK(r.error().field == field);
   CHECK_FALSE(r.error().retryable);
   CHECK_FALSE(r.error().message.empty());

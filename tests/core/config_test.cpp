@@ -98,7 +98,7 @@ TEST_CASE("module sections are readable with typed getters", "[config]") {
   CHECK(saga.check_keys({"step_timeout_ms", "name", "on", "list"}).ok());
   auto bad = saga.check_keys({"step_timeout_ms"});
   REQUIRE_FALSE(bad.ok());
-  CHECK(bad.error().code == "CONFIG_INVALID");
+  CHECK(bad.error().code == ecom::ErrorCode::kConfigInvalid);
   CHECK_THAT(bad.error().message, Catch::Contains("valid keys: step_timeout_ms"));
   CHECK(s->section("inventory").get_int("x", 3) == 3);  // absent section: defaults
 }
@@ -106,14 +106,14 @@ TEST_CASE("module sections are readable with typed getters", "[config]") {
 TEST_CASE("unknown options and config keys are usage errors listing valid names", "[config]") {
   auto flag = load({"--colour=blue"});
   REQUIRE_FALSE(flag.ok());
-  CHECK(flag.error().code == "USAGE");
+  CHECK(flag.error().code == ecom::ErrorCode::kUsage);
   CHECK_THAT(flag.error().message, Catch::Contains("--role") && Catch::Contains("--data-dir"));
 
   ecom::test::TempDir dir;
   auto file = write_file(dir, R"({"roel":"order"})");
   auto key = load({"--config", file});
   REQUIRE_FALSE(key.ok());
-  CHECK(key.error().code == "CONFIG_INVALID");
+  CHECK(key.error().code == ecom::ErrorCode::kConfigInvalid);
   CHECK_THAT(key.error().message, Catch::Contains("roel") && Catch::Contains("inventory"));
 }
 
@@ -122,7 +122,7 @@ TEST_CASE("invalid values are rejected with the field", "[config]") {
   CHECK(load({"--http=nohost"}).error().field == "http");
   CHECK(load({"--http=1.2.3.4:99999"}).error().field == "http");
   CHECK(load({"--log-level=loud"}).error().field == "log_level");
-  CHECK(load({"--role"}).error().code == "USAGE");
+  CHECK(load({"--role"}).error().code == ecom::ErrorCode::kUsage);
   ecom::test::TempDir dir;
   CHECK(load({"--config", write_file(dir, R"({"role": 5})")}).error().field == "role");
   CHECK(load({"--config", write_file(dir, R"({"saga": 5})")}).error().field == "saga");

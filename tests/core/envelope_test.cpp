@@ -48,55 +48,62 @@ constexpr const char* kValidPrefix =
 TEST_CASE("malformed envelopes are rejected with the attribute at fault", "[envelope]") {
   struct Case {
     std::string json;
-    std::string code;
+    ecom::ErrorCode code;
     std::string field;
   };
   std::string ok_data = R"(,"data":{})";
   const std::vector<Case> cases = {
-      {"", "MALFORMED_ENVELOPE", ""},
-      {"{", "MALFORMED_ENVELOPE", ""},
-      {"not json", "MALFORMED_ENVELOPE", ""},
-      {"{} trailing", "MALFORMED_ENVELOPE", ""},
-      {"[]", "INVALID_ENVELOPE", ""},
-      {"\"string\"", "INVALID_ENVELOPE", ""},
-      {R"({"id":"x","source":"s","type":"t","data":{}})", "INVALID_ENVELOPE", "specversion"},
-      {R"({"specversion":"0.3","id":"x","source":"s","type":"t","data":{}})", "INVALID_ENVELOPE",
+      {"", ecom::ErrorCode::kInvalidPayload, ""},
+      {"{", ecom::ErrorCode::kInvalidPayload, ""},
+      {"not json", ecom::ErrorCode::kInvalidPayload, ""},
+      {"{} trailing", ecom::ErrorCode::kInvalidPayload, ""},
+      {"[]", ecom::ErrorCode::kInvalidPayload, ""},
+      {"\"string\"", ecom::ErrorCode::kInvalidPayload, ""},
+      {R"({"id":"x","source":"s","type":"t","data":{}})", ecom::ErrorCode::kInvalidPayload,
        "specversion"},
-      {R"({"specversion":1.0,"id":"x","source":"s","type":"t","data":{}})", "INVALID_ENVELOPE",
-       "specversion"},
-      {R"({"specversion":"1.0","source":"s","type":"t","data":{}})", "INVALID_ENVELOPE", "id"},
-      {R"({"specversion":"1.0","id":"","source":"s","type":"t","data":{}})", "INVALID_ENVELOPE",
-       "id"},
-      {R"({"specversion":"1.0","id":42,"source":"s","type":"t","data":{}})", "INVALID_ENVELOPE",
-       "id"},
-      {R"({"specversion":"1.0","id":"x","type":"t","data":{}})", "INVALID_ENVELOPE", "source"},
-      {R"({"specversion":"1.0","id":"x","source":["s"],"type":"t","data":{}})", "INVALID_ENVELOPE",
+      {R"({"specversion":"0.3","id":"x","source":"s","type":"t","data":{}})",
+       ecom::ErrorCode::kInvalidPayload, "specversion"},
+      {R"({"specversion":1.0,"id":"x","source":"s","type":"t","data":{}})",
+       ecom::ErrorCode::kInvalidPayload, "specversion"},
+      {R"({"specversion":"1.0","source":"s","type":"t","data":{}})",
+       ecom::ErrorCode::kInvalidPayload, "id"},
+      {R"({"specversion":"1.0","id":"","source":"s","type":"t","data":{}})",
+       ecom::ErrorCode::kInvalidPayload, "id"},
+      {R"({"specversion":"1.0","id":42,"source":"s","type":"t","data":{}})",
+       ecom::ErrorCode::kInvalidPayload, "id"},
+      {R"({"specversion":"1.0","id":"x","type":"t","data":{}})", ecom::ErrorCode::kInvalidPayload,
        "source"},
-      {R"({"specversion":"1.0","id":"x","source":"s","data":{}})", "INVALID_ENVELOPE", "type"},
-      {R"({"specversion":"1.0","id":"x","source":"s","type":null,"data":{}})", "INVALID_ENVELOPE",
+      {R"({"specversion":"1.0","id":"x","source":["s"],"type":"t","data":{}})",
+       ecom::ErrorCode::kInvalidPayload, "source"},
+      {R"({"specversion":"1.0","id":"x","source":"s","data":{}})", ecom::ErrorCode::kInvalidPayload,
        "type"},
+      {R"({"specversion":"1.0","id":"x","source":"s","type":null,"data":{}})",
+       ecom::ErrorCode::kInvalidPayload, "type"},
       {std::string("{") + kValidPrefix + R"(,"time":"yesterday")" + ok_data + "}",
-       "INVALID_ENVELOPE", "time"},
+       ecom::ErrorCode::kInvalidPayload, "time"},
       {std::string("{") + kValidPrefix + R"(,"time":"2026-13-01T00:00:00Z")" + ok_data + "}",
-       "INVALID_ENVELOPE", "time"},
-      {std::string("{") + kValidPrefix + R"(,"time":12345)" + ok_data + "}", "INVALID_ENVELOPE",
-       "time"},
-      {std::string("{") + kValidPrefix + R"(,"subject":7)" + ok_data + "}", "INVALID_ENVELOPE",
-       "subject"},
+       ecom::ErrorCode::kInvalidPayload, "time"},
+      {std::string("{") + kValidPrefix + R"(,"time":12345)" + ok_data + "}",
+       ecom::ErrorCode::kInvalidPayload, "time"},
+      {std::string("{") + kValidPrefix + R"(,"subject":7)" + ok_data + "}",
+       ecom::ErrorCode::kInvalidPayload, "subject"},
       {std::string("{") + kValidPrefix + R"(,"datacontenttype":"text/xml")" + ok_data + "}",
-       "INVALID_ENVELOPE", "datacontenttype"},
+       ecom::ErrorCode::kInvalidPayload, "datacontenttype"},
       {std::string("{") + kValidPrefix + R"(,"correlationid":{})" + ok_data + "}",
-       "INVALID_ENVELOPE", "correlationid"},
+       ecom::ErrorCode::kInvalidPayload, "correlationid"},
       {std::string("{") + kValidPrefix + R"(,"causationid":false)" + ok_data + "}",
-       "INVALID_ENVELOPE", "causationid"},
+       ecom::ErrorCode::kInvalidPayload, "causationid"},
       {std::string("{") + kValidPrefix + R"(,"traceparent":"00-abc-def-01")" + ok_data + "}",
-       "INVALID_ENVELOPE", "traceparent"},
-      {std::string("{") + kValidPrefix + "}", "INVALID_ENVELOPE", "data"},
-      {std::string("{") + kValidPrefix + R"(,"data":"text"})", "INVALID_ENVELOPE", "data"},
-      {std::string("{") + kValidPrefix + R"(,"data":[1,2]})", "INVALID_ENVELOPE", "data"},
-      {std::string("{") + kValidPrefix + R"(,"data_base64":"AAAA"})", "INVALID_ENVELOPE",
-       "data_base64"},
-      {std::string("{") + kValidPrefix + R"(,"id":"dup")" + ok_data + "}", "INVALID_ENVELOPE", ""},
+       ecom::ErrorCode::kInvalidPayload, "traceparent"},
+      {std::string("{") + kValidPrefix + "}", ecom::ErrorCode::kInvalidPayload, "data"},
+      {std::string("{") + kValidPrefix + R"(,"data":"text"})", ecom::ErrorCode::kInvalidPayload,
+       "data"},
+      {std::string("{") + kValidPrefix + R"(,"data":[1,2]})", ecom::ErrorCode::kInvalidPayload,
+       "data"},
+      {std::string("{") + kValidPrefix + R"(,"data_base64":"AAAA"})",
+       ecom::ErrorCode::kInvalidPayload, "data_base64"},
+      {std::string("{") + kValidPrefix + R"(,"id":"dup")" + ok_data + "}",
+       ecom::ErrorCode::kInvalidPayload, ""},
   };
   for (const auto& c : cases) {
     INFO("input: " << c.json);
@@ -139,6 +146,6 @@ TEST_CASE("random bytes never crash the decoder", "[envelope]") {
     }
     mutated.resize(seed % (mutated.size() + 1));
     auto r = decode_envelope(mutated);
-    if (!r.ok()) CHECK_FALSE(r.error().code.empty());
+    if (!r.ok()) CHECK(r.error().code == ecom::ErrorCode::kInvalidPayload);
   }
 }

@@ -37,7 +37,7 @@ TEST_CASE("an unknown role fails and lists the valid names", "[registry]") {
   auto r = make_registry();
   auto bad = r.resolve("order,nope");
   REQUIRE_FALSE(bad.ok());
-  CHECK(bad.error().code == "UNKNOWN_ROLE");
+  CHECK(bad.error().code == ecom::ErrorCode::kUnknownRole);
   CHECK_THAT(bad.error().message,
              Catch::Contains("\"nope\"") && Catch::Contains("order, inventory, notification, all"));
   CHECK_FALSE(r.resolve("").ok());
@@ -49,7 +49,7 @@ TEST_CASE("a registered but unimplemented module refuses to be created", "[regis
   CHECK_FALSE(r.implemented("notification"));
   auto m = r.create("notification");
   REQUIRE_FALSE(m.ok());
-  CHECK(m.error().code == "NOT_IMPLEMENTED");
+  CHECK(m.error().code == ecom::ErrorCode::kNotImplemented);
   auto ok = r.create("order");
   REQUIRE(ok.ok());
   CHECK(ok.value()->name() == "order");

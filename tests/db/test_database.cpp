@@ -69,7 +69,7 @@ TEST_CASE("Database opens a file in WAL mode with foreign keys and NORMAL sync",
 TEST_CASE("Database::open fails with DB_ERROR when the file cannot be created", "[db]") {
   auto db = Database::open("/nonexistent-dir-for-ecomd-tests/x/y.db");
   REQUIRE_FALSE(db.ok());
-  CHECK(db.error().code == "DB_ERROR");
+  CHECK(db.error().code == ecom::ErrorCode::kDbError);
   CHECK_FALSE(db.error().retryable);
   CHECK(db.error().message.find("y.db") != std::string::npos);
 }
@@ -91,10 +91,10 @@ TEST_CASE("transaction rolls back when the body returns an error", "[db]") {
   create_items(*db);
   auto st = db->transaction([](Tx& tx) -> Status {
     tx.stmt("INSERT INTO items(name) VALUES(?)").bind(1, "pear").exec();
-    return ecom::Error{"CONFLICT", "changed my mind"};
+    return ecom::Error{ecom::ErrorCode::kConflict, "changed my mind"};
   });
   REQUIRE_FALSE(st.ok());
-  CHECK(st.error().code == "CONFLICT");
+  CHECK(st.error().code == ecom::ErrorCode::kConflict);
   CHECK(count_rows(*db, "items") == 0);
   // The connection is usable afterwards: the transaction really ended.
   auto again = db->transaction([](Tx& tx) -> Status {
@@ -115,7 +115,7 @@ TEST_CASE("transaction rolls back and maps a DbError from a statement", "[db]") 
       return {};
     });
     REQUIRE_FALSE(st.ok());
-    CHECK(st.error().code == "DB_ERROR");
+    CHECK(st.error().code == ecom::ErrorCode::kDbError);
     CHECK_FALSE(st.error().retryable);
     CHECK(st.error().message.find("UNIQUE") != std::string::npos);
     CHECK(count_rows(*db, "items") == 0);
@@ -127,7 +127,7 @@ TEST_CASE("transaction rolls back and maps a DbError from a statement", "[db]") 
       return {};
     });
     REQUIRE_FALSE(st.ok());
-    CHECK(st.error().code == "DB_ERROR");
+    CHECK(st.error().code == ecom::ErrorCode::kDbError);
     CHECK(count_rows(*db, "items") == 0);
   }
   SECTION("a thrown DbError from the body itself") {
@@ -136,7 +136,7 @@ TEST_CASE("transaction rolls back and maps a DbError from a statement", "[db]") 
       throw DbError{5 /* SQLITE_BUSY */, "simulated"};
     });
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == "DB_BUSY");
+    CHECK(r.error().code == ecom::ErrorCode::kDbBusy);
     CHECK(r.error().retryable);
     CHECK(count_rows(*db, "items") == 0);
   }
@@ -151,7 +151,7 @@ TEST_CASE("read maps errors and sees committed data", "[db]") {
     return int64_t{0};
   });
   REQUIRE_FALSE(bad.ok());
-  CHECK(bad.error().code == "DB_ERROR");
+  CHECK(bad.error().code == ecom::ErrorCode::kDbError);
 }
 
 TEST_CASE("Statement binds and reads every type, cached statements are reset", "[db]") {
@@ -244,7 +244,7 @@ TEST_CASE("a locked database maps to retryable DB_BUSY", "[db]") {
   t.join();
   CHECK(holder_ok);
   REQUIRE_FALSE(st.ok());
-  CHECK(st.error().code == "DB_BUSY");
+  CHECK(st.error().code == ecom::ErrorCode::kDbBusy);
   CHECK(st.error().retryable);
   // Once released, the waiter proceeds.
   auto later = waiter->transaction([](Tx& tx) -> Status {
@@ -371,7 +371,7 @@ TEST_CASE("a failing unit in a batch rolls back only itself", "[db][batch]") {
     ok.push_back(insert_item(*db, "a").ok());
     ok.push_back(db->transaction([&](Tx& tx) -> Status {
                      tx.stmt("INSERT INTO items(name) VALUES('b')").exec();
-                     return ecom::Error{"CONFLICT", "changed my mind"};
+                     return ecom::Error{ecom::ErrorCode::kConflict, "changed my mind"};
                    }).ok());
     ok.push_back(insert_item(*db, "c").ok());
   });

@@ -71,7 +71,7 @@ TEST_CASE("outbox rows are queued in commit order and only when the transaction 
   // A rolled-back transaction leaves nothing behind.
   auto rolled = db->transaction([&](Tx& tx) -> Status {
     ecom::db::outbox_add(tx, "orders.created", event("o-x", 99));
-    return ecom::Error{"CONFLICT", "abort"};
+    return ecom::Error{ecom::ErrorCode::kConflict, "abort"};
   });
   REQUIRE_FALSE(rolled.ok());
   CHECK(pending(*db) == 6);
@@ -138,7 +138,7 @@ TEST_CASE("inbox_claim is true once per consumer and event, and rolls back with 
   // A claim made in a transaction that fails is forgotten: the redelivery applies it.
   auto failed = db->transaction([&](Tx& tx) -> Status {
     CHECK(ecom::db::inbox_claim(tx, "order", "e3"));
-    return ecom::Error{"DB_BUSY", "simulated", "", true};
+    return ecom::Error{ecom::ErrorCode::kDbBusy, "simulated", "", true};
   });
   REQUIRE_FALSE(failed.ok());
   CHECK(claim("order", "e3"));

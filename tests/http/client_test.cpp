@@ -116,7 +116,7 @@ TEST_CASE("client: connection refused is a retryable error", "[http][client]") {
   auto r = ecom::http::request("POST", "http://127.0.0.1:" + std::to_string(port) + "/hook", "{}",
                                {}, 10s);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().code == "UPSTREAM_UNAVAILABLE");
+  CHECK(r.error().code == ecom::ErrorCode::kUpstreamUnavailable);
   CHECK(r.error().retryable);
 }
 
@@ -125,7 +125,7 @@ TEST_CASE("client: a silent server times out with a retryable error", "[http][cl
   auto r = ecom::http::request("POST", "http://127.0.0.1:" + std::to_string(silent.port()) + "/",
                                "{}", {}, 300ms);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().code == "UPSTREAM_TIMEOUT");
+  CHECK(r.error().code == ecom::ErrorCode::kUpstreamTimeout);
   CHECK(r.error().retryable);
 }
 
@@ -136,16 +136,16 @@ TEST_CASE("client: bad URLs and unsupported schemes are not retryable", "[http][
     INFO(url);
     auto r = ecom::http::request("GET", url, "", {}, 1s);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == "BAD_URL");
+    CHECK(r.error().code == ecom::ErrorCode::kBadUrl);
     CHECK_FALSE(r.error().retryable);
   }
   auto r = ecom::http::request("GET", "https://example.com/", "", {}, 1s);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().code == "UNSUPPORTED_SCHEME");
+  CHECK(r.error().code == ecom::ErrorCode::kUnsupportedScheme);
   CHECK_FALSE(r.error().retryable);
 
   EchoServer s;
   r = ecom::http::request("GET", s.url("/fail"), "", {{"X-Bad", "a\r\nInjected: 1"}}, 1s);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().code == "BAD_REQUEST");
+  CHECK(r.error().code == ecom::ErrorCode::kBadRequest);
 }

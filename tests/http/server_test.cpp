@@ -444,7 +444,7 @@ TEST_CASE("server: start fails with BIND_FAILED when the port is taken", "[http]
   auto other = ecom::http::make_server(router, options);
   auto st = other->start();
   REQUIRE_FALSE(st.ok());
-  CHECK(st.error().code == "BIND_FAILED");
+  CHECK(st.error().code == ecom::ErrorCode::kBindFailed);
   CHECK(st.error().message.find("127.0.0.1:" + std::to_string(s.port())) != std::string::npos);
   CHECK_FALSE(st.error().retryable);
   // The first server is unaffected.

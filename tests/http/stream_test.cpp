@@ -58,7 +58,8 @@ struct StreamServer {
         [this](const Request& r, std::shared_ptr<Stream> s) -> std::optional<Response> {
           if (r.param("topic") == "missing") {
             s->on_close([this] { ++discarded_closed; });
-            return ecom::http::error_response(Error{"NOT_FOUND", "no such topic", {}, false});
+            return ecom::http::error_response(
+                Error{ecom::ErrorCode::kNotFound, "no such topic", {}, false});
           }
           s->on_close([this] { ++closed; });
           // Queued before the head is sent: must arrive first.

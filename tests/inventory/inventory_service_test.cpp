@@ -363,7 +363,7 @@ TEST_CASE("malformed ReserveStock payloads are rejected with the field", "[inven
     INFO(c.json);
     auto r = parse_reserve_stock(c.json);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == "INVALID_PAYLOAD");
+    CHECK(r.error().code == ecom::ErrorCode::kInvalidPayload);
     CHECK(r.error().field == c.field);
   }
   CHECK_FALSE(parse_order_ref(R"({"order":"x"})").ok());
@@ -556,7 +556,7 @@ TEST_CASE("set_stock updates or creates products and validates", "[inventory]") 
 
   auto no_name = put(StockUpdate{"SKU-NEW", 4, {}, {}, {}});
   REQUIRE_FALSE(no_name.ok());
-  CHECK(no_name.error().code == "VALIDATION_FAILED");
+  CHECK(no_name.error().code == ecom::ErrorCode::kValidationFailed);
   CHECK(no_name.error().field == "name");
 
   auto created = put(StockUpdate{"SKU-NEW", 4, std::string("New thing"), 250, {}});
@@ -636,7 +636,7 @@ TEST_CASE("the seed config is validated with index and field", "[inventory]") {
     INFO(c.json);
     auto r = parse_seed(section(c.json));
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == "CONFIG_INVALID");
+    CHECK(r.error().code == ecom::ErrorCode::kConfigInvalid);
     CHECK(r.error().field == c.field);
     CHECK(r.error().message.find(c.field) != std::string::npos);
   }

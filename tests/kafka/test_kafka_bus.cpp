@@ -53,7 +53,7 @@ TEST_CASE("kafka bus: reports its kind and validates subscriptions", "[kafka][bu
   bad.properties["no.such.property"] = "1";
   auto r = ecom::bus::make_kafka_bus(bad);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().code == "CONFIG_INVALID");
+  CHECK(r.error().code == ecom::ErrorCode::kConfigInvalid);
   CHECK(r.error().message.find("no.such.property") != std::string::npos);
 }
 

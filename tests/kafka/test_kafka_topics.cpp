@@ -95,7 +95,7 @@ TEST_CASE("kafka topics config: overrides, extra topics, defaults for unlisted o
     auto d = json(bad);
     auto r = ecom::bus::topics_config_from_section(ConfigSection(d.get(), ""));
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == "CONFIG_INVALID");
+    CHECK(r.error().code == ecom::ErrorCode::kConfigInvalid);
   }
 }
 
@@ -133,7 +133,7 @@ TEST_CASE("kafka options: defaults, passthrough properties, validation", "[kafka
       auto d = json(bad);
       auto r = ecom::bus::kafka_options_from_config(ConfigSection(d.get(), "kafka"));
       REQUIRE_FALSE(r.ok());
-      CHECK(r.error().code == "CONFIG_INVALID");
+      CHECK(r.error().code == ecom::ErrorCode::kConfigInvalid);
     }
   }
   SECTION("a relative topics_file is found next to the config file") {

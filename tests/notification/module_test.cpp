@@ -133,7 +133,7 @@ TEST_CASE("config errors fail start-up with CONFIG_INVALID", "[notification][mod
     notification::NotificationModule m;
     auto st = m.start(ctx);
     REQUIRE_FALSE(st.ok());
-    CHECK(st.error().code == "CONFIG_INVALID");
+    CHECK(st.error().code == ecom::ErrorCode::kConfigInvalid);
     CHECK(router.size() == 0);
   }
 }

@@ -178,11 +178,11 @@ TEST_CASE("invalid payloads are reported as INVALID_PAYLOAD, other types ignored
                         R"({"orderId":"o-9","status":"SHIPPED"})");
   auto r = f.store->apply(bad);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().code == "INVALID_PAYLOAD");
+  CHECK(r.error().code == ecom::ErrorCode::kInvalidPayload);
   CHECK_FALSE(r.error().retryable);
   auto no_customer = make_event("order", event_types::kOrderCreated, "o-9",
                                 R"({"orderId":"o-9","currency":"USD"})");
-  CHECK(f.store->apply(no_customer).error().code == "INVALID_PAYLOAD");
+  CHECK(f.store->apply(no_customer).error().code == ecom::ErrorCode::kInvalidPayload);
   auto other =
       make_event("payment", event_types::kPaymentAuthorized, "o-9", R"({"orderId":"o-9"})");
   auto ignored = f.store->apply(other);

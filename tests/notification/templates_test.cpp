@@ -92,14 +92,14 @@ TEST_CASE("unknown template keys and fields are config errors", "[notification][
   auto doc = config(R"({"templates":{"order.shipped":{"subject":"x"}}})");
   auto r = templates_from_config(ConfigSection(doc.get(), "notification").section("templates"));
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().code == "CONFIG_INVALID");
+  CHECK(r.error().code == ecom::ErrorCode::kConfigInvalid);
   CHECK(r.error().field == "notification.templates.order.shipped");
   CHECK(r.error().message.find("order.confirmed") != std::string::npos);
 
   auto doc2 = config(R"({"templates":{"order.created":{"subjct":"x"}}})");
   auto r2 = templates_from_config(ConfigSection(doc2.get(), "notification").section("templates"));
   REQUIRE_FALSE(r2.ok());
-  CHECK(r2.error().code == "CONFIG_INVALID");
+  CHECK(r2.error().code == ecom::ErrorCode::kConfigInvalid);
 
   auto doc3 = config(R"({"templates":{"order.created":"text"}})");
   auto r3 = templates_from_config(ConfigSection(doc3.get(), "notification").section("templates"));

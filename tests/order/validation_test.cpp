@@ -59,7 +59,7 @@ TEST_CASE("currency must be a real ISO 4217 code", "[order][validation]") {
     auto r = parse_new_order(std::string(R"({"customerId":"c","currency":")") + bad +
                              R"(","items":[{"sku":"A","quantity":1}]})");
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == "VALIDATION_FAILED");
+    CHECK(r.error().code == ecom::ErrorCode::kValidationFailed);
     CHECK(r.error().field == "currency");
   }
 }
@@ -74,64 +74,67 @@ TEST_CASE("paymentToken is optional", "[order][validation]") {
 TEST_CASE("each validation rule names its field", "[order][validation]") {
   struct Case {
     std::string body;
-    std::string code;
+    ecom::ErrorCode code;
     std::string field;
   };
   const std::string c = R"("customerId":"c-1","currency":"USD")";
   const std::string line = R"({"sku":"S","quantity":1,"unitAmount":1})";
   std::vector<Case> cases = {
-      {"{", "MALFORMED_JSON", ""},
-      {"", "MALFORMED_JSON", ""},
-      {"[1]", "VALIDATION_FAILED", ""},
-      {R"({"currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED", "customerId"},
-      {R"({"customerId":"","currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED",
+      {"{", ecom::ErrorCode::kMalformedJson, ""},
+      {"", ecom::ErrorCode::kMalformedJson, ""},
+      {"[1]", ecom::ErrorCode::kValidationFailed, ""},
+      {R"({"currency":"USD","items":[)" + line + "]}", ecom::ErrorCode::kValidationFailed,
        "customerId"},
-      {R"({"customerId":42,"currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED",
-       "customerId"},
-      {R"({"customerId":"has space","currency":"USD","items":[)" + line + "]}", "VALIDATION_FAILED",
-       "customerId"},
+      {R"({"customerId":"","currency":"USD","items":[)" + line + "]}",
+       ecom::ErrorCode::kValidationFailed, "customerId"},
+      {R"({"customerId":42,"currency":"USD","items":[)" + line + "]}",
+       ecom::ErrorCode::kValidationFailed, "customerId"},
+      {R"({"customerId":"has space","currency":"USD","items":[)" + line + "]}",
+       ecom::ErrorCode::kValidationFailed, "customerId"},
       {R"({"customerId":")" + std::string(65, 'x') + R"(","currency":"USD","items":[)" + line +
            "]}",
-       "VALIDATION_FAILED", "customerId"},
-      {R"({"customerId":"c","items":[)" + line + "]}", "VALIDATION_FAILED", "currency"},
-      {R"({"customerId":"c","currency":"usd","items":[)" + line + "]}", "VALIDATION_FAILED",
+       ecom::ErrorCode::kValidationFailed, "customerId"},
+      {R"({"customerId":"c","items":[)" + line + "]}", ecom::ErrorCode::kValidationFailed,
        "currency"},
-      {R"({"customerId":"c","currency":"DOLLAR","items":[)" + line + "]}", "VALIDATION_FAILED",
-       "currency"},
-      {"{" + c + "}", "VALIDATION_FAILED", "items"},
-      {"{" + c + R"(,"items":{}})", "VALIDATION_FAILED", "items"},
-      {"{" + c + R"(,"items":[]})", "VALIDATION_FAILED", "items"},
-      {"{" + c + R"(,"items":)" + items_of(101) + "}", "VALIDATION_FAILED", "items"},
-      {"{" + c + R"(,"items":[5]})", "VALIDATION_FAILED", "items[0]"},
-      {"{" + c + R"(,"items":[{"quantity":1,"unitAmount":1}]})", "VALIDATION_FAILED",
+      {R"({"customerId":"c","currency":"usd","items":[)" + line + "]}",
+       ecom::ErrorCode::kValidationFailed, "currency"},
+      {R"({"customerId":"c","currency":"DOLLAR","items":[)" + line + "]}",
+       ecom::ErrorCode::kValidationFailed, "currency"},
+      {"{" + c + "}", ecom::ErrorCode::kValidationFailed, "items"},
+      {"{" + c + R"(,"items":{}})", ecom::ErrorCode::kValidationFailed, "items"},
+      {"{" + c + R"(,"items":[]})", ecom::ErrorCode::kValidationFailed, "items"},
+      {"{" + c + R"(,"items":)" + items_of(101) + "}", ecom::ErrorCode::kValidationFailed, "items"},
+      {"{" + c + R"(,"items":[5]})", ecom::ErrorCode::kValidationFailed, "items[0]"},
+      {"{" + c + R"(,"items":[{"quantity":1,"unitAmount":1}]})", ecom::ErrorCode::kValidationFailed,
        "items[0].sku"},
-      {"{" + c + R"(,"items":[{"sku":"","quantity":1,"unitAmount":1}]})", "VALIDATION_FAILED",
-       "items[0].sku"},
-      {"{" + c + R"(,"items":[{"sku":"S","unitAmount":1}]})", "VALIDATION_FAILED",
+      {"{" + c + R"(,"items":[{"sku":"","quantity":1,"unitAmount":1}]})",
+       ecom::ErrorCode::kValidationFailed, "items[0].sku"},
+      {"{" + c + R"(,"items":[{"sku":"S","unitAmount":1}]})", ecom::ErrorCode::kValidationFailed,
        "items[0].quantity"},
       {"{" + c + R"(,"items":[)" + line + R"(,{"sku":"S","quantity":0,"unitAmount":1}]})",
-       "VALIDATION_FAILED", "items[1].quantity"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":-3,"unitAmount":1}]})", "VALIDATION_FAILED",
-       "items[0].quantity"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":1.5,"unitAmount":1}]})", "VALIDATION_FAILED",
-       "items[0].quantity"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":"2","unitAmount":1}]})", "VALIDATION_FAILED",
-       "items[0].quantity"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":-1}]})", "VALIDATION_FAILED",
-       "items[0].unitAmount"},
-      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":9.99}]})", "VALIDATION_FAILED",
-       "items[0].unitAmount"},
+       ecom::ErrorCode::kValidationFailed, "items[1].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":-3,"unitAmount":1}]})",
+       ecom::ErrorCode::kValidationFailed, "items[0].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1.5,"unitAmount":1}]})",
+       ecom::ErrorCode::kValidationFailed, "items[0].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":"2","unitAmount":1}]})",
+       ecom::ErrorCode::kValidationFailed, "items[0].quantity"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":-1}]})",
+       ecom::ErrorCode::kValidationFailed, "items[0].unitAmount"},
+      {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":9.99}]})",
+       ecom::ErrorCode::kValidationFailed, "items[0].unitAmount"},
       {"{" + c + R"(,"items":[{"sku":"S","quantity":1,"unitAmount":1,"colour":"red"}]})",
-       "VALIDATION_FAILED", "items[0].colour"},
-      {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":7})", "VALIDATION_FAILED",
-       "paymentToken"},
-      {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":""})", "VALIDATION_FAILED",
-       "paymentToken"},
-      {"{" + c + R"(,"items":[)" + line + R"(],"coupon":"FREE"})", "VALIDATION_FAILED", "coupon"},
-      {"{" + c + R"(,"items":[)" + line + R"(],"expectedTotal":-1})", "VALIDATION_FAILED",
-       "expectedTotal"},
-      {"{" + c + R"(,"items":[)" + line + R"(],"expectedTotal":"12"})", "VALIDATION_FAILED",
-       "expectedTotal"},
+       ecom::ErrorCode::kValidationFailed, "items[0].colour"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":7})",
+       ecom::ErrorCode::kValidationFailed, "paymentToken"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"paymentToken":""})",
+       ecom::ErrorCode::kValidationFailed, "paymentToken"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"coupon":"FREE"})",
+       ecom::ErrorCode::kValidationFailed, "coupon"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"expectedTotal":-1})",
+       ecom::ErrorCode::kValidationFailed, "expectedTotal"},
+      {"{" + c + R"(,"items":[)" + line + R"(],"expectedTotal":"12"})",
+       ecom::ErrorCode::kValidationFailed, "expectedTotal"},
   };
   for (const auto& tc : cases) {
     INFO("body: " << tc.body.substr(0, 200));

@@ -270,7 +270,7 @@ TEST_CASE("payment module rejects bad configuration at start", "[payment][module
     Harness h(c.config);
     auto st = h.start();
     REQUIRE_FALSE(st.ok());
-    CHECK(st.error().code == "CONFIG_INVALID");
+    CHECK(st.error().code == ecom::ErrorCode::kConfigInvalid);
     CHECK(st.error().message.find(c.mentions) != std::string::npos);
   }
 }

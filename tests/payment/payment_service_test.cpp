@@ -346,7 +346,7 @@ TEST_CASE("malformed payment commands are rejected with the field", "[payment]")
     INFO(c.json);
     auto r = parse_authorize_payment(c.json);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == "INVALID_PAYLOAD");
+    CHECK(r.error().code == ecom::ErrorCode::kInvalidPayload);
     CHECK(r.error().field == c.field);
   }
   auto no_token = parse_authorize_payment(R"({"orderId":"o","amount":10,"currency":"USD"})");

@@ -670,7 +670,7 @@ TEST_CASE("parse_input decodes the contract payloads", "[saga][machine]") {
       e.data = bad;
       auto p = saga::parse_input(e);
       REQUIRE_FALSE(p);
-      CHECK(p.error().code == "INVALID_PAYLOAD");
+      CHECK(p.error().code == ecom::ErrorCode::kInvalidPayload);
       CHECK_FALSE(p.error().retryable);
     }
   }
@@ -691,7 +691,7 @@ TEST_CASE("parse_input decodes the contract payloads", "[saga][machine]") {
       e.data = bad;
       auto q = saga::parse_input(e);
       REQUIRE_FALSE(q);
-      CHECK(q.error().code == "INVALID_PAYLOAD");
+      CHECK(q.error().code == ecom::ErrorCode::kInvalidPayload);
     }
   }
   SECTION("replies carry their order id; one without it is a dead letter") {

@@ -574,7 +574,7 @@ TEST_CASE("module: configuration is validated", "[saga][module]") {
     Harness h(cfg);
     auto st = h.start_node();
     if (st) return std::string("started");
-    return st.error().code;
+    return std::string(ecom::name(st.error().code));
   };
   CHECK(fails(R"({"step_timeout":1})") == "CONFIG_INVALID");
   CHECK(fails(R"({"payment_timeout_ms":0})") == "CONFIG_INVALID");

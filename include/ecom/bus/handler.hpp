@@ -37,9 +37,10 @@ inline Outcome reject(std::string_view tag, const Message& m, const Error& e) {
 /// The outcome of a failed store transaction: retry when `e` is retryable, otherwise dead-letter
 /// with an error log line.
 inline Outcome store_failure(std::string_view tag, const Message& m, const Error& e) {
-  if (e.retryable) return Outcome::retry(e.code + ": " + e.message);
-  log::error(tag, "{} {}: store error {}: {}", m.envelope.type, m.envelope.id, e.code, e.message);
-  return Outcome::dead_letter(e.code + ": " + e.message);
+  std::string why = std::string(name(e.code)) + ": " + e.message;
+  if (e.retryable) return Outcome::retry(std::move(why));
+  log::error(tag, "{} {}: store error {}", m.envelope.type, m.envelope.id, why);
+  return Outcome::dead_letter(std::move(why));
 }
 
 }  // namespace ecom::bus

@@ -24,9 +24,6 @@
 
 namespace ecom::contract {
 
-/// The error code of every decode failure.
-inline constexpr std::string_view kInvalidPayload{"INVALID_PAYLOAD"};
-
 /// One order line. In OrderCreated and ReserveStock `unit_amount` is the client's quote (absent
 /// when it sent none) and `name` is empty; in StockReserved and the STOCK_RESERVED status both are
 /// the catalogue's, as sold.

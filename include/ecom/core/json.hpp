@@ -1,7 +1,6 @@
 #pragma once
-/// Small RapidJSON helpers shared by the modules: parse an object, read typed members with errors
-/// that name the field, and write members with one call. Messages are fixed by these helpers so
-/// every module words the same failure the same way.
+/// Small RapidJSON helpers shared by the modules: find a member and write members with one call.
+/// Reading event payloads is the contract's job (include/ecom/contract/events.hpp).
 ///
 /// Thread safety: the functions keep no state.
 
@@ -21,9 +20,6 @@ namespace ecom::json {
 /// The writer every module uses: compact UTF-8 into a StringBuffer.
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
-/// Parses `text`; returns `if_not_object` when it is not valid JSON or not a JSON object.
-Result<rapidjson::Document> parse_object(std::string_view text, Error if_not_object);
-
 /// The member `name` of the object `obj`, or nullptr when absent.
 const rapidjson::Value* find(const rapidjson::Value& obj, std::string_view name);
 
@@ -31,20 +27,6 @@ const rapidjson::Value* find(const rapidjson::Value& obj, std::string_view name)
 inline std::string string_of(const rapidjson::Value& v) {
   return {v.GetString(), v.GetStringLength()};
 }
-
-/// A required non-empty string member. Errors (code `code`, field `name`): "<name> is missing",
-/// "<name> must be a non-empty string".
-Result<std::string> require_string(const rapidjson::Value& obj, std::string_view name,
-                                   std::string_view code);
-
-/// How optional_string treats a JSON null.
-enum class Null { kInvalid, kAbsent };
-
-/// An optional string member: nullopt when absent (or null, with Null::kAbsent). Error (code
-/// `code`, field `name`): "<name> must be a string".
-Result<std::optional<std::string>> optional_string(const rapidjson::Value& obj,
-                                                   std::string_view name, std::string_view code,
-                                                   Null null = Null::kInvalid);
 
 /// Writes an object key.
 inline void key(Writer& w, std::string_view k) {
