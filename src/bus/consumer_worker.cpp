@@ -1,4 +1,4 @@
-#include "bus/consumer_worker.hpp"
+#include "consumer_worker.hpp"
 
 #include <utility>
 

@@ -1,4 +1,4 @@
-#include "bus/delivery.hpp"
+#include "delivery.hpp"
 
 #include <algorithm>
 #include <exception>

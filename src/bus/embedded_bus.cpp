@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "bus/consumer_worker.hpp"
-#include "bus/delivery.hpp"
+#include "consumer_worker.hpp"
+#include "delivery.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/database.hpp"

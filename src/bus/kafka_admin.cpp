@@ -10,11 +10,11 @@
 #include <set>
 #include <sstream>
 
-#include "bus/kafka_common.hpp"
 #include "ecom/bus/kafka_bus.hpp"
 #include "ecom/core/config.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/core/topics.hpp"
+#include "kafka_common.hpp"
 
 namespace ecom::bus {
 namespace kafka {

@@ -28,11 +28,11 @@
 #include <utility>
 #include <vector>
 
-#include "bus/consumer_worker.hpp"
-#include "bus/delivery.hpp"
-#include "bus/kafka_common.hpp"
+#include "consumer_worker.hpp"
+#include "delivery.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/database.hpp"
+#include "kafka_common.hpp"
 
 namespace ecom::bus {
 namespace {

@@ -7,7 +7,7 @@
 #include <exception>
 
 #include "ecom/core/log.hpp"
-#include "http/url.hpp"
+#include "url.hpp"
 
 namespace ecom::http {
 

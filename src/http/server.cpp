@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "ecom/core/log.hpp"
-#include "http/url.hpp"
+#include "url.hpp"
 
 namespace ecom::http {
 namespace {

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "ecom/core/json.hpp"
-#include "ecom/inventory/inventory_service.hpp"
+#include "inventory_service.hpp"
 
 namespace ecom::inventory::json {
 

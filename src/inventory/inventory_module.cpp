@@ -17,8 +17,8 @@
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
 #include "ecom/http/router.hpp"
-#include "ecom/inventory/inventory_service.hpp"
-#include "inventory/inventory_json.hpp"
+#include "inventory_json.hpp"
+#include "inventory_service.hpp"
 
 namespace ecom::inventory {
 namespace {

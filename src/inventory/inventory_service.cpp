@@ -1,4 +1,4 @@
-#include "ecom/inventory/inventory_service.hpp"
+#include "inventory_service.hpp"
 
 #include <rapidjson/document.h>
 
@@ -12,7 +12,7 @@
 #include "ecom/core/currency.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/outbox.hpp"
-#include "inventory/inventory_json.hpp"
+#include "inventory_json.hpp"
 
 namespace ecom::inventory {
 namespace {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "ecom/bus/outbox_relay.hpp"
-#include "ecom/notification/store.hpp"
+#include "store.hpp"
 
 namespace ecom::notification {
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "ecom/http/router.hpp"
-#include "ecom/notification/store.hpp"
+#include "store.hpp"
 
 namespace ecom::notification {
 

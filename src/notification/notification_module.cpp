@@ -17,9 +17,9 @@
 #include "ecom/core/log.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/http/router.hpp"
-#include "ecom/notification/store.hpp"
-#include "ecom/notification/templates.hpp"
 #include "live_hub.hpp"
+#include "store.hpp"
+#include "templates.hpp"
 
 #ifdef ECOM_HAVE_WEB_ASSETS
 #include "ecom/web/assets.hpp"

@@ -1,4 +1,4 @@
-#include "ecom/notification/store.hpp"
+#include "store.hpp"
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>

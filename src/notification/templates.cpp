@@ -1,4 +1,4 @@
-#include "ecom/notification/templates.hpp"
+#include "templates.hpp"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "order/order_json.hpp"
+#include "order_json.hpp"
 
 #include "ecom/core/clock.hpp"
 #include "ecom/core/json.hpp"

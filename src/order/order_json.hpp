@@ -6,8 +6,8 @@
 #include <string_view>
 #include <vector>
 
-#include "order/order_store.hpp"
-#include "order/validation.hpp"
+#include "order_store.hpp"
+#include "validation.hpp"
 
 namespace ecom::order {
 

@@ -11,9 +11,9 @@
 #include "ecom/contract/events.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/http/router.hpp"
-#include "order/order_json.hpp"
-#include "order/order_service.hpp"
-#include "order/validation.hpp"
+#include "order_json.hpp"
+#include "order_service.hpp"
+#include "validation.hpp"
 
 namespace ecom::order {
 namespace {

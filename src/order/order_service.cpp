@@ -1,4 +1,4 @@
-#include "order/order_service.hpp"
+#include "order_service.hpp"
 
 #include <algorithm>
 #include <climits>

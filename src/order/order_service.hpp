@@ -20,7 +20,7 @@
 #include "ecom/bus/handler.hpp"
 #include "ecom/core/periodic_task.hpp"
 #include "ecom/core/result.hpp"
-#include "order/order_store.hpp"
+#include "order_store.hpp"
 
 namespace ecom {
 namespace bus {

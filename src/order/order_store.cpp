@@ -1,4 +1,4 @@
-#include "order/order_store.hpp"
+#include "order_store.hpp"
 
 #include <fmt/format.h>
 

@@ -13,7 +13,7 @@
 #include "ecom/core/envelope.hpp"
 #include "ecom/core/result.hpp"
 #include "ecom/db/database.hpp"
-#include "order/validation.hpp"
+#include "validation.hpp"
 
 namespace ecom::order::store {
 

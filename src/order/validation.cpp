@@ -1,11 +1,11 @@
-#include "order/validation.hpp"
+#include "validation.hpp"
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
 #include "ecom/core/currency.hpp"
-#include "order/order_json.hpp"
+#include "order_json.hpp"
 
 namespace ecom::order {
 namespace {

@@ -16,7 +16,7 @@
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
 #include "ecom/http/router.hpp"
-#include "ecom/payment/payment_service.hpp"
+#include "payment_service.hpp"
 
 namespace ecom::payment {
 namespace {

@@ -1,4 +1,4 @@
-#include "ecom/payment/payment_service.hpp"
+#include "payment_service.hpp"
 
 #include <array>
 #include <utility>

@@ -1,4 +1,4 @@
-#include "ecom/saga/saga_machine.hpp"
+#include "saga_machine.hpp"
 
 #include <algorithm>
 #include <array>

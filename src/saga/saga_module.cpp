@@ -12,7 +12,7 @@
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
 #include "ecom/http/router.hpp"
-#include "ecom/saga/saga_machine.hpp"
+#include "saga_machine.hpp"
 #include "saga_store.hpp"
 
 namespace ecom::saga {

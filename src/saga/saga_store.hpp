@@ -10,7 +10,7 @@
 
 #include "ecom/core/result.hpp"
 #include "ecom/db/database.hpp"
-#include "ecom/saga/saga_machine.hpp"
+#include "saga_machine.hpp"
 
 namespace ecom::saga::store {
 

@@ -1,6 +1,6 @@
 #include "ecom/web/assets.hpp"
 
-#include "web/asset_table.hpp"
+#include "asset_table.hpp"
 
 namespace ecom::web {
 

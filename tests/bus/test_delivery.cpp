@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "bus/delivery.hpp"
+#include "delivery.hpp"
 
 using ecom::bus::Decision;
 using ecom::bus::DeliveryPolicy;

@@ -1,6 +1,6 @@
 // Business-logic tests: the inventory service against a real SQLite store on a temp file.
 
-#include "ecom/inventory/inventory_service.hpp"
+#include "inventory_service.hpp"
 
 #include <rapidjson/document.h>
 

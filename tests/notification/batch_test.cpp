@@ -19,9 +19,9 @@
 #include "ecom/core/topics.hpp"
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
-#include "ecom/notification/store.hpp"
 #include "harness.hpp"
 #include "live_hub.hpp"
+#include "store.hpp"
 #include "support/test_support.hpp"
 
 using namespace ecom;

@@ -13,9 +13,9 @@
 
 #include "ecom/contract/events.hpp"
 #include "ecom/http/server.hpp"
-#include "ecom/notification/store.hpp"
 #include "harness.hpp"
 #include "sse_client.hpp"
+#include "store.hpp"
 
 using namespace ecom;
 using namespace std::chrono_literals;

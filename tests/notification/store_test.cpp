@@ -1,7 +1,7 @@
 // The store on its own: projection, one notification per order and status, the feed and the
 // resume rules of the live streams.
 
-#include "ecom/notification/store.hpp"
+#include "store.hpp"
 
 #include <rapidjson/document.h>
 

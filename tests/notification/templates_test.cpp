@@ -1,4 +1,4 @@
-#include "ecom/notification/templates.hpp"
+#include "templates.hpp"
 
 #include <catch2/catch.hpp>
 #include <fstream>

@@ -1,8 +1,8 @@
-#include "order/validation.hpp"
+#include "validation.hpp"
 
 #include <catch2/catch.hpp>
 
-#include "order/order_json.hpp"
+#include "order_json.hpp"
 
 using ecom::order::parse_new_order;
 

@@ -1,6 +1,6 @@
 // Business-logic tests: the simulated payment gateway against a real SQLite store on a temp file.
 
-#include "ecom/payment/payment_service.hpp"
+#include "payment_service.hpp"
 
 #include <rapidjson/document.h>
 

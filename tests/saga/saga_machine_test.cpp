@@ -1,7 +1,7 @@
 // The saga state machine on its own: every transition, compensation path, timeout, late and
 // duplicate reply, with time given explicitly (no clock, no sleeping).
 
-#include "ecom/saga/saga_machine.hpp"
+#include "saga_machine.hpp"
 
 #include <rapidjson/document.h>
 

@@ -15,7 +15,7 @@
 #include "ecom/core/envelope.hpp"
 #include "ecom/core/result.hpp"
 #include "ecom/db/database.hpp"
-#include "ecom/notification/templates.hpp"
+#include "templates.hpp"
 
 namespace ecom::notification {
 
