@@ -83,6 +83,7 @@ struct PeriodicTask::State {
   bool woken = false;
   int64_t next_run_ms = 0;
   std::atomic<uint64_t> runs{0};
+  std::atomic<bool> stop_requested{false};
 
   State(std::string n, Clock& c, std::chrono::milliseconds p, Step s)
       : name(std::move(n)), clock(c), period(p), step(std::move(s)) {}
@@ -123,6 +124,7 @@ void PeriodicTask::start(std::chrono::milliseconds initial_delay) {
   {
     std::lock_guard lock(s_->mu);
     s_->stopping = false;
+    s_->stop_requested.store(false, std::memory_order_release);
     s_->next_run_ms = s_->clock.now_ms() + initial_delay.count();
   }
   thread_ = std::thread([s = s_] { s->run(); });
@@ -141,11 +143,16 @@ void PeriodicTask::stop() noexcept {
   {
     std::lock_guard lock(s_->mu);
     s_->stopping = true;
+    s_->stop_requested.store(true, std::memory_order_release);
   }
   s_->cv.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
 uint64_t PeriodicTask::runs() const noexcept { return s_->runs.load(std::memory_order_acquire); }
+
+bool PeriodicTask::stop_requested() const noexcept {
+  return s_->stop_requested.load(std::memory_order_acquire);
+}
 
 }  // namespace ecom

@@ -85,41 +85,24 @@ std::unique_ptr<Sink> make_webhook_sink(WebhookOptions options) {
   return std::make_unique<WebhookSink>(std::move(options));
 }
 
-DeliveryWorker::DeliveryWorker(Store& store, Sink& sink, bus::OutboxRelay& outbox)
-    : store_(store), sink_(sink), outbox_(outbox) {}
+DeliveryWorker::DeliveryWorker(Store& store, Sink& sink, bus::OutboxRelay& outbox, Clock& clock)
+    : store_(store),
+      sink_(sink),
+      outbox_(outbox),
+      clock_(clock),
+      task_("notification.delivery", clock, kIdleWait, [this](int64_t now) { return step(now); }) {}
 
 DeliveryWorker::~DeliveryWorker() { stop(); }
 
-void DeliveryWorker::start() {
-  if (thread_.joinable()) return;
-  thread_ = std::thread([this] { run(); });
-}
+void DeliveryWorker::start() { task_.start(); }
 
-void DeliveryWorker::notify() {
-  {
-    std::lock_guard lock(mu_);
-    wake_ = true;
-  }
-  cv_.notify_one();
-}
+void DeliveryWorker::notify() { task_.wake(); }
 
-void DeliveryWorker::stop() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_one();
-  if (thread_.joinable()) thread_.join();
-}
-
-bool DeliveryWorker::stopping() {
-  std::lock_guard lock(mu_);
-  return stop_;
-}
+void DeliveryWorker::stop() { task_.stop(); }
 
 void DeliveryWorker::attempt(const Delivery& d, Outcomes& out) {
   Attempt a = sink_.send(d);
-  int64_t now = now_ms();
+  int64_t now = clock_.now_ms();
   if (a.ok) {
     out.sent.push_back(SentAttempt{&d, now});
     return;
@@ -188,56 +171,37 @@ bool DeliveryWorker::record(Outcomes& out) {
   return ok;
 }
 
-void DeliveryWorker::run() {
+std::optional<std::chrono::milliseconds> DeliveryWorker::step(int64_t now) {
   Outcomes out;
-  while (true) {
-    {
-      std::lock_guard lock(mu_);
-      if (stop_) return;
-      wake_ = false;
-    }
-    // A store in trouble must not turn the loop into a busy one: then wait a little regardless.
-    bool trouble = false;
-    auto due = store_.due(now_ms(), kBatch);
-    if (due) {
-      // The outcomes of the batch are recorded together (one transaction for the sent ones, one
-      // for the failed ones), and also whenever sending has taken kRecordAfter since the oldest
-      // unrecorded outcome, so that a slow sink does not hold finished ones back.
-      auto first_unrecorded = std::chrono::steady_clock::now();
-      bool stopped = false;
-      for (const auto& d : *due) {
-        if (stopping()) {
-          stopped = true;
-          break;
-        }
-        if (out.sent.empty() && out.failed.empty())
-          first_unrecorded = std::chrono::steady_clock::now();
-        attempt(d, out);
-        if (std::chrono::steady_clock::now() - first_unrecorded >= kRecordAfter) {
-          if (!record(out)) trouble = true;
-        }
-      }
-      // Attempts made before a stop are recorded too: they have been sent.
-      if (!record(out)) trouble = true;
-      if (stopped) return;
-      if (!trouble && due->size() == static_cast<size_t>(kBatch)) continue;
-    } else {
-      log::warn(kTag, "cannot read pending notifications: {}", due.error().message);
-      trouble = true;
-    }
-    auto wait = kIdleWait;
-    if (trouble) {
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, kTroubleWait, [this] { return stop_; });
-      continue;
-    }
-    if (auto next = store_.next_due_at(); next && next.value()) {
-      auto in = std::chrono::milliseconds(std::max<int64_t>(**next - now_ms(), 0));
-      wait = std::min(wait, in);
-    }
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, wait, [this] { return stop_ || wake_; });
+  auto due = store_.due(now, kBatch);
+  if (!due) {
+    // A store in trouble must not turn the loop into a busy one: wait a little.
+    log::warn(kTag, "cannot read pending notifications: {}", due.error().message);
+    return kTroubleWait;
   }
+  // The outcomes of the batch are recorded together (one transaction for the sent ones, one for
+  // the failed ones), and also whenever sending has taken kRecordAfter since the oldest
+  // unrecorded outcome, so that a slow sink does not hold finished ones back.
+  bool trouble = false;
+  auto first_unrecorded = std::chrono::steady_clock::now();
+  for (const auto& d : *due) {
+    if (task_.stop_requested()) break;  // stop after the attempt in flight
+    if (out.sent.empty() && out.failed.empty()) first_unrecorded = std::chrono::steady_clock::now();
+    attempt(d, out);
+    if (std::chrono::steady_clock::now() - first_unrecorded >= kRecordAfter) {
+      if (!record(out)) trouble = true;
+    }
+  }
+  // Attempts made before a stop are recorded too: they have been sent.
+  if (!record(out)) trouble = true;
+  if (trouble) return kTroubleWait;
+  if (due->size() == static_cast<size_t>(kBatch)) return std::chrono::milliseconds(0);  // more
+  auto next = store_.next_due_at();
+  if (next && next.value()) {
+    return std::min<std::chrono::milliseconds>(
+        kIdleWait, std::chrono::milliseconds(std::max<int64_t>(**next - clock_.now_ms(), 0)));
+  }
+  return std::nullopt;  // the period: kIdleWait
 }
 
 }  // namespace ecom::notification

@@ -1,16 +1,15 @@
 #pragma once
-// Delivery of stored notifications: the sinks (log, webhook) and the worker thread that drives
+// Delivery of stored notifications: the sinks (log, webhook) and the worker task that drives
 // them with retries, off the bus consumer threads.
 
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/periodic_task.hpp"
 #include "store.hpp"
 
 namespace ecom::notification {
@@ -49,12 +48,13 @@ std::unique_ptr<Sink> make_log_sink();
 /// other statuses fail at once.
 std::unique_ptr<Sink> make_webhook_sink(WebhookOptions options);
 
-/// The delivery loop: picks due PENDING notifications (up to 32 at a time), sends them, and records
-/// the outcomes of the batch together: SENT + NotificationSent for all successful sends in one
-/// transaction, retry times or FAILED for the others in another.
+/// The delivery loop (a PeriodicTask on `clock`): picks due PENDING notifications (up to 32 at a
+/// time), sends them, and records the outcomes of the batch together: SENT + NotificationSent for
+/// all successful sends in one transaction, retry times or FAILED for the others in another.
 class DeliveryWorker final {
  public:
-  DeliveryWorker(Store& store, Sink& sink, bus::OutboxRelay& outbox);
+  DeliveryWorker(Store& store, Sink& sink, bus::OutboxRelay& outbox,
+                 Clock& clock = SystemClock::instance());
   ~DeliveryWorker();
   DeliveryWorker(const DeliveryWorker&) = delete;
   DeliveryWorker& operator=(const DeliveryWorker&) = delete;
@@ -72,19 +72,16 @@ class DeliveryWorker final {
     std::vector<FailedAttempt> failed;
   };
 
-  void run();
-  bool stopping();
+  // One turn: delivers what is due; returns when to look again.
+  std::optional<std::chrono::milliseconds> step(int64_t now);
   void attempt(const Delivery& d, Outcomes& out);  // sends once, keeps the outcome in `out`
   bool record(Outcomes& out);  // records and clears `out`; false: something was not recorded
 
   Store& store_;
   Sink& sink_;
   bus::OutboxRelay& outbox_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool wake_ = false;
-  bool stop_ = false;
-  std::thread thread_;
+  Clock& clock_;
+  PeriodicTask task_;
 };
 
 }  // namespace ecom::notification

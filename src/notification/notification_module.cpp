@@ -6,9 +6,8 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <condition_variable>
 #include <mutex>
-#include <thread>
+#include <utility>
 
 #include "delivery.hpp"
 #include "ecom/bus/event_bus.hpp"
@@ -141,20 +140,20 @@ Error not_found_order(std::string_view id) {
                false};
 }
 
-// Wakes the pump; shared with stream callbacks, which may outlive a stopped module.
+// Wakes the pump; shared with stream callbacks, which may outlive a stopped module: the pump
+// task is detached from it (under `mu`) before the task is destroyed.
 struct Signal {
   std::mutex mu;
-  std::condition_variable cv;
-  bool wake = false;
+  PeriodicTask* pump = nullptr;
   bool sweep = false;
-  bool stop = false;
   void notify(bool sweep_too = false) {
-    {
-      std::lock_guard lock(mu);
-      wake = true;
-      sweep = sweep || sweep_too;
-    }
-    cv.notify_one();
+    std::lock_guard lock(mu);
+    sweep = sweep || sweep_too;
+    if (pump) pump->wake();
+  }
+  bool take_sweep() {
+    std::lock_guard lock(mu);
+    return std::exchange(sweep, false);
   }
 };
 
@@ -175,7 +174,12 @@ struct NotificationModule::Impl {
   std::unique_ptr<DeliveryWorker> worker;
   LiveHub hub;
   std::shared_ptr<Signal> signal = std::make_shared<Signal>();
-  std::thread pump;
+  std::unique_ptr<PeriodicTask> pump;
+  // The pump's state, touched by its step only.
+  int64_t position = 0;
+  int64_t next_keepalive_ms = 0;
+  int64_t next_prune_ms = 0;
+  bool prune_more = false;  // the last prune stopped at its limit: more rows are due
   std::unique_ptr<bus::Subscription> sub;
   std::atomic<bool> stopping{false};
 
@@ -195,63 +199,52 @@ struct NotificationModule::Impl {
 
   // --- live push: the pump fans committed feed rows out, in seq order ----------------------------
 
-  void run_pump(int64_t position) {
-    using Clock = std::chrono::steady_clock;
-    auto next_keepalive = Clock::now() + options.keepalive;
-    auto next_prune = Clock::now();
-    bool prune_more = false;  // the last prune stopped at its limit: more rows are due
+  // One pump turn: fans the rows committed since `position` out, sends keep-alives, prunes;
+  // returns when to turn again (sooner when the bus or a stream wakes it).
+  std::optional<std::chrono::milliseconds> pump_step(int64_t now) {
+    bool sweep = signal->take_sweep();
     while (true) {
-      bool sweep = false;
-      {
-        std::unique_lock lock(signal->mu);
-        auto until =
-            std::min(next_keepalive, Clock::now() + (prune_more ? kPrunePause : kPumpPoll));
-        signal->cv.wait_until(lock, until, [this] { return signal->stop || signal->wake; });
-        if (signal->stop) return;
-        signal->wake = false;
-        std::swap(sweep, signal->sweep);
-      }
-      while (true) {
-        // Nobody listening: skip the rows instead of reading them. The last seq is read BEFORE
-        // looking at the hub, so a subscriber added after the look reads its start later and that
-        // start covers every row up to it.
-        if (hub.size() == 0) {
-          auto last = store->last_seq();
-          if (!last) {
-            log::warn(kTag, "cannot read the feed: {}", last.error().message);
-            break;
-          }
-          if (hub.size() == 0) {
-            position = std::max(position, *last);
-            break;
-          }
-        }
-        auto rows = store->feed_after(position, kPumpBatch);
-        if (!rows) {
-          log::warn(kTag, "cannot read the feed: {}", rows.error().message);
+      // Nobody listening: skip the rows instead of reading them. The last seq is read BEFORE
+      // looking at the hub, so a subscriber added after the look reads its start later and that
+      // start covers every row up to it.
+      if (hub.size() == 0) {
+        auto last = store->last_seq();
+        if (!last) {
+          log::warn(kTag, "cannot read the feed: {}", last.error().message);
           break;
         }
-        if (rows->empty()) break;
-        position = rows->back().seq;
-        hub.publish(*rows);
-        if (rows->size() < static_cast<size_t>(kPumpBatch)) break;
+        if (hub.size() == 0) {
+          position = std::max(position, *last);
+          break;
+        }
       }
-      auto now = Clock::now();
-      if (now >= next_keepalive) {
-        hub.keepalive();
-        next_keepalive = now + options.keepalive;
-        sweep = true;
+      auto rows = store->feed_after(position, kPumpBatch);
+      if (!rows) {
+        log::warn(kTag, "cannot read the feed: {}", rows.error().message);
+        break;
       }
-      if (now >= next_prune || prune_more) {
-        // A few chunks per turn: this thread also feeds the live streams, and pruning a large
-        // excess at once (tens of thousands of rows at 1,000 orders/s) held them for a second.
-        auto pruned = store->prune_feed(options.feed_retention, kPruneRowsPerTurn);
-        if (!pruned) log::warn(kTag, "cannot prune the feed: {}", pruned.error().message);
-        prune_more = pruned && *pruned == kPruneRowsPerTurn;
-        if (now >= next_prune) next_prune = now + kPruneInterval;
-      }
-      if (sweep) hub.sweep();
+      if (rows->empty()) break;
+      position = rows->back().seq;
+      hub.publish(*rows);
+      if (rows->size() < static_cast<size_t>(kPumpBatch)) break;
     }
+    if (now >= next_keepalive_ms) {
+      hub.keepalive();
+      next_keepalive_ms = now + options.keepalive.count();
+      sweep = true;
+    }
+    if (now >= next_prune_ms || prune_more) {
+      // A few chunks per turn: this task also feeds the live streams, and pruning a large
+      // excess at once (tens of thousands of rows at 1,000 orders/s) held them for a second.
+      auto pruned = store->prune_feed(options.feed_retention, kPruneRowsPerTurn);
+      if (!pruned) log::warn(kTag, "cannot prune the feed: {}", pruned.error().message);
+      prune_more = pruned && *pruned == kPruneRowsPerTurn;
+      if (now >= next_prune_ms)
+        next_prune_ms = now + std::chrono::milliseconds(kPruneInterval).count();
+    }
+    if (sweep) hub.sweep();
+    const auto poll = prune_more ? kPrunePause : kPumpPoll;
+    return std::min(poll, std::chrono::milliseconds(std::max<int64_t>(next_keepalive_ms - now, 0)));
   }
 
   std::shared_ptr<Subscriber> watch(const std::shared_ptr<http::Stream>& stream,
@@ -452,10 +445,9 @@ struct NotificationModule::Impl {
     if (worker) worker->stop();
     {
       std::lock_guard lock(signal->mu);
-      signal->stop = true;
+      signal->pump = nullptr;  // streams that outlive the module wake nothing
     }
-    signal->cv.notify_all();
-    if (pump.joinable()) pump.join();
+    pump.reset();  // stops and joins
     hub.close_all();
   }
 };
@@ -479,9 +471,19 @@ Status NotificationModule::start(ModuleContext& ctx) {
 
   impl->add_routes(ctx.router);
 
-  impl->worker = std::make_unique<DeliveryWorker>(*impl->store, *impl->sink, ctx.outbox);
+  impl->worker = std::make_unique<DeliveryWorker>(*impl->store, *impl->sink, ctx.outbox, ctx.clock);
   impl->worker->start();  // picks up notifications left PENDING by a previous run
-  impl->pump = std::thread([impl, p = *position] { impl->run_pump(p); });
+  impl->position = *position;
+  impl->next_keepalive_ms = ctx.clock.now_ms() + impl->options.keepalive.count();
+  impl->next_prune_ms = ctx.clock.now_ms();
+  impl->pump = std::make_unique<PeriodicTask>("notification.pump", ctx.clock, kPumpPoll,
+                                              [impl](int64_t now) { return impl->pump_step(now); });
+  {
+    std::lock_guard lock(impl->signal->mu);
+    impl->signal->pump = impl->pump.get();
+  }
+  // A first turn at once prunes what a previous run left over.
+  impl->pump->start();
 
   bus::SubscriptionOptions so;
   so.group = "ecomd-notification";

@@ -87,6 +87,8 @@ class PeriodicTask {
   void stop() noexcept;
   /// How many runs have finished (for tests: wait for a run after advancing a ManualClock).
   uint64_t runs() const noexcept;
+  /// True once stop() was called: a long step (a batch of slow sends) checks it to end early.
+  bool stop_requested() const noexcept;
 
  private:
   struct State;
