@@ -32,7 +32,8 @@ std::string brokers() {
 }
 
 std::string unique_name(std::string_view base) {
-  return std::string(base) + "-" + new_uuid().substr(0, 8);
+  // The random tail of the id: its head is the time (UUIDv7), the same for a minute.
+  return std::string(base) + "-" + new_uuid().substr(24);
 }
 
 bus::KafkaBusOptions fast_options(std::string bootstrap) {
