@@ -374,29 +374,10 @@ TEST_CASE("embedded bus: a handler that throws is retried like a retry outcome",
 }
 
 TEST_CASE("embedded bus: close waits for the in-flight handler and stops delivery",
-          "[bus][embedded]") {
+          "[bus][embedded][contract]") {
   ecom::test::TempDir dir;
   auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
-  std::atomic<bool> entered{false};
-  std::atomic<bool> finished{false};
-  std::atomic<int> calls{0};
-  auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, [&](const Message&) {
-    ++calls;
-    entered = true;
-    std::this_thread::sleep_for(300ms);
-    finished = true;
-    return Outcome::ack();
-  });
-  REQUIRE(sub.ok());
-  REQUIRE(bus->publish("t", test_event("k", 1)).ok());
-  REQUIRE(bus->publish("t", test_event("k", 2)).ok());
-  REQUIRE(eventually([&] { return entered.load(); }));
-  (*sub)->close();
-  CHECK(finished.load());
-  const int after_close = calls.load();
-  REQUIRE(bus->publish("t", test_event("k", 3)).ok());
-  std::this_thread::sleep_for(200ms);
-  CHECK(calls.load() == after_close);
+  ecom::test::check_close_waits_for_handler(*bus, "t", "g", 10s);
 }
 
 TEST_CASE("embedded bus: a handler that destroys its own subscription",
@@ -414,17 +395,11 @@ TEST_CASE("embedded bus: a handler that closes its own subscription", "[bus][emb
                                                     10s);
 }
 
-TEST_CASE("embedded bus: destroying the bus closes live subscriptions", "[bus][embedded]") {
+TEST_CASE("embedded bus: destroying the bus closes live subscriptions",
+          "[bus][embedded][contract]") {
   ecom::test::TempDir dir;
-  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
-  Collector got;
-  auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, got.handler());
-  REQUIRE(sub.ok());
-  REQUIRE(bus->publish("t", test_event("k", 1)).ok());
-  REQUIRE(eventually([&] { return got.size() == 1; }));
-  bus.reset();
-  (*sub)->close();  // still safe after the bus is gone
-  sub->reset();
+  const auto opts = fast_bus_options(dir.file("bus.db"));
+  ecom::test::check_bus_destroyed_first([&] { return open_bus(opts); }, "t", "g", 10s);
 }
 
 TEST_CASE("embedded bus: events published by another process are consumed",

@@ -117,6 +117,22 @@ TEST_CASE("kafka bus: separate groups each see every event", "[kafka][contract]"
   ecom::test::check_separate_groups(*bus, a, b, unique_name("ga"), unique_name("gb"), 60s);
 }
 
+TEST_CASE("kafka bus: close waits for the in-flight handler and stops delivery",
+          "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("close-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  ecom::test::check_close_waits_for_handler(*bus, topic, unique_name("g"), 60s);
+}
+
+TEST_CASE("kafka bus: destroying the bus closes live subscriptions", "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("bus-first-test");
+  make_topics(o, {topic});
+  ecom::test::check_bus_destroyed_first([&] { return open_bus(o); }, topic, unique_name("g"), 60s);
+}
+
 TEST_CASE("kafka bus: a handler that destroys its own subscription", "[kafka][contract]") {
   auto o = fast_options(brokers());
   std::string topic = unique_name("self-destroy-test");

@@ -166,6 +166,57 @@ inline void check_resume_from_committed(
   CHECK(contract::as_multiset(got.ids()) == contract::ids_of(second));
 }
 
+/// close() returns only after the in-flight handler call finished, and nothing is delivered to
+/// a closed subscription afterwards. Idempotent.
+inline void check_close_waits_for_handler(bus::EventBus& bus, const std::string& topic,
+                                          const std::string& group,
+                                          std::chrono::milliseconds timeout) {
+  std::atomic<bool> entered{false};
+  std::atomic<bool> finished{false};
+  std::atomic<int> calls{0};
+  auto sub = bus.subscribe({.group = group, .topics = {topic}}, [&](const bus::Message&) {
+    ++calls;
+    entered = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    finished = true;
+    return bus::Outcome::ack();
+  });
+  REQUIRE(sub.ok());
+  REQUIRE(bus.publish(topic, contract::event("k", 1)).ok());
+  REQUIRE(bus.publish(topic, contract::event("k", 2)).ok());
+  REQUIRE(eventually([&] { return entered.load(); }, timeout));
+  (*sub)->close();
+  CHECK(finished.load());
+  const int after_close = calls.load();
+  REQUIRE(bus.publish(topic, contract::event("k", 3)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(calls.load() == after_close);
+  (*sub)->close();  // idempotent
+}
+
+/// Destroying the bus closes its live subscriptions: an event published afterwards (through
+/// another bus object) does not reach them, and closing and destroying a handle is still safe.
+inline void check_bus_destroyed_first(
+    const std::function<std::unique_ptr<bus::EventBus>()>& open_bus, const std::string& topic,
+    const std::string& group, std::chrono::milliseconds timeout) {
+  std::atomic<int> calls{0};
+  auto first = open_bus();
+  auto sub = first->subscribe({.group = group, .topics = {topic}}, [&](const bus::Message&) {
+    ++calls;
+    return bus::Outcome::ack();
+  });
+  REQUIRE(sub.ok());
+  REQUIRE(first->publish(topic, contract::event("k", 1)).ok());
+  REQUIRE(eventually([&] { return calls.load() == 1; }, timeout));
+  first.reset();
+  auto second = open_bus();
+  REQUIRE(second->publish(topic, contract::event("k", 2)).ok());
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  CHECK(calls.load() == 1);
+  (*sub)->close();
+  sub->reset();
+}
+
 /// How a handler lets go of its own subscription.
 enum class SelfClose {
   kDestroy,  ///< destroys the handle on the consumer thread
