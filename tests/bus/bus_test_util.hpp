@@ -15,6 +15,7 @@
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/core/envelope.hpp"
 #include "ecom/db/database.hpp"
+#include "support/collector.hpp"
 
 namespace ecom::test {
 
@@ -49,49 +50,6 @@ inline Envelope test_event(std::string key, int n) {
 inline bus::Record to_record(std::string topic, const Envelope& e) {
   return bus::Record{std::move(topic), e.subject, encode_envelope(e)};
 }
-
-/// Records every delivery; `decide` picks the outcome (ack when empty). Handlers run on bus
-/// threads, so no Catch assertions in there.
-class Collector {
- public:
-  using Decide = std::function<bus::Outcome(const bus::Message&)>;
-  explicit Collector(Decide decide = {}) : decide_(std::move(decide)) {}
-
-  bus::Handler handler() {
-    return [this](const bus::Message& m) {
-      bus::Outcome out = decide_ ? decide_(m) : bus::Outcome::ack();
-      std::lock_guard lock(mu_);
-      msgs_.push_back(m);
-      return out;
-    };
-  }
-  size_t size() const {
-    std::lock_guard lock(mu_);
-    return msgs_.size();
-  }
-  std::vector<bus::Message> messages() const {
-    std::lock_guard lock(mu_);
-    return msgs_;
-  }
-  std::vector<std::string> ids() const {
-    std::lock_guard lock(mu_);
-    std::vector<std::string> out;
-    for (const auto& m : msgs_) out.push_back(m.envelope.id);
-    return out;
-  }
-  /// Envelope ids per key, in delivery order.
-  std::map<std::string, std::vector<std::string>> ids_by_key() const {
-    std::lock_guard lock(mu_);
-    std::map<std::string, std::vector<std::string>> out;
-    for (const auto& m : msgs_) out[m.key].push_back(m.envelope.id);
-    return out;
-  }
-
- private:
-  Decide decide_;
-  mutable std::mutex mu_;
-  std::vector<bus::Message> msgs_;
-};
 
 /// Runs `f(tx)` as a read on a separate connection to the bus file.
 template <typename F>

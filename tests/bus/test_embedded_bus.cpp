@@ -119,85 +119,19 @@ TEST_CASE("embedded bus: per-key order holds for interleaved keys and concurrent
           "[bus][embedded][contract]") {
   ecom::test::TempDir dir;
   auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
-  Collector got;
-  auto sub = bus->subscribe({.group = "g", .topics = {"orders.status"}}, got.handler());
-  REQUIRE(sub.ok());
-
-  constexpr int kKeys = 40;
-  constexpr int kPerKey = 50;
-  // Two publisher threads, each owning half of the keys, interleaving them in batches of
-  // varying size; per-key order is defined by each key's single publisher.
-  std::vector<std::vector<Envelope>> sent(2);
-  std::atomic<bool> publish_failed{false};
-  auto publisher = [&](int half) {
-    std::vector<Record> batch;
-    for (int n = 0; n < kPerKey; ++n) {
-      for (int k = half; k < kKeys; k += 2) {
-        Envelope e = test_event("key-" + std::to_string(k), n);
-        batch.push_back(ecom::test::to_record("orders.status", e));
-        sent[half].push_back(std::move(e));
-        if (batch.size() >= static_cast<size_t>(1 + (n * 7 + k) % 37)) {
-          if (!bus->publish(batch).ok()) publish_failed = true;
-          batch.clear();
-        }
-      }
-    }
-    if (!batch.empty() && !bus->publish(batch).ok()) publish_failed = true;
-  };
-  std::thread t0(publisher, 0);
-  std::thread t1(publisher, 1);
-  t0.join();
-  t1.join();
-  REQUIRE_FALSE(publish_failed);
-
-  REQUIRE(eventually([&] { return got.size() >= kKeys * kPerKey; }, 60s));
-  std::map<std::string, std::vector<std::string>> expected;
-  for (const auto& half : sent) {
-    for (const auto& e : half) expected[e.subject].push_back(e.id);
-  }
-  auto by_key = got.ids_by_key();
-  REQUIRE(by_key.size() == kKeys);
-  for (const auto& [key, ids] : expected) {
-    INFO("key " << key);
-    CHECK(by_key[key] == ids);
-  }
-  CHECK(got.size() == kKeys * kPerKey);  // nothing twice
-  // Offsets of a partition arrive in order, without gaps.
+  const auto msgs = ecom::test::check_per_key_order(*bus, "orders.status", "g", 60s);
+  // Offsets of a partition arrive without gaps, from the start of the log.
   std::map<int, int64_t> next;
-  for (const auto& m : got.messages()) {
+  for (const auto& m : msgs) {
     CHECK(m.offset == next[m.partition]);
     next[m.partition] = m.offset + 1;
   }
 }
 
-TEST_CASE("embedded bus: a group resumes from its committed offsets", "[bus][embedded]") {
+TEST_CASE("embedded bus: a group resumes from its committed offsets", "[bus][embedded][contract]") {
   ecom::test::TempDir dir;
   const auto opts = fast_bus_options(dir.file("bus.db"));
-  std::vector<Envelope> first, second;
-  {
-    auto bus = open_bus(opts);
-    for (int i = 0; i < 10; ++i) {
-      first.push_back(test_event("k" + std::to_string(i % 3), i));
-      REQUIRE(bus->publish("t", first.back()).ok());
-    }
-    Collector got;
-    auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, got.handler());
-    REQUIRE(sub.ok());
-    REQUIRE(eventually([&] { return got.size() >= 10; }));
-    (*sub)->close();  // commits
-    for (int i = 0; i < 5; ++i) {
-      second.push_back(test_event("k" + std::to_string(i % 3), 100 + i));
-      REQUIRE(bus->publish("t", second.back()).ok());
-    }
-  }
-  auto bus = open_bus(opts);  // a new process would see the same
-  Collector got;
-  auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, got.handler());
-  REQUIRE(sub.ok());
-  REQUIRE(eventually([&] { return got.size() >= 5; }));
-  std::this_thread::sleep_for(200ms);  // room for any (wrong) redelivery to show up
-  CHECK(as_set(got.ids()) == as_set(ids_of(second)));
-  CHECK(got.size() == 5);
+  ecom::test::check_resume_from_committed([&] { return open_bus(opts); }, "t", "g", 10s);
 }
 
 TEST_CASE("embedded bus: two consumers of one group split the partitions",
@@ -265,23 +199,7 @@ TEST_CASE("embedded bus: two consumers of one group split the partitions",
 TEST_CASE("embedded bus: separate groups each see every event", "[bus][embedded][contract]") {
   ecom::test::TempDir dir;
   auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
-  Collector g1, g2;
-  auto s1 = bus->subscribe({.group = "g1", .topics = {"t", "u"}}, g1.handler());
-  REQUIRE(s1.ok());
-  std::vector<Envelope> sent;
-  for (int i = 0; i < 100; ++i) {
-    sent.push_back(test_event("o" + std::to_string(i % 13), i));
-    REQUIRE(bus->publish(i % 2 == 0 ? "t" : "u", sent.back()).ok());
-  }
-  // A group that joins after the fact still starts from the beginning of the log.
-  auto s2 = bus->subscribe({.group = "g2", .topics = {"u", "t"}}, g2.handler());
-  REQUIRE(s2.ok());
-  REQUIRE(eventually([&] { return g1.size() >= sent.size() && g2.size() >= sent.size(); }, 30s));
-  std::this_thread::sleep_for(100ms);
-  CHECK(as_set(g1.ids()) == as_set(ids_of(sent)));
-  CHECK(as_set(g2.ids()) == as_set(ids_of(sent)));
-  CHECK(g1.size() == sent.size());
-  CHECK(g2.size() == sent.size());
+  ecom::test::check_separate_groups(*bus, "t", "u", "g1", "g2", 30s);
 }
 
 TEST_CASE("embedded bus: retry backs off exponentially, blocking only its partition",
@@ -456,29 +374,10 @@ TEST_CASE("embedded bus: a handler that throws is retried like a retry outcome",
 }
 
 TEST_CASE("embedded bus: close waits for the in-flight handler and stops delivery",
-          "[bus][embedded]") {
+          "[bus][embedded][contract]") {
   ecom::test::TempDir dir;
   auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
-  std::atomic<bool> entered{false};
-  std::atomic<bool> finished{false};
-  std::atomic<int> calls{0};
-  auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, [&](const Message&) {
-    ++calls;
-    entered = true;
-    std::this_thread::sleep_for(300ms);
-    finished = true;
-    return Outcome::ack();
-  });
-  REQUIRE(sub.ok());
-  REQUIRE(bus->publish("t", test_event("k", 1)).ok());
-  REQUIRE(bus->publish("t", test_event("k", 2)).ok());
-  REQUIRE(eventually([&] { return entered.load(); }));
-  (*sub)->close();
-  CHECK(finished.load());
-  const int after_close = calls.load();
-  REQUIRE(bus->publish("t", test_event("k", 3)).ok());
-  std::this_thread::sleep_for(200ms);
-  CHECK(calls.load() == after_close);
+  ecom::test::check_close_waits_for_handler(*bus, "t", "g", 10s);
 }
 
 TEST_CASE("embedded bus: a handler that destroys its own subscription",
@@ -496,17 +395,11 @@ TEST_CASE("embedded bus: a handler that closes its own subscription", "[bus][emb
                                                     10s);
 }
 
-TEST_CASE("embedded bus: destroying the bus closes live subscriptions", "[bus][embedded]") {
+TEST_CASE("embedded bus: destroying the bus closes live subscriptions",
+          "[bus][embedded][contract]") {
   ecom::test::TempDir dir;
-  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
-  Collector got;
-  auto sub = bus->subscribe({.group = "g", .topics = {"t"}}, got.handler());
-  REQUIRE(sub.ok());
-  REQUIRE(bus->publish("t", test_event("k", 1)).ok());
-  REQUIRE(eventually([&] { return got.size() == 1; }));
-  bus.reset();
-  (*sub)->close();  // still safe after the bus is gone
-  sub->reset();
+  const auto opts = fast_bus_options(dir.file("bus.db"));
+  ecom::test::check_bus_destroyed_first([&] { return open_bus(opts); }, "t", "g", 10s);
 }
 
 TEST_CASE("embedded bus: events published by another process are consumed",

@@ -10,7 +10,6 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
-#include <set>
 #include <thread>
 
 #include "ecom/core/clock.hpp"
@@ -32,7 +31,8 @@ std::string brokers() {
 }
 
 std::string unique_name(std::string_view base) {
-  return std::string(base) + "-" + new_uuid().substr(0, 8);
+  // The random tail of the id: its head is the time (UUIDv7), the same for a minute.
+  return std::string(base) + "-" + new_uuid().substr(24);
 }
 
 bus::KafkaBusOptions fast_options(std::string bootstrap) {
@@ -153,32 +153,6 @@ std::vector<RawRecord> read_topic(const std::string& bootstrap, const std::strin
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
   return out;
-}
-
-bus::Handler Collector::handler() {
-  return [this](const bus::Message& m) {
-    bus::Outcome out = decide_ ? decide_(m) : bus::Outcome::ack();
-    std::lock_guard lock(mu_);
-    msgs_.push_back(m);
-    return out;
-  };
-}
-
-size_t Collector::size() const {
-  std::lock_guard lock(mu_);
-  return msgs_.size();
-}
-
-std::vector<bus::Message> Collector::messages() const {
-  std::lock_guard lock(mu_);
-  return msgs_;
-}
-
-size_t Collector::distinct() const {
-  std::lock_guard lock(mu_);
-  std::set<std::string> ids;
-  for (const auto& m : msgs_) ids.insert(m.envelope.id);
-  return ids.size();
 }
 
 std::vector<std::string> read_lines(const std::string& path) {

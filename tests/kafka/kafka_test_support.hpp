@@ -17,6 +17,7 @@
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/kafka_bus.hpp"
 #include "ecom/core/envelope.hpp"
+#include "support/collector.hpp"
 
 namespace ecom::test::kafka {
 
@@ -57,22 +58,8 @@ std::vector<RawRecord> read_topic(const std::string& bootstrap, const std::strin
                                   size_t at_least, std::chrono::milliseconds timeout = 30s,
                                   std::chrono::milliseconds settle = 0ms);
 
-/// Records every delivery; `decide` picks the outcome (ack when empty). Thread-safe.
-class Collector {
- public:
-  using Decide = std::function<bus::Outcome(const bus::Message&)>;
-  explicit Collector(Decide decide = {}) : decide_(std::move(decide)) {}
-  bus::Handler handler();
-  size_t size() const;
-  std::vector<bus::Message> messages() const;
-  /// Distinct envelope ids seen.
-  size_t distinct() const;
-
- private:
-  Decide decide_;
-  mutable std::mutex mu_;
-  std::vector<bus::Message> msgs_;
-};
+/// Records every delivery (tests/support/collector.hpp).
+using Collector = ecom::test::Collector;
 
 /// The kafka_test_consumer helper running as a child process: it joins `group` on `topic`,
 /// appends "<id> <partition> <offset>" to `out` for every handled record, and writes "ready" to

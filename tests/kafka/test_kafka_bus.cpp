@@ -62,48 +62,10 @@ TEST_CASE("kafka bus: per-key order holds within and across publish calls", "[ka
   std::string topic = unique_name("order-test");
   make_topics(o, {topic});
   auto bus = open_bus(o);
-  Collector c;
-  auto sub = bus->subscribe({.group = unique_name("g"), .topics = {topic}}, c.handler());
-  REQUIRE(sub.ok());
-
-  const std::vector<std::string> keys{"k-a", "k-b", "k-c", "k-d", "k-e", "k-f"};
-  const int per_key = 40;
-  // Interleaved keys, several batches, and two publishers at once on disjoint keys.
-  auto publisher = [&](size_t first_key, size_t last_key) {
-    for (int batch = 0; batch < per_key / 10; ++batch) {
-      std::vector<Envelope> events;
-      for (int n = batch * 10; n < batch * 10 + 10; ++n)
-        for (size_t k = first_key; k < last_key; ++k) events.push_back(test_event(keys[k], n));
-      auto records = records_for(topic, events);
-      auto st = bus->publish(records);
-      if (!st) FAIL_CHECK(st.error().message);
-    }
-  };
-  std::thread other([&] { publisher(3, 6); });
-  publisher(0, 3);
-  other.join();
-
-  const size_t total = keys.size() * per_key;
-  REQUIRE(eventually([&] { return c.size() >= total; }, 60s));
-  std::map<std::string, std::vector<int>> seen;
-  std::map<int, int64_t> last_offset;
-  for (const auto& m : c.messages()) {
-    CHECK(m.topic == topic);
-    CHECK(m.key == m.envelope.subject);
-    CHECK(m.attempt == 1);
+  for (const auto& m : ecom::test::check_per_key_order(*bus, topic, unique_name("g"), 60s)) {
     CHECK(m.partition >= 0);
     CHECK(m.partition < 3);
-    if (last_offset.count(m.partition)) CHECK(m.offset > last_offset[m.partition]);
-    last_offset[m.partition] = m.offset;
-    seen[m.key].push_back(event_n(m.envelope));
   }
-  std::vector<int> expected(per_key);
-  for (int i = 0; i < per_key; ++i) expected[i] = i;
-  for (const auto& k : keys) {
-    INFO("key " << k);
-    CHECK(seen[k] == expected);
-  }
-  (*sub)->close();
 }
 
 TEST_CASE("kafka bus: records are keyed by subject and carry CloudEvents headers",
@@ -148,21 +110,27 @@ TEST_CASE("kafka bus: records are keyed by subject and carry CloudEvents headers
 
 TEST_CASE("kafka bus: separate groups each see every event", "[kafka][contract]") {
   auto o = fast_options(brokers());
-  std::string topic = unique_name("groups-test");
+  std::string a = unique_name("groups-test-a");
+  std::string b = unique_name("groups-test-b");
+  make_topics(o, {a, b});
+  auto bus = open_bus(o);
+  ecom::test::check_separate_groups(*bus, a, b, unique_name("ga"), unique_name("gb"), 60s);
+}
+
+TEST_CASE("kafka bus: close waits for the in-flight handler and stops delivery",
+          "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("close-test");
   make_topics(o, {topic});
   auto bus = open_bus(o);
-  Collector a, b;
-  auto sa = bus->subscribe({.group = unique_name("ga"), .topics = {topic}}, a.handler());
-  auto sb = bus->subscribe({.group = unique_name("gb"), .topics = {topic}}, b.handler());
-  REQUIRE(sa.ok());
-  REQUIRE(sb.ok());
-  std::vector<Envelope> events;
-  for (int i = 0; i < 30; ++i) events.push_back(test_event("key-" + std::to_string(i % 7), i));
-  auto records = records_for(topic, events);
-  REQUIRE(bus->publish(records).ok());
-  REQUIRE(eventually([&] { return a.distinct() == 30 && b.distinct() == 30; }, 60s));
-  (*sa)->close();
-  (*sb)->close();
+  ecom::test::check_close_waits_for_handler(*bus, topic, unique_name("g"), 60s);
+}
+
+TEST_CASE("kafka bus: destroying the bus closes live subscriptions", "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("bus-first-test");
+  make_topics(o, {topic});
+  ecom::test::check_bus_destroyed_first([&] { return open_bus(o); }, topic, unique_name("g"), 60s);
 }
 
 TEST_CASE("kafka bus: a handler that destroys its own subscription", "[kafka][contract]") {
@@ -186,35 +154,9 @@ TEST_CASE("kafka bus: a handler that closes its own subscription", "[kafka][cont
 TEST_CASE("kafka bus: a group resumes after its committed offsets", "[kafka][contract]") {
   auto o = fast_options(brokers());
   std::string topic = unique_name("resume-test");
-  std::string group = unique_name("g");
   make_topics(o, {topic});
-  auto bus = open_bus(o);
-  std::vector<Envelope> first;
-  for (int i = 0; i < 20; ++i) first.push_back(test_event("k" + std::to_string(i % 5), i));
-  auto r1 = records_for(topic, first);
-  REQUIRE(bus->publish(r1).ok());
-  {
-    Collector c;
-    auto sub = bus->subscribe({.group = group, .topics = {topic}}, c.handler());
-    REQUIRE(sub.ok());
-    REQUIRE(eventually([&] { return c.distinct() == 20; }, 60s));
-    (*sub)->close();  // commits synchronously and leaves the group
-  }
-  std::vector<Envelope> second;
-  for (int i = 20; i < 30; ++i) second.push_back(test_event("k" + std::to_string(i % 5), i));
-  auto r2 = records_for(topic, second);
-  REQUIRE(bus->publish(r2).ok());
-  Collector c2;
-  auto sub2 = bus->subscribe({.group = group, .topics = {topic}}, c2.handler());
-  REQUIRE(sub2.ok());
-  REQUIRE(eventually([&] { return c2.distinct() >= 10; }, 60s));
-  // Give a wrongly redelivered old record the chance to show up.
-  std::this_thread::sleep_for(1s);
-  std::set<int> ns;
-  for (const auto& m : c2.messages()) ns.insert(event_n(m.envelope));
-  CHECK(ns.size() == 10);
-  CHECK(*ns.begin() == 20);
-  (*sub2)->close();
+  ecom::test::check_resume_from_committed([&] { return open_bus(o); }, topic, unique_name("g"),
+                                          60s);
 }
 
 TEST_CASE("kafka bus: retry backs off on its partition only, then succeeds or dead-letters",

@@ -6,17 +6,216 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/core/envelope.hpp"
+#include "support/collector.hpp"
 #include "support/test_support.hpp"
 
 namespace ecom::test {
+
+namespace contract {
+
+inline std::multiset<std::string> as_multiset(const std::vector<std::string>& ids) {
+  return {ids.begin(), ids.end()};
+}
+
+inline Envelope event(const std::string& key, int n) {
+  return make_event("test", "ecom.test.happened.v1", key, "{\"n\":" + std::to_string(n) + "}");
+}
+
+inline bus::Record record(const std::string& topic, const Envelope& e) {
+  return bus::Record{topic, e.subject, encode_envelope(e)};
+}
+
+inline std::multiset<std::string> ids_of(const std::vector<Envelope>& events) {
+  std::multiset<std::string> out;
+  for (const auto& e : events) out.insert(e.id);
+  return out;
+}
+
+}  // namespace contract
+
+/// Per-key order: two publishers at once, each owning half of 40 keys, interleave them in
+/// batches of varying size; the subscriber gets every event once, each key's in its publisher's
+/// order, and each partition's in increasing offsets. Returns the deliveries for checks that only
+/// one bus makes.
+inline std::vector<bus::Message> check_per_key_order(bus::EventBus& bus, const std::string& topic,
+                                                     const std::string& group,
+                                                     std::chrono::milliseconds timeout) {
+  Collector got;
+  auto sub = bus.subscribe({.group = group, .topics = {topic}}, got.handler());
+  REQUIRE(sub.ok());
+
+  constexpr int kKeys = 40;
+  constexpr int kPerKey = 50;
+  std::vector<std::vector<Envelope>> sent(2);
+  std::atomic<bool> publish_failed{false};
+  auto publisher = [&](int half) {
+    std::vector<bus::Record> batch;
+    for (int n = 0; n < kPerKey; ++n) {
+      for (int k = half; k < kKeys; k += 2) {
+        Envelope e = contract::event("key-" + std::to_string(k), n);
+        batch.push_back(contract::record(topic, e));
+        sent[half].push_back(std::move(e));
+        if (batch.size() >= static_cast<size_t>(1 + (n * 7 + k) % 37)) {
+          if (!bus.publish(batch).ok()) publish_failed = true;
+          batch.clear();
+        }
+      }
+    }
+    if (!batch.empty() && !bus.publish(batch).ok()) publish_failed = true;
+  };
+  std::thread t0(publisher, 0);
+  std::thread t1(publisher, 1);
+  t0.join();
+  t1.join();
+  REQUIRE_FALSE(publish_failed);
+
+  REQUIRE(eventually([&] { return got.size() >= kKeys * kPerKey; }, timeout));
+  (*sub)->close();
+  std::map<std::string, std::vector<std::string>> expected;
+  for (const auto& half : sent) {
+    for (const auto& e : half) expected[e.subject].push_back(e.id);
+  }
+  const auto msgs = got.messages();
+  CHECK(msgs.size() == kKeys * kPerKey);  // nothing twice
+  std::map<std::string, std::vector<std::string>> by_key;
+  std::map<int, int64_t> last_offset;
+  for (const auto& m : msgs) {
+    CHECK(m.topic == topic);
+    CHECK(m.key == m.envelope.subject);
+    CHECK(m.attempt == 1);
+    if (last_offset.count(m.partition) != 0) CHECK(m.offset > last_offset[m.partition]);
+    last_offset[m.partition] = m.offset;
+    by_key[m.key].push_back(m.envelope.id);
+  }
+  REQUIRE(by_key.size() == kKeys);
+  for (const auto& [key, ids] : expected) {
+    INFO("key " << key);
+    CHECK(by_key[key] == ids);
+  }
+  return msgs;
+}
+
+/// Separate groups each see every event once, on every topic they subscribe to, and a group that
+/// joins after the events were published still starts from the beginning of the log.
+inline void check_separate_groups(bus::EventBus& bus, const std::string& topic_a,
+                                  const std::string& topic_b, const std::string& group_1,
+                                  const std::string& group_2, std::chrono::milliseconds timeout) {
+  Collector g1, g2;
+  auto s1 = bus.subscribe({.group = group_1, .topics = {topic_a, topic_b}}, g1.handler());
+  REQUIRE(s1.ok());
+  std::vector<Envelope> sent;
+  std::vector<bus::Record> records;
+  for (int i = 0; i < 100; ++i) {
+    sent.push_back(contract::event("o" + std::to_string(i % 13), i));
+    records.push_back(contract::record(i % 2 == 0 ? topic_a : topic_b, sent.back()));
+  }
+  REQUIRE(bus.publish(records).ok());
+  auto s2 = bus.subscribe({.group = group_2, .topics = {topic_b, topic_a}}, g2.handler());
+  REQUIRE(s2.ok());
+  REQUIRE(
+      eventually([&] { return g1.size() >= sent.size() && g2.size() >= sent.size(); }, timeout));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // room for a wrong redelivery
+  (*s1)->close();
+  (*s2)->close();
+  CHECK(contract::as_multiset(g1.ids()) == contract::ids_of(sent));
+  CHECK(contract::as_multiset(g2.ids()) == contract::ids_of(sent));
+}
+
+/// A group resumes after its committed offsets: a subscription that handled everything and closed
+/// (committing), then a new bus object (as a restarted process would open) and subscription of
+/// the same group get exactly the events published since.
+inline void check_resume_from_committed(
+    const std::function<std::unique_ptr<bus::EventBus>()>& open_bus, const std::string& topic,
+    const std::string& group, std::chrono::milliseconds timeout) {
+  std::vector<Envelope> first, second;
+  for (int i = 0; i < 20; ++i) first.push_back(contract::event("k" + std::to_string(i % 5), i));
+  for (int i = 20; i < 30; ++i) second.push_back(contract::event("k" + std::to_string(i % 5), i));
+  {
+    auto bus = open_bus();
+    std::vector<bus::Record> records;
+    for (const auto& e : first) records.push_back(contract::record(topic, e));
+    REQUIRE(bus->publish(records).ok());
+    Collector got;
+    auto sub = bus->subscribe({.group = group, .topics = {topic}}, got.handler());
+    REQUIRE(sub.ok());
+    REQUIRE(eventually([&] { return got.size() >= first.size(); }, timeout));
+    (*sub)->close();  // commits and leaves the group
+    CHECK(contract::as_multiset(got.ids()) == contract::ids_of(first));
+    records.clear();
+    for (const auto& e : second) records.push_back(contract::record(topic, e));
+    REQUIRE(bus->publish(records).ok());
+  }
+  auto bus = open_bus();
+  Collector got;
+  auto sub = bus->subscribe({.group = group, .topics = {topic}}, got.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return got.size() >= second.size(); }, timeout));
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // room for a wrong redelivery
+  (*sub)->close();
+  CHECK(contract::as_multiset(got.ids()) == contract::ids_of(second));
+}
+
+/// close() returns only after the in-flight handler call finished, and nothing is delivered to
+/// a closed subscription afterwards. Idempotent.
+inline void check_close_waits_for_handler(bus::EventBus& bus, const std::string& topic,
+                                          const std::string& group,
+                                          std::chrono::milliseconds timeout) {
+  std::atomic<bool> entered{false};
+  std::atomic<bool> finished{false};
+  std::atomic<int> calls{0};
+  auto sub = bus.subscribe({.group = group, .topics = {topic}}, [&](const bus::Message&) {
+    ++calls;
+    entered = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    finished = true;
+    return bus::Outcome::ack();
+  });
+  REQUIRE(sub.ok());
+  REQUIRE(bus.publish(topic, contract::event("k", 1)).ok());
+  REQUIRE(bus.publish(topic, contract::event("k", 2)).ok());
+  REQUIRE(eventually([&] { return entered.load(); }, timeout));
+  (*sub)->close();
+  CHECK(finished.load());
+  const int after_close = calls.load();
+  REQUIRE(bus.publish(topic, contract::event("k", 3)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(calls.load() == after_close);
+  (*sub)->close();  // idempotent
+}
+
+/// Destroying the bus closes its live subscriptions: an event published afterwards (through
+/// another bus object) does not reach them, and closing and destroying a handle is still safe.
+inline void check_bus_destroyed_first(
+    const std::function<std::unique_ptr<bus::EventBus>()>& open_bus, const std::string& topic,
+    const std::string& group, std::chrono::milliseconds timeout) {
+  std::atomic<int> calls{0};
+  auto first = open_bus();
+  auto sub = first->subscribe({.group = group, .topics = {topic}}, [&](const bus::Message&) {
+    ++calls;
+    return bus::Outcome::ack();
+  });
+  REQUIRE(sub.ok());
+  REQUIRE(first->publish(topic, contract::event("k", 1)).ok());
+  REQUIRE(eventually([&] { return calls.load() == 1; }, timeout));
+  first.reset();
+  auto second = open_bus();
+  REQUIRE(second->publish(topic, contract::event("k", 2)).ok());
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  CHECK(calls.load() == 1);
+  (*sub)->close();
+  sub->reset();
+}
 
 /// How a handler lets go of its own subscription.
 enum class SelfClose {
