@@ -4,6 +4,7 @@
 #include <rapidjson/writer.h>
 
 #include <array>
+#include <charconv>
 #include <exception>
 
 #include "ecom/core/log.hpp"
@@ -236,6 +237,18 @@ Response error_response(const Error& e) {
 
 Error validation_error(std::string field, std::string message) {
   return Error{ErrorCode::kValidationFailed, std::move(message), std::move(field), false};
+}
+
+Result<int64_t> int_query_param(const Request& req, std::string_view name, int64_t fallback,
+                                int64_t min, int64_t max) {
+  auto text = req.query_param(name);
+  if (!text) return fallback;
+  int64_t n = 0;
+  auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
+  if (ec != std::errc() || p != text->data() + text->size() || n < min || n > max)
+    return validation_error(std::string(name),
+                            fmt::format("{} must be an integer from {} to {}", name, min, max));
+  return n;
 }
 
 void Router::add(Method method, std::string pattern, Handler handler, bool any_content_type) {

@@ -44,14 +44,9 @@ Result<int64_t> parse_wait(const http::Request& req) {
 }
 
 Result<int> parse_limit(const http::Request& req) {
-  auto text = req.query_param("limit");
-  if (!text) return kDefaultListLimit;
-  int limit = 0;
-  auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), limit);
-  if (ec != std::errc() || p != text->data() + text->size() || limit < 1 || limit > kMaxListLimit)
-    return http::validation_error(
-        "limit", fmt::format("limit must be an integer from 1 to {}", kMaxListLimit));
-  return limit;
+  auto limit = http::int_query_param(req, "limit", kDefaultListLimit, 1, kMaxListLimit);
+  if (!limit) return limit.error();
+  return static_cast<int>(*limit);
 }
 
 // The OrderCreated event. It carries no total: the order is priced when its stock is reserved;

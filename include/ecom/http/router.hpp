@@ -60,6 +60,10 @@ int status_for(const Error& e) noexcept;
 Response error_response(const Error& e);
 /// Shorthand for a validation error about `field`.
 Error validation_error(std::string field, std::string message);
+/// The integer query parameter `name` (`fallback` when absent); VALIDATION_FAILED naming it when
+/// it is not an integer from `min` to `max`.
+Result<int64_t> int_query_param(const Request& req, std::string_view name, int64_t fallback,
+                                int64_t min, int64_t max);
 
 /// Handles one request on an HTTP thread; must not throw (the server answers 500 if it does).
 using Handler = std::function<Response(const Request&)>;
