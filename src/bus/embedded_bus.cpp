@@ -414,7 +414,7 @@ class Consumer final : public ConsumerWorker {
     };
     Status st;
     if (opt_.store != nullptr) {
-      st = opt_.store->batch(handle_pass);
+      st = opt_.store->run(handle_pass);
     } else {
       handle_pass();
     }

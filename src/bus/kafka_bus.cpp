@@ -529,7 +529,7 @@ class KafkaConsumer final : public ConsumerWorker {
       if (it != parts_.end()) starts.try_emplace(tp, Start{m->offset, it->second.next});
     }
     batching_ = true;
-    Status st = sub_.store->batch(handle_all);
+    Status st = sub_.store->run(handle_all);
     batching_ = false;
     if (st) return;
     log::warn(kTag,

@@ -12,12 +12,9 @@
 #include <string_view>
 #include <vector>
 
+#include "ecom/core/batch_scope.hpp"
 #include "ecom/core/envelope.hpp"
 #include "ecom/core/result.hpp"
-
-namespace ecom::db {
-class Database;
-}  // namespace ecom::db
 
 namespace ecom::bus {
 
@@ -70,10 +67,10 @@ struct SubscriptionOptions {
   /// 249 (Kafka's rule). The embedded bus falls back to EmbeddedBusOptions::instance_id.
   std::string instance_id;
   /// Group commit: the subscriber's store. When set, the bus calls the handler for a run of
-  /// fetched messages inside one `store->batch()`, so the handlers' transactions on that store
+  /// fetched messages inside one `store->run()`, so the handlers' transactions on that store
   /// share one commit; the run's offsets are committed only after it. Handlers must then do all
   /// of a message's durable work in that store (which they do: inbox, state and outbox).
-  db::Database* store = nullptr;
+  BatchScope* store = nullptr;
   /// Most messages handled in one batch (bounds how long other users of the store wait).
   int max_batch = 128;
 };

@@ -18,6 +18,7 @@
 #include <thread>
 #include <utility>
 
+#include "ecom/core/batch_scope.hpp"
 #include "ecom/core/result.hpp"
 
 struct sqlite3;
@@ -78,7 +79,7 @@ struct Options {
 };
 
 /// One SQLite connection and its statement cache.
-class Database final {
+class Database final : public BatchScope {
  public:
   /// Opens (creating) the file; ":memory:" works for tests.
   static Result<std::unique_ptr<Database>> open(const std::string& path, Options options = {});
@@ -130,6 +131,9 @@ class Database final {
       return R(to_error(e));
     }
   }
+
+  /// BatchScope: batch(body), for a bus that group-commits a fetched run in this store.
+  Status run(const std::function<void()>& body) override { return batch(body); }
 
   /// Group commit: runs `body` (returning void) inside one write transaction, in which every
   /// transaction() call made by this thread is a savepoint. Many small units of work then share
