@@ -313,3 +313,25 @@ TEST_CASE("outbox relay: a non-positive inbox retention never prunes",
   CHECK(inbox_ids(*store) == prefixed("order", old));
   CHECK(relay.inbox_pruned() == 0);
 }
+
+TEST_CASE("outbox relay: inbox rows expire and the prune interval passes on the relay's clock",
+          "[bus][outbox][inbox][retention][clock]") {
+  ecom::test::TempDir dir;
+  auto store = inbox_store(dir.file("store.db"));
+  // Claimed rows carry the system time; the manual clock starts there.
+  ecom::ManualClock clock(ecom::now_ms());
+  const auto old = claim_events(*store, "order", 30, 6 * kDayMs);
+  const auto young = claim_events(*store, "order", 10, 0);
+  NullBus bus;
+  ecom::bus::OutboxRelay relay(*store, bus, 64, 20ms, std::chrono::hours(24 * 7), 60s, clock);
+  relay.start();
+  std::this_thread::sleep_for(100ms);
+  CHECK(relay.inbox_pruned() == 0);  // the first prune is one interval after start
+  clock.advance(60'000);
+  std::this_thread::sleep_for(100ms);
+  CHECK(inbox_ids(*store).size() == old.size() + young.size());  // nothing is 7 days old yet
+  clock.advance(kDayMs);  // the old rows are 7 days old now, and the prune is due
+  REQUIRE(eventually([&] { return inbox_ids(*store) == prefixed("order", young); }));
+  CHECK(relay.inbox_pruned() == old.size());
+  relay.stop();
+}
