@@ -179,6 +179,29 @@ TEST_CASE(
   CHECK(stored_ids(opts.path, "t") == kept);
 }
 
+TEST_CASE("embedded bus retention: a pass runs when the bus's clock passes the check interval",
+          "[bus][embedded][retention][clock]") {
+  ecom::test::TempDir dir;
+  // Publish times are the system time; the manual clock starts there.
+  ecom::ManualClock clock(ecom::now_ms());
+  auto opts = retention_options(dir.file("bus.db"));
+  opts.retention_check_interval = 60s;
+  opts.clock = &clock;
+  auto bus = open_bus(opts);
+  const auto old = publish_events(*bus, "t", {"k", "l"}, 20);
+  const auto recent = publish_events(*bus, "t", {"k", "l"}, 5, 100);
+  age_events(opts.path, old, 2 * 3600 * 1000);  // past the 1 h retention
+  std::this_thread::sleep_for(100ms);
+  clock.advance(59'999);
+  std::this_thread::sleep_for(100ms);
+  CHECK(stored_ids(opts.path, "t").size() == old.size() + recent.size());  // no pass yet
+  clock.advance(1);  // the first pass is one interval after opening
+  REQUIRE(eventually([&] { return stored_ids(opts.path, "t") == as_set(ids_of(recent)); }));
+  // The recent records expire when the clock says so, at the pass after that.
+  clock.advance(3600 * 1000);
+  REQUIRE(eventually([&] { return stored_ids(opts.path, "t").empty(); }));
+}
+
 TEST_CASE("embedded bus retention: negative retention keeps everything, zero is rejected",
           "[bus][embedded][retention]") {
   ecom::test::TempDir dir;
