@@ -21,6 +21,7 @@
 #include "delivery.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
+#include "ecom/core/periodic_task.hpp"
 #include "ecom/db/database.hpp"
 
 namespace ecom::bus {
@@ -739,22 +740,23 @@ bool is_dlq(std::string_view topic) {
   return topic.size() > kSuffix.size() && topic.substr(topic.size() - kSuffix.size()) == kSuffix;
 }
 
-/// Deletes records past their topic's retention on one background thread. Only a prefix of each
+/// Deletes records past their topic's retention on one background task. Only a prefix of each
 /// partition log goes (oldest offsets first, up to the first record still within retention), so
 /// a log stays a dense offset range and a clock that went back never punches holes into it.
+///
+/// A pass runs each retention_check_interval on the bus's clock, the first one interval after
+/// opening; a partition with more than one chunk to delete is worked through in the same pass,
+/// pausing (on the clock) between chunks.
 class RetentionJanitor final {
  public:
-  explicit RetentionJanitor(std::shared_ptr<Core> core) : core_(std::move(core)) {
-    thread_ = std::thread([this] { run(); });
+  explicit RetentionJanitor(std::shared_ptr<Core> core)
+      : core_(std::move(core)),
+        task_("bus.retention", *core_->opt.clock, core_->opt.retention_check_interval,
+              [this](int64_t now) { return step(now); }) {
+    task_.start(core_->opt.retention_check_interval);
   }
-  ~RetentionJanitor() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
+  // The task stops (joins) first: its step uses core_ and the pass state.
+  ~RetentionJanitor() { task_.stop(); }
   RetentionJanitor(const RetentionJanitor&) = delete;
   RetentionJanitor& operator=(const RetentionJanitor&) = delete;
 
@@ -764,71 +766,66 @@ class RetentionJanitor final {
     bool more = false;  ///< a full chunk went: the partition may hold more expired records
   };
 
-  void run() {
-    std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, core_->opt.retention_check_interval, [&] { return stop_; })) {
-      lock.unlock();
-      pass();
-      lock.lock();
+  /// One turn: a new pass when none is under way, then chunks of its partitions until one
+  /// needs a pause (returned as the delay: the task runs this again after it) or the pass is done.
+  std::optional<milliseconds> step(int64_t now) {
+    if (!pending_) {
+      pending_ = plan(now);
+      total_ = 0;
+      if (!pending_) return std::nullopt;
     }
+    while (!pending_->empty()) {
+      const auto& [topic, partition, cutoff] = pending_->front();
+      const auto started = Clock::now();
+      auto r = core_->db->transaction(
+          [&](db::Tx& tx) -> Result<Chunk> { return delete_chunk(tx, topic, partition, cutoff); });
+      const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
+      if (!r) {
+        log::warn(kTag, "retention of {}[{}] failed: {}", topic, partition, r.error().message);
+        pending_.reset();  // the rest waits for the next pass, as before
+        return std::nullopt;
+      }
+      total_ += r->deleted;
+      if (r->more) return std::clamp(2 * took, kRetentionMinPause, kRetentionMaxPause);
+      pending_->pop_front();
+    }
+    if (total_ > 0) {
+      log::debug(kTag, "retention deleted {} records from {}", total_, core_->opt.path);
+    }
+    pending_.reset();
+    return std::nullopt;
   }
 
-  bool stopping() {
-    std::lock_guard lock(mu_);
-    return stop_;
-  }
+  using Work = std::deque<std::tuple<std::string, int, int64_t>>;
 
-  /// Sleeps unless stopped; false when stopped.
-  bool pause(milliseconds d) {
-    std::unique_lock lock(mu_);
-    return !cv_.wait_for(lock, d, [&] { return stop_; });
-  }
-
-  void pass() {
-    const int64_t now = now_ms();
+  /// Takes this interval's lease; returns the partitions whose oldest record expired, with their
+  /// cutoff (the rest cost no write), or nullopt when there is nothing to do or it failed.
+  std::optional<Work> plan(int64_t now) {
     const int64_t interval = core_->opt.retention_check_interval.count();
     auto cutoff_of = [&](std::string_view topic) -> std::optional<int64_t> {
       const milliseconds keep = is_dlq(topic) ? core_->opt.dlq_retention : core_->opt.retention;
       if (keep.count() < 0) return std::nullopt;
       return now - keep.count();
     };
-    // Partitions whose oldest record expired, with their cutoff; the rest cost no write.
-    auto parts = core_->db->transaction(
-        [&](db::Tx& tx) -> Result<std::vector<std::tuple<std::string, int, int64_t>>> {
-          std::vector<std::tuple<std::string, int, int64_t>> out;
-          if (tx.stmt(kRetentionLease).bind_all(now, now - interval).exec() == 0) return out;
-          auto s = tx.stmt(kLogHeads);
-          while (s.step()) {
-            if (s.col_null(2)) continue;
-            const auto cutoff = cutoff_of(s.col_view(0));
-            if (cutoff && s.col_int(2) < *cutoff) {
-              out.emplace_back(s.col_text(0), static_cast<int>(s.col_int(1)), *cutoff);
-            }
-          }
-          return out;
-        });
+    auto parts = core_->db->transaction([&](db::Tx& tx) -> Result<Work> {
+      Work out;
+      if (tx.stmt(kRetentionLease).bind_all(now, now - interval).exec() == 0) return out;
+      auto s = tx.stmt(kLogHeads);
+      while (s.step()) {
+        if (s.col_null(2)) continue;
+        const auto cutoff = cutoff_of(s.col_view(0));
+        if (cutoff && s.col_int(2) < *cutoff) {
+          out.emplace_back(s.col_text(0), static_cast<int>(s.col_int(1)), *cutoff);
+        }
+      }
+      return out;
+    });
     if (!parts) {
       log::warn(kTag, "retention pass on {} failed: {}", core_->opt.path, parts.error().message);
-      return;
+      return std::nullopt;
     }
-    int64_t total = 0;
-    for (const auto& [topic, partition, cutoff] : *parts) {
-      while (!stopping()) {
-        const auto started = Clock::now();
-        auto r = core_->db->transaction([&](db::Tx& tx) -> Result<Chunk> {
-          return delete_chunk(tx, topic, partition, cutoff);
-        });
-        const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
-        if (!r) {
-          log::warn(kTag, "retention of {}[{}] failed: {}", topic, partition, r.error().message);
-          return;
-        }
-        total += r->deleted;
-        if (!r->more) break;
-        if (!pause(std::clamp(2 * took, kRetentionMinPause, kRetentionMaxPause))) return;
-      }
-    }
-    if (total > 0) log::debug(kTag, "retention deleted {} records from {}", total, core_->opt.path);
+    if (parts->empty()) return std::nullopt;
+    return std::move(parts).value();
   }
 
   static Chunk delete_chunk(db::Tx& tx, const std::string& topic, int partition, int64_t cutoff) {
@@ -855,10 +852,10 @@ class RetentionJanitor final {
   }
 
   std::shared_ptr<Core> core_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
+  // The pass under way; touched by the task's step only.
+  std::optional<Work> pending_;
+  int64_t total_ = 0;
+  PeriodicTask task_;  // last: stops before the members its step uses go
 };
 
 class EmbeddedBus final : public EventBus {
@@ -960,6 +957,7 @@ Status check_options(const EmbeddedBusOptions& o) {
   if (o.retention_check_interval.count() < 1) {
     return invalid("retention_check_interval", "must be positive");
   }
+  if (o.clock == nullptr) return invalid("clock", "must not be null");
   if (auto st = check_instance_id(o.instance_id); !st) return st.error();
   return {};
 }

@@ -31,6 +31,7 @@
 #include "consumer_worker.hpp"
 #include "delivery.hpp"
 #include "ecom/core/log.hpp"
+#include "ecom/core/periodic_task.hpp"
 #include "ecom/db/database.hpp"
 #include "kafka_common.hpp"
 
@@ -105,18 +106,13 @@ class Producer final {
     auto rk = make_client(RD_KAFKA_PRODUCER, std::move(conf).value());
     if (!rk) return rk.error();
     p->rk_ = std::move(rk).value();
-    p->poller_ = std::thread([raw = p.get()] { raw->poll_loop(); });
-    p->checker_ = std::thread([raw = p.get()] { raw->health_loop(); });
+    p->poller_.start();
+    p->checker_.start();  // the first metadata request at once
     return p;
   }
 
   ~Producer() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (checker_.joinable()) checker_.join();
+    checker_.stop();
     if (rk_) {
       // Records of abandoned batches still get their delivery reports here.
       rd_kafka_resp_err_t err = rd_kafka_flush(rk_.get(), 10'000);
@@ -124,8 +120,7 @@ class Producer final {
         log::warn(kTag, "producer closed with {} undelivered records",
                   rd_kafka_outq_len(rk_.get()));
     }
-    poll_stop_ = true;
-    if (poller_.joinable()) poller_.join();
+    poller_.stop();  // after the flush, as before: reports of the flush may still be served
     rk_.reset();
   }
 
@@ -209,7 +204,22 @@ class Producer final {
   bool healthy() const noexcept { return metadata_ok_.load() && !fatal_.load(); }
 
  private:
-  explicit Producer(const KafkaBusOptions& options) : options_(options) {}
+  explicit Producer(const KafkaBusOptions& options)
+      : options_(options),
+        // Not a timed loop but a blocking one: each step is one rd_kafka_poll that returns as soon
+        // as a delivery report or error callback was served, or after 100 ms. Period 0: the next
+        // poll starts right away, so reports are served with the same latency as the old
+        // `while (!stop) rd_kafka_poll(rk, 100)`, and stop() waits for at most one poll.
+        poller_("kafka.poll", SystemClock::instance(), std::chrono::milliseconds(0),
+                [this](int64_t) -> std::optional<std::chrono::milliseconds> {
+                  rd_kafka_poll(rk_.get(), 100);
+                  return std::chrono::milliseconds(0);
+                }),
+        checker_("kafka.health", *options_.clock, options_.health_interval,
+                 [this](int64_t) -> std::optional<std::chrono::milliseconds> {
+                   check_health();
+                   return std::nullopt;
+                 }) {}
 
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
     auto* b = static_cast<Batch*>(m->_private);
@@ -247,45 +257,33 @@ class Producer final {
     log::warn(kTag, "producer: {} ({})", reason, rd_kafka_err2name(code));
   }
 
-  void poll_loop() {
-    while (!poll_stop_.load()) rd_kafka_poll(rk_.get(), 100);
-  }
-
-  // A cheap metadata request (brokers only) tells whether the cluster answers.
-  void health_loop() {
-    std::unique_lock lock(mu_);
-    while (!stop_) {
-      lock.unlock();
-      const rd_kafka_metadata_t* md = nullptr;
-      int timeout = static_cast<int>(std::min<int64_t>(options_.health_interval.count(), 5'000));
-      rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 0, nullptr, &md, timeout);
-      bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md != nullptr && md->broker_cnt > 0;
-      if (md != nullptr) rd_kafka_metadata_destroy(md);
-      bool was = metadata_ok_.exchange(ok);
-      if (was != ok) {
-        if (ok) {
-          log::info(kTag, "brokers at {} answer", options_.bootstrap_servers);
-        } else {
-          log::warn(kTag, "brokers at {} do not answer: {}", options_.bootstrap_servers,
-                    rd_kafka_err2str(err));
-        }
+  // A cheap metadata request (brokers only) tells whether the cluster answers; once every
+  // health_interval (on options.clock), the first right after start.
+  void check_health() {
+    const rd_kafka_metadata_t* md = nullptr;
+    int timeout = static_cast<int>(std::min<int64_t>(options_.health_interval.count(), 5'000));
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 0, nullptr, &md, timeout);
+    bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md != nullptr && md->broker_cnt > 0;
+    if (md != nullptr) rd_kafka_metadata_destroy(md);
+    bool was = metadata_ok_.exchange(ok);
+    if (was != ok) {
+      if (ok) {
+        log::info(kTag, "brokers at {} answer", options_.bootstrap_servers);
+      } else {
+        log::warn(kTag, "brokers at {} do not answer: {}", options_.bootstrap_servers,
+                  rd_kafka_err2str(err));
       }
-      lock.lock();
-      cv_.wait_for(lock, options_.health_interval, [&] { return stop_; });
     }
   }
 
   KafkaBusOptions options_;
   HandlePtr rk_;
-  std::thread poller_;
-  std::thread checker_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::atomic<bool> poll_stop_{false};
   std::atomic<bool> metadata_ok_{false};
   std::atomic<bool> fatal_{false};
   ErrorThrottle throttle_;
+  // Both stopped in the destructor, the health check first, the poller after the flush.
+  PeriodicTask poller_;
+  PeriodicTask checker_;
 };
 
 struct HeadersDeleter {
@@ -937,6 +935,8 @@ Result<std::unique_ptr<EventBus>> make_kafka_bus(KafkaBusOptions options) {
   if (options.bootstrap_servers.empty())
     return Error{ErrorCode::kConfigInvalid, "kafka bootstrap servers are empty (--brokers)",
                  "kafka.bootstrap_servers", false};
+  if (options.clock == nullptr)
+    return Error{ErrorCode::kConfigInvalid, "kafka clock is null", "kafka.clock", false};
   auto producer = Producer::create(options);
   if (!producer) return producer.error();
   log::info(kTag, "bus on {} (compression {}, linger {} ms)", options.bootstrap_servers,

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -11,12 +10,14 @@
 #include "ecom/core/backoff.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
+#include "ecom/core/periodic_task.hpp"
 #include "ecom/db/outbox.hpp"
 
 namespace ecom::bus {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+// Measures how long work took and bounds drain(): real time, whatever clock schedules the relay.
+using SteadyClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr std::string_view kTag{"outbox"};
@@ -40,56 +41,63 @@ constexpr milliseconds kMinPrunePause{2};
 struct OutboxRelay::State {
   db::Database& db;
   EventBus& bus;
+  Clock& clock;
   int batch_size;
   milliseconds idle_poll;
   milliseconds inbox_retention;  // non-positive: no pruning
   milliseconds prune_interval;
 
-  std::mutex mu;  // guards notified/stopping/started
-  std::condition_variable cv;
-  bool notified = false;
-  bool stopping = false;
+  std::mutex mu;  // guards started/stopped
   bool started = false;
   bool stopped = false;
-  std::thread thread;
 
-  // Serialises pumping between the relay thread and drain(): two pumps peeking the same rows
+  // Serialises pumping between the relay task and drain(): two pumps peeking the same rows
   // would publish them twice and could reorder them.
   std::mutex pump_mu;
   // Rows up to here are published but not deleted yet. Deletes are batched (one transaction per
   // kDeleteInterval under load, at once when the outbox runs dry), and peeks start after this.
   // A crash republishes what was not deleted; consumers deduplicate through their inbox.
   std::optional<int64_t> published_through;
-  Clock::time_point last_delete{};
+  int64_t last_delete_ms = 0;  // on `clock`
   std::atomic<uint64_t> published{0};
   std::atomic<uint64_t> pruned{0};
 
+  // Touched by the task's step only.
+  int failures = 0;
+  int64_t retry_at_ms = 0;    // after a failed pass: no pass before this, woken or not
+  int64_t next_prune_ms = 0;  // set by start()
+
+  // Last, so that it stops (joins) before anything its step uses is destroyed.
+  PeriodicTask task;
+
   State(db::Database& d, EventBus& b, int batch, milliseconds poll, milliseconds retention,
-        milliseconds prune_every)
+        milliseconds prune_every, Clock& c)
       : db(d),
         bus(b),
+        clock(c),
         batch_size(std::max(batch, 1)),
         idle_poll(std::max(poll, milliseconds(1))),
         inbox_retention(retention),
-        prune_interval(std::max(prune_every, milliseconds(1))) {}
+        prune_interval(std::max(prune_every, milliseconds(1))),
+        task("outbox.relay", c, idle_poll, [this](int64_t now) { return step(now); }) {}
 
   bool pruning() const { return inbox_retention.count() > 0; }
 
-  /// Deletes one chunk of expired inbox rows; returns when the next chunk is due.
-  Clock::time_point prune_once() {
-    const int64_t cutoff = now_ms() - inbox_retention.count();
-    const auto started = Clock::now();
+  /// Deletes one chunk of expired inbox rows; returns when (on `clock`) the next chunk is due.
+  int64_t prune_once() {
+    const int64_t cutoff = clock.now_ms() - inbox_retention.count();
+    const auto started = SteadyClock::now();
     auto r = db.transaction(
         [&](db::Tx& tx) -> Result<int64_t> { return db::inbox_prune(tx, cutoff, kPruneChunk); });
-    const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
+    const auto took = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started);
     if (!r) {
       log::warn(kTag, "pruning the inbox of {} failed, retrying in {} ms: {}", db.path(),
                 prune_interval.count(), r.error().message);
-      return Clock::now() + prune_interval;
+      return clock.now_ms() + prune_interval.count();
     }
     pruned.fetch_add(static_cast<uint64_t>(*r), std::memory_order_relaxed);
-    if (*r == kPruneChunk) return Clock::now() + std::max(kMinPrunePause, 2 * took);
-    return Clock::now() + prune_interval;
+    if (*r == kPruneChunk) return clock.now_ms() + std::max(kMinPrunePause, 2 * took).count();
+    return clock.now_ms() + prune_interval.count();
   }
 
   /// Publishes one batch. Returns rows published (0 when the outbox is empty) or the failure.
@@ -112,7 +120,7 @@ struct OutboxRelay::State {
     if (auto st = bus.publish(records); !st) return st.error();
     published_through = rows->back().seq;
     published.fetch_add(records.size(), std::memory_order_relaxed);
-    if (Clock::now() - last_delete >= kDeleteInterval) {
+    if (clock.now_ms() - last_delete_ms >= kDeleteInterval.count()) {
       if (auto st = flush_deletes(); !st) return st.error();
     }
     return records.size();
@@ -123,7 +131,7 @@ struct OutboxRelay::State {
     if (!published_through) return {};
     if (auto st = remove_through(*published_through); !st) return st;
     published_through.reset();
-    last_delete = Clock::now();
+    last_delete_ms = clock.now_ms();
     return {};
   }
 
@@ -134,34 +142,32 @@ struct OutboxRelay::State {
     });
   }
 
-  void run() {
-    int failures = 0;
-    auto next_prune = Clock::now() + prune_interval;
-    std::unique_lock lock(mu);
-    while (!stopping) {
-      notified = false;
-      lock.unlock();
-      auto r = pump_once();
-      if (pruning() && Clock::now() >= next_prune) next_prune = prune_once();
-      lock.lock();
-      if (!r) {
-        const milliseconds backoff = kRelayBackoff.after(++failures);
-        log::warn(kTag, "relay of {} failed, retrying in {} ms: {}", db.path(), backoff.count(),
-                  r.error().message);
-        cv.wait_for(lock, backoff, [&] { return stopping; });
-        continue;
-      }
-      failures = 0;
-      // A full batch means more may be waiting: go again at once.
-      if (*r == static_cast<size_t>(batch_size)) continue;
-      auto until = Clock::now() + idle_poll;
-      if (pruning()) until = std::min(until, next_prune);
-      cv.wait_until(lock, until, [&] { return stopping || notified; });
+  /// One relay pass: a batch, then a prune chunk when one is due. Returns the delay until the
+  /// next pass: at once after a full batch (more may be waiting), the backoff after a failure,
+  /// else the idle poll or the next prune, whichever comes first; a wake() (notify) comes sooner.
+  std::optional<milliseconds> step(int64_t now) {
+    // A notify during a backoff does not cut it short: the bus just failed.
+    if (now < retry_at_ms) return milliseconds(retry_at_ms - now);
+    auto r = pump_once();
+    if (pruning() && clock.now_ms() >= next_prune_ms) next_prune_ms = prune_once();
+    if (!r) {
+      const milliseconds backoff = kRelayBackoff.after(++failures);
+      log::warn(kTag, "relay of {} failed, retrying in {} ms: {}", db.path(), backoff.count(),
+                r.error().message);
+      retry_at_ms = clock.now_ms() + backoff.count();
+      return backoff;
     }
+    failures = 0;
+    if (*r == static_cast<size_t>(batch_size)) return milliseconds(0);
+    milliseconds delay = idle_poll;
+    if (pruning()) {
+      delay = std::min(delay, milliseconds(std::max<int64_t>(next_prune_ms - clock.now_ms(), 0)));
+    }
+    return delay;
   }
 
   bool drain(milliseconds deadline) {
-    const auto end = Clock::now() + deadline;
+    const auto end = SteadyClock::now() + deadline;
     int failures = 0;
     while (true) {
       auto r = pump_once();
@@ -169,10 +175,10 @@ struct OutboxRelay::State {
       if (!r) {
         log::warn(kTag, "drain of {} failed: {}", db.path(), r.error().message);
         const milliseconds backoff = kDrainBackoff.after(++failures);
-        if (Clock::now() + backoff > end) return false;
+        if (SteadyClock::now() + backoff > end) return false;
         std::this_thread::sleep_for(backoff);
       }
-      if (Clock::now() > end) return false;
+      if (SteadyClock::now() > end) return false;
     }
   }
 };
@@ -180,9 +186,9 @@ struct OutboxRelay::State {
 OutboxRelay::OutboxRelay(db::Database& db, EventBus& bus, int batch_size,
                          std::chrono::milliseconds idle_poll,
                          std::chrono::milliseconds inbox_retention,
-                         std::chrono::milliseconds inbox_prune_interval)
+                         std::chrono::milliseconds inbox_prune_interval, Clock& clock)
     : s_(std::make_unique<State>(db, bus, batch_size, idle_poll, inbox_retention,
-                                 inbox_prune_interval)) {}
+                                 inbox_prune_interval, clock)) {}
 
 OutboxRelay::~OutboxRelay() { stop(); }
 
@@ -190,20 +196,11 @@ void OutboxRelay::start() {
   std::lock_guard lock(s_->mu);
   if (s_->started || s_->stopped) return;
   s_->started = true;
-  s_->thread = std::thread([s = s_.get()] { s->run(); });
+  s_->next_prune_ms = s_->clock.now_ms() + s_->prune_interval.count();
+  s_->task.start();  // the first pass at once
 }
 
-void OutboxRelay::notify() noexcept {
-  try {
-    {
-      std::lock_guard lock(s_->mu);
-      s_->notified = true;
-    }
-    s_->cv.notify_one();
-  } catch (...) {
-    // Locking can only fail on a broken mutex; the idle poll still picks the rows up.
-  }
-}
+void OutboxRelay::notify() noexcept { s_->task.wake(); }
 
 bool OutboxRelay::drain(std::chrono::milliseconds deadline) { return s_->drain(deadline); }
 
@@ -213,11 +210,9 @@ void OutboxRelay::stop() {
     std::lock_guard lock(s_->mu);
     if (s_->stopped) return;
     s_->stopped = true;
-    s_->stopping = true;
     was_started = s_->started;
   }
-  s_->cv.notify_one();
-  if (s_->thread.joinable()) s_->thread.join();
+  s_->task.stop();
   // A relay that never ran has nothing to finish; publishing from a destructor would surprise.
   if (was_started && !s_->drain(kStopDrain)) {
     log::warn(kTag, "stopped with rows still pending in {}; they are relayed on next start",

@@ -2,12 +2,15 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
+
+#include "ecom/core/periodic_task.hpp"
 
 namespace ecom::db {
 namespace {
@@ -159,38 +162,32 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Option
 // blocks writers) once the WAL holds kBackgroundPages; a commit that finds kForegroundPages still
 // runs one itself, which then has little left to copy, and restarts the WAL from its beginning
 // (a background checkpoint cannot: commits keep adding frames while it runs).
+//
+// The thread is a PeriodicTask woken by commits; it has no time of its own to keep (its
+// thresholds are WAL pages), so its period only re-checks a flag that no commit set: a run
+// checkpoints only when a commit asked for it, as before.
 struct Database::Checkpointer {
   static constexpr int kBackgroundPages = 1000;
   static constexpr int kForegroundPages = 8000;
+  // Runs without a wake-up find nothing due and return at once.
+  static constexpr std::chrono::hours kIdlePeriod{1};
 
   sqlite3* h = nullptr;
-  int next_signal = kBackgroundPages;  ///< WAL size that wakes the thread next (commit thread only)
-  std::mutex mu;
-  std::condition_variable cv;
-  bool due = false;
-  bool stop = false;
-  std::thread thread;
+  int next_signal = kBackgroundPages;  ///< WAL size that wakes the task next (commit thread only)
+  std::atomic<bool> due{false};
+  // Stopped (joined) in the destructor before the connection its step uses is closed.
+  PeriodicTask task{"db.checkpoint", SystemClock::instance(), kIdlePeriod,
+                    [this](int64_t) -> std::optional<std::chrono::milliseconds> {
+                      if (due.exchange(false)) {
+                        sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                                  nullptr);
+                      }
+                      return std::nullopt;
+                    }};
 
   ~Checkpointer() {
-    {
-      std::lock_guard lock(mu);
-      stop = true;
-    }
-    cv.notify_one();
-    if (thread.joinable()) thread.join();
+    task.stop();
     sqlite3_close_v2(h);
-  }
-
-  void run() {
-    std::unique_lock lock(mu);
-    while (true) {
-      cv.wait(lock, [&] { return stop || due; });
-      if (stop) return;
-      due = false;
-      lock.unlock();
-      sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-      lock.lock();
-    }
   }
 
   static int on_commit(void* self, sqlite3* h, const char* db_name, int pages) {
@@ -203,11 +200,8 @@ struct Database::Checkpointer {
       c->next_signal = kBackgroundPages;
     } else if (pages >= c->next_signal) {
       c->next_signal = pages + kBackgroundPages;
-      {
-        std::lock_guard lock(c->mu);
-        c->due = true;
-      }
-      c->cv.notify_one();
+      c->due = true;
+      c->task.wake();
     }
     return SQLITE_OK;
   }
@@ -227,7 +221,8 @@ void Database::start_checkpointer() {
   sqlite3_busy_timeout(h, 1000);
   auto c = std::make_unique<Checkpointer>();
   c->h = h;
-  c->thread = std::thread([raw = c.get()] { raw->run(); });
+  // No run at start: nothing is due until a commit says so.
+  c->task.start(Checkpointer::kIdlePeriod);
   sqlite3_wal_hook(h_, &Checkpointer::on_commit, c.get());
   checkpointer_ = std::move(c);
 }

@@ -217,3 +217,50 @@ TEST_CASE("outbox relay: stop drains what is pending", "[bus][outbox]") {
   CHECK(bus.ids() == ids_of(sent));
   CHECK(pending(*store) == 0);
 }
+
+// The relay's intervals run on its clock: with a ManualClock nothing is due until time moves.
+
+TEST_CASE("outbox relay: the idle poll is measured on the relay's clock", "[bus][outbox][clock]") {
+  ecom::test::TempDir dir;
+  auto store = outbox_store(dir.file("store.db"));
+  FakeBus bus;
+  ecom::ManualClock clock;
+  OutboxRelay relay(*store, bus, 64, 1000ms, std::chrono::hours(24 * 7), 60s, clock);
+  auto first = add_events(*store, 1, 1);
+  relay.start();
+  // The first pass runs at once; once it has published, the next one waits for the clock.
+  REQUIRE(eventually([&] { return bus.records().size() == 1; }));
+  auto later = add_events(*store, 5, 2);  // no notify: only the idle poll picks these up
+  std::this_thread::sleep_for(100ms);
+  CHECK(bus.records().size() == 1);
+  clock.advance(999);
+  std::this_thread::sleep_for(100ms);
+  CHECK(bus.records().size() == 1);  // not due yet
+  clock.advance(1);
+  REQUIRE(eventually([&] { return bus.records().size() == 6; }));
+  first.insert(first.end(), later.begin(), later.end());
+  CHECK(bus.ids() == ids_of(first));
+  REQUIRE(eventually([&] { return pending(*store) == 0; }));
+}
+
+TEST_CASE("outbox relay: a failed pass backs off on the clock, and notify does not cut it short",
+          "[bus][outbox][clock]") {
+  ecom::test::TempDir dir;
+  auto store = outbox_store(dir.file("store.db"));
+  FakeBus bus;
+  bus.fail = true;
+  ecom::ManualClock clock;
+  auto sent = add_events(*store, 3, 1);
+  OutboxRelay relay(*store, bus, 64, 1000ms, std::chrono::hours(24 * 7), 60s, clock);
+  relay.start();
+  REQUIRE(eventually([&] { return bus.calls.load() == 1; }));  // failed: backs off 100 ms
+  bus.fail = false;
+  relay.notify();
+  clock.advance(99);
+  std::this_thread::sleep_for(100ms);
+  CHECK(bus.calls.load() == 1);
+  clock.advance(1);  // the backoff is over
+  REQUIRE(eventually([&] { return bus.records().size() == sent.size(); }));
+  CHECK(bus.calls.load() == 2);
+  CHECK(bus.ids() == ids_of(sent));
+}

@@ -179,6 +179,29 @@ TEST_CASE(
   CHECK(stored_ids(opts.path, "t") == kept);
 }
 
+TEST_CASE("embedded bus retention: a pass runs when the bus's clock passes the check interval",
+          "[bus][embedded][retention][clock]") {
+  ecom::test::TempDir dir;
+  // Publish times are the system time; the manual clock starts there.
+  ecom::ManualClock clock(ecom::now_ms());
+  auto opts = retention_options(dir.file("bus.db"));
+  opts.retention_check_interval = 60s;
+  opts.clock = &clock;
+  auto bus = open_bus(opts);
+  const auto old = publish_events(*bus, "t", {"k", "l"}, 20);
+  const auto recent = publish_events(*bus, "t", {"k", "l"}, 5, 100);
+  age_events(opts.path, old, 2 * 3600 * 1000);  // past the 1 h retention
+  std::this_thread::sleep_for(100ms);
+  clock.advance(59'999);
+  std::this_thread::sleep_for(100ms);
+  CHECK(stored_ids(opts.path, "t").size() == old.size() + recent.size());  // no pass yet
+  clock.advance(1);  // the first pass is one interval after opening
+  REQUIRE(eventually([&] { return stored_ids(opts.path, "t") == as_set(ids_of(recent)); }));
+  // The recent records expire when the clock says so, at the pass after that.
+  clock.advance(3600 * 1000);
+  REQUIRE(eventually([&] { return stored_ids(opts.path, "t").empty(); }));
+}
+
 TEST_CASE("embedded bus retention: negative retention keeps everything, zero is rejected",
           "[bus][embedded][retention]") {
   ecom::test::TempDir dir;
@@ -312,4 +335,26 @@ TEST_CASE("outbox relay: a non-positive inbox retention never prunes",
   std::this_thread::sleep_for(300ms);
   CHECK(inbox_ids(*store) == prefixed("order", old));
   CHECK(relay.inbox_pruned() == 0);
+}
+
+TEST_CASE("outbox relay: inbox rows expire and the prune interval passes on the relay's clock",
+          "[bus][outbox][inbox][retention][clock]") {
+  ecom::test::TempDir dir;
+  auto store = inbox_store(dir.file("store.db"));
+  // Claimed rows carry the system time; the manual clock starts there.
+  ecom::ManualClock clock(ecom::now_ms());
+  const auto old = claim_events(*store, "order", 30, 6 * kDayMs);
+  const auto young = claim_events(*store, "order", 10, 0);
+  NullBus bus;
+  ecom::bus::OutboxRelay relay(*store, bus, 64, 20ms, std::chrono::hours(24 * 7), 60s, clock);
+  relay.start();
+  std::this_thread::sleep_for(100ms);
+  CHECK(relay.inbox_pruned() == 0);  // the first prune is one interval after start
+  clock.advance(60'000);
+  std::this_thread::sleep_for(100ms);
+  CHECK(inbox_ids(*store).size() == old.size() + young.size());  // nothing is 7 days old yet
+  clock.advance(kDayMs);  // the old rows are 7 days old now, and the prune is due
+  REQUIRE(eventually([&] { return inbox_ids(*store) == prefixed("order", young); }));
+  CHECK(relay.inbox_pruned() == old.size());
+  relay.stop();
 }

@@ -130,6 +130,25 @@ TEST_CASE(
   (*sub)->close();
 }
 
+TEST_CASE("kafka mock: the broker health check runs each health_interval of the bus's clock",
+          "[kafka][mock][clock]") {
+  MockCluster mc(1);
+  ecom::ManualClock clock;
+  auto o = mock_options(mc);
+  o.health_interval = 60s;
+  o.clock = &clock;
+  auto bus = open_bus(o);
+  REQUIRE(eventually([&] { return bus->healthy(); }, 30s));  // the first check, at start
+  mc.down(1);
+  // librdkafka reports all brokers down by itself (the error callback), without a check.
+  REQUIRE(eventually([&] { return !bus->healthy(); }, 30s));
+  mc.up(1);
+  std::this_thread::sleep_for(500ms);
+  CHECK_FALSE(bus->healthy());  // only a check says the brokers answer again: none is due
+  clock.advance(60'000);
+  CHECK(eventually([&] { return bus->healthy(); }, 30s));
+}
+
 TEST_CASE("kafka mock: produce errors are retried by the idempotent producer without duplicates",
           "[kafka][mock]") {
   MockCluster mc(1);

@@ -3,10 +3,11 @@
 /// share the file; consumer-group membership and partition ownership live in the file too.
 ///
 /// Retention deletes old records in small transactions (a few hundred rows each) on one
-/// background thread per bus object, so publishers wait at most one chunk. The freed pages stay
-/// in the file and SQLite reuses them for new records (no auto_vacuum / incremental_vacuum): with a
-/// steady load the file levels off at about the peak volume of one retention window instead of
-/// growing forever; returning space to the OS would take a VACUUM while nothing runs.
+/// background task (ecom::PeriodicTask) per bus object, so publishers wait at most one chunk. The
+/// freed pages stay in the file and SQLite reuses them for new records (no auto_vacuum /
+/// incremental_vacuum): with a steady load the file levels off at about the peak volume of one
+/// retention window instead of growing forever; returning space to the OS would take a VACUUM while
+/// nothing runs.
 ///
 /// Static members (an instance id, see SubscriptionOptions::instance_id) keep their member id
 /// across restarts: after kill -9 the restarted process resumes the dead incarnation's
@@ -20,6 +21,7 @@
 #include <string>
 
 #include "ecom/bus/event_bus.hpp"
+#include "ecom/core/periodic_task.hpp"
 #include "ecom/core/result.hpp"
 
 namespace ecom::bus {
@@ -45,6 +47,9 @@ struct EmbeddedBusOptions {
   /// Static member id for subscriptions that set no SubscriptionOptions::instance_id; empty:
   /// those are dynamic members. Must be unique per process among processes sharing the file.
   std::string instance_id;
+  /// The clock retention ages and the retention_check_interval are measured on (a ManualClock in
+  /// tests). Publish timestamps stay the system time. Never null.
+  Clock* clock = &SystemClock::instance();
 };
 
 /// Opens the bus file, creating (or upgrading) its schema, and starts the retention thread unless

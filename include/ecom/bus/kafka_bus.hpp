@@ -12,6 +12,7 @@
 
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/core/config.hpp"
+#include "ecom/core/periodic_task.hpp"
 #include "ecom/core/result.hpp"
 
 namespace ecom::bus {
@@ -64,6 +65,8 @@ struct KafkaBusOptions {
   std::chrono::milliseconds commit_interval{500};  ///< processed offsets are committed this often
   // Readiness.
   std::chrono::milliseconds health_interval{2'000};  ///< how often broker metadata is requested
+  /// The clock health_interval is measured on (a ManualClock in tests). Never null.
+  Clock* clock = &SystemClock::instance();
   /// librdkafka properties for producer, consumers and admin client (security.protocol,
   /// sasl.*, ssl.*, ...), applied after the settings above, so they may override them.
   std::map<std::string, std::string> properties;

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "ecom/bus/event_bus.hpp"
+#include "ecom/core/periodic_task.hpp"
 #include "ecom/db/database.hpp"
 
 namespace ecom::bus {
@@ -12,7 +13,10 @@ namespace ecom::bus {
 /// A background relay. A row is deleted only after the bus acknowledged it, so a crash at any
 /// point republishes (consumers deduplicate by event id through their inbox).
 ///
-/// The relay thread also prunes the store's inbox: rows processed more than `inbox_retention`
+/// The relay runs as a PeriodicTask on `clock`: the idle poll, the failure backoff, the inbox
+/// retention and the prune interval are all measured on it (a ManualClock in tests).
+///
+/// The relay task also prunes the store's inbox: rows processed more than `inbox_retention`
 /// ago, in small transactions, every `inbox_prune_interval`. An inbox row is what makes a
 /// redelivered event a no-op, so the retention must outlast every way an event can come again:
 /// a consumer re-reading uncommitted records (they live on the bus no longer than its retention,
@@ -25,18 +29,20 @@ class OutboxRelay final {
   OutboxRelay(db::Database& db, EventBus& bus, int batch_size = 512,
               std::chrono::milliseconds idle_poll = std::chrono::milliseconds(50),
               std::chrono::milliseconds inbox_retention = std::chrono::hours(24 * 7),
-              std::chrono::milliseconds inbox_prune_interval = std::chrono::seconds(60));
+              std::chrono::milliseconds inbox_prune_interval = std::chrono::seconds(60),
+              Clock& clock = SystemClock::instance());
   ~OutboxRelay();
   OutboxRelay(const OutboxRelay&) = delete;
   OutboxRelay& operator=(const OutboxRelay&) = delete;
 
-  /// Starts the relay thread.
+  /// Starts the relay task; its first pass runs at once.
   void start();
   /// Wakes the relay after a commit that added rows. Thread-safe, cheap.
   void notify() noexcept;
   /// Publishes everything pending now, on the caller's thread; true when the outbox is empty.
   bool drain(std::chrono::milliseconds deadline);
-  /// Drains (bounded) and stops the thread. Idempotent.
+  /// Stops the relay task, then drains (bounded, in real time) on the caller's thread.
+  /// Idempotent.
   void stop();
   /// Rows published since start.
   uint64_t published() const noexcept;
