@@ -1,5 +1,3 @@
-#include "store.hpp"
-
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -13,7 +11,7 @@
 #include "ecom/core/clock.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/outbox.hpp"
-
+#include "store.hpp"
 #include "store_rows.hpp"
 
 // The delivery side of the store: what is due, and the outcome of each attempt.

@@ -1,5 +1,3 @@
-#include "store.hpp"
-
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -12,7 +10,7 @@
 #include "ecom/core/clock.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/outbox.hpp"
-
+#include "store.hpp"
 #include "store_rows.hpp"
 
 // The read side of the store: the live feed (streams, snapshots, pruning) and the queries of the

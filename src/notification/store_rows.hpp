@@ -15,7 +15,6 @@
 #include "ecom/core/clock.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/outbox.hpp"
-
 #include "store.hpp"
 
 namespace ecom::notification::rows {
@@ -23,7 +22,6 @@ namespace ecom::notification::rows {
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 constexpr std::string_view kConsumer{"notification"};
-
 
 // Forward-only status order, the contract's rule (terminal states never move); -1 for a stored
 // text that is no status.
@@ -156,7 +154,7 @@ inline void append_feed(db::Tx& tx, const FeedEntry& a, const FeedEntry& b) {
 }
 
 inline void insert_history(db::Tx& tx, std::string_view order_id, std::string_view status,
-                    std::string_view reason, int64_t at) {
+                           std::string_view reason, int64_t at) {
   auto s = tx.stmt(
       "INSERT OR IGNORE INTO order_history (order_id, status, reason, at) VALUES (?, ?, ?, ?)");
   s.bind(1, order_id).bind(2, status).bind(4, at);

@@ -1,6 +1,6 @@
-#include "store.hpp"
-
 #include <fmt/format.h>
+
+#include "store.hpp"
 
 // The live feed's wire formats: one SSE event and one WebSocket message per feed row.
 namespace ecom::notification {
