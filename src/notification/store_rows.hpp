@@ -13,13 +13,14 @@
 
 #include "ecom/contract/events.hpp"
 #include "ecom/core/clock.hpp"
+#include "ecom/core/json.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/outbox.hpp"
 #include "store.hpp"
 
 namespace ecom::notification::rows {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+using Writer = json::Writer;
 
 constexpr std::string_view kConsumer{"notification"};
 
@@ -38,25 +39,15 @@ inline std::string rank_sql(std::string_view column) {
   return sql + " ELSE -1 END)";
 }
 
-inline void key(Writer& w, std::string_view k) {
-  w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
-}
-inline void str(Writer& w, std::string_view v) {
-  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-}
+// core/json's writers, under the names this store has always used.
+using json::key;
+using json::str;
 inline void field(Writer& w, std::string_view k, std::string_view v) {
-  key(w, k);
-  str(w, v);
+  json::write_string(w, k, v);
 }
-
 template <typename F>
 std::string json_object(F&& fill) {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartObject();
-  fill(w);
-  w.EndObject();
-  return std::string(sb.GetString(), sb.GetSize());
+  return json::object(std::forward<F>(fill));
 }
 
 // The event's own time, or now when it has none.
