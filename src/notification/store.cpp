@@ -151,20 +151,20 @@ struct Applier {
     const std::string& order_id = ev.order_id;
     const std::string& customer = ev.customer_id;
     const std::string& currency = ev.currency;
-    // The order is priced when its stock is reserved: the status carries the total.
-    std::optional<int64_t> amount;
+    // No total here: the order is priced when its stock is reserved, and the STOCK_RESERVED
+    // status carries it (status_changed).
     int64_t at = event_time(cause);
     int64_t now = now_ms();
     // The usual case, a new order, in one statement; a known order is read only when it exists.
     bool inserted = tx.stmt(
-                          "INSERT INTO orders (id, customer_id, currency, total_amount, status, "
-                          "created_at, updated_at) "
-                          "VALUES (?, ?, ?, ?, 'PENDING', ?, ?) ON CONFLICT (id) DO NOTHING")
-                        .bind_all(order_id, customer, currency, amount, at, at)
+                          "INSERT INTO orders (id, customer_id, currency, status, created_at, "
+                          "updated_at) "
+                          "VALUES (?, ?, ?, 'PENDING', ?, ?) ON CONFLICT (id) DO NOTHING")
+                        .bind_all(order_id, customer, currency, at, at)
                         .exec() == 1;
     if (inserted) {
       insert_history(tx, order_id, "PENDING", "", at);
-      OrderRow o{order_id, customer, currency, amount, "PENDING", "", at};
+      OrderRow o{order_id, customer, currency, std::nullopt, "PENDING", "", at};
       status_and_notify(o, "PENDING", "", at, now);
       return applied;
     }
@@ -175,15 +175,14 @@ struct Applier {
     // A status change overtook the OrderCreated (different topics): complete the order, keep its
     // later status, and send the notifications that waited for the customer.
     tx.stmt(
-          "UPDATE orders SET customer_id = ?, currency = ?, total_amount = COALESCE(total_amount, "
-          "?), created_at = MIN(created_at, ?) WHERE id = ?")
-        .bind_all(customer, currency, amount, at, order_id)
+          "UPDATE orders SET customer_id = ?, currency = ?, created_at = MIN(created_at, ?) "
+          "WHERE id = ?")
+        .bind_all(customer, currency, at, order_id)
         .exec();
     insert_history(tx, order_id, "PENDING", "", at);
     OrderRow o = *existing;
     o.customer_id = customer;
     o.currency = currency;
-    if (!o.total_amount) o.total_amount = amount;
     auto h = tx.stmt("SELECT status, reason FROM order_history WHERE order_id = ?");
     h.bind(1, order_id);
     std::vector<std::pair<std::string, std::string>> history;

@@ -6,16 +6,10 @@
 
 #include "ecom/core/backoff.hpp"
 #include "ecom/core/clock.hpp"
-#include "ecom/core/json.hpp"
 #include "ecom/core/topics.hpp"
 
 namespace ecom::saga {
 namespace {
-
-using json::key;
-using json::write_int64;
-using json::write_string;
-using json::Writer;
 
 constexpr std::array<std::pair<SagaState, std::string_view>, 5> kStateNames{{
     {SagaState::kAwaitingReservation, "awaiting_reservation"},
