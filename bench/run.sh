@@ -147,10 +147,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Listen ports are taken below the kernel's ephemeral range: kafka-split's processes open many
+# outbound connections, and one of those could take a port in that range between this check and
+# the bind ("Address already in use", seen in CI runs).
+ephemeral_low="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
 free_port() {
-  local p
+  local p span=$((ephemeral_low - 2 - 10000))
+  ((span > 1000)) || span=1000
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % span))
     port_in_use "$p" || port_in_use "$((p + 1))" || { echo "$p"; return; }
   done
   die "no free port found"
