@@ -57,6 +57,26 @@ int fail(int code, const std::string& message) {
   return code;
 }
 
+// A role's module, created and configured but not started.
+struct ConfiguredRole {
+  std::string name;
+  std::unique_ptr<Module> module;
+};
+
+// Creates each role's module and has it read its config section, all before anything opens or
+// starts, so a bad key fails start-up (exit 2) with nothing running.
+Result<std::vector<ConfiguredRole>> configure_roles(const std::vector<std::string>& roles,
+                                                    ModuleRegistry& registry,
+                                                    const Settings& settings) {
+  std::vector<ConfiguredRole> out;
+  for (const auto& role : roles) {
+    ConfiguredRole r{role, std::move(registry.create(role)).value()};
+    if (auto st = r.module->configure(settings.section(role)); !st) return st.error();
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 // One hosted role and what it owns. Members are declared in the order they are built, so they
 // are destroyed in reverse, each after everything that uses it: the module (its destructor stops
 // its subscriptions and timers), then the context, the relay (stopping drains it), the store.
@@ -80,40 +100,17 @@ class Host {
   Host& operator=(const Host&) = delete;
   ~Host() { stop(); }
 
-  // Opens the role's store, creates its relay and starts the module, then the relay. An error
-  // with code CONFIG_INVALID is a configuration error (exit 2).
-  Status start(const std::string& role, ModuleRegistry& registry) {
-    auto slot = std::make_unique<Slot>();
-    slot->role = role;
-    slot->path = (std::filesystem::path(settings_.data_dir) / (role + ".db")).string();
-    auto store = db::Database::open(slot->path);
-    if (!store)
-      return Error{ErrorCode::kUnavailable,
-                   "cannot open " + slot->path + ": " + store.error().message};
-    slot->db = std::move(store).value();
-    if (auto st = db::migrate_messaging(*slot->db); !st)
-      return Error{ErrorCode::kUnavailable, slot->path + ": " + st.error().message};
-    slot->relay = std::make_unique<bus::OutboxRelay>(*slot->db, bus_);
-    slot->ctx = std::unique_ptr<ModuleContext>(new ModuleContext{
-        bus_, *slot->relay, router_, *slot->db, settings_.section(role), settings_});
-    slot->module = std::move(registry.create(role)).value();
-    Status started;
-    bool thrown = false;  // a ConfigError names its key already
-    try {
-      started = slot->module->start(*slot->ctx);
-    } catch (const ConfigError& e) {
-      started = Error{ErrorCode::kConfigInvalid, e.what()};
-      thrown = true;
+  // Starts the configured roles in order: opens each one's store, creates its relay and starts
+  // the module, then the relay. A failure stops what this role built; stop() or ~Host the others.
+  Status start(std::vector<ConfiguredRole> roles) {
+    for (auto& role : roles) {
+      auto slot = std::make_unique<Slot>();
+      slot->role = std::move(role.name);
+      slot->module = std::move(role.module);
+      if (auto st = start_slot(*slot); !st) return st;
+      log::info(kTag, "module {} started ({})", slot->role, slot->path);
+      slots_.push_back(std::move(slot));
     }
-    if (!started) {
-      // The module may have subscribed before it failed: stop it before its store goes.
-      stop_slot(*slot);
-      return Error{started.error().code,
-                   thrown ? started.error().message : role + ": " + started.error().message};
-    }
-    slot->relay->start();
-    log::info(kTag, "module {} started ({})", role, slot->path);
-    slots_.push_back(std::move(slot));
     return {};
   }
 
@@ -128,15 +125,36 @@ class Host {
   const std::vector<std::unique_ptr<Slot>>& slots() const noexcept { return slots_; }
 
  private:
+  Status start_slot(Slot& slot) {
+    slot.path = (std::filesystem::path(settings_.data_dir) / (slot.role + ".db")).string();
+    auto store = db::Database::open(slot.path);
+    if (!store)
+      return Error{ErrorCode::kUnavailable,
+                   "cannot open " + slot.path + ": " + store.error().message};
+    slot.db = std::move(store).value();
+    if (auto st = db::migrate_messaging(*slot.db); !st)
+      return Error{ErrorCode::kUnavailable, slot.path + ": " + st.error().message};
+    slot.relay = std::make_unique<bus::OutboxRelay>(*slot.db, bus_);
+    slot.ctx = std::unique_ptr<ModuleContext>(
+        new ModuleContext{bus_, *slot.relay, router_, *slot.db, settings_});
+    if (auto st = slot.module->start(*slot.ctx); !st) {
+      // The module may have subscribed before it failed: stop it before its store goes.
+      stop_slot(slot);
+      return Error{st.error().code, slot.role + ": " + st.error().message};
+    }
+    slot.relay->start();
+    return {};
+  }
+
   static void stop_slot(Slot& slot) noexcept {
     slot.module->stop();
-    slot.relay->stop();
+    if (slot.relay) slot.relay->stop();
   }
 
   bus::EventBus& bus_;
   http::Router& router_;
   const Settings& settings_;
-  std::vector<std::unique_ptr<Slot>> slots_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // started, in start order
 };
 
 Result<std::unique_ptr<bus::EventBus>> make_bus(const Settings& settings) {
@@ -148,50 +166,40 @@ Result<std::unique_ptr<bus::EventBus>> make_bus(const Settings& settings) {
       log::warn(kTag, "topic provisioning: {}", st.error().message);
     return bus::make_kafka_bus(std::move(options).value());
   }
-  auto section = settings.section("embedded_bus");
-  if (auto st = section.check_keys({"partitions", "batch_size", "poll_interval_ms",
-                                    "session_timeout_ms", "heartbeat_interval_ms", "retention_ms",
-                                    "dlq_retention_ms", "retention_check_interval_ms"});
-      !st)
-    return st.error();
+  // Bounds of the durations below: a day for the poll and membership, ten years of retention
+  // (-1: kept forever; zero is refused by the bus).
+  constexpr int64_t kDayMs = 86'400'000;
+  constexpr int64_t kTenYearsMs = 3650 * kDayMs;
   bus::EmbeddedBusOptions options;
   options.path = (std::filesystem::path(settings.data_dir) / "bus.db").string();
-  options.partitions = static_cast<int>(section.get_int("partitions", options.partitions));
-  options.batch_size = static_cast<int>(section.get_int("batch_size", options.batch_size));
-  options.poll_interval =
-      std::chrono::milliseconds(section.get_int("poll_interval_ms", options.poll_interval.count()));
-  options.session_timeout = std::chrono::milliseconds(
-      section.get_int("session_timeout_ms", options.session_timeout.count()));
-  options.heartbeat_interval = std::chrono::milliseconds(
-      section.get_int("heartbeat_interval_ms", options.heartbeat_interval.count()));
-  options.retention =
-      std::chrono::milliseconds(section.get_int("retention_ms", options.retention.count()));
-  options.dlq_retention =
-      std::chrono::milliseconds(section.get_int("dlq_retention_ms", options.dlq_retention.count()));
-  options.retention_check_interval = std::chrono::milliseconds(
-      section.get_int("retention_check_interval_ms", options.retention_check_interval.count()));
   options.instance_id = settings.instance_id;
-  if (options.partitions < 1 || options.partitions > 1024)
-    return Error{ErrorCode::kConfigInvalid, "embedded_bus.partitions must be 1..1024",
-                 "embedded_bus.partitions"};
+  if (auto st =
+          ConfigSpec{}
+              .integer("partitions", options.partitions, 1, 1024)
+              .integer("batch_size", options.batch_size, 1, 100'000)
+              .millis("poll_interval_ms", options.poll_interval, 1, kDayMs)
+              .millis("session_timeout_ms", options.session_timeout, 2, kDayMs)
+              .millis("heartbeat_interval_ms", options.heartbeat_interval, 1, kDayMs)
+              .millis("retention_ms", options.retention, -1, kTenYearsMs)
+              .millis("dlq_retention_ms", options.dlq_retention, -1, kTenYearsMs)
+              .millis("retention_check_interval_ms", options.retention_check_interval, 1, kDayMs)
+              .read(settings.section("embedded_bus"));
+      !st)
+    return st.error();
   return bus::make_embedded_bus(std::move(options));
 }
 
 Result<http::ServerOptions> server_options(const Settings& settings) {
-  auto section = settings.section("http_server");
-  if (auto st = section.check_keys({"threads", "body_limit", "read_timeout_ms"}); !st)
-    return st.error();
   http::ServerOptions o;
   o.host = settings.http_host();
   o.port = settings.http_port();
-  o.threads = static_cast<int>(section.get_int("threads", o.threads));
-  o.body_limit =
-      static_cast<size_t>(section.get_int("body_limit", static_cast<int64_t>(o.body_limit)));
-  o.read_timeout =
-      std::chrono::milliseconds(section.get_int("read_timeout_ms", o.read_timeout.count()));
-  if (o.threads < 1 || o.threads > 64)
-    return Error{ErrorCode::kConfigInvalid, "http_server.threads must be 1..64",
-                 "http_server.threads"};
+  if (auto st = ConfigSpec{}
+                    .integer("threads", o.threads, 1, 64)
+                    .integer("body_limit", o.body_limit, 1'024, 1LL << 30)
+                    .millis("read_timeout_ms", o.read_timeout, 100, 3'600'000)
+                    .read(settings.section("http_server"));
+      !st)
+    return st.error();
   return o;
 }
 
@@ -233,12 +241,7 @@ int run(int argc, char** argv) {
     if (settings.positional.front() != "topics" || settings.positional.size() != 2)
       return fail(kExitConfig, "unexpected argument \"" + settings.positional.front() +
                                    "\"; the only sub-command is: topics create|list|describe");
-    Result<bus::KafkaBusOptions> options = Error{};
-    try {
-      options = bus::kafka_options_from_settings(settings);
-    } catch (const ConfigError& e) {
-      return fail(kExitConfig, e.what());
-    }
+    auto options = bus::kafka_options_from_settings(settings);
     if (!options) return fail(kExitConfig, options.error().message);
     return bus::run_topics_command(settings.positional[1], *options, stdout);
   }
@@ -264,15 +267,11 @@ int run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Result<http::ServerOptions> server_opts = Error{};
-  Result<std::unique_ptr<bus::EventBus>> bus = Error{};
-  try {
-    server_opts = server_options(settings);
-    if (!server_opts) return fail(kExitConfig, server_opts.error().message);
-    bus = make_bus(settings);
-  } catch (const ConfigError& e) {
-    return fail(kExitConfig, e.what());
-  }
+  auto configured = configure_roles(roles.value(), registry, settings);
+  if (!configured) return fail(kExitConfig, configured.error().message);
+  auto server_opts = server_options(settings);
+  if (!server_opts) return fail(kExitConfig, server_opts.error().message);
+  auto bus = make_bus(settings);
   if (!bus)
     return fail(bus.error().code == ErrorCode::kConfigInvalid ? kExitConfig : kExitRuntime,
                 bus.error().message);
@@ -285,11 +284,9 @@ int run(int argc, char** argv) {
   Host hosted(event_bus, router, settings);
   add_health_routes(router, hosted, event_bus);
 
-  for (const auto& role : roles.value()) {
-    if (auto st = hosted.start(role, registry); !st)
-      return fail(st.error().code == ErrorCode::kConfigInvalid ? kExitConfig : kExitRuntime,
-                  st.error().message);
-  }
+  if (auto st = hosted.start(std::move(configured).value()); !st)
+    return fail(st.error().code == ErrorCode::kConfigInvalid ? kExitConfig : kExitRuntime,
+                st.error().message);
 
   auto server = http::make_server(router, server_opts.value());
   if (auto st = server->start(); !st) return fail(kExitRuntime, st.error().message);

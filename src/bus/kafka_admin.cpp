@@ -123,45 +123,32 @@ std::string scalar_text(const rapidjson::Value& v) {
 }
 
 // Reads a map of librdkafka or topic properties: values may be strings, numbers or booleans.
-Result<std::map<std::string, std::string>> read_properties(const ConfigSection& parent,
-                                                           std::string_view key) {
-  std::map<std::string, std::string> out;
-  ConfigSection s = parent.section(key);
-  for (const auto& k : s.keys()) {
-    const rapidjson::Value* v = s.raw(k);
-    if (v == nullptr || !(v->IsString() || v->IsBool() || v->IsNumber()))
-      return config_invalid(fmt::format("{}.{} must be a string, number or boolean", s.path(), k),
-                            s.path() + "." + k);
-    out[k] = scalar_text(*v);
-  }
-  return out;
+ConfigSpec::Reader properties(std::map<std::string, std::string>& out) {
+  return [&out](const rapidjson::Value& v, const std::string& path) -> Status {
+    if (!v.IsObject()) return config_invalid(path + " must be an object of properties", path);
+    for (const auto& m : v.GetObject()) {
+      const std::string key(m.name.GetString(), m.name.GetStringLength());
+      if (!(m.value.IsString() || m.value.IsBool() || m.value.IsNumber()))
+        return config_invalid(fmt::format("{}.{} must be a string, number or boolean", path, key),
+                              path + "." + key);
+      out[key] = scalar_text(m.value);
+    }
+    return {};
+  };
 }
 
+// Retention of a topic in ms: -1 keeps records forever.
+constexpr int64_t kMaxRetentionMs = 3650LL * 24 * 3'600'000;
+
 Status read_spec(const ConfigSection& s, TopicSpec& spec) {
-  if (auto st = s.check_keys({"partitions", "replication_factor", "retention_ms",
-                              "dlq_retention_ms", "dlq", "config"});
-      !st)
-    return st;
-  spec.partitions = static_cast<int>(
-      std::clamp<int64_t>(s.get_int("partitions", spec.partitions), -1, kMaxPartitions + 1));
-  if (spec.partitions < 1 || spec.partitions > kMaxPartitions)
-    return config_invalid(fmt::format("{}.partitions must be 1..{}", s.path(), kMaxPartitions),
-                          s.path() + ".partitions");
-  spec.replication_factor = static_cast<int>(
-      std::clamp<int64_t>(s.get_int("replication_factor", spec.replication_factor), -1, 1000));
-  if (spec.replication_factor < 1 || spec.replication_factor > 999)
-    return config_invalid(fmt::format("{}.replication_factor must be 1..999", s.path()),
-                          s.path() + ".replication_factor");
-  spec.retention_ms = s.get_int("retention_ms", spec.retention_ms);
-  spec.dlq_retention_ms = s.get_int("dlq_retention_ms", spec.dlq_retention_ms);
-  if (spec.retention_ms < -1 || spec.dlq_retention_ms < -1)
-    return config_invalid(fmt::format("{}: retention must be -1 (forever) or >= 0 ms", s.path()),
-                          s.path() + ".retention_ms");
-  spec.dlq = s.get_bool("dlq", spec.dlq);
-  auto props = read_properties(s, "config");
-  if (!props) return props.error();
-  for (auto& [k, v] : props.value()) spec.config[k] = v;
-  return {};
+  return ConfigSpec{}
+      .integer("partitions", spec.partitions, 1, kMaxPartitions)
+      .integer("replication_factor", spec.replication_factor, 1, 999)
+      .integer("retention_ms", spec.retention_ms, -1, kMaxRetentionMs)
+      .integer("dlq_retention_ms", spec.dlq_retention_ms, -1, kMaxRetentionMs)
+      .boolean("dlq", spec.dlq)
+      .custom("config", properties(spec.config))
+      .read(s);
 }
 
 }  // namespace
@@ -179,19 +166,21 @@ TopicsConfig default_topics_config(const TopicSpec& defaults) {
 }
 
 Result<TopicsConfig> topics_config_from_section(const ConfigSection& section) {
-  try {
-    if (auto st = section.check_keys({"defaults", "topics"}); !st) return st.error();
-    TopicSpec defaults;
-    if (auto st = read_spec(section.section("defaults"), defaults); !st) return st.error();
-    TopicsConfig tc = default_topics_config(defaults);
-    ConfigSection list = section.section("topics");
+  TopicSpec defaults;
+  TopicsConfig tc;
+  const auto topics = [&](const rapidjson::Value& v, const std::string& path) -> Status {
+    if (!v.IsObject()) return config_invalid(path + " must be an object of topics by name", path);
+    const ConfigSection list(&v, path);
     for (const auto& name : list.keys()) {
       if (!valid_topic_name(name) || name.ends_with(".dlq"))
         return config_invalid(
             fmt::format("{}: \"{}\" is not a valid topic name (letters, digits, '.', '_', '-'; "
                         "the .dlq twins are implicit)",
-                        list.path(), name),
-            list.path() + "." + name);
+                        path, name),
+            list.path_of(name));
+      if (!list.raw(name)->IsObject())
+        return config_invalid(fmt::format("{} must be an object", list.path_of(name)),
+                              list.path_of(name));
       auto it = std::find_if(tc.topics.begin(), tc.topics.end(),
                              [&](const TopicSpec& t) { return t.name == name; });
       if (it == tc.topics.end()) {
@@ -199,16 +188,23 @@ Result<TopicsConfig> topics_config_from_section(const ConfigSection& section) {
         it = std::prev(tc.topics.end());
         it->name = name;
       }
-      const rapidjson::Value* v = list.raw(name);
-      if (v == nullptr || !v->IsObject())
-        return config_invalid(fmt::format("{}.{} must be an object", list.path(), name),
-                              list.path() + "." + name);
-      if (auto st = read_spec(list.section(name), *it); !st) return st.error();
+      if (auto st = read_spec(list.section(name), *it); !st) return st;
     }
-    return tc;
-  } catch (const ConfigError& e) {
-    return config_invalid(e.what());
-  }
+    return {};
+  };
+  // Entries are read in order: the defaults first, as every topic, listed or not, starts from them.
+  tc = default_topics_config(defaults);
+  const auto read_defaults = [&](const rapidjson::Value& v, const std::string& path) -> Status {
+    if (!v.IsObject()) return config_invalid(path + " must be an object", path);
+    if (auto st = read_spec(ConfigSection(&v, path), defaults); !st) return st;
+    tc = default_topics_config(defaults);
+    return {};
+  };
+  if (auto st =
+          ConfigSpec{}.custom("defaults", read_defaults).custom("topics", topics).read(section);
+      !st)
+    return st.error();
+  return tc;
 }
 
 Result<TopicsConfig> load_topics_config(const std::string& path) {
@@ -246,112 +242,62 @@ std::string dir_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
-Status positive_ms(const ConfigSection& s, std::string_view key, int64_t min, int64_t max,
-                   std::chrono::milliseconds& out) {
-  int64_t v = s.get_int(key, out.count());
-  if (v < min || v > max)
-    return config_invalid(fmt::format("kafka.{} must be {}..{}", key, min, max),
-                          fmt::format("kafka.{}", key));
-  out = std::chrono::milliseconds(v);
-  return {};
-}
-
 }  // namespace
 
 Result<KafkaBusOptions> kafka_options_from_config(const ConfigSection& s,
                                                   const std::string& base_dir) {
-  try {
-    if (auto st = s.check_keys({"bootstrap_servers", "client_id", "topic_prefix", "group_prefix",
-                                "compression", "linger_ms", "batch_num_messages",
-                                "batch_size_bytes", "delivery_timeout_ms", "session_timeout_ms",
-                                "commit_interval_ms", "health_interval_ms", "topics_file",
-                                "properties", "producer_properties", "consumer_properties"});
-        !st)
-      return st.error();
-    KafkaBusOptions o;
-    o.bootstrap_servers = s.get_string("bootstrap_servers", o.bootstrap_servers);
-    if (o.bootstrap_servers.empty())
-      return config_invalid("kafka.bootstrap_servers must not be empty", "kafka.bootstrap_servers");
-    o.client_id = s.get_string("client_id", o.client_id);
-    o.topic_prefix = s.get_string("topic_prefix", "");
-    if (!o.topic_prefix.empty() && !valid_topic_name(o.topic_prefix))
-      return config_invalid("kafka.topic_prefix may hold only letters, digits, '.', '_' and '-'",
-                            "kafka.topic_prefix");
-    o.group_prefix = s.get_string("group_prefix", "");
-    o.compression = s.get_string("compression", o.compression);
-    static const std::set<std::string> kCodecs = {"none", "gzip", "snappy", "lz4", "zstd"};
-    if (!kCodecs.contains(o.compression))
-      return config_invalid(
-          fmt::format("kafka.compression must be none, gzip, snappy, lz4 or zstd, got \"{}\"",
-                      o.compression),
-          "kafka.compression");
-    int64_t linger = s.get_int("linger_ms", o.linger_ms);
-    if (linger < 0 || linger > 900'000)
-      return config_invalid("kafka.linger_ms must be 0..900000", "kafka.linger_ms");
-    o.linger_ms = static_cast<int>(linger);
-    int64_t batch = s.get_int("batch_num_messages", o.batch_num_messages);
-    if (batch < 1 || batch > 1'000'000)
-      return config_invalid("kafka.batch_num_messages must be 1..1000000",
-                            "kafka.batch_num_messages");
-    o.batch_num_messages = static_cast<int>(batch);
-    int64_t bytes = s.get_int("batch_size_bytes", o.batch_size_bytes);
-    if (bytes < 1 || bytes > 2'147'483'647)
-      return config_invalid("kafka.batch_size_bytes must be positive", "kafka.batch_size_bytes");
-    o.batch_size_bytes = static_cast<int>(bytes);
-    if (auto st = positive_ms(s, "delivery_timeout_ms", 1'000, 3'600'000, o.delivery_timeout); !st)
-      return st.error();
-    if (auto st = positive_ms(s, "session_timeout_ms", 1'000, 3'600'000, o.session_timeout); !st)
-      return st.error();
-    if (auto st = positive_ms(s, "commit_interval_ms", 1, 600'000, o.commit_interval); !st)
-      return st.error();
-    if (auto st = positive_ms(s, "health_interval_ms", 100, 600'000, o.health_interval); !st)
-      return st.error();
-    for (auto [key, target] : {std::pair{"properties", &o.properties},
-                               std::pair{"producer_properties", &o.producer_properties},
-                               std::pair{"consumer_properties", &o.consumer_properties}}) {
-      auto props = read_properties(s, key);
-      if (!props) return props.error();
-      *target = std::move(props).value();
-    }
-    // Properties are checked now, so that a typo fails start-up rather than the first publish.
-    for (auto kind : {ClientKind::kProducer, ClientKind::kConsumer}) {
-      auto conf = make_conf(o, kind, {});
-      if (!conf) return conf.error();
-    }
-    std::string topics_file = s.get_string("topics_file", "");
-    if (!topics_file.empty()) {
-      auto tc = load_topics_config(join_path(base_dir, topics_file));
-      if (!tc) return tc.error();
-      o.topics = std::move(tc).value();
-    }
-    o.partitions = o.topics.defaults.partitions;
-    o.replication_factor = o.topics.defaults.replication_factor;
-    return o;
-  } catch (const ConfigError& e) {
-    return config_invalid(e.what());
+  KafkaBusOptions o;
+  std::string topics_file;
+  if (auto st = ConfigSpec{}
+                    .string("bootstrap_servers", o.bootstrap_servers)
+                    .string("client_id", o.client_id)
+                    .string("topic_prefix", o.topic_prefix)
+                    .string("group_prefix", o.group_prefix)
+                    .choice("compression", o.compression, {"none", "gzip", "snappy", "lz4", "zstd"})
+                    .integer("linger_ms", o.linger_ms, 0, 900'000)
+                    .integer("batch_num_messages", o.batch_num_messages, 1, 1'000'000)
+                    .integer("batch_size_bytes", o.batch_size_bytes, 1, 2'147'483'647)
+                    .millis("delivery_timeout_ms", o.delivery_timeout, 1'000, 3'600'000)
+                    .millis("session_timeout_ms", o.session_timeout, 1'000, 3'600'000)
+                    .millis("commit_interval_ms", o.commit_interval, 1, 600'000)
+                    .millis("health_interval_ms", o.health_interval, 100, 600'000)
+                    .string("topics_file", topics_file)
+                    .custom("properties", properties(o.properties))
+                    .custom("producer_properties", properties(o.producer_properties))
+                    .custom("consumer_properties", properties(o.consumer_properties))
+                    .read(s);
+      !st)
+    return st.error();
+  if (o.bootstrap_servers.empty())
+    return config_invalid("kafka.bootstrap_servers must not be empty", "kafka.bootstrap_servers");
+  if (!o.topic_prefix.empty() && !valid_topic_name(o.topic_prefix))
+    return config_invalid("kafka.topic_prefix may hold only letters, digits, '.', '_' and '-'",
+                          "kafka.topic_prefix");
+  // Properties are checked now, so that a typo fails start-up rather than the first publish.
+  for (auto kind : {ClientKind::kProducer, ClientKind::kConsumer}) {
+    auto conf = make_conf(o, kind, {});
+    if (!conf) return conf.error();
   }
+  if (!topics_file.empty()) {
+    auto tc = load_topics_config(join_path(base_dir, topics_file));
+    if (!tc) return tc.error();
+    o.topics = std::move(tc).value();
+  }
+  o.partitions = o.topics.defaults.partitions;
+  o.replication_factor = o.topics.defaults.replication_factor;
+  return o;
 }
 
 Result<KafkaBusOptions> kafka_options_from_settings(const Settings& settings) {
   std::string base = settings.config_file.empty() ? std::string() : dir_of(settings.config_file);
-  Result<KafkaBusOptions> o = [&]() -> Result<KafkaBusOptions> {
-    try {
-      return kafka_options_from_config(settings.section("kafka"), base);
-    } catch (const ConfigError& e) {
-      return config_invalid(e.what());
-    }
-  }();
+  auto o = kafka_options_from_config(settings.section("kafka"), base);
   if (!o) return o;
-  try {
-    if (settings.root().has("topics")) {
-      auto tc = topics_config_from_section(settings.section("topics"));
-      if (!tc) return tc.error();
-      o->topics = std::move(tc).value();
-      o->partitions = o->topics.defaults.partitions;
-      o->replication_factor = o->topics.defaults.replication_factor;
-    }
-  } catch (const ConfigError& e) {
-    return config_invalid(e.what());
+  if (settings.root().has("topics")) {
+    auto tc = topics_config_from_section(settings.section("topics"));
+    if (!tc) return tc.error();
+    o->topics = std::move(tc).value();
+    o->partitions = o->topics.defaults.partitions;
+    o->replication_factor = o->topics.defaults.replication_factor;
   }
   if (!settings.brokers.empty()) o->bootstrap_servers = settings.brokers;
   o->instance_id = settings.instance_id;

@@ -91,64 +91,11 @@ const rapidjson::Value* ConfigSection::raw(std::string_view key) const {
   return it == v_->MemberEnd() ? nullptr : &it->value;
 }
 
-bool ConfigSection::has(std::string_view key) const { return raw(key) != nullptr; }
-
-std::string ConfigSection::get_string(std::string_view key, std::string_view def) const {
-  const auto* v = raw(key);
-  if (v == nullptr) return std::string(def);
-  if (!v->IsString())
-    throw ConfigError(
-        fmt::format("{} must be a string, got {}", dotted(path_, key), type_name(*v)));
-  return std::string(v->GetString(), v->GetStringLength());
-}
-
-int64_t ConfigSection::get_int(std::string_view key, int64_t def) const {
-  const auto* v = raw(key);
-  if (v == nullptr) return def;
-  if (!v->IsInt64())
-    throw ConfigError(
-        fmt::format("{} must be an integer, got {}", dotted(path_, key), type_name(*v)));
-  return v->GetInt64();
-}
-
-double ConfigSection::get_double(std::string_view key, double def) const {
-  const auto* v = raw(key);
-  if (v == nullptr) return def;
-  if (!v->IsNumber())
-    throw ConfigError(
-        fmt::format("{} must be a number, got {}", dotted(path_, key), type_name(*v)));
-  return v->GetDouble();
-}
-
-bool ConfigSection::get_bool(std::string_view key, bool def) const {
-  const auto* v = raw(key);
-  if (v == nullptr) return def;
-  if (!v->IsBool())
-    throw ConfigError(
-        fmt::format("{} must be true or false, got {}", dotted(path_, key), type_name(*v)));
-  return v->GetBool();
-}
-
-std::vector<std::string> ConfigSection::get_strings(std::string_view key) const {
-  std::vector<std::string> out;
-  const auto* v = raw(key);
-  if (v == nullptr) return out;
-  if (!v->IsArray())
-    throw ConfigError(fmt::format("{} must be an array of strings", dotted(path_, key)));
-  for (const auto& item : v->GetArray()) {
-    if (!item.IsString())
-      throw ConfigError(fmt::format("{} must be an array of strings", dotted(path_, key)));
-    out.emplace_back(item.GetString(), item.GetStringLength());
-  }
-  return out;
-}
+std::string ConfigSection::path_of(std::string_view key) const { return dotted(path_, key); }
 
 ConfigSection ConfigSection::section(std::string_view key) const {
   const auto* v = raw(key);
-  if (v != nullptr && !v->IsObject())
-    throw ConfigError(
-        fmt::format("{} must be an object, got {}", dotted(path_, key), type_name(*v)));
-  return ConfigSection(v, dotted(path_, key));
+  return ConfigSection(v != nullptr && v->IsObject() ? v : nullptr, dotted(path_, key));
 }
 
 std::vector<std::string> ConfigSection::keys() const {
@@ -159,15 +106,115 @@ std::vector<std::string> ConfigSection::keys() const {
   return out;
 }
 
-Status ConfigSection::check_keys(std::initializer_list<std::string_view> allowed) const {
-  for (const auto& key : keys()) {
-    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
-    std::vector<std::string> names(allowed.begin(), allowed.end());
-    std::string where = path_.empty() ? "the configuration" : "\"" + path_ + "\"";
+Error config_invalid(std::string message, std::string field) {
+  return config_error(std::move(message), std::move(field));
+}
+
+// --- ConfigSpec --------------------------------------------------------------------------------
+
+namespace {
+
+Error wrong_type(const std::string& path, std::string_view want, const rapidjson::Value& v) {
+  return config_error(fmt::format("{} must be {}, got {}", path, want, type_name(v)), path);
+}
+
+Result<int64_t> integer_in(const rapidjson::Value& v, const std::string& path, int64_t lo,
+                           int64_t hi) {
+  if (!v.IsInt64()) return wrong_type(path, fmt::format("an integer {}..{}", lo, hi), v);
+  const int64_t n = v.GetInt64();
+  if (n < lo || n > hi)
+    return config_error(fmt::format("{} must be {}..{}, got {}", path, lo, hi, n), path);
+  return n;
+}
+
+}  // namespace
+
+ConfigSpec& ConfigSpec::add_integer(std::string_view key, int64_t lo, int64_t hi,
+                                    std::function<void(int64_t)> set) {
+  return custom(
+      key,
+      [lo, hi, set = std::move(set)](const rapidjson::Value& v, const std::string& path) -> Status {
+        auto n = integer_in(v, path, lo, hi);
+        if (!n) return n.error();
+        set(*n);
+        return {};
+      });
+}
+
+ConfigSpec& ConfigSpec::integer(std::string_view key, std::optional<int64_t>& out, int64_t lo,
+                                int64_t hi) {
+  return add_integer(key, lo, hi, [&out](int64_t v) { out = v; });
+}
+
+ConfigSpec& ConfigSpec::millis(std::string_view key, std::chrono::milliseconds& out, int64_t lo,
+                               int64_t hi) {
+  return add_integer(key, lo, hi, [&out](int64_t v) { out = std::chrono::milliseconds(v); });
+}
+
+ConfigSpec& ConfigSpec::boolean(std::string_view key, bool& out) {
+  return custom(key, [&out](const rapidjson::Value& v, const std::string& path) -> Status {
+    if (!v.IsBool()) return wrong_type(path, "true or false", v);
+    out = v.GetBool();
+    return {};
+  });
+}
+
+ConfigSpec& ConfigSpec::string(std::string_view key, std::string& out) {
+  return custom(key, [&out](const rapidjson::Value& v, const std::string& path) -> Status {
+    if (!v.IsString()) return wrong_type(path, "a string", v);
+    out.assign(v.GetString(), v.GetStringLength());
+    return {};
+  });
+}
+
+ConfigSpec& ConfigSpec::choice(std::string_view key, std::string& out,
+                               std::vector<std::string> allowed) {
+  return custom(key,
+                [&out, allowed = std::move(allowed)](const rapidjson::Value& v,
+                                                     const std::string& path) -> Status {
+                  const std::string one_of = fmt::format("one of {}", join(allowed));
+                  if (!v.IsString()) return wrong_type(path, one_of, v);
+                  std::string value(v.GetString(), v.GetStringLength());
+                  if (std::find(allowed.begin(), allowed.end(), value) == allowed.end())
+                    return config_error(
+                        fmt::format("{} must be {}, got \"{}\"", path, one_of, value), path);
+                  out = std::move(value);
+                  return {};
+                });
+}
+
+ConfigSpec& ConfigSpec::object(std::string_view key, ConfigSpec nested) {
+  return custom(
+      key,
+      [nested = std::move(nested)](const rapidjson::Value& v, const std::string& path) -> Status {
+        if (!v.IsObject()) return wrong_type(path, "an object", v);
+        return nested.read(ConfigSection(&v, path));
+      });
+}
+
+ConfigSpec& ConfigSpec::custom(std::string_view key, Reader read) {
+  entries_.push_back(Entry{std::string(key), std::move(read)});
+  return *this;
+}
+
+Status ConfigSpec::read(const ConfigSection& section) const {
+  for (const auto& key : section.keys()) {
+    auto known =
+        std::any_of(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.key == key; });
+    if (known) continue;
+    std::vector<std::string> names;
+    for (const auto& e : entries_) names.push_back(e.key);
+    const std::string where =
+        section.path().empty() ? "the configuration" : "\"" + section.path() + "\"";
     return config_error(
-        fmt::format("unknown config key \"{}\" in {}; valid keys: {}", dotted(path_, key), where,
+        fmt::format("unknown config key \"{}\" in {}; valid keys: {}", section.path_of(key), where,
                     names.empty() ? std::string("(none)") : join(names)),
-        dotted(path_, key));
+        section.path_of(key));
+  }
+  for (const auto& e : entries_) {
+    const auto* v = section.raw(e.key);
+    if (v == nullptr) continue;
+    if (auto st = e.read(*v, section.path_of(e.key)); !st) return st;
   }
   return {};
 }

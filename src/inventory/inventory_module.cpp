@@ -25,10 +25,6 @@ namespace {
 
 constexpr std::string_view kTag = InventoryModule::kName;
 
-Error config_error(std::string key, std::string message) {
-  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(key), false};
-}
-
 // Compares in time independent of where the inputs differ, so the admin token cannot be guessed
 // byte by byte from response timings.
 bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
@@ -59,11 +55,11 @@ http::Response store_error(const Error& e) {
 struct InventoryModule::Impl {
   Rules rules;
   std::string admin_token;
+  std::vector<Product> seed;  ///< inserted when the catalogue is empty
   db::Database* db = nullptr;
   bus::OutboxRelay* outbox = nullptr;
   std::unique_ptr<bus::Subscription> subscription;
 
-  Status configure(const ConfigSection& cfg);
   void add_routes(http::Router& router);
   bus::Outcome on_message(const bus::Message& m);
   bus::Outcome apply(const bus::Message& m);
@@ -77,32 +73,29 @@ struct InventoryModule::Impl {
 InventoryModule::InventoryModule() : impl_(std::make_unique<Impl>()) {}
 InventoryModule::~InventoryModule() { stop(); }
 
-Status InventoryModule::Impl::configure(const ConfigSection& cfg) {
-  if (auto st = cfg.check_keys({"seed", "admin_token", "low_stock_threshold"}); !st) return st;
-  if (const auto* v = cfg.raw("admin_token"); v != nullptr && !v->IsString()) {
-    return config_error("inventory.admin_token", "inventory.admin_token must be a string");
-  }
-  admin_token = cfg.get_string("admin_token", "");
-  if (const auto* v = cfg.raw("low_stock_threshold");
-      v != nullptr && (!v->IsInt64() || v->GetInt64() < 0)) {
-    return config_error("inventory.low_stock_threshold",
-                        "inventory.low_stock_threshold must be an integer >= 0");
-  }
-  rules.low_stock_threshold = cfg.get_int("low_stock_threshold", 5);
-  return {};
+Status InventoryModule::configure(const ConfigSection& config) {
+  Impl& s = *impl_;
+  return ConfigSpec{}
+      .string("admin_token", s.admin_token)
+      .integer("low_stock_threshold", s.rules.low_stock_threshold, 0, INT64_MAX)
+      .custom("seed",
+              [&s](const rapidjson::Value& v, const std::string& path) -> Status {
+                auto seed = parse_seed(v, path);
+                if (!seed) return seed.error();
+                s.seed = std::move(seed).value();
+                return {};
+              })
+      .read(config);
 }
 
 Status InventoryModule::start(ModuleContext& ctx) {
   Impl& s = *impl_;
-  if (auto st = s.configure(ctx.config); !st) return st;
-  auto seed = parse_seed(ctx.config);
-  if (!seed) return seed.error();
   s.db = &ctx.db;
   s.outbox = &ctx.outbox;
 
   if (auto st = ctx.db.migrate(kName, migrations()); !st) return st;
-  auto seeded = ctx.db.transaction(
-      [&](db::Tx& tx) -> Result<int64_t> { return seed_if_empty(tx, seed.value()); });
+  auto seeded =
+      ctx.db.transaction([&](db::Tx& tx) -> Result<int64_t> { return seed_if_empty(tx, s.seed); });
   if (!seeded) return seeded.error();
   if (seeded.value() > 0) log::info(kTag, "seeded {} products from config", seeded.value());
   if (s.admin_token.empty()) {

@@ -444,19 +444,15 @@ int64_t seed_if_empty(db::Tx& tx, std::span<const Product> seed) {
   return static_cast<int64_t>(seed.size());
 }
 
-Result<std::vector<Product>> parse_seed(const ConfigSection& section) {
-  const std::string base =
-      (section.path().empty() ? std::string("inventory") : section.path()) + ".seed";
+Result<std::vector<Product>> parse_seed(const rapidjson::Value& seed, const std::string& base) {
   auto bad = [&](const std::string& where, const std::string& what) {
-    return Error{ErrorCode::kConfigInvalid, where + " " + what, where, false};
+    return config_invalid(where + " " + what, where);
   };
   std::vector<Product> out;
-  const rapidjson::Value* seed = section.raw("seed");
-  if (seed == nullptr) return out;
-  if (!seed->IsArray()) return bad(base, "must be an array of products");
+  if (!seed.IsArray()) return bad(base, "must be an array of products");
   std::set<std::string> seen;
   rapidjson::SizeType i = 0;
-  for (const auto& e : seed->GetArray()) {
+  for (const auto& e : seed.GetArray()) {
     const std::string at = base + "[" + std::to_string(i++) + "]";
     if (!e.IsObject())
       return bad(at, "must be an object {sku, name, available, unitAmount, currency?}");

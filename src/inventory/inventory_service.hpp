@@ -125,7 +125,7 @@ int64_t seed_if_empty(db::Tx& tx, std::span<const Product> seed);
 
 /// Reads `inventory.seed` (an array of {sku,name,available,unitAmount,currency?}); errors have
 /// code CONFIG_INVALID and name the index and field, e.g. "inventory.seed[3].available".
-Result<std::vector<Product>> parse_seed(const ConfigSection& section);
+Result<std::vector<Product>> parse_seed(const rapidjson::Value& seed, const std::string& path);
 
 /// True when `sku` is a valid product code: 1..64 chars of [A-Za-z0-9._-].
 bool valid_sku(std::string_view sku) noexcept;

@@ -48,57 +48,36 @@ struct Options {
   std::chrono::milliseconds keepalive{15'000};
 };
 
-Error config_error(std::string message, std::string field) {
-  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(field), false};
-}
-
-Result<int64_t> ranged(const ConfigSection& c, std::string_view key, int64_t def, int64_t lo,
-                       int64_t hi) {
-  int64_t v = c.get_int(key, def);
-  std::string path = fmt::format("{}.{}", c.path(), key);
-  if (v < lo || v > hi)
-    return config_error(fmt::format("{} must be {}..{}, got {}", path, lo, hi, v), path);
-  return v;
-}
-
 Result<Options> parse_options(const ConfigSection& c) {
-  if (auto st = c.check_keys({"sink", "webhook", "templates", "feed_retention", "keepalive_ms"});
+  Options o;
+  o.templates = default_templates();
+  const auto templates = [&o](const rapidjson::Value& v, const std::string& path) -> Status {
+    if (!v.IsObject())
+      return config_invalid(path + " must be an object of templates by event name", path);
+    auto t = templates_from_config(ConfigSection(&v, path));
+    if (!t) return t.error();
+    o.templates = std::move(t).value();
+    return {};
+  };
+  if (auto st = ConfigSpec{}
+                    .choice("sink", o.sink, {"log", "webhook"})
+                    .object("webhook", ConfigSpec{}
+                                           .string("url", o.webhook.url)
+                                           .millis("timeout_ms", o.webhook.timeout, 1, 600'000)
+                                           .integer("max_attempts", o.webhook.max_attempts, 1, 100)
+                                           .millis("backoff_ms", o.webhook.backoff, 0, 3'600'000))
+                    .custom("templates", templates)
+                    .integer("feed_retention", o.feed_retention, 1, 1'000'000'000)
+                    .millis("keepalive_ms", o.keepalive, 100, 3'600'000)
+                    .read(c);
       !st)
     return st.error();
-  Options o;
-  o.sink = c.get_string("sink", o.sink);
-  if (o.sink != "log" && o.sink != "webhook")
-    return config_error(
-        fmt::format("{}.sink must be \"log\" or \"webhook\", got \"{}\"", c.path(), o.sink),
-        c.path() + ".sink");
-  auto retention = ranged(c, "feed_retention", o.feed_retention, 1, 1'000'000'000);
-  if (!retention) return retention.error();
-  o.feed_retention = *retention;
-  auto keepalive = ranged(c, "keepalive_ms", o.keepalive.count(), 100, 3'600'000);
-  if (!keepalive) return keepalive.error();
-  o.keepalive = std::chrono::milliseconds(*keepalive);
-
-  auto w = c.section("webhook");
-  if (auto st = w.check_keys({"url", "timeout_ms", "max_attempts", "backoff_ms"}); !st)
-    return st.error();
-  o.webhook.url = w.get_string("url", "");
-  auto timeout = ranged(w, "timeout_ms", o.webhook.timeout.count(), 1, 600'000);
-  if (!timeout) return timeout.error();
-  o.webhook.timeout = std::chrono::milliseconds(*timeout);
-  auto attempts = ranged(w, "max_attempts", o.webhook.max_attempts, 1, 100);
-  if (!attempts) return attempts.error();
-  o.webhook.max_attempts = static_cast<int>(*attempts);
-  auto backoff = ranged(w, "backoff_ms", o.webhook.backoff.count(), 0, 3'600'000);
-  if (!backoff) return backoff.error();
-  o.webhook.backoff = std::chrono::milliseconds(*backoff);
-  if (o.sink == "webhook" && o.webhook.url.rfind("http://", 0) != 0)
-    return config_error(fmt::format("{}.url must be an http:// URL when {}.sink is \"webhook\"",
-                                    w.path(), c.path()),
-                        w.path() + ".url");
-
-  auto templates = templates_from_config(c.section("templates"));
-  if (!templates) return templates.error();
-  o.templates = std::move(templates).value();
+  if (o.sink == "webhook" && o.webhook.url.rfind("http://", 0) != 0) {
+    const std::string url = c.section("webhook").path_of("url");
+    return config_invalid(
+        fmt::format("{} must be an http:// URL when {} is \"webhook\"", url, c.path_of("sink")),
+        url);
+  }
   return o;
 }
 
@@ -450,12 +429,16 @@ struct NotificationModule::Impl {
 NotificationModule::NotificationModule() : impl_(std::make_unique<Impl>()) {}
 NotificationModule::~NotificationModule() { stop(); }
 
-Status NotificationModule::start(ModuleContext& ctx) {
-  auto options = parse_options(ctx.config);
+Status NotificationModule::configure(const ConfigSection& config) {
+  auto options = parse_options(config);
   if (!options) return options.error();
+  impl_->options = std::move(options).value();
+  return {};
+}
+
+Status NotificationModule::start(ModuleContext& ctx) {
   auto* impl = impl_.get();
   impl->ctx = &ctx;
-  impl->options = std::move(options).value();
   impl->sink =
       impl->options.sink == "webhook" ? make_webhook_sink(impl->options.webhook) : make_log_sink();
   impl->store =

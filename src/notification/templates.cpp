@@ -32,10 +32,6 @@ std::string join_keys() {
   return out;
 }
 
-Error config_error(std::string message, std::string field) {
-  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(field), false};
-}
-
 }  // namespace
 
 const std::vector<std::string_view>& template_keys() {
@@ -135,18 +131,20 @@ Result<Templates> templates_from_config(const ConfigSection& section) {
     std::string path = section.path() + "." + key;
     auto it = out.find(key);
     if (it == out.end())
-      return config_error(
+      return config_invalid(
           fmt::format("unknown template \"{}\"; valid templates: {}", path, join_keys()), path);
     const auto* raw = section.raw(key);
     if (raw == nullptr || !raw->IsObject())
-      return config_error(
+      return config_invalid(
           fmt::format("{} must be an object with \"subject\" and/or \"body\"", path), path);
-    auto t = section.section(key);
-    if (auto st = t.check_keys({"subject", "body"}); !st) return st.error();
-    it->second.subject = t.get_string("subject", it->second.subject);
-    it->second.body = t.get_string("body", it->second.body);
+    if (auto st = ConfigSpec{}
+                      .string("subject", it->second.subject)
+                      .string("body", it->second.body)
+                      .read(section.section(key));
+        !st)
+      return st.error();
     if (it->second.subject.empty())
-      return config_error(fmt::format("{}.subject must not be empty", path), path + ".subject");
+      return config_invalid(fmt::format("{}.subject must not be empty", path), path + ".subject");
   }
   return out;
 }

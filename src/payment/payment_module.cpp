@@ -25,10 +25,6 @@ constexpr std::string_view kTag = PaymentModule::kName;
 // Simulated latency is bounded so a misconfiguration cannot park a partition indefinitely.
 constexpr int64_t kMaxLatencyMs = 30'000;
 
-Error config_error(std::string key, std::string message) {
-  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(key), false};
-}
-
 std::string payment_json(const Payment& p) {
   return json::object([&](json::Writer& w) {
     json::write_string(w, "orderId", p.order_id);
@@ -60,7 +56,6 @@ struct PaymentModule::Impl {
   std::condition_variable stopping_cv;
   bool stopping = false;
 
-  Status configure(const ConfigSection& cfg);
   bus::Outcome on_message(const bus::Message& m);
   bus::Outcome apply(const bus::Message& m);
   void simulate_latency();
@@ -70,26 +65,15 @@ struct PaymentModule::Impl {
 PaymentModule::PaymentModule() : impl_(std::make_unique<Impl>()) {}
 PaymentModule::~PaymentModule() { stop(); }
 
-Status PaymentModule::Impl::configure(const ConfigSection& cfg) {
-  if (auto st = cfg.check_keys({"amount_limit", "latency_ms"}); !st) return st;
-  if (const auto* v = cfg.raw("amount_limit");
-      v != nullptr && (!v->IsInt64() || v->GetInt64() < 0)) {
-    return config_error("payment.amount_limit",
-                        "payment.amount_limit must be an integer >= 0 (minor units)");
-  }
-  rules.amount_limit = cfg.get_int("amount_limit", 1'000'000);
-  if (const auto* v = cfg.raw("latency_ms");
-      v != nullptr && (!v->IsInt64() || v->GetInt64() < 0 || v->GetInt64() > kMaxLatencyMs)) {
-    return config_error("payment.latency_ms",
-                        "payment.latency_ms must be an integer between 0 and 30000");
-  }
-  latency = std::chrono::milliseconds(cfg.get_int("latency_ms", 0));
-  return {};
+Status PaymentModule::configure(const ConfigSection& config) {
+  return ConfigSpec{}
+      .integer("amount_limit", impl_->rules.amount_limit, 0, INT64_MAX)  // minor units
+      .millis("latency_ms", impl_->latency, 0, kMaxLatencyMs)
+      .read(config);
 }
 
 Status PaymentModule::start(ModuleContext& ctx) {
   Impl& s = *impl_;
-  if (auto st = s.configure(ctx.config); !st) return st;
   s.db = &ctx.db;
   s.outbox = &ctx.outbox;
   {

@@ -97,12 +97,6 @@ std::string saga_json(const SagaRecord& r, const std::vector<store::HistoryRow>&
   });
 }
 
-Error config_error(const ConfigSection& cfg, std::string_view k, std::string_view what) {
-  std::string path = cfg.path().empty() ? std::string(kTag) : cfg.path();
-  return Error{ErrorCode::kConfigInvalid, path + "." + std::string(k) + " " + std::string(what), "",
-               false};
-}
-
 }  // namespace
 
 struct SagaModule::Impl {
@@ -187,58 +181,43 @@ void log_applied(const Input& in, const Applied& a) {
   }
 }
 
-struct Options {
-  Policy policy;
-  int64_t timer_interval_ms = 100;
-};
-
-// Reads the `saga` section; every value is a positive number of milliseconds.
-Result<Options> read_options(const ConfigSection& cfg) {
-  if (auto st = cfg.check_keys({"step_timeout_ms", "reserve_timeout_ms", "payment_timeout_ms",
-                                "compensation_timeout_ms", "max_backoff_ms", "timer_interval_ms"});
-      !st) {
-    return st.error();
-  }
-  try {
-    auto positive = [&](std::string_view k, int64_t def) -> Result<int64_t> {
-      const int64_t v = cfg.get_int(k, def);
-      if (v <= 0) return config_error(cfg, k, "must be a positive number of milliseconds");
-      return v;
-    };
-    auto step = positive("step_timeout_ms", 30'000);
-    if (!step) return step.error();
-    auto reserve = positive("reserve_timeout_ms", *step);
-    if (!reserve) return reserve.error();
-    auto payment = positive("payment_timeout_ms", *step);
-    if (!payment) return payment.error();
-    auto comp = positive("compensation_timeout_ms", *step);
-    if (!comp) return comp.error();
-    auto max_backoff = positive("max_backoff_ms", std::max<int64_t>(300'000, *comp));
-    if (!max_backoff) return max_backoff.error();
-    if (*max_backoff < *comp) {
-      return config_error(cfg, "max_backoff_ms", "must not be below compensation_timeout_ms");
-    }
-    auto interval = positive("timer_interval_ms", 100);
-    if (!interval) return interval.error();
-    if (*interval > 60'000) return config_error(cfg, "timer_interval_ms", "must be at most 60000");
-    return Options{Policy{*reserve, *payment, *comp, *max_backoff}, *interval};
-  } catch (const ConfigError& e) {
-    return Error{ErrorCode::kConfigInvalid, e.what(), "", false};
-  }
-}
-
 }  // namespace
 
-Status SagaModule::start(ModuleContext& ctx) {
-  auto opts = read_options(ctx.config);
-  if (!opts) return opts.error();
+// Every value is a positive number of milliseconds; the per-step timeouts default to
+// step_timeout_ms, and the backoff cap may not be below the compensation timeout it doubles.
+Status SagaModule::configure(const ConfigSection& config) {
+  constexpr int64_t kMaxMs = 365LL * 24 * 3'600'000;
+  int64_t step = 30'000;
+  std::optional<int64_t> reserve, payment, compensation, max_backoff;
+  std::chrono::milliseconds interval{100};
+  if (auto st = ConfigSpec{}
+                    .integer("step_timeout_ms", step, 1, kMaxMs)
+                    .integer("reserve_timeout_ms", reserve, 1, kMaxMs)
+                    .integer("payment_timeout_ms", payment, 1, kMaxMs)
+                    .integer("compensation_timeout_ms", compensation, 1, kMaxMs)
+                    .integer("max_backoff_ms", max_backoff, 1, kMaxMs)
+                    .millis("timer_interval_ms", interval, 1, 60'000)
+                    .read(config);
+      !st)
+    return st;
+  Policy& p = impl_->policy;
+  p.reserve_timeout_ms = reserve.value_or(step);
+  p.payment_timeout_ms = payment.value_or(step);
+  p.compensation_timeout_ms = compensation.value_or(step);
+  p.max_backoff_ms = max_backoff.value_or(std::max<int64_t>(300'000, p.compensation_timeout_ms));
+  if (p.max_backoff_ms < p.compensation_timeout_ms)
+    return config_invalid(config.path_of("max_backoff_ms") + " must not be below " +
+                              config.path_of("compensation_timeout_ms"),
+                          config.path_of("max_backoff_ms"));
+  impl_->timer_interval = interval;
+  return {};
+}
 
+Status SagaModule::start(ModuleContext& ctx) {
   Impl& s = *impl_;
   s.bus = &ctx.bus;
   s.outbox = &ctx.outbox;
   s.db = &ctx.db;
-  s.policy = opts->policy;
-  s.timer_interval = std::chrono::milliseconds(opts->timer_interval_ms);
 
   if (auto st = store::migrate(ctx.db); !st) return st;
 

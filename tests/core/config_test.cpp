@@ -1,8 +1,10 @@
 #include "ecom/core/config.hpp"
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "support/test_support.hpp"
 
@@ -82,25 +84,72 @@ TEST_CASE("the --config flag wins over ECOMD_CONFIG", "[config]") {
   CHECK(s->roles == "payment");
 }
 
-TEST_CASE("module sections are readable with typed getters", "[config]") {
+TEST_CASE("a config spec fills its variables and keeps defaults for absent keys", "[config]") {
   ecom::test::TempDir dir;
-  auto file =
-      write_file(dir, R"({"saga":{"step_timeout_ms":1500,"name":"x","on":true,"list":["a","b"]}})");
+  auto file = write_file(
+      dir, R"({"saga":{"step_timeout_ms":1500,"name":"x","on":true,"mode":"b","nested":{"n":2}}})");
   auto s = load({"--config=" + file});
   REQUIRE(s.ok());
-  auto saga = s->section("saga");
-  CHECK(saga.get_int("step_timeout_ms", 30000) == 1500);
-  CHECK(saga.get_int("missing", 7) == 7);
-  CHECK(saga.get_string("name", "") == "x");
-  CHECK(saga.get_bool("on", false));
-  CHECK(saga.get_strings("list") == std::vector<std::string>{"a", "b"});
-  CHECK_THROWS_WITH(saga.get_int("name", 0), Catch::Contains("saga.name must be an integer"));
-  CHECK(saga.check_keys({"step_timeout_ms", "name", "on", "list"}).ok());
-  auto bad = saga.check_keys({"step_timeout_ms"});
-  REQUIRE_FALSE(bad.ok());
-  CHECK(bad.error().code == ecom::ErrorCode::kConfigInvalid);
-  CHECK_THAT(bad.error().message, Catch::Contains("valid keys: step_timeout_ms"));
-  CHECK(s->section("inventory").get_int("x", 3) == 3);  // absent section: defaults
+  int64_t step = 30'000;
+  std::chrono::milliseconds missing{7};
+  std::string name;
+  bool on = false;
+  std::string mode = "a";
+  int n = 0;
+  std::optional<int64_t> unset;
+  auto st = ecom::ConfigSpec{}
+                .integer("step_timeout_ms", step, 1, 60'000)
+                .millis("missing", missing, 1, 10)
+                .integer("unset", unset, 0, 5)
+                .string("name", name)
+                .boolean("on", on)
+                .choice("mode", mode, {"a", "b"})
+                .object("nested", ecom::ConfigSpec{}.integer("n", n, 0, 9))
+                .read(s->section("saga"));
+  REQUIRE(st.ok());
+  CHECK(step == 1500);
+  CHECK(missing == std::chrono::milliseconds(7));
+  CHECK_FALSE(unset.has_value());
+  CHECK(name == "x");
+  CHECK(on);
+  CHECK(mode == "b");
+  CHECK(n == 2);
+  // An absent section reads as empty: every default stays.
+  int64_t x = 3;
+  CHECK(ecom::ConfigSpec{}.integer("x", x, 0, 9).read(s->section("inventory")).ok());
+  CHECK(x == 3);
+}
+
+TEST_CASE("a config spec refuses unknown keys, wrong types and values out of range", "[config]") {
+  ecom::test::TempDir dir;
+  auto check = [&](const char* json, const std::string& field, const std::string& text) {
+    INFO(json);
+    auto s = load({"--config=" + write_file(dir, json)});
+    REQUIRE(s.ok());
+    int64_t a = 0;
+    std::string b;
+    std::string c = "x";
+    int d = 0;
+    auto st = ecom::ConfigSpec{}
+                  .integer("a", a, 1, 10)
+                  .string("b", b)
+                  .choice("c", c, {"x", "y"})
+                  .object("o", ecom::ConfigSpec{}.integer("d", d, 0, 1))
+                  .read(s->section("saga"));
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code == ecom::ErrorCode::kConfigInvalid);
+    CHECK(st.error().field == field);
+    CHECK_THAT(st.error().message, Catch::Contains(text));
+  };
+  check(R"({"saga":{"z":1}})", "saga.z", "valid keys: a, b, c, o");
+  check(R"({"saga":{"a":"1"}})", "saga.a", "saga.a must be an integer 1..10, got a string");
+  check(R"({"saga":{"a":11}})", "saga.a", "saga.a must be 1..10, got 11");
+  check(R"({"saga":{"a":1.5}})", "saga.a", "must be an integer");
+  check(R"({"saga":{"b":true}})", "saga.b", "saga.b must be a string, got a boolean");
+  check(R"({"saga":{"c":"z"}})", "saga.c", "saga.c must be one of x, y, got \"z\"");
+  check(R"({"saga":{"o":[]}})", "saga.o", "saga.o must be an object, got an array");
+  check(R"({"saga":{"o":{"d":2}}})", "saga.o.d", "saga.o.d must be 0..1");
+  check(R"({"saga":{"o":{"e":0}}})", "saga.o.e", "valid keys: d");
 }
 
 TEST_CASE("unknown options and config keys are usage errors listing valid names", "[config]") {

@@ -8,6 +8,7 @@ class FakeModule final : public ecom::Module {
  public:
   explicit FakeModule(std::string name) : name_(std::move(name)) {}
   std::string_view name() const noexcept override { return name_; }
+  ecom::Status configure(const ecom::ConfigSection&) override { return {}; }
   ecom::Status start(ecom::ModuleContext&) override { return {}; }
   void stop() noexcept override {}
 

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -58,12 +59,12 @@ TEST_CASE("help and version exit 0", "[e2e][cli]") {
   CHECK_THAT(vout, Catch::StartsWith("ecomd "));
 }
 
-TEST_CASE("a module that fails to start after two started ones exits 2 and stops them",
+TEST_CASE("a module that fails to start after two started ones exits 1 and stops them",
           "[e2e][cli]") {
-  // Roles start in registration order: order and inventory start, then payment rejects its
-  // config. Records waiting for the two keep their consumers busy in batches of their stores
-  // while start-up fails; those consumers must stop before the stores close, which an
-  // AddressSanitizer build (build/asan) reports otherwise.
+  // Roles start in registration order: order and inventory start, then payment cannot open its
+  // store (a directory stands where payment.db belongs). Records waiting for the two keep their
+  // consumers busy in batches of their stores while start-up fails; those consumers must stop
+  // before the stores close, which an AddressSanitizer build (build/asan) reports otherwise.
   ecom::test::TempDir dir;
   {
     ecom::bus::EmbeddedBusOptions o;
@@ -83,13 +84,25 @@ TEST_CASE("a module that fails to start after two started ones exits 2 and stops
     }
     REQUIRE((*bus)->publish(records).ok());
   }
+  std::filesystem::create_directories(dir.file("payment.db"));
+  auto [code, out] = run_ecomd({"--role=all", "--data-dir=" + dir.path(), "--http=127.0.0.1:0"});
+  CHECK(code == 1);
+  CHECK_THAT(out, Catch::Contains("module order started") &&
+                      Catch::Contains("module inventory started") && Catch::Contains("payment.db"));
+  CHECK_THAT(out, !Catch::Contains("module payment started"));
+  CHECK_THAT(out, !Catch::Contains("AddressSanitizer") && !Catch::Contains("LeakSanitizer"));
+}
+
+TEST_CASE("a bad value in any role's config exits 2 before any role starts", "[e2e][cli]") {
+  // Every role reads its config before the first one opens a store or consumes: payment is the
+  // third role, and order and inventory must not have started (nor left stores behind).
+  ecom::test::TempDir dir;
   std::ofstream(dir.file("c.json")) << R"({"payment": {"latency_ms": 99999}})";
   auto [code, out] = run_ecomd({"--role=all", "--config=" + dir.file("c.json"),
                                 "--data-dir=" + dir.path(), "--http=127.0.0.1:0"});
   CHECK(code == 2);
-  CHECK_THAT(out, Catch::Contains("module order started") &&
-                      Catch::Contains("module inventory started") &&
-                      Catch::Contains("payment.latency_ms"));
-  CHECK_THAT(out, !Catch::Contains("module payment started"));
-  CHECK_THAT(out, !Catch::Contains("AddressSanitizer") && !Catch::Contains("LeakSanitizer"));
+  CHECK_THAT(out, Catch::Contains("payment.latency_ms must be 0..30000, got 99999"));
+  CHECK_THAT(out, !Catch::Contains("started"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("order.db")));
+  CHECK_FALSE(std::filesystem::exists(dir.file("bus.db")));
 }

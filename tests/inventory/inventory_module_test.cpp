@@ -57,15 +57,17 @@ class Harness {
     auto doc = parse_json_config(config);
     REQUIRE(doc.ok());
     settings_.document = doc.value();
-    ctx_ = std::make_unique<ModuleContext>(
-        ModuleContext{*bus_, *relay_, router_, *db_, settings_.section("inventory"), settings_});
+    ctx_ = std::make_unique<ModuleContext>(ModuleContext{*bus_, *relay_, router_, *db_, settings_});
   }
   ~Harness() {
     module_.stop();
     relay_->stop();
   }
 
-  Status start() { return module_.start(*ctx_); }
+  Status start() {
+    if (auto st = module_.configure(settings_.section("inventory")); !st) return st;
+    return module_.start(*ctx_);
+  }
   bus::EventBus& bus() { return *bus_; }
   http::Router& router() { return router_; }
 

@@ -108,10 +108,10 @@ struct Harness {
     db = std::move(db::Database::open(dir + "/notification.db")).value();
     REQUIRE(db::migrate_messaging(*db).ok());
     relay = std::make_unique<bus::OutboxRelay>(*db, *bus);
-    ctx.reset(
-        new ModuleContext{*bus, *relay, router, *db, settings.section("notification"), settings});
+    ctx.reset(new ModuleContext{*bus, *relay, router, *db, settings});
     module = std::make_unique<notification::NotificationModule>();
-    auto st = module->start(*ctx);
+    auto st = module->configure(settings.section("notification"));
+    if (st) st = module->start(*ctx);
     INFO((st.ok() ? std::string() : st.error().message));
     REQUIRE(st.ok());
     relay->start();

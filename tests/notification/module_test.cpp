@@ -129,9 +129,10 @@ TEST_CASE("config errors fail start-up with CONFIG_INVALID", "[notification][mod
     REQUIRE(db::migrate_messaging(*db).ok());
     bus::OutboxRelay relay(*db, *bus);
     http::Router router;
-    ModuleContext ctx{*bus, relay, router, *db, settings.section("notification"), settings};
+    ModuleContext ctx{*bus, relay, router, *db, settings};
     notification::NotificationModule m;
-    auto st = m.start(ctx);
+    auto st = m.configure(settings.section("notification"));
+    if (st) st = m.start(ctx);
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().code == ecom::ErrorCode::kConfigInvalid);
     CHECK(router.size() == 0);

@@ -51,7 +51,8 @@ struct Harness {
     db = std::move(db::Database::open(dir.file("order.db"))).value();
     REQUIRE(db::migrate_messaging(*db).ok());
     relay = std::make_unique<bus::OutboxRelay>(*db, *bus);
-    ctx.reset(new ModuleContext{*bus, *relay, router, *db, settings.section("order"), settings});
+    ctx.reset(new ModuleContext{*bus, *relay, router, *db, settings});
+    REQUIRE(module.configure(settings.section("order")).ok());
     REQUIRE(module.start(*ctx).ok());
     relay->start();
     bus::SubscriptionOptions so;

@@ -112,10 +112,10 @@ struct Harness {
     relay = std::make_unique<bus::OutboxRelay>(*db, *bus);
     router = std::make_unique<http::Router>();
     Clock& clock = manual ? static_cast<Clock&>(*manual) : SystemClock::instance();
-    ctx.reset(
-        new ModuleContext{*bus, *relay, *router, *db, settings.section("saga"), settings, clock});
+    ctx.reset(new ModuleContext{*bus, *relay, *router, *db, settings, clock});
     module = std::make_unique<saga::SagaModule>();
-    auto st = module->start(*ctx);
+    auto st = module->configure(settings.section("saga"));
+    if (st) st = module->start(*ctx);
     if (st) relay->start();
     return st;
   }

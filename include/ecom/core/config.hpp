@@ -4,29 +4,24 @@
 
 #include <rapidjson/document.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "ecom/core/result.hpp"
 
 namespace ecom {
 
-/// A configuration value of the wrong type. Thrown only by ConfigSection getters, which are used
-/// at start-up, where main turns it into exit code 2 with this message.
-struct ConfigError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 /// A read-only view of one object in the configuration. Cheap to copy; valid while the owning
-/// Settings lives. Missing keys yield the given defaults; a present key of the wrong type throws
-/// ConfigError naming the dotted path (e.g. "saga.step_timeout_ms must be an integer").
+/// Settings lives. It only finds values: what a section may hold, of which type and range, is
+/// declared and checked by a ConfigSpec, the one way any module or area reads its config.
 class ConfigSection {
  public:
   ConfigSection() = default;
@@ -34,13 +29,8 @@ class ConfigSection {
       : v_(v), path_(std::move(path)) {}
 
   /// True when the key is present.
-  bool has(std::string_view key) const;
-  std::string get_string(std::string_view key, std::string_view def) const;
-  int64_t get_int(std::string_view key, int64_t def) const;
-  double get_double(std::string_view key, double def) const;
-  bool get_bool(std::string_view key, bool def) const;
-  std::vector<std::string> get_strings(std::string_view key) const;
-  /// A nested object (empty when absent).
+  bool has(std::string_view key) const { return raw(key) != nullptr; }
+  /// A nested section; empty when absent or not an object (ConfigSpec::object checks the type).
   ConfigSection section(std::string_view key) const;
   /// The raw JSON value, or nullptr when absent.
   const rapidjson::Value* raw(std::string_view key) const;
@@ -48,13 +38,58 @@ class ConfigSection {
   std::vector<std::string> keys() const;
   /// Dotted path of this section, for messages (e.g. "inventory.seed").
   const std::string& path() const { return path_; }
-  /// Fails (code CONFIG_INVALID) when a key is not in `allowed` or a present key has the wrong
-  /// JSON type; the message lists the valid names.
-  Status check_keys(std::initializer_list<std::string_view> allowed) const;
+  /// Dotted path of one of its keys ("saga" + "step_timeout_ms" -> "saga.step_timeout_ms").
+  std::string path_of(std::string_view key) const;
 
  private:
   const rapidjson::Value* v_ = nullptr;
   std::string path_;
+};
+
+/// A CONFIG_INVALID error naming `field` (a dotted path).
+Error config_invalid(std::string message, std::string field = {});
+
+/// The keys one config section may hold, each with its type, range and the variable it fills.
+/// read() fails with CONFIG_INVALID naming the dotted key on an unknown key (listing the valid
+/// ones), a value of the wrong type or out of range; an absent key leaves its variable at the
+/// default it holds. Checks that span keys (one bound by another) follow read() in the caller.
+/// A spec refers to its variables: build it, read it, drop it.
+class ConfigSpec {
+ public:
+  /// Reads a present value; `path` is its dotted key, for messages.
+  using Reader = std::function<Status(const rapidjson::Value& value, const std::string& path)>;
+
+  /// An integer in [lo, hi].
+  template <typename T>
+  requires(std::is_integral_v<T> &&
+           !std::is_same_v<T, bool>) ConfigSpec& integer(std::string_view key, T& out, int64_t lo,
+                                                         int64_t hi) {
+    return add_integer(key, lo, hi, [&out](int64_t v) { out = static_cast<T>(v); });
+  }
+  /// An integer in [lo, hi] whose absence matters (its default depends on another key).
+  ConfigSpec& integer(std::string_view key, std::optional<int64_t>& out, int64_t lo, int64_t hi);
+  /// A duration in whole milliseconds in [lo, hi].
+  ConfigSpec& millis(std::string_view key, std::chrono::milliseconds& out, int64_t lo, int64_t hi);
+  ConfigSpec& boolean(std::string_view key, bool& out);
+  ConfigSpec& string(std::string_view key, std::string& out);
+  /// A string that must be one of `allowed`.
+  ConfigSpec& choice(std::string_view key, std::string& out, std::vector<std::string> allowed);
+  /// A nested object with its own spec.
+  ConfigSpec& object(std::string_view key, ConfigSpec nested);
+  /// A value of any shape read by `read` (arrays of records, maps with free keys).
+  ConfigSpec& custom(std::string_view key, Reader read);
+
+  /// Checks `section` against the spec and fills the variables.
+  Status read(const ConfigSection& section) const;
+
+ private:
+  ConfigSpec& add_integer(std::string_view key, int64_t lo, int64_t hi,
+                          std::function<void(int64_t)> set);
+  struct Entry {
+    std::string key;
+    Reader read;
+  };
+  std::vector<Entry> entries_;
 };
 
 /// The resolved process settings.

@@ -26,7 +26,6 @@ struct ModuleContext {
   bus::OutboxRelay& outbox;  ///< relays this module's outbox; call notify() after a commit
   http::Router& router;      ///< register routes here during start()
   db::Database& db;          ///< this module's own SQLite store (`<data-dir>/<name>.db`)
-  ConfigSection config;      ///< this module's config section (may be empty)
   const Settings& settings;  ///< process-wide settings
   /// The time every deadline, timestamp and PeriodicTask of the module uses (tests: ManualClock).
   Clock& clock = SystemClock::instance();
@@ -39,8 +38,13 @@ class Module {
   virtual ~Module() = default;
   /// The module's kName.
   virtual std::string_view name() const noexcept = 0;
-  /// Validates config, migrates the store, registers routes and subscriptions. Called once, on
-  /// the main thread, before the HTTP server accepts connections. A failure aborts start-up.
+  /// Reads the module's config section (empty when absent) with a ConfigSpec and keeps the
+  /// result. The host configures every role of the process before it starts any, so a bad key
+  /// fails start-up before a consumer runs. Called once, before start().
+  virtual Status configure(const ConfigSection& config) = 0;
+  /// Migrates the store, registers routes and subscriptions, with the configured options. Called
+  /// once, on the main thread, before the HTTP server accepts connections. A failure aborts
+  /// start-up.
   virtual Status start(ModuleContext& ctx) = 0;
   /// Stops background work (subscriptions, timers). Called once, before the bus and DB close.
   virtual void stop() noexcept = 0;

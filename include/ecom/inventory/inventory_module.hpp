@@ -22,6 +22,7 @@ class InventoryModule final : public Module {
   InventoryModule& operator=(const InventoryModule&) = delete;
 
   std::string_view name() const noexcept override { return kName; }
+  Status configure(const ConfigSection& config) override;
   Status start(ModuleContext& ctx) override;
   void stop() noexcept override;
 

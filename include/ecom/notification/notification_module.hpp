@@ -21,6 +21,7 @@ class NotificationModule final : public Module {
   NotificationModule();
   ~NotificationModule() override;
   std::string_view name() const noexcept override { return kName; }
+  Status configure(const ConfigSection& config) override;
   Status start(ModuleContext& ctx) override;
   /// Stops consumption, delivery and the live push, and closes every open stream.
   void stop() noexcept override;

@@ -17,6 +17,7 @@ class OrderModule final : public Module {
   OrderModule();
   ~OrderModule() override;
   std::string_view name() const noexcept override { return kName; }
+  Status configure(const ConfigSection& config) override;
   Status start(ModuleContext& ctx) override;
   void stop() noexcept override;
 

@@ -21,6 +21,7 @@ class SagaModule final : public Module {
   SagaModule& operator=(const SagaModule&) = delete;
 
   std::string_view name() const noexcept override { return kName; }
+  Status configure(const ConfigSection& config) override;
   Status start(ModuleContext& ctx) override;
   void stop() noexcept override;
 
