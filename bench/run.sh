@@ -28,8 +28,11 @@
 #   BENCH_WARMUP           warm-up seconds before each run (default 5; 1 with --smoke)
 #   BENCH_CONNECTIONS      closed-loop connections (default 64; 256 for http-accept)
 #   BENCH_RATE             open-loop target in orders/s (default 1000; 0 skips that run)
-#   BENCH_RUNS             which runs, a comma list of closed, half, rate (default all three);
-#                          e.g. BENCH_RUNS=rate BENCH_RATE=20 for the latency without queueing
+#   BENCH_RUNS             which runs, a comma list of closed, saturate, half, rate (default
+#                          closed,saturate,half,rate); e.g. BENCH_RUNS=rate BENCH_RATE=100 for the
+#                          CPU per order and latency at a low rate
+#   BENCH_SATURATE         orders in flight of the `saturate` closed loop (default 2048; `closed`
+#                          allows 4 per connection, 256 by default)
 #   BENCH_OUT              where JSON results and logs go (default build/bench-results/<scenario>-<time>)
 #   BENCH_BROKERS          use this Kafka cluster instead of starting one (also: ECOM_KAFKA_BROKERS)
 #   BENCH_KEEP=1           keep the data directories
@@ -76,7 +79,8 @@ else
   warmup="${BENCH_WARMUP:-5}"
 fi
 latency_seconds="${BENCH_LATENCY_SECONDS:-30}"
-runs=",${BENCH_RUNS:-closed,half,rate},"
+runs=",${BENCH_RUNS:-closed,saturate,half,rate},"
+saturate="${BENCH_SATURATE:-2048}"
 rate="${BENCH_RATE:-1000}"
 if [[ "$scenario" == http-accept ]]; then
   connections="${BENCH_CONNECTIONS:-256}"
@@ -216,6 +220,10 @@ start_broker() {
   brokers="${BENCH_BROKERS:-${ECOM_KAFKA_BROKERS:-}}"
   if [[ -n "$brokers" ]]; then
     say "using the Kafka cluster at $brokers"
+    # A broker of this machine counts in the CPU per order too: found by its listening port.
+    local first="${brokers%%,*}"
+    broker_pid="$(ss -ltnpH "sport = :${first##*:}" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)"
+    [[ -n "$broker_pid" ]] || say "the broker is not a process of this user here: its CPU is not counted"
     return
   fi
   local port
@@ -255,7 +263,9 @@ run_bench() {
     shift
   done
   shift
-  local before after load rc=0
+  local before after load rc=0 pid
+  local -A before_pid=()
+  for pid in "${cpu_pids[@]}"; do before_pid[$pid]="$(cpu_ticks "$pid")"; done
   before="$(cpu_ticks "${cpu_pids[@]}")"
   say "run $name: ecomd-bench $*"
   "$bench" --label "$scenario/$name" --json "$out/$name.json" "$@" "${extra_args[@]}" |
@@ -275,6 +285,15 @@ run_bench() {
   echo "  server CPU: $(awk -v t=$((after - before)) -v hz="$tick" 'BEGIN {printf "%.1f", t / hz}') s over the run," \
     "${cpu_ms} ms per order (all ecomd${broker_pid:+ + broker} processes); load average after: $load" |
     tee -a "$out/$name.txt"
+  # Where it went: each process's share, named by its role (or "broker").
+  local parts=() who
+  for pid in "${cpu_pids[@]}"; do
+    [[ -n "$orders" && "$orders" != 0 ]] || break
+    who="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 's/.*--role=\([a-z,]*\).*/\1/p')"
+    [[ "$pid" == "${broker_pid:-}" ]] && who=broker
+    parts+=("${who:-$pid} $(awk -v t=$(($(cpu_ticks "$pid") - ${before_pid[$pid]:-0})) -v hz="$tick" -v n="$orders" 'BEGIN {printf "%.2f", t * 1000 / hz / n}')")
+  done
+  ((${#parts[@]} > 1)) && echo "  CPU ms per order by process: $(IFS=,; echo "${parts[*]}" | sed 's/,/, /g')" | tee -a "$out/$name.txt"
   printf '{"cpu_seconds": %s, "cpu_ms_per_order": "%s", "loadavg_after": "%s", "exit": %d}\n' \
     "$(awk -v t=$((after - before)) -v hz="$tick" 'BEGIN {printf "%.2f", t / hz}')" "$cpu_ms" "$load" "$rc" \
     >"$out/$name.server.json"
@@ -298,6 +317,11 @@ closed_then_open() {
   if [[ "$runs" == *,closed,* ]]; then
     run_bench closed "${cpu[@]}" -- "${url_args[@]}" --mode closed --connections "$connections" \
       --duration "$seconds" --warmup "$warmup" --e2e "$e2e" --quiet
+  fi
+  if [[ "$runs" == *,saturate,* && "$e2e" != none ]]; then
+    run_bench "saturate-$saturate" "${cpu[@]}" -- "${url_args[@]}" --mode closed \
+      --connections "$connections" --max-inflight "$saturate" --duration "$seconds" \
+      --warmup "$warmup" --e2e "$e2e" --quiet
   fi
   [[ "$e2e" == none ]] && return
   # Half the measured capacity first: a run the server cannot sustain leaves a backlog behind

@@ -40,8 +40,15 @@ constexpr std::chrono::milliseconds kPumpPoll{1'000};
 constexpr int64_t kPruneRowsPerTurn = 2'048;
 constexpr std::chrono::milliseconds kPrunePause{5};
 
+// The statuses a customer is told about unless `notification.notify` says otherwise: that the
+// order was received, and how it ended. The steps between follow within milliseconds; each
+// notification is a row, a delivery and a notifications.sent event.
+const std::vector<std::string> kDefaultNotify = {"order.created", "order.confirmed",
+                                                 "order.cancelled"};
+
 struct Options {
   std::string sink = "log";
+  std::vector<std::string> notify = kDefaultNotify;
   WebhookOptions webhook;
   Templates templates;
   int64_t feed_retention = 100'000;
@@ -59,8 +66,25 @@ Result<Options> parse_options(const ConfigSection& c) {
     o.templates = std::move(t).value();
     return {};
   };
+  const auto notify = [&o](const rapidjson::Value& v, const std::string& path) -> Status {
+    const std::string want = fmt::format("{} must be an array of template keys ({})", path,
+                                         fmt::join(template_keys(), ", "));
+    if (!v.IsArray()) return config_invalid(want, path);
+    o.notify.clear();
+    for (const auto& item : v.GetArray()) {
+      if (!item.IsString()) return config_invalid(want, path);
+      const std::string_view key(item.GetString(), item.GetStringLength());
+      const auto& keys = template_keys();
+      if (std::find(keys.begin(), keys.end(), key) == keys.end())
+        return config_invalid(fmt::format("{}: unknown template key \"{}\"; {}", path, key, want),
+                              path);
+      o.notify.emplace_back(key);
+    }
+    return {};
+  };
   if (auto st = ConfigSpec{}
                     .choice("sink", o.sink, {"log", "webhook"})
+                    .custom("notify", notify)
                     .object("webhook", ConfigSpec{}
                                            .string("url", o.webhook.url)
                                            .millis("timeout_ms", o.webhook.timeout, 1, 600'000)
@@ -78,6 +102,10 @@ Result<Options> parse_options(const ConfigSection& c) {
         fmt::format("{} must be an http:// URL when {} is \"webhook\"", url, c.path_of("sink")),
         url);
   }
+  // A status without a template sends nothing: keep only the templates to notify.
+  std::erase_if(o.templates, [&](const auto& t) {
+    return std::find(o.notify.begin(), o.notify.end(), t.first) == o.notify.end();
+  });
   return o;
 }
 

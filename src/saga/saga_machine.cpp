@@ -135,7 +135,9 @@ class Step {
         r_.payment_authorized = true;
         r_.state = SagaState::kConfirmed;
         emit(commit_stock(r_));
-        publish(OrderStatus::kPaymentAuthorized);
+        // CONFIRMED only: a PAYMENT_AUTHORIZED status here would be decided in the same
+        // transition and carry nothing CONFIRMED does not (it outranks it), yet cost an event
+        // for every consumer of orders.status. The status stays in the contract for readers.
         publish(OrderStatus::kConfirmed);
         r_.pending |= kPendingCommit;
         set_deadline(p_.compensation_timeout_ms);

@@ -156,15 +156,15 @@ std::vector<std::string> history(const rapidjson::Document& order) {
   }                                                \
   static void fn()
 
-LIFECYCLE_TEST(scenario_1, "happy path: reserved, authorized, confirmed, stock sold",
+LIFECYCLE_TEST(scenario_1,
+               "happy path: reserved, confirmed with the payment authorized, stock sold",
                "[e2e][lifecycle]") {
   TempDir dir;
   Ecomd e(dir.path(), args(write_config(dir)));
   auto id = place(e, order_body("tok_visa", {{"SKU-A", 2}, {"SKU-B", 1}}));
   auto order = wait_terminal(e, id);
   CHECK(str(order, "status") == "CONFIRMED");
-  CHECK(history(order) ==
-        std::vector<std::string>{"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"});
+  CHECK(history(order) == std::vector<std::string>{"PENDING", "STOCK_RESERVED", "CONFIRMED"});
   CHECK(stock_is(e, "SKU-A", 98, 0, 2));
   CHECK(stock_is(e, "SKU-B", 99, 0, 1));
   CHECK(str(parse(e.get("/api/payments/" + id).body), "status") == "AUTHORIZED");

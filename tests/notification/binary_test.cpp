@@ -21,8 +21,7 @@ using ecom::test::TempDir;
 
 namespace {
 
-const std::vector<std::string> kLifecycle{"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED",
-                                          "CONFIRMED"};
+const std::vector<std::string> kLifecycle{"PENDING", "STOCK_RESERVED", "CONFIRMED"};
 
 // A catalogue with one product; a slow payment gateway so that a client connecting right after
 // placing the order sees the later statuses arrive live.

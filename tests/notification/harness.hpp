@@ -95,8 +95,13 @@ struct Harness {
   std::vector<Envelope> sent;  // NotificationSent events seen on notifications.sent
   std::unique_ptr<bus::Subscription> watcher;
 
+  /// Notifies every status, so that tests see one notification per status change; the module's
+  /// default (received, confirmed, cancelled) has its own test.
+  static constexpr const char* kEveryStatus =
+      R"({"notify":["order.created","order.stock_reserved","order.payment_authorized",)"
+      R"("order.confirmed","order.cancelled"]})";
   /// `config` is the notification section as JSON.
-  explicit Harness(std::string data_dir, const std::string& config = "{}")
+  explicit Harness(std::string data_dir, const std::string& config = kEveryStatus)
       : dir(std::move(data_dir)) {
     auto doc = parse_json_config(R"({"notification":)" + config + "}");
     REQUIRE(doc.ok());

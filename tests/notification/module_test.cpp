@@ -4,6 +4,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -116,7 +117,8 @@ TEST_CASE("config errors fail start-up with CONFIG_INVALID", "[notification][mod
        {R"({"sink":"email"})", R"({"sink":"webhook"})",
         R"({"sink":"webhook","webhook":{"url":"https://x"}})", R"({"feed_retention":0})",
         R"({"keepalive_ms":5})", R"({"webhook":{"max_attempts":0}})", R"({"nope":1})",
-        R"({"templates":{"order.lost":{}}})", R"({"webhook":{"urll":"x"}})"}) {
+        R"({"templates":{"order.lost":{}}})", R"({"webhook":{"urll":"x"}})",
+        R"({"notify":"order.created"})", R"({"notify":["order.lost"]})", R"({"notify":[1]})"}) {
     INFO(config);
     auto doc = parse_json_config(R"({"notification":)" + config + "}");
     REQUIRE(doc.ok());
@@ -216,6 +218,32 @@ TEST_CASE("redelivered and repeated events give one notification per status",
     CHECK(e.source == "notification");
     CHECK(e.subject == "o-r");
   }
+}
+
+TEST_CASE("by default a customer hears that the order was received and how it ended",
+          "[notification][module]") {
+  // The steps between (stock reserved, payment authorized) follow within milliseconds: by
+  // default they are on the order's status feed but send nothing. `notify` chooses.
+  test::TempDir dir;
+  Harness h(dir.path(), "{}");
+  h.publish(topics::kOrdersCreated, order_created("o-d"));
+  h.publish(topics::kOrdersStatus, status_changed("o-d", "STOCK_RESERVED"));
+  h.publish(topics::kOrdersStatus, status_changed("o-d", "PAYMENT_AUTHORIZED"));
+  h.publish(topics::kOrdersStatus, status_changed("o-d", "CONFIRMED"));
+  h.publish(topics::kOrdersCreated, order_created("o-c"));
+  h.publish(topics::kOrdersStatus, status_changed("o-c", "CANCELLED"));
+  REQUIRE(test::eventually([&] { return h.sent_count() == 4; }));
+  std::this_thread::sleep_for(300ms);  // would a fifth show up?
+  CHECK(h.sent_count() == 4);
+  std::vector<std::string> statuses;
+  for (const char* id : {"o-d", "o-c"}) {
+    auto list = h.notifications_of(id);
+    for (const auto& n : list["notifications"].GetArray())
+      statuses.push_back(std::string(id) + " " + n["orderStatus"].GetString());
+  }
+  std::sort(statuses.begin(), statuses.end());
+  CHECK(statuses ==
+        std::vector<std::string>{"o-c CANCELLED", "o-c PENDING", "o-d CONFIRMED", "o-d PENDING"});
 }
 
 TEST_CASE("webhook: retried on 500, SENT on 200, NotificationSent emitted",
