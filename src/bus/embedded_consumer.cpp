@@ -81,6 +81,12 @@ class Consumer final : public ConsumerWorker {
  private:
   using Row = LogRecord;
 
+  /// A dead letter whose write failed: the handler is done with it, only the write is left.
+  struct Unwritten {
+    std::string reason;
+    int attempts;
+  };
+
   struct Part {
     std::string topic;
     int partition = 0;
@@ -90,7 +96,9 @@ class Consumer final : public ConsumerWorker {
     std::deque<Row> buffer;
     int attempt = 1;  ///< attempt number of buffer.front()
     Clock::time_point retry_at{};
-    bool lost = false;  ///< ownership went to another member
+    bool lost = false;                   ///< ownership went to another member
+    std::optional<Unwritten> unwritten;  ///< of buffer.front(), retried at retry_at
+    int dlq_failures = 0;                ///< failed writes of `unwritten`, for the backoff
   };
 
   void run() override {
@@ -182,6 +190,8 @@ class Consumer final : public ConsumerWorker {
   /// it inside one batch of the subscriber's store (group commit), then settles the outcomes.
   /// True when any partition moved on. Offsets are committed by the caller.
   bool serve_all() {
+    // Outside the store batch: a dead letter is written only for work already durable.
+    bool progressed = write_due_dead_letters();
     std::vector<Handled> handled;
     size_t budget = static_cast<size_t>(std::max(1, opt_.max_batch));
     auto handle_pass = [&] {
@@ -189,7 +199,7 @@ class Consumer final : public ConsumerWorker {
       for (auto& [key, part] : owned_) {
         if (stopping() || budget == 0 || Clock::now() >= next_heartbeat_) break;
         Part& p = part;
-        if (p.lost || p.retry_at > now) continue;
+        if (p.lost || p.retry_at > now || p.unwritten) continue;
         p.retry_at = {};
         if (p.buffer.empty() && (p.log_end <= p.position || !fetch(p))) continue;
         handled.push_back(handle_run(p, budget));
@@ -206,9 +216,8 @@ class Consumer final : public ConsumerWorker {
       log::warn(kTag, "group {}: committing handled records failed ({}), retrying", opt_.group,
                 st.error().message);
       for (auto& h : handled) h.part->retry_at = Clock::now() + opt_.initial_backoff;
-      return false;
+      return progressed;
     }
-    bool progressed = false;
     for (auto& h : handled) progressed |= settle(h);
     return progressed;
   }
@@ -274,7 +283,27 @@ class Consumer final : public ConsumerWorker {
   static void advance(Part& p) {
     p.position = p.buffer.front().offset + 1;
     p.attempt = 1;
+    p.dlq_failures = 0;
     p.buffer.pop_front();
+  }
+
+  /// Retries the dead-letter writes that failed, once their backoff passed, without calling the
+  /// handler again: it already answered, and its work may be durable (as on Kafka). True when
+  /// any partition moved on.
+  bool write_due_dead_letters() {
+    bool progressed = false;
+    const auto now = Clock::now();
+    for (auto& [key, p] : owned_) {
+      if (stopping()) break;
+      if (!p.unwritten || p.lost || p.retry_at > now) continue;
+      const Unwritten u = std::move(*p.unwritten);
+      p.unwritten.reset();
+      p.retry_at = {};
+      if (!dead_letter(p, p.buffer.front(), u.reason, u.attempts)) continue;  // waits again
+      advance(p);
+      progressed = true;
+    }
+    return progressed;
   }
 
   /// Commits the progress of every partition that moved, in one transaction.
@@ -307,7 +336,7 @@ class Consumer final : public ConsumerWorker {
   }
 
   /// Copies the record to `<topic>.dlq` and commits past it, in one transaction. False when the
-  /// store failed: the record stays and the partition backs off.
+  /// store failed: the record stays, and only this write is retried after a growing backoff.
   bool dead_letter(Part& p, const Row& row, const std::string& reason, int attempts) {
     const std::string headers = headers_json(reason, p.topic, p.partition, row.offset, attempts,
                                              opt_.group, membership_.member_id());
@@ -319,9 +348,11 @@ class Consumer final : public ConsumerWorker {
       return membership_.commit_offset(tx, p.topic, p.partition, row.offset + 1);
     });
     if (!r) {
-      log::error(kTag, "group {}: dead-lettering {}[{}]@{} failed: {}", opt_.group, p.topic,
-                 p.partition, row.offset, r.error().message);
-      p.retry_at = Clock::now() + policy_.backoff.after(1);
+      const auto delay = policy_.backoff.after(++p.dlq_failures);
+      log::error(kTag, "group {}: dead-lettering {}[{}]@{} failed: {}; retrying the write in {} ms",
+                 opt_.group, p.topic, p.partition, row.offset, r.error().message, delay.count());
+      p.unwritten = Unwritten{reason, attempts};
+      p.retry_at = Clock::now() + delay;
       return false;
     }
     log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {}: {}", opt_.group, p.topic, p.partition,

@@ -246,6 +246,32 @@ TEST_CASE(
   CHECK(std::string(h3["reason"].GetString()).rfind("poison pill", 0) == 0);
 }
 
+TEST_CASE("embedded bus: a dead letter whose write fails is held and only the write retried",
+          "[bus][embedded][contract]") {
+  ecom::test::TempDir dir;
+  const auto opts = fast_bus_options(dir.file("bus.db"));
+  auto bus = open_bus(opts);
+  // Another connection to the file makes appends to .dlq topics fail, as a full disk would.
+  auto exec = [&](const char* sql) {
+    auto db = ecom::db::Database::open(opts.path);
+    REQUIRE(db.ok());
+    REQUIRE((*db)
+                ->transaction([&](ecom::db::Tx& tx) -> ecom::Status {
+                  tx.exec(sql);
+                  return {};
+                })
+                .ok());
+  };
+  ecom::test::check_dead_letter_write_failure(
+      *bus, "t", "g",
+      [&] {
+        exec(
+            "CREATE TRIGGER refuse_dlq BEFORE INSERT ON records WHEN NEW.topic LIKE '%.dlq' "
+            "BEGIN SELECT RAISE(ABORT, 'dead letters refused'); END");
+      },
+      [&] { exec("DROP TRIGGER refuse_dlq"); }, 10s);
+}
+
 TEST_CASE("embedded bus: close waits for the in-flight handler and stops delivery",
           "[bus][embedded][contract]") {
   ecom::test::TempDir dir;

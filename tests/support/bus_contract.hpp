@@ -489,4 +489,51 @@ inline DeadLetters check_dead_letters(bus::EventBus& bus, const std::string& top
   return sent;
 }
 
+/// A dead letter whose write fails is held, never skipped: the rest of its partition waits while
+/// the write alone is retried after a backoff, and the handler is not called again for it. Once
+/// writes succeed again the copy is written once and the consumer moves on. `refuse` makes the
+/// bus's dead-letter writes (and only those) fail until `accept`.
+inline void check_dead_letter_write_failure(bus::EventBus& bus, const std::string& topic,
+                                            const std::string& group,
+                                            const std::function<void()>& refuse,
+                                            const std::function<void()>& accept,
+                                            std::chrono::milliseconds timeout) {
+  const Envelope rejected = contract::event("k", 1);
+  const Envelope next = contract::event("k", 2);
+  std::vector<bus::Record> records{contract::record(topic, rejected),
+                                   contract::record(topic, next)};
+  REQUIRE(bus.publish(records).ok());
+  refuse();
+  std::atomic<int> rejected_calls{0};
+  Collector got([&](const bus::Message& m) {
+    if (m.envelope.id != rejected.id) return bus::Outcome::ack();
+    ++rejected_calls;
+    return bus::Outcome::dead_letter("bad data");
+  });
+  auto sub = bus.subscribe({.group = group,
+                            .topics = {topic},
+                            .initial_backoff = std::chrono::milliseconds(100),
+                            .max_backoff = std::chrono::milliseconds(200)},
+                           got.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return rejected_calls.load() >= 1; }, timeout));
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // several failed writes
+  CHECK(rejected_calls.load() == 1);
+  CHECK(got.ids() == std::vector<std::string>{rejected.id});  // the next record waits
+  accept();
+  REQUIRE(eventually([&] { return got.size() >= 2; }, timeout));
+  (*sub)->close();
+  CHECK(got.ids() == std::vector<std::string>{rejected.id, next.id});
+  CHECK(rejected_calls.load() == 1);
+
+  Collector dlq;
+  auto dlq_sub =
+      bus.subscribe({.group = group + "-dlq", .topics = {bus::dlq_topic(topic)}}, dlq.handler());
+  REQUIRE(dlq_sub.ok());
+  REQUIRE(eventually([&] { return dlq.size() >= 1; }, timeout));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // room for a second copy
+  (*dlq_sub)->close();
+  CHECK(dlq.ids() == std::vector<std::string>{rejected.id});
+}
+
 }  // namespace ecom::test
