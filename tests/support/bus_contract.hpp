@@ -45,6 +45,21 @@ inline std::multiset<std::string> ids_of(const std::vector<Envelope>& events) {
   return out;
 }
 
+/// The ids a fresh group (`group`-dlq) consumes from `<topic>.dlq`, read like any other topic,
+/// once the first arrived and a second copy had time to.
+inline std::vector<std::string> dead_lettered_ids(bus::EventBus& bus, const std::string& topic,
+                                                  const std::string& group,
+                                                  std::chrono::milliseconds timeout) {
+  Collector dlq;
+  auto sub =
+      bus.subscribe({.group = group + "-dlq", .topics = {bus::dlq_topic(topic)}}, dlq.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return dlq.size() >= 1; }, timeout));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  (*sub)->close();
+  return dlq.ids();
+}
+
 }  // namespace contract
 
 /// Per-key order: two publishers at once, each owning half of 40 keys, interleave them in
@@ -381,15 +396,9 @@ inline void check_retries(bus::EventBus& bus, const std::string& topic, const st
       timeout));
 
   // Dead-lettered once, into a topic another group reads like any other.
-  Collector dlq;
-  auto dlq_sub =
-      bus.subscribe({.group = group + "-dlq", .topics = {bus::dlq_topic(topic)}}, dlq.handler());
-  REQUIRE(dlq_sub.ok());
-  REQUIRE(eventually([&] { return dlq.size() >= 1; }, timeout));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // room for a second copy
-  (*dlq_sub)->close();
+  CHECK(contract::dead_lettered_ids(bus, topic, group, timeout) ==
+        std::vector<std::string>{doomed.id});
   (*sub)->close();
-  CHECK(dlq.ids() == std::vector<std::string>{doomed.id});
 
   CHECK(others_meanwhile.load() > 0);
   const auto slow = attempts_of(slow0.id);
@@ -526,14 +535,8 @@ inline void check_dead_letter_write_failure(bus::EventBus& bus, const std::strin
   CHECK(got.ids() == std::vector<std::string>{rejected.id, next.id});
   CHECK(rejected_calls.load() == 1);
 
-  Collector dlq;
-  auto dlq_sub =
-      bus.subscribe({.group = group + "-dlq", .topics = {bus::dlq_topic(topic)}}, dlq.handler());
-  REQUIRE(dlq_sub.ok());
-  REQUIRE(eventually([&] { return dlq.size() >= 1; }, timeout));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // room for a second copy
-  (*dlq_sub)->close();
-  CHECK(dlq.ids() == std::vector<std::string>{rejected.id});
+  CHECK(contract::dead_lettered_ids(bus, topic, group, timeout) ==
+        std::vector<std::string>{rejected.id});
 }
 
 }  // namespace ecom::test
