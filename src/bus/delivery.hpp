@@ -1,7 +1,7 @@
 #pragma once
 /// The consumer core both transports share: what happens to a record once its handler answered,
-/// how a handler is called, and the rule for static member ids. The transports (embedded_bus.cpp,
-/// kafka_bus.cpp) only fetch, commit offsets and write dead letters.
+/// how a handler is called, and the rule for static member ids. The transports' consumers
+/// (embedded_consumer.cpp, kafka_consumer.cpp) only fetch, commit offsets and write dead letters.
 ///
 /// Pure: no clock, no I/O; a decision depends only on its arguments.
 

@@ -1,8 +1,12 @@
 #pragma once
-// Private helpers shared by the Kafka bus and the topic admin code. librdkafka stays in src/bus.
+// Private helpers shared by the Kafka bus (producer, consumer) and the topic admin code.
+// librdkafka stays in src/bus.
 
 #include <librdkafka/rdkafka.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -48,5 +52,23 @@ Error kafka_error(std::string_view what, rd_kafka_resp_err_t err, bool retryable
 
 /// True when a failed delivery may succeed when tried again later.
 bool delivery_retryable(rd_kafka_resp_err_t err) noexcept;
+
+// Connection errors repeat with every reconnect attempt while a broker is away; healthy() and
+// the health-check log report the outage, so each client logs them at most every 30 s.
+class ErrorThrottle {
+ public:
+  bool quiet(rd_kafka_resp_err_t err) {
+    if (err != RD_KAFKA_RESP_ERR__TRANSPORT && err != RD_KAFKA_RESP_ERR__RESOLVE) return false;
+    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count();
+    int64_t last = last_ms_.load();
+    if (last != 0 && now - last < 30'000) return true;
+    return !last_ms_.compare_exchange_strong(last, now);
+  }
+
+ private:
+  std::atomic<int64_t> last_ms_{0};
+};
 
 }  // namespace ecom::bus::kafka

@@ -202,124 +202,34 @@ TEST_CASE("embedded bus: separate groups each see every event", "[bus][embedded]
   ecom::test::check_separate_groups(*bus, "t", "u", "g1", "g2", 30s);
 }
 
-TEST_CASE("embedded bus: retry backs off exponentially, blocking only its partition",
+TEST_CASE("embedded bus: retries back off on their partition only, then dead-letter",
           "[bus][embedded][contract]") {
   ecom::test::TempDir dir;
   auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
-  const std::string slow = "slow-key";
-  const std::string fast = ecom::test::key_outside({slow}, ecom::bus::kDefaultPartitions, "fast");
-
-  std::mutex mu;
-  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> calls;
-  Collector got([&](const Message& m) {
-    std::lock_guard lock(mu);
-    calls.emplace_back(m.key + "#" + std::to_string(m.attempt), std::chrono::steady_clock::now());
-    if (m.key == slow && m.envelope.data == "{\"n\":0}" && m.attempt < 3) {
-      return Outcome::retry("not yet");
-    }
-    return Outcome::ack();
-  });
-  auto sub = bus->subscribe({.group = "g",
-                             .topics = {"t"},
-                             .max_attempts = 5,
-                             .initial_backoff = 400ms,
-                             .max_backoff = 600ms},
-                            got.handler());
-  REQUIRE(sub.ok());
-  const Envelope s0 = test_event(slow, 0);
-  const Envelope s1 = test_event(slow, 1);
-  std::vector<Record> batch{ecom::test::to_record("t", s0), ecom::test::to_record("t", s1)};
-  for (int i = 0; i < 3; ++i) batch.push_back(ecom::test::to_record("t", test_event(fast, i)));
-  REQUIRE(bus->publish(batch).ok());
-
-  REQUIRE(eventually([&] { return got.size() >= 7; }, 20s));
-  std::vector<std::string> order;
-  std::map<std::string, std::chrono::steady_clock::time_point> at;
-  {
-    std::lock_guard lock(mu);
-    for (const auto& [name, t] : calls) {
-      order.push_back(name);
-      at.emplace(name, t);
-    }
-  }
-  auto msgs = got.messages();
-  REQUIRE(msgs.size() == 7);
-  // The slow key: attempts 1, 2, 3 of s0 and only then s1 (its partition waited).
-  std::vector<std::string> slow_seq;
-  for (const auto& m : msgs) {
-    if (m.key == slow) slow_seq.push_back(m.envelope.id + "#" + std::to_string(m.attempt));
-  }
-  CHECK(slow_seq ==
-        std::vector<std::string>{s0.id + "#1", s0.id + "#2", s0.id + "#3", s1.id + "#1"});
-  // Backoff: 400 ms, then doubled but capped at 600 ms.
-  CHECK(at[slow + "#2"] - at[slow + "#1"] >= 395ms);
-  CHECK(at[slow + "#3"] - at[slow + "#2"] >= 595ms);
-  // The other partition was not blocked: all its events came before the first retry.
-  auto pos = [&](const std::string& name) {
-    return std::find(order.begin(), order.end(), name) - order.begin();
-  };
-  size_t fast_seen = 0;
-  for (size_t i = 0; i < order.size(); ++i) {
-    if (order[i].rfind(fast, 0) == 0) {
-      ++fast_seen;
-      CHECK(static_cast<long>(i) < pos(slow + "#2"));
-    }
-  }
-  CHECK(fast_seen == 3);
+  ecom::test::check_retries(*bus, "t", "g", 20s);
 }
 
-TEST_CASE("embedded bus: exhausted retries, dead_letter outcomes and poison pills go to the dlq",
-          "[bus][embedded][contract]") {
+TEST_CASE(
+    "embedded bus: dead letters keep their value and carry reason, attempts and origin as "
+    "JSON headers",
+    "[bus][embedded][contract]") {
   ecom::test::TempDir dir;
   const auto opts = fast_bus_options(dir.file("bus.db"));
   auto bus = open_bus(opts);
-
-  const Envelope doomed = test_event("k", 1);
-  const Envelope rejected = test_event("k", 2);
-  const Envelope fine = test_event("k", 3);
-  Collector got([&](const Message& m) {
-    if (m.envelope.id == doomed.id) return Outcome::retry("db down");
-    if (m.envelope.id == rejected.id) return Outcome::dead_letter("bad sku");
-    return Outcome::ack();
-  });
-  auto sub = bus->subscribe({.group = "g",
-                             .topics = {"t"},
-                             .max_attempts = 3,
-                             .initial_backoff = 10ms,
-                             .max_backoff = 20ms},
-                            got.handler());
-  REQUIRE(sub.ok());
-  const std::string garbage = "this is not json";
-  const std::string incomplete = R"({"specversion":"1.0","id":"x"})";
-  std::vector<Record> batch{
-      ecom::test::to_record("t", doomed),   Record{"t", "k", garbage},
-      ecom::test::to_record("t", rejected), Record{"t", "k", incomplete},
-      ecom::test::to_record("t", fine),
+  // The consumer writes a dead letter before it moves on: once the contract saw the last
+  // event, every copy is in the file.
+  auto values = [&](size_t) {
+    std::vector<std::string> out;
+    for (const auto& r : ecom::test::dlq_records(opts.path, "t")) out.push_back(r.value);
+    return out;
   };
-  REQUIRE(bus->publish(batch).ok());
-
-  // The consumer moves on past all of them to the last event.
-  REQUIRE(eventually([&] {
-    auto ids = got.ids();
-    return std::find(ids.begin(), ids.end(), fine.id) != ids.end();
-  }));
-  std::vector<std::string> seen;
-  for (const auto& m : got.messages()) {
-    seen.push_back(m.envelope.id + "#" + std::to_string(m.attempt));
-  }
-  CHECK(seen == std::vector<std::string>{doomed.id + "#1", doomed.id + "#2", doomed.id + "#3",
-                                         rejected.id + "#1", fine.id + "#1"});
+  ecom::test::check_dead_letters(*bus, "t", "g", values, 10s);
 
   auto dlq = ecom::test::dlq_records(opts.path, "t");
   REQUIRE(dlq.size() == 4);  // one partition: in order
-  CHECK(dlq[0].value == ecom::encode_envelope(doomed));
-  CHECK(dlq[1].value == garbage);
-  CHECK(dlq[2].value == ecom::encode_envelope(rejected));
-  CHECK(dlq[3].value == incomplete);
   for (const auto& r : dlq) CHECK(r.key == "k");
-
   auto h0 = parse(dlq[0].headers);
-  CHECK(std::string(h0["reason"].GetString()) == "retries exhausted after 3 attempts: db down");
+  CHECK(std::string(h0["reason"].GetString()) == "retries exhausted after 3 attempts: never works");
   CHECK(h0["attempts"].GetInt() == 3);
   CHECK(std::string(h0["topic"].GetString()) == "t");
   CHECK(h0["offset"].GetInt64() == 0);
@@ -328,49 +238,38 @@ TEST_CASE("embedded bus: exhausted retries, dead_letter outcomes and poison pill
   auto h1 = parse(dlq[1].headers);
   CHECK(std::string(h1["reason"].GetString()).rfind("poison pill", 0) == 0);
   CHECK(h1["offset"].GetInt64() == 1);
+  CHECK(h1["attempts"].GetInt() == 0);  // never handed to the handler
   auto h2 = parse(dlq[2].headers);
-  CHECK(std::string(h2["reason"].GetString()) == "bad sku");
+  CHECK(std::string(h2["reason"].GetString()) == "bad data");
   CHECK(h2["attempts"].GetInt() == 1);
   auto h3 = parse(dlq[3].headers);
   CHECK(std::string(h3["reason"].GetString()).rfind("poison pill", 0) == 0);
-
-  // The dlq is an ordinary topic: operators can consume it.
-  Collector ops;
-  auto osub =
-      bus->subscribe({.group = "ops", .topics = {ecom::bus::dlq_topic("t")}}, ops.handler());
-  REQUIRE(osub.ok());
-  REQUIRE(eventually([&] { return ops.size() >= 2; }));
-  CHECK(ops.ids() == std::vector<std::string>{doomed.id, rejected.id});
-
-  // Progress past the dead letters was committed: a restart does not see them again.
-  (*sub)->close();
-  Collector again;
-  auto sub2 = bus->subscribe({.group = "g", .topics = {"t"}}, again.handler());
-  REQUIRE(sub2.ok());
-  std::this_thread::sleep_for(300ms);
-  CHECK(again.size() == 0);
 }
 
-TEST_CASE("embedded bus: a handler that throws is retried like a retry outcome",
-          "[bus][embedded]") {
+TEST_CASE("embedded bus: a dead letter whose write fails is held and only the write retried",
+          "[bus][embedded][contract]") {
   ecom::test::TempDir dir;
-  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
-  std::atomic<int> calls{0};
-  Collector got([&](const Message& m) -> Outcome {
-    ++calls;
-    if (m.attempt == 1) throw std::runtime_error("boom");
-    return Outcome::ack();
-  });
-  auto sub =
-      bus->subscribe({.group = "g", .topics = {"t"}, .initial_backoff = 10ms}, got.handler());
-  REQUIRE(sub.ok());
-  REQUIRE(bus->publish("t", test_event("k", 1)).ok());
-  REQUIRE(eventually([&] { return calls.load() >= 2; }));
-  std::this_thread::sleep_for(100ms);
-  CHECK(calls.load() == 2);
-  auto msgs = got.messages();
-  REQUIRE(msgs.size() == 1);  // the throwing call never returned into the collector
-  CHECK(msgs[0].attempt == 2);
+  const auto opts = fast_bus_options(dir.file("bus.db"));
+  auto bus = open_bus(opts);
+  // Another connection to the file makes appends to .dlq topics fail, as a full disk would.
+  auto exec = [&](const char* sql) {
+    auto db = ecom::db::Database::open(opts.path);
+    REQUIRE(db.ok());
+    REQUIRE((*db)
+                ->transaction([&](ecom::db::Tx& tx) -> ecom::Status {
+                  tx.exec(sql);
+                  return {};
+                })
+                .ok());
+  };
+  ecom::test::check_dead_letter_write_failure(
+      *bus, "t", "g",
+      [&] {
+        exec(
+            "CREATE TRIGGER refuse_dlq BEFORE INSERT ON records WHEN NEW.topic LIKE '%.dlq' "
+            "BEGIN SELECT RAISE(ABORT, 'dead letters refused'); END");
+      },
+      [&] { exec("DROP TRIGGER refuse_dlq"); }, 10s);
 }
 
 TEST_CASE("embedded bus: close waits for the in-flight handler and stops delivery",

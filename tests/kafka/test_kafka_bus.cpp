@@ -159,134 +159,60 @@ TEST_CASE("kafka bus: a group resumes after its committed offsets", "[kafka][con
                                           60s);
 }
 
-TEST_CASE("kafka bus: retry backs off on its partition only, then succeeds or dead-letters",
+TEST_CASE("kafka bus: retries back off on their partition only, then dead-letter",
           "[kafka][contract]") {
   auto o = fast_options(brokers());
   std::string topic = unique_name("retry-test");
   make_topics(o, {topic});
   auto bus = open_bus(o);
-
-  std::mutex mu;
-  std::vector<std::pair<std::string, int>> order;  // (key, attempt) in handling order
-  std::atomic<int> slow_partition{-1};
-  std::atomic<int> others_meanwhile{0};  // other partitions' records handled while slow waits
-  Collector c([&](const Message& m) {
-    {
-      std::lock_guard lock(mu);
-      order.emplace_back(m.key, m.attempt);
-    }
-    if (m.key == "slow" && event_n(m.envelope) == 0) {
-      slow_partition = m.partition;
-      // Succeeds only once other partitions made progress: if a retry blocked them, this record
-      // would exhaust its attempts and the test would fail.
-      return others_meanwhile > 0 ? Outcome::ack() : Outcome::retry("waiting for the others");
-    }
-    if (m.key.rfind("other-", 0) == 0 && slow_partition >= 0 && m.partition != slow_partition)
-      ++others_meanwhile;
-    if (m.key == "doomed") return Outcome::retry("never works");
-    if (m.key == "thrower" && m.attempt == 1) throw std::runtime_error("boom");
-    return Outcome::ack();
-  });
-  ecom::bus::SubscriptionOptions so{.group = unique_name("g"), .topics = {topic}};
-  so.max_attempts = 20;
-  so.initial_backoff = 100ms;
-  so.max_backoff = 1s;
-  auto sub = bus->subscribe(so, c.handler());
-  REQUIRE(sub.ok());
-
-  auto has = [&](const std::string& key, int attempt) {
-    std::lock_guard lock(mu);
-    return std::find(order.begin(), order.end(), std::pair{key, attempt}) != order.end();
-  };
-  std::vector<Envelope> first{test_event("slow", 0), test_event("slow", 1), test_event("doomed", 0),
-                              test_event("thrower", 0)};
-  auto r1 = records_for(topic, first);
-  REQUIRE(bus->publish(r1).ok());
-  REQUIRE(eventually([&] { return has("slow", 1); }, 60s));
-  std::vector<Envelope> others;
-  for (int i = 0; i < 30; ++i) others.push_back(test_event("other-" + std::to_string(i), i));
-  auto r2 = records_for(topic, others);
-  REQUIRE(bus->publish(r2).ok());
-
-  REQUIRE(eventually([&] { return has("thrower", 2) && has("doomed", 20) && c.distinct() == 34; },
-                     90s));
-  auto dlq = read_topic(o.bootstrap_servers, ecom::bus::dlq_topic(topic), 1, 60s, 500ms);
-
-  CHECK(others_meanwhile > 0);
-  std::vector<int> slow_ns;
-  int slow_attempts = 0;
-  for (const auto& m : c.messages()) {
-    if (m.key != "slow") continue;
-    slow_ns.push_back(event_n(m.envelope));
-    if (event_n(m.envelope) == 0) CHECK(m.attempt == ++slow_attempts);
-  }
-  // The slow record was retried, and its successor on the key came only after it succeeded.
-  CHECK(slow_attempts >= 2);
-  REQUIRE_FALSE(slow_ns.empty());
-  CHECK(slow_ns.back() == 1);
-  CHECK(std::count(slow_ns.begin(), slow_ns.end(), 1) == 1);
-  CHECK_FALSE(has("doomed", 21));
-
-  REQUIRE(dlq.size() == 1);
-  CHECK(dlq[0].key == "doomed");
-  CHECK(dlq[0].header("ecom_attempts") == "20");
-  CHECK(dlq[0].header("ecom_error").value_or("").find("never works") != std::string::npos);
-  CHECK(dlq[0].header("ecom_original_topic") == topic);
-  CHECK(dlq[0].header("ce_type") == "ecom.test.happened.v1");
-  (*sub)->close();
+  ecom::test::check_retries(*bus, topic, unique_name("g"), 60s);
 }
 
-TEST_CASE("kafka bus: poison pills and dead_letter outcomes go to .dlq with error headers",
-          "[kafka][contract]") {
+TEST_CASE(
+    "kafka bus: dead letters keep their value and headers and carry ecom_ headers with the "
+    "error and origin",
+    "[kafka][contract]") {
   auto o = fast_options(brokers());
   std::string topic = unique_name("dlq-test");
   make_topics(o, {topic});
   auto bus = open_bus(o);
-  Collector c([](const Message& m) {
-    return m.envelope.data.find("\"bad\"") != std::string::npos ? Outcome::dead_letter("bad data")
-                                                                : Outcome::ack();
-  });
-  auto sub = bus->subscribe({.group = unique_name("g"), .topics = {topic}}, c.handler());
-  REQUIRE(sub.ok());
+  auto by_offset = [](std::vector<RawRecord> records) {
+    std::sort(records.begin(), records.end(),
+              [](const RawRecord& a, const RawRecord& b) { return a.offset < b.offset; });
+    return records;
+  };
+  auto read_dlq = [&](size_t at_least) {
+    return by_offset(
+        read_topic(o.bootstrap_servers, ecom::bus::dlq_topic(topic), at_least, 60s, 500ms));
+  };
+  auto values = [&](size_t at_least) {
+    std::vector<std::string> out;
+    for (const auto& r : read_dlq(at_least)) out.push_back(r.value);
+    return out;
+  };
+  const std::string group = unique_name("g");
+  const auto sent = ecom::test::check_dead_letters(*bus, topic, group, values, 60s);
 
-  // All on one key, so one partition: the good record after the pill must still arrive.
-  Envelope bad = ecom::make_event("test", "ecom.test.happened.v1", "k", R"({"bad":true})");
-  Envelope good = test_event("k", 7);
-  std::vector<Record> records{Record{topic, "k", "{not json"}, to_record(topic, bad),
-                              to_record(topic, good)};
-  REQUIRE(bus->publish(records).ok());
-  REQUIRE(eventually([&] { return c.distinct() == 2; }, 60s));
-
-  auto dlq = read_topic(o.bootstrap_servers, ecom::bus::dlq_topic(topic), 2, 60s, 500ms);
-  REQUIRE(dlq.size() == 2);
-  auto topic_records = read_topic(o.bootstrap_servers, topic, 3);
-  REQUIRE(topic_records.size() == 3);
-  std::sort(topic_records.begin(), topic_records.end(),
-            [](const RawRecord& a, const RawRecord& b) { return a.offset < b.offset; });
-  std::sort(dlq.begin(), dlq.end(), [](const RawRecord& a, const RawRecord& b) {
-    return std::stoll(a.header("ecom_original_offset").value_or("0")) <
-           std::stoll(b.header("ecom_original_offset").value_or("0"));
-  });
-
-  const RawRecord& pill = dlq[0];
-  CHECK(pill.value == "{not json");
-  CHECK(pill.key == "k");
-  CHECK(pill.header("ecom_error").value_or("").find("undecodable") != std::string::npos);
-  CHECK(pill.header("ecom_original_topic") == topic);
-  CHECK(pill.header("ecom_original_partition") == std::to_string(topic_records[0].partition));
-  CHECK(pill.header("ecom_original_offset") == std::to_string(topic_records[0].offset));
-  CHECK(pill.header("ecom_attempts") == "1");
-
-  const RawRecord& dead = dlq[1];
-  CHECK(dead.value == encode_envelope(bad));
-  CHECK(dead.header("ecom_error") == "bad data");
-  CHECK(dead.header("ecom_original_offset") == std::to_string(topic_records[1].offset));
-  CHECK(dead.header("ce_id") == bad.id);  // the original headers are kept
-
-  std::set<std::string> handled;
-  for (const auto& m : c.messages()) handled.insert(m.envelope.id);
-  CHECK(handled == std::set<std::string>{bad.id, good.id});
-  (*sub)->close();
+  const auto dlq = read_dlq(4);  // all on one key, so one partition each
+  REQUIRE(dlq.size() == 4);
+  const auto origin = by_offset(read_topic(o.bootstrap_servers, topic, 6));
+  REQUIRE(origin.size() == 6);  // the five records and the contract's marker
+  for (size_t i = 0; i < dlq.size(); ++i) {
+    INFO("dead letter " << i);
+    CHECK(dlq[i].key == "k");
+    CHECK(dlq[i].header("ecom_original_topic") == topic);
+    CHECK(dlq[i].header("ecom_original_partition") == std::to_string(origin[i].partition));
+    CHECK(dlq[i].header("ecom_original_offset") == std::to_string(origin[i].offset));
+    CHECK(dlq[i].header("ecom_consumer_group") == group);
+  }
+  CHECK(dlq[0].header("ecom_attempts") == "3");
+  CHECK(dlq[0].header("ecom_error").value_or("").find("never works") != std::string::npos);
+  CHECK(dlq[0].header("ce_type") == "ecom.test.happened.v1");  // the original headers are kept
+  CHECK(dlq[1].header("ecom_error").value_or("").find("undecodable") != std::string::npos);
+  CHECK(dlq[1].header("ecom_attempts") == "1");
+  CHECK(dlq[2].header("ecom_error") == "bad data");
+  CHECK(dlq[2].header("ce_id") == sent.rejected.id);
+  CHECK(dlq[3].header("ecom_error").value_or("").find("undecodable") != std::string::npos);
 }
 
 TEST_CASE("kafka bus: at-least-once after a consumer process is killed before committing",

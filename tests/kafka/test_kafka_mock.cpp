@@ -10,11 +10,13 @@
 
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "ecom/bus/outbox_relay.hpp"
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
 #include "kafka_test_support.hpp"
+#include "support/bus_contract.hpp"
 #include "support/test_support.hpp"
 
 using ecom::Envelope;
@@ -279,4 +281,19 @@ TEST_CASE("kafka mock: a record whose dead-letter write fails is held, never ski
   CHECK(dlq[0].header("ecom_error").value_or("").rfind("undecodable envelope", 0) == 0);
   CHECK(dlq[0].header("ecom_original_offset") == "0");
   (*sub)->close();
+}
+
+TEST_CASE("kafka mock: a dead letter whose write fails is held and only the write retried",
+          "[kafka][mock][contract]") {
+  MockCluster mc(1);
+  std::string topic = unique_name("mock-dlq-write");
+  mc.create_topic(topic, 1);
+  auto bus = open_bus(mock_options(mc));
+  // Every ProduceRequest is refused until the errors are cleared; only dead letters are produced
+  // meanwhile.
+  std::vector<rd_kafka_resp_err_t> refused(1000, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  ecom::test::check_dead_letter_write_failure(
+      *bus, topic, unique_name("g"),
+      [&] { rd_kafka_mock_push_request_errors_array(mc.get(), 0, refused.size(), refused.data()); },
+      [&] { rd_kafka_mock_clear_request_errors(mc.get(), 0); }, 60s);
 }

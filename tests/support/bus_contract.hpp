@@ -3,6 +3,7 @@
 /// (tests/bus for the embedded bus, tests/kafka for Kafka). Each takes the bus, fresh topic and
 /// group names (created beforehand where the bus needs that) and how long the bus may take.
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -11,11 +12,13 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "ecom/bus/event_bus.hpp"
+#include "ecom/core/backoff.hpp"
 #include "ecom/core/envelope.hpp"
 #include "support/collector.hpp"
 #include "support/test_support.hpp"
@@ -40,6 +43,21 @@ inline std::multiset<std::string> ids_of(const std::vector<Envelope>& events) {
   std::multiset<std::string> out;
   for (const auto& e : events) out.insert(e.id);
   return out;
+}
+
+/// The ids a fresh group (`group`-dlq) consumes from `<topic>.dlq`, read like any other topic,
+/// once the first arrived and a second copy had time to.
+inline std::vector<std::string> dead_lettered_ids(bus::EventBus& bus, const std::string& topic,
+                                                  const std::string& group,
+                                                  std::chrono::milliseconds timeout) {
+  Collector dlq;
+  auto sub =
+      bus.subscribe({.group = group + "-dlq", .topics = {bus::dlq_topic(topic)}}, dlq.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return dlq.size() >= 1; }, timeout));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  (*sub)->close();
+  return dlq.ids();
 }
 
 }  // namespace contract
@@ -293,6 +311,232 @@ inline void check_handler_closes_own_subscription(bus::EventBus& bus, const std:
   std::lock_guard lock(got_mu);
   CHECK(got == std::vector<std::string>{events[1].id, events[2].id});
   CHECK(calls.load() == 1);
+}
+
+/// Retries: a record whose handler answers retry (or throws) is redelivered with the next attempt
+/// number after at least the backoff of its attempt (doubling from initial_backoff, capped at
+/// max_backoff). Meanwhile the rest of its partition waits and the other partitions go on. After
+/// max_attempts it is dead-lettered once to `<topic>.dlq`, an ordinary topic that another group
+/// consumes (created beforehand where the bus needs that). `timeout` bounds each wait.
+inline void check_retries(bus::EventBus& bus, const std::string& topic, const std::string& group,
+                          std::chrono::milliseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  constexpr int kMaxAttempts = 8;
+  const Backoff backoff{std::chrono::milliseconds(100), std::chrono::milliseconds(400)};
+  const Envelope slow0 = contract::event("slow", 0);
+  const Envelope slow1 = contract::event("slow", 1);
+  const Envelope doomed = contract::event("doomed", 0);
+  const Envelope thrower = contract::event("thrower", 0);
+
+  struct Call {
+    std::string id;
+    int attempt;
+    Clock::time_point at;
+  };
+  std::mutex mu;
+  std::vector<Call> calls;  // in handling order
+  std::atomic<int> slow_partition{-1};
+  std::atomic<int> others_meanwhile{0};  // other partitions' records handled while slow0 waits
+  auto handler = [&](const bus::Message& m) -> bus::Outcome {
+    {
+      std::lock_guard lock(mu);
+      calls.push_back({m.envelope.id, m.attempt, Clock::now()});
+    }
+    if (m.envelope.id == slow0.id) {
+      slow_partition = m.partition;
+      // Succeeds only once other partitions made progress: if its retry blocked them, this
+      // record would exhaust its attempts and the checks below would fail.
+      return others_meanwhile > 0 ? bus::Outcome::ack() : bus::Outcome::retry("waiting");
+    }
+    if (m.key.rfind("other-", 0) == 0 && slow_partition >= 0 && m.partition != slow_partition) {
+      ++others_meanwhile;
+    }
+    if (m.envelope.id == doomed.id) return bus::Outcome::retry("never works");
+    if (m.envelope.id == thrower.id && m.attempt == 1) throw std::runtime_error("boom");
+    return bus::Outcome::ack();
+  };
+  auto attempts_of = [&](const std::string& id) {
+    std::lock_guard lock(mu);
+    std::vector<Call> out;
+    for (const auto& c : calls) {
+      if (c.id == id) out.push_back(c);
+    }
+    return out;
+  };
+  auto distinct = [&] {
+    std::lock_guard lock(mu);
+    std::set<std::string> ids;
+    for (const auto& c : calls) ids.insert(c.id);
+    return ids.size();
+  };
+  bus::SubscriptionOptions options{.group = group,
+                                   .topics = {topic},
+                                   .max_attempts = kMaxAttempts,
+                                   .initial_backoff = backoff.base,
+                                   .max_backoff = backoff.cap};
+  auto sub = bus.subscribe(options, handler);
+  REQUIRE(sub.ok());
+
+  std::vector<bus::Record> first;
+  for (const auto* e : {&slow0, &slow1, &doomed, &thrower}) {
+    first.push_back(contract::record(topic, *e));
+  }
+  REQUIRE(bus.publish(first).ok());
+  REQUIRE(eventually([&] { return !attempts_of(slow0.id).empty(); }, timeout));
+  std::vector<bus::Record> others;
+  for (int i = 0; i < 30; ++i) {
+    others.push_back(contract::record(topic, contract::event("other-" + std::to_string(i), i)));
+  }
+  REQUIRE(bus.publish(others).ok());
+  REQUIRE(eventually(
+      [&] {
+        return attempts_of(thrower.id).size() >= 2 &&
+               attempts_of(doomed.id).size() >= kMaxAttempts && distinct() == 34;
+      },
+      timeout));
+
+  // Dead-lettered once, into a topic another group reads like any other.
+  CHECK(contract::dead_lettered_ids(bus, topic, group, timeout) ==
+        std::vector<std::string>{doomed.id});
+  (*sub)->close();
+
+  CHECK(others_meanwhile.load() > 0);
+  const auto slow = attempts_of(slow0.id);
+  CHECK(slow.size() >= 2);
+  for (size_t i = 0; i < slow.size(); ++i) CHECK(slow[i].attempt == static_cast<int>(i) + 1);
+  // Its successor on the key waited until it succeeded, and came once.
+  const auto next = attempts_of(slow1.id);
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].attempt == 1);
+  CHECK(next[0].at >= slow.back().at);
+
+  const auto dead = attempts_of(doomed.id);
+  REQUIRE(dead.size() == kMaxAttempts);  // none past the last attempt
+  for (size_t i = 0; i < dead.size(); ++i) {
+    const int attempt = static_cast<int>(i) + 1;
+    CHECK(dead[i].attempt == attempt);
+    if (i > 0) {
+      INFO("attempt " << attempt);
+      CHECK(dead[i].at - dead[i - 1].at >= backoff.after(attempt - 1));
+    }
+  }
+  // A throw is a retry: attempt 2 follows.
+  const auto threw = attempts_of(thrower.id);
+  REQUIRE(threw.size() == 2);
+  CHECK(threw[1].attempt == 2);
+}
+
+/// The values stored in `<topic>.dlq`, in offset order, once there are at least `at_least`.
+using DlqValues = std::function<std::vector<std::string>(size_t at_least)>;
+
+/// What check_dead_letters sent, in this order on one key: `doomed` (retried until its attempts,
+/// 3, ran out), `garbage` (not JSON), `rejected` (a dead_letter outcome, "bad data"),
+/// `incomplete` (JSON but no envelope), then an event that is simply handled.
+struct DeadLetters {
+  Envelope doomed;
+  std::string garbage;
+  Envelope rejected;
+  std::string incomplete;
+};
+
+/// Dead letters: exhausted retries, a dead_letter outcome and records that are not envelopes
+/// (poison pills, never handed to the handler) each go to `<topic>.dlq` with their value
+/// unchanged and in order, and the consumer moves on past them on their partition. The offsets
+/// past them are committed: the group's next member does not see them again. Returns what was
+/// sent, for the checks of each bus's own dead-letter headers.
+inline DeadLetters check_dead_letters(bus::EventBus& bus, const std::string& topic,
+                                      const std::string& group, const DlqValues& dlq_values,
+                                      std::chrono::milliseconds timeout) {
+  const DeadLetters sent{contract::event("k", 1), "this is not json", contract::event("k", 2),
+                         R"({"specversion":"1.0","id":"x"})"};
+  const Envelope fine = contract::event("k", 3);
+  Collector got([&](const bus::Message& m) {
+    if (m.envelope.id == sent.doomed.id) return bus::Outcome::retry("never works");
+    if (m.envelope.id == sent.rejected.id) return bus::Outcome::dead_letter("bad data");
+    return bus::Outcome::ack();
+  });
+  auto sub = bus.subscribe({.group = group,
+                            .topics = {topic},
+                            .max_attempts = 3,
+                            .initial_backoff = std::chrono::milliseconds(10),
+                            .max_backoff = std::chrono::milliseconds(20)},
+                           got.handler());
+  REQUIRE(sub.ok());
+  std::vector<bus::Record> records{
+      contract::record(topic, sent.doomed),   bus::Record{topic, "k", sent.garbage},
+      contract::record(topic, sent.rejected), bus::Record{topic, "k", sent.incomplete},
+      contract::record(topic, fine),
+  };
+  REQUIRE(bus.publish(records).ok());
+  REQUIRE(eventually(
+      [&] {
+        const auto ids = got.ids();
+        return std::find(ids.begin(), ids.end(), fine.id) != ids.end();
+      },
+      timeout));
+  std::vector<std::string> seen;
+  for (const auto& m : got.messages()) {
+    seen.push_back(m.envelope.id + "#" + std::to_string(m.attempt));
+  }
+  const std::string doomed = sent.doomed.id + "#";
+  CHECK(seen == std::vector<std::string>{doomed + "1", doomed + "2", doomed + "3",
+                                         sent.rejected.id + "#1", fine.id + "#1"});
+  CHECK(dlq_values(4) == std::vector<std::string>{encode_envelope(sent.doomed), sent.garbage,
+                                                  encode_envelope(sent.rejected), sent.incomplete});
+
+  // Committed past them: after a marker on the same key, the group's next member gets only it.
+  (*sub)->close();
+  Collector again;
+  auto next = bus.subscribe({.group = group, .topics = {topic}}, again.handler());
+  REQUIRE(next.ok());
+  const Envelope marker = contract::event("k", 4);
+  REQUIRE(bus.publish(topic, marker).ok());
+  REQUIRE(eventually([&] { return again.size() >= 1; }, timeout));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  (*next)->close();
+  CHECK(again.ids() == std::vector<std::string>{marker.id});
+  return sent;
+}
+
+/// A dead letter whose write fails is held, never skipped: the rest of its partition waits while
+/// the write alone is retried after a backoff, and the handler is not called again for it. Once
+/// writes succeed again the copy is written once and the consumer moves on. `refuse` makes the
+/// bus's dead-letter writes (and only those) fail until `accept`.
+inline void check_dead_letter_write_failure(bus::EventBus& bus, const std::string& topic,
+                                            const std::string& group,
+                                            const std::function<void()>& refuse,
+                                            const std::function<void()>& accept,
+                                            std::chrono::milliseconds timeout) {
+  const Envelope rejected = contract::event("k", 1);
+  const Envelope next = contract::event("k", 2);
+  std::vector<bus::Record> records{contract::record(topic, rejected),
+                                   contract::record(topic, next)};
+  REQUIRE(bus.publish(records).ok());
+  refuse();
+  std::atomic<int> rejected_calls{0};
+  Collector got([&](const bus::Message& m) {
+    if (m.envelope.id != rejected.id) return bus::Outcome::ack();
+    ++rejected_calls;
+    return bus::Outcome::dead_letter("bad data");
+  });
+  auto sub = bus.subscribe({.group = group,
+                            .topics = {topic},
+                            .initial_backoff = std::chrono::milliseconds(100),
+                            .max_backoff = std::chrono::milliseconds(200)},
+                           got.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return rejected_calls.load() >= 1; }, timeout));
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // several failed writes
+  CHECK(rejected_calls.load() == 1);
+  CHECK(got.ids() == std::vector<std::string>{rejected.id});  // the next record waits
+  accept();
+  REQUIRE(eventually([&] { return got.size() >= 2; }, timeout));
+  (*sub)->close();
+  CHECK(got.ids() == std::vector<std::string>{rejected.id, next.id});
+  CHECK(rejected_calls.load() == 1);
+
+  CHECK(contract::dead_lettered_ids(bus, topic, group, timeout) ==
+        std::vector<std::string>{rejected.id});
 }
 
 }  // namespace ecom::test

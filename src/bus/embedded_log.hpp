@@ -1,0 +1,107 @@
+#pragma once
+// The embedded bus's file: its schema, appending records to partition logs, reading them back,
+// and the state every bus object of one file shares (Core). Private to src/bus.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ecom/bus/embedded_bus.hpp"
+#include "ecom/core/result.hpp"
+#include "ecom/db/database.hpp"
+
+namespace ecom::bus::embedded {
+
+inline constexpr std::string_view kTag{"bus"};
+
+/// What every bus object of one file shares: the connection and the in-process wake-up.
+struct Core {
+  EmbeddedBusOptions opt;
+  std::unique_ptr<db::Database> db;
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t generation = 0;  ///< bumped after every local commit that added records
+
+  void wake() {
+    {
+      std::lock_guard lock(mu);
+      ++generation;
+    }
+    cv.notify_all();
+  }
+  uint64_t current_generation() {
+    std::lock_guard lock(mu);
+    return generation;
+  }
+
+  /// Static members of this bus object, (group, instance_id): each may be live only once.
+  std::mutex instances_mu;
+  std::set<std::pair<std::string, std::string>> instances;
+
+  bool register_instance(const std::string& group, const std::string& instance) {
+    std::lock_guard lock(instances_mu);
+    return instances.emplace(group, instance).second;
+  }
+  void release_instance(const std::string& group, const std::string& instance) {
+    std::lock_guard lock(instances_mu);
+    instances.erase({group, instance});
+  }
+};
+
+/// Opens the file at options.path, creating (or upgrading) its schema. The partition count is the
+/// one the file was created with, which may differ from options.partitions (logged): key-to-
+/// partition mapping, and so per-key order, depends on it. Options are checked by the caller.
+Result<std::shared_ptr<Core>> open_log(EmbeddedBusOptions options);
+
+/// Appends records to partition logs inside one write transaction, tracking each touched
+/// partition's log end so that a batch costs one INSERT per record plus one UPSERT per partition.
+class Appender {
+ public:
+  Appender(db::Tx& tx, int partitions);
+
+  /// Appends one record; returns its partition.
+  int append(std::string_view topic, std::string_view key, std::string_view value,
+             const std::string* headers);
+
+  void finish();
+
+ private:
+  struct End {
+    std::string topic;
+    int partition;
+    int64_t next;
+  };
+
+  End& end_of(std::string_view topic, int partition);
+
+  db::Tx& tx_;
+  int partitions_;
+  int64_t ts_;
+  std::vector<End> ends_;
+};
+
+/// One record of a partition log.
+struct LogRecord {
+  int64_t offset;
+  std::string key;
+  std::string value;
+};
+
+/// Appends up to `limit` records of topic[partition] from offset `from` on to `out`, in offset
+/// order. Retention may have deleted the head of the log: the first one may be past `from`.
+void read_records(db::Tx& tx, std::string_view topic, int partition, int64_t from, int limit,
+                  std::deque<LogRecord>& out);
+
+/// Calls `f(partition, next offset)` for every partition of `topic` that has a log end.
+void for_each_log_end(db::Tx& tx, std::string_view topic,
+                      const std::function<void(int partition, int64_t log_end)>& f);
+
+}  // namespace ecom::bus::embedded

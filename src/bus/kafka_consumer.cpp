@@ -1,0 +1,573 @@
+// Handlers run on the consumer's thread, so a partition's records are handled one at a time in
+// offset order. Offsets are committed only for handled records (asynchronously every
+// commit_interval, synchronously on revoke and close). A retry pauses only the record's partition
+// and redelivers the held record after a backoff. What a handler's outcome means (advance, retry
+// after which delay, dead-letter) is decided by bus/delivery.hpp, the same for the embedded bus.
+
+#include "kafka_consumer.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "delivery.hpp"
+#include "ecom/core/envelope.hpp"
+#include "ecom/core/log.hpp"
+
+namespace ecom::bus::kafka {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+using TopicPartition = std::pair<std::string, int32_t>;
+
+// A record copied out of librdkafka, kept while it waits for a retry.
+struct Held {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string key;
+  std::string value;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::optional<Envelope> envelope;  // empty: the value is not a valid envelope
+  std::string decode_error;
+};
+
+struct PartitionState {
+  int64_t next = -1;       // offset after the last handled record; -1: none handled yet
+  int64_t committed = -1;  // last `next` the group coordinator acknowledged
+  bool paused = false;     // paused in librdkafka while a record waits for its retry
+  bool dropped = false;    // records arrived while paused and were dropped: seek on resume
+  std::optional<Held> held;
+  int attempt = 0;        // attempts made on `held`
+  bool dlq_only = false;  // the handler is done; only the dead-letter write must be retried
+  int dlq_failures = 0;   // failed dead-letter writes of `held`, for the backoff
+  std::string reason;     // why `held` is waiting
+  Clock::time_point due;
+};
+
+// One member of a consumer group and everything its thread touches; the thread's lifetime
+// follows consumer_worker.hpp. librdkafka's callbacks get this object as their opaque: they are
+// served by rd_kafka_consumer_poll and rd_kafka_consumer_close, on the worker's thread only.
+class KafkaConsumer final : public ConsumerWorker {
+ public:
+  KafkaConsumer(const KafkaBusOptions& options, SubscriptionOptions sub, Handler handler,
+                std::shared_ptr<Producer> producer, std::shared_ptr<SubscriptionHealth> health)
+      : options_(options),
+        sub_(std::move(sub)),
+        policy_(DeliveryPolicy::of(sub_)),
+        handler_(std::move(handler)),
+        producer_(std::move(producer)),
+        health_(std::move(health)) {}
+
+  /// Creates the consumer and subscribes; the loop starts with ConsumerWorker::start.
+  Status open() {
+    int session = static_cast<int>(options_.session_timeout.count());
+    std::map<std::string, std::string> preset = {
+        {"group.id", sub_.group},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"auto.offset.reset", "earliest"},
+        {"session.timeout.ms", std::to_string(session)},
+        // Members notice a rebalance at their next heartbeat: keep that short.
+        {"heartbeat.interval.ms", std::to_string(std::max(100, session / 10))},
+        {"enable.partition.eof", "false"},
+        {"allow.auto.create.topics", "false"},
+    };
+    // Static membership: a restarted member re-owns its partitions without a rebalance.
+    if (!sub_.instance_id.empty()) preset["group.instance.id"] = sub_.instance_id;
+    auto conf = make_conf(options_, ClientKind::kConsumer, preset);
+    if (!conf) return conf.error();
+    rd_kafka_conf_set_opaque(conf->get(), this);
+    rd_kafka_conf_set_rebalance_cb(conf->get(), &KafkaConsumer::on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf->get(), &KafkaConsumer::on_commit);
+    rd_kafka_conf_set_error_cb(conf->get(), &KafkaConsumer::on_error);
+    auto rk = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
+    if (!rk) return rk.error();
+    rk_ = std::move(rk).value();
+    rd_kafka_poll_set_consumer(rk_.get());
+    rd_kafka_topic_partition_list_t* topics =
+        rd_kafka_topic_partition_list_new(static_cast<int>(sub_.topics.size()));
+    for (const auto& t : sub_.topics)
+      rd_kafka_topic_partition_list_add(topics, t.c_str(), RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(rk_.get(), topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rk_.reset();
+      return kafka_error("cannot subscribe", err, false);
+    }
+    log::info(kTag, "group {} subscribing to {}", sub_.group, fmt::join(sub_.topics, ","));
+    return {};
+  }
+
+ private:
+  void run() override {
+    auto last_commit = Clock::now();
+    while (!stopping()) {
+      serve_due_retries();
+      if (uncommitted_ >= kCommitBatch || Clock::now() - last_commit >= options_.commit_interval) {
+        commit(false, nullptr);
+        last_commit = Clock::now();
+      }
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_.get(), poll_timeout_ms());
+      if (m == nullptr) continue;
+      std::vector<MessagePtr> run;
+      run.emplace_back(m, &rd_kafka_message_destroy);
+      // What is already fetched joins the run. Collected before handling starts, so rebalance
+      // callbacks (which commit offsets) never see a half-done batch.
+      const size_t limit = sub_.store != nullptr ? std::max(1, sub_.max_batch) : 1;
+      while (run.size() < limit) {
+        rd_kafka_message_t* more = rd_kafka_consumer_poll(rk_.get(), 0);
+        if (more == nullptr) break;
+        run.emplace_back(more, &rd_kafka_message_destroy);
+      }
+      handle_run(run);
+    }
+    // Shutdown: commit what was handled, then leave the group cleanly (which revokes and
+    // commits once more through the rebalance callback).
+    commit(true, nullptr);
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(rk_.get());
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      log::warn(kTag, "group {}: close: {}", sub_.group, rd_kafka_err2str(err));
+    parts_.clear();
+    rk_.reset();
+    health_->joined = false;
+    health_->closed = true;
+    // Whatever the handler holds goes now, on a thread the bus joins.
+    handler_ = nullptr;
+    log::info(kTag, "group {} left", sub_.group);
+  }
+
+  int poll_timeout_ms() const {
+    auto wait = std::chrono::milliseconds(100);
+    auto now = Clock::now();
+    for (const auto& [tp, st] : parts_) {
+      if (!st.held) continue;
+      auto until = std::chrono::duration_cast<std::chrono::milliseconds>(st.due - now);
+      wait = std::min(wait, std::max(until, std::chrono::milliseconds(0)));
+    }
+    return static_cast<int>(wait.count());
+  }
+
+  void on_consume_error(const rd_kafka_message_t* m) {
+    std::string where = m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "";
+    if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+        m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+      if (warned_topics_.insert(where).second)
+        log::warn(kTag, "group {}: topic {} does not exist (run `ecomd topics create`)", sub_.group,
+                  where);
+      return;
+    }
+    log::warn(kTag, "group {}: consume error{}{}: {}", sub_.group, where.empty() ? "" : " on ",
+              where, rd_kafka_message_errstr(m));
+  }
+
+  static Held copy(const rd_kafka_message_t* m) {
+    Held h;
+    h.topic = rd_kafka_topic_name(m->rkt);
+    h.partition = m->partition;
+    h.offset = m->offset;
+    if (m->key != nullptr) h.key.assign(static_cast<const char*>(m->key), m->key_len);
+    if (m->payload != nullptr) h.value.assign(static_cast<const char*>(m->payload), m->len);
+    rd_kafka_headers_t* hdrs = nullptr;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
+      const char* name;
+      const void* value;
+      size_t size;
+      for (size_t i = 0;
+           rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+           ++i) {
+        h.headers.emplace_back(name, value != nullptr
+                                         ? std::string(static_cast<const char*>(value), size)
+                                         : std::string());
+      }
+    }
+    auto env = decode_envelope(h.value);
+    if (env) {
+      h.envelope = std::move(env).value();
+    } else {
+      h.decode_error = env.error().message;
+    }
+    return h;
+  }
+
+  using MessagePtr = std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)>;
+
+  // Handles polled messages; with a store, inside one batch of it (group commit). If that batch
+  // does not commit, nothing of it is durable: the partitions go back to where the run started.
+  void handle_run(const std::vector<MessagePtr>& run) {
+    auto handle_all = [&] {
+      for (const auto& m : run) {
+        if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          on_consume_error(m.get());
+        } else {
+          on_message(m.get());
+        }
+      }
+    };
+    if (sub_.store == nullptr) {
+      handle_all();
+      return;
+    }
+    struct Start {
+      int64_t first_offset;
+      int64_t next;
+    };
+    std::map<TopicPartition, Start> starts;
+    for (const auto& m : run) {
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+      TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
+      auto it = parts_.find(tp);
+      if (it != parts_.end()) starts.try_emplace(tp, Start{m->offset, it->second.next});
+    }
+    batching_ = true;
+    Status st = sub_.store->run(handle_all);
+    batching_ = false;
+    if (st) return;
+    log::warn(kTag,
+              "group {}: committing a batch of {} handled records failed ({}); handling them "
+              "again",
+              sub_.group, run.size(), st.error().message);
+    for (const auto& [tp, start] : starts) {
+      auto it = parts_.find(tp);
+      if (it == parts_.end()) continue;
+      PartitionState& ps = it->second;
+      ps.next = start.next;
+      ps.held.reset();
+      ps.dropped = false;
+      if (ps.paused) set_paused(tp, false);
+      ps.paused = false;
+      seek(tp, start.next >= 0 ? start.next : start.first_offset);
+    }
+    // Whatever failed the commit (a full disk, an I/O error) is unlikely to be gone at once.
+    std::this_thread::sleep_for(sub_.initial_backoff);
+  }
+
+  void on_message(const rd_kafka_message_t* m) {
+    // Closed (perhaps by the handler itself): the rest of the run is left to the next owner.
+    if (stopping()) return;
+    TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
+    auto found = parts_.find(tp);
+    if (found == parts_.end()) return;  // revoked since it was fetched: the new owner handles it
+    PartitionState& st = found->second;
+    if (st.paused) {
+      st.dropped = true;  // fetched before the pause took effect; refetched after the retry
+      return;
+    }
+    if (st.next >= 0 && m->offset < st.next) return;  // already handled (after a seek)
+    process(tp, st, copy(m), 1);
+  }
+
+  // Inside a store batch a dead-letter waits until the batch is durable: its copy would otherwise
+  // be written (and the offset moved past it) for work a failed batch undoes. It is parked like a
+  // retry that only has the dead-letter write left, due at once, and settled by
+  // serve_due_retries() after the batch; a failed batch drops it with the rest.
+  void dead_letter_after_batch(const TopicPartition& tp, PartitionState& st, Held h, int attempts,
+                               std::string reason) {
+    if (!batching_) {
+      dead_letter(tp, st, std::move(h), attempts, std::move(reason));
+      return;
+    }
+    wait_for_retry(tp, st, std::move(h), attempts, std::move(reason), true,
+                   std::chrono::milliseconds(0));
+  }
+
+  // Runs the handler for attempt `attempt` and acts on its outcome.
+  void process(const TopicPartition& tp, PartitionState& st, Held h, int attempt) {
+    if (!h.envelope) {
+      std::string why = "undecodable envelope: " + h.decode_error;
+      dead_letter_after_batch(tp, st, std::move(h), attempt, why);
+      return;
+    }
+    Message msg;
+    msg.topic = std::string_view(h.topic).substr(
+        h.topic.starts_with(options_.topic_prefix) ? options_.topic_prefix.size() : 0);
+    msg.partition = h.partition;
+    msg.offset = h.offset;
+    msg.key = h.key;
+    msg.envelope = *h.envelope;
+    msg.attempt = attempt;
+    Decision d = decide(call_handler(handler_, msg), attempt, policy_);
+    switch (d.action) {
+      case Decision::Action::kAdvance:
+        done(st, h.offset);
+        return;
+      case Decision::Action::kRetry:
+        wait_for_retry(tp, st, std::move(h), attempt, std::move(d.reason), false, d.delay);
+        return;
+      case Decision::Action::kDeadLetter:
+        dead_letter_after_batch(tp, st, std::move(h), attempt, std::move(d.reason));
+        return;
+    }
+  }
+
+  void done(PartitionState& st, int64_t offset) {
+    st.next = offset + 1;
+    st.dlq_failures = 0;
+    ++uncommitted_;
+  }
+
+  void wait_for_retry(const TopicPartition& tp, PartitionState& st, Held h, int attempt,
+                      std::string reason, bool dlq_only, std::chrono::milliseconds delay) {
+    log::warn(kTag, "group {}: {}[{}]@{} attempt {} {}; retrying in {} ms", sub_.group, tp.first,
+              tp.second, h.offset, attempt, reason, delay.count());
+    if (!st.paused) set_paused(tp, true);
+    st.paused = true;
+    st.held = std::move(h);
+    st.attempt = attempt;
+    st.dlq_only = dlq_only;
+    st.reason = std::move(reason);
+    st.due = Clock::now() + delay;
+  }
+
+  void dead_letter(const TopicPartition& tp, PartitionState& st, Held h, int attempts,
+                   std::string reason) {  // by value: callers pass st.reason, changed below
+    std::string dlq = dlq_topic(h.topic);
+    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(h.headers.size() + 6);
+    for (const auto& [k, v] : h.headers)
+      rd_kafka_header_add(hdrs, k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+    add_header(hdrs, "ecom_error", reason.empty() ? std::string("dead-lettered") : reason);
+    add_header(hdrs, "ecom_original_topic", h.topic);
+    add_header(hdrs, "ecom_original_partition", std::to_string(h.partition));
+    add_header(hdrs, "ecom_original_offset", std::to_string(h.offset));
+    add_header(hdrs, "ecom_attempts", std::to_string(attempts));
+    add_header(hdrs, "ecom_consumer_group", sub_.group);
+    OutRecord r{&dlq, h.key, h.value, hdrs};
+    Status st_dlq = producer_->produce(std::span<OutRecord>(&r, 1));
+    if (!st_dlq) {
+      // The record must not be skipped without a dead-letter copy: keep it and try again later.
+      wait_for_retry(tp, st, std::move(h), attempts,
+                     fmt::format("dead-letter write to {} failed ({}), after: {}", dlq,
+                                 st_dlq.error().message, reason),
+                     true, policy_.backoff.after(++st.dlq_failures));
+      st.reason = std::move(reason);  // the original error goes into ecom_error next time
+      return;
+    }
+    log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {} after {} attempt(s): {}", sub_.group,
+              tp.first, tp.second, h.offset, dlq, attempts, reason);
+    done(st, h.offset);
+  }
+
+  void serve_due_retries() {
+    auto now = Clock::now();
+    for (auto& [tp, st] : parts_) {
+      if (stopping()) return;
+      if (!st.held || st.due > now) continue;
+      Held h = std::move(*st.held);
+      st.held.reset();
+      if (st.dlq_only) {
+        st.dlq_only = false;
+        dead_letter(tp, st, std::move(h), st.attempt, st.reason);
+      } else {
+        process(tp, st, std::move(h), st.attempt + 1);
+      }
+      if (st.held) continue;  // waiting again
+      if (st.dropped && st.next >= 0) seek(tp, st.next);
+      st.dropped = false;
+      st.paused = false;
+      set_paused(tp, false);
+    }
+  }
+
+  void set_paused(const TopicPartition& tp, bool pause) {
+    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, tp.first.c_str(), tp.second);
+    rd_kafka_resp_err_t err =
+        pause ? rd_kafka_pause_partitions(rk_.get(), l) : rd_kafka_resume_partitions(rk_.get(), l);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      log::warn(kTag, "group {}: {} {}[{}]: {}", sub_.group, pause ? "pause" : "resume", tp.first,
+                tp.second, rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+
+  void seek(const TopicPartition& tp, int64_t offset) {
+    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, tp.first.c_str(), tp.second)->offset = offset;
+    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(rk_.get(), l, 5'000)) {
+      log::warn(kTag, "group {}: seek {}[{}] to {}: {}", sub_.group, tp.first, tp.second, offset,
+                rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+
+  // Commits handled offsets of the assigned partitions (or of `only`).
+  void commit(bool sync, const rd_kafka_topic_partition_list_t* only) {
+    if (!rk_) return;
+    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(8);
+    for (const auto& [tp, st] : parts_) {
+      if (st.next < 0 || st.next <= st.committed) continue;
+      if (only != nullptr &&
+          rd_kafka_topic_partition_list_find(only, tp.first.c_str(), tp.second) == nullptr)
+        continue;
+      rd_kafka_topic_partition_list_add(l, tp.first.c_str(), tp.second)->offset = st.next;
+    }
+    // One async commit at a time: while the coordinator is away, commits would only pile up.
+    bool skip =
+        !sync && ((commit_inflight_ && Clock::now() - commit_sent_ < std::chrono::seconds(30)) ||
+                  commits_held());
+    if (l->cnt > 0 && !skip) {
+      if (!sync) {
+        commit_inflight_ = true;
+        commit_sent_ = Clock::now();
+      }
+      rd_kafka_resp_err_t err = rd_kafka_commit(rk_.get(), l, sync ? 0 : 1);
+      if (sync) {
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          mark_committed(l);
+        } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+          log::warn(kTag, "group {}: commit failed: {}", sub_.group, rd_kafka_err2str(err));
+        }
+      } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        commit_inflight_ = false;
+      }
+      uncommitted_ = 0;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+
+  // librdkafka 2.0 treats an ILLEGAL_GENERATION answer to a commit sent during a cooperative
+  // rebalance as a lost assignment (librdkafka issue #4059, fixed in 2.10), which hands the
+  // partitions over without their offsets and so redelivers records. A revoke always starts a
+  // follow-up rebalance, so async commits wait until it assigned (the revoke itself commits
+  // synchronously, which is safe inside the callback).
+  bool commits_held() {
+    if (assigns_to_hold_ == 0) return false;
+    if (Clock::now() < hold_until_) return true;
+    assigns_to_hold_ = 0;
+    return false;
+  }
+
+  void mark_committed(const rd_kafka_topic_partition_list_t* l) {
+    for (int i = 0; i < l->cnt; ++i) {
+      const auto& p = l->elems[i];
+      if (p.err != RD_KAFKA_RESP_ERR_NO_ERROR || p.offset < 0) continue;
+      auto it = parts_.find({p.topic, p.partition});
+      if (it != parts_.end()) it->second.committed = std::max(it->second.committed, p.offset);
+    }
+  }
+
+  static void on_commit(rd_kafka_t*, rd_kafka_resp_err_t err,
+                        rd_kafka_topic_partition_list_t* offsets, void* opaque) {
+    auto* self = static_cast<KafkaConsumer*>(opaque);
+    self->commit_inflight_ = false;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (offsets != nullptr) self->mark_committed(offsets);
+      self->commit_failing_ = false;
+    } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET && !self->commit_failing_) {
+      // Logged once per outage; the offsets stay pending and go out with the next commit.
+      self->commit_failing_ = true;
+      log::warn(kTag, "group {}: committing offsets failed ({}); will keep trying",
+                self->sub_.group, rd_kafka_err2str(err));
+    }
+  }
+
+  static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+    auto* self = static_cast<KafkaConsumer*>(opaque);
+    auto code = static_cast<rd_kafka_resp_err_t>(err);
+    if (self->throttle_.quiet(code)) return;
+    log::warn(kTag, "group {}: {} ({})", self->sub_.group, reason, rd_kafka_err2name(code));
+  }
+
+  static std::string describe(const rd_kafka_topic_partition_list_t* l) {
+    std::string out;
+    for (int i = 0; i < l->cnt; ++i)
+      out += fmt::format("{}{}[{}]", i == 0 ? "" : ",", l->elems[i].topic, l->elems[i].partition);
+    return out.empty() ? "nothing" : out;
+  }
+
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t* parts, void* opaque) {
+    auto* self = static_cast<KafkaConsumer*>(opaque);
+    bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t* error = nullptr;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      for (int i = 0; i < parts->cnt; ++i)
+        self->parts_[{parts->elems[i].topic, parts->elems[i].partition}] = PartitionState{};
+      if (cooperative) {
+        error = rd_kafka_incremental_assign(rk, parts);
+      } else {
+        rd_kafka_assign(rk, parts);
+      }
+      // A partition revoked while it waited for a retry may come back still paused.
+      rd_kafka_resume_partitions(rk, parts);
+      self->health_->joined = true;
+      if (self->assigns_to_hold_ > 0) --self->assigns_to_hold_;
+      log::info(kTag, "group {}: assigned {}", self->sub_.group, describe(parts));
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+      bool lost = rd_kafka_assignment_lost(rk) != 0;
+      // Offsets of a lost assignment belong to the new owner now; only a clean revoke commits.
+      if (!lost) self->commit(true, parts);
+      for (int i = 0; i < parts->cnt; ++i)
+        self->parts_.erase({parts->elems[i].topic, parts->elems[i].partition});
+      if (cooperative) {
+        error = rd_kafka_incremental_unassign(rk, parts);
+      } else {
+        rd_kafka_assign(rk, nullptr);
+      }
+      if (lost) self->health_->joined = false;
+      if (cooperative && !lost) {
+        // This rebalance's assign callback and the follow-up rebalance's.
+        self->assigns_to_hold_ = 2;
+        self->hold_until_ = Clock::now() + self->options_.session_timeout + std::chrono::seconds(5);
+      }
+      log::info(kTag, "group {}: {} {}", self->sub_.group, lost ? "lost" : "revoked",
+                describe(parts));
+    } else {
+      log::warn(kTag, "group {}: rebalance error: {}", self->sub_.group, rd_kafka_err2str(err));
+      rd_kafka_assign(rk, nullptr);
+      self->parts_.clear();
+      self->health_->joined = false;
+    }
+    if (error != nullptr) {
+      log::warn(kTag, "group {}: rebalance: {}", self->sub_.group, rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    }
+  }
+
+  static constexpr int kCommitBatch = 1000;
+
+  KafkaBusOptions options_;
+  SubscriptionOptions sub_;
+  DeliveryPolicy policy_;
+  Handler handler_;
+  std::shared_ptr<Producer> producer_;
+  std::shared_ptr<SubscriptionHealth> health_;
+  HandlePtr rk_;
+  // Touched only by the consumer thread (callbacks are served by rd_kafka_consumer_poll).
+  std::map<TopicPartition, PartitionState> parts_;
+  int uncommitted_ = 0;
+  bool batching_ = false;  // handle_run() is inside a store batch
+  bool commit_inflight_ = false;
+  bool commit_failing_ = false;
+  Clock::time_point commit_sent_;
+  int assigns_to_hold_ = 0;
+  Clock::time_point hold_until_;
+  std::set<std::string> warned_topics_;
+  ErrorThrottle throttle_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<ConsumerWorker>> open_consumer(const KafkaBusOptions& options,
+                                                      SubscriptionOptions sub, Handler handler,
+                                                      std::shared_ptr<Producer> producer,
+                                                      std::shared_ptr<SubscriptionHealth> health) {
+  auto consumer = std::make_shared<KafkaConsumer>(options, std::move(sub), std::move(handler),
+                                                  std::move(producer), std::move(health));
+  if (auto st = consumer->open(); !st) return st.error();
+  return std::shared_ptr<ConsumerWorker>(std::move(consumer));
+}
+
+}  // namespace ecom::bus::kafka
