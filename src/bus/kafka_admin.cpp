@@ -35,10 +35,6 @@ void log_cb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
 
 }  // namespace
 
-Error config_invalid(std::string message, std::string field) {
-  return Error{ErrorCode::kConfigInvalid, std::move(message), std::move(field), false};
-}
-
 Status conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
   char err[512];
   if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK)

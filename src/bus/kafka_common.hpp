@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "ecom/bus/kafka_bus.hpp"
+#include "ecom/core/config.hpp"
 #include "ecom/core/result.hpp"
 
 namespace ecom::bus::kafka {
@@ -37,9 +38,6 @@ enum class ClientKind { kProducer, kConsumer, kAdmin };
 /// with CONFIG_INVALID naming the property.
 Result<ConfPtr> make_conf(const KafkaBusOptions& options, ClientKind kind,
                           const std::map<std::string, std::string>& preset);
-
-/// A CONFIG_INVALID error.
-Error config_invalid(std::string message, std::string field = {});
 
 /// Sets one property; CONFIG_INVALID on failure.
 Status conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value);
