@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -274,6 +275,8 @@ int64_t Database::Tx::last_insert_id() const { return sqlite3_last_insert_rowid(
 Database::Tx::~Tx() { reset_busy_statements(db_.h_); }
 
 Status Database::begin() {
+  coalesced_.clear();
+  coalesced_undo_.clear();
   reset_busy_statements(h_);
   std::string msg;
   if (int rc = exec_raw(h_, "BEGIN IMMEDIATE", &msg); rc != SQLITE_OK) {
@@ -293,8 +296,33 @@ Status Database::commit() {
 }
 
 void Database::rollback() noexcept {
+  coalesced_.clear();
+  coalesced_undo_.clear();
   reset_busy_statements(h_);
   if (sqlite3_get_autocommit(h_) == 0) exec_raw(h_, "ROLLBACK", nullptr);
+}
+
+std::any& Database::Tx::coalesce(const std::string& key, Flush flush) {
+  auto& slots = db_.coalesced_;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i].key != key) continue;
+    // The caller may change the slot: keep its value from before this savepoint once.
+    if (!db_.coalesced_undo_.empty()) {
+      auto& level = db_.coalesced_undo_.back();
+      const bool saved = std::any_of(level.before.begin(), level.before.end(),
+                                     [&](const auto& b) { return b.first == i; });
+      if (i < level.slots && !saved) level.before.emplace_back(i, slots[i].value);
+    }
+    return slots[i].value;
+  }
+  slots.push_back(Coalesced{key, {}, std::move(flush)});
+  return slots.back().value;
+}
+
+void Database::flush_coalesced(Tx& tx) {
+  auto pending = std::move(coalesced_);
+  coalesced_.clear();
+  for (const auto& c : pending) c.flush(tx, c.value);
 }
 
 void Database::enter_batch() noexcept {
@@ -324,10 +352,27 @@ void Database::savepoint() {
   reset_busy_statements(h_);
   std::string msg;
   if (int rc = exec_raw(h_, "SAVEPOINT unit", &msg); rc != SQLITE_OK) throw DbError{rc, msg};
+  coalesced_undo_.push_back(CoalescedUndo{coalesced_.size(), {}});
 }
 
 void Database::end_savepoint(bool undo) noexcept {
   reset_busy_statements(h_);
+  if (!coalesced_undo_.empty()) {
+    CoalescedUndo level = std::move(coalesced_undo_.back());
+    coalesced_undo_.pop_back();
+    if (undo) {
+      for (auto& [i, value] : level.before) coalesced_[i].value = std::move(value);
+      coalesced_.resize(level.slots);
+    } else if (!coalesced_undo_.empty()) {
+      // Released into the enclosing savepoint: what it must restore now includes this one's.
+      auto& parent = coalesced_undo_.back();
+      for (auto& [i, value] : level.before) {
+        const bool saved = std::any_of(parent.before.begin(), parent.before.end(),
+                                       [&](const auto& b) { return b.first == i; });
+        if (i < parent.slots && !saved) parent.before.emplace_back(i, std::move(value));
+      }
+    }
+  }
   // Some errors (SQLITE_FULL, SQLITE_IOERR, ...) make SQLite roll back the whole transaction;
   // the units before this one are then gone, and committing the rest would lose them silently.
   check_batch_alive();

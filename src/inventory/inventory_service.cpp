@@ -3,6 +3,7 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <any>
 #include <array>
 #include <set>
 #include <utility>
@@ -50,15 +51,48 @@ std::vector<contract::SkuQuantity> sku_quantities(std::span<const Line> lines) {
   return out;
 }
 
+// What inventory.updated says of one sku after every change of one commit: the deltas summed,
+// the levels as they end, the order when only one changed it, the ids of the last cause.
+struct PendingInventoryUpdate {
+  contract::InventoryUpdated event;
+  bool one_order = true;
+  std::optional<Envelope> cause;  ///< only id, correlation id and traceparent are kept
+};
+
 // inventory.updated for one sku, plus the alert when `available` crossed a level. `order_id` is
-// empty for administrative changes, which then carry no orderId.
+// empty for administrative changes, which then carry no orderId. inventory.updated is a
+// last-value feed, so the changes of one commit (a whole batch of orders under load) make one
+// event per sku: a consumer never needs the steps between, and each costs a record on the bus
+// and a write in every consumer. Alerts stay one per crossing.
 void emit_stock_change(db::Tx& tx, const Rules& rules, const std::string& sku, int64_t before,
                        int64_t after, int64_t reserved, const std::string& order_id,
                        const Envelope* cause, bool alerts = true) {
+  std::any& slot = tx.coalesce("inventory.updated/" + sku, [](db::Tx& t, const std::any& v) {
+    const auto& u = std::any_cast<const PendingInventoryUpdate&>(v);
+    emit(t, u.event, u.cause ? &*u.cause : nullptr);
+  });
   std::optional<std::string> order;
   if (!order_id.empty()) order = order_id;
-  emit(tx, contract::InventoryUpdated{sku, after - before, after, reserved, std::move(order)},
-       cause);
+  std::optional<Envelope> ids;
+  if (cause != nullptr) {
+    ids.emplace();
+    ids->id = cause->id;
+    ids->correlation_id = cause->correlation_id;
+    ids->traceparent = cause->traceparent;
+  }
+  if (!slot.has_value()) {
+    slot = PendingInventoryUpdate{
+        contract::InventoryUpdated{sku, after - before, after, reserved, order}, true,
+        std::move(ids)};
+  } else {
+    auto& u = std::any_cast<PendingInventoryUpdate&>(slot);
+    u.event.delta += after - before;
+    u.event.available = after;
+    u.event.reserved = reserved;
+    u.one_order = u.one_order && u.event.order_id == order;
+    if (!u.one_order) u.event.order_id.reset();
+    if (ids) u.cause = std::move(ids);
+  }
   if (!alerts) return;
   const int64_t t = rules.low_stock_threshold;
   if (after == 0 && before > 0) {

@@ -1,3 +1,4 @@
+#include <any>
 #include <array>
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -384,6 +385,75 @@ TEST_CASE("a failing unit in a batch rolls back only itself", "[db][batch]") {
     return all;
   });
   CHECK(names.value() == "ac");
+}
+
+namespace {
+
+// Adds `n` to the coalesced counter `key`, flushed as one row (key, total) at commit.
+Status add_coalesced(Database& db, const std::string& key, int64_t n, bool fail = false) {
+  return db.transaction([&](Tx& tx) -> Status {
+    std::any& slot = tx.coalesce(key, [key](Tx& t, const std::any& v) {
+      t.stmt("INSERT INTO items(name) VALUES(?)")
+          .bind_all(key + "=" + std::to_string(std::any_cast<int64_t>(v)))
+          .exec();
+    });
+    slot = (slot.has_value() ? std::any_cast<int64_t>(slot) : 0) + n;
+    if (fail) return ecom::Error{ecom::ErrorCode::kConflict, "undo this unit"};
+    return {};
+  });
+}
+
+std::string item_names(Database& db) {
+  return db
+      .read([](Tx& tx) -> Result<std::string> {
+        std::string all;
+        auto s = tx.stmt("SELECT name FROM items ORDER BY id");
+        while (s.step()) all += s.col_text(0) + " ";
+        return all;
+      })
+      .value();
+}
+
+}  // namespace
+
+TEST_CASE("coalesced writes of a batch are made once, at its commit, without the rolled-back units",
+          "[db][batch][coalesce]") {
+  auto db = open_db(":memory:");
+  create_items(*db);
+  auto st = db->batch([&] {
+    REQUIRE(add_coalesced(*db, "x", 1).ok());
+    REQUIRE(add_coalesced(*db, "y", 10).ok());
+    CHECK_FALSE(add_coalesced(*db, "x", 100, /*fail=*/true).ok());  // takes its +100 back
+    CHECK_FALSE(add_coalesced(*db, "z", 7, /*fail=*/true).ok());    // and its new key
+    REQUIRE(add_coalesced(*db, "x", 2).ok());
+    // A unit with a nested transaction: the inner unit's change survives the outer's release,
+    // and goes with the outer one when that rolls back.
+    REQUIRE(db->transaction([&](Tx&) -> Status { return add_coalesced(*db, "y", 20); }).ok());
+    CHECK_FALSE(db->transaction([&](Tx&) -> Status {
+                    REQUIRE(add_coalesced(*db, "y", 300).ok());
+                    return ecom::Error{ecom::ErrorCode::kConflict, "undo with the inner one"};
+                  }).ok());
+    CHECK(count_rows(*db, "items") == 0);  // nothing is written before the commit
+  });
+  REQUIRE(st.ok());
+  CHECK(item_names(*db) == "x=3 y=30 ");  // first-use order
+}
+
+TEST_CASE("coalesced writes outside a batch happen at the transaction's commit or not at all",
+          "[db][coalesce]") {
+  auto db = open_db(":memory:");
+  create_items(*db);
+  REQUIRE(add_coalesced(*db, "a", 5).ok());
+  CHECK_FALSE(add_coalesced(*db, "b", 6, /*fail=*/true).ok());
+  REQUIRE(add_coalesced(*db, "a", 1).ok());  // a new transaction: a new slot
+  CHECK(item_names(*db) == "a=5 a=1 ");
+  // A batch that fails to commit writes none of them, and leaves no slot behind.
+  CHECK_THROWS(db->batch([&] {
+    REQUIRE(add_coalesced(*db, "c", 1).ok());
+    throw std::runtime_error("boom");
+  }));
+  REQUIRE(add_coalesced(*db, "d", 2).ok());
+  CHECK(item_names(*db) == "a=5 a=1 d=2 ");
 }
 
 TEST_CASE("a batch whose body throws leaves nothing behind", "[db][batch]") {

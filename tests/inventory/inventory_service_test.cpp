@@ -225,6 +225,36 @@ TEST_CASE("a successful reservation moves stock and reports every changed sku", 
   CHECK(updated[1]->data["delta"].GetInt64() == -1);
 }
 
+TEST_CASE("a batch of orders makes one inventory.updated per sku, with the changes summed",
+          "[inventory][batch]") {
+  // As the bus runs a fetched run of commands: one batch, each command a unit of it.
+  Store s;
+  auto st = s.db().batch([&] {
+    REQUIRE(s.reserve("o-1", {{"SKU-A", 2}, {"SKU-B", 1}}).reserved);
+    REQUIRE(s.reserve("o-2", {{"SKU-A", 3}}).reserved);
+    CHECK_FALSE(s.reserve("o-3", {{"SKU-A", 1}, {"SKU-C", 99}}).reserved);  // changes nothing
+    s.commit("o-1");  // reserved → sold: available stays, reserved falls
+  });
+  REQUIRE(st.ok());
+  auto events = s.take_events();
+  CHECK(of_type(events, event_types::kStockReserved).size() == 2);
+  auto updated = of_type(events, event_types::kInventoryUpdated);
+  REQUIRE(updated.size() == 2);
+  const auto& a = updated[0]->data;
+  CHECK(std::string(a["sku"].GetString()) == "SKU-A");
+  CHECK(a["delta"].GetInt64() == -5);
+  CHECK(a["available"].GetInt64() == 5);
+  CHECK(a["reserved"].GetInt64() == 3);  // o-1's 2 were sold
+  CHECK_FALSE(a.HasMember("orderId"));   // two orders changed it
+  const auto& b = updated[1]->data;
+  CHECK(std::string(b["sku"].GetString()) == "SKU-B");
+  CHECK(b["delta"].GetInt64() == -1);
+  CHECK(b["available"].GetInt64() == 4);
+  CHECK(b["reserved"].GetInt64() == 0);
+  CHECK(std::string(b["orderId"].GetString()) == "o-1");  // one order: it is named
+  CHECK(s.get("SKU-A").available == 5);
+}
+
 TEST_CASE("the reservation prices every line from the catalogue", "[inventory]") {
   Store s;  // every product at 1000 USD
   auto r = s.reserve("o-1", {{"SKU-A", 3}, {"SKU-B", 1}});

@@ -6,6 +6,7 @@
 /// module. Every access goes through transaction() or read(), which serialise on one mutex: SQLite
 /// allows one writer anyway, and a single connection keeps the prepared-statement cache simple.
 
+#include <any>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -17,6 +18,7 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "ecom/core/batch_scope.hpp"
 #include "ecom/core/result.hpp"
@@ -101,6 +103,14 @@ class Database final : public BatchScope {
     /// Rowid of the last insert.
     int64_t last_insert_id() const;
 
+    /// Writes a value once per commit instead of once per unit of work: Kafka Streams' record
+    /// cache, for last-value feeds. The first call for `key` in a transaction (or in the batch
+    /// that holds it) registers `flush` and returns an empty slot; later calls return the same
+    /// slot, for the caller to merge into. Just before the commit, each `flush(tx, slot)` runs in
+    /// the order the keys were first used. A unit that rolls back takes its changes back.
+    using Flush = std::function<void(Tx&, const std::any&)>;
+    std::any& coalesce(const std::string& key, Flush flush);
+
    private:
     friend class Database;
     explicit Tx(Database& db) : db_(db) {}
@@ -124,6 +134,7 @@ class Database final : public BatchScope {
         rollback();
         return r;
       }
+      flush_coalesced(tx);
       if (auto st = commit(); !st) return R(st.error());
       return r;
     } catch (const DbError& e) {
@@ -167,6 +178,13 @@ class Database final : public BatchScope {
     if (!st) {
       rollback();
       return st;
+    }
+    try {
+      Tx tx(*this);
+      flush_coalesced(tx);
+    } catch (const DbError& e) {
+      rollback();
+      return to_error(e);
     }
     return commit();
   }
@@ -228,6 +246,8 @@ class Database final : public BatchScope {
   // own after some errors): a SAVEPOINT then would start, and its RELEASE commit, a new one.
   void check_batch_alive() noexcept;
   void savepoint();
+  // Runs and forgets the coalesced writes (see Tx::coalesce); throws DbError.
+  void flush_coalesced(Tx& tx);
   // Ends the innermost savepoint: released, or rolled back first (`undo`). A failure to do so
   // means SQLite gave up the whole transaction: the batch is then marked failed.
   void end_savepoint(bool undo) noexcept;
@@ -268,6 +288,20 @@ class Database final : public BatchScope {
   std::atomic<std::thread::id> batch_owner_{};
   bool batch_failed_ = false;  ///< guarded by mu_: SQLite rolled the batch back under us
   std::string batch_error_;
+  // Tx::coalesce's slots of the open transaction, in first-use order, and per open savepoint
+  // what to restore when its unit rolls back: the slot count at its start and the first value
+  // of each older slot it touched. Guarded by mu_ (the transaction's owner).
+  struct Coalesced {
+    std::string key;
+    std::any value;
+    Tx::Flush flush;
+  };
+  struct CoalescedUndo {
+    size_t slots = 0;
+    std::vector<std::pair<size_t, std::any>> before;
+  };
+  std::vector<Coalesced> coalesced_;
+  std::vector<CoalescedUndo> coalesced_undo_;
   sqlite3* h_;
   std::string path_;
   struct Cache;
