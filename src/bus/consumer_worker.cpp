@@ -1,6 +1,9 @@
 #include "consumer_worker.hpp"
 
+#include <string>
 #include <utility>
+
+#include "ecom/core/periodic_task.hpp"
 
 namespace ecom::bus {
 namespace {
@@ -23,14 +26,21 @@ ConsumerWorker::~ConsumerWorker() {
   }
 }
 
-void ConsumerWorker::start(const std::shared_ptr<ConsumerWorker>& worker) {
+void ConsumerWorker::start(const std::shared_ptr<ConsumerWorker>& worker, std::string name) {
   std::lock_guard lock(worker->join_mu_);
-  worker->thread_ = std::thread([self = worker] {
+  worker->thread_ = std::thread([self = worker, name = std::move(name)] {
+    name_this_thread(name);
     tl_current = self.get();
     self->run();
     self->finished_ = true;
     tl_current = nullptr;
   });
+}
+
+std::string consumer_thread_name(std::string_view group) {
+  constexpr std::string_view kOurs = "ecomd-";
+  if (group.substr(0, kOurs.size()) == kOurs) group.remove_prefix(kOurs.size());
+  return "in:" + std::string(group);
 }
 
 bool ConsumerWorker::on_own_thread() const noexcept { return tl_current == this; }

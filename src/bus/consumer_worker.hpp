@@ -16,6 +16,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -23,6 +25,9 @@
 #include "ecom/bus/event_bus.hpp"
 
 namespace ecom::bus {
+
+/// The name of a consumer thread of `group`: "in:" and the group without the "ecomd-" of ours.
+std::string consumer_thread_name(std::string_view group);
 
 class ConsumerWorker {
  public:
@@ -33,7 +38,7 @@ class ConsumerWorker {
 
   /// Starts the thread of `worker`, which owns it until run() returned. Throws what std::thread
   /// throws (the worker then never ran).
-  static void start(const std::shared_ptr<ConsumerWorker>& worker);
+  static void start(const std::shared_ptr<ConsumerWorker>& worker, std::string name);
 
   /// Asks the loop to end; joins the thread unless called on it (then the owner of the worker's
   /// ConsumerWorkers list joins it later). Idempotent, thread-safe.

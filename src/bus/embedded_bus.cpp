@@ -80,8 +80,10 @@ class EmbeddedBus final : public EventBus {
       }
     }
 
+    std::string thread = consumer_thread_name(options.group);
     auto consumer = embedded::make_consumer(core_, std::move(options), std::move(handler));
-    ConsumerWorker::start(consumer);  // a throw releases the instance with the consumer
+    ConsumerWorker::start(consumer,
+                          std::move(thread));  // a throw releases the instance with the consumer
     workers_.add(consumer);
     return std::unique_ptr<Subscription>(new WorkerSubscription(std::move(consumer)));
   }

@@ -57,6 +57,7 @@ class KafkaEventBus final : public EventBus {
       return Error{ErrorCode::kValidationFailed, "a subscription needs a handler", {}, false};
     if (options.instance_id.empty()) options.instance_id = options_.instance_id;
     if (auto st = check_instance_id(options.instance_id); !st) return st.error();
+    std::string thread = consumer_thread_name(options.group);
     options.group = options_.group_prefix + options.group;
     for (auto& t : options.topics) t = options_.topic_prefix + t;
     auto health = std::make_shared<SubscriptionHealth>();
@@ -64,7 +65,7 @@ class KafkaEventBus final : public EventBus {
         open_consumer(options_, std::move(options), std::move(handler), producer_, health);
     if (!opened) return opened.error();
     auto consumer = std::move(opened).value();
-    ConsumerWorker::start(consumer);
+    ConsumerWorker::start(consumer, std::move(thread));
     workers_.add(consumer);
     {
       std::lock_guard lock(mu_);

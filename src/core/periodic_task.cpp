@@ -1,7 +1,10 @@
 #include "ecom/core/periodic_task.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <exception>
 
 #include "ecom/core/clock.hpp"
@@ -113,6 +116,14 @@ struct PeriodicTask::State {
   }
 };
 
+void name_this_thread(std::string_view name) noexcept {
+  char buf[16];
+  const size_t n = std::min(name.size(), sizeof(buf) - 1);
+  std::memcpy(buf, name.data(), n);
+  buf[n] = '\0';
+  pthread_setname_np(pthread_self(), buf);
+}
+
 PeriodicTask::PeriodicTask(std::string name, Clock& clock, std::chrono::milliseconds period,
                            Step step)
     : s_(std::make_shared<State>(std::move(name), clock, period, std::move(step))) {}
@@ -127,7 +138,10 @@ void PeriodicTask::start(std::chrono::milliseconds initial_delay) {
     s_->stop_requested.store(false, std::memory_order_release);
     s_->next_run_ms = s_->clock.now_ms() + initial_delay.count();
   }
-  thread_ = std::thread([s = s_] { s->run(); });
+  thread_ = std::thread([s = s_] {
+    name_this_thread(s->name);
+    s->run();
+  });
 }
 
 void PeriodicTask::wake() noexcept {

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "ecom/core/log.hpp"
+#include "ecom/core/periodic_task.hpp"
 #include "url.hpp"
 
 namespace ecom::http {
@@ -518,7 +519,11 @@ class BeastServer final : public Server {
     asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
     int n = std::max(1, options_.threads);
     threads_.reserve(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { ioc_.run(); });
+    for (int i = 0; i < n; ++i)
+      threads_.emplace_back([this] {
+        name_this_thread("http");
+        ioc_.run();
+      });
     log::info(kTag, "listening on {}:{} ({} threads)", options_.host, port_, n);
     return {};
   }

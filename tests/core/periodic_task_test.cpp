@@ -1,8 +1,13 @@
 #include "ecom/core/periodic_task.hpp"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <future>
+#include <optional>
 #include <stdexcept>
+#include <string>
 
 #include "support/test_support.hpp"
 
@@ -82,4 +87,19 @@ TEST_CASE("the destructor stops a task the system clock drives", "[core][task]")
   const int after = calls.load();
   std::this_thread::sleep_for(20ms);
   CHECK(calls.load() == after);
+}
+
+TEST_CASE("a periodic task's thread carries its name, cut to Linux's 15 bytes", "[core][task]") {
+  ManualClock clock(0);
+  std::promise<std::string> seen;
+  PeriodicTask task("outbox.relay.of-a-long-name", clock, 1s, [&](int64_t) {
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof(name));
+    seen.set_value(name);
+    return std::optional<std::chrono::milliseconds>(std::chrono::hours(1));
+  });
+  task.start();
+  auto name = seen.get_future();
+  REQUIRE(name.wait_for(10s) == std::future_status::ready);
+  CHECK(name.get() == "outbox.relay.of");
 }

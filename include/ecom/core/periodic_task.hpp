@@ -61,6 +61,10 @@ class ManualClock final : public Clock {
   std::vector<std::condition_variable*> waiting_;
 };
 
+/// Names the calling thread (the first 15 bytes, Linux's limit) for `top -H`, perf and gdb: a
+/// process runs a dozen threads per role, and "ecomd" for each says nothing.
+void name_this_thread(std::string_view name) noexcept;
+
 /// A background step run on its own thread: after each run, again once `period` has passed
 /// (or after the delay the step returns), and at once when wake() is called. Steps never
 /// overlap. stop() (and the destructor) waits for a running step and joins; after it the step
@@ -73,7 +77,7 @@ class PeriodicTask {
   /// The step; gets the clock's now, returns the delay until its next run (nullopt: the period).
   using Step = std::function<std::optional<std::chrono::milliseconds>(int64_t now_ms)>;
 
-  /// `name` for logs; runs first right after start() unless `initial_delay` is set.
+  /// `name` for logs and the thread; runs first right after start() unless `initial_delay` is set.
   PeriodicTask(std::string name, Clock& clock, std::chrono::milliseconds period, Step step);
   ~PeriodicTask();
   PeriodicTask(const PeriodicTask&) = delete;
