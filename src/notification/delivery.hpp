@@ -28,14 +28,9 @@ struct WebhookOptions {
 
 /// Settings of the smtp sink (config `notification.smtp`).
 struct SmtpOptions {
-  std::string url;          ///< smtp://host[:port] or smtps://host[:port]
+  SmtpServer server;
   std::string from;         ///< mailbox: the envelope sender and the From header
   std::string to_template;  ///< the recipient, `{customerId}` replaced by the order's customer
-  StartTls starttls = StartTls::kRequired;
-  std::string username;  ///< empty: no AUTH
-  std::string password;  ///< ECOMD_SMTP_PASSWORD or password_file, never in the config file
-  std::string ca_file;
-  std::chrono::milliseconds timeout{10'000};
   int max_attempts = 5;
   std::chrono::milliseconds backoff{1'000};
 };

@@ -86,6 +86,15 @@ ConfigSpec::Reader not_in_file(std::string how) {
   };
 }
 
+// The keys of every sink that leaves the process: how long an attempt may take, how many there
+// are, and the first wait between them.
+void attempt_keys(ConfigSpec& spec, std::chrono::milliseconds& timeout, int& max_attempts,
+                  std::chrono::milliseconds& backoff) {
+  spec.millis("timeout_ms", timeout, 1, 600'000)
+      .integer("max_attempts", max_attempts, 1, 100)
+      .millis("backoff_ms", backoff, 0, 3'600'000);
+}
+
 Status check_webhook(const ConfigSection& c, WebhookOptions& o, const std::string& secret_file) {
   const std::string url_path = c.path_of("url");
   auto url = parse_url(o.url);
@@ -109,7 +118,7 @@ Status check_webhook(const ConfigSection& c, WebhookOptions& o, const std::strin
 
 Status check_smtp(const ConfigSection& c, SmtpOptions& o, const std::string& password_file) {
   const std::string url_path = c.path_of("url");
-  auto url = parse_url(o.url);
+  auto url = parse_url(o.server.url);
   if (!url || (url->scheme != "smtp" && url->scheme != "smtps"))
     return config_invalid(fmt::format("{} must be an smtp:// or smtps:// URL", url_path), url_path);
   if (!is_mailbox(o.from))
@@ -122,17 +131,18 @@ Status check_smtp(const ConfigSection& c, SmtpOptions& o, const std::string& pas
                                       "\"{{customerId}}@customers.shop.example\"",
                                       c.path_of("to_template")),
                           c.path_of("to_template"));
-  if (o.username.empty()) return {};
+  if (o.server.username.empty()) return {};
   auto password = read_secret(password_file, c.path_of("password_file"), kSmtpPasswordEnv);
   if (!password) return password.error();
   if (password->empty())
     return config_invalid(fmt::format("{} needs a password: set {} or {}", c.path_of("username"),
                                       kSmtpPasswordEnv, c.path_of("password_file")),
                           c.path_of("password_file"));
-  o.password = std::move(password).value();
+  o.server.password = std::move(password).value();
   // Credentials never cross the network in clear text: off loopback, AUTH needs TLS for sure
   // (STARTTLS "try" would fall back to plain text when a man in the middle strips the offer).
-  if (url->scheme == "smtp" && o.starttls != StartTls::kRequired && !is_loopback_host(url->host))
+  if (url->scheme == "smtp" && o.server.starttls != StartTls::kRequired &&
+      !is_loopback_host(url->host))
     return config_invalid(fmt::format("{} must be \"required\" (or the URL smtps://) when a "
                                       "username is set and the server is not on loopback",
                                       c.path_of("starttls")),
@@ -175,23 +185,19 @@ Result<Options> parse_options(const ConfigSection& c) {
           .string("url", o.webhook.url)
           .string("secret_file", secret_file)
           .custom("secret", not_in_file(fmt::format("set {} or secret_file", kWebhookSecretEnv)))
-          .string("ca_file", o.webhook.ca_file)
-          .millis("timeout_ms", o.webhook.timeout, 1, 600'000)
-          .integer("max_attempts", o.webhook.max_attempts, 1, 100)
-          .millis("backoff_ms", o.webhook.backoff, 0, 3'600'000);
+          .string("ca_file", o.webhook.ca_file);
+  attempt_keys(webhook, o.webhook.timeout, o.webhook.max_attempts, o.webhook.backoff);
   auto smtp =
       ConfigSpec{}
-          .string("url", o.smtp.url)
+          .string("url", o.smtp.server.url)
           .string("from", o.smtp.from)
           .string("to_template", o.smtp.to_template)
           .choice("starttls", starttls, {"none", "try", "required"})
-          .string("username", o.smtp.username)
+          .string("username", o.smtp.server.username)
           .string("password_file", password_file)
           .custom("password", not_in_file(fmt::format("set {} or password_file", kSmtpPasswordEnv)))
-          .string("ca_file", o.smtp.ca_file)
-          .millis("timeout_ms", o.smtp.timeout, 1, 600'000)
-          .integer("max_attempts", o.smtp.max_attempts, 1, 100)
-          .millis("backoff_ms", o.smtp.backoff, 0, 3'600'000);
+          .string("ca_file", o.smtp.server.ca_file);
+  attempt_keys(smtp, o.smtp.server.timeout, o.smtp.max_attempts, o.smtp.backoff);
   if (auto st = ConfigSpec{}
                     .choice("sink", o.sink, {"log", "webhook", "smtp"})
                     .custom("notify", notify)
@@ -203,9 +209,9 @@ Result<Options> parse_options(const ConfigSection& c) {
                     .read(c);
       !st)
     return st.error();
-  o.smtp.starttls = starttls == "none"  ? StartTls::kNone
-                    : starttls == "try" ? StartTls::kTry
-                                        : StartTls::kRequired;
+  o.smtp.server.starttls = starttls == "none"  ? StartTls::kNone
+                           : starttls == "try" ? StartTls::kTry
+                                               : StartTls::kRequired;
   // Only the sink in use is checked: its secrets are read, the other's are not needed.
   if (o.sink == "webhook") {
     if (auto st = check_webhook(c.section("webhook"), o.webhook, secret_file); !st)

@@ -79,19 +79,12 @@ class SmtpSink final : public Sink {
       return {false, false,
               fmt::format("smtp: customer id \"{}\" makes no email address with to_template",
                           d.customer_id)};
-    SmtpMail m;
-    m.url = o_.url;
-    m.starttls = o_.starttls;
-    m.username = o_.username;
-    m.password = o_.password;
-    m.ca_file = o_.ca_file;
-    m.timeout = o_.timeout;
-    m.from = o_.from;
-    m.to = *to;
     // The Message-ID is the notification's id, the same on every attempt: a mail that was
     // accepted but not recorded as SENT is sent again with it, and clients can fold the copies.
-    m.message = compose_email(Email{o_.from, *to, d.subject, d.body, d.id, clock_.now_ms()});
-    if (auto st = transport_.mail(m); !st) return failed(st.error(), channel());
+    const std::string message =
+        compose_email(Email{o_.from, *to, d.subject, d.body, d.id, clock_.now_ms()});
+    if (auto st = transport_.mail(o_.server, o_.from, *to, message); !st)
+      return failed(st.error(), channel());
     return {true, false, {}};
   }
 

@@ -164,7 +164,8 @@ Result<int> Transport::post(const HttpPost& r) {
   return static_cast<int>(impl_->reply_code());
 }
 
-Status Transport::mail(const SmtpMail& m) {
+Status Transport::mail(const SmtpServer& m, const std::string& from_address, const std::string& to,
+                       const std::string& message) {
   if (impl_->curl == nullptr) return Error{ErrorCode::kInternal, "curl_easy_init failed"};
   CURL* c = impl_->curl;
   impl_->reset(m.url, m.timeout, m.ca_file, "smtp,smtps");
@@ -177,16 +178,16 @@ Status Transport::mail(const SmtpMail& m) {
     curl_easy_setopt(c, CURLOPT_USERNAME, m.username.c_str());
     curl_easy_setopt(c, CURLOPT_PASSWORD, m.password.c_str());
   }
-  const std::string from = "<" + m.from + ">";
+  const std::string from = "<" + from_address + ">";
   curl_easy_setopt(c, CURLOPT_MAIL_FROM, from.c_str());
   SList rcpt;
-  rcpt.add("<" + m.to + ">");
+  rcpt.add("<" + to + ">");
   curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt.list);
-  Upload upload{&m.message};
+  Upload upload{&message};
   curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
   curl_easy_setopt(c, CURLOPT_READFUNCTION, read_upload);
   curl_easy_setopt(c, CURLOPT_READDATA, &upload);
-  curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(m.message.size()));
+  curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(message.size()));
   CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) return transfer_error(rc, impl_->detail.data(), impl_->reply_code());
   return {};

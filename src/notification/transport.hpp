@@ -35,17 +35,14 @@ struct HttpPost {
   std::chrono::milliseconds timeout{2'000};  ///< the whole transfer, connecting included
 };
 
-/// One message submitted over SMTP (RFC 5321); `message` is the RFC 5322 text with CRLF lines.
-struct SmtpMail {
+/// The SMTP server messages are submitted to, and how.
+struct SmtpServer {
   std::string url;  ///< smtp://host[:port] or smtps://host[:port]
   StartTls starttls = StartTls::kRequired;
   std::string username;  ///< empty: no AUTH
-  std::string password;
-  std::string ca_file;
-  std::chrono::milliseconds timeout{10'000};
-  std::string from;  ///< envelope sender (MAIL FROM)
-  std::string to;    ///< envelope recipient (RCPT TO)
-  std::string message;
+  std::string password;  ///< ECOMD_SMTP_PASSWORD or password_file, never in the config file
+  std::string ca_file;   ///< a CA bundle to verify the server with; empty: the system's
+  std::chrono::milliseconds timeout{10'000};  ///< the whole submission
 };
 
 /// A libcurl easy handle, reused from one transfer to the next so that a receiver's connection
@@ -60,9 +57,11 @@ class Transport {
   /// The HTTP status of the answer; an Error only when no answer came (retryable unless the URL
   /// itself is wrong).
   Result<int> post(const HttpPost& request);
-  /// OK once the server accepted the message. A 5xx reply fails with retryable = false, a 4xx
-  /// reply or a transport error (refused, TLS, timeout) with retryable = true.
-  Status mail(const SmtpMail& mail);
+  /// Submits `message` (RFC 5322 text, CRLF lines) from envelope sender `from` to `to` (RFC
+  /// 5321). OK once the server accepted it. A 5xx reply fails with retryable = false, a 4xx reply
+  /// or a transport error (refused, TLS, timeout) with retryable = true.
+  Status mail(const SmtpServer& server, const std::string& from, const std::string& to,
+              const std::string& message);
 
  private:
   struct Impl;

@@ -109,24 +109,10 @@ class PyServer {
 };
 
 // The single notification of an order once it has left PENDING.
-rapidjson::Document settled(Harness& h, const std::string& order_id,
-                            std::chrono::milliseconds timeout = 20s) {
-  std::string body;
-  bool done = test::eventually(
-      [&] {
-        auto r = h.get("/api/notifications?orderId=" + order_id);
-        body = r.body;
-        if (r.status != 200) return false;
-        auto d = parse_json(body);
-        return d["notifications"].Size() == 1 &&
-               str_of(d["notifications"][0], "status") != "PENDING";
-      },
-      timeout);
-  INFO(body);
-  REQUIRE(done);
-  auto d = parse_json(body);
+rapidjson::Document settled(Harness& h, const std::string& order_id) {
+  auto list = test::settled_notification(h, order_id, 20s);
   rapidjson::Document n;
-  n.CopyFrom(d["notifications"][0], n.GetAllocator());
+  n.CopyFrom(list["notifications"][0], n.GetAllocator());
   return n;
 }
 
@@ -144,28 +130,55 @@ std::string webhook_config(const std::string& url, const std::string& secret_fil
          R"(","timeout_ms":3000,"backoff_ms":50,)" + extra + "}}";
 }
 
+// aiosmtpd with STARTTLS on a fresh self-signed certificate, and AUTH as "shop" / `password`.
+struct TlsSmtp {
+  Cert cert;
+  uint16_t port;
+  PyServer server;
+  TlsSmtp(const test::TempDir& dir, const std::string& password)
+      : cert(make_cert(dir, "smtp")),
+        port(test::free_port()),
+        server("smtp_server.py", {"--port", std::to_string(port), "--cert", cert.cert, "--key",
+                                  cert.key, "--user", "shop", "--password", password}) {}
+  /// notification.smtp keys that trust its certificate and log in with `password_file`.
+  std::string client_keys(const std::string& password_file) const {
+    return R"("ca_file":")" + cert.cert + R"(","username":"shop","password_file":")" +
+           password_file + "\"";
+  }
+};
+
+// webhook_receiver.py on a free port, serving `cert`, verifying with `secret`.
+struct Receiver {
+  PyServer server;
+  Receiver(const Cert& cert, const std::string& secret)
+      : server("webhook_receiver.py",
+               {"--port", "0", "--cert", cert.cert, "--key", cert.key, "--secret", secret}) {}
+  std::string url(const std::string& path) const {
+    return "https://127.0.0.1:" + std::to_string(server.port()) + path;
+  }
+  std::optional<rapidjson::Document> next(std::chrono::milliseconds timeout = 15s) {
+    return server.next(timeout);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("smtp: the notification reaches a real SMTP server over STARTTLS with AUTH",
           "[notification][channels][smtp]") {
   test::TempDir dir;
-  auto cert = make_cert(dir, "smtp");
-  const auto port = test::free_port();
-  PyServer smtp("smtp_server.py", {"--port", std::to_string(port), "--cert", cert.cert, "--key",
-                                   cert.key, "--user", "shop", "--password", "s3cret pass"});
+  TlsSmtp smtp(dir, "s3cret pass");
   const std::string password = write_file(dir, "password", "s3cret pass\n");
   // A UTF-8 template: the subject must come out RFC 2047 encoded, the body base64.
-  Harness h(dir.path(), smtp_config(port,
-                                    R"("starttls":"required","ca_file":")" + cert.cert +
-                                        R"(","username":"shop","password_file":")" + password +
-                                        R"(","max_attempts":2)",
+  Harness h(dir.path(), smtp_config(smtp.port,
+                                    R"("starttls":"required",)" + smtp.client_keys(password) +
+                                        R"(,"max_attempts":2)",
                                     R"(,"templates":{"order.created":{)"
                                     R"("subject":"Bestellung {orderId} erhalten \u2713",)"
                                     R"("body":"Gr\u00fc\u00dfe, {customerId}!\nIhre Bestellung )"
                                     R"({orderId} ist da."}})"));
   h.publish(topics::kOrdersCreated, order_created("o-m1", "c-42"));
 
-  auto mail = smtp.next();
+  auto mail = smtp.server.next();
   REQUIRE(mail);
   const auto& m = *mail;
   INFO(str_of(m, "raw"));
@@ -194,26 +207,22 @@ TEST_CASE("smtp: the notification reaches a real SMTP server over STARTTLS with 
   // The Message-ID is the notification's, so a re-sent copy can be recognised.
   CHECK(str_of(headers, "Message-ID") == "<" + str_of(n, "id") + "@shop.example.test>");
   REQUIRE(test::eventually([&] { return h.sent_count() == 1; }));
-  CHECK_FALSE(smtp.next(300ms));  // one message, not two
+  CHECK_FALSE(smtp.server.next(300ms));  // one message, not two
 }
 
 TEST_CASE("smtp: credentials the server refuses fail the notification without a retry",
           "[notification][channels][smtp]") {
   test::TempDir dir;
-  auto cert = make_cert(dir, "smtp");
-  const auto port = test::free_port();
-  PyServer smtp("smtp_server.py", {"--port", std::to_string(port), "--cert", cert.cert, "--key",
-                                   cert.key, "--user", "shop", "--password", "right"});
+  TlsSmtp smtp(dir, "right");
   const std::string password = write_file(dir, "password", "wrong");
-  Harness h(dir.path(), smtp_config(port, R"("ca_file":")" + cert.cert +
-                                              R"(","username":"shop","password_file":")" +
-                                              password + R"(","max_attempts":3)"));
+  Harness h(dir.path(),
+            smtp_config(smtp.port, smtp.client_keys(password) + R"(,"max_attempts":3)"));
   h.publish(topics::kOrdersCreated, order_created("o-m2"));
   auto n = settled(h, "o-m2");
   CHECK(str_of(n, "status") == "FAILED");
   CHECK(n["attempts"].GetInt() == 1);  // a 535 is final: no second attempt
   CHECK(str_of(n, "lastError").find("535") != std::string::npos);
-  CHECK_FALSE(smtp.next(300ms));
+  CHECK_FALSE(smtp.server.next(300ms));
   CHECK(h.sent_count() == 0);
 }
 
@@ -248,9 +257,8 @@ TEST_CASE("webhook: a signed POST over HTTPS that the receiver verifies",
   test::TempDir dir;
   auto cert = make_cert(dir, "hook");
   const std::string secret = "whsec-test-1";
-  PyServer hook("webhook_receiver.py",
-                {"--port", "0", "--cert", cert.cert, "--key", cert.key, "--secret", secret});
-  const std::string url = "https://127.0.0.1:" + std::to_string(hook.port()) + "/hook";
+  Receiver hook(cert, secret);
+  const std::string url = hook.url("/hook");
   Harness h(dir.path(), webhook_config(url, write_file(dir, "secret", secret + "\n"),
                                        R"("ca_file":")" + cert.cert + R"(","max_attempts":3)"));
   h.publish(topics::kOrdersCreated, order_created("o-h1", "c-9"));
@@ -286,9 +294,8 @@ TEST_CASE("webhook: over HTTPS 503 is retried, 400 and a refused signature are n
           "[notification][channels][webhook]") {
   test::TempDir dir;
   auto cert = make_cert(dir, "hook");
-  PyServer hook("webhook_receiver.py",
-                {"--port", "0", "--cert", cert.cert, "--key", cert.key, "--secret", "right"});
-  const std::string base = "https://127.0.0.1:" + std::to_string(hook.port());
+  Receiver hook(cert, "right");
+  const std::string base = hook.url("");
   const std::string ca = R"("ca_file":")" + cert.cert + R"(","max_attempts":3)";
   const std::string right = write_file(dir, "right", "right");
   struct Case {
@@ -324,9 +331,8 @@ TEST_CASE("webhook: a receiver whose certificate is not trusted is retried, then
   test::TempDir dir;
   auto cert = make_cert(dir, "hook");
   auto other = make_cert(dir, "other");  // trusted, but not the receiver's
-  PyServer hook("webhook_receiver.py",
-                {"--port", "0", "--cert", cert.cert, "--key", cert.key, "--secret", "s"});
-  const std::string url = "https://127.0.0.1:" + std::to_string(hook.port()) + "/hook";
+  Receiver hook(cert, "s");
+  const std::string url = hook.url("/hook");
   for (const std::string& ca : {std::string(), R"("ca_file":")" + other.cert + R"(",)"}) {
     INFO(ca);
     test::TempDir data;
@@ -345,9 +351,8 @@ TEST_CASE("webhook: a receiver too slow to answer times out instead of holding d
           "[notification][channels][webhook]") {
   test::TempDir dir;
   auto cert = make_cert(dir, "hook");
-  PyServer hook("webhook_receiver.py",
-                {"--port", "0", "--cert", cert.cert, "--key", cert.key, "--secret", "s"});
-  const std::string url = "https://127.0.0.1:" + std::to_string(hook.port()) + "/slow";
+  Receiver hook(cert, "s");
+  const std::string url = hook.url("/slow");
   Harness h(dir.path(), R"({"sink":"webhook","webhook":{"url":")" + url + R"(","secret_file":")" +
                             write_file(dir, "secret", "s") + R"(","ca_file":")" + cert.cert +
                             R"(","timeout_ms":300,"max_attempts":2,"backoff_ms":50}})");

@@ -25,6 +25,7 @@ using ecom::test::Harness;
 using ecom::test::inventory_updated;
 using ecom::test::order_created;
 using ecom::test::parse_json;
+using ecom::test::settled_notification;
 using ecom::test::SseClient;
 using ecom::test::SseEvent;
 using ecom::test::status_changed;
@@ -82,24 +83,6 @@ std::string webhook_config(const std::string& url, int max_attempts, int backoff
   return R"({"sink":"webhook","webhook":{"url":")" + url + R"(","secret_file":")" +
          webhook_secret_file() + R"(","timeout_ms":2000,"max_attempts":)" +
          std::to_string(max_attempts) + R"(,"backoff_ms":)" + std::to_string(backoff_ms) + "}}";
-}
-
-// The single notification of an order, once it has left PENDING.
-rapidjson::Document settled_notification(Harness& h, const std::string& order_id) {
-  std::string body;
-  bool settled = test::eventually(
-      [&] {
-        auto r = h.get("/api/notifications?orderId=" + order_id);
-        body = r.body;
-        if (r.status != 200) return false;
-        auto d = parse_json(body);
-        return d["notifications"].Size() == 1 &&
-               str_of(d["notifications"][0], "status") != "PENDING";
-      },
-      20s);
-  INFO(body);
-  REQUIRE(settled);
-  return parse_json(body);
 }
 
 std::vector<std::string> history_of(const std::string& snapshot_json) {
