@@ -6,10 +6,14 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config git ca-certificates curl
   librdkafka-dev libboost-dev rapidjson-dev libsqlite3-dev libfmt-dev catch2
+  # The notification sinks: SMTP and HTTPS through libcurl, HMAC signatures through OpenSSL.
+  libcurl4-openssl-dev libssl-dev
 )
 # Extra packages for the test suite (the Kafka broker script installs Java, Maven and kcat itself).
+# python3-venv: the notification channel tests run aiosmtpd from a venv (scripts/test-venv.sh);
+# openssl: they make their self-signed certificates with `openssl req`.
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(python3 clang-format)
+  packages+=(python3 python3-venv openssl clang-format)
 fi
 
 missing=()

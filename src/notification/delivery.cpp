@@ -1,15 +1,10 @@
 #include "delivery.hpp"
 
-#include <fmt/format.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include <algorithm>
 
 #include "ecom/core/backoff.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
-#include "ecom/http/client.hpp"
 
 namespace ecom::notification {
 namespace {
@@ -37,53 +32,9 @@ class LogSink final : public Sink {
   }
 };
 
-class WebhookSink final : public Sink {
- public:
-  explicit WebhookSink(WebhookOptions o) : o_(std::move(o)) {}
-  std::string_view channel() const noexcept override { return "webhook"; }
-  int max_attempts() const noexcept override { return o_.max_attempts; }
-  std::chrono::milliseconds backoff() const noexcept override { return o_.backoff; }
-
-  Attempt send(const Delivery& d) override {
-    rapidjson::StringBuffer sb;
-    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-    auto field = [&w](const char* k, const std::string& v) {
-      w.Key(k);
-      w.String(v);
-    };
-    w.StartObject();
-    field("id", d.id);
-    field("customerId", d.customer_id);
-    field("orderId", d.order_id);
-    field("orderStatus", d.order_status);
-    field("channel", std::string(channel()));
-    field("subject", d.subject);
-    field("body", d.body);
-    field("status", "PENDING");
-    w.Key("attempt");
-    w.Int(d.attempts + 1);
-    field("createdAt", format_rfc3339(d.created_at));
-    w.EndObject();
-    auto r = http::request("POST", o_.url, std::string(sb.GetString(), sb.GetSize()),
-                           {{"Content-Type", "application/json"}, {"Idempotency-Key", d.id}},
-                           o_.timeout);
-    if (!r) return {false, r.error().retryable, r.error().message};
-    int s = r->status;
-    if (s >= 200 && s < 300) return {true, false, {}};
-    bool retryable = s >= 500 || s == 408 || s == 429;
-    return {false, retryable, fmt::format("webhook answered HTTP {}", s)};
-  }
-
- private:
-  WebhookOptions o_;
-};
-
 }  // namespace
 
 std::unique_ptr<Sink> make_log_sink() { return std::make_unique<LogSink>(); }
-std::unique_ptr<Sink> make_webhook_sink(WebhookOptions options) {
-  return std::make_unique<WebhookSink>(std::move(options));
-}
 
 DeliveryWorker::DeliveryWorker(Store& store, Sink& sink, bus::OutboxRelay& outbox, Clock& clock)
     : store_(store),

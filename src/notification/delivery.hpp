@@ -1,6 +1,6 @@
 #pragma once
-// Delivery of stored notifications: the sinks (log, webhook) and the worker task that drives
-// them with retries, off the bus consumer threads.
+// Delivery of stored notifications: the sinks (log, webhook, smtp) and the worker task that
+// drives them with retries, off the bus consumer threads.
 
 #include <chrono>
 #include <memory>
@@ -11,15 +11,28 @@
 #include "ecom/bus/outbox_relay.hpp"
 #include "ecom/core/periodic_task.hpp"
 #include "store.hpp"
+#include "transport.hpp"
 
 namespace ecom::notification {
 
 /// Settings of the webhook sink (config `notification.webhook`).
 struct WebhookOptions {
-  std::string url;
+  std::string url;  ///< https://, or http:// to a loopback host
+  /// The HMAC-SHA256 key of the X-Ecomd-Signature header (ECOMD_WEBHOOK_SECRET or secret_file).
+  std::string secret;
+  std::string ca_file;  ///< CA bundle that verifies the receiver; empty: the system's
   std::chrono::milliseconds timeout{2'000};
   int max_attempts = 5;
   std::chrono::milliseconds backoff{200};  ///< before the 2nd attempt; doubles after each failure
+};
+
+/// Settings of the smtp sink (config `notification.smtp`).
+struct SmtpOptions {
+  SmtpServer server;
+  std::string from;         ///< mailbox: the envelope sender and the From header
+  std::string to_template;  ///< the recipient, `{customerId}` replaced by the order's customer
+  int max_attempts = 5;
+  std::chrono::milliseconds backoff{1'000};
 };
 
 /// The result of one delivery attempt.
@@ -33,7 +46,7 @@ struct Attempt {
 class Sink {
  public:
   virtual ~Sink() = default;
-  /// The channel recorded on sent notifications ("log", "webhook").
+  /// The channel recorded on sent notifications ("log", "webhook", "smtp").
   virtual std::string_view channel() const noexcept = 0;
   virtual Attempt send(const Delivery& d) = 0;
   /// Attempts before a notification is FAILED.
@@ -44,9 +57,14 @@ class Sink {
 
 /// Writes one log line per notification; never fails.
 std::unique_ptr<Sink> make_log_sink();
-/// POSTs the notification as JSON; 2xx is success, 5xx/408/429 and transport errors are retried,
-/// other statuses fail at once.
-std::unique_ptr<Sink> make_webhook_sink(WebhookOptions options);
+/// POSTs the notification as JSON, signed (X-Ecomd-Signature); 2xx is success, 5xx/408/429 and
+/// transport errors (TLS and timeouts included) are retried, other statuses fail at once.
+/// `clock` dates the signatures.
+std::unique_ptr<Sink> make_webhook_sink(WebhookOptions options,
+                                        Clock& clock = SystemClock::instance());
+/// Mails the notification to the customer's address; a 5xx reply fails at once (unknown mailbox,
+/// rejected credentials), transport errors and 4xx replies are retried. `clock` dates the mail.
+std::unique_ptr<Sink> make_smtp_sink(SmtpOptions options, Clock& clock = SystemClock::instance());
 
 /// The delivery loop (a PeriodicTask on `clock`): picks due PENDING notifications (up to 32 at a
 /// time), sends them, and records the outcomes of the batch together: SENT + NotificationSent for

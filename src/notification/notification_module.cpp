@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <utility>
 
@@ -17,6 +19,7 @@
 #include "ecom/core/topics.hpp"
 #include "ecom/http/router.hpp"
 #include "live_hub.hpp"
+#include "message.hpp"
 #include "store.hpp"
 #include "templates.hpp"
 
@@ -50,10 +53,102 @@ struct Options {
   std::string sink = "log";
   std::vector<std::string> notify = kDefaultNotify;
   WebhookOptions webhook;
+  SmtpOptions smtp;
   Templates templates;
   int64_t feed_retention = 100'000;
   std::chrono::milliseconds keepalive{15'000};
 };
+
+// Where secrets come from: never the config file (it lands in ConfigMaps and repositories), but
+// a file (a mounted Secret) or the environment (a Secret's env var).
+constexpr const char* kWebhookSecretEnv = "ECOMD_WEBHOOK_SECRET";
+constexpr const char* kSmtpPasswordEnv = "ECOMD_SMTP_PASSWORD";
+
+// The secret in `file` (one trailing line break dropped, as `echo` and editors leave one), else
+// the environment variable `env`; empty when neither has one.
+Result<std::string> read_secret(const std::string& file, const std::string& file_path,
+                                const char* env) {
+  if (file.empty()) return process_env(env).value_or("");
+  std::ifstream in(file, std::ios::binary);
+  std::string secret;
+  if (in.is_open()) secret.assign(std::istreambuf_iterator<char>(in), {});
+  if (!in.is_open() || in.bad())
+    return config_invalid(fmt::format("{}: cannot read \"{}\"", file_path, file), file_path);
+  if (secret.ends_with('\n')) secret.pop_back();
+  if (secret.ends_with('\r')) secret.pop_back();
+  return secret;
+}
+
+// A key that must not be in the config file, with the way to give it instead.
+ConfigSpec::Reader not_in_file(std::string how) {
+  return [how = std::move(how)](const rapidjson::Value&, const std::string& path) -> Status {
+    return config_invalid(fmt::format("{} is not read from the config file: {}", path, how), path);
+  };
+}
+
+// The keys of every sink that leaves the process: how long an attempt may take, how many there
+// are, and the first wait between them.
+void attempt_keys(ConfigSpec& spec, std::chrono::milliseconds& timeout, int& max_attempts,
+                  std::chrono::milliseconds& backoff) {
+  spec.millis("timeout_ms", timeout, 1, 600'000)
+      .integer("max_attempts", max_attempts, 1, 100)
+      .millis("backoff_ms", backoff, 0, 3'600'000);
+}
+
+Status check_webhook(const ConfigSection& c, WebhookOptions& o, const std::string& secret_file) {
+  const std::string url_path = c.path_of("url");
+  auto url = parse_url(o.url);
+  if (!url)
+    return config_invalid(
+        fmt::format("{} must be an https:// URL: {}", url_path, url.error().message), url_path);
+  // Plain http only where nobody can read or change the request on the way: loopback.
+  if (url->scheme != "https" && !(url->scheme == "http" && is_loopback_host(url->host)))
+    return config_invalid(
+        fmt::format("{} must be an https:// URL (http:// only to a loopback host)", url_path),
+        url_path);
+  auto secret = read_secret(secret_file, c.path_of("secret_file"), kWebhookSecretEnv);
+  if (!secret) return secret.error();
+  if (secret->empty())
+    return config_invalid(fmt::format("the webhook needs a signing secret: set {} or {}",
+                                      kWebhookSecretEnv, c.path_of("secret_file")),
+                          c.path_of("secret_file"));
+  o.secret = std::move(secret).value();
+  return {};
+}
+
+Status check_smtp(const ConfigSection& c, SmtpOptions& o, const std::string& password_file) {
+  const std::string url_path = c.path_of("url");
+  auto url = parse_url(o.server.url);
+  if (!url || (url->scheme != "smtp" && url->scheme != "smtps"))
+    return config_invalid(fmt::format("{} must be an smtp:// or smtps:// URL", url_path), url_path);
+  if (!is_mailbox(o.from))
+    return config_invalid(
+        fmt::format("{} must be a plain address like orders@shop.example", c.path_of("from")),
+        c.path_of("from"));
+  if (o.to_template.find("{customerId}") == std::string::npos ||
+      !recipient_for(o.to_template, "c-42"))
+    return config_invalid(fmt::format("{} must be an address with {{customerId}} in it, like "
+                                      "\"{{customerId}}@customers.shop.example\"",
+                                      c.path_of("to_template")),
+                          c.path_of("to_template"));
+  if (o.server.username.empty()) return {};
+  auto password = read_secret(password_file, c.path_of("password_file"), kSmtpPasswordEnv);
+  if (!password) return password.error();
+  if (password->empty())
+    return config_invalid(fmt::format("{} needs a password: set {} or {}", c.path_of("username"),
+                                      kSmtpPasswordEnv, c.path_of("password_file")),
+                          c.path_of("password_file"));
+  o.server.password = std::move(password).value();
+  // Credentials never cross the network in clear text: off loopback, AUTH needs TLS for sure
+  // (STARTTLS "try" would fall back to plain text when a man in the middle strips the offer).
+  if (url->scheme == "smtp" && o.server.starttls != StartTls::kRequired &&
+      !is_loopback_host(url->host))
+    return config_invalid(fmt::format("{} must be \"required\" (or the URL smtps://) when a "
+                                      "username is set and the server is not on loopback",
+                                      c.path_of("starttls")),
+                          c.path_of("starttls"));
+  return {};
+}
 
 Result<Options> parse_options(const ConfigSection& c) {
   Options o;
@@ -82,25 +177,47 @@ Result<Options> parse_options(const ConfigSection& c) {
     }
     return {};
   };
+  std::string secret_file;
+  std::string password_file;
+  std::string starttls = "required";
+  auto webhook =
+      ConfigSpec{}
+          .string("url", o.webhook.url)
+          .string("secret_file", secret_file)
+          .custom("secret", not_in_file(fmt::format("set {} or secret_file", kWebhookSecretEnv)))
+          .string("ca_file", o.webhook.ca_file);
+  attempt_keys(webhook, o.webhook.timeout, o.webhook.max_attempts, o.webhook.backoff);
+  auto smtp =
+      ConfigSpec{}
+          .string("url", o.smtp.server.url)
+          .string("from", o.smtp.from)
+          .string("to_template", o.smtp.to_template)
+          .choice("starttls", starttls, {"none", "try", "required"})
+          .string("username", o.smtp.server.username)
+          .string("password_file", password_file)
+          .custom("password", not_in_file(fmt::format("set {} or password_file", kSmtpPasswordEnv)))
+          .string("ca_file", o.smtp.server.ca_file);
+  attempt_keys(smtp, o.smtp.server.timeout, o.smtp.max_attempts, o.smtp.backoff);
   if (auto st = ConfigSpec{}
-                    .choice("sink", o.sink, {"log", "webhook"})
+                    .choice("sink", o.sink, {"log", "webhook", "smtp"})
                     .custom("notify", notify)
-                    .object("webhook", ConfigSpec{}
-                                           .string("url", o.webhook.url)
-                                           .millis("timeout_ms", o.webhook.timeout, 1, 600'000)
-                                           .integer("max_attempts", o.webhook.max_attempts, 1, 100)
-                                           .millis("backoff_ms", o.webhook.backoff, 0, 3'600'000))
+                    .object("webhook", std::move(webhook))
+                    .object("smtp", std::move(smtp))
                     .custom("templates", templates)
                     .integer("feed_retention", o.feed_retention, 1, 1'000'000'000)
                     .millis("keepalive_ms", o.keepalive, 100, 3'600'000)
                     .read(c);
       !st)
     return st.error();
-  if (o.sink == "webhook" && o.webhook.url.rfind("http://", 0) != 0) {
-    const std::string url = c.section("webhook").path_of("url");
-    return config_invalid(
-        fmt::format("{} must be an http:// URL when {} is \"webhook\"", url, c.path_of("sink")),
-        url);
+  o.smtp.server.starttls = starttls == "none"  ? StartTls::kNone
+                           : starttls == "try" ? StartTls::kTry
+                                               : StartTls::kRequired;
+  // Only the sink in use is checked: its secrets are read, the other's are not needed.
+  if (o.sink == "webhook") {
+    if (auto st = check_webhook(c.section("webhook"), o.webhook, secret_file); !st)
+      return st.error();
+  } else if (o.sink == "smtp") {
+    if (auto st = check_smtp(c.section("smtp"), o.smtp, password_file); !st) return st.error();
   }
   // A status without a template sends nothing: keep only the templates to notify.
   std::erase_if(o.templates, [&](const auto& t) {
@@ -467,8 +584,12 @@ Status NotificationModule::configure(const ConfigSection& config) {
 Status NotificationModule::start(ModuleContext& ctx) {
   auto* impl = impl_.get();
   impl->ctx = &ctx;
-  impl->sink =
-      impl->options.sink == "webhook" ? make_webhook_sink(impl->options.webhook) : make_log_sink();
+  if (impl->options.sink == "webhook")
+    impl->sink = make_webhook_sink(impl->options.webhook, ctx.clock);
+  else if (impl->options.sink == "smtp")
+    impl->sink = make_smtp_sink(impl->options.smtp, ctx.clock);
+  else
+    impl->sink = make_log_sink();
   impl->store =
       std::make_unique<Store>(ctx.db, impl->options.templates, std::string(impl->sink->channel()));
   if (auto st = impl->store->migrate(); !st) return st;

@@ -460,6 +460,39 @@ def t_kafka_sasl_tls_existing_secret(h: Helm) -> None:
         check(ca.endswith("/ca.crt"), f"ssl.ca.location {ca}")
 
 
+def t_notification_secrets(h: Helm) -> None:
+    m = h.render("shop", "--set", "notificationSecrets.existingSecret=shop-notify",
+                 "--set", "notificationSecrets.webhookSecretKey=webhook-secret",
+                 "--set", "notificationSecrets.smtpPasswordKey=smtp-password",
+                 "--set", "config.notification.sink=smtp",
+                 "--set", "config.notification.smtp.username=shop")
+    cfg = check_release(m, ROLES)
+    check(cfg["notification"]["smtp"] == {"username": "shop"}, "notification config from values")
+    check(not m.of("Secret"), "the chart must not make a Secret for notificationSecrets")
+    for role, sts in m.workloads().items():
+        cont = container(sts)
+        hook = env_ref(cont, "ECOMD_WEBHOOK_SECRET")
+        smtp = env_ref(cont, "ECOMD_SMTP_PASSWORD")
+        if role == "notification":
+            check(hook and hook["valueFrom"]["secretKeyRef"] == {"name": "shop-notify",
+                                                                  "key": "webhook-secret"},
+                  f"{role}: webhook secret not taken from the Secret: {hook}")
+            check(smtp and smtp["valueFrom"]["secretKeyRef"] == {"name": "shop-notify",
+                                                                  "key": "smtp-password"},
+                  f"{role}: SMTP password not taken from the Secret: {smtp}")
+        else:
+            check(hook is None and smtp is None, f"{role} gets the notification secrets")
+    # Only the keys that are named.
+    m = h.render("shop", "--set", "notificationSecrets.existingSecret=shop-notify",
+                 "--set", "notificationSecrets.webhookSecretKey=hook")
+    sts = m.workloads()["notification"]
+    check(env_ref(container(sts), "ECOMD_SMTP_PASSWORD") is None, "an unnamed key is passed")
+    h.refuse("ConfigMap", "--set", "config.notification.webhook.secret=x")
+    h.refuse("ConfigMap", "--set", "config.notification.smtp.password=x")
+    h.refuse("webhookSecretKey", "--set", "notificationSecrets.existingSecret=s")
+    h.refuse("existingSecret", "--set", "notificationSecrets.smtpPasswordKey=k")
+
+
 def t_kafka_inline_password(h: Helm) -> None:
     m = h.render("plain", "-f", os.path.join(VALUES, "kafka-inline-password.yaml"))
     cfg = check_release(m, ROLES)
@@ -596,6 +629,7 @@ TESTS: list[Callable[[Helm], None]] = [
     t_ingress_per_role_releases,
     t_kafka_sasl_tls_existing_secret,
     t_kafka_inline_password,
+    t_notification_secrets,
     t_kafka_mtls,
     t_scaling_when_allowed,
     t_custom_values,

@@ -161,4 +161,25 @@ struct Harness {
   }
 };
 
+/// The notifications of an order (GET /api/notifications?orderId=) once its single notification
+/// has left PENDING; fails the test after `timeout`.
+inline rapidjson::Document settled_notification(
+    Harness& h, const std::string& order_id,
+    std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  std::string body;
+  bool settled = eventually(
+      [&] {
+        auto r = h.get("/api/notifications?orderId=" + order_id);
+        body = r.body;
+        if (r.status != 200) return false;
+        auto d = parse_json(body);
+        return d["notifications"].Size() == 1 &&
+               str_of(d["notifications"][0], "status") != "PENDING";
+      },
+      timeout);
+  INFO(body);
+  REQUIRE(settled);
+  return parse_json(body);
+}
+
 }  // namespace ecom::test

@@ -15,6 +15,7 @@
 #include "ecom/contract/events.hpp"
 #include "ecom/http/server.hpp"
 #include "harness.hpp"
+#include "message.hpp"
 #include "sse_client.hpp"
 #include "store.hpp"
 
@@ -24,6 +25,7 @@ using ecom::test::Harness;
 using ecom::test::inventory_updated;
 using ecom::test::order_created;
 using ecom::test::parse_json;
+using ecom::test::settled_notification;
 using ecom::test::SseClient;
 using ecom::test::SseEvent;
 using ecom::test::status_changed;
@@ -39,6 +41,7 @@ struct WebhookServer {
   std::mutex mu;
   std::vector<std::string> bodies;
   std::vector<std::string> keys;
+  std::vector<std::string> signatures;
 
   explicit WebhookServer(int fail_first) : failures(fail_first) {
     router.add(http::Method::kPost, "/hook", [this](const http::Request& r) {
@@ -46,6 +49,7 @@ struct WebhookServer {
         std::lock_guard lock(mu);
         bodies.push_back(r.body);
         keys.emplace_back(r.header("idempotency-key").value_or(""));
+        signatures.emplace_back(r.header("x-ecomd-signature").value_or(""));
       }
       if (failures.load() < 0) return http::json(500, R"({"error":"down"})");
       if (failures.fetch_sub(1) > 0) return http::json(500, R"({"error":"try again"})");
@@ -65,28 +69,20 @@ struct WebhookServer {
   }
 };
 
-std::string webhook_config(const std::string& url, int max_attempts, int backoff_ms = 20) {
-  return R"({"sink":"webhook","webhook":{"url":")" + url +
-         R"(","timeout_ms":2000,"max_attempts":)" + std::to_string(max_attempts) +
-         R"(,"backoff_ms":)" + std::to_string(backoff_ms) + "}}";
+// A signing secret for the webhook (it is required), in a file that lives as long as the test.
+const std::string& webhook_secret_file() {
+  static test::TempDir dir;
+  static const std::string path = [] {
+    std::ofstream(dir.file("secret")) << "test-secret";
+    return dir.file("secret");
+  }();
+  return path;
 }
 
-// The single notification of an order, once it has left PENDING.
-rapidjson::Document settled_notification(Harness& h, const std::string& order_id) {
-  std::string body;
-  bool settled = test::eventually(
-      [&] {
-        auto r = h.get("/api/notifications?orderId=" + order_id);
-        body = r.body;
-        if (r.status != 200) return false;
-        auto d = parse_json(body);
-        return d["notifications"].Size() == 1 &&
-               str_of(d["notifications"][0], "status") != "PENDING";
-      },
-      20s);
-  INFO(body);
-  REQUIRE(settled);
-  return parse_json(body);
+std::string webhook_config(const std::string& url, int max_attempts, int backoff_ms = 20) {
+  return R"({"sink":"webhook","webhook":{"url":")" + url + R"(","secret_file":")" +
+         webhook_secret_file() + R"(","timeout_ms":2000,"max_attempts":)" +
+         std::to_string(max_attempts) + R"(,"backoff_ms":)" + std::to_string(backoff_ms) + "}}";
 }
 
 std::vector<std::string> history_of(const std::string& snapshot_json) {
@@ -273,6 +269,13 @@ TEST_CASE("webhook: retried on 500, SENT on 200, NotificationSent emitted",
     CHECK(is_rfc3339(str_of(body, "createdAt")));
     // Every attempt carries the same id, so the receiver can deduplicate.
     CHECK(hook.keys == std::vector<std::string>(3, str_of(n, "id")));
+    // ... and its own signature over its timestamp and body, made with the configured secret.
+    for (size_t i = 0; i < hook.signatures.size(); ++i) {
+      const std::string& sig = hook.signatures[i];
+      REQUIRE(sig.rfind("t=", 0) == 0);
+      const int64_t t = std::stoll(sig.substr(2));
+      CHECK(sig == notification::webhook_signature("test-secret", t, hook.bodies[i]));
+    }
   }
   std::lock_guard lock(h.mu);
   const auto& sent = h.sent[0];

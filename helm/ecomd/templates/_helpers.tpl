@@ -125,9 +125,47 @@ app.kubernetes.io/component: {{ .role }}
 {{- end -}}
 {{- end -}}
 
+{{/* Fails on notification secrets that would land in the ConfigMap, or a Secret without keys. */}}
+{{- define "ecomd.validateNotification" -}}
+{{- $n := (.Values.config | default dict).notification | default dict -}}
+{{- if hasKey ($n.webhook | default dict) "secret" -}}
+{{- fail "config.notification.webhook.secret would be rendered into the ConfigMap: put it in a Secret and name it in notificationSecrets" -}}
+{{- end -}}
+{{- if hasKey ($n.smtp | default dict) "password" -}}
+{{- fail "config.notification.smtp.password would be rendered into the ConfigMap: put it in a Secret and name it in notificationSecrets" -}}
+{{- end -}}
+{{- $s := .Values.notificationSecrets -}}
+{{- if and $s.existingSecret (not (or $s.webhookSecretKey $s.smtpPasswordKey)) -}}
+{{- fail "notificationSecrets.existingSecret needs webhookSecretKey and/or smtpPasswordKey" -}}
+{{- end -}}
+{{- if and (not $s.existingSecret) (or $s.webhookSecretKey $s.smtpPasswordKey) -}}
+{{- fail "notificationSecrets: a key is set but existingSecret is empty" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Env vars of the notification role that carry the sinks' secrets. */}}
+{{- define "ecomd.notificationSecretEnv" -}}
+{{- $s := .Values.notificationSecrets -}}
+{{- if and $s.existingSecret $s.webhookSecretKey }}
+- name: ECOMD_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s.existingSecret }}
+      key: {{ $s.webhookSecretKey }}
+{{- end }}
+{{- if and $s.existingSecret $s.smtpPasswordKey }}
+- name: ECOMD_SMTP_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s.existingSecret }}
+      key: {{ $s.smtpPasswordKey }}
+{{- end }}
+{{- end -}}
+
 {{/* The chart-managed part of ecomd.json, deep-merged over `config`. */}}
 {{- define "ecomd.configJson" -}}
 {{- include "ecomd.validateKafka" . -}}
+{{- include "ecomd.validateNotification" . -}}
 {{- $k := .Values.kafka -}}
 {{- $props := dict "security.protocol" (lower $k.securityProtocol) -}}
 {{- if include "ecomd.saslEnabled" . -}}

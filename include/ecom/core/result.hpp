@@ -40,11 +40,11 @@ enum class ErrorCode : uint8_t {
   kUnknownRole,    ///< --role names no module (exit 2)
   kUsage,          ///< the command line is wrong (exit 2)
   kBindFailed,     ///< the HTTP address cannot be listened on
-  // Calls to other services (webhooks).
+  // Calls to other services (webhooks, SMTP).
   kUpstreamUnavailable,  ///< 502, retryable: connection refused, reset
   kUpstreamTimeout,      ///< 504, retryable
-  kUpstreamBadResponse,  ///< 502
-  kUnsupportedScheme,    ///< a URL with a scheme other than http
+  kUpstreamBadResponse,  ///< 502: an answer that says no (an SMTP 4xx/5xx reply)
+  kUnsupportedScheme,    ///< a URL with a scheme the call does not speak
   kBadUrl,               ///< a URL that does not parse
 };
 
