@@ -156,11 +156,12 @@ Status OrderModule::start(ModuleContext& ctx) {
                          impl->create(r, std::move(respond));
                        });
   ctx.router.add(http::Method::kGet, "/api/orders",
-                 [impl](const http::Request& r) { return impl->list(r); });
-  ctx.router.add_async(http::Method::kGet, "/api/orders/{id}",
-                       [impl](const http::Request& r, http::Responder respond) {
-                         impl->get(r, std::move(respond));
-                       });
+                 [impl](const http::Request& r) { return impl->list(r); },
+                 {.query = {"customerId", "limit"}});
+  ctx.router.add_async(
+      http::Method::kGet, "/api/orders/{id}",
+      [impl](const http::Request& r, http::Responder respond) { impl->get(r, std::move(respond)); },
+      {.query = {"wait"}});
   ctx.router.add(http::Method::kPost, "/api/orders/{id}/cancel",
                  [impl](const http::Request& r) { return impl->cancel(r); });
 

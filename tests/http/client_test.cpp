@@ -26,11 +26,13 @@ namespace {
 
 struct EchoServer {
   EchoServer() {
-    router.add(Method::kPost, "/hook/{id}", [this](const Request& r) {
-      std::lock_guard<std::mutex> lock(mu);
-      seen = r;
-      return json(202, R"({"received":")" + std::string(r.param("id")) + "\"}");
-    });
+    router.add(Method::kPost, "/hook/{id}",
+               [this](const Request& r) {
+                 std::lock_guard<std::mutex> lock(mu);
+                 seen = r;
+                 return json(202, R"({"received":")" + std::string(r.param("id")) + "\"}");
+               },
+               {.query = {"x"}});
     router.add(Method::kGet, "/fail", [](const Request&) {
       return Response{500, "text/plain", "upstream broke", {}};
     });
