@@ -58,6 +58,7 @@ trap cleanup EXIT
 cat >"$work/ecomd.json" <<'EOF'
 {
   "inventory": {
+    "admin_token": "browser-admin-token",
     "low_stock_threshold": 5,
     "seed": [
       {"sku": "MOUSE-1", "name": "Wireless Mouse", "available": 100, "unitAmount": 2499, "currency": "USD"},

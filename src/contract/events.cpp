@@ -375,6 +375,10 @@ std::string InventoryUpdated::encode() const {
     json::write_int64(w, "available", available);
     json::write_int64(w, "reserved", reserved);
     if (order_id) json::write_string(w, "orderId", *order_id);
+    if (name) json::write_string(w, "name", *name);
+    if (unit_amount) json::write_int64(w, "unitAmount", *unit_amount);
+    if (currency) json::write_string(w, "currency", *currency);
+    if (deleted) json::write_bool(w, "deleted", true);
   });
 }
 
@@ -385,6 +389,10 @@ Result<InventoryUpdated> InventoryUpdated::decode(std::string_view data) {
     e.available = r.integer("available", 0);
     e.reserved = r.integer("reserved", 0);
     e.order_id = r.opt_text("orderId", true);
+    e.name = r.opt_text("name", true);
+    e.unit_amount = r.opt_integer("unitAmount", 0);
+    e.currency = r.opt_text("currency", true);
+    e.deleted = r.boolean("deleted", false);
   });
 }
 

@@ -410,6 +410,10 @@ Status Database::migrate(std::string_view component, std::span<const std::string
       auto q = tx.stmt("SELECT version FROM schema_version WHERE component=?");
       q.bind(1, component);
       int64_t current = q.step() ? q.col_int(0) : 0;
+      // Run to the end: a statement left mid-read makes DROP TABLE / DROP INDEX in a step fail
+      // with "database table is locked".
+      while (q.step()) {
+      }
       if (current >= version) return {};
       tx.exec(steps[i]);
       tx.stmt(

@@ -3,6 +3,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <exception>
@@ -251,26 +252,56 @@ Result<int64_t> int_query_param(const Request& req, std::string_view name, int64
   return n;
 }
 
-void Router::add(Method method, std::string pattern, Handler handler, bool any_content_type) {
-  Route route{method, {}, std::move(handler), any_content_type};
+Status check_query(const Request& req, const std::vector<std::string>& allowed) {
+  std::string_view rest(req.query);
+  std::vector<std::string> seen;
+  std::string key;
+  while (!rest.empty()) {
+    size_t amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    if (pair.empty()) continue;  // "a=1&&b=2", a trailing '&'
+    detail::percent_decode_into(pair.substr(0, pair.find('=')), true, key);
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      return validation_error(
+          key, list.empty()
+                   ? fmt::format("unknown query parameter '{}': this route takes none", key)
+                   : fmt::format("unknown query parameter '{}' (allowed: {})", key, list));
+    }
+    // Which of two values counts would be a guess: refuse instead.
+    if (std::find(seen.begin(), seen.end(), key) != seen.end())
+      return validation_error(key,
+                              fmt::format("query parameter '{}' is given more than once", key));
+    seen.push_back(key);
+  }
+  return {};
+}
+
+void Router::add(Method method, std::string pattern, Handler handler, RouteOptions options) {
+  Route route{method, {}, std::move(handler), std::move(options)};
   split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
   routes_.push_back(std::move(route));
 }
 
-void Router::add_async(Method method, std::string pattern, AsyncHandler handler) {
-  Route route{method, {}, {}, false, Match::Kind::kAsync, std::move(handler)};
+void Router::add_async(Method method, std::string pattern, AsyncHandler handler,
+                       RouteOptions options) {
+  Route route{method, {}, {}, std::move(options), Match::Kind::kAsync, std::move(handler)};
   split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
   routes_.push_back(std::move(route));
 }
 
-void Router::add_stream(std::string pattern, StreamHandler handler) {
-  Route route{Method::kGet, {}, {}, false, Match::Kind::kStream, {}, std::move(handler)};
+void Router::add_stream(std::string pattern, StreamHandler handler, RouteOptions options) {
+  Route route{Method::kGet,      {}, {}, std::move(options), Match::Kind::kStream, {},
+              std::move(handler)};
   split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
   routes_.push_back(std::move(route));
 }
 
-void Router::add_websocket(std::string pattern, WebSocketHandler handler) {
-  Route route{Method::kGet, {}, {}, false, Match::Kind::kWebSocket, {}, {}, std::move(handler)};
+void Router::add_websocket(std::string pattern, WebSocketHandler handler, RouteOptions options) {
+  Route route{Method::kGet,      {}, {}, std::move(options), Match::Kind::kWebSocket, {}, {},
+              std::move(handler)};
   split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
   routes_.push_back(std::move(route));
 }
@@ -364,7 +395,12 @@ Match Router::match(Request& request) const {
     return answer(std::move(r));
   }
 
-  if (!best->any_content_type && has_body_semantics(request.method) && !request.body.empty()) {
+  // Before the body checks: a request the route cannot understand is refused whatever it sends.
+  if (auto st = check_query(request, best->options.query); !st)
+    return answer(error_response(st.error()));
+
+  if (!best->options.any_content_type && has_body_semantics(request.method) &&
+      !request.body.empty()) {
     // A missing Content-Type is tolerated (many tools omit it for JSON); a wrong one is not.
     auto ct = request.header("content-type");
     if (ct && !is_json_media_type(*ct)) {

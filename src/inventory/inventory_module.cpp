@@ -40,7 +40,8 @@ bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
 
 // Store failures are not the client's fault: busy means try again (503), the rest is a 500.
 http::Response store_error(const Error& e) {
-  if (e.code == ErrorCode::kValidationFailed || e.code == ErrorCode::kNotFound)
+  if (e.code == ErrorCode::kValidationFailed || e.code == ErrorCode::kNotFound ||
+      e.code == ErrorCode::kConflict)
     return http::error_response(e);
   if (e.retryable) {
     return http::error_response(
@@ -48,6 +49,74 @@ http::Response store_error(const Error& e) {
   }
   log::error(kTag, "store error: {} {}", e.code, e.message);
   return http::error_response(Error{ErrorCode::kInternal, "internal error", {}, false});
+}
+
+// A product body: a JSON object of known fields only. `fields` lists the allowed names; the
+// first unknown one is the error (a typo must not be ignored).
+Result<rapidjson::Document> parse_body(const http::Request& req,
+                                       std::initializer_list<std::string_view> fields) {
+  rapidjson::Document d;
+  d.Parse(req.body.data(), req.body.size());
+  if (d.HasParseError()) {
+    return Error{ErrorCode::kMalformedJson,
+                 std::string("request body is not valid JSON: ") +
+                     rapidjson::GetParseError_En(d.GetParseError()) + " at offset " +
+                     std::to_string(d.GetErrorOffset()),
+                 {},
+                 false};
+  }
+  if (!d.IsObject()) return http::validation_error("", "request body must be a JSON object");
+  for (const auto& m : d.GetObject()) {
+    const std::string_view k(m.name.GetString(), m.name.GetStringLength());
+    if (std::find(fields.begin(), fields.end(), k) == fields.end()) {
+      std::string allowed;
+      for (auto f : fields) allowed += (allowed.empty() ? "" : ", ") + std::string(f);
+      return http::validation_error(
+          std::string(k), "unknown field '" + std::string(k) + "' (allowed: " + allowed + ")");
+    }
+  }
+  return d;
+}
+
+// The optional members of a product body, type-checked; ranges are the service's to check.
+struct Fields {
+  std::optional<std::string> sku;
+  std::optional<std::string> name;
+  std::optional<int64_t> available;
+  std::optional<int64_t> unit_amount;
+  std::optional<std::string> currency;
+};
+
+Result<Fields> read_fields(const rapidjson::Document& d) {
+  Fields f;
+  auto text = [&](const char* key, std::optional<std::string>& out, const char* what) -> Status {
+    auto it = d.FindMember(key);
+    if (it == d.MemberEnd()) return {};
+    if (!it->value.IsString()) return http::validation_error(key, what);
+    out = std::string(it->value.GetString(), it->value.GetStringLength());
+    return {};
+  };
+  auto integer = [&](const char* key, std::optional<int64_t>& out, const char* what) -> Status {
+    auto it = d.FindMember(key);
+    if (it == d.MemberEnd()) return {};
+    if (!it->value.IsInt64() || it->value.GetInt64() < 0) return http::validation_error(key, what);
+    out = it->value.GetInt64();
+    return {};
+  };
+  for (const Status& st : {
+           text("sku", f.sku, "sku must be a string"),
+           text("name", f.name, "name must be a string"),
+           integer("available", f.available, "available must be an integer >= 0"),
+           integer("unitAmount", f.unit_amount, "unitAmount must be an integer >= 0 (minor units)"),
+           text("currency", f.currency, "currency must be an ISO 4217 code, e.g. USD"),
+       }) {
+    if (!st) return st.error();
+  }
+  return f;
+}
+
+Error required(const char* field) {
+  return http::validation_error(field, std::string(field) + " is required");
 }
 
 }  // namespace
@@ -66,7 +135,11 @@ struct InventoryModule::Impl {
 
   http::Response list(const http::Request& req);
   http::Response get(const http::Request& req);
+  http::Response create(const http::Request& req);
   http::Response put(const http::Request& req);
+  http::Response remove(const http::Request& req);
+  /// The admin check of every route that changes the catalogue: nullopt when allowed, else the
+  /// 401 to send. The one place to replace when tokens become JWTs.
   std::optional<http::Response> authorize(const http::Request& req) const;
 };
 
@@ -99,7 +172,9 @@ Status InventoryModule::start(ModuleContext& ctx) {
   if (!seeded) return seeded.error();
   if (seeded.value() > 0) log::info(kTag, "seeded {} products from config", seeded.value());
   if (s.admin_token.empty()) {
-    log::warn(kTag, "inventory.admin_token is not set: PUT /api/inventory/{{sku}} is disabled");
+    log::warn(kTag,
+              "inventory.admin_token is not set: product changes (POST, PUT, DELETE "
+              "/api/inventory) are disabled");
   }
 
   s.add_routes(ctx.router);
@@ -167,8 +242,12 @@ void InventoryModule::Impl::add_routes(http::Router& router) {
              [this](const http::Request& r) { return list(r); });
   router.add(http::Method::kGet, "/api/inventory/{sku}",
              [this](const http::Request& r) { return get(r); });
+  router.add(http::Method::kPost, "/api/inventory",
+             [this](const http::Request& r) { return create(r); });
   router.add(http::Method::kPut, "/api/inventory/{sku}",
              [this](const http::Request& r) { return put(r); });
+  router.add(http::Method::kDelete, "/api/inventory/{sku}",
+             [this](const http::Request& r) { return remove(r); });
 }
 
 http::Response InventoryModule::Impl::list(const http::Request&) {
@@ -220,67 +299,61 @@ std::optional<http::Response> InventoryModule::Impl::authorize(const http::Reque
   return std::nullopt;
 }
 
-http::Response InventoryModule::Impl::put(const http::Request& req) {
+http::Response InventoryModule::Impl::create(const http::Request& req) {
   if (auto denied = authorize(req)) return *denied;
-
-  rapidjson::Document d;
-  d.Parse(req.body.data(), req.body.size());
-  if (d.HasParseError()) {
-    return http::error_response(Error{ErrorCode::kMalformedJson,
-                                      std::string("request body is not valid JSON: ") +
-                                          rapidjson::GetParseError_En(d.GetParseError()) +
-                                          " at offset " + std::to_string(d.GetErrorOffset()),
-                                      {},
-                                      false});
-  }
-  if (!d.IsObject()) {
-    return http::error_response(http::validation_error("", "request body must be a JSON object"));
-  }
-  for (const auto& m : d.GetObject()) {
-    const std::string_view k(m.name.GetString(), m.name.GetStringLength());
-    if (k != "available" && k != "name" && k != "unitAmount" && k != "currency") {
-      return http::error_response(http::validation_error(
-          std::string(k), "unknown field '" + std::string(k) +
-                              "' (allowed: available, name, unitAmount, currency)"));
-    }
-  }
-
-  StockUpdate u;
-  u.sku = std::string(req.param("sku"));
-  auto available = d.FindMember("available");
-  if (available == d.MemberEnd() || !available->value.IsInt64() ||
-      available->value.GetInt64() < 0) {
-    return http::error_response(
-        http::validation_error("available", "available must be an integer >= 0"));
-  }
-  u.available = available->value.GetInt64();
-  if (auto it = d.FindMember("name"); it != d.MemberEnd()) {
-    if (!it->value.IsString()) {
-      return http::error_response(http::validation_error("name", "name must be a string"));
-    }
-    u.name = std::string(it->value.GetString(), it->value.GetStringLength());
-  }
-  if (auto it = d.FindMember("unitAmount"); it != d.MemberEnd()) {
-    if (!it->value.IsInt64()) {
-      return http::error_response(
-          http::validation_error("unitAmount", "unitAmount must be an integer >= 0 (minor units)"));
-    }
-    u.unit_amount = it->value.GetInt64();
-  }
-  if (auto it = d.FindMember("currency"); it != d.MemberEnd()) {
-    if (!it->value.IsString()) {
-      return http::error_response(
-          http::validation_error("currency", "currency must be an ISO 4217 code, e.g. USD"));
-    }
-    u.currency = std::string(it->value.GetString(), it->value.GetStringLength());
-  }
+  auto d = parse_body(req, {"sku", "name", "unitAmount", "currency", "available"});
+  if (!d) return http::error_response(d.error());
+  auto f = read_fields(*d);
+  if (!f) return http::error_response(f.error());
+  // The price and currency are what orders are charged: no defaults for them.
+  if (!f->sku) return http::error_response(required("sku"));
+  if (!f->name) return http::error_response(required("name"));
+  if (!f->unit_amount) return http::error_response(required("unitAmount"));
+  if (!f->currency) return http::error_response(required("currency"));
+  NewProduct n{*f->sku, *f->name, *f->unit_amount, *f->currency, f->available.value_or(0)};
 
   auto product =
-      db->transaction([&](db::Tx& tx) -> Result<Product> { return set_stock(tx, rules, u); });
+      db->transaction([&](db::Tx& tx) -> Result<Product> { return create_product(tx, n); });
   if (!product) return store_error(product.error());
   outbox->notify();
-  log::info(kTag, "admin set {} available={}", product->sku, product->available);
+  log::info(kTag, "admin created {} available={}", product->sku, product->available);
+  return http::json(201, json::product_json(product.value()))
+      .with_header("Location", "/api/inventory/" + product->sku);
+}
+
+http::Response InventoryModule::Impl::put(const http::Request& req) {
+  if (auto denied = authorize(req)) return *denied;
+  auto d = parse_body(req, {"available", "name", "unitAmount", "currency"});
+  if (!d) return http::error_response(d.error());
+  auto f = read_fields(*d);
+  if (!f) return http::error_response(f.error());
+  if (!f->available && !f->name && !f->unit_amount && !f->currency) {
+    return http::error_response(http::validation_error(
+        "", "the body must set at least one of available, name, unitAmount, currency"));
+  }
+  ProductUpdate u{std::string(req.param("sku")), f->available, f->name, f->unit_amount,
+                  f->currency};
+
+  auto product =
+      db->transaction([&](db::Tx& tx) -> Result<Product> { return update_product(tx, rules, u); });
+  if (!product) return store_error(product.error());
+  outbox->notify();
+  log::info(kTag, "admin updated {} available={}", product->sku, product->available);
   return http::json(200, json::product_json(product.value()));
+}
+
+http::Response InventoryModule::Impl::remove(const http::Request& req) {
+  if (auto denied = authorize(req)) return *denied;
+  const std::string sku(req.param("sku"));
+  auto product =
+      db->transaction([&](db::Tx& tx) -> Result<Product> { return delete_product(tx, sku); });
+  if (!product) return store_error(product.error());
+  outbox->notify();
+  log::info(kTag, "admin deleted {} (reserved={} stay held until their orders settle)", sku,
+            product->reserved);
+  http::Response r;
+  r.status = 204;
+  return r;
 }
 
 }  // namespace ecom::inventory

@@ -1,5 +1,6 @@
 #include "inventory_service.hpp"
 
+#include <fmt/format.h>
 #include <rapidjson/document.h>
 
 #include <algorithm>
@@ -51,49 +52,9 @@ std::vector<contract::SkuQuantity> sku_quantities(std::span<const Line> lines) {
   return out;
 }
 
-// What inventory.updated says of one sku after every change of one commit: the deltas summed,
-// the levels as they end, the order when only one changed it, the ids of the last cause.
-struct PendingInventoryUpdate {
-  contract::InventoryUpdated event;
-  bool one_order = true;
-  std::optional<Envelope> cause;  ///< only id, correlation id and traceparent are kept
-};
-
-// inventory.updated for one sku, plus the alert when `available` crossed a level. `order_id` is
-// empty for administrative changes, which then carry no orderId. inventory.updated is a
-// last-value feed, so the changes of one commit (a whole batch of orders under load) make one
-// event per sku: a consumer never needs the steps between, and each costs a record on the bus
-// and a write in every consumer. Alerts stay one per crossing.
-void emit_stock_change(db::Tx& tx, const Rules& rules, const std::string& sku, int64_t before,
-                       int64_t after, int64_t reserved, const std::string& order_id,
-                       const Envelope* cause, bool alerts = true) {
-  std::any& slot = tx.coalesce("inventory.updated/" + sku, [](db::Tx& t, const std::any& v) {
-    const auto& u = std::any_cast<const PendingInventoryUpdate&>(v);
-    emit(t, u.event, u.cause ? &*u.cause : nullptr);
-  });
-  std::optional<std::string> order;
-  if (!order_id.empty()) order = order_id;
-  std::optional<Envelope> ids;
-  if (cause != nullptr) {
-    ids.emplace();
-    ids->id = cause->id;
-    ids->correlation_id = cause->correlation_id;
-    ids->traceparent = cause->traceparent;
-  }
-  if (!slot.has_value()) {
-    slot = PendingInventoryUpdate{
-        contract::InventoryUpdated{sku, after - before, after, reserved, order}, true,
-        std::move(ids)};
-  } else {
-    auto& u = std::any_cast<PendingInventoryUpdate&>(slot);
-    u.event.delta += after - before;
-    u.event.available = after;
-    u.event.reserved = reserved;
-    u.one_order = u.one_order && u.event.order_id == order;
-    if (!u.one_order) u.event.order_id.reset();
-    if (ids) u.cause = std::move(ids);
-  }
-  if (!alerts) return;
+// The alert when `available` crossed a level going from `before` to `after`.
+void emit_alert(db::Tx& tx, const Rules& rules, const std::string& sku, int64_t before,
+                int64_t after, const Envelope* cause) {
   const int64_t t = rules.low_stock_threshold;
   if (after == 0 && before > 0) {
     emit(tx, contract::StockDepleted{sku, after, t}, cause);
@@ -102,6 +63,70 @@ void emit_stock_change(db::Tx& tx, const Rules& rules, const std::string& sku, i
   } else if (before <= t && after > t) {
     emit(tx, contract::StockLevelNormalized{sku, after, t}, cause);
   }
+}
+
+// What inventory.updated says of one sku after every change orders made in one commit: the
+// deltas summed, the levels as they end, the order when only one changed it, the ids of the last
+// cause.
+struct PendingInventoryUpdate {
+  contract::InventoryUpdated event;
+  bool one_order = true;
+  std::optional<Envelope> cause;  ///< only id, correlation id and traceparent are kept
+};
+
+// inventory.updated for a change an order made to one sku, plus the alert when `available`
+// crossed a level. inventory.updated is a last-value feed, so the changes of one commit (a whole
+// batch of orders under load) make one event per sku: a consumer never needs the steps between,
+// and each costs a record on the bus and a write in every consumer. Alerts stay one per
+// crossing.
+void emit_stock_change(db::Tx& tx, const Rules& rules, const std::string& sku, int64_t before,
+                       int64_t after, int64_t reserved, const std::string& order_id,
+                       const Envelope* cause, bool alerts = true) {
+  std::any& slot = tx.coalesce("inventory.updated/" + sku, [](db::Tx& t, const std::any& v) {
+    const auto& u = std::any_cast<const PendingInventoryUpdate&>(v);
+    emit(t, u.event, u.cause ? &*u.cause : nullptr);
+  });
+  std::optional<Envelope> ids;
+  if (cause != nullptr) {
+    ids.emplace();
+    ids->id = cause->id;
+    ids->correlation_id = cause->correlation_id;
+    ids->traceparent = cause->traceparent;
+  }
+  if (!slot.has_value()) {
+    contract::InventoryUpdated ev;
+    ev.sku = sku;
+    ev.delta = after - before;
+    ev.available = after;
+    ev.reserved = reserved;
+    ev.order_id = order_id;
+    slot = PendingInventoryUpdate{std::move(ev), true, std::move(ids)};
+  } else {
+    auto& u = std::any_cast<PendingInventoryUpdate&>(slot);
+    u.event.delta += after - before;
+    u.event.available = after;
+    u.event.reserved = reserved;
+    u.one_order = u.one_order && u.event.order_id == order_id;
+    if (!u.one_order) u.event.order_id.reset();
+    if (ids) u.cause = std::move(ids);
+  }
+  if (alerts) emit_alert(tx, rules, sku, before, after, cause);
+}
+
+// inventory.updated for an administrative change: no orderId, and the catalogue fields as they
+// are now, so a live view follows a new product, a rename, a price change or a delete.
+void emit_admin_change(db::Tx& tx, const Product& p, int64_t available_before,
+                       bool deleted = false) {
+  contract::InventoryUpdated ev;
+  ev.sku = p.sku;
+  ev.delta = p.available - available_before;
+  ev.available = p.available;
+  ev.reserved = p.reserved;
+  ev.name = p.name;
+  ev.unit_amount = p.unit_amount;
+  ev.currency = p.currency;
+  ev.deleted = deleted;
+  emit(tx, ev, nullptr);
 }
 
 // A recorded outcome (the reply's data, as first sent), decoded to replay it.
@@ -136,9 +161,11 @@ Product read_product(const db::Statement& s) {
 
 constexpr std::string_view kProductColumns =
     "SELECT sku, name, available, reserved, sold, unit_amount, currency FROM products";
+// The catalogue: what is on sale. Deleted products keep their row (history, settling).
+constexpr std::string_view kInCatalogue{"deleted_at IS NULL"};
 
 // One statement per step: each step is one schema version.
-constexpr std::array<std::string_view, 4> kMigrations{
+constexpr std::array<std::string_view, 5> kMigrations{
     R"sql(CREATE TABLE products(
   sku         TEXT PRIMARY KEY,
   name        TEXT NOT NULL,
@@ -168,6 +195,9 @@ constexpr std::array<std::string_view, 4> kMigrations{
     // The unit price a line was reserved (and so sold) at; NULL for reservations made before
     // the catalogue priced orders.
     "ALTER TABLE reservations ADD COLUMN unit_amount INTEGER",
+    // Soft delete: when the product left the catalogue (NULL: on sale). The row stays so that
+    // reservations it holds still settle and its sku is never reused for another product.
+    "ALTER TABLE products ADD COLUMN deleted_at TEXT",
 };
 
 }  // namespace
@@ -240,7 +270,9 @@ ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand
   priced.reserve(cmd.items.size());
   std::vector<std::string> unknown, other_currency, price_changed;
   for (const auto& line : cmd.items) {
-    auto s = tx.stmt("SELECT name, unit_amount, currency FROM products WHERE sku = ?");
+    // A deleted product is not for sale: it fails like an unknown sku.
+    auto s = tx.stmt(
+        "SELECT name, unit_amount, currency FROM products WHERE sku = ? AND deleted_at IS NULL");
     s.bind(1, line.sku);
     if (!s.step()) {
       unknown.push_back(line.sku);
@@ -359,7 +391,7 @@ std::vector<Line> settle(db::Tx& tx, const Rules& rules, const std::string& orde
                               "available + ?1, updated_at = ?3 WHERE sku = ?2 "
                               "RETURNING available, reserved");
     s.bind_all(line.quantity, line.sku, now);
-    if (!s.step()) continue;  // products are never deleted; nothing to move
+    if (!s.step()) continue;  // rows are never removed (deletes are soft); nothing to move
     const int64_t available = s.col_int(0);
     const int64_t reserved = s.col_int(1);
     finish(s);
@@ -394,59 +426,101 @@ std::vector<Line> commit_stock(db::Tx& tx, const Rules& rules, const std::string
   return settle(tx, rules, order_id, cause, /*commit=*/true);
 }
 
-Result<Product> set_stock(db::Tx& tx, const Rules& rules, const StockUpdate& u) {
-  if (!valid_sku(u.sku)) {
-    return invalid_update("sku", "sku must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
-  }
-  if (u.available < 0 || u.available > kMaxStock) {
+namespace {
+
+Error invalid_sku() {
+  return invalid_update("sku", "sku must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
+}
+
+// The fields an admin change carries, each checked when present.
+Status check_fields(const ProductUpdate& u) {
+  if (!valid_sku(u.sku)) return invalid_sku();
+  if (u.available && (*u.available < 0 || *u.available > kMaxStock)) {
     return invalid_update("available", "available must be an integer between 0 and 1000000000000");
   }
   if (u.name && (u.name->empty() || u.name->size() > kMaxNameLength)) {
     return invalid_update("name", "name must be a non-empty string of at most 200 characters");
   }
   if (u.unit_amount && (*u.unit_amount < 0 || *u.unit_amount > kMaxAmount)) {
-    return invalid_update("unitAmount", "unitAmount must be an integer >= 0 (minor units)");
+    return invalid_update(
+        "unitAmount", "unitAmount must be an integer between 0 and 1000000000000 (minor units)");
   }
   if (u.currency && !valid_currency(*u.currency)) {
     return invalid_update("currency", "currency must be an ISO 4217 code, e.g. USD");
   }
+  return {};
+}
 
-  const std::string now = now_rfc3339();
-  auto existing = find_product(tx, u.sku);
-  if (!existing) {
-    if (!u.name) return invalid_update("name", "name is required to create a product");
-    Product p;
-    p.sku = u.sku;
-    p.name = *u.name;
-    p.available = u.available;
-    p.unit_amount = u.unit_amount.value_or(0);
-    p.currency = u.currency.value_or("USD");
-    tx.stmt(
-          "INSERT INTO products(sku, name, available, reserved, sold, unit_amount, currency, "
-          "updated_at) VALUES (?, ?, ?, 0, 0, ?, ?, ?)")
-        .bind_all(p.sku, p.name, p.available, p.unit_amount, p.currency, now)
-        .exec();
-    // A new product has no earlier level to cross from, so no alert.
-    emit_stock_change(tx, rules, p.sku, 0, p.available, 0, {}, nullptr, /*alerts=*/false);
-    return p;
+Error no_product(std::string_view sku) {
+  return Error{ErrorCode::kNotFound, "no product with sku " + std::string(sku), "sku", false};
+}
+
+}  // namespace
+
+Result<Product> create_product(db::Tx& tx, const NewProduct& n) {
+  if (auto st = check_fields(ProductUpdate{n.sku, n.available, n.name, n.unit_amount, n.currency});
+      !st)
+    return st.error();
+  auto taken = tx.stmt("SELECT deleted_at IS NOT NULL FROM products WHERE sku = ?");
+  taken.bind(1, n.sku);
+  if (taken.step()) {
+    const bool deleted = taken.col_int(0) != 0;
+    finish(taken);
+    return Error{ErrorCode::kConflict,
+                 deleted ? "sku " + n.sku +
+                               " belonged to a deleted product; a sku is never reused, pick another"
+                         : "a product with sku " + n.sku +
+                               " already exists; change it with PUT /api/inventory/" + n.sku,
+                 "sku", false};
   }
+  Product p;
+  p.sku = n.sku;
+  p.name = n.name;
+  p.available = n.available;
+  p.unit_amount = n.unit_amount;
+  p.currency = n.currency;
+  tx.stmt(
+        "INSERT INTO products(sku, name, available, reserved, sold, unit_amount, currency, "
+        "updated_at) VALUES (?, ?, ?, 0, 0, ?, ?, ?)")
+      .bind_all(p.sku, p.name, p.available, p.unit_amount, p.currency, now_rfc3339())
+      .exec();
+  emit_admin_change(tx, p, 0);
+  return p;
+}
 
+Result<Product> update_product(db::Tx& tx, const Rules& rules, const ProductUpdate& u) {
+  if (auto st = check_fields(u); !st) return st.error();
+  auto existing = find_product(tx, u.sku);
+  if (!existing) return no_product(u.sku);
   Product p = *existing;
-  p.available = u.available;
+  if (u.available) p.available = *u.available;
   if (u.name) p.name = *u.name;
   if (u.unit_amount) p.unit_amount = *u.unit_amount;
   if (u.currency) p.currency = *u.currency;
   tx.stmt(
         "UPDATE products SET available = ?, name = ?, unit_amount = ?, currency = ?, "
         "updated_at = ? WHERE sku = ?")
-      .bind_all(p.available, p.name, p.unit_amount, p.currency, now, p.sku)
+      .bind_all(p.available, p.name, p.unit_amount, p.currency, now_rfc3339(), p.sku)
       .exec();
-  emit_stock_change(tx, rules, p.sku, existing->available, p.available, p.reserved, {}, nullptr);
+  emit_admin_change(tx, p, existing->available);
+  emit_alert(tx, rules, p.sku, existing->available, p.available, nullptr);
   return p;
 }
 
+Result<Product> delete_product(db::Tx& tx, std::string_view sku) {
+  if (!valid_sku(sku)) return invalid_sku();
+  auto existing = find_product(tx, sku);
+  if (!existing) return no_product(sku);
+  const std::string now = now_rfc3339();
+  tx.stmt("UPDATE products SET deleted_at = ?, updated_at = ? WHERE sku = ?")
+      .bind_all(now, now, sku)
+      .exec();
+  emit_admin_change(tx, *existing, existing->available, /*deleted=*/true);
+  return *existing;
+}
+
 std::optional<Product> find_product(db::Tx& tx, std::string_view sku) {
-  auto s = tx.stmt(std::string(kProductColumns) + " WHERE sku = ?");
+  auto s = tx.stmt(fmt::format("{} WHERE sku = ? AND {}", kProductColumns, kInCatalogue));
   s.bind(1, sku);
   if (!s.step()) return std::nullopt;
   Product p = read_product(s);
@@ -456,7 +530,7 @@ std::optional<Product> find_product(db::Tx& tx, std::string_view sku) {
 
 std::vector<Product> list_products(db::Tx& tx) {
   std::vector<Product> out;
-  auto s = tx.stmt(std::string(kProductColumns) + " ORDER BY sku");
+  auto s = tx.stmt(fmt::format("{} WHERE {} ORDER BY sku", kProductColumns, kInCatalogue));
   while (s.step()) out.push_back(read_product(s));
   return out;
 }

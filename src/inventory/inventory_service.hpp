@@ -99,23 +99,45 @@ std::vector<Line> release_stock(db::Tx& tx, const Rules& rules, const std::strin
 std::vector<Line> commit_stock(db::Tx& tx, const Rules& rules, const std::string& order_id,
                                const Envelope& cause);
 
-/// An administrative stock change (PUT /api/inventory/{sku}).
-struct StockUpdate {
+/// A new product (POST /api/inventory).
+struct NewProduct {
   std::string sku;
+  std::string name;
+  int64_t unit_amount = 0;  ///< minor units
+  std::string currency;     ///< ISO 4217
   int64_t available = 0;
+};
+
+/// Adds a product to the catalogue and queues `inventory.updated` with its catalogue fields (no
+/// alert: there is no earlier level to cross from). CONFLICT when the sku is taken, also by a
+/// deleted product: a sku names one product for good, so orders and history never mix two.
+Result<Product> create_product(db::Tx& tx, const NewProduct& product);
+
+/// An administrative change (PUT /api/inventory/{sku}). Every field is optional: an absent one
+/// keeps its value (merge semantics).
+struct ProductUpdate {
+  std::string sku;
+  std::optional<int64_t> available;  ///< the new available quantity; reservations are untouched
   std::optional<std::string> name;
   std::optional<int64_t> unit_amount;
   std::optional<std::string> currency;
 };
 
-/// Sets `available` (and optionally name/price/currency), creating the product when unknown
-/// (creation needs a name: VALIDATION_FAILED otherwise). Queues `inventory.updated` and alerts
-/// when `available` changed. Returns the product as stored.
-Result<Product> set_stock(db::Tx& tx, const Rules& rules, const StockUpdate& update);
+/// Applies the fields `update` carries. NOT_FOUND when the sku is unknown or deleted. Queues
+/// `inventory.updated` with the catalogue fields after the change, and an alert when `available`
+/// crossed a level. Orders already priced keep their prices; new reservations use the new ones.
+Result<Product> update_product(db::Tx& tx, const Rules& rules, const ProductUpdate& update);
 
-/// One product, or nullopt.
+/// Soft delete: the product leaves the catalogue (listing and lookups answer as for an unknown
+/// sku, and a ReserveStock naming it fails with UNKNOWN_SKU) but its row stays, so the
+/// reservations it holds still release or commit and orders keep their lines. NOT_FOUND when
+/// unknown or already deleted. Queues `inventory.updated` with `deleted`. Returns the product as
+/// it was when deleted.
+Result<Product> delete_product(db::Tx& tx, std::string_view sku);
+
+/// One product of the catalogue, or nullopt (also for a deleted one).
 std::optional<Product> find_product(db::Tx& tx, std::string_view sku);
-/// All products ordered by sku.
+/// All products of the catalogue (not the deleted ones) ordered by sku.
 std::vector<Product> list_products(db::Tx& tx);
 /// The lines of `order_id` currently in state RESERVED, ordered by sku.
 std::vector<Line> held_by_order(db::Tx& tx, std::string_view order_id);

@@ -518,17 +518,20 @@ struct NotificationModule::Impl {
 
   void add_routes(http::Router& router) {
     router.add(http::Method::kGet, "/api/notifications",
-               [this](const http::Request& r) { return list(r); });
+               [this](const http::Request& r) { return list(r); },
+               {.query = {"customerId", "orderId", "limit"}});
     router.add(http::Method::kGet, "/api/stats",
                [this](const http::Request& r) { return stats(r); });
     router.add_stream("/api/orders/{id}/events",
                       [this](const http::Request& r, std::shared_ptr<http::Stream> s) {
                         return order_stream(r, std::move(s));
-                      });
+                      },
+                      {.query = {"lastEventId"}});
     router.add_stream("/api/events",
                       [this](const http::Request& r, std::shared_ptr<http::Stream> s) {
                         return all_stream(r, std::move(s));
-                      });
+                      },
+                      {.query = {"lastEventId"}});
     router.add_websocket("/ws", [this](const http::Request& r, std::shared_ptr<http::WebSocket> s) {
       return open_ws(r, std::move(s));
     });

@@ -1,5 +1,10 @@
 #include "order_json.hpp"
 
+#include <fmt/format.h>
+
+#include <charconv>
+
+#include "ecom/core/base64.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/json.hpp"
 
@@ -69,16 +74,43 @@ std::string order_json(const store::OrderView& o, bool with_history) {
   return json::to_string(sb);
 }
 
-std::string order_list_json(const std::vector<store::OrderView>& orders) {
+std::string order_list_json(const store::OrderPage& page) {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   w.StartObject();
   w.Key("orders");
   w.StartArray();
-  for (const auto& o : orders) write_order(w, o, false);
+  for (const auto& o : page.orders) write_order(w, o, false);
   w.EndArray();
+  if (page.next) write_string(w, "nextCursor", encode_cursor(*page.next));
   w.EndObject();
   return json::to_string(sb);
+}
+
+namespace {
+constexpr std::string_view kCursorVersion{"v1"};
+}  // namespace
+
+std::string encode_cursor(const store::PageKey& key) {
+  return base64url_encode(fmt::format("{}|{}|{}", kCursorVersion, key.created_at_ms, key.id));
+}
+
+std::optional<store::PageKey> decode_cursor(std::string_view cursor) {
+  auto text = base64url_decode(cursor);
+  if (!text) return std::nullopt;
+  std::string_view rest(*text);
+  const auto version_end = rest.find('|');
+  if (version_end == std::string_view::npos || rest.substr(0, version_end) != kCursorVersion)
+    return std::nullopt;
+  rest.remove_prefix(version_end + 1);
+  const auto ms_end = rest.find('|');
+  if (ms_end == std::string_view::npos) return std::nullopt;
+  store::PageKey key;
+  auto [p, ec] = std::from_chars(rest.data(), rest.data() + ms_end, key.created_at_ms);
+  if (ec != std::errc() || p != rest.data() + ms_end || key.created_at_ms < 0) return std::nullopt;
+  key.id = std::string(rest.substr(ms_end + 1));
+  if (!is_valid_id(key.id)) return std::nullopt;
+  return key;
 }
 
 std::string cancel_json(std::string_view order_id, std::string_view status) {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <memory>
 #include <optional>
@@ -43,10 +44,70 @@ Result<int64_t> parse_wait(const http::Request& req) {
   return n * scale;
 }
 
-Result<int> parse_limit(const http::Request& req) {
+// `status=PENDING` or `status=PENDING,CONFIRMED`: any of the contract's status names.
+Result<std::vector<contract::OrderStatus>> parse_statuses(std::string_view text) {
+  std::vector<contract::OrderStatus> out;
+  while (true) {
+    const size_t comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    auto st = contract::parse_order_status(item);
+    if (!st) {
+      std::string names;
+      for (auto s : contract::kAllStatuses)
+        names += (names.empty() ? "" : ", ") + std::string(contract::name(s));
+      return http::validation_error(
+          "status", fmt::format("status must be one or a comma-separated list of: {} (got '{}')",
+                                names, item));
+    }
+    if (std::find(out.begin(), out.end(), *st) == out.end()) out.push_back(*st);
+    if (comma == std::string_view::npos) return out;
+    text.remove_prefix(comma + 1);
+  }
+}
+
+// An RFC 3339 time of the created-at range. A '+' of an offset that was not percent-encoded
+// arrives as a space (form encoding): it can only have meant '+', so it is read as one.
+Result<std::optional<int64_t>> parse_time(const http::Request& req, std::string_view name) {
+  auto text = req.query_param(name);
+  if (!text) return std::optional<int64_t>();
+  std::replace(text->begin(), text->end(), ' ', '+');
+  auto ms = parse_rfc3339_ms(*text);
+  if (!ms)
+    return http::validation_error(
+        std::string(name),
+        fmt::format("{} must be an RFC 3339 date-time, e.g. 2026-11-22T02:52:54Z", name));
+  return std::optional<int64_t>(*ms);
+}
+
+// GET /api/orders: the filters and the page; every error names the query parameter at fault.
+Result<store::ListQuery> parse_list_query(const http::Request& req) {
+  store::ListQuery q;
   auto limit = http::int_query_param(req, "limit", kDefaultListLimit, 1, kMaxListLimit);
   if (!limit) return limit.error();
-  return static_cast<int>(*limit);
+  q.limit = static_cast<int>(*limit);
+  q.customer_id = req.query_param("customerId");
+  if (q.customer_id && !is_valid_id(*q.customer_id))
+    return http::validation_error("customerId", "customerId is not a valid id");
+  if (auto status = req.query_param("status")) {
+    auto statuses = parse_statuses(*status);
+    if (!statuses) return statuses.error();
+    q.statuses = std::move(statuses).value();
+  }
+  auto from = parse_time(req, "from");
+  if (!from) return from.error();
+  q.from_ms = *from;
+  auto to = parse_time(req, "to");
+  if (!to) return to.error();
+  q.to_ms = *to;
+  if (q.from_ms && q.to_ms && *q.from_ms > *q.to_ms)
+    return http::validation_error("to", "to must not be before from");
+  if (auto cursor = req.query_param("cursor")) {
+    q.after = decode_cursor(*cursor);
+    if (!q.after)
+      return http::validation_error(
+          "cursor", "cursor is not one this server issued: pass a nextCursor back unchanged");
+  }
+  return q;
 }
 
 // The OrderCreated event. It carries no total: the order is priced when its stock is reserved;
@@ -121,15 +182,11 @@ struct OrderModule::Impl {
   }
 
   http::Response list(const http::Request& req) {
-    auto limit = parse_limit(req);
-    if (!limit) return http::error_response(limit.error());
-    auto customer = req.query_param("customerId");
-    if (customer && !is_valid_id(*customer))
-      return http::error_response(
-          http::validation_error("customerId", "customerId is not a valid id"));
-    auto orders = service->list(customer, *limit);
-    if (!orders) return http::error_response(orders.error());
-    return http::json(200, order_list_json(*orders));
+    auto query = parse_list_query(req);
+    if (!query) return http::error_response(query.error());
+    auto page = service->list(*query);
+    if (!page) return http::error_response(page.error());
+    return http::json(200, order_list_json(*page));
   }
 
   http::Response cancel(const http::Request& req) {
@@ -156,11 +213,12 @@ Status OrderModule::start(ModuleContext& ctx) {
                          impl->create(r, std::move(respond));
                        });
   ctx.router.add(http::Method::kGet, "/api/orders",
-                 [impl](const http::Request& r) { return impl->list(r); });
-  ctx.router.add_async(http::Method::kGet, "/api/orders/{id}",
-                       [impl](const http::Request& r, http::Responder respond) {
-                         impl->get(r, std::move(respond));
-                       });
+                 [impl](const http::Request& r) { return impl->list(r); },
+                 {.query = {"status", "customerId", "from", "to", "limit", "cursor"}});
+  ctx.router.add_async(
+      http::Method::kGet, "/api/orders/{id}",
+      [impl](const http::Request& r, http::Responder respond) { impl->get(r, std::move(respond)); },
+      {.query = {"wait"}});
   ctx.router.add(http::Method::kPost, "/api/orders/{id}/cancel",
                  [impl](const http::Request& r) { return impl->cancel(r); });
 

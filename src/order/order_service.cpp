@@ -210,11 +210,8 @@ std::optional<std::chrono::milliseconds> OrderService::reap_step(int64_t now) {
 
 // --- list, cancel --------------------------------------------------------------------------------
 
-Result<std::vector<store::OrderView>> OrderService::list(std::optional<std::string_view> customer,
-                                                         int limit) {
-  return db_.read([&](db::Tx& tx) -> Result<std::vector<store::OrderView>> {
-    return store::list(tx, customer, limit);
-  });
+Result<store::OrderPage> OrderService::list(const store::ListQuery& query) {
+  return db_.read([&](db::Tx& tx) -> Result<store::OrderPage> { return store::list(tx, query); });
 }
 
 Result<store::CancelOutcome> OrderService::cancel(const std::string& id) {

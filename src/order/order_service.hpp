@@ -69,8 +69,8 @@ class OrderService {
   /// `done` is called once. A full waiter table answers UNAVAILABLE at once.
   void get(const std::string& id, int64_t wait_ms, OrderCallback done);
 
-  Result<std::vector<store::OrderView>> list(std::optional<std::string_view> customer_id,
-                                             int limit);
+  /// One page of GET /api/orders.
+  Result<store::OrderPage> list(const store::ListQuery& query);
   Result<store::CancelOutcome> cancel(const std::string& id);
 
   /// The `orders.status` handler: applies OrderStatusChanged (inbox-deduplicated).

@@ -70,8 +70,34 @@ Result<Created> insert(db::Tx& tx, const NewOrderRow& row, int64_t now_ms);
 /// The order with its history; NOT_FOUND when unknown.
 Result<OrderView> find(db::Tx& tx, std::string_view id);
 
-/// The newest orders (of one customer when given), at most `limit`, without history.
-std::vector<OrderView> list(db::Tx& tx, std::optional<std::string_view> customer_id, int limit);
+/// A position in the listing order (newest first: created_at, then id, both descending). Both
+/// never change once an order is stored, so a page that resumes after a key returns every order
+/// older than it exactly once, whatever was inserted meanwhile (new orders are newer: they sort
+/// before the key).
+struct PageKey {
+  int64_t created_at_ms = 0;
+  std::string id;
+  bool operator==(const PageKey&) const = default;
+};
+
+/// The filters and the page of GET /api/orders; every filter is optional.
+struct ListQuery {
+  std::optional<std::string> customer_id;
+  std::vector<contract::OrderStatus> statuses;  ///< any of these; empty: every status
+  std::optional<int64_t> from_ms;               ///< created at or after
+  std::optional<int64_t> to_ms;                 ///< created before
+  std::optional<PageKey> after;                 ///< only orders after this one (the cursor)
+  int limit = 20;
+};
+
+/// One page of orders, without history.
+struct OrderPage {
+  std::vector<OrderView> orders;
+  std::optional<PageKey> next;  ///< where the next page starts; absent on the last page
+};
+
+/// The orders matching `q`, newest first, at most `q.limit`.
+OrderPage list(db::Tx& tx, const ListQuery& q);
 
 /// What a cancellation request did.
 struct CancelOutcome {

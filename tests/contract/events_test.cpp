@@ -118,6 +118,17 @@ TEST_CASE("inventory commands and replies round-trip", "[contract]") {
   CHECK_FALSE(round_trip(u).order_id);
   u.order_id = "o-1";
   CHECK(round_trip(u).order_id == "o-1");
+  // Order changes carry no catalogue fields; admin changes carry them, a delete says so.
+  CHECK(u.encode().find("name") == std::string::npos);
+  CHECK(u.encode().find("deleted") == std::string::npos);
+  InventoryUpdated admin{"A", 0, 8, 2, std::nullopt, "Mouse", 2499, "EUR", true};
+  auto back = round_trip(admin);
+  CHECK(back.name == "Mouse");
+  CHECK(back.unit_amount == 2499);
+  CHECK(back.currency == "EUR");
+  CHECK(back.deleted);
+  refuses<InventoryUpdated>(R"({"sku":"A","delta":0,"available":1,"reserved":0,"deleted":1})",
+                            "deleted");
   CHECK(round_trip(StockDepleted{"A", 0, 5}).threshold == 5);
   CHECK(std::string(StockLevelLow::kType) == "ecom.inventory.stock-level-low.v1");
 }

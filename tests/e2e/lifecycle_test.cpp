@@ -436,3 +436,57 @@ LIFECYCLE_TEST(scenario_10, "GET ?wait= long-polls until the order is terminal o
   CHECK(e.get("/api/orders/" + id + "?wait=forever").status == 400);
   CHECK(e.get("/api/orders/nope?wait=1s").status == 404);
 }
+
+LIFECYCLE_TEST(scenario_catalogue,
+               "an admin adds and deletes a product: it sells, then cannot be ordered, and the "
+               "sold order keeps it",
+               "[e2e][lifecycle]") {
+  TempDir dir;
+  Ecomd e(dir.path(), args(write_config(dir)));
+  auto admin = [&](const std::string& method, const std::string& target, const std::string& body,
+                   const std::string& token = "t") {
+    return ecom::test::http_request(e.port(), method, target, body,
+                                    {{"Authorization", "Bearer " + token}});
+  };
+  const std::string gadget =
+      R"({"sku":"SKU-NEW","name":"Gadget","unitAmount":1234,"currency":"USD","available":10})";
+  CHECK(admin("POST", "/api/inventory", gadget, "wrong").status == 401);
+  REQUIRE(admin("POST", "/api/inventory", gadget).status == 201);
+  CHECK(admin("POST", "/api/inventory", gadget).status == 409);
+
+  auto sold = wait_terminal(e, place(e, order_body("tok_visa", {{"SKU-NEW", 2}})));
+  REQUIRE(str(sold, "status") == "CONFIRMED");
+  CHECK(stock_is(e, "SKU-NEW", 8, 0, 2));
+
+  CHECK(admin("DELETE", "/api/inventory/SKU-NEW", "", "wrong").status == 401);
+  REQUIRE(admin("DELETE", "/api/inventory/SKU-NEW", "").status == 204);
+  CHECK(e.get("/api/inventory/SKU-NEW").status == 404);
+  auto catalogue = parse(e.get("/api/inventory").body);
+  for (const auto& p : catalogue["items"].GetArray()) CHECK(str(p, "sku") != "SKU-NEW");
+
+  // Off sale: refused as an unknown sku would be, nothing reserved from the other line.
+  auto refused = wait_terminal(e, place(e, order_body("tok_visa", {{"SKU-A", 1}, {"SKU-NEW", 1}})));
+  CHECK(str(refused, "status") == "CANCELLED");
+  CHECK(str(refused, "reason") == "OUT_OF_STOCK");
+  CHECK(stock_is(e, "SKU-A", 100, 0, 0));
+
+  // The sold order still shows the product as sold, and the listing finds both by status.
+  auto again = parse(e.get("/api/orders/" + str(sold, "orderId")).body);
+  REQUIRE(again["items"].Size() == 1);
+  CHECK(str(again["items"][0], "name") == "Gadget");
+  CHECK(again["items"][0]["unitAmount"].GetInt64() == 1234);
+  CHECK(again["totalAmount"].GetInt64() == 2468);
+  auto confirmed = parse(e.get("/api/orders?status=CONFIRMED&customerId=c-1").body);
+  REQUIRE(confirmed["orders"].Size() == 1);
+  CHECK(str(confirmed["orders"][0], "orderId") == str(sold, "orderId"));
+  auto first = parse(e.get("/api/orders?status=CONFIRMED,CANCELLED&limit=1").body);
+  REQUIRE(first["orders"].Size() == 1);
+  CHECK(str(first["orders"][0], "orderId") == str(refused, "orderId"));  // newest first
+  auto second = parse(
+      e.get("/api/orders?status=CONFIRMED,CANCELLED&limit=1&cursor=" + str(first, "nextCursor"))
+          .body);
+  REQUIRE(second["orders"].Size() == 1);
+  CHECK(str(second["orders"][0], "orderId") == str(sold, "orderId"));
+  CHECK_FALSE(second.HasMember("nextCursor"));
+  CHECK(e.get("/api/orders?offset=1").status == 400);
+}

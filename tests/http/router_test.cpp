@@ -58,7 +58,7 @@ TEST_CASE("path parameters are extracted and percent-decoded", "[http][router]")
   Router router;
   router.add(Method::kPost, "/api/orders/{id}/cancel", named("cancel"));
   router.add(Method::kGet, "/api/orders/{id}", named("get"));
-  router.add(Method::kGet, "/a/{x}/b/{y}", named("two"));
+  router.add(Method::kGet, "/a/{x}/b/{y}", named("two"), {.query = {"z"}});
   REQUIRE(router.size() == 3);
 
   auto req = make(Method::kPost, "/api/orders/o-123/cancel");
@@ -165,7 +165,7 @@ TEST_CASE("bodies of POST/PUT/PATCH must be JSON", "[http][router]") {
   router.add(Method::kPut, "/p", named("put"));
   router.add(Method::kPatch, "/p", named("patch"));
   router.add(Method::kDelete, "/p", named("delete"));
-  router.add(Method::kPost, "/hook", named("hook"), /*any_content_type=*/true);
+  router.add(Method::kPost, "/hook", named("hook"), {.any_content_type = true});
 
   auto with_type = [](Method m, const std::string& type, std::string body = "{}") {
     return make(m, "/p", std::move(body), {{"content-type", type}});
@@ -218,6 +218,70 @@ TEST_CASE("query parameters are decoded", "[http][router]") {
 
   Request empty;
   CHECK_FALSE(empty.query_param("a").has_value());
+}
+
+TEST_CASE("a query parameter the route does not declare is a 400 naming it", "[http][router]") {
+  using Kind = ecom::http::Match::Kind;
+  Router router;
+  router.add(Method::kGet, "/orders", named("list"), {.query = {"status", "limit"}});
+  router.add(Method::kGet, "/health", named("health"));
+  router.add_async(Method::kGet, "/orders/{id}", [](const Request&, ecom::http::Responder) {},
+                   {.query = {"wait"}});
+  router.add_stream(
+      "/events", [](const Request&, std::shared_ptr<ecom::http::Stream>) { return std::nullopt; },
+      {.query = {"lastEventId"}});
+  auto field_of = [](const Response& r) {
+    auto at = r.body.find(R"("field":")");
+    if (at == std::string::npos) return std::string();
+    at += 9;
+    return r.body.substr(at, r.body.find('"', at) - at);
+  };
+
+  auto req = make(Method::kGet, "/orders?status=PENDING&limit=5");
+  CHECK(router.dispatch(req).body == "list");
+  req = make(Method::kGet, "/orders?status=PENDING&&limit=5&");  // empty pairs are nothing
+  CHECK(router.dispatch(req).body == "list");
+
+  req = make(Method::kGet, "/orders?status=PENDING&offset=20");
+  Response r = router.dispatch(req);
+  CHECK(r.status == 400);
+  CHECK(r.body.find(R"("code":"VALIDATION_FAILED")") != std::string::npos);
+  CHECK(field_of(r) == "offset");
+  CHECK(r.body.find("allowed: status, limit") != std::string::npos);
+
+  // Names are compared decoded; a flag without a value counts; a repeat is refused.
+  req = make(Method::kGet, "/orders?st%61tus=PENDING");
+  CHECK(router.dispatch(req).body == "list");
+  req = make(Method::kGet, "/orders?verbose");
+  CHECK(field_of(router.dispatch(req)) == "verbose");
+  req = make(Method::kGet, "/orders?limit=1&limit=2");
+  r = router.dispatch(req);
+  CHECK(r.status == 400);
+  CHECK(field_of(r) == "limit");
+
+  // A route that declares nothing takes nothing; HEAD uses the GET route's list.
+  req = make(Method::kGet, "/health?x=1");
+  r = router.dispatch(req);
+  CHECK(r.status == 400);
+  CHECK(r.body.find("takes none") != std::string::npos);
+  req = make(Method::kHead, "/orders?x=1");
+  CHECK(router.dispatch(req).status == 400);
+
+  // Every route kind is checked before it is handed to the server.
+  req = make(Method::kGet, "/orders/7?wait=1s");
+  CHECK(router.match(req).kind == Kind::kAsync);
+  req = make(Method::kGet, "/orders/7?wiat=1s");
+  CHECK(router.match(req).response.status == 400);
+  req = make(Method::kGet, "/events?lastEventId=3");
+  CHECK(router.match(req).kind == Kind::kStream);
+  req = make(Method::kGet, "/events?since=3");
+  CHECK(field_of(router.match(req).response) == "since");
+
+  // 404 and 405 come first: the query of a route that does not exist is not looked at.
+  req = make(Method::kGet, "/nope?x=1");
+  CHECK(router.dispatch(req).status == 404);
+  req = make(Method::kPost, "/orders?x=1", "{}");
+  CHECK(router.dispatch(req).status == 405);
 }
 
 TEST_CASE("headers are looked up by lower-case name", "[http][router]") {

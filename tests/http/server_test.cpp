@@ -139,11 +139,14 @@ struct TestServer {
       res.with_header("X-Method", std::string(ecom::http::method_name(r.method)));
       return res;
     });
-    router.add(Method::kGet, "/items/{id}", [](const Request& r) {
-      std::string ua(r.header("user-agent").value_or("-"));
-      std::string body = std::string(r.param("id")) + "|" + r.query_param("q").value_or("-");
-      return Response{200, "text/plain", body + "|" + ua, {}};
-    });
+    router.add(Method::kGet, "/items/{id}",
+               [](const Request& r) {
+                 std::string ua(r.header("user-agent").value_or("-"));
+                 std::string body =
+                     std::string(r.param("id")) + "|" + r.query_param("q").value_or("-");
+                 return Response{200, "text/plain", body + "|" + ua, {}};
+               },
+               {.query = {"q"}});
     router.add(Method::kGet, "/slow", [this](const Request&) {
       ++slow_entered;
       // Held until the test releases it (bounded, so a broken test cannot hang forever).

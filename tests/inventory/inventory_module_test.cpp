@@ -148,6 +148,27 @@ std::string error_field(const http::Response& r) {
   return d["error"].HasMember("field") ? d["error"]["field"].GetString() : "";
 }
 
+// The product fields of a body or an event, checked together.
+struct Expected {
+  const char* name;
+  int64_t available;
+  int64_t unit_amount;
+  const char* currency;
+};
+void check_product(const rapidjson::Value& p, const Expected& e) {
+  CHECK(std::string(p["name"].GetString()) == e.name);
+  CHECK(p["available"].GetInt64() == e.available);
+  CHECK(p["unitAmount"].GetInt64() == e.unit_amount);
+  CHECK(std::string(p["currency"].GetString()) == e.currency);
+}
+
+// Waits for the `n`th inventory.updated of `sku` and returns its data.
+rapidjson::Document nth_update(Collector& updates, const std::string& sku, size_t n) {
+  REQUIRE(test::eventually([&] { return updates.count(event_types::kInventoryUpdated, sku) >= n; },
+                           30s));
+  return parse(updates.of(event_types::kInventoryUpdated, sku)[n - 1].envelope.data);
+}
+
 const std::vector<std::pair<std::string, std::string>> kAdmin{
     {"authorization", "Bearer s3cret-token"}};
 
@@ -353,31 +374,32 @@ TEST_CASE("inventory HTTP API", "[inventory][module][http]") {
           10);
   }
 
-  SECTION("PUT sets stock, creates products and emits inventory.updated") {
+  SECTION("PUT sets stock, renames, reprices and emits inventory.updated") {
     Collector updates(h.bus(), {std::string(topics::kInventoryUpdated)});
     auto set = h.call(http::Method::kPut, "/api/inventory/SKU-1", R"({"available": 50})", kAdmin);
     REQUIRE(set.status == 200);
     auto p = parse(set.body);
     CHECK(p["available"].GetInt64() == 50);
     CHECK(std::string(p["name"].GetString()) == "Mouse");
-    REQUIRE(test::eventually(
-        [&] { return updates.count(event_types::kInventoryUpdated, "SKU-1") == 1; }, 30s));
-    auto event = parse(updates.of(event_types::kInventoryUpdated, "SKU-1").front().envelope.data);
+    auto event = nth_update(updates, "SKU-1", 1);
     CHECK(event["delta"].GetInt64() == 40);
     CHECK(event["available"].GetInt64() == 50);
 
-    auto created = h.call(
-        http::Method::kPut, "/api/inventory/SKU-NEW",
-        R"({"available": 7, "name": "Webcam", "unitAmount": 4999, "currency": "GBP"})", kAdmin);
-    REQUIRE(created.status == 200);
-    auto c = parse(created.body);
-    CHECK(std::string(c["sku"].GetString()) == "SKU-NEW");
-    CHECK(c["available"].GetInt64() == 7);
-    CHECK(std::string(c["currency"].GetString()) == "GBP");
-    auto fetched = h.call(http::Method::kGet, "/api/inventory/SKU-NEW");
-    REQUIRE(fetched.status == 200);
-    CHECK(parse(fetched.body)["unitAmount"].GetInt64() == 4999);
-    CHECK(parse(h.call(http::Method::kGet, "/api/inventory").body)["items"].Size() == 3);
+    // Partial: only what the body names changes.
+    auto renamed = h.call(http::Method::kPut, "/api/inventory/SKU-1",
+                          R"({"name": "Trackball", "unitAmount": 3100})", kAdmin);
+    REQUIRE(renamed.status == 200);
+    check_product(parse(renamed.body), {"Trackball", 50, 3100, "USD"});
+    event = nth_update(updates, "SKU-1", 2);
+    check_product(event, {"Trackball", 50, 3100, "USD"});
+    CHECK(event["delta"].GetInt64() == 0);
+
+    // PUT never creates: that is POST's job.
+    auto unknown = h.call(http::Method::kPut, "/api/inventory/SKU-NEW",
+                          R"({"available": 7, "name": "Webcam"})", kAdmin);
+    CHECK(unknown.status == 404);
+    CHECK(error_field(unknown) == "sku");
+    CHECK(parse(h.call(http::Method::kGet, "/api/inventory").body)["items"].Size() == 2);
   }
 
   SECTION("PUT validation") {
@@ -392,14 +414,18 @@ TEST_CASE("inventory HTTP API", "[inventory][module][http]") {
         {"/api/inventory/SKU-1", R"({"available": -1})", 400, "VALIDATION_FAILED", "available"},
         {"/api/inventory/SKU-1", R"({"available": "5"})", 400, "VALIDATION_FAILED", "available"},
         {"/api/inventory/SKU-1", R"({"available": 1.5})", 400, "VALIDATION_FAILED", "available"},
-        {"/api/inventory/SKU-1", R"({"name": "x"})", 400, "VALIDATION_FAILED", "available"},
+        {"/api/inventory/SKU-1", R"({})", 400, "VALIDATION_FAILED", ""},
+        {"/api/inventory/SKU-1", R"([1])", 400, "VALIDATION_FAILED", ""},
+        {"/api/inventory/SKU-1", R"({"name": ""})", 400, "VALIDATION_FAILED", "name"},
+        {"/api/inventory/SKU-1", R"({"name": 7})", 400, "VALIDATION_FAILED", "name"},
+        {"/api/inventory/SKU-1", R"({"sku": "SKU-9"})", 400, "VALIDATION_FAILED", "sku"},
         {"/api/inventory/SKU-1", R"({"available": 1, "currency": "usd"})", 400, "VALIDATION_FAILED",
          "currency"},
         {"/api/inventory/SKU-1", R"({"available": 1, "unitAmount": -3})", 400, "VALIDATION_FAILED",
          "unitAmount"},
         {"/api/inventory/SKU-1", R"({"available": 1, "avialable": 2})", 400, "VALIDATION_FAILED",
          "avialable"},
-        {"/api/inventory/SKU-NEW", R"({"available": 1})", 400, "VALIDATION_FAILED", "name"},
+        {"/api/inventory/SKU-NEW", R"({"available": 1})", 404, "NOT_FOUND", "sku"},
         {"/api/inventory/bad%20sku", R"({"available": 1, "name": "x"})", 400, "VALIDATION_FAILED",
          "sku"},
         {"/api/inventory/SKU-1", R"({"available": )", 400, "MALFORMED_JSON", ""},
@@ -417,6 +443,164 @@ TEST_CASE("inventory HTTP API", "[inventory][module][http]") {
   }
 }
 
+TEST_CASE("admins create, update and delete products", "[inventory][module][http]") {
+  Harness h;
+  REQUIRE(h.start().ok());
+  Collector updates(h.bus(), {std::string(topics::kInventoryUpdated)});
+  const std::string webcam =
+      R"({"sku":"SKU-NEW","name":"Webcam","unitAmount":4999,"currency":"GBP","available":7})";
+
+  SECTION("every change needs the admin token") {
+    for (const auto& headers : {std::vector<std::pair<std::string, std::string>>{},
+                                {{"authorization", "Bearer wrong"}}}) {
+      auto post = h.call(http::Method::kPost, "/api/inventory", webcam, headers);
+      CHECK(post.status == 401);
+      CHECK(error_code(post) == "UNAUTHORIZED");
+      auto del = h.call(http::Method::kDelete, "/api/inventory/SKU-1", {}, headers);
+      CHECK(del.status == 401);
+    }
+    CHECK(h.call(http::Method::kGet, "/api/inventory/SKU-NEW").status == 404);
+    CHECK(h.call(http::Method::kGet, "/api/inventory/SKU-1").status == 200);
+  }
+
+  SECTION("POST creates a product, once") {
+    auto created = h.call(http::Method::kPost, "/api/inventory", webcam, kAdmin);
+    REQUIRE(created.status == 201);
+    auto c = parse(created.body);
+    CHECK(std::string(c["sku"].GetString()) == "SKU-NEW");
+    check_product(c, {"Webcam", 7, 4999, "GBP"});
+    CHECK(c["sold"].GetInt64() == 0);
+    bool located = false;
+    for (const auto& [k, v] : created.headers)
+      located |= k == "Location" && v == "/api/inventory/SKU-NEW";
+    CHECK(located);
+    auto fetched = h.call(http::Method::kGet, "/api/inventory/SKU-NEW");
+    REQUIRE(fetched.status == 200);
+    check_product(parse(fetched.body), {"Webcam", 7, 4999, "GBP"});
+    CHECK(parse(h.call(http::Method::kGet, "/api/inventory").body)["items"].Size() == 3);
+    check_product(nth_update(updates, "SKU-NEW", 1), {"Webcam", 7, 4999, "GBP"});
+
+    auto twice = h.call(http::Method::kPost, "/api/inventory", webcam, kAdmin);
+    CHECK(twice.status == 409);
+    CHECK(error_code(twice) == "CONFLICT");
+    CHECK(error_field(twice) == "sku");
+    // `available` may be left out: nothing in stock yet.
+    auto empty = h.call(http::Method::kPost, "/api/inventory",
+                        R"({"sku":"SKU-0","name":"Soon","unitAmount":1,"currency":"USD"})", kAdmin);
+    REQUIRE(empty.status == 201);
+    CHECK(parse(empty.body)["available"].GetInt64() == 0);
+  }
+
+  SECTION("POST validation names the field") {
+    struct Case {
+      const char* body;
+      const char* field;
+    };
+    const Case cases[] = {
+        {R"({"name":"W","unitAmount":1,"currency":"USD"})", "sku"},
+        {R"({"sku":"S-1","unitAmount":1,"currency":"USD"})", "name"},
+        {R"({"sku":"S-1","name":"W","currency":"USD"})", "unitAmount"},
+        {R"({"sku":"S-1","name":"W","unitAmount":1})", "currency"},
+        {R"({"sku":"S-1","name":"W","unitAmount":1,"currency":"XYZ"})", "currency"},
+        {R"({"sku":"S 1","name":"W","unitAmount":1,"currency":"USD"})", "sku"},
+        {R"({"sku":"S-1","name":"W","unitAmount":-1,"currency":"USD"})", "unitAmount"},
+        {R"({"sku":"S-1","name":"W","unitAmount":1,"currency":"USD","available":-2})", "available"},
+        {R"({"sku":"S-1","name":"W","unitAmount":1,"currency":"USD","price":1})", "price"},
+    };
+    for (const auto& c : cases) {
+      INFO(c.body);
+      auto r = h.call(http::Method::kPost, "/api/inventory", c.body, kAdmin);
+      CHECK(r.status == 400);
+      CHECK(error_code(r) == "VALIDATION_FAILED");
+      CHECK(error_field(r) == c.field);
+    }
+    CHECK(parse(h.call(http::Method::kGet, "/api/inventory").body)["items"].Size() == 2);
+  }
+
+  SECTION("DELETE takes the product off the catalogue and off sale") {
+    Collector replies(h.bus(), {std::string(topics::kInventoryEvents)});
+    auto command = [&](std::string_view type, const std::string& order, const std::string& rest) {
+      const std::string data = R"({"orderId":")" + order + "\"" + rest + "}";
+      REQUIRE(
+          h.bus().publish(topics::kInventoryCommands, make_event("saga", type, order, data)).ok());
+    };
+    // An order holding stock before the delete still settles after it.
+    command(event_types::kReserveStock, "o-before",
+            R"(,"currency":"USD","items":[{"sku":"SKU-1","quantity":2}])");
+    REQUIRE(test::eventually(
+        [&] { return replies.count(event_types::kStockReserved, "o-before") == 1; }, 30s));
+
+    auto del = h.call(http::Method::kDelete, "/api/inventory/SKU-1", {}, kAdmin);
+    CHECK(del.status == 204);
+    CHECK(del.body.empty());
+    CHECK(h.call(http::Method::kGet, "/api/inventory/SKU-1").status == 404);
+    auto list = parse(h.call(http::Method::kGet, "/api/inventory").body);
+    REQUIRE(list["items"].Size() == 1);
+    CHECK(std::string(list["items"][0]["sku"].GetString()) == "SKU-2");
+    REQUIRE(test::eventually(
+        [&] {
+          for (const auto& m : updates.of(event_types::kInventoryUpdated, "SKU-1"))
+            if (parse(m.envelope.data).HasMember("deleted")) return true;
+          return false;
+        },
+        30s));
+
+    auto again = h.call(http::Method::kDelete, "/api/inventory/SKU-1", {}, kAdmin);
+    CHECK(again.status == 404);
+    CHECK(h.call(http::Method::kPut, "/api/inventory/SKU-1", R"({"available":5})", kAdmin).status ==
+          404);
+    CHECK(h.call(http::Method::kPost, "/api/inventory",
+                 R"({"sku":"SKU-1","name":"Again","unitAmount":1,"currency":"USD"})", kAdmin)
+              .status == 409);
+
+    command(event_types::kReserveStock, "o-after",
+            R"(,"currency":"USD","items":[{"sku":"SKU-1","quantity":1}])");
+    command(event_types::kCommitStock, "o-before", "");
+    REQUIRE(test::eventually(
+        [&] {
+          return replies.count(event_types::kStockReservationFailed, "o-after") == 1 &&
+                 replies.count(event_types::kStockCommitted, "o-before") == 1;
+        },
+        30s));
+    auto failed =
+        parse(replies.of(event_types::kStockReservationFailed, "o-after").front().envelope.data);
+    CHECK(std::string(failed["reason"].GetString()) == "UNKNOWN_SKU");
+    auto committed =
+        parse(replies.of(event_types::kStockCommitted, "o-before").front().envelope.data);
+    REQUIRE(committed["items"].Size() == 1);
+    CHECK(committed["items"][0]["quantity"].GetInt64() == 2);
+  }
+}
+
+TEST_CASE("inventory routes refuse query parameters they do not take",
+          "[inventory][module][http]") {
+  Harness h;
+  REQUIRE(h.start().ok());
+  const struct {
+    http::Method method;
+    const char* target;
+  } cases[] = {
+      {http::Method::kGet, "/api/inventory?offset=10"},
+      {http::Method::kGet, "/api/inventory/SKU-1?verbose=1"},
+      {http::Method::kPost, "/api/inventory?dryRun=true"},
+      {http::Method::kPut, "/api/inventory/SKU-1?force"},
+      {http::Method::kDelete, "/api/inventory/SKU-1?hard=1"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.target);
+    auto r = h.call(c.method, c.target, c.method == http::Method::kGet ? "" : R"({"available":1})",
+                    kAdmin);
+    CHECK(r.status == 400);
+    CHECK(error_code(r) == "VALIDATION_FAILED");
+    const std::string target(c.target);
+    const auto q = target.find('?') + 1;
+    CHECK(error_field(r) == target.substr(q, target.find('=', q) - q));
+  }
+  CHECK(h.call(http::Method::kGet, "/api/inventory/SKU-1").status == 200);  // nothing changed
+  CHECK(parse(h.call(http::Method::kGet, "/api/inventory/SKU-1").body)["available"].GetInt64() ==
+        10);
+}
+
 TEST_CASE("inventory PUT is refused when no admin token is configured",
           "[inventory][module][http]") {
   Harness h(
@@ -428,6 +612,12 @@ TEST_CASE("inventory PUT is refused when no admin token is configured",
   CHECK(error_code(r) == "UNAUTHORIZED");
   CHECK_THAT(std::string(parse(r.body)["error"]["message"].GetString()),
              Catch::Matchers::Contains("no admin token is configured"));
+  CHECK(h.call(http::Method::kPost, "/api/inventory",
+               R"({"sku":"S-2","name":"B","unitAmount":1,"currency":"USD"})",
+               {{"authorization", "Bearer "}})
+            .status == 401);
+  CHECK(h.call(http::Method::kDelete, "/api/inventory/SKU-1", {}, {{"authorization", "Bearer "}})
+            .status == 401);
   CHECK(h.call(http::Method::kGet, "/api/inventory/SKU-1").status == 200);
 }
 

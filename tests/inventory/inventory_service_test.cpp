@@ -422,7 +422,7 @@ TEST_CASE("ReserveStock is idempotent per order", "[inventory]") {
     auto first = s.reserve("o-1", {{"SKU-C", 4}});
     REQUIRE_FALSE(first.reserved);
     auto update = s.db().transaction([&](db::Tx& tx) -> Result<Product> {
-      return set_stock(tx, s.rules, StockUpdate{"SKU-C", 50, {}, {}, {}});
+      return update_product(tx, s.rules, ProductUpdate{"SKU-C", 50, {}, {}, {}});
     });
     REQUIRE(update.ok());
     s.take_events();
@@ -548,7 +548,7 @@ TEST_CASE("stock level alerts fire when the threshold is crossed", "[inventory]"
   SECTION("an admin change crosses the threshold too") {
     auto put = [&](int64_t available) {
       auto r = s.db().transaction([&](db::Tx& tx) -> Result<Product> {
-        return set_stock(tx, s.rules, StockUpdate{"SKU-T", available, {}, {}, {}});
+        return update_product(tx, s.rules, ProductUpdate{"SKU-T", available, {}, {}, {}});
       });
       REQUIRE(r.ok());
     };
@@ -561,16 +561,16 @@ TEST_CASE("stock level alerts fire when the threshold is crossed", "[inventory]"
   }
 }
 
-TEST_CASE("set_stock updates or creates products and validates", "[inventory]") {
+TEST_CASE("update_product changes only the fields it carries and validates", "[inventory]") {
   Store s;
-  auto put = [&](StockUpdate u) {
+  auto put = [&](ProductUpdate u) {
     return s.db().transaction(
-        [&](db::Tx& tx) -> Result<Product> { return set_stock(tx, s.rules, u); });
+        [&](db::Tx& tx) -> Result<Product> { return update_product(tx, s.rules, u); });
   };
   REQUIRE(s.reserve("o-1", {{"SKU-A", 2}}).reserved);
   s.take_events();
 
-  auto updated = put(StockUpdate{"SKU-A", 20, std::string("Renamed"), 1500, std::string("EUR")});
+  auto updated = put(ProductUpdate{"SKU-A", 20, std::string("Renamed"), 1500, std::string("EUR")});
   REQUIRE(updated.ok());
   CHECK(updated->available == 20);
   CHECK(updated->reserved == 2);  // reservations are untouched
@@ -583,24 +583,127 @@ TEST_CASE("set_stock updates or creates products and validates", "[inventory]") 
   CHECK(u[0]->data["delta"].GetInt64() == 12);
   CHECK(u[0]->data["available"].GetInt64() == 20);
   CHECK_FALSE(u[0]->data.HasMember("orderId"));
+  // The catalogue fields travel with an admin change, so live views follow a rename.
+  CHECK(std::string(u[0]->data["name"].GetString()) == "Renamed");
+  CHECK(u[0]->data["unitAmount"].GetInt64() == 1500);
+  CHECK(std::string(u[0]->data["currency"].GetString()) == "EUR");
+  CHECK_FALSE(u[0]->data.HasMember("deleted"));
 
-  auto no_name = put(StockUpdate{"SKU-NEW", 4, {}, {}, {}});
-  REQUIRE_FALSE(no_name.ok());
-  CHECK(no_name.error().code == ecom::ErrorCode::kValidationFailed);
-  CHECK(no_name.error().field == "name");
+  // A price alone: the stock and the name stay.
+  auto priced = put(ProductUpdate{"SKU-A", {}, {}, 1700, {}});
+  REQUIRE(priced.ok());
+  CHECK(priced->available == 20);
+  CHECK(priced->name == "Renamed");
+  CHECK(s.get("SKU-A").unit_amount == 1700);
+  events = s.take_events();
+  REQUIRE(of_type(events, event_types::kInventoryUpdated).size() == 1);
+  CHECK(of_type(events, event_types::kInventoryUpdated)[0]->data["delta"].GetInt64() == 0);
 
-  auto created = put(StockUpdate{"SKU-NEW", 4, std::string("New thing"), 250, {}});
-  REQUIRE(created.ok());
-  CHECK(created->currency == "USD");
-  CHECK(s.get("SKU-NEW").available == 4);
-  CHECK(s.get("SKU-NEW").unit_amount == 250);
+  auto unknown = put(ProductUpdate{"SKU-NEW", 4, std::string("New thing"), {}, {}});
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(unknown.error().code == ecom::ErrorCode::kNotFound);  // POST creates, PUT does not
 
-  CHECK(put(StockUpdate{"SKU-A", -1, {}, {}, {}}).error().field == "available");
-  CHECK(put(StockUpdate{"SKU-A", 1, {}, {}, std::string("usd")}).error().field == "currency");
-  CHECK(put(StockUpdate{"SKU-A", 1, {}, -5, {}}).error().field == "unitAmount");
-  CHECK(put(StockUpdate{"SKU-A", 1, std::string(""), {}, {}}).error().field == "name");
-  CHECK(put(StockUpdate{"bad sku!", 1, std::string("x"), {}, {}}).error().field == "sku");
+  CHECK(put(ProductUpdate{"SKU-A", -1, {}, {}, {}}).error().field == "available");
+  CHECK(put(ProductUpdate{"SKU-A", 1, {}, {}, std::string("usd")}).error().field == "currency");
+  CHECK(put(ProductUpdate{"SKU-A", 1, {}, -5, {}}).error().field == "unitAmount");
+  CHECK(put(ProductUpdate{"SKU-A", 1, std::string(""), {}, {}}).error().field == "name");
+  CHECK(put(ProductUpdate{"bad sku!", 1, std::string("x"), {}, {}}).error().field == "sku");
   CHECK(s.get("SKU-A").available == 20);
+}
+
+TEST_CASE("create_product adds to the catalogue, never over a taken sku", "[inventory]") {
+  Store s;
+  auto create = [&](NewProduct n) {
+    return s.db().transaction([&](db::Tx& tx) -> Result<Product> { return create_product(tx, n); });
+  };
+  auto created = create(NewProduct{"SKU-NEW", "New thing", 250, "GBP", 4});
+  REQUIRE(created.ok());
+  CHECK(s.get("SKU-NEW").available == 4);
+  CHECK(s.get("SKU-NEW").currency == "GBP");
+  auto events = s.take_events();
+  REQUIRE(events.size() == 1);  // no alert for a new product
+  CHECK(events[0].envelope.type == event_types::kInventoryUpdated);
+  CHECK(events[0].data["delta"].GetInt64() == 4);
+  CHECK(std::string(events[0].data["name"].GetString()) == "New thing");
+  CHECK(events[0].data["unitAmount"].GetInt64() == 250);
+
+  auto again = create(NewProduct{"SKU-A", "Other", 1, "USD", 0});
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == ecom::ErrorCode::kConflict);
+  CHECK(s.get("SKU-A").name == "Product SKU-A");
+
+  CHECK(create(NewProduct{"bad sku!", "x", 1, "USD", 0}).error().field == "sku");
+  CHECK(create(NewProduct{"SKU-X", "", 1, "USD", 0}).error().field == "name");
+  CHECK(create(NewProduct{"SKU-X", "x", 1, "XYZ", 0}).error().field == "currency");
+  CHECK(create(NewProduct{"SKU-X", "x", -1, "USD", 0}).error().field == "unitAmount");
+  CHECK(create(NewProduct{"SKU-X", "x", 1, "USD", -1}).error().field == "available");
+}
+
+TEST_CASE("a deleted product leaves the catalogue but its orders settle and keep it",
+          "[inventory]") {
+  Store s;
+  auto remove = [&](const std::string& sku) {
+    return s.db().transaction(
+        [&](db::Tx& tx) -> Result<Product> { return delete_product(tx, sku); });
+  };
+  auto catalogue = [&] {
+    auto all =
+        s.db().read([](db::Tx& tx) -> Result<std::vector<Product>> { return list_products(tx); });
+    REQUIRE(all.ok());
+    std::vector<std::string> skus;
+    for (const auto& p : all.value()) skus.push_back(p.sku);
+    return skus;
+  };
+  REQUIRE(s.reserve("o-held", {{"SKU-A", 2}}).reserved);
+  REQUIRE(s.reserve("o-sold", {{"SKU-A", 1}}).reserved);
+  s.take_events();
+
+  auto deleted = remove("SKU-A");
+  REQUIRE(deleted.ok());
+  CHECK(deleted->reserved == 3);
+  auto events = s.take_events();
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].envelope.type == event_types::kInventoryUpdated);
+  CHECK(events[0].data["deleted"].GetBool());
+  CHECK(events[0].data["delta"].GetInt64() == 0);
+
+  CHECK(catalogue() == std::vector<std::string>{"SKU-B", "SKU-C"});
+  auto gone = s.db().read(
+      [](db::Tx& tx) -> Result<std::optional<Product>> { return find_product(tx, "SKU-A"); });
+  REQUIRE(gone.ok());
+  CHECK_FALSE(gone.value().has_value());
+
+  // New orders fail like for an unknown sku, with nothing taken from the other lines.
+  auto refused = s.reserve("o-new", {{"SKU-B", 1}, {"SKU-A", 1}});
+  CHECK_FALSE(refused.reserved);
+  CHECK(refused.reason == "UNKNOWN_SKU");
+  CHECK(refused.skus == std::vector<std::string>{"SKU-A"});
+  CHECK(s.get("SKU-B").available == 5);
+
+  // What orders already hold still settles against the row, which stays.
+  CHECK(s.release("o-held") == std::vector<Line>{{"SKU-A", 2}});
+  CHECK(s.commit("o-sold") == std::vector<Line>{{"SKU-A", 1}});
+  auto row = s.db().read([](db::Tx& tx) -> Result<std::vector<int64_t>> {
+    auto st = tx.stmt(
+        "SELECT available, reserved, sold, deleted_at IS NOT NULL FROM products WHERE sku = "
+        "'SKU-A'");
+    if (!st.step()) return std::vector<int64_t>{};
+    return std::vector<int64_t>{st.col_int(0), st.col_int(1), st.col_int(2), st.col_int(3)};
+  });
+  REQUIRE(row.ok());
+  CHECK(row.value() == std::vector<int64_t>{9, 0, 1, 1});
+
+  // Gone for every admin operation too; the sku is not reused.
+  CHECK(remove("SKU-A").error().code == ecom::ErrorCode::kNotFound);
+  auto update = s.db().transaction([&](db::Tx& tx) -> Result<Product> {
+    return update_product(tx, s.rules, ProductUpdate{"SKU-A", 5, {}, {}, {}});
+  });
+  CHECK(update.error().code == ecom::ErrorCode::kNotFound);
+  auto reuse = s.db().transaction([&](db::Tx& tx) -> Result<Product> {
+    return create_product(tx, NewProduct{"SKU-A", "Reborn", 1, "USD", 1});
+  });
+  CHECK(reuse.error().code == ecom::ErrorCode::kConflict);
+  CHECK(remove("SKU-404").error().code == ecom::ErrorCode::kNotFound);
 }
 
 TEST_CASE("seeding happens only into an empty catalogue", "[inventory]") {

@@ -703,3 +703,167 @@ TEST_CASE("stopping answers every queued POST", "[order][batch]") {
   // After stop, POSTs are still answered, never left hanging.
   CHECK(post_async(h, kBody)->wait().status == 503);
 }
+
+namespace {
+
+std::string cursor_of(const rapidjson::Document& page) {
+  return page.HasMember("nextCursor") ? page["nextCursor"].GetString() : "";
+}
+
+// Orders that share one commit, and so one created_at.
+std::vector<std::string> post_batch(Harness& h, int n, const std::string& customer = "c-42") {
+  std::vector<std::shared_ptr<Pending>> pending;
+  {
+    StoreHold hold(*h.db);
+    for (int i = 0; i < n; ++i) pending.push_back(post_async(h, body_for(customer)));
+  }
+  std::vector<std::string> ids;
+  for (auto& p : pending) {
+    auto r = p->wait();
+    REQUIRE(r.status == 202);
+    ids.push_back(parse(r.body)["orderId"].GetString());
+  }
+  return ids;
+}
+
+std::vector<std::string> ids_of(const rapidjson::Document& page) {
+  std::vector<std::string> out;
+  for (const auto& o : page["orders"].GetArray()) out.emplace_back(o["orderId"].GetString());
+  return out;
+}
+
+std::string error_field_of(const http::Response& r) {
+  auto d = parse(r.body);
+  return d["error"].HasMember("field") ? d["error"]["field"].GetString() : "";
+}
+
+}  // namespace
+
+TEST_CASE("cursor paging returns every order once even with inserts between pages", "[order]") {
+  Harness h;
+  // Seven orders in one commit (one created_at: the id breaks the tie) and two more after it.
+  std::vector<std::string> before = post_batch(h, 7);
+  for (int i = 0; i < 2; ++i)
+    before.push_back(
+        parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString());
+
+  std::vector<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  do {
+    auto r = h.call(http::Method::kGet,
+                    "/api/orders?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor));
+    REQUIRE(r.status == 200);
+    auto page = parse(r.body);
+    auto ids = ids_of(page);
+    CHECK(ids.size() <= 2);
+    seen.insert(seen.end(), ids.begin(), ids.end());
+    cursor = cursor_of(page);
+    ++pages;
+    // New orders between pages are newer than the cursor: they never show up further down.
+    for (const auto& id : post_batch(h, 2, "c-new")) CHECK(id > before.back());
+  } while (!cursor.empty() && pages < 20);
+
+  CHECK(pages == 5);  // 9 orders, 2 a page: the last page has one and no nextCursor
+  std::vector<std::string> expected(before.rbegin(), before.rend());
+  std::sort(expected.begin(), expected.end(), std::greater<>());
+  CHECK(seen == expected);  // newest first, each exactly once
+  CHECK(std::set<std::string>(seen.begin(), seen.end()).size() == seen.size());
+
+  // A filter pages the same way; the cursor is only a position, so it works with the filter.
+  auto first = parse(h.call(http::Method::kGet, "/api/orders?customerId=c-new&limit=4").body);
+  REQUIRE(ids_of(first).size() == 4);
+  auto rest = parse(h.call(http::Method::kGet,
+                           "/api/orders?customerId=c-new&limit=200&cursor=" + cursor_of(first))
+                        .body);
+  CHECK(ids_of(rest).size() == 10 - 4);
+  CHECK_FALSE(rest.HasMember("nextCursor"));
+}
+
+TEST_CASE("GET /api/orders filters by status and created-at range", "[order]") {
+  Harness h;
+  std::vector<std::string> ids;
+  std::vector<std::string> created;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(
+        parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString());
+    created.push_back(
+        parse(h.call(http::Method::kGet, "/api/orders/" + ids.back()).body)["createdAt"]
+            .GetString());
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // distinct createdAt
+  }
+  h.publish_status(ids[0], "CONFIRMED");
+  h.publish_status(ids[1], "CANCELLED", "OUT_OF_STOCK");
+  h.publish_status(ids[2], "STOCK_RESERVED");
+  REQUIRE(test::eventually([&] { return status_of(h, ids[2]) == "STOCK_RESERVED"; }));
+  REQUIRE(test::eventually([&] { return status_of(h, ids[1]) == "CANCELLED"; }));
+  REQUIRE(test::eventually([&] { return status_of(h, ids[0]) == "CONFIRMED"; }));
+  auto list = [&](const std::string& query) {
+    auto r = h.call(http::Method::kGet, "/api/orders?" + query);
+    REQUIRE(r.status == 200);
+    return ids_of(parse(r.body));
+  };
+  using Ids = std::vector<std::string>;
+
+  CHECK(list("status=CONFIRMED") == Ids{ids[0]});
+  CHECK(list("status=PENDING") == Ids{ids[3]});
+  CHECK(list("status=CANCELLED,CONFIRMED") == Ids{ids[1], ids[0]});
+  CHECK(list("status=CONFIRMED,CONFIRMED") == Ids{ids[0]});
+  CHECK(list("status=PAYMENT_AUTHORIZED").empty());
+  // from is inclusive, to exclusive: consecutive ranges never share an order.
+  CHECK(list("from=" + created[1] + "&to=" + created[3]) == Ids{ids[2], ids[1]});
+  CHECK(list("from=" + created[3]) == Ids{ids[3]});
+  CHECK(list("to=" + created[1]) == Ids{ids[0]});
+  CHECK(list("from=" + created[1] + "&to=" + created[1]).empty());
+  CHECK(list("from=" + created[0] + "&status=CANCELLED,PENDING&customerId=c-42") ==
+        Ids{ids[3], ids[1]});
+  // An offset is the same instant: %2B is '+', and a bare '+' (a space once decoded) is read so.
+  CHECK(list("from=1970-01-01T01:00:00%2B01:00") == Ids{ids[3], ids[2], ids[1], ids[0]});
+  CHECK(list("from=1970-01-01T01:00:00+01:00").size() == 4);
+  CHECK(list("from=2999-01-01T00:00:00Z").empty());
+}
+
+TEST_CASE("GET /api/orders answers 400 naming the bad or unknown query parameter", "[order]") {
+  Harness h;
+  struct Case {
+    std::string query;
+    std::string field;
+  };
+  const Case cases[] = {
+      {"offset=20", "offset"},
+      {"staus=PENDING", "staus"},
+      {"status=", "status"},
+      {"status=pending", "status"},
+      {"status=PENDING,,CONFIRMED", "status"},
+      {"status=SHIPPED", "status"},
+      {"status=PENDING&status=CONFIRMED", "status"},
+      {"from=yesterday", "from"},
+      {"from=2026-11-22", "from"},
+      {"to=2026-11-22T25:00:00Z", "to"},
+      {"from=2026-11-22T00:00:00Z&to=2026-11-21T00:00:00Z", "to"},
+      {"cursor=not-a-cursor", "cursor"},
+      {"cursor=" + std::string("djF8MTIzfA"), "cursor"},  // "v1|123|": no id
+      {"cursor=", "cursor"},
+      {"limit=201", "limit"},
+      {"customerId=", "customerId"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.query);
+    auto r = h.call(http::Method::kGet, "/api/orders?" + c.query);
+    CHECK(r.status == 400);
+    CHECK(std::string(parse(r.body)["error"]["code"].GetString()) == "VALIDATION_FAILED");
+    CHECK(error_field_of(r) == c.field);
+  }
+  // The other order routes take what they document and nothing else.
+  std::string id =
+      parse(h.call(http::Method::kPost, "/api/orders", kBody).body)["orderId"].GetString();
+  CHECK(error_field_of(h.call(http::Method::kGet, "/api/orders/" + id + "?expand=items")) ==
+        "expand");
+  CHECK(h.call(http::Method::kGet, "/api/orders/" + id + "?wait=0").status == 200);
+  CHECK(error_field_of(h.call(http::Method::kPost, "/api/orders?dryRun=1", kBody)) == "dryRun");
+  CHECK(error_field_of(h.call(http::Method::kPost, "/api/orders/" + id + "/cancel?force=1")) ==
+        "force");
+  CHECK(status_of(h, id) == "PENDING");  // the refused cancel did nothing
+  REQUIRE(test::eventually([&] { return h.count_seen(event_types::kOrderCreated) == 1; }));
+  CHECK(h.count_seen(event_types::kOrderCancellationRequested) == 0);
+}

@@ -12,6 +12,7 @@ import path from 'node:path';
 const BASE = (process.env.ECOMD_URL ?? '').replace(/\/$/, '');
 const OUT = process.env.OUT_DIR ?? '';
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const ADMIN_TOKEN = process.env.ECOMD_ADMIN_TOKEN ?? 'browser-admin-token';  // browser-test.sh's
 if (!BASE || !OUT) {
   console.error('ui.test.mjs: set ECOMD_URL and OUT_DIR (scripts/browser-test.sh does this)');
   process.exit(2);
@@ -228,6 +229,29 @@ test('pages fit a phone screen', async ({ page }) => {
   await page.goto(`${BASE}/#/`);
   await page.locator('#products .product').first().waitFor({ timeout: STEP });
   await shot(page, 'shop-phone.png');
+});
+
+test('an admin adds, reprices and deletes a product: the shop follows live', async ({ page }) => {
+  await openShop(page);
+  await page.locator('#conn[data-state="open"]').waitFor({ timeout: STEP });
+  const admin = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+  const created = await page.request.post(`${BASE}/api/inventory`, {
+    data: { sku: 'MUG-1', name: 'Enamel Mug', unitAmount: 1299, currency: 'USD', available: 12 },
+    headers: admin,
+  });
+  assert(created.status() === 201, `POST /api/inventory answered ${created.status()}`);
+  const card = page.locator('.product[data-sku="MUG-1"]');
+  await card.locator('.price', { hasText: '12.99' }).waitFor({ timeout: STEP });
+
+  const repriced = await page.request.put(`${BASE}/api/inventory/MUG-1`, { data: { unitAmount: 1499 }, headers: admin });
+  assert(repriced.status() === 200, `PUT /api/inventory/MUG-1 answered ${repriced.status()}`);
+  await card.locator('.price', { hasText: '14.99' }).waitFor({ timeout: STEP });
+
+  const deleted = await page.request.delete(`${BASE}/api/inventory/MUG-1`, { headers: admin });
+  assert(deleted.status() === 204, `DELETE /api/inventory/MUG-1 answered ${deleted.status()}`);
+  await card.waitFor({ state: 'detached', timeout: STEP });
+  const cards = await page.locator('#products .product').count();
+  assert(cards === 4, `expected the 4 seeded products after the delete, saw ${cards}`);
 });
 
 // --- runner --------------------------------------------------------------------------------------

@@ -166,6 +166,14 @@ class Inventory {
   apply(d) {
     if (!d || typeof d !== 'object' || !d.sku) return;
     const p = this.products.get(d.sku);
+    if (d.deleted) {
+      // Taken off the catalogue by an admin: it can no longer be ordered, so it leaves the view.
+      if (p) {
+        this.products.delete(d.sku);
+        this.notify(null);
+      }
+      return;
+    }
     if (!p) {
       // A product created since the list was loaded: fetch the whole list for its name and price.
       this.load();
@@ -180,8 +188,15 @@ class Inventory {
       // Order changes keep available + reserved + sold constant (a commit moves reserved to sold).
       p.sold += before.available + before.reserved - p.available - p.reserved;
     }
-    for (const k of ['name', 'unitAmount', 'currency']) if (d[k] !== undefined) p[k] = d[k];
-    this.notify(d.sku);
+    let renamed = false;
+    for (const k of ['name', 'unitAmount', 'currency']) {
+      if (d[k] !== undefined && d[k] !== p[k]) {
+        p[k] = d[k];
+        renamed = true;
+      }
+    }
+    // A stock change updates one card in place; a new name or price redraws the list and the cart.
+    this.notify(renamed ? null : d.sku);
   }
 
   notify(sku) {

@@ -173,6 +173,13 @@ struct InventoryUpdated {
   int64_t available = 0;
   int64_t reserved = 0;
   std::optional<std::string> order_id;  ///< absent for an administrative change
+  /// The catalogue fields after an administrative change (create, update, delete), so a live
+  /// stock view follows a new product, a rename or a price change without reloading; absent on
+  /// the changes orders make.
+  std::optional<std::string> name;
+  std::optional<int64_t> unit_amount;
+  std::optional<std::string> currency;
+  bool deleted = false;  ///< the product left the catalogue (soft delete): drop it from views
   const std::string& subject() const { return sku; }
   std::string encode() const;
   static Result<InventoryUpdated> decode(std::string_view data);

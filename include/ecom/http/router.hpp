@@ -65,6 +65,19 @@ Error validation_error(std::string field, std::string message);
 Result<int64_t> int_query_param(const Request& req, std::string_view name, int64_t fallback,
                                 int64_t min, int64_t max);
 
+/// What a route accepts besides its method and path. Every route declares the query parameters it
+/// reads: the router answers any other one (or one given twice) with 400 VALIDATION_FAILED naming
+/// it, before the handler runs, so a typo or an unsupported filter (`?staus=`, `?offset=`) is
+/// refused instead of silently ignored.
+struct RouteOptions {
+  std::vector<std::string> query;  ///< allowed query parameter names; none by default
+  bool any_content_type = false;   ///< accept a body of any Content-Type (JSON only otherwise)
+};
+
+/// The query parameters of `req` that `allowed` does not name, or that appear twice: the first
+/// such one as VALIDATION_FAILED naming it; ok when every parameter is allowed and given once.
+Status check_query(const Request& req, const std::vector<std::string>& allowed);
+
 /// Handles one request on an HTTP thread; must not throw (the server answers 500 if it does).
 using Handler = std::function<Response(const Request&)>;
 
@@ -134,16 +147,19 @@ struct Match {
 /// "/api/orders/{id}/cancel". Register during start-up only; dispatch is then thread-safe.
 class Router final {
  public:
-  /// Adds a route. Requests with a body must be application/json unless `any_content_type`.
-  void add(Method method, std::string pattern, Handler handler, bool any_content_type = false);
+  /// Adds a route. Requests with a body must be application/json unless
+  /// `options.any_content_type`; query parameters must be among `options.query`.
+  void add(Method method, std::string pattern, Handler handler, RouteOptions options = {});
   /// Adds a route answered later (long-poll).
-  void add_async(Method method, std::string pattern, AsyncHandler handler);
+  void add_async(Method method, std::string pattern, AsyncHandler handler,
+                 RouteOptions options = {});
   /// Adds a GET route that streams (Server-Sent Events).
-  void add_stream(std::string pattern, StreamHandler handler);
+  void add_stream(std::string pattern, StreamHandler handler, RouteOptions options = {});
   /// Adds a GET route that upgrades to WebSocket; a plain GET on it answers 426.
-  void add_websocket(std::string pattern, WebSocketHandler handler);
+  void add_websocket(std::string pattern, WebSocketHandler handler, RouteOptions options = {});
   /// Routes a request: 404 for no path match, 405 (with Allow) when only the method differs,
-  /// 415 when a POST/PUT/PATCH body is not JSON. Plain routes are run and their response returned.
+  /// 400 for a query parameter the route does not declare, 415 when a POST/PUT/PATCH body is not
+  /// JSON. Plain routes are run and their response returned.
   Response dispatch(Request& request) const;
   /// Resolves a request to its route kind (runs plain handlers; sets path params). Used by the
   /// server.
@@ -156,7 +172,7 @@ class Router final {
     Method method;
     std::vector<std::string> segments;
     Handler handler;
-    bool any_content_type = false;
+    RouteOptions options;
     Match::Kind kind = Match::Kind::kResponse;
     AsyncHandler async;
     StreamHandler stream;
