@@ -273,7 +273,13 @@ std::string usage_text(const std::vector<std::string>& module_names) {
       "  --instance-id=ID    stable member id: a restart takes its partitions back  "
       "ECOMD_INSTANCE_ID\n"
       "  --help              show this help\n"
-      "  --version           print the version\n",
+      "  --version           print the version\n"
+      "\n"
+      "Secrets come from the environment (or a *_file config key), never the config file:\n"
+      "  ECOMD_WEBHOOK_SECRET        HMAC key that signs notification webhooks\n"
+      "  ECOMD_SMTP_PASSWORD         password of notification.smtp.username\n"
+      "  ECOMD_KAFKA_PROP_<NAME>     a librdkafka property, e.g. ECOMD_KAFKA_PROP_SASL_PASSWORD\n"
+      "                              sets sasl.password\n",
       fmt::join(roles, "|"));
 }
 

@@ -189,4 +189,8 @@ TEST_CASE("help, version and positional arguments are recognised", "[config]") {
   CHECK(s->positional == std::vector<std::string>{"topics", "create"});
   CHECK_THAT(ecom::usage_text(kModules),
              Catch::Contains("ECOMD_ROLE") && Catch::Contains("order|inventory"));
+  // Secrets are named where an operator looks first, since no config key holds them.
+  CHECK_THAT(ecom::usage_text(kModules), Catch::Contains("ECOMD_WEBHOOK_SECRET") &&
+                                             Catch::Contains("ECOMD_SMTP_PASSWORD") &&
+                                             Catch::Contains("ECOMD_KAFKA_PROP_"));
 }
