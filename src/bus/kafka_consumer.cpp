@@ -331,20 +331,48 @@ class KafkaConsumer final : public ConsumerWorker {
     st.due = Clock::now() + delay;
   }
 
+  // A dead letter larger than this that the producer or the broker refuses for good (a record
+  // near the broker's message.max.bytes grows past it with our headers) is written as its first
+  // kDeadLetterPrefix bytes, so that it still reaches the DLQ and the partition moves on.
+  static constexpr size_t kDeadLetterPrefix = 64 * 1024;
+
   void dead_letter(const TopicPartition& tp, PartitionState& st, Held h, int attempts,
                    std::string reason) {  // by value: callers pass st.reason, changed below
     std::string dlq = dlq_topic(h.topic);
-    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(h.headers.size() + 6);
-    for (const auto& [k, v] : h.headers)
-      rd_kafka_header_add(hdrs, k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
-    add_header(hdrs, "ecom_error", reason.empty() ? std::string("dead-lettered") : reason);
-    add_header(hdrs, "ecom_original_topic", h.topic);
-    add_header(hdrs, "ecom_original_partition", std::to_string(h.partition));
-    add_header(hdrs, "ecom_original_offset", std::to_string(h.offset));
-    add_header(hdrs, "ecom_attempts", std::to_string(attempts));
-    add_header(hdrs, "ecom_consumer_group", sub_.group);
-    OutRecord r{&dlq, h.key, h.value, hdrs};
-    Status st_dlq = producer_->produce(std::span<OutRecord>(&r, 1));
+    size_t header_bytes = 0;
+    for (const auto& [k, v] : h.headers) header_bytes += k.size() + v.size();
+    const auto produce_copy = [&](bool truncated) {
+      rd_kafka_headers_t* hdrs = rd_kafka_headers_new(h.headers.size() + 8);
+      // A truncated copy keeps the original headers only when they are small themselves.
+      if (!truncated || header_bytes <= kDeadLetterPrefix / 4)
+        for (const auto& [k, v] : h.headers)
+          rd_kafka_header_add(hdrs, k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+      add_header(hdrs, "ecom_error", reason.empty() ? std::string("dead-lettered") : reason);
+      add_header(hdrs, "ecom_original_topic", h.topic);
+      add_header(hdrs, "ecom_original_partition", std::to_string(h.partition));
+      add_header(hdrs, "ecom_original_offset", std::to_string(h.offset));
+      add_header(hdrs, "ecom_attempts", std::to_string(attempts));
+      add_header(hdrs, "ecom_consumer_group", sub_.group);
+      std::string_view value = h.value;
+      if (truncated) {
+        add_header(hdrs, "ecom_truncated", "true");
+        add_header(hdrs, "ecom_original_size", std::to_string(h.value.size()));
+        value = value.substr(0, kDeadLetterPrefix);
+      }
+      OutRecord r{&dlq, h.key, value, hdrs};
+      return producer_->produce(std::span<OutRecord>(&r, 1));
+    };
+    Status st_dlq = produce_copy(false);
+    bool truncated = false;
+    if (!st_dlq && !st_dlq.error().retryable && h.value.size() + header_bytes > kDeadLetterPrefix) {
+      log::warn(kTag,
+                "group {}: {}[{}]@{}: its dead-letter copy of {} bytes was refused ({}); "
+                "writing its first {} bytes",
+                sub_.group, tp.first, tp.second, h.offset, h.value.size(), st_dlq.error().message,
+                kDeadLetterPrefix);
+      st_dlq = produce_copy(true);
+      truncated = true;
+    }
     if (!st_dlq) {
       // The record must not be skipped without a dead-letter copy: keep it and try again later.
       wait_for_retry(tp, st, std::move(h), attempts,
@@ -354,8 +382,9 @@ class KafkaConsumer final : public ConsumerWorker {
       st.reason = std::move(reason);  // the original error goes into ecom_error next time
       return;
     }
-    log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {} after {} attempt(s): {}", sub_.group,
-              tp.first, tp.second, h.offset, dlq, attempts, reason);
+    log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {}{} after {} attempt(s): {}", sub_.group,
+              tp.first, tp.second, h.offset, dlq, truncated ? " (truncated)" : "", attempts,
+              reason);
     done(st, h.offset);
   }
 

@@ -159,6 +159,39 @@ TEST_CASE("kafka bus: a group resumes after its committed offsets", "[kafka][con
                                           60s);
 }
 
+TEST_CASE(
+    "kafka bus: a record too large to copy whole is dead-lettered truncated and its "
+    "partition moves on",
+    "[kafka][faults]") {
+  // 999,800 bytes: under the producer's 1,000,000, but its dead-letter copy with the ecom_
+  // headers is not. Before, that copy was retried forever and the partition stalled.
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("big-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  Collector got;
+  auto sub = bus->subscribe({.group = unique_name("g"), .topics = {topic}}, got.handler());
+  REQUIRE(sub.ok());
+  const std::string big(999'800, 'C');
+  const Envelope after = ecom::test::contract::event("edge", 1);
+  std::vector<Record> records{Record{topic, "edge", big}, to_record(topic, after)};
+  REQUIRE(bus->publish(records).ok());
+  REQUIRE(eventually(
+      [&] {
+        const auto ids = got.ids();
+        return std::find(ids.begin(), ids.end(), after.id) != ids.end();
+      },
+      60s));
+  const auto dlq = read_topic(o.bootstrap_servers, ecom::bus::dlq_topic(topic), 1, 60s);
+  REQUIRE(dlq.size() == 1);
+  CHECK(dlq[0].key == "edge");
+  CHECK(dlq[0].header("ecom_truncated") == "true");
+  CHECK(dlq[0].header("ecom_original_size") == "999800");
+  CHECK(dlq[0].header("ecom_original_topic") == topic);
+  CHECK(dlq[0].value.size() == 64 * 1024);
+  CHECK(dlq[0].value == big.substr(0, 64 * 1024));
+}
+
 TEST_CASE("kafka bus: retries back off on their partition only, then dead-letter",
           "[kafka][contract]") {
   auto o = fast_options(brokers());
