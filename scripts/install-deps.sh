@@ -6,10 +6,13 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config git ca-certificates curl
   librdkafka-dev libboost-dev rapidjson-dev libsqlite3-dev libfmt-dev catch2
+  # GET /metrics: the registry and text serializer (core only; issue 14).
+  prometheus-cpp-dev
 )
 # Extra packages for the test suite (the Kafka broker script installs Java, Maven and kcat itself).
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(python3 clang-format)
+  # prometheus: only for promtool, which checks what GET /metrics serves (tests/e2e).
+  packages+=(python3 clang-format prometheus)
 fi
 
 missing=()

@@ -252,26 +252,26 @@ Result<int64_t> int_query_param(const Request& req, std::string_view name, int64
 }
 
 void Router::add(Method method, std::string pattern, Handler handler, bool any_content_type) {
-  Route route{method, {}, std::move(handler), any_content_type};
-  split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
-  routes_.push_back(std::move(route));
+  add_route(Route{method, {}, std::move(handler), any_content_type}, pattern);
 }
 
 void Router::add_async(Method method, std::string pattern, AsyncHandler handler) {
-  Route route{method, {}, {}, false, Match::Kind::kAsync, std::move(handler)};
-  split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
-  routes_.push_back(std::move(route));
+  add_route(Route{method, {}, {}, false, Match::Kind::kAsync, std::move(handler)}, pattern);
 }
 
 void Router::add_stream(std::string pattern, StreamHandler handler) {
-  Route route{Method::kGet, {}, {}, false, Match::Kind::kStream, {}, std::move(handler)};
-  split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
-  routes_.push_back(std::move(route));
+  add_route(Route{Method::kGet, {}, {}, false, Match::Kind::kStream, {}, std::move(handler)},
+            pattern);
 }
 
 void Router::add_websocket(std::string pattern, WebSocketHandler handler) {
-  Route route{Method::kGet, {}, {}, false, Match::Kind::kWebSocket, {}, {}, std::move(handler)};
+  add_route(Route{Method::kGet, {}, {}, false, Match::Kind::kWebSocket, {}, {}, std::move(handler)},
+            pattern);
+}
+
+void Router::add_route(Route route, std::string_view pattern) {
   split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
+  route.label = std::string(method_name(route.method)) + " " + std::string(pattern);
   routes_.push_back(std::move(route));
 }
 
@@ -285,9 +285,11 @@ Response Router::dispatch(Request& request) const {
 }
 
 Match Router::match(Request& request) const {
-  auto answer = [](Response r) {
+  std::string_view route = kUnmatchedRoute;
+  auto answer = [&route](Response r) {
     Match m;
     m.response = std::move(r);
+    m.route = route;
     return m;
   };
 
@@ -364,6 +366,7 @@ Match Router::match(Request& request) const {
     return answer(std::move(r));
   }
 
+  route = best->label;
   if (!best->any_content_type && has_body_semantics(request.method) && !request.body.empty()) {
     // A missing Content-Type is tolerated (many tools omit it for JSON); a wrong one is not.
     auto ct = request.header("content-type");
@@ -380,6 +383,7 @@ Match Router::match(Request& request) const {
   }
 
   Match result;
+  result.route = route;
   switch (best->kind) {
     case Match::Kind::kResponse:
       break;
