@@ -8,12 +8,15 @@ packages=(
   librdkafka-dev libboost-dev rapidjson-dev libsqlite3-dev libfmt-dev catch2
   # The notification sinks: SMTP and HTTPS through libcurl, HMAC signatures through OpenSSL.
   libcurl4-openssl-dev libssl-dev
+  # GET /metrics: the registry and text serializer (core only; issue 14).
+  prometheus-cpp-dev
 )
 # Extra packages for the test suite (the Kafka broker script installs Java, Maven and kcat itself).
 # python3-venv: the notification channel tests run aiosmtpd from a venv (scripts/test-venv.sh);
 # openssl: they make their self-signed certificates with `openssl req`.
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(python3 python3-venv openssl clang-format)
+  # prometheus: only for promtool, which checks what GET /metrics serves (tests/e2e).
+  packages+=(python3 python3-venv openssl clang-format prometheus)
 fi
 
 missing=()

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -12,8 +13,10 @@
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/kafka_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/clock.hpp"
 #include "ecom/core/config.hpp"
 #include "ecom/core/log.hpp"
+#include "ecom/core/metrics.hpp"
 #include "ecom/core/module.hpp"
 #include "ecom/core/registry.hpp"
 #include "ecom/db/database.hpp"
@@ -84,6 +87,7 @@ struct Slot {
   std::string role;
   std::string path;
   std::unique_ptr<db::Database> db;
+  metrics::Registry::Hook outbox_metrics;  // reads `db` on a scrape, so it goes before it
   std::unique_ptr<bus::OutboxRelay> relay;
   std::unique_ptr<ModuleContext> ctx;
   std::unique_ptr<Module> module;
@@ -134,7 +138,9 @@ class Host {
     slot.db = std::move(store).value();
     if (auto st = db::migrate_messaging(*slot.db); !st)
       return Error{ErrorCode::kUnavailable, slot.path + ": " + st.error().message};
+    slot.outbox_metrics = outbox_metrics(slot.role, *slot.db);
     slot.relay = std::make_unique<bus::OutboxRelay>(*slot.db, bus_);
+    slot.relay->set_role(slot.role);
     slot.ctx = std::unique_ptr<ModuleContext>(
         new ModuleContext{bus_, *slot.relay, router_, *slot.db, settings_});
     if (auto st = slot.module->start(*slot.ctx); !st) {
@@ -144,6 +150,26 @@ class Host {
     }
     slot.relay->start();
     return {};
+  }
+
+  // The outbox of a role, read on each scrape: a count there is cheaper than keeping one current
+  // on every commit.
+  static metrics::Registry::Hook outbox_metrics(const std::string& role, db::Database& db) {
+    auto& registry = metrics::registry();
+    auto rows = registry.gauge("ecomd_outbox_rows", "Outbox rows waiting to be published.",
+                               {{"role", role}});
+    auto oldest = registry.gauge("ecomd_outbox_oldest_age_seconds",
+                                 "Age of the oldest outbox row waiting; 0 when none waits.",
+                                 {{"role", role}});
+    return registry.on_collect([&db, rows, oldest] {
+      auto backlog =
+          db.read([](db::Tx& tx) -> Result<db::OutboxBacklog> { return db::outbox_backlog(tx); });
+      if (!backlog) return;
+      rows.set(static_cast<double>(backlog->rows));
+      const int64_t age_ms =
+          backlog->rows > 0 ? std::max<int64_t>(now_ms() - backlog->oldest_ms, 0) : 0;
+      oldest.set(static_cast<double>(age_ms) / 1000.0);
+    });
   }
 
   static void stop_slot(Slot& slot) noexcept {
@@ -204,6 +230,13 @@ Result<http::ServerOptions> server_options(const Settings& settings) {
 }
 
 void add_health_routes(http::Router& router, const Host& host, bus::EventBus& bus) {
+  // Prometheus text format 0.0.4, of the whole process (every role it hosts).
+  router.add(http::Method::kGet, "/metrics", [](const http::Request&) {
+    http::Response r;
+    r.content_type = std::string(metrics::kContentType);
+    r.body = metrics::registry().text();
+    return r;
+  });
   router.add(http::Method::kGet, "/healthz",
              [](const http::Request&) { return http::json(200, R"({"status":"ok"})"); });
   router.add(http::Method::kGet, "/readyz", [&host, &bus](const http::Request&) {

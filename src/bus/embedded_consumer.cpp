@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "consumer_metrics.hpp"
 #include "delivery.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
@@ -59,6 +60,7 @@ class Consumer final : public ConsumerWorker {
       : core_(std::move(core)),
         opt_(std::move(opt)),
         handler_(std::move(handler)),
+        metrics_(opt_.group, opt_.topics),
         membership_(core_, opt_.group, opt_.topics, opt_.instance_id),
         registered_(!opt_.instance_id.empty()) {
     if (opt_.max_attempts < 1) opt_.max_attempts = 1;
@@ -99,6 +101,8 @@ class Consumer final : public ConsumerWorker {
     bool lost = false;                   ///< ownership went to another member
     std::optional<Unwritten> unwritten;  ///< of buffer.front(), retried at retry_at
     int dlq_failures = 0;                ///< failed writes of `unwritten`, for the backoff
+    ConsumerMetrics::Topic* metrics = nullptr;
+    PartitionLag lag;
   };
 
   void run() override {
@@ -117,6 +121,9 @@ class Consumer final : public ConsumerWorker {
         progressed = serve_all();
         commit_all();
         std::erase_if(owned_, [](const auto& kv) { return kv.second.lost; });
+        // Per pass, not per record: the log ends were just read, the offsets just committed.
+        for (const auto& [key, part] : owned_) part.lag.set(part.log_end - part.committed);
+        metrics_.flush();
       }
       if (progressed) continue;
 
@@ -206,11 +213,15 @@ class Consumer final : public ConsumerWorker {
       }
     };
     Status st;
+    const auto started = Clock::now();
     if (opt_.store != nullptr) {
       st = opt_.store->run(handle_pass);
     } else {
       handle_pass();
     }
+    size_t records = 0;
+    for (const auto& h : handled) records += h.acked + (h.stopped ? 1 : 0);
+    metrics_.batch(records, Clock::now() - started);
     if (!st) {
       // Nothing of the pass is durable: every partition starts again from its first record.
       log::warn(kTag, "group {}: committing handled records failed ({}), retrying", opt_.group,
@@ -234,6 +245,7 @@ class Consumer final : public ConsumerWorker {
       if (!decoded) {
         h.stopped = Outcome::dead_letter("poison pill: " + decoded.error().message);
         h.poison = true;
+        metrics_.undecodable(p.metrics);
         break;
       }
       Message msg{p.topic,
@@ -243,7 +255,7 @@ class Consumer final : public ConsumerWorker {
                   std::move(decoded).value(),
                   h.acked == 0 ? p.attempt : 1};
       --budget;
-      Outcome out = call_handler(handler_, msg);
+      Outcome out = metrics_.call(p.metrics, handler_, msg);
       if (out.disposition != Disposition::kAck) {
         h.stopped = std::move(out);
         break;
@@ -357,6 +369,7 @@ class Consumer final : public ConsumerWorker {
     }
     log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {}: {}", opt_.group, p.topic, p.partition,
               row.offset, dlq, reason);
+    metrics_.dead_lettered(p.metrics);
     core_->wake();
     if (*r) {
       p.committed = row.offset + 1;
@@ -386,6 +399,8 @@ class Consumer final : public ConsumerWorker {
       part.topic = c.key.first;
       part.partition = c.key.second;
       part.position = part.committed = c.committed;
+      part.metrics = metrics_.topic(part.topic);
+      part.lag = metrics_.lag(part.topic, part.partition);
       owned_.insert_or_assign(c.key, std::move(part));
     }
     if (!plan->claims.empty() || !plan->dropped.empty()) {
@@ -412,6 +427,7 @@ class Consumer final : public ConsumerWorker {
   SubscriptionOptions opt_;
   DeliveryPolicy policy_;
   Handler handler_;
+  ConsumerMetrics metrics_;
   Membership membership_;
   std::atomic<bool> registered_;  ///< holds (group, instance_id) in core_->instances
   // Touched by the consumer thread only.

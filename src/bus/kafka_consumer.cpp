@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "consumer_metrics.hpp"
 #include "delivery.hpp"
 #include "ecom/core/envelope.hpp"
 #include "ecom/core/log.hpp"
@@ -54,6 +55,8 @@ struct PartitionState {
   int dlq_failures = 0;   // failed dead-letter writes of `held`, for the backoff
   std::string reason;     // why `held` is waiting
   Clock::time_point due;
+  ConsumerMetrics::Topic* metrics = nullptr;
+  PartitionLag lag;
 };
 
 // One member of a consumer group and everything its thread touches; the thread's lifetime
@@ -67,6 +70,7 @@ class KafkaConsumer final : public ConsumerWorker {
         sub_(std::move(sub)),
         policy_(DeliveryPolicy::of(sub_)),
         handler_(std::move(handler)),
+        metrics_(sub_.group, sub_.topics),
         producer_(std::move(producer)),
         health_(std::move(health)) {}
 
@@ -114,11 +118,17 @@ class KafkaConsumer final : public ConsumerWorker {
  private:
   void run() override {
     auto last_commit = Clock::now();
+    auto last_lag = Clock::now();
     while (!stopping()) {
       serve_due_retries();
       if (uncommitted_ >= kCommitBatch || Clock::now() - last_commit >= options_.commit_interval) {
         commit(false, nullptr);
         last_commit = Clock::now();
+      }
+      metrics_.flush();
+      if (Clock::now() - last_lag >= kLagInterval) {
+        update_lag();
+        last_lag = Clock::now();
       }
       rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_.get(), poll_timeout_ms());
       if (m == nullptr) continue;
@@ -132,7 +142,9 @@ class KafkaConsumer final : public ConsumerWorker {
         if (more == nullptr) break;
         run.emplace_back(more, &rd_kafka_message_destroy);
       }
+      const auto started = Clock::now();
       handle_run(run);
+      metrics_.batch(run.size(), Clock::now() - started);
     }
     // Shutdown: commit what was handled, then leave the group cleanly (which revokes and
     // commits once more through the rebalance callback).
@@ -147,6 +159,27 @@ class KafkaConsumer final : public ConsumerWorker {
     // Whatever the handler holds goes now, on a thread the bus joins.
     handler_ = nullptr;
     log::info(kTag, "group {} left", sub_.group);
+  }
+
+  // High watermark (librdkafka's copy from the last fetch response: no broker round trip) less
+  // the committed offset, or the fetch position while nothing was committed since assignment.
+  void update_lag() {
+    for (const auto& [tp, st] : parts_) {
+      int64_t low = 0, high = 0;
+      if (rd_kafka_get_watermark_offsets(rk_.get(), tp.first.c_str(), tp.second, &low, &high) !=
+              RD_KAFKA_RESP_ERR_NO_ERROR ||
+          high < 0)
+        continue;
+      int64_t base = st.committed;
+      if (base < 0) {
+        rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, tp.first.c_str(), tp.second);
+        if (rd_kafka_position(rk_.get(), l) == RD_KAFKA_RESP_ERR_NO_ERROR)
+          base = l->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(l);
+      }
+      if (base >= 0) st.lag.set(high - std::max(base, low));
+    }
   }
 
   int poll_timeout_ms() const {
@@ -286,6 +319,7 @@ class KafkaConsumer final : public ConsumerWorker {
   // Runs the handler for attempt `attempt` and acts on its outcome.
   void process(const TopicPartition& tp, PartitionState& st, Held h, int attempt) {
     if (!h.envelope) {
+      metrics_.undecodable(st.metrics);
       std::string why = "undecodable envelope: " + h.decode_error;
       dead_letter_after_batch(tp, st, std::move(h), attempt, why);
       return;
@@ -298,7 +332,7 @@ class KafkaConsumer final : public ConsumerWorker {
     msg.key = h.key;
     msg.envelope = *h.envelope;
     msg.attempt = attempt;
-    Decision d = decide(call_handler(handler_, msg), attempt, policy_);
+    Decision d = decide(metrics_.call(st.metrics, handler_, msg), attempt, policy_);
     switch (d.action) {
       case Decision::Action::kAdvance:
         done(st, h.offset);
@@ -385,6 +419,7 @@ class KafkaConsumer final : public ConsumerWorker {
     log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {}{} after {} attempt(s): {}", sub_.group,
               tp.first, tp.second, h.offset, dlq, truncated ? " (truncated)" : "", attempts,
               reason);
+    metrics_.dead_lettered(st.metrics);
     done(st, h.offset);
   }
 
@@ -522,8 +557,12 @@ class KafkaConsumer final : public ConsumerWorker {
     bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t* error = nullptr;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-      for (int i = 0; i < parts->cnt; ++i)
-        self->parts_[{parts->elems[i].topic, parts->elems[i].partition}] = PartitionState{};
+      for (int i = 0; i < parts->cnt; ++i) {
+        PartitionState ps;
+        ps.metrics = self->metrics_.topic(parts->elems[i].topic);
+        ps.lag = self->metrics_.lag(parts->elems[i].topic, parts->elems[i].partition);
+        self->parts_[{parts->elems[i].topic, parts->elems[i].partition}] = std::move(ps);
+      }
       if (cooperative) {
         error = rd_kafka_incremental_assign(rk, parts);
       } else {
@@ -566,11 +605,14 @@ class KafkaConsumer final : public ConsumerWorker {
   }
 
   static constexpr int kCommitBatch = 1000;
+  // How often the lag gauges are refreshed: local reads, but one per partition held.
+  static constexpr std::chrono::milliseconds kLagInterval{1'000};
 
   KafkaBusOptions options_;
   SubscriptionOptions sub_;
   DeliveryPolicy policy_;
   Handler handler_;
+  ConsumerMetrics metrics_;
   std::shared_ptr<Producer> producer_;
   std::shared_ptr<SubscriptionHealth> health_;
   HandlePtr rk_;

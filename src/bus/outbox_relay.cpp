@@ -10,6 +10,7 @@
 #include "ecom/core/backoff.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/log.hpp"
+#include "ecom/core/metrics.hpp"
 #include "ecom/core/periodic_task.hpp"
 #include "ecom/db/outbox.hpp"
 
@@ -61,6 +62,10 @@ struct OutboxRelay::State {
   int64_t last_delete_ms = 0;  // on `clock`
   std::atomic<uint64_t> published{0};
   std::atomic<uint64_t> pruned{0};
+  // Set by set_role() before the task starts; no-ops until then.
+  metrics::Counter published_records;
+  metrics::Histogram publish_seconds;
+  metrics::Counter relay_errors;
 
   // Touched by the task's step only.
   int failures = 0;
@@ -117,7 +122,11 @@ struct OutboxRelay::State {
     for (auto& row : *rows) {
       records.push_back(Record{std::move(row.topic), std::move(row.key), std::move(row.payload)});
     }
+    const auto publish_started = SteadyClock::now();
     if (auto st = bus.publish(records); !st) return st.error();
+    publish_seconds.observe(
+        std::chrono::duration<double>(SteadyClock::now() - publish_started).count());
+    published_records.inc(static_cast<double>(records.size()));
     published_through = rows->back().seq;
     published.fetch_add(records.size(), std::memory_order_relaxed);
     if (clock.now_ms() - last_delete_ms >= kDeleteInterval.count()) {
@@ -151,6 +160,7 @@ struct OutboxRelay::State {
     auto r = pump_once();
     if (pruning() && clock.now_ms() >= next_prune_ms) next_prune_ms = prune_once();
     if (!r) {
+      relay_errors.inc();
       const milliseconds backoff = kRelayBackoff.after(++failures);
       log::warn(kTag, "relay of {} failed, retrying in {} ms: {}", db.path(), backoff.count(),
                 r.error().message);
@@ -191,6 +201,20 @@ OutboxRelay::OutboxRelay(db::Database& db, EventBus& bus, int batch_size,
                                  inbox_prune_interval, clock)) {}
 
 OutboxRelay::~OutboxRelay() { stop(); }
+
+void OutboxRelay::set_role(std::string_view role) {
+  auto& registry = metrics::registry();
+  s_->published_records =
+      registry.counter("ecomd_bus_published_records_total",
+                       "Records the outbox relay published to the bus, by role.", {{"role", role}});
+  s_->publish_seconds = registry.histogram("ecomd_bus_publish_duration_seconds",
+                                           "Time one publish call of the relay took until the bus "
+                                           "acknowledged its records, by role.",
+                                           metrics::kLatencyBuckets, {{"role", role}});
+  s_->relay_errors = registry.counter(
+      "ecomd_outbox_relay_errors_total",
+      "Relay passes that failed (read, publish or delete), by role.", {{"role", role}});
+}
 
 void OutboxRelay::start() {
   std::lock_guard lock(s_->mu);

@@ -52,6 +52,12 @@ int64_t outbox_pending(Tx& tx) {
   return s.step() ? s.col_int(0) : 0;
 }
 
+OutboxBacklog outbox_backlog(Tx& tx) {
+  auto s = tx.stmt("SELECT count(*), coalesce(min(created_at), 0) FROM outbox");
+  if (!s.step()) return {};
+  return OutboxBacklog{s.col_int(0), s.col_int(1)};
+}
+
 bool inbox_claim(Tx& tx, std::string_view consumer, std::string_view event_id) {
   return tx.stmt("INSERT OR IGNORE INTO inbox(consumer, event_id, processed_at) VALUES(?, ?, ?)")
              .bind_all(consumer, event_id, now_ms())

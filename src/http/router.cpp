@@ -280,29 +280,36 @@ Status check_query(const Request& req, const std::vector<std::string>& allowed) 
 }
 
 void Router::add(Method method, std::string pattern, Handler handler, RouteOptions options) {
-  Route route{method, {}, std::move(handler), std::move(options)};
-  split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
-  routes_.push_back(std::move(route));
+  add_route(Route{method, {}, std::move(handler), std::move(options)}, pattern);
 }
 
 void Router::add_async(Method method, std::string pattern, AsyncHandler handler,
                        RouteOptions options) {
-  Route route{method, {}, {}, std::move(options), Match::Kind::kAsync, std::move(handler)};
-  split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
-  routes_.push_back(std::move(route));
+  add_route(Route{method, {}, {}, std::move(options), Match::Kind::kAsync, std::move(handler)},
+            pattern);
 }
 
 void Router::add_stream(std::string pattern, StreamHandler handler, RouteOptions options) {
-  Route route{Method::kGet,      {}, {}, std::move(options), Match::Kind::kStream, {},
-              std::move(handler)};
-  split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
-  routes_.push_back(std::move(route));
+  add_route(
+      Route{Method::kGet, {}, {}, std::move(options), Match::Kind::kStream, {}, std::move(handler)},
+      pattern);
 }
 
 void Router::add_websocket(std::string pattern, WebSocketHandler handler, RouteOptions options) {
-  Route route{Method::kGet,      {}, {}, std::move(options), Match::Kind::kWebSocket, {}, {},
-              std::move(handler)};
+  add_route(Route{Method::kGet,
+                  {},
+                  {},
+                  std::move(options),
+                  Match::Kind::kWebSocket,
+                  {},
+                  {},
+                  std::move(handler)},
+            pattern);
+}
+
+void Router::add_route(Route route, std::string_view pattern) {
   split_path(pattern, [&](std::string_view s) { route.segments.emplace_back(s); });
+  route.label = std::string(method_name(route.method)) + " " + std::string(pattern);
   routes_.push_back(std::move(route));
 }
 
@@ -316,9 +323,11 @@ Response Router::dispatch(Request& request) const {
 }
 
 Match Router::match(Request& request) const {
-  auto answer = [](Response r) {
+  std::string_view route = kUnmatchedRoute;
+  auto answer = [&route](Response r) {
     Match m;
     m.response = std::move(r);
+    m.route = route;
     return m;
   };
 
@@ -395,6 +404,7 @@ Match Router::match(Request& request) const {
     return answer(std::move(r));
   }
 
+  route = best->label;
   // Before the body checks: a request the route cannot understand is refused whatever it sends.
   if (auto st = check_query(request, best->options.query); !st)
     return answer(error_response(st.error()));
@@ -416,6 +426,7 @@ Match Router::match(Request& request) const {
   }
 
   Match result;
+  result.route = route;
   switch (best->kind) {
     case Match::Kind::kResponse:
       break;

@@ -40,6 +40,7 @@
 
 #include "ecom/core/log.hpp"
 #include "ecom/core/periodic_task.hpp"
+#include "http_metrics.hpp"
 #include "url.hpp"
 
 namespace ecom::http {
@@ -715,6 +716,9 @@ class BeastServer final : public Server {
       const unsigned version = msg.version();
       const bool keep_alive = msg.keep_alive();
       fill_request(c);
+      const auto read_at = std::chrono::steady_clock::now();
+      std::optional<HttpMetrics::InFlight> in_flight;
+      in_flight.emplace(metrics_.in_flight());
       const bool head = c.request.method == Method::kHead;
       Match match = router_.match(c.request);
       Response response;
@@ -745,6 +749,10 @@ class BeastServer final : public Server {
             response = std::move(*instead);
             break;
           }
+          // A stream is counted when it opens, then only as open, not as in flight.
+          in_flight.reset();
+          metrics_.answered(match.route, 200, std::chrono::steady_clock::now() - read_at);
+          auto open = metrics_.open_stream(match.route);
           co_await serve_stream(conn, sse, version);
           co_return;
         }
@@ -764,6 +772,9 @@ class BeastServer final : public Server {
             response = internal_error();
             break;
           }
+          in_flight.reset();
+          metrics_.answered(match.route, 101, std::chrono::steady_clock::now() - read_at);
+          auto open = metrics_.open_stream(match.route);
           co_await serve_websocket(conn, wsi, *callbacks);
           co_return;
         }
@@ -771,9 +782,11 @@ class BeastServer final : public Server {
 
       // Once stopping, finish this response but tell the client not to reuse the connection.
       const bool keep = keep_alive && !stopping_.load();
+      const int status = response.status;
       BeastResponse res = to_beast(std::move(response), version, keep, head);
       stream.expires_after(write_timeout_);
       co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+      metrics_.answered(match.route, status, std::chrono::steady_clock::now() - read_at);
       if (ec || !keep) co_return;
     }
   }
@@ -1017,6 +1030,7 @@ class BeastServer final : public Server {
   }
 
   const Router& router_;
+  HttpMetrics metrics_;
   const ServerOptions options_;
   // Writes are bounded separately from reads (see kMinWriteTimeout).
   const std::chrono::milliseconds write_timeout_;

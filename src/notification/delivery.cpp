@@ -36,11 +36,24 @@ class LogSink final : public Sink {
 
 std::unique_ptr<Sink> make_log_sink() { return std::make_unique<LogSink>(); }
 
+namespace {
+metrics::Counter attempts_counter(std::string_view channel, std::string_view status) {
+  return metrics::registry().counter(
+      "ecomd_notifications_total",
+      "Notification delivery attempts by channel and result "
+      "(sent, retry, failed: given up).",
+      {{"role", "notification"}, {"channel", channel}, {"status", status}});
+}
+}  // namespace
+
 DeliveryWorker::DeliveryWorker(Store& store, Sink& sink, bus::OutboxRelay& outbox, Clock& clock)
     : store_(store),
       sink_(sink),
       outbox_(outbox),
       clock_(clock),
+      sent_(attempts_counter(sink.channel(), "sent")),
+      retried_(attempts_counter(sink.channel(), "retry")),
+      failed_(attempts_counter(sink.channel(), "failed")),
       task_("notification.delivery", clock, kIdleWait, [this](int64_t now) { return step(now); }) {}
 
 DeliveryWorker::~DeliveryWorker() { stop(); }
@@ -55,6 +68,7 @@ void DeliveryWorker::attempt(const Delivery& d, Outcomes& out) {
   Attempt a = sink_.send(d);
   int64_t now = clock_.now_ms();
   if (a.ok) {
+    sent_.inc();
     out.sent.push_back(SentAttempt{&d, now});
     return;
   }
@@ -64,9 +78,11 @@ void DeliveryWorker::attempt(const Delivery& d, Outcomes& out) {
     const Backoff backoff{std::max(sink_.backoff(), std::chrono::milliseconds(0)),
                           std::chrono::milliseconds(kMaxBackoffMs)};
     retry_at = now + backoff.after(attempt).count();
+    retried_.inc();
     log::warn(kTag, "notification {} attempt {} failed ({}); retrying in {} ms", d.id, attempt,
               a.error, *retry_at - now);
   } else {
+    failed_.inc();
     log::error(kTag, "notification {} FAILED after {} attempt(s): {}", d.id, attempt, a.error);
   }
   out.failed.push_back(FailedAttempt{&d, std::move(a.error), retry_at});

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/metrics.hpp"
 #include "ecom/core/periodic_task.hpp"
 #include "store.hpp"
 #include "transport.hpp"
@@ -99,6 +100,10 @@ class DeliveryWorker final {
   Sink& sink_;
   bus::OutboxRelay& outbox_;
   Clock& clock_;
+  // Attempts by channel and result (sent, retry, failed: given up), counted as they are made.
+  metrics::Counter sent_;
+  metrics::Counter retried_;
+  metrics::Counter failed_;
   PeriodicTask task_;
 };
 

@@ -21,11 +21,41 @@ constexpr std::string_view kTag = OrderModule::kName;
 // until the next deadline (or a wake-up), at most this long.
 constexpr auto kIdlePeriod = 1000ms;
 
+// The reason label of a cancellation whose reason is none of the contract's.
+constexpr std::string_view kOther{"OTHER"};
+
 Error unavailable(std::string message) {
   return Error{ErrorCode::kUnavailable, std::move(message), {}, true};
 }
 
 }  // namespace
+
+OrderService::Metrics::Metrics() {
+  auto& registry = metrics::registry();
+  const std::string_view role = OrderModule::kName;
+  created = registry.counter("ecomd_orders_created_total", "Orders stored (replays excluded).",
+                             {{"role", role}});
+  auto terminal = [&](contract::OrderStatus status, std::string_view reason) {
+    return registry.counter(
+        "ecomd_orders_terminal_total",
+        "Orders that reached a terminal status, by status and reason.",
+        {{"role", role}, {"status", contract::name(status)}, {"reason", reason}});
+  };
+  confirmed = terminal(contract::OrderStatus::kConfirmed, "");
+  namespace r = contract::reason;
+  for (std::string_view why : {r::kOutOfStock, r::kPriceChanged, r::kCurrencyMismatch,
+                               r::kPaymentDeclined, r::kCustomerCancelled, r::kTimeout, kOther})
+    cancelled.emplace_back(why, terminal(contract::OrderStatus::kCancelled, why));
+}
+
+void OrderService::Metrics::terminal(contract::OrderStatus status,
+                                     std::string_view reason) const noexcept {
+  if (status == contract::OrderStatus::kConfirmed) return confirmed.inc();
+  if (status != contract::OrderStatus::kCancelled) return;
+  for (const auto& [why, counter] : cancelled) {
+    if (why == reason || why == kOther) return counter.inc();  // kOther is last
+  }
+}
 
 OrderService::OrderService(db::Database& db, bus::OutboxRelay& outbox, Clock& clock)
     : db_(db),
@@ -128,11 +158,12 @@ void OrderService::store_batch(std::vector<std::pair<store::NewOrderRow, CreateC
     log::error(kTag, "storing {} orders failed: a non-standard exception", jobs.size());
     committed = Error{ErrorCode::kInternal, "internal error", {}, false};
   }
-  bool created = false;
+  size_t created = 0;
   if (committed) {
-    for (const auto& r : results) created = created || (r && !r->replayed);
+    for (const auto& r : results) created += (r && !r->replayed) ? 1 : 0;
   }
-  if (created) outbox_.notify();
+  metrics_.created.inc(static_cast<double>(created));
+  if (created > 0) outbox_.notify();
   for (size_t i = 0; i < jobs.size(); ++i) {
     auto& done = jobs[i].second;
     if (!committed) {
@@ -243,6 +274,9 @@ bus::Outcome OrderService::on_status(const bus::Message& m) {
   // Inside the bus's batch the status is not committed yet (the batch may still roll back): the
   // reaper answers the waiters, reading after the batch released the store.
   if (r.value() && contract::is_terminal(ev->status)) {
+    // Counted on apply, inside the bus's batch: a batch that fails to commit is handled again
+    // and counted twice (a failed group commit: rare, and logged by the bus).
+    metrics_.terminal(ev->status, ev->reason);
     {
       std::lock_guard lock(wait_mu_);
       to_wake_.push_back(ev->order_id);

@@ -15,9 +15,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ecom/bus/handler.hpp"
+#include "ecom/contract/order_status.hpp"
+#include "ecom/core/metrics.hpp"
 #include "ecom/core/periodic_task.hpp"
 #include "ecom/core/result.hpp"
 #include "order_store.hpp"
@@ -103,6 +106,18 @@ class OrderService {
   std::vector<std::string> to_wake_;
   bool wait_stopping_ = false;
   PeriodicTask reaper_;
+
+  // Orders created, and orders that turned terminal by status and reason (bounded: the
+  // contract's reasons, anything else counted as OTHER). Counted where the change is applied,
+  // once per order: a replayed POST or a redelivered status is not counted again.
+  struct Metrics {
+    Metrics();
+    void terminal(contract::OrderStatus status, std::string_view reason) const noexcept;
+    metrics::Counter created;
+    metrics::Counter confirmed;
+    std::vector<std::pair<std::string_view, metrics::Counter>> cancelled;  // by reason
+  };
+  const Metrics metrics_;
 };
 
 }  // namespace ecom::order

@@ -12,6 +12,7 @@
 #include "ecom/contract/events.hpp"
 #include "ecom/core/json.hpp"
 #include "ecom/core/log.hpp"
+#include "ecom/core/metrics.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
@@ -55,6 +56,16 @@ struct PaymentModule::Impl {
   std::mutex mu;
   std::condition_variable stopping_cv;
   bool stopping = false;
+
+  // Payments by outcome, counted once per order (a replayed command is not counted again).
+  metrics::Counter payments(std::string_view status) {
+    return metrics::registry().counter("ecomd_payments_total", "Payment outcomes by status.",
+                                       {{"role", kTag}, {"status", status}});
+  }
+  const metrics::Counter authorized = payments("authorized");
+  const metrics::Counter declined = payments("declined");
+  const metrics::Counter no_answer = payments("no_answer");
+  const metrics::Counter refunded = payments("refunded");
 
   bus::Outcome on_message(const bus::Message& m);
   bus::Outcome apply(const bus::Message& m);
@@ -125,6 +136,7 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
   const Envelope& env = m.envelope;
 
   Result<bool> applied = false;
+  const metrics::Counter* outcome = nullptr;  // counted once the transaction committed
   if (env.type == event_types::kAuthorizePayment) {
     auto cmd = parse_authorize_payment(env.data);
     if (!cmd) return bus::reject(kTag, m, cmd.error());
@@ -137,6 +149,10 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
     applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
       if (!db::inbox_claim(tx, kTag, env.id)) return false;
       auto r = authorize_payment(tx, rules, cmd.value(), env);
+      if (!r.repeated)
+        outcome = r.decision == Decision::kAuthorized ? &authorized
+                  : r.decision == Decision::kDeclined ? &declined
+                                                      : &no_answer;
       log::debug(kTag, "order {}: {}{}{}", cmd->order_id,
                  r.decision == Decision::kAuthorized ? "authorized"
                  : r.decision == Decision::kDeclined ? "declined "
@@ -150,6 +166,7 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
     applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
       if (!db::inbox_claim(tx, kTag, env.id)) return false;
       auto r = refund_payment(tx, order_id.value(), env);
+      if (r.refunded) outcome = &refunded;
       log::debug(kTag, "order {}: refund refunded={} amount={}", order_id.value(), r.refunded,
                  r.amount);
       return true;
@@ -161,6 +178,7 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
   }
 
   if (!applied) return bus::store_failure(kTag, m, applied.error());
+  if (applied.value() && outcome != nullptr) outcome->inc();
   if (applied.value()) outbox->notify();
   return bus::Outcome::ack();
 }

@@ -39,18 +39,6 @@ std::string str(const rapidjson::Value& v, const char* name) {
 // (scripts/test.sh starts one), with topics and groups prefixed per test so runs never mix.
 thread_local std::string g_bus = "embedded";
 
-std::string kafka_section() {
-  const char* brokers = std::getenv("ECOM_KAFKA_BROKERS");
-  if (brokers == nullptr || *brokers == '\0')
-    FAIL(
-        "ECOM_KAFKA_BROKERS is not set: start a broker with scripts/kafka.sh start "
-        "(scripts/test.sh does)");
-  static std::atomic<int> n{0};
-  std::string prefix = "e2e" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".";
-  return std::string(R"(,"kafka":{"bootstrap_servers":")") + brokers + R"(","topic_prefix":")" +
-         prefix + R"(","group_prefix":")" + prefix + R"("})";
-}
-
 std::vector<std::string> args(const std::string& config) {
   std::vector<std::string> a{"--role=all", "--config=" + config};
   if (g_bus == "kafka") a.push_back("--bus=kafka");
@@ -67,7 +55,7 @@ std::string write_config(const TempDir& dir,
   std::string path = dir.file("ecomd.json");
   std::ofstream(path) << R"({"inventory":{"admin_token":"t","seed":)" << seed << R"(},"saga":)"
                       << saga << R"(,"payment":)" << payment
-                      << (g_bus == "kafka" ? kafka_section() : "") << "}";
+                      << (g_bus == "kafka" ? ecom::test::kafka_config_section() : "") << "}";
   return path;
 }
 

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -267,6 +269,18 @@ std::pair<int, std::string> run_ecomd(const std::vector<std::string>& args,
   int status = 0;
   ::waitpid(pid, &status, 0);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status), out};
+}
+
+std::string kafka_config_section() {
+  const char* brokers = std::getenv("ECOM_KAFKA_BROKERS");
+  if (brokers == nullptr || *brokers == '\0')
+    FAIL(
+        "ECOM_KAFKA_BROKERS is not set: start a broker with scripts/kafka.sh start "
+        "(scripts/test.sh does)");
+  static std::atomic<int> n{0};
+  std::string prefix = "e2e" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".";
+  return std::string(R"(,"kafka":{"bootstrap_servers":")") + brokers + R"(","topic_prefix":")" +
+         prefix + R"(","group_prefix":")" + prefix + R"("})";
 }
 
 }  // namespace ecom::test

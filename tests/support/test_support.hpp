@@ -83,6 +83,11 @@ class Ecomd {
 std::pair<int, std::string> run_ecomd(const std::vector<std::string>& args,
                                       const std::vector<std::string>& env = {});
 
+/// The `,"kafka":{...}` member of an ecomd config for the broker in ECOM_KAFKA_BROKERS, with a
+/// topic and group prefix of its own per call, so runs never mix. Fails the test when the
+/// variable is not set (scripts/test.sh starts a broker and sets it).
+std::string kafka_config_section();
+
 /// Polls `pred` every 20 ms until true or `timeout`; returns the last result.
 template <typename Pred>
 bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {

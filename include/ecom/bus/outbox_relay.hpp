@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string_view>
 
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/core/periodic_task.hpp"
@@ -35,6 +36,9 @@ class OutboxRelay final {
   OutboxRelay(const OutboxRelay&) = delete;
   OutboxRelay& operator=(const OutboxRelay&) = delete;
 
+  /// Names the role whose outbox this is, for its metrics (records published, publish latency,
+  /// relay errors); without it the relay counts nothing. Call before start().
+  void set_role(std::string_view role);
   /// Starts the relay task; its first pass runs at once.
   void start();
   /// Wakes the relay after a commit that added rows. Thread-safe, cheap.

@@ -34,6 +34,13 @@ void outbox_remove_through(Tx& tx, int64_t seq);
 /// Rows still waiting.
 int64_t outbox_pending(Tx& tx);
 
+/// What waits in the outbox, for the metrics.
+struct OutboxBacklog {
+  int64_t rows = 0;
+  int64_t oldest_ms = 0;  ///< created_at (epoch ms) of the oldest row; 0 when empty
+};
+OutboxBacklog outbox_backlog(Tx& tx);
+
 /// Records that `consumer` processed `event_id`; false when it already had (a redelivery): the
 /// caller then skips its effects. Must run in the same transaction as those effects.
 bool inbox_claim(Tx& tx, std::string_view consumer, std::string_view event_id);

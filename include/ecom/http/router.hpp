@@ -141,7 +141,13 @@ struct Match {
   const AsyncHandler* async = nullptr;          ///< kAsync
   const StreamHandler* stream = nullptr;        ///< kStream
   const WebSocketHandler* websocket = nullptr;  ///< kWebSocket
+  /// The route's template, "<METHOD> <pattern>" (e.g. "GET /api/orders/{id}"), or
+  /// kUnmatchedRoute: a bounded metric label. Points into the router.
+  std::string_view route;
 };
+
+/// Match::route of a request no route matched (404, 405).
+inline constexpr std::string_view kUnmatchedRoute = "unmatched";
 
 /// Maps method + path pattern to handlers. Patterns use `{name}` segments, e.g.
 /// "/api/orders/{id}/cancel". Register during start-up only; dispatch is then thread-safe.
@@ -177,7 +183,9 @@ class Router final {
     AsyncHandler async;
     StreamHandler stream;
     WebSocketHandler websocket;
+    std::string label;  ///< Match::route
   };
+  void add_route(Route route, std::string_view pattern);
   std::vector<Route> routes_;
 };
 
