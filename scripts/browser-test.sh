@@ -5,7 +5,8 @@
 #
 # Installs what is missing (Debian `chromium` via apt-get; `playwright-core` via `npm ci` into
 # tests/web/node_modules), starts `ecomd --role=all` on a free loopback port with a temporary data
-# dir and a small inventory seed, and runs tests/web/ui.test.mjs against it. Screenshots (shop,
+# dir and a small inventory seed, and runs tests/web/ui.test.mjs against it (after the unit tests of
+# web/assets/util.js, tests/web/util.test.mjs, under node --test). Screenshots (shop,
 # order confirmed, order cancelled, operations, phone) and ecomd's log go to the output dir.
 # Exits non-zero on failure; the last line is `browser: N passed, M failed`.
 set -euo pipefail
@@ -40,6 +41,15 @@ if [[ ! -d "$root/tests/web/node_modules/playwright-core" ]]; then
   echo "browser-test: installing playwright-core (npm ci in tests/web)" >&2
   (cd "$root/tests/web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+
+# --- unit tests of the UI's helpers (no browser, no server) -----------------------------------------
+if ! node --test "$root/tests/web/util.test.mjs" >"$out/util-test.log" 2>&1; then
+  echo "browser-test: the unit tests of web/assets/util.js failed ($out/util-test.log):" >&2
+  grep -E '^not ok|error:|expected|actual' "$out/util-test.log" | head -n 20 >&2
+  echo "browser: 0 passed, 1 failed"
+  exit 1
+fi
+echo "browser-test: $(grep -cE '^ok ' "$out/util-test.log") unit tests of web/assets/util.js passed"
 
 # --- ecomd -----------------------------------------------------------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/ecomd-browser.XXXXXX")"

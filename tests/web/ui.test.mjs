@@ -81,6 +81,33 @@ async function waitForNotifications(page, word) {
   }
 }
 
+// A date as the UI shows it: a weekday first and the time zone last (the browser runs in UTC).
+const DATED = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)\b.*\b\d{2}:\d{2}(:\d{2})? UTC$/;
+
+async function assertDated(page, selector, what) {
+  const texts = await page.locator(selector).allTextContents();
+  assert(texts.length > 0, `no ${what} (${selector}) on the page`);
+  for (const t of texts) assert(DATED.test(t), `${what} reads "${t}", not a date with its weekday and zone`);
+}
+
+// Sentences the UI must show for a reason code (and never the code itself).
+const SENTENCES = {
+  PAYMENT_DECLINED: 'The payment was declined, so the order was cancelled and the items released.',
+  CUSTOMER_CANCELLED: 'The order was cancelled at the customer’s request.',
+  PRICE_CHANGED: 'A price changed since the item was added to the cart; nothing was charged. Please review the cart and order again.',
+};
+
+async function assertReason(page, code) {
+  const reason = page.locator('#order-reason');
+  const text = await reason.textContent();
+  assert(text === SENTENCES[code], `reason shown: "${text}", expected the sentence for ${code}`);
+  assert(await reason.getAttribute('data-reason') === code, `reason element carries ${await reason.getAttribute('data-reason')}`);
+  const status = await page.locator('.status-card').textContent();
+  assert(!status.includes(code), `the status card shows the code ${code}: "${status}"`);
+  const step = await page.locator('#timeline .step[data-status="CANCELLED"] .step-reason').textContent();
+  assert(!step.includes(code) && step.length > 3, `the timeline shows "${step}" for ${code}`);
+}
+
 // --- tests ---------------------------------------------------------------------------------------
 
 test('shop lists products and updates stock live; assets are embedded', async ({ page }) => {
@@ -144,6 +171,11 @@ test('an order placed through the form reaches CONFIRMED live', async ({ page })
   await qty.fill('2');
   await page.keyboard.press('Tab');
   assert((await page.locator('#cart-total').textContent()) === '$139.97', `total is ${await page.locator('#cart-total').textContent()}`);
+  // The header's badge counts items (1 keyboard + 2 mice), not lines.
+  const badge = page.locator('#cart-link .cart-count');
+  assert(await badge.isVisible() && (await badge.textContent()) === '3', `cart badge shows "${await badge.textContent()}"`);
+  assert(await page.locator('#cart-link').getAttribute('aria-label') === 'Cart, 3 items',
+    `cart link is labelled "${await page.locator('#cart-link').getAttribute('aria-label')}"`);
   await shot(page, 'shop.png');
 
   await page.evaluate(() => { window.__sameDocument = true; });
@@ -153,9 +185,21 @@ test('an order placed through the form reaches CONFIRMED live', async ({ page })
   const steps = await page.locator('#timeline .step[data-done="yes"]').count();
   assert(steps === 4, `timeline shows ${steps} of 4 steps done`);
   assert(await page.locator('#cancel-order').isHidden(), 'cancel button still offered on a confirmed order');
-  const detail = await page.locator('#order-details').textContent();
-  assert(detail.includes('$139.97') || detail.includes('139.97'), `details do not show the total: ${detail}`);
+  assert(await page.locator('#cart-link .cart-count').isHidden(), 'the cart badge still counts after the order was placed');
+  // Each line: the product's name, the quantity, the unit price and the line total; then the total.
+  await page.locator('#order-total', { hasText: '$139.97' }).waitFor({ timeout: STEP });
+  const lines = await page.locator('#order-items tbody tr').evaluateAll((rows) => rows.map((r) =>
+    [...r.children].map((c) => c.querySelector('.item-name')?.textContent ?? c.textContent.trim())));
+  const expected = [['Mechanical Keyboard', '1', '$89.99', '$89.99'], ['Wireless Mouse', '2', '$24.99', '$49.98']];
+  for (const line of expected) {
+    assert(lines.some((l) => JSON.stringify(l) === JSON.stringify(line)), `order lines ${JSON.stringify(lines)} lack ${JSON.stringify(line)}`);
+  }
+  const foot = await page.locator('#order-items tfoot').textContent();
+  assert(foot.includes('3 items') && foot.includes('$139.97'), `order table footer reads "${foot}"`);
+  await assertDated(page, '#order-placed time', 'the date placed');
+  await assertDated(page, '#timeline time', 'a timeline time');
   await waitForNotifications(page, 'confirmed');
+  await assertDated(page, '#notifications time', 'a notification time');
   await shot(page, 'order-confirmed.png');
   console.log(`    order ${id} CONFIRMED`);
 });
@@ -167,8 +211,9 @@ test('an order paid with tok_decline ends CANCELLED with its reason', async ({ p
   const id = await placeOrder(page, { customer: 'c-42', token: 'tok_decline' });
   await waitForStatus(page, 'CANCELLED');
   assert(await page.evaluate(() => window.__sameDocument === true), 'the page reloaded');
-  const reason = await page.locator('#order-reason').textContent();
-  assert(reason.includes('PAYMENT_DECLINED'), `reason shown: "${reason}"`);
+  await assertReason(page, 'PAYMENT_DECLINED');
+  // Declined after pricing: the lamp's line and the total were priced.
+  await page.locator('#order-total', { hasText: '$29.99' }).waitFor({ timeout: STEP });
   await waitForNotifications(page, 'cancelled');
   await shot(page, 'order-cancelled.png');
   console.log(`    order ${id} CANCELLED (PAYMENT_DECLINED)`);
@@ -185,8 +230,7 @@ test('a waiting order can be cancelled from its page', async ({ page }) => {
   ]);
   assert(answer.status() === 202, `POST …/cancel answered ${answer.status()}`);
   await waitForStatus(page, 'CANCELLED');
-  const reason = await page.locator('#order-reason').textContent();
-  assert(reason.includes('CUSTOMER_CANCELLED'), `reason shown: "${reason}"`);
+  await assertReason(page, 'CUSTOMER_CANCELLED');
 });
 
 test('the operations page shows counts, stock, the event feed and recent orders', async ({ page }) => {
@@ -212,6 +256,43 @@ test('the operations page shows counts, stock, the event feed and recent orders'
   await page.waitForFunction((b) => Number(document.querySelector('#stock-rows tr[data-sku="LAMP-1"] td:nth-of-type(2)')?.textContent) === b - 1,
     before, { timeout: FLOW });
   await page.waitForFunction(() => Number(document.querySelector('#stat-confirmed')?.textContent) >= 3, null, { timeout: FLOW });
+
+  // Reasons in words, dates with a weekday and a zone.
+  const declined = page.locator('#order-rows [data-reason="PAYMENT_DECLINED"]');
+  assert((await declined.textContent()) === 'Payment declined', `ops reason reads "${await declined.textContent()}"`);
+  assert(!(await page.locator('#orders-table').textContent()).includes('_'), 'the orders table shows a reason code');
+  await assertDated(page, '#order-rows time', 'an order date in ops');
+  await assertDated(page, '#feed .feed-time time', 'a feed time');
+
+  // Two orders made in the same second: UUIDv7 ids that share their first characters, shown
+  // by their (random) tails, which differ; the whole id is in the tooltip and on a copy.
+  const ids = [];
+  for (const customer of ['c-twin-1', 'c-twin-2']) {
+    const r = await page.request.post(`${BASE}/api/orders`, {
+      data: { customerId: customer, currency: 'USD', items: [{ sku: 'MOUSE-1', quantity: 1 }], paymentToken: 'tok_visa' },
+    });
+    assert(r.status() === 202, `POST /api/orders answered ${r.status()}`);
+    ids.push((await r.json()).orderId);
+  }
+  console.log(`    twin ids ${ids.join(' ')} (prefixes ${ids[0].slice(0, 8) === ids[1].slice(0, 8) ? 'collide' : 'differ'})`);
+  const shown = [];
+  for (const id of ids) {
+    const code = page.locator(`#order-rows tr[data-order="${id}"] th code`);
+    await code.waitFor({ timeout: FLOW });
+    shown.push(await code.textContent());
+    assert(await code.getAttribute('title') === id, `the tooltip of ${id} is "${await code.getAttribute('title')}"`);
+    assert(shown.at(-1).endsWith(id.slice(-8)), `order ${id} is shown as "${shown.at(-1)}"`);
+  }
+  assert(shown[0] !== shown[1], `two orders look the same in ops: "${shown[0]}"`);
+  const copied = await page.evaluate((id) => {
+    const code = document.querySelector(`#order-rows tr[data-order="${id}"] th code`);
+    getSelection().selectAllChildren(code);
+    const e = new ClipboardEvent('copy', { clipboardData: new DataTransfer(), bubbles: true, cancelable: true });
+    code.dispatchEvent(e);
+    getSelection().removeAllRanges();
+    return e.clipboardData.getData('text/plain');
+  }, ids[0]);
+  assert(copied === ids[0], `copying the shown id put "${copied}" on the clipboard`);
   await page.waitForTimeout(1500);  // let the row highlight fade for a clean screenshot
   await shot(page, 'ops.png');
 });
@@ -228,7 +309,54 @@ test('pages fit a phone screen', async ({ page }) => {
   }
   await page.goto(`${BASE}/#/`);
   await page.locator('#products .product').first().waitFor({ timeout: STEP });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  // The cart and its form follow the whole catalogue; the checkout bar is on the first screen.
+  const onScreen = (sel) => page.evaluate((s) => {
+    const r = document.querySelector(s)?.getBoundingClientRect();
+    return Boolean(r && r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight);
+  }, sel);
+  assert(!(await onScreen('#place-order')), 'the form is on the first screen: nothing to test');
+  await page.locator('#checkout-bar').waitFor({ state: 'visible', timeout: STEP });
+  assert(await onScreen('#go-to-checkout'), 'the checkout button is not on the first screen');
+  assert((await page.locator('#checkout-bar-summary').textContent()) === '1 item · $24.99',
+    `checkout bar reads "${await page.locator('#checkout-bar-summary').textContent()}"`);
+  assert(await onScreen('#cart-link .cart-count') && (await page.locator('#cart-count').textContent()) === '1',
+    'the cart badge is not on the phone screen');
   await shot(page, 'shop-phone.png');
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(OUT, 'shop-phone-screen.png') });  // the first screen as a phone shows it
+  await page.locator('#go-to-checkout').click();
+  await page.waitForFunction(() => document.activeElement?.id === 'cart-heading', null, { timeout: STEP });
+  assert(await onScreen('#cart-heading'), 'the checkout button did not bring the cart on screen');
+  await page.locator('#checkout-bar').waitFor({ state: 'hidden', timeout: STEP });
+  // From another page, the header's cart link leads to the cart.
+  await page.goto(`${BASE}/#/ops`);
+  await page.locator('main h1', { hasText: 'Operations' }).waitFor({ timeout: STEP });
+  await page.locator('#cart-link').click();
+  await page.waitForFunction(() => document.activeElement?.id === 'cart-heading', null, { timeout: STEP });
+  assert(await onScreen('#cart-heading'), 'the cart link did not show the cart');
+  await page.getByRole('button', { name: 'Remove Wireless Mouse from cart' }).click();
+  assert(await page.locator('#cart-count').isHidden(), 'the cart badge still counts an emptied cart');
+});
+
+test('an order cancelled before pricing says so, in words', async ({ page }) => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  // A shop that showed an old price: the server refuses to charge it (PRICE_CHANGED).
+  const r = await page.request.post(`${BASE}/api/orders`, {
+    data: { customerId: 'c-stale', currency: 'USD', items: [{ sku: 'KB-1', quantity: 1, unitAmount: 7999 }], paymentToken: 'tok_visa' },
+  });
+  assert(r.status() === 202, `POST /api/orders answered ${r.status()}`);
+  const id = (await r.json()).orderId;
+  await page.goto(`${BASE}/#/orders/${id}`);
+  await waitForStatus(page, 'CANCELLED');
+  await assertReason(page, 'PRICE_CHANGED');
+  await page.locator('#order-total', { hasText: 'Not charged' }).waitFor({ timeout: STEP });
+  const name = await page.locator('#order-items tbody .item-name').textContent();
+  assert(name === 'Mechanical Keyboard', `an unpriced line shows "${name}" (the catalogue's name expected)`);
+  const cells = await page.locator('#order-items tbody tr td').allTextContents();
+  assert(JSON.stringify(cells) === '["1","—","—"]', `an unpriced line shows ${JSON.stringify(cells)}, not the quoted $79.99`);
+  assert(await page.title() === `Order …${id.slice(-8)} · ecomd`, `the tab is titled "${await page.title()}"`);
+  await shot(page, 'order-price-changed.png');
 });
 
 test('an admin adds, reprices and deletes a product: the shop follows live', async ({ page }) => {

@@ -1,8 +1,9 @@
 // The single-page app: hash routes (#/, #/orders/<id>, #/ops), each a view module with
 // mount(main, params) → unmount(). No framework and no build step; everything is served by ecomd.
 
+import { cart } from './cart.js';
 import { feed, inventory } from './live.js';
-import { h, replace } from './util.js';
+import { copyFullIds, h, replace } from './util.js';
 import * as shop from './shop.js';
 import * as order from './order.js';
 import * as ops from './ops.js';
@@ -47,6 +48,10 @@ function route() {
     window.scrollTo(0, 0);
   }
   firstRoute = false;
+  if (showCartAfterRoute) {
+    showCartAfterRoute = false;
+    showCart();
+  }
 }
 
 function showConnection(state) {
@@ -57,6 +62,39 @@ function showConnection(state) {
   conn.title = state === 'open' ? 'Receiving live updates from ecomd' : 'Live updates are not connected';
 }
 
+// The header's cart link: the number of items, and a way to the cart from any page.
+const cartLink = document.getElementById('cart-link');
+const cartCount = document.getElementById('cart-count');
+let showCartAfterRoute = false;
+
+function showCartCount() {
+  const n = cart.count;
+  cartCount.textContent = String(n);
+  cartCount.hidden = n === 0;
+  cartLink.setAttribute('aria-label', n === 0 ? 'Cart, empty' : `Cart, ${n} ${n === 1 ? 'item' : 'items'}`);
+}
+
+function showCart() {
+  const heading = document.getElementById('cart-heading');
+  if (!heading) return false;
+  heading.scrollIntoView({ block: 'start' });
+  heading.focus({ preventScroll: true });
+  return true;
+}
+
+cartLink.addEventListener('click', (e) => {
+  // On the shop already (no hashchange follows): go to its cart; elsewhere, after the route.
+  if (parseRoute(location.hash).view === shop) {
+    e.preventDefault();
+    showCart();
+  } else {
+    showCartAfterRoute = true;
+  }
+});
+
+cart.subscribe(showCartCount);
+showCartCount();
+copyFullIds();
 feed.onState(showConnection);
 feed.start();
 inventory.load();

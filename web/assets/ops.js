@@ -2,7 +2,9 @@
 
 import { getJson } from './api.js';
 import { feed, inventory } from './live.js';
-import { badge, debounce, flash, h, keepFocus, money, replace, shortId, statusRank, timeEl } from './util.js';
+import {
+  badge, debounce, flash, h, idEl, keepFocus, money, reasonEl, replace, statusRank, timeEl,
+} from './util.js';
 
 const FEED_ROWS = 60;
 const IN_PROGRESS = ['PENDING', 'STOCK_RESERVED', 'PAYMENT_AUTHORIZED'];
@@ -11,12 +13,12 @@ function summary(e) {
   const d = e.data && typeof e.data === 'object' ? e.data : {};
   switch (e.type) {
     case 'status':
-      return [badge(d.status), d.reason ? ` ${d.reason}` : ''];
+      return [badge(d.status), d.reason ? [' ', reasonEl(d.reason)] : ''];
     case 'inventory': {
       const delta = typeof d.delta !== 'number' ? '' : d.delta > 0 ? `+${d.delta}` : d.delta < 0 ? `−${-d.delta}` : '±0';
       return [delta ? h('strong', { class: 'delta' }, delta) : null,
         `${delta ? ' · ' : ''}${d.available ?? '?'} available · ${d.reserved ?? '?'} reserved`,
-        d.orderId ? h('span', { class: 'muted' }, ` · order ${shortId(d.orderId)}`) : ''];
+        d.orderId ? h('span', { class: 'muted' }, ' · order ', idEl(d.orderId)) : ''];
     }
     case 'notification':
       return [d.subject ?? 'notification', d.channel ? ` (${d.channel}${d.status ? `, ${String(d.status).toLowerCase()}` : ''})` : ''];
@@ -113,10 +115,10 @@ export function mount(root) {
     const d = e.data && typeof e.data === 'object' ? e.data : {};
     const key = e.key || '';
     const keyEl = d.orderId && key === d.orderId
-      ? h('a', { href: `#/orders/${encodeURIComponent(key)}`, class: 'feed-key', title: key }, h('code', {}, shortId(key)))
-      : h('code', { class: 'feed-key', title: key }, shortId(key));
+      ? h('a', { href: `#/orders/${encodeURIComponent(key)}`, class: 'feed-key' }, idEl(key))
+      : idEl(key, { class: 'id feed-key' });
     return h('li', { class: 'feed-item', dataset: { type: e.type } },
-      h('span', { class: 'feed-time' }, timeEl(d.at ?? e.receivedAt)),
+      h('span', { class: 'feed-time' }, timeEl(d.at ?? e.receivedAt, 'feed')),
       h('span', { class: 'chip', dataset: { type: e.type }, title: d.type ?? e.type }, e.type),
       keyEl,
       h('span', { class: 'feed-summary' }, summary(e)));
@@ -140,11 +142,11 @@ export function mount(root) {
     }
     replace(ordersBody, orders.map((o) => {
       const statusCell = h('td', {}, badge(o.status));
-      const reasonCell = h('td', {}, o.reason ? h('code', {}, o.reason) : '');
+      const reasonCell = h('td', {}, reasonEl(o.reason));
       orderRows.set(o.orderId, { statusCell, reasonCell, status: o.status });
       return h('tr', { dataset: { order: o.orderId } },
-        h('th', { scope: 'row' }, h('a', { href: `#/orders/${encodeURIComponent(o.orderId)}`, title: o.orderId },
-          h('code', {}, shortId(o.orderId)))),
+        h('th', { scope: 'row' }, h('a', { href: `#/orders/${encodeURIComponent(o.orderId)}` },
+          idEl(o.orderId))),
         h('td', {}, o.customerId),
         statusCell,
         reasonCell,
@@ -174,7 +176,7 @@ export function mount(root) {
     if (row.status === 'CONFIRMED' || row.status === 'CANCELLED' || statusRank(d.status) <= statusRank(row.status)) return;
     row.status = d.status;
     replace(row.statusCell, badge(d.status));
-    replace(row.reasonCell, d.reason ? h('code', {}, d.reason) : '');
+    replace(row.reasonCell, reasonEl(d.reason));
     flash(row.statusCell);
   }
 

@@ -2,10 +2,10 @@
 // GET /api/orders/{id}/events, its notifications, and a cancel button.
 
 import { ApiError, getJson, postJson } from './api.js';
-import { openStream } from './live.js';
+import { inventory, openStream } from './live.js';
 import {
-  STATUS_STEPS, badge, debounce, h, isTerminal, money, reasonText, replace, statusLabel,
-  statusRank, timeEl,
+  STATUS_STEPS, badge, debounce, h, isTerminal, money, reasonLabel, reasonText, replace, shortId,
+  statusLabel, statusRank, timeEl,
 } from './util.js';
 
 const HEADLINES = {
@@ -28,7 +28,7 @@ function notificationKey(n) {
 }
 
 export function mount(root, { id }) {
-  document.title = `Order ${id.slice(0, 8)} · ecomd`;
+  document.title = `Order ${shortId(id)} · ecomd`;
   const state = {
     status: null,
     reason: null,
@@ -127,7 +127,9 @@ export function mount(root, { id }) {
     statusBadge.textContent = statusLabel(s);
     headline.textContent = HEADLINES[s] ?? s;
     if (s === 'CANCELLED' && state.reason) {
-      replace(reason, h('strong', {}, 'Reason: '), h('code', {}, state.reason), ' — ', reasonText(state.reason));
+      // Words for the shopper; the code stays in an attribute for support and tests.
+      replace(reason, reasonText(state.reason));
+      reason.dataset.reason = state.reason;
       reason.hidden = false;
     } else {
       reason.hidden = true;
@@ -158,8 +160,8 @@ export function mount(root, { id }) {
       h('span', { class: 'step-marker', 'aria-hidden': 'true' }),
       h('div', { class: 'step-body' },
         h('span', { class: 'step-label' }, statusLabel(s)),
-        entry?.at ? timeEl(entry.at) : h('span', { class: 'muted small' }, done ? '' : 'waiting'),
-        why ? h('span', { class: 'step-reason' }, why) : null));
+        entry?.at ? timeEl(entry.at, 'precise') : h('span', { class: 'muted small' }, done ? '' : 'waiting'),
+        why ? h('span', { class: 'step-reason', dataset: { reason: why } }, reasonLabel(why)) : null));
     }));
   }
 
@@ -170,22 +172,43 @@ export function mount(root, { id }) {
       return;
     }
     const items = Array.isArray(o.items) ? o.items : [];
+    // The server prices the lines from the catalogue when it reserves the stock; until then (and
+    // on an order cancelled before that) there are no prices and no total to show.
+    const priced = typeof o.totalAmount === 'number';
+    const unpriced = state.status === 'CANCELLED' || o.status === 'CANCELLED'
+      ? 'Not charged: cancelled before it was priced'
+      : 'Priced when stock is reserved';
+    const total = priced
+      ? h('strong', { id: 'order-total' }, money(o.totalAmount, o.currency))
+      : h('span', { class: 'unpriced', id: 'order-total' }, unpriced);
+    const count = items.reduce((n, l) => n + (Number(l.quantity) || 0), 0);
     replace(details,
       h('dl', { class: 'facts' },
         h('dt', {}, 'Customer'), h('dd', {}, o.customerId ?? '—'),
-        h('dt', {}, 'Placed'), h('dd', {}, o.createdAt ? timeEl(o.createdAt) : '—'),
-        h('dt', {}, 'Total'), h('dd', {}, h('strong', {}, money(o.totalAmount, o.currency)))),
+        h('dt', {}, 'Placed'), h('dd', { id: 'order-placed' }, o.createdAt ? timeEl(o.createdAt) : '—'),
+        h('dt', {}, 'Total'), h('dd', {}, total)),
       h('div', { class: 'table-wrap' },
-        h('table', { class: 'table' },
+        h('table', { class: 'table items', id: 'order-items' },
           h('caption', { class: 'visually-hidden' }, 'Items'),
           h('thead', {}, h('tr', {},
             h('th', { scope: 'col' }, 'Item'), h('th', { scope: 'col', class: 'num' }, 'Qty'),
-            h('th', { scope: 'col', class: 'num' }, 'Price'), h('th', { scope: 'col', class: 'num' }, 'Total'))),
-          h('tbody', {}, items.map((l) => h('tr', {},
-            h('td', {}, l.name ? [l.name, ' ', h('code', { class: 'muted small' }, l.sku)] : h('code', {}, l.sku)),
-            h('td', { class: 'num' }, l.quantity),
-            h('td', { class: 'num' }, money(l.unitAmount, o.currency)),
-            h('td', { class: 'num' }, money(l.unitAmount * l.quantity, o.currency))))))));
+            h('th', { scope: 'col', class: 'num' }, 'Unit price'), h('th', { scope: 'col', class: 'num' }, 'Line total'))),
+          h('tbody', {}, items.map((l) => {
+            // The name the line was sold under; before pricing, the catalogue's.
+            const name = l.name ?? inventory.products.get(l.sku)?.name;
+            // Before pricing a line's unitAmount is only the client's quote, not what is charged.
+            const hasPrice = priced && typeof l.unitAmount === 'number';
+            return h('tr', { dataset: { sku: l.sku } },
+              h('th', { scope: 'row' },
+                name ? [h('span', { class: 'item-name' }, name), h('code', { class: 'item-sku muted small' }, l.sku)]
+                  : h('code', {}, l.sku)),
+              h('td', { class: 'num' }, l.quantity),
+              h('td', { class: 'num' }, hasPrice ? money(l.unitAmount, o.currency) : '—'),
+              h('td', { class: 'num' }, hasPrice ? money(l.unitAmount * l.quantity, o.currency) : '—'));
+          })),
+          h('tfoot', {}, h('tr', {},
+            h('th', { scope: 'row', colspan: '3' }, `Total (${count} ${count === 1 ? 'item' : 'items'})`),
+            h('td', { class: 'num' }, priced ? money(o.totalAmount, o.currency) : h('span', { class: 'unpriced' }, '—')))))));
   }
 
   function renderNotifications() {
@@ -209,7 +232,7 @@ export function mount(root, { id }) {
   }
 
   // --- data -------------------------------------------------------------------------------------
-  getJson(`/api/orders/${encodeURIComponent(id)}`)
+  const loadOrder = () => getJson(`/api/orders/${encodeURIComponent(id)}`)
     .then((o) => {
       if (!alive || !o) return;
       state.order = o;
@@ -222,11 +245,14 @@ export function mount(root, { id }) {
       if (err instanceof ApiError && err.status === 404) {
         state.notFound = true;
         stream.close();
-      } else {
+      } else if (!state.order) {  // a failed re-read keeps what is shown
         replace(details, h('p', { class: 'error-text', role: 'alert' }, `Could not load the order: ${err.message}`));
       }
       render();
     });
+  // A status change may bring the prices (STOCK_RESERVED) or the outcome: re-read the order then.
+  const reloadOrder = debounce(loadOrder, 300);
+  loadOrder();
 
   const loadNotifications = () => getJson(`/api/notifications?orderId=${encodeURIComponent(id)}`)
     .then((body) => alive && addNotifications(notificationsOf(body)))
@@ -246,6 +272,7 @@ export function mount(root, { id }) {
         if (data.orderId && data.orderId !== id) return;
         applyStatus(data.status, data.reason, data.at);
         render();
+        if (!state.order || typeof state.order.totalAmount !== 'number' || isTerminal(data.status)) reloadOrder();
         reloadNotifications();
       } else if (type === 'notification') {
         if (data.orderId && data.orderId !== id) return;
@@ -280,9 +307,12 @@ export function mount(root, { id }) {
     }
   });
 
+  const unsubscribe = inventory.subscribe(() => alive && renderDetails());
   render();
   return () => {
     alive = false;
+    unsubscribe();
+    reloadOrder.cancel();
     reloadNotifications.cancel();
     stream.close();
   };

@@ -1,6 +1,7 @@
 // Shop: products with live stock, a cart, and the order form (POST /api/orders).
 
 import { ApiError, postJson } from './api.js';
+import { cart } from './cart.js';
 import { inventory } from './live.js';
 import { h, keepFocus, money, replace, uuid, flash } from './util.js';
 
@@ -13,8 +14,7 @@ const TOKENS = [
   { value: 'tok_timeout', label: 'Gateway timeout', hint: 'The gateway never answers: the order is cancelled at the payment deadline.' },
 ];
 
-// The cart and the last submission outlive the view, so leaving the page keeps them.
-const cart = new Map();  // sku → quantity
+// The last submission outlives the view (like the cart), so leaving the page keeps it.
 let lastAttempt = null;  // {body, key}: a retry of the same order reuses its Idempotency-Key
 
 function stored(key, fallback) {
@@ -194,7 +194,28 @@ export function mount(root) {
     const currency = cartCurrency();
     cartTotal.textContent = currency ? money(cartTotalAmount(), currency) : '—';
     submit.textContent = cart.size ? `Place order · ${cartTotal.textContent}` : 'Place order';
+    const n = cart.count;
+    barSummary.textContent = `${n} ${n === 1 ? 'item' : 'items'} · ${cartTotal.textContent}`;
+    bar.hidden = cart.size === 0 || sideInView;
+    shopEl.dataset.cart = cart.size ? 'full' : 'empty';
   }
+
+  // --- checkout bar (narrow screens) -------------------------------------------------------------
+  // On a phone the cart and the form come after the whole catalogue: a bar fixed to the bottom of
+  // the screen shows the cart's count and total and jumps to the checkout. It hides while the cart
+  // itself is on screen (and, by CSS, on screens wide enough to show the cart beside the products).
+  const barSummary = h('span', { class: 'checkout-bar-summary', id: 'checkout-bar-summary' });
+  const barButton = h('button', {
+    type: 'button', class: 'btn primary', id: 'go-to-checkout',
+    onclick: () => {
+      const heading = root.querySelector('#cart-heading');
+      heading?.scrollIntoView({ block: 'start' });
+      heading?.focus({ preventScroll: true });
+    },
+  }, 'Checkout');
+  const bar = h('div', { class: 'checkout-bar', id: 'checkout-bar', role: 'region', 'aria-label': 'Cart summary', hidden: true },
+    barSummary, barButton);
+  let sideInView = false;
 
   // --- order form -------------------------------------------------------------------------------
   const customer = h('input', {
@@ -329,23 +350,34 @@ export function mount(root) {
   });
 
   // --- layout -----------------------------------------------------------------------------------
+  const side = h('aside', { class: 'side', 'aria-label': 'Cart and checkout' },
+    h('section', { class: 'card cart', 'aria-labelledby': 'cart-heading' },
+      h('h2', { id: 'cart-heading', tabindex: '-1' }, 'Your cart'),
+      cartEmpty,
+      cartLines,
+      h('p', { class: 'cart-total' }, h('span', {}, 'Total'), cartTotal),
+      cartError),
+    h('div', { class: 'card' }, form));
+  const shopEl = h('div', { class: 'shop', dataset: { cart: 'empty' } },
+    h('section', { class: 'catalogue', 'aria-labelledby': 'products-heading' },
+      h('h2', { id: 'products-heading', class: 'visually-hidden' }, 'Products'),
+      productStatus,
+      productList),
+    side);
   replace(root,
     h('div', { class: 'page-head' },
       h('h1', {}, 'Shop'),
       h('p', { class: 'lead' }, 'Stock updates live as orders reserve, release and sell it. Pick a payment token to see the happy path or a compensation.')),
-    h('div', { class: 'shop' },
-      h('section', { class: 'catalogue', 'aria-labelledby': 'products-heading' },
-        h('h2', { id: 'products-heading', class: 'visually-hidden' }, 'Products'),
-        productStatus,
-        productList),
-      h('aside', { class: 'side' },
-        h('section', { class: 'card cart', 'aria-labelledby': 'cart-heading' },
-          h('h2', { id: 'cart-heading', tabindex: '-1' }, 'Your cart'),
-          cartEmpty,
-          cartLines,
-          h('p', { class: 'cart-total' }, h('span', {}, 'Total'), cartTotal),
-          cartError),
-        h('div', { class: 'card' }, form))));
+    shopEl,
+    bar);
+
+  const observer = typeof IntersectionObserver === 'function'
+    ? new IntersectionObserver((entries) => {
+      sideInView = entries.some((e) => e.isIntersecting);
+      updateTotals();
+    }, { rootMargin: '0px 0px -64px 0px' })
+    : null;
+  observer?.observe(side);
 
   renderProducts();
   renderCart();
@@ -371,5 +403,8 @@ export function mount(root) {
     }
   }
 
-  return unsubscribe;
+  return () => {
+    unsubscribe();
+    observer?.disconnect();
+  };
 }

@@ -53,24 +53,76 @@ export function money(minor, currency = 'USD') {
   return fmt.format(minor / 10 ** digits);
 }
 
-/** "14:03:07" (24-hour) for an RFC 3339 time or a Date. */
-export function clock(at) {
+const dateFormats = new Map();
+
+function dateFormat(style) {
+  let fmt = dateFormats.get(style);
+  if (fmt === undefined) {
+    const time = { hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZoneName: 'short' };
+    const options = {
+      // "Mon, Dec 7, 2026, 02:52 UTC": the day, so "yesterday" is never a guess, and the zone.
+      date: { weekday: 'short', day: 'numeric', month: 'short', year: 'numeric', ...time },
+      // The same with seconds, for steps that follow each other within a minute.
+      precise: { weekday: 'short', day: 'numeric', month: 'short', year: 'numeric', second: '2-digit', ...time },
+      // "Mon 02:52:54 UTC": a live feed of the last minutes.
+      feed: { weekday: 'short', second: '2-digit', ...time },
+      // The tooltip: the zone spelled out ("Coordinated Universal Time", "Central European Summer Time").
+      long: { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric', hour: '2-digit', minute: '2-digit',
+        second: '2-digit', hourCycle: 'h23', timeZoneName: 'long' },
+    }[style];
+    fmt = new Intl.DateTimeFormat(undefined, options);
+    dateFormats.set(style, fmt);
+  }
+  return fmt;
+}
+
+/**
+ * A date and time in the browser's time zone, with the weekday and the zone's name:
+ * "Mon, Dec 7, 2026, 02:52 UTC" (en-US) or "Mon 7 Dec 2026, 02:52 UTC" (en-GB).
+ * `style`: 'date' (default), 'precise' (with seconds), 'feed' (weekday and clock), 'long' (zone in words).
+ */
+export function dateTime(at, style = 'date') {
   const d = at instanceof Date ? at : new Date(at);
   if (Number.isNaN(d.getTime())) return '';
-  return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+  return dateFormat(style).format(d);
 }
 
-/** A <time> element showing the clock time, with the full timestamp for machines and tooltips. */
-export function timeEl(at) {
+/** A <time> element showing dateTime(at, style), with the full timestamp for machines and tooltips. */
+export function timeEl(at, style = 'date') {
   const d = at instanceof Date ? at : new Date(at);
   if (Number.isNaN(d.getTime())) return h('span', {}, '');
-  return h('time', { datetime: d.toISOString(), title: d.toLocaleString() }, clock(d));
+  return h('time', { datetime: d.toISOString(), title: dateTime(d, 'long') }, dateTime(d, style));
 }
 
-/** Short form of a long id for tables: the first 8 characters, with the full id in a tooltip. */
+/**
+ * Short form of a long id for tables: its last 8 characters. Order ids are UUIDv7, whose first
+ * characters are a timestamp (the first 8 are the same for a minute); the tail is random.
+ */
 export function shortId(id) {
   const s = String(id ?? '');
-  return s.length > 12 ? `${s.slice(0, 8)}…` : s;
+  return s.length > 12 ? `…${s.slice(-8)}` : s;
+}
+
+/**
+ * An id as <code>…tail</code>, the whole id in its tooltip and in what a copy of it puts on the
+ * clipboard (see copyFullIds).
+ */
+export function idEl(id, attrs = {}) {
+  const s = String(id ?? '');
+  return h('code', { class: 'id', title: s, dataset: { fullId: s }, ...attrs }, shortId(s));
+}
+
+/** Copying text inside an idEl copies the whole id, not the "…tail" shown. Installed once. */
+export function copyFullIds(doc = document) {
+  doc.addEventListener('copy', (e) => {
+    const sel = doc.getSelection();
+    if (!sel || sel.rangeCount === 0) return;
+    const node = sel.getRangeAt(0).commonAncestorContainer;
+    const el = (node.nodeType === Node.ELEMENT_NODE ? node : node.parentElement)?.closest('[data-full-id]');
+    if (!el || !e.clipboardData) return;
+    e.clipboardData.setData('text/plain', el.dataset.fullId);
+    e.preventDefault();
+  });
 }
 
 /** An order status, in the order it moves. CONFIRMED and CANCELLED are terminal. */
@@ -99,20 +151,46 @@ export function statusLabel(status) {
   return STATUS_LABELS[status] ?? String(status ?? 'Unknown');
 }
 
+// Every reason an order is cancelled with (include/ecom/contract/order_status.hpp, docs/api.md),
+// and those of a failed stock reservation or a declined payment that operators see: a short label
+// for tables and a sentence for the shopper.
 const REASONS = {
-  OUT_OF_STOCK: 'Some items are out of stock.',
-  UNKNOWN_SKU: 'An item is not in the catalogue.',
-  PAYMENT_DECLINED: 'The payment was declined.',
-  CUSTOMER_CANCELLED: 'The order was cancelled at the customer’s request.',
-  TIMEOUT: 'A step did not finish in time (the payment gateway never answered), so the order was cancelled.',
-  PRICE_CHANGED: 'A price changed since the item was added to the cart; nothing was charged. Please review the cart and order again.',
-  CURRENCY_MISMATCH: 'The order’s currency is not the currency the items are sold in; nothing was charged.',
+  OUT_OF_STOCK: ['Out of stock', 'Some items are out of stock, so nothing was charged.'],
+  UNKNOWN_SKU: ['Not in the catalogue', 'An item is no longer in the catalogue, so nothing was charged.'],
+  PRICE_CHANGED: ['Price changed', 'A price changed since the item was added to the cart; nothing was charged. Please review the cart and order again.'],
+  CURRENCY_MISMATCH: ['Wrong currency', 'The order’s currency is not the currency the items are sold in; nothing was charged.'],
+  AMOUNT_LIMIT_EXCEEDED: ['Amount too large', 'The order’s total is larger than can be charged.'],
+  PAYMENT_DECLINED: ['Payment declined', 'The payment was declined, so the order was cancelled and the items released.'],
+  CARD_DECLINED: ['Card declined', 'The card was declined.'],
+  INSUFFICIENT_FUNDS: ['Insufficient funds', 'The card has insufficient funds.'],
+  MISSING_TOKEN: ['No payment method', 'No payment method was given.'],
+  CUSTOMER_CANCELLED: ['Cancelled by the customer', 'The order was cancelled at the customer’s request.'],
+  TIMEOUT: ['Timed out', 'A step did not finish in time (the payment gateway never answered), so the order was cancelled.'],
 };
 
-/** A sentence explaining a cancellation reason code. */
+// An unknown code in words: "SOME_NEW_CODE" → "Some new code".
+function codeWords(code) {
+  const words = String(code).replaceAll(/[_-]+/g, ' ').trim().toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+/** A sentence explaining a cancellation reason code (unknown codes in words, as a sentence). */
 export function reasonText(reason) {
   if (!reason) return '';
-  return REASONS[reason] ?? reason.replaceAll('_', ' ').toLowerCase();
+  return REASONS[reason]?.[1] ?? `Cancelled: ${codeWords(reason).toLowerCase()}.`;
+}
+
+/** A short label for a reason code, for tables and feeds: "Payment declined". */
+export function reasonLabel(reason) {
+  if (!reason) return '';
+  return REASONS[reason]?.[0] ?? codeWords(reason);
+}
+
+/** A reason as words, with the code for operators in a data attribute (never shown as text). */
+export function reasonEl(reason, { sentence = false, ...attrs } = {}) {
+  if (!reason) return '';
+  return h('span', { class: 'reason', title: sentence ? null : reasonText(reason), dataset: { reason }, ...attrs },
+    sentence ? reasonText(reason) : reasonLabel(reason));
 }
 
 /** A status badge: <span class="badge" data-status="CONFIRMED">Confirmed</span>. */
