@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdlib>
 
 #include "ecom/contract/order_status.hpp"
@@ -51,6 +52,27 @@ std::optional<std::string_view> template_key_for_status(std::string_view status)
   return std::nullopt;
 }
 
+std::string reason_text(std::string_view code) {
+  namespace r = contract::reason;
+  // The reasons of contract/order_status.hpp in the words a customer reads (the web shop says
+  // the same in web/assets/util.js).
+  if (code == r::kOutOfStock) return "some items are out of stock, so nothing was charged.";
+  if (code == r::kPriceChanged)
+    return "a price changed since the item was added to the cart, so nothing was charged.";
+  if (code == r::kCurrencyMismatch)
+    return "the order's currency is not the one the items are sold in, so nothing was charged.";
+  if (code == r::kPaymentDeclined) return "the payment was declined.";
+  if (code == r::kCustomerCancelled) return "you asked us to cancel it.";
+  if (code == r::kTimeout) return "a step did not finish in time.";
+  if (code.empty()) return "";
+  // A code this build does not know: its words ("SOME_NEW_CODE" -> "some new code.").
+  std::string words;
+  for (char c : code)
+    words +=
+        c == '_' || c == '-' ? ' ' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return words + ".";
+}
+
 Templates default_templates() {
   return {
       {"order.created",
@@ -68,7 +90,7 @@ Templates default_templates() {
         "Your order {orderId} ({totalAmount} {currency}) is confirmed. Thank you for your order!"}},
       {"order.cancelled",
        {"Order {orderId} cancelled",
-        "Sorry, {customerId}: your order {orderId} was cancelled ({reason}). "
+        "Sorry, {customerId}: your order {orderId} was cancelled: {reasonText} "
         "Any payment will be refunded."}},
   };
 }
@@ -105,6 +127,8 @@ std::string render(std::string_view text, const TemplateVars& vars) {
       out += vars.status;
     } else if (name == "reason") {
       out += vars.reason;
+    } else if (name == "reasonText") {
+      out += reason_text(vars.reason);
     } else if (name == "totalAmount") {
       out += format_money(vars.total_amount);
     } else if (name == "currency") {

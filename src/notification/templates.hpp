@@ -40,6 +40,9 @@ const std::vector<std::string_view>& template_keys();
 std::optional<std::string_view> template_key_for_status(std::string_view status);
 /// The built-in templates (every key of template_keys()).
 Templates default_templates();
+/// A cancellation reason code in a customer's words ({reasonText}): "PAYMENT_DECLINED" → "the
+/// payment was declined."; unknown codes as their words.
+std::string reason_text(std::string_view code);
 /// Minor units as a decimal amount with two places: 2500 → "25.00", -5 → "-0.05".
 std::string format_money(int64_t minor_units);
 /// Replaces known placeholders; unknown ones (and a lone '{') are left as they are.

@@ -45,8 +45,16 @@ TEST_CASE("placeholders are replaced, unknown ones stay visible", "[notification
   CHECK(render("} {", v) == "} {");
   CHECK(render("", v).empty());
   CHECK(render("no placeholders", v) == "no placeholders");
+  // The customer reads the reason in words, never the code.
+  CHECK(render("cancelled: {reasonText}", v) == "cancelled: the payment was declined.");
+  auto cancelled = render(default_templates().at("order.cancelled"), v);
+  CHECK(cancelled.body.find("the payment was declined.") != std::string::npos);
+  CHECK(cancelled.body.find("PAYMENT_DECLINED") == std::string::npos);
+  CHECK(reason_text("OUT_OF_STOCK") == "some items are out of stock, so nothing was charged.");
+  CHECK(reason_text("SOME_NEW-CODE") == "some new code.");
   TemplateVars empty;
   CHECK(render("[{reason}]", empty) == "[]");
+  CHECK(render("[{reasonText}]", empty) == "[]");
   CHECK(render("{totalAmount}", empty) == "0.00");
 }
 
@@ -67,7 +75,7 @@ TEST_CASE("every status has a default template that renders", "[notification][te
   CHECK(*template_key_for_status("PENDING") == "order.created");
   CHECK(*template_key_for_status("CANCELLED") == "order.cancelled");
   CHECK_FALSE(template_key_for_status("SHIPPED"));
-  CHECK(render(defaults.at("order.cancelled"), vars()).body.find("PAYMENT_DECLINED") !=
+  CHECK(render(defaults.at("order.cancelled"), vars()).body.find("the payment was declined") !=
         std::string::npos);
   CHECK(render(defaults.at("order.confirmed"), vars()).body.find("25.00 USD") != std::string::npos);
 }
