@@ -11,13 +11,10 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-usage="usage: scripts/browser-test.sh <path to ecomd> <output dir>"
-ecomd="${1:?$usage}"
-out="${2:?$usage}"
-[[ -x "$ecomd" ]] || { echo "browser-test: $ecomd is not an executable (build the ecomd target first)" >&2; exit 2; }
-ecomd="$(cd "$(dirname "$ecomd")" && pwd)/$(basename "$ecomd")"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
+source "$root/scripts/test-ecomd.sh"
+test_ecomd_args browser-test "usage: scripts/browser-test.sh <path to ecomd> <output dir>" "$@"
+ecomd="$test_ecomd_bin"
+out="$test_ecomd_out"
 
 # --- dependencies (idempotent, quiet) --------------------------------------------------------------
 missing=()
@@ -42,7 +39,6 @@ if [[ ! -d "$root/tests/web/node_modules/playwright-core" ]]; then
 fi
 
 # --- ecomd -----------------------------------------------------------------------------------------
-source "$root/scripts/test-ecomd.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ecomd-browser.XXXXXX")"
 cleanup() {
   test_ecomd_stop

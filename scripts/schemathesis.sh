@@ -18,13 +18,10 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-usage="usage: scripts/schemathesis.sh <path to ecomd> <output dir>"
-ecomd="${1:?$usage}"
-out="${2:?$usage}"
-[[ -x "$ecomd" ]] || { echo "schemathesis: $ecomd is not an executable (build the ecomd target first)" >&2; exit 2; }
-ecomd="$(cd "$(dirname "$ecomd")" && pwd)/$(basename "$ecomd")"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
+source "$root/scripts/test-ecomd.sh"
+test_ecomd_args schemathesis "usage: scripts/schemathesis.sh <path to ecomd> <output dir>" "$@"
+ecomd="$test_ecomd_bin"
+out="$test_ecomd_out"
 
 # Bump deliberately: a new version brings new checks and generators, i.e. new findings.
 version="4.32.5"
@@ -34,7 +31,6 @@ python="$("$root/scripts/test-venv.sh" "$venv" "schemathesis==${version}")"
 st="$(dirname "$python")/schemathesis"
 
 # --- ecomd -----------------------------------------------------------------------------------------
-source "$root/scripts/test-ecomd.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ecomd-schemathesis.XXXXXX")"
 cleanup() {
   test_ecomd_stop

@@ -3,6 +3,8 @@
 # scripts/schemathesis.sh), so they start and stop it the same way:
 #
 #   source scripts/test-ecomd.sh
+#   test_ecomd_args NAME USAGE "$@"                   # <ecomd> <output dir>: sets test_ecomd_bin
+#                                                     # and test_ecomd_out (absolute, dir made)
 #   test_ecomd_start NAME ECOMD CONFIG DATA_DIR LOG   # sets test_ecomd_url and test_ecomd_pid
 #   test_ecomd_stop                                   # SIGTERM, then SIGKILL after 10 s
 #
@@ -12,6 +14,21 @@
 
 test_ecomd_pid=""
 test_ecomd_url=""
+test_ecomd_bin=""
+test_ecomd_out=""
+
+test_ecomd_args() {
+  local name="$1" usage="$2"
+  shift 2
+  if (($# != 2)); then
+    echo "$usage" >&2
+    exit 2
+  fi
+  [[ -x "$1" ]] || { echo "${name}: $1 is not an executable (build the ecomd target first)" >&2; exit 2; }
+  test_ecomd_bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+  mkdir -p "$2"
+  test_ecomd_out="$(cd "$2" && pwd)"
+}
 
 test_ecomd_start() {
   local name="$1" ecomd="$2" config="$3" data_dir="$4" log="$5"
