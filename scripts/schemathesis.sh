@@ -64,9 +64,10 @@ echo "schemathesis: ecomd at $test_ecomd_url; reports in $out"
 # One worker: the operations share one ecomd and catalogue, and the order of requests then follows
 # from the seed alone. The token goes on every request (routes without security ignore it);
 # ignored_auth still sends the admin routes requests without it.
+# Run from the output dir: schemathesis keeps its crash cache (for `st replay`) in ./.schemathesis.
 status=0
 rm -f "$out/junit.xml"
-"$st" --config-file "$root/tests/schemathesis/schemathesis.toml" --no-color run \
+(cd "$out" && "$st" --config-file "$root/tests/schemathesis/schemathesis.toml" --no-color run \
   "$root/docs/openapi.yaml" \
   --url "$test_ecomd_url" \
   --header "Authorization: Bearer ${admin_token}" \
@@ -74,7 +75,7 @@ rm -f "$out/junit.xml"
   --seed "${SCHEMATHESIS_SEED:-15}" --generation-database none \
   --workers 1 --request-timeout 10 --max-response-time 10 \
   --report junit --report-junit-path "$out/junit.xml" \
-  >"$out/schemathesis.log" 2>&1 || status=$?
+  >"$out/schemathesis.log" 2>&1) || status=$?
 cat "$out/schemathesis.log"
 
 # The closing line, counted from the JUnit report (one test case an operation).
