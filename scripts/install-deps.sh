@@ -10,7 +10,8 @@ packages=(
   libcurl4-openssl-dev libssl-dev
 )
 # Extra packages for the test suite (the Kafka broker script installs Java, Maven and kcat itself).
-# python3-venv: the notification channel tests run aiosmtpd from a venv (scripts/test-venv.sh);
+# python3-venv: the notification channel tests run aiosmtpd, and scripts/schemathesis.sh runs
+# schemathesis, from venvs (scripts/test-venv.sh);
 # openssl: they make their self-signed certificates with `openssl req`.
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(python3 python3-venv openssl clang-format)
