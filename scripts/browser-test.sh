@@ -12,13 +12,10 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-usage="usage: scripts/browser-test.sh <path to ecomd> <output dir>"
-ecomd="${1:?$usage}"
-out="${2:?$usage}"
-[[ -x "$ecomd" ]] || { echo "browser-test: $ecomd is not an executable (build the ecomd target first)" >&2; exit 2; }
-ecomd="$(cd "$(dirname "$ecomd")" && pwd)/$(basename "$ecomd")"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
+source "$root/scripts/test-ecomd.sh"
+test_ecomd_args browser-test "usage: scripts/browser-test.sh <path to ecomd> <output dir>" "$@"
+ecomd="$test_ecomd_bin"
+out="$test_ecomd_out"
 
 # --- dependencies (idempotent, quiet) --------------------------------------------------------------
 missing=()
@@ -53,13 +50,8 @@ echo "browser-test: $(grep -cE '^ok ' "$out/util-test.log") unit tests of web/as
 
 # --- ecomd -----------------------------------------------------------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/ecomd-browser.XXXXXX")"
-pid=""
 cleanup() {
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
+  test_ecomd_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -82,32 +74,11 @@ cat >"$work/ecomd.json" <<'EOF'
 EOF
 
 log="$out/ecomd.log"
-: >"$log"
-"$ecomd" --role=all --config="$work/ecomd.json" --data-dir="$work/data" --http=127.0.0.1:0 \
-  --log-level=info >"$log" 2>&1 &
-pid=$!
-
-# Port 0: ecomd binds a free port and logs it (no race with other processes picking ports).
-url=""
-for _ in $(seq 1 300); do
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "browser-test: ecomd exited during start-up; its log ($log):" >&2
-    tail -n 30 "$log" >&2
-    echo "browser: 0 passed, 1 failed"
-    exit 1
-  fi
-  url="$(grep -o 'on http://[^ ]*' "$log" | head -n 1 | sed 's/^on //')" || true
-  if [[ -n "$url" ]] && curl -fsS -o /dev/null "$url/readyz" 2>/dev/null; then break; fi
-  url=""
-  sleep 0.2
-done
-if [[ -z "$url" ]]; then
-  echo "browser-test: ecomd did not become ready within 60 s; its log ($log):" >&2
-  tail -n 30 "$log" >&2
+if ! test_ecomd_start browser-test "$ecomd" "$work/ecomd.json" "$work/data" "$log"; then
   echo "browser: 0 passed, 1 failed"
   exit 1
 fi
-url="${url/localhost/127.0.0.1}"
+url="$test_ecomd_url"
 if ! curl -fsS "$url/" 2>/dev/null | grep -qi '<!doctype html>'; then
   echo "browser-test: ecomd at $url does not serve the web UI at / (is the notification module in this build?)" >&2
   echo "browser: 0 passed, 1 failed"

@@ -12,7 +12,8 @@ packages=(
   prometheus-cpp-dev
 )
 # Extra packages for the test suite (the Kafka broker script installs Java, Maven and kcat itself).
-# python3-venv: the notification channel tests run aiosmtpd from a venv (scripts/test-venv.sh);
+# python3-venv: the notification channel tests run aiosmtpd, and scripts/schemathesis.sh runs
+# schemathesis, from venvs (scripts/test-venv.sh);
 # openssl: they make their self-signed certificates with `openssl req`.
 if [[ "${1:-}" == "--test" ]]; then
   # prometheus: only for promtool, which checks what GET /metrics serves (tests/e2e).

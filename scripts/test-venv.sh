@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# A Python venv for the tests that run real servers in Python (the SMTP server of the notification
-# channel tests is aiosmtpd, from PyPI), made on first use and reused after:
+# A Python venv for the tests that run real servers or tools in Python (the SMTP server of the
+# notification channel tests is aiosmtpd, from PyPI; scripts/schemathesis.sh runs schemathesis),
+# made on first use and reused after:
 #
-#   scripts/test-venv.sh DIR     # creates DIR (a venv) if needed; prints DIR/bin/python
+#   scripts/test-venv.sh DIR [PKG==VERSION ...]   # creates DIR (a venv) if needed; prints DIR/bin/python
+#
+# Without packages it holds the tests' list (aiosmtpd). Pin every package: the list is the venv's
+# identity, and a venv made from another list is rebuilt.
 #
 # The tests call it themselves with DIR under the build directory, so nothing is installed by
 # hand and nothing outside the build tree changes. Concurrent callers (ctest -j) wait for the one
@@ -10,9 +14,10 @@
 # scripts/install-deps.sh --test installs) and PyPI.
 set -euo pipefail
 
-dir="${1:?usage: scripts/test-venv.sh DIR}"
+dir="${1:?usage: scripts/test-venv.sh DIR [PKG==VERSION ...]}"
+shift
 # Bump when the list changes: an existing venv is then rebuilt.
-requirements="aiosmtpd==1.4.6"
+requirements="${*:-aiosmtpd==1.4.6}"
 stamp="${dir}/.ecomd-requirements"
 
 mkdir -p "$(dirname "${dir}")"

@@ -3,8 +3,9 @@
 #   0. the code format (.clang-format);
 #   1. the C++ suite through ctest, with a real Apache Kafka broker on loopback for the Kafka tests;
 #   2. the browser test of the web UI in headless Chromium;
-#   3. a 5-second smoke run of every benchmark scenario;
-#   4. the Helm chart tests and the container recipe (the Dockerfile's build steps, without docker).
+#   3. the property-based API test: schemathesis against docs/openapi.yaml, every check;
+#   4. a 5-second smoke run of every benchmark scenario;
+#   5. the Helm chart tests and the container recipe (the Dockerfile's build steps, without docker).
 # Every stage runs even if an earlier one failed; the exit code is non-zero if any failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,7 @@ stage "code format" scripts/format-check.sh
 stage "unit, contract and end-to-end tests (ctest)" \
   ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 900
 stage "browser test" scripts/browser-test.sh "$build_dir/src/ecomd" "$build_dir/browser"
+stage "API test (schemathesis)" scripts/schemathesis.sh "$build_dir/src/ecomd" "$build_dir/schemathesis"
 for scenario in embedded kafka-1proc kafka-split http-accept micro; do
   stage "benchmark smoke: ${scenario}" env BUILD_DIR="$build_dir" bench/run.sh --smoke "$scenario"
 done

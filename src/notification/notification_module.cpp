@@ -240,18 +240,24 @@ std::optional<int64_t> parse_seq(std::string_view s) {
 }
 
 // Last-Event-ID (sent by EventSource on reconnect) or ?lastEventId= (first connect of a page that
-// remembers where it was).
+// remembers where it was). The header wins when both are sent (a page that reconnects keeps its
+// query), but each is checked: a bad one, also an empty one (EventSource never sends that), is
+// refused, naming it, never silently ignored.
 Result<std::optional<int64_t>> last_event_id(const http::Request& req) {
-  std::optional<std::string> text;
-  if (auto h = req.header("last-event-id"); h && !h->empty())
-    text = std::string(*h);
-  else if (auto q = req.query_param("lastEventId"); q && !q->empty())
-    text = *q;
-  if (!text) return std::optional<int64_t>();
-  auto v = parse_seq(*text);
-  if (!v)
-    return http::validation_error("Last-Event-ID", "Last-Event-ID must be a non-negative integer");
-  return std::optional<int64_t>(*v);
+  std::optional<int64_t> from_header;
+  if (auto h = req.header("last-event-id")) {
+    from_header = parse_seq(*h);
+    if (!from_header)
+      return http::validation_error("Last-Event-ID",
+                                    "Last-Event-ID must be a non-negative integer");
+  }
+  std::optional<int64_t> from_query;
+  if (auto q = req.query_param("lastEventId")) {
+    from_query = parse_seq(*q);
+    if (!from_query)
+      return http::validation_error("lastEventId", "lastEventId must be a non-negative integer");
+  }
+  return from_header ? from_header : from_query;
 }
 
 Error not_found_order(std::string_view id) {

@@ -68,7 +68,9 @@ std::string saga_json(const SagaRecord& r, const std::vector<store::HistoryRow>&
   return json::object([&](Writer& w) {
     write_summary(w, r);
     write_string(w, "customerId", r.customer_id);
-    write_string(w, "currency", r.currency);
+    // Unknown (null), not "", for a saga cancelled before it saw the order: "" is no currency.
+    key(w, "currency");
+    str_or_null(w, r.currency);
     write_int64(w, "amount", r.amount);
     // The token itself is a payment secret; operators only need to know whether there was one.
     write_bool(w, "hasPaymentToken", r.payment_token.has_value());
