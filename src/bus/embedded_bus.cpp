@@ -41,7 +41,13 @@ class EmbeddedBus final : public EventBus {
     }
     auto st = core_->db->transaction([&](db::Tx& tx) -> Status {
       embedded::Appender app(tx, core_->opt.partitions);
-      for (const auto& r : records) app.append(r.topic, r.key, r.value, nullptr);
+      for (const auto& r : records) {
+        if (r.source.empty()) {
+          app.append(r.topic, r.key, r.value, nullptr);
+        } else if (app.admit(r.source, r.seq)) {
+          app.append(r.topic, r.key, r.value, nullptr, true);
+        }
+      }
       app.finish();
       return {};
     });

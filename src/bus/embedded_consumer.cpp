@@ -211,11 +211,15 @@ class Consumer final : public ConsumerWorker {
         if (p.buffer.empty() && (p.log_end <= p.position || !fetch(p))) continue;
         handled.push_back(handle_run(p, budget));
       }
+      if (opt_.store != nullptr) save_positions(handled);
     };
     Status st;
     const auto started = Clock::now();
-    if (opt_.store != nullptr) {
+    // An empty batch would still take the store's write lock from its HTTP writers.
+    if (opt_.store != nullptr && has_work()) {
       st = opt_.store->run(handle_pass);
+    } else if (opt_.store != nullptr) {
+      return progressed;
     } else {
       handle_pass();
     }
@@ -233,6 +237,29 @@ class Consumer final : public ConsumerWorker {
     return progressed;
   }
 
+  /// True when some partition has a record to hand over now.
+  bool has_work() const {
+    const auto now = Clock::now();
+    for (const auto& [key, p] : owned_) {
+      if (p.lost || p.retry_at > now || p.unwritten) continue;
+      if (!p.buffer.empty() || p.log_end > p.position) return true;
+    }
+    return false;
+  }
+
+  /// Inside the store's batch: where the handled runs end, durable with their effects.
+  void save_positions(const std::vector<Handled>& handled) {
+    std::vector<ConsumedPosition> positions;
+    for (const auto& h : handled) {
+      if (h.acked == 0) continue;
+      const Part& p = *h.part;
+      positions.push_back(ConsumedPosition{p.topic, p.partition, p.buffer[h.acked - 1].offset + 1});
+    }
+    if (auto st = opt_.store->save_positions(opt_.group, positions); !st) {
+      log::warn(kTag, "group {}: saving positions failed: {}", opt_.group, st.error().message);
+    }
+  }
+
   /// Handles records of `p` from the front of its buffer until one is not simply acknowledged,
   /// the buffer ends or the budget does. Nothing moves: settle() does that once it is durable.
   Handled handle_run(Part& p, size_t& budget) {
@@ -248,12 +275,10 @@ class Consumer final : public ConsumerWorker {
         metrics_.undecodable(p.metrics);
         break;
       }
-      Message msg{p.topic,
-                  p.partition,
-                  row.offset,
-                  row.key,
-                  std::move(decoded).value(),
-                  h.acked == 0 ? p.attempt : 1};
+      Message msg{p.topic, p.partition, row.offset, row.key, std::move(decoded).value(),
+                  h.acked == 0 ? p.attempt : 1,
+                  // With the position stored with the effects, an offset is handled once.
+                  row.once && opt_.store != nullptr};
       --budget;
       Outcome out = metrics_.call(p.metrics, handler_, msg);
       if (out.disposition != Disposition::kAck) {
@@ -369,6 +394,14 @@ class Consumer final : public ConsumerWorker {
     }
     log::warn(kTag, "group {}: {}[{}]@{} dead-lettered to {}: {}", opt_.group, p.topic, p.partition,
               row.offset, dlq, reason);
+    // Else the store's position, which wins on the next claim, would hand it over once more.
+    if (opt_.store != nullptr) {
+      const ConsumedPosition past{p.topic, p.partition, row.offset + 1};
+      if (auto st = opt_.store->save_positions(opt_.group, std::span(&past, 1)); !st) {
+        log::warn(kTag, "group {}: saving the position past a dead letter failed: {}", opt_.group,
+                  st.error().message);
+      }
+    }
     metrics_.dead_lettered(p.metrics);
     core_->wake();
     if (*r) {
@@ -394,11 +427,13 @@ class Consumer final : public ConsumerWorker {
     }
     if (plan->evicted) owned_.clear();
     for (const auto& key : plan->dropped) owned_.erase(key);
+    const auto stored = plan->claims.empty() ? std::map<PartKey, int64_t>{} : stored_positions();
     for (auto& c : plan->claims) {
       Part part;
       part.topic = c.key.first;
       part.partition = c.key.second;
       part.position = part.committed = c.committed;
+      if (auto it = stored.find(c.key); it != stored.end()) part.position = it->second;
       part.metrics = metrics_.topic(part.topic);
       part.lag = metrics_.lag(part.topic, part.partition);
       owned_.insert_or_assign(c.key, std::move(part));
@@ -411,6 +446,45 @@ class Consumer final : public ConsumerWorker {
       }
       log::debug(kTag, "group {}: member {} owns {}", opt_.group, membership_.member_id(), list);
     }
+  }
+
+  /// The subscriber's store's positions of this group, where the log has them (see BatchScope):
+  /// they win over the bus's committed offsets, which lag them after a crash between the two
+  /// commits. A position past the log's end means the bus file is not the one the store
+  /// consumed (replaced, or recreated): the bus's offsets are used then.
+  std::map<PartKey, int64_t> stored_positions() {
+    std::map<PartKey, int64_t> out;
+    if (opt_.store == nullptr) return out;
+    auto loaded = opt_.store->load_positions(opt_.group);
+    if (!loaded) {
+      log::warn(kTag, "group {}: reading stored positions failed ({}); using the bus's offsets",
+                opt_.group, loaded.error().message);
+      return out;
+    }
+    std::map<PartKey, int64_t> ends;
+    auto r = core_->db->read([&](db::Tx& tx) -> Status {
+      for (const auto& topic : opt_.topics) {
+        for_each_log_end(tx, topic, [&](int partition, int64_t end) {
+          ends[PartKey{topic, partition}] = end;
+        });
+      }
+      return {};
+    });
+    if (!r) return out;
+    for (auto& pos : *loaded) {
+      PartKey key{pos.topic, pos.partition};
+      auto end = ends.find(key);
+      const int64_t log_end = end == ends.end() ? 0 : end->second;
+      if (pos.next > log_end) {
+        log::warn(kTag,
+                  "group {}: the store is at offset {} of {}[{}], past the log's end {} (a new "
+                  "bus file?); starting at the bus's committed offset",
+                  opt_.group, pos.next, pos.topic, pos.partition, log_end);
+        continue;
+      }
+      out.emplace(std::move(key), pos.next);
+    }
+    return out;
   }
 
   /// Commits progress and leaves the group (see Membership::leave).

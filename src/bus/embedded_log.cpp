@@ -10,7 +10,7 @@ namespace ecom::bus::embedded {
 namespace {
 
 // "partition" and "offset" are SQL keywords, hence quoted throughout.
-constexpr std::array<std::string_view, 3> kSchema{
+constexpr std::array<std::string_view, 4> kSchema{
     // v1
     R"sql(
 CREATE TABLE IF NOT EXISTS records(
@@ -51,11 +51,21 @@ CREATE TABLE IF NOT EXISTS ownership(
     // v3: which incarnation (subscription object) of a member heartbeats. Static members keep
     // their id across restarts; this tells a restarted process from a stale one still running.
     "ALTER TABLE members ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';",
+    // v4: records appended once per source seq (Record::source), and the highest seq appended
+    // of each source. A relay that crashed between this commit and its delete republishes rows
+    // this table then skips, so consumers see every such event at one offset only.
+    "ALTER TABLE records ADD COLUMN once INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE IF NOT EXISTS sources(source TEXT PRIMARY KEY, seq INTEGER NOT NULL) "
+    "WITHOUT ROWID;",
 };
 
 constexpr std::string_view kInsertRecord{
-    R"(INSERT INTO records(topic, "partition", "offset", key, value, ts, headers) )"
-    "VALUES(?, ?, ?, ?, ?, ?, ?)"};
+    R"(INSERT INTO records(topic, "partition", "offset", key, value, ts, headers, once) )"
+    "VALUES(?, ?, ?, ?, ?, ?, ?, ?)"};
+constexpr std::string_view kSelectSource{"SELECT seq FROM sources WHERE source=?"};
+constexpr std::string_view kUpsertSource{
+    "INSERT INTO sources(source, seq) VALUES(?, ?) "
+    "ON CONFLICT(source) DO UPDATE SET seq=excluded.seq"};
 constexpr std::string_view kSelectLogEnd{
     R"(SELECT next_offset FROM log_end WHERE topic=? AND "partition"=?)"};
 constexpr std::string_view kUpsertLogEnd{
@@ -64,7 +74,7 @@ constexpr std::string_view kUpsertLogEnd{
 constexpr std::string_view kTopicLogEnds{
     R"(SELECT "partition", next_offset FROM log_end WHERE topic=?)"};
 constexpr std::string_view kFetch{
-    R"(SELECT "offset", key, value FROM records WHERE topic=? AND "partition"=? )"
+    R"(SELECT "offset", key, value, once FROM records WHERE topic=? AND "partition"=? )"
     R"(AND "offset">=? ORDER BY "offset" LIMIT ?)"};
 }  // namespace
 
@@ -93,8 +103,25 @@ Result<std::shared_ptr<Core>> open_log(EmbeddedBusOptions options) {
 
 Appender::Appender(db::Tx& tx, int partitions) : tx_(tx), partitions_(partitions), ts_(now_ms()) {}
 
+bool Appender::admit(std::string_view source, int64_t seq) {
+  Source* known = nullptr;
+  for (Source& s : sources_) {
+    if (s.source == source) known = &s;
+  }
+  if (known == nullptr) {
+    auto s = tx_.stmt(kSelectSource);
+    s.bind(1, source);
+    const int64_t stored = s.step() ? s.col_int(0) : 0;
+    sources_.push_back(Source{std::string(source), stored, stored});
+    known = &sources_.back();
+  }
+  if (seq <= known->seq) return false;
+  known->seq = seq;
+  return true;
+}
+
 int Appender::append(std::string_view topic, std::string_view key, std::string_view value,
-                     const std::string* headers) {
+                     const std::string* headers, bool once) {
   const int partition = partition_for(key, partitions_);
   End& end = end_of(topic, partition);
   auto s = tx_.stmt(kInsertRecord);
@@ -104,6 +131,7 @@ int Appender::append(std::string_view topic, std::string_view key, std::string_v
   } else {
     s.bind_null(7);
   }
+  s.bind(8, once ? 1 : 0);
   s.exec();
   ++end.next;
   return partition;
@@ -112,6 +140,9 @@ int Appender::append(std::string_view topic, std::string_view key, std::string_v
 void Appender::finish() {
   for (const End& e : ends_) {
     tx_.stmt(kUpsertLogEnd).bind_all(e.topic, e.partition, e.next).exec();
+  }
+  for (const Source& s : sources_) {
+    if (s.seq != s.stored) tx_.stmt(kUpsertSource).bind_all(s.source, s.seq).exec();
   }
 }
 
@@ -131,7 +162,9 @@ void read_records(db::Tx& tx, std::string_view topic, int partition, int64_t fro
                   std::deque<LogRecord>& out) {
   auto s = tx.stmt(kFetch);
   s.bind_all(topic, partition, from, limit);
-  while (s.step()) out.push_back(LogRecord{s.col_int(0), s.col_text(1), s.col_text(2)});
+  while (s.step()) {
+    out.push_back(LogRecord{s.col_int(0), s.col_text(1), s.col_text(2), s.col_int(3) != 0});
+  }
 }
 
 void for_each_log_end(db::Tx& tx, std::string_view topic,

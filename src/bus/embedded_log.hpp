@@ -67,9 +67,14 @@ class Appender {
  public:
   Appender(db::Tx& tx, int partitions);
 
-  /// Appends one record; returns its partition.
+  /// False when `seq` of `source` was appended before (by this or an earlier transaction): the
+  /// caller then skips the record. Seqs of one source must come in increasing order, which an
+  /// outbox relay's do (SQLite's AUTOINCREMENT under its single writer, published in order).
+  bool admit(std::string_view source, int64_t seq);
+
+  /// Appends one record; returns its partition. `once`: admitted by its source seq.
   int append(std::string_view topic, std::string_view key, std::string_view value,
-             const std::string* headers);
+             const std::string* headers, bool once = false);
 
   void finish();
 
@@ -80,12 +85,19 @@ class Appender {
     int64_t next;
   };
 
+  struct Source {
+    std::string source;
+    int64_t seq;     ///< highest admitted
+    int64_t stored;  ///< as read from the file
+  };
+
   End& end_of(std::string_view topic, int partition);
 
   db::Tx& tx_;
   int partitions_;
   int64_t ts_;
   std::vector<End> ends_;
+  std::vector<Source> sources_;
 };
 
 /// One record of a partition log.
@@ -93,6 +105,7 @@ struct LogRecord {
   int64_t offset;
   std::string key;
   std::string value;
+  bool once = false;  ///< appended once per source seq
 };
 
 /// Appends up to `limit` records of topic[partition] from offset `from` on to `out`, in offset

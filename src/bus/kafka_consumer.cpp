@@ -264,8 +264,21 @@ class KafkaConsumer final : public ConsumerWorker {
       auto it = parts_.find(tp);
       if (it != parts_.end()) starts.try_emplace(tp, Start{m->offset, it->second.next});
     }
+    // The positions reached go into the same batch as the effects (see BatchScope).
+    auto handle_and_save = [&] {
+      handle_all();
+      std::vector<ConsumedPosition> reached;
+      for (const auto& [tp, start] : starts) {
+        auto it = parts_.find(tp);
+        if (it == parts_.end() || it->second.next < 0 || it->second.next == start.next) continue;
+        reached.push_back(ConsumedPosition{tp.first, tp.second, it->second.next});
+      }
+      if (auto saved = sub_.store->save_positions(sub_.group, reached); !saved) {
+        log::warn(kTag, "group {}: saving positions failed: {}", sub_.group, saved.error().message);
+      }
+    };
     batching_ = true;
-    Status st = sub_.store->run(handle_all);
+    Status st = sub_.store->run(handle_and_save);
     batching_ = false;
     if (st) return;
     log::warn(kTag,
@@ -421,6 +434,14 @@ class KafkaConsumer final : public ConsumerWorker {
               reason);
     metrics_.dead_lettered(st.metrics);
     done(st, h.offset);
+    // Else the store's position, which wins at the next assignment, would hand it over again.
+    if (sub_.store != nullptr) {
+      const ConsumedPosition past{tp.first, tp.second, st.next};
+      if (auto saved = sub_.store->save_positions(sub_.group, std::span(&past, 1)); !saved) {
+        log::warn(kTag, "group {}: saving the position past a dead letter failed: {}", sub_.group,
+                  saved.error().message);
+      }
+    }
   }
 
   void serve_due_retries() {
@@ -551,12 +572,35 @@ class KafkaConsumer final : public ConsumerWorker {
     return out.empty() ? "nothing" : out;
   }
 
+  // Sets the start offset of each assigned partition whose position the subscriber's store has
+  // (see BatchScope): it wins over the group's committed offset, which lags it after a crash
+  // between the two commits, or is older than the store's own effects. A position past the log's
+  // end (a recreated topic) makes the consumer start per auto.offset.reset, as a committed one.
+  void start_at_stored_positions(rd_kafka_topic_partition_list_t* parts) {
+    if (sub_.store == nullptr || parts->cnt == 0) return;
+    auto stored = sub_.store->load_positions(sub_.group);
+    if (!stored) {
+      log::warn(kTag,
+                "group {}: reading stored positions failed ({}); starting at the committed "
+                "offsets",
+                sub_.group, stored.error().message);
+      return;
+    }
+    for (const auto& pos : *stored) {
+      for (int i = 0; i < parts->cnt; ++i) {
+        auto& e = parts->elems[i];
+        if (e.partition == pos.partition && pos.topic == e.topic) e.offset = pos.next;
+      }
+    }
+  }
+
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t* parts, void* opaque) {
     auto* self = static_cast<KafkaConsumer*>(opaque);
     bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t* error = nullptr;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      self->start_at_stored_positions(parts);
       for (int i = 0; i < parts->cnt; ++i) {
         PartitionState ps;
         ps.metrics = self->metrics_.topic(parts->elems[i].topic);

@@ -57,8 +57,10 @@ struct OutboxRelay::State {
   std::mutex pump_mu;
   // Rows up to here are published but not deleted yet. Deletes are batched (one transaction per
   // kDeleteInterval under load, at once when the outbox runs dry), and peeks start after this.
-  // A crash republishes what was not deleted; consumers deduplicate through their inbox.
+  // A crash republishes what was not deleted. The embedded bus appends a row once per source
+  // seq (Record::source); on Kafka consumers deduplicate through their inbox.
   std::optional<int64_t> published_through;
+  std::string source;          // db::outbox_source, read at the first pump
   int64_t last_delete_ms = 0;  // on `clock`
   std::atomic<uint64_t> published{0};
   std::atomic<uint64_t> pruned{0};
@@ -109,6 +111,7 @@ struct OutboxRelay::State {
   Result<size_t> pump_once() {
     std::lock_guard lock(pump_mu);
     auto rows = db.read([&](db::Tx& tx) -> Result<std::vector<db::OutboxRow>> {
+      if (source.empty()) source = db::outbox_source(tx);
       return db::outbox_peek(tx, batch_size, published_through.value_or(0));
     });
     if (!rows) return rows.error();
@@ -120,7 +123,8 @@ struct OutboxRelay::State {
     std::vector<Record> records;
     records.reserve(rows->size());
     for (auto& row : *rows) {
-      records.push_back(Record{std::move(row.topic), std::move(row.key), std::move(row.payload)});
+      records.push_back(Record{std::move(row.topic), std::move(row.key), std::move(row.payload),
+                               source, row.seq});
     }
     const auto publish_started = SteadyClock::now();
     if (auto st = bus.publish(records); !st) return st.error();

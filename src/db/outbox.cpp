@@ -7,7 +7,7 @@
 namespace ecom::db {
 
 Status migrate_messaging(Database& db) {
-  static constexpr std::array<std::string_view, 2> kSteps{
+  static constexpr std::array<std::string_view, 3> kSteps{
       "CREATE TABLE outbox("
       "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
       "  topic TEXT NOT NULL,"
@@ -21,8 +21,16 @@ Status migrate_messaging(Database& db) {
       "  PRIMARY KEY(consumer, event_id)) WITHOUT ROWID;",
       // v2: inbox_prune takes the oldest rows; without this index each prune scans the table.
       "CREATE INDEX IF NOT EXISTS inbox_by_time ON inbox(processed_at);",
+      // v3: the outbox's identity as a source of records (see outbox_source).
+      "CREATE TABLE outbox_source(id TEXT NOT NULL);"
+      "INSERT INTO outbox_source VALUES(lower(hex(randomblob(16))));",
   };
   return db.migrate("messaging", kSteps);
+}
+
+std::string outbox_source(Tx& tx) {
+  auto s = tx.stmt("SELECT id FROM outbox_source");
+  return s.step() ? s.col_text(0) : std::string();
 }
 
 void outbox_add(Tx& tx, std::string_view topic, const Envelope& e) {

@@ -208,7 +208,7 @@ bus::Outcome InventoryModule::Impl::apply(const bus::Message& m) {
     auto cmd = parse_reserve_stock(env.data);
     if (!cmd) return bus::reject(kTag, m, cmd.error());
     applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
-      if (!db::inbox_claim(tx, kTag, env.id)) return false;
+      if (!db::inbox_claim(tx, kTag, env.id, m.once)) return false;
       auto r = reserve_stock(tx, rules, cmd.value(), env);
       log::debug(kTag, "order {}: {}{}", cmd->order_id, r.reserved ? "reserved" : r.reason,
                  r.repeated ? " (replayed)" : "");
@@ -219,7 +219,7 @@ bus::Outcome InventoryModule::Impl::apply(const bus::Message& m) {
     if (!order_id) return bus::reject(kTag, m, order_id.error());
     const bool commit = env.type == event_types::kCommitStock;
     applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
-      if (!db::inbox_claim(tx, kTag, env.id)) return false;
+      if (!db::inbox_claim(tx, kTag, env.id, m.once)) return false;
       auto lines = commit ? commit_stock(tx, rules, order_id.value(), env)
                           : release_stock(tx, rules, order_id.value(), env);
       log::debug(kTag, "order {}: {} {} lines", order_id.value(), commit ? "committed" : "released",

@@ -311,7 +311,7 @@ struct NotificationModule::Impl {
   // --- bus -------------------------------------------------------------------------------------
 
   bus::Outcome on_message(const bus::Message& m) {
-    auto r = store->apply(m.envelope);
+    auto r = store->apply(m.envelope, m.once);
     if (!r) {
       if (r.error().code == ErrorCode::kInvalidPayload)
         return bus::Outcome::dead_letter(fmt::format("{}: {}", r.error().message, m.envelope.data));

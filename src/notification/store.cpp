@@ -280,14 +280,14 @@ Result<std::optional<Decoded>> decode(const Envelope& e) {
 
 }  // namespace
 
-Result<Applied> Store::apply(const Envelope& e) {
+Result<Applied> Store::apply(const Envelope& e, bool delivered_once) {
   auto decoded = decode(e);
   if (!decoded) return decoded.error();
   if (!decoded.value()) return Applied{};
   const Decoded& ev = *decoded.value();
 
   return db_.transaction([&](db::Tx& tx) -> Result<Applied> {
-    if (!db::inbox_claim(tx, kConsumer, e.id)) return Applied{true, 0, 0};
+    if (!db::inbox_claim(tx, kConsumer, e.id, delivered_once)) return Applied{true, 0, 0};
     Applier a{tx, templates_, channel_, e, {}};
     return std::visit(
         [&](const auto& x) -> Result<Applied> {

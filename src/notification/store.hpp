@@ -99,8 +99,9 @@ class Store final {
 
   /// Applies one consumed event in ONE transaction: inbox claim (consumer "notification"),
   /// projection, at most one notification per order and status, feed rows. Events of other types
-  /// are ignored. Errors: INVALID_PAYLOAD (bad payload, never retryable) or a store error.
-  Result<Applied> apply(const Envelope& e);
+  /// are ignored. `delivered_once`: bus::Message::once (no inbox row needed). Errors:
+  /// INVALID_PAYLOAD (bad payload, never retryable) or a store error.
+  Result<Applied> apply(const Envelope& e, bool delivered_once = false);
 
   /// The start of `GET /api/orders/{id}/events`: without `last_event_id`, or when it is older than
   /// the oldest retained row (or unknown), a snapshot first; else that order's rows after it.

@@ -261,7 +261,7 @@ bus::Outcome OrderService::on_status(const bus::Message& m) {
   if (!ev) return bus::Outcome::dead_letter(ev.error().message + ": " + m.envelope.data);
   const int64_t at = clock_.now_ms();
   auto r = db_.transaction([&](db::Tx& tx) -> Result<bool> {
-    if (!db::inbox_claim(tx, OrderModule::kName, m.envelope.id)) return false;
+    if (!db::inbox_claim(tx, OrderModule::kName, m.envelope.id, m.once)) return false;
     if (!store::apply_status(tx, *ev, at)) {
       log::debug(kTag, "status {} for order {} not applied (unknown order, or not later)",
                  contract::name(ev->status), ev->order_id);

@@ -147,7 +147,7 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
       if (stopping) return bus::Outcome::retry("payment module stopping");
     }
     applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
-      if (!db::inbox_claim(tx, kTag, env.id)) return false;
+      if (!db::inbox_claim(tx, kTag, env.id, m.once)) return false;
       auto r = authorize_payment(tx, rules, cmd.value(), env);
       if (!r.repeated)
         outcome = r.decision == Decision::kAuthorized ? &authorized
@@ -164,7 +164,7 @@ bus::Outcome PaymentModule::Impl::apply(const bus::Message& m) {
     auto order_id = parse_refund_payment(env.data);
     if (!order_id) return bus::reject(kTag, m, order_id.error());
     applied = db->transaction([&](db::Tx& tx) -> Result<bool> {
-      if (!db::inbox_claim(tx, kTag, env.id)) return false;
+      if (!db::inbox_claim(tx, kTag, env.id, m.once)) return false;
       auto r = refund_payment(tx, order_id.value(), env);
       if (r.refunded) outcome = &refunded;
       log::debug(kTag, "order {}: refund refunded={} amount={}", order_id.value(), r.refunded,

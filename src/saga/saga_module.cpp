@@ -128,10 +128,11 @@ struct Applied {
 // commands it implies (the compensations included) commit together or not at all. Re-reading
 // inside the transaction serialises the bus threads and the timer on the same saga.
 Result<Applied> apply(db::Database& db, bus::OutboxRelay& outbox, const Clock& clock,
-                      const Policy& policy, const Input& in, const Envelope* cause) {
+                      const Policy& policy, const Input& in, const Envelope* cause,
+                      bool delivered_once = false) {
   auto res = db.transaction([&](db::Tx& tx) -> Result<Applied> {
     Applied a;
-    if (cause && !db::inbox_claim(tx, kTag, cause->id)) {
+    if (cause && !db::inbox_claim(tx, kTag, cause->id, delivered_once)) {
       a.duplicate = true;
       return a;
     }
@@ -290,7 +291,7 @@ Status SagaModule::start(ModuleContext& ctx) {
             return bus::Outcome::ack();
           }
           const Input& in = **parsed;
-          auto applied = apply(*s.db, *s.outbox, *clock, s.policy, in, &m.envelope);
+          auto applied = apply(*s.db, *s.outbox, *clock, s.policy, in, &m.envelope, m.once);
           if (!applied) {
             log::warn(kTag, "order {}: {} not applied (will retry): {}", in.order_id,
                       input_name(in.kind), applied.error().message);

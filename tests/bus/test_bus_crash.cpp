@@ -307,3 +307,228 @@ TEST_CASE("inbox: a consumer killed after applying but before committing does no
   }
   CHECK(counter_value(*store) == 5);
 }
+
+namespace {
+
+// Effects without an inbox where the bus allows it: each event's applications are counted, so a
+// double apply shows as n = 2. The inbox is used only for events not delivered once.
+constexpr std::array<std::string_view, 1> kAppliedSchema{
+    "CREATE TABLE applied(id TEXT PRIMARY KEY, n INTEGER NOT NULL);"};
+
+Status migrate_applied(Database& db) {
+  if (auto st = ecom::db::migrate_messaging(db); !st) return st;
+  return db.migrate("applied", kAppliedSchema);
+}
+
+Outcome apply_counted(Database& db, const Message& m) {
+  auto r = db.transaction([&](Tx& tx) -> Status {
+    if (!ecom::db::inbox_claim(tx, "applied", m.envelope.id, m.once)) return {};
+    tx.stmt("INSERT INTO applied(id, n) VALUES(?, 1) ON CONFLICT(id) DO UPDATE SET n = n + 1")
+        .bind(1, m.envelope.id)
+        .exec();
+    return {};
+  });
+  return r ? Outcome::ack() : Outcome::retry(r.error().message);
+}
+
+struct AppliedCounts {
+  int64_t events = 0;  // distinct events applied
+  int64_t max_n = 0;   // most applications of one event
+  int64_t inbox = 0;   // inbox rows
+};
+
+AppliedCounts applied_counts(const std::string& path) {
+  return ecom::test::query_file(path, [](Tx& tx) -> Result<AppliedCounts> {
+    AppliedCounts c;
+    auto s = tx.stmt("SELECT count(*), coalesce(max(n), 0) FROM applied");
+    if (s.step()) {
+      c.events = s.col_int(0);
+      c.max_n = s.col_int(1);
+    }
+    auto i = tx.stmt("SELECT count(*) FROM inbox");
+    if (i.step()) c.inbox = i.col_int(0);
+    return c;
+  });
+}
+
+// The subscriber's store, dying (SIGKILL) right after a batch of `at_least` handled records
+// committed in it: before the bus commits the offsets of that batch.
+class KillAfterCommit final : public ecom::BatchScope {
+ public:
+  KillAfterCommit(Database& db, const std::atomic<int>& handled, int at_least)
+      : db_(db), handled_(handled), at_least_(at_least) {}
+  Status run(const std::function<void()>& body) override {
+    Status st = db_.run(body);
+    if (st && handled_.load() >= at_least_) ::raise(SIGKILL);
+    return st;
+  }
+  Status save_positions(std::string_view group,
+                        std::span<const ecom::ConsumedPosition> positions) override {
+    return db_.save_positions(group, positions);
+  }
+  Result<std::vector<ecom::ConsumedPosition>> load_positions(std::string_view group) override {
+    return db_.load_positions(group);
+  }
+
+ private:
+  Database& db_;
+  const std::atomic<int>& handled_;
+  int at_least_;
+};
+
+// A bus whose process dies (SIGKILL) right after the first publish it made durable.
+class KillAfterPublish final : public ecom::bus::EventBus {
+ public:
+  explicit KillAfterPublish(ecom::bus::EventBus& bus) : bus_(bus) {}
+  using EventBus::publish;
+  Status publish(std::span<const Record> records) override {
+    Status st = bus_.publish(records);
+    if (st) ::raise(SIGKILL);
+    return st;
+  }
+  Result<std::unique_ptr<ecom::bus::Subscription>> subscribe(ecom::bus::SubscriptionOptions o,
+                                                             ecom::bus::Handler h) override {
+    return bus_.subscribe(std::move(o), std::move(h));
+  }
+  bool healthy() override { return bus_.healthy(); }
+  std::string_view kind() const noexcept override { return bus_.kind(); }
+
+ private:
+  ecom::bus::EventBus& bus_;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "embedded bus: a consumer killed between its store's commit and the bus's applies each "
+    "event once, without inbox rows",
+    "[bus][embedded][crash]") {
+  ecom::test::TempDir dir;
+  const std::string store_path = dir.file("applied.db");
+  auto opts = fast_bus_options(dir.file("bus.db"), 300ms);
+  opts.batch_size = 16;
+  constexpr int kEvents = 300;
+  {
+    auto bus = open_bus(opts);
+    std::vector<Record> batch;
+    for (int i = 1; i <= kEvents; ++i) {
+      Record r = ecom::test::to_record("t", test_event("order-" + std::to_string(i % 24), i));
+      r.source = "outbox-1";  // as a relay publishes: deduplicated at the log
+      r.seq = i;
+      batch.push_back(std::move(r));
+    }
+    REQUIRE(bus->publish(batch).ok());
+  }
+
+  ChildProcess child([&](int) {
+    auto db = Database::open(store_path);
+    if (!db || !migrate_applied(**db)) return 2;
+    auto bus = ecom::bus::make_embedded_bus(opts);
+    if (!bus) return 3;
+    std::atomic<int> handled{0};
+    KillAfterCommit scope(**db, handled, 40);
+    auto sub =
+        (*bus)->subscribe({.group = "g", .topics = {"t"}, .store = &scope}, [&](const Message& m) {
+          ++handled;
+          return m.once ? apply_counted(**db, m) : Outcome::retry("expected once");
+        });
+    if (!sub) return 4;
+    std::this_thread::sleep_for(60s);
+    return 5;
+  });
+  REQUIRE(child.wait(60s) == ecom::test::killed_by_sigkill());
+
+  // The scenario happened: effects and positions are in the store, the bus committed less.
+  const auto before = applied_counts(store_path);
+  REQUIRE(before.events >= 40);
+  REQUIRE(before.events < kEvents);
+  const int64_t committed = ecom::test::query_file(opts.path, [](Tx& tx) -> Result<int64_t> {
+    auto s = tx.stmt("SELECT coalesce(sum(committed), 0) FROM group_offsets WHERE grp = 'g'");
+    return s.step() ? s.col_int(0) : 0;
+  });
+  REQUIRE(committed < before.events);
+
+  auto store = open_store(store_path);
+  auto bus = open_bus(opts);
+  std::atomic<int> not_once{0};
+  auto sub =
+      bus->subscribe({.group = "g", .topics = {"t"}, .store = store.get()}, [&](const Message& m) {
+        if (!m.once) ++not_once;
+        return apply_counted(*store, m);
+      });
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return applied_counts(store_path).events >= kEvents; }, 30s));
+  std::this_thread::sleep_for(300ms);
+  (*sub)->close();
+  const auto after = applied_counts(store_path);
+  CHECK(after.events == kEvents);
+  CHECK(after.max_n == 1);  // nothing applied twice
+  CHECK(after.inbox == 0);  // and no inbox row was needed for it
+  CHECK(not_once.load() == 0);
+}
+
+TEST_CASE(
+    "embedded bus: a relay killed between its publish and its delete: each event is appended "
+    "and applied once",
+    "[bus][embedded][outbox][crash]") {
+  ecom::test::TempDir dir;
+  const std::string producer_path = dir.file("producer.db");
+  const std::string consumer_path = dir.file("applied.db");
+  const auto opts = fast_bus_options(dir.file("bus.db"), 300ms);
+  constexpr int kEvents = 40;
+
+  ChildProcess child([&](int) {
+    auto db = Database::open(producer_path);
+    if (!db || !ecom::db::migrate_messaging(**db)) return 2;
+    auto st = (*db)->transaction([&](Tx& tx) -> Status {
+      for (int i = 0; i < kEvents; ++i) {
+        ecom::db::outbox_add(tx, "orders.created", test_event("order-" + std::to_string(i), i));
+      }
+      return {};
+    });
+    if (!st) return 3;
+    auto bus = ecom::bus::make_embedded_bus(opts);
+    if (!bus) return 4;
+    KillAfterPublish dying(**bus);
+    ecom::bus::OutboxRelay relay(**db, dying);
+    relay.drain(10s);  // dies in it, after the bus committed the rows, before their delete
+    return 5;
+  });
+  REQUIRE(child.wait(60s) == ecom::test::killed_by_sigkill());
+
+  auto producer = open_store(producer_path);
+  auto pending = [&] {
+    auto r = producer->read([](Tx& tx) -> Result<int64_t> { return ecom::db::outbox_pending(tx); });
+    REQUIRE(r.ok());
+    return r.value();
+  };
+  REQUIRE(pending() == kEvents);  // published, not deleted
+  auto log_rows = [&] {
+    return ecom::test::query_file(opts.path, [](Tx& tx) -> Result<int64_t> {
+      auto s = tx.stmt("SELECT count(*) FROM records WHERE topic = 'orders.created'");
+      return s.step() ? s.col_int(0) : 0;
+    });
+  };
+  REQUIRE(log_rows() == kEvents);
+
+  auto bus = open_bus(opts);
+  {
+    ecom::bus::OutboxRelay relay(*producer, *bus);
+    REQUIRE(relay.drain(10s));  // republishes all 40
+  }
+  CHECK(pending() == 0);
+  CHECK(log_rows() == kEvents);  // the bus appended none of them twice
+
+  auto consumer = open_store(consumer_path);
+  REQUIRE(migrate_applied(*consumer).ok());
+  auto sub = bus->subscribe({.group = "g", .topics = {"orders.created"}, .store = consumer.get()},
+                            [&](const Message& m) { return apply_counted(*consumer, m); });
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return applied_counts(consumer_path).events >= kEvents; }, 30s));
+  std::this_thread::sleep_for(300ms);
+  (*sub)->close();
+  const auto c = applied_counts(consumer_path);
+  CHECK(c.events == kEvents);
+  CHECK(c.max_n == 1);
+  CHECK(c.inbox == 0);
+}

@@ -579,3 +579,49 @@ TEST_CASE(
   CHECK(ok == std::vector<bool>{true, false, false});
   CHECK(count_rows(*db, "items") == 0);
 }
+
+TEST_CASE("consumer positions: saved with the batch, overwritten, and lost with a failed one",
+          "[db][positions]") {
+  auto db = Database::open(":memory:");
+  REQUIRE(db.ok());
+  Database& d = **db;
+  auto loaded = d.load_positions("g");
+  REQUIRE(loaded.ok());
+  CHECK(loaded->empty());
+
+  std::vector<ecom::ConsumedPosition> first{{"t", 0, 5}, {"t", 1, 7}, {"u", 0, 1}};
+  REQUIRE(d.run([&] { REQUIRE(d.save_positions("g", first).ok()); }).ok());
+  CHECK(d.load_positions("g").value() == first);
+  CHECK(d.load_positions("other")->empty());  // per group
+
+  // Overwritten, backwards too (a topic recreated from offset 0).
+  std::vector<ecom::ConsumedPosition> back{{"t", 0, 2}};
+  REQUIRE(d.save_positions("g", back).ok());  // outside a batch: its own transaction
+  CHECK(d.load_positions("g")->front() == ecom::ConsumedPosition{"t", 0, 2});
+
+  // A batch that does not commit takes its positions with it, like its effects.
+  REQUIRE(d.transaction([](Tx& tx) -> Status {
+             tx.exec("CREATE TABLE effects(n INTEGER)");
+             return {};
+           }).ok());
+  Status failed = d.run([&] {
+    REQUIRE(d.transaction([](Tx& tx) -> Status {
+               tx.exec("INSERT INTO effects VALUES(1)");
+               return {};
+             }).ok());
+    std::vector<ecom::ConsumedPosition> moved{{"t", 0, 99}};
+    REQUIRE(d.save_positions("g", moved).ok());
+    // A unit that leaves the transaction broken fails the whole batch.
+    (void)d.transaction([](Tx& tx) -> Status {
+      tx.exec("ROLLBACK");
+      return {};
+    });
+  });
+  CHECK_FALSE(failed.ok());
+  CHECK(d.load_positions("g")->front() == ecom::ConsumedPosition{"t", 0, 2});
+  auto n = d.read([](Tx& tx) -> Result<int64_t> {
+    auto s = tx.stmt("SELECT count(*) FROM effects");
+    return s.step() ? s.col_int(0) : -1;
+  });
+  CHECK(n.value() == 0);
+}

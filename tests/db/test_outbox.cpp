@@ -227,7 +227,11 @@ TEST_CASE("migrate_messaging upgrades a v1 store with the inbox time index", "[d
     return s.step() ? s.col_int(0) : -1;
   });
   REQUIRE(r.ok());
-  CHECK(r.value() == 12);  // the index exists, version 2
+  CHECK(r.value() == 13);  // the index exists, version 3 (v3: the outbox's source id)
+  auto source =
+      (*db)->read([](Tx& tx) -> Result<std::string> { return ecom::db::outbox_source(tx); });
+  REQUIRE(source.ok());
+  CHECK(source.value().size() == 32);  // 128 random bits, hex
   auto pruned = (*db)->transaction(
       [](Tx& tx) -> Result<int64_t> { return ecom::db::inbox_prune(tx, 2, 10); });
   REQUIRE(pruned.ok());

@@ -1,4 +1,7 @@
-// kafka_test_consumer BOOTSTRAP GROUP TOPIC OUT_FILE STATUS_FILE COMMIT_INTERVAL_MS
+// kafka_test_consumer BOOTSTRAP GROUP TOPIC OUT_FILE STATUS_FILE COMMIT_INTERVAL_MS [STORE]
+//
+// With STORE, a SQLite file: each record is applied there (applied(id, n) counts applications,
+// without an inbox) in the bus's group commit, with the group's positions (see BatchScope).
 //
 // A Kafka bus consumer in its own process, for tests that kill a consumer with SIGKILL or spread
 // a group over processes. Each handled record is appended to OUT_FILE as
@@ -10,14 +13,17 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "ecom/bus/kafka_bus.hpp"
 #include "ecom/core/log.hpp"
+#include "ecom/db/database.hpp"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -25,10 +31,19 @@ void on_term(int) { g_stop = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 7) {
-    std::fprintf(stderr, "usage: %s BOOTSTRAP GROUP TOPIC OUT STATUS COMMIT_INTERVAL_MS\n",
+  if (argc != 7 && argc != 8) {
+    std::fprintf(stderr, "usage: %s BOOTSTRAP GROUP TOPIC OUT STATUS COMMIT_INTERVAL_MS [STORE]\n",
                  argv[0]);
     return 2;
+  }
+  std::unique_ptr<ecom::db::Database> store;
+  if (argc == 8) {
+    auto db = ecom::db::Database::open(argv[7]);
+    if (!db) return 1;
+    store = std::move(db).value();
+    static constexpr std::array<std::string_view, 1> kSchema{
+        "CREATE TABLE applied(id TEXT PRIMARY KEY, n INTEGER NOT NULL);"};
+    if (!store->migrate("applied", kSchema)) return 1;
   }
   ::signal(SIGTERM, on_term);
   ecom::bus::KafkaBusOptions o;
@@ -44,14 +59,26 @@ int main(int argc, char** argv) {
   }
   int out = ::open(argv[4], O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (out < 0) return 1;
-  auto sub = (*bus)->subscribe(
-      {.group = argv[2], .topics = {argv[3]}}, [out](const ecom::bus::Message& m) {
-        std::string line = m.envelope.id + " " + std::to_string(m.partition) + " " +
-                           std::to_string(m.offset) + "\n";
-        if (::write(out, line.data(), line.size()) < 0)
-          return ecom::bus::Outcome::retry("write failed");
-        return ecom::bus::Outcome::ack();
-      });
+  auto sub =
+      (*bus)->subscribe({.group = argv[2], .topics = {argv[3]}, .store = store.get()},
+                        [out, &store](const ecom::bus::Message& m) {
+                          if (store) {
+                            auto st = store->transaction([&](ecom::db::Tx& tx) -> ecom::Status {
+                              tx.stmt(
+                                    "INSERT INTO applied(id, n) VALUES(?, 1) "
+                                    "ON CONFLICT(id) DO UPDATE SET n = n + 1")
+                                  .bind(1, m.envelope.id)
+                                  .exec();
+                              return {};
+                            });
+                            if (!st) return ecom::bus::Outcome::retry(st.error().message);
+                          }
+                          std::string line = m.envelope.id + " " + std::to_string(m.partition) +
+                                             " " + std::to_string(m.offset) + "\n";
+                          if (::write(out, line.data(), line.size()) < 0)
+                            return ecom::bus::Outcome::retry("write failed");
+                          return ecom::bus::Outcome::ack();
+                        });
   if (!sub) {
     std::fprintf(stderr, "subscribe: %s\n", sub.error().message.c_str());
     return 1;

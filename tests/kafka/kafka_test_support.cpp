@@ -166,7 +166,7 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 ConsumerProcess::ConsumerProcess(const std::string& bootstrap, const std::string& group,
                                  const std::string& topic, std::string out, std::string status,
-                                 std::chrono::milliseconds commit_interval)
+                                 std::chrono::milliseconds commit_interval, std::string store)
     : out_(std::move(out)), status_(std::move(status)), log_(out_ + ".log") {
   std::vector<std::string> args{KAFKA_CHILD_BINARY,
                                 bootstrap,
@@ -175,6 +175,7 @@ ConsumerProcess::ConsumerProcess(const std::string& bootstrap, const std::string
                                 out_,
                                 status_,
                                 std::to_string(commit_interval.count())};
+  if (!store.empty()) args.push_back(std::move(store));
   // Exec right after fork: the parent has librdkafka threads, the child must not rely on them.
   pid_ = ::fork();
   REQUIRE(pid_ >= 0);

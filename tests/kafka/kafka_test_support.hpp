@@ -66,8 +66,11 @@ using Collector = ecom::test::Collector;
 /// `status` once its bus is healthy. Killed with SIGKILL on destruction if still running.
 class ConsumerProcess {
  public:
+  /// With `store`: the child applies each record in that SQLite file (table applied(id, n),
+  /// n counting applications, no inbox) with its positions stored there (see BatchScope).
   ConsumerProcess(const std::string& bootstrap, const std::string& group, const std::string& topic,
-                  std::string out, std::string status, std::chrono::milliseconds commit_interval);
+                  std::string out, std::string status, std::chrono::milliseconds commit_interval,
+                  std::string store = {});
   ~ConsumerProcess();
   ConsumerProcess(const ConsumerProcess&) = delete;
   ConsumerProcess& operator=(const ConsumerProcess&) = delete;

@@ -159,6 +159,14 @@ TEST_CASE("kafka bus: a group resumes after its committed offsets", "[kafka][con
                                           60s);
 }
 
+TEST_CASE("kafka bus: a group starts at the positions its store holds", "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("positions-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  ecom::test::check_stored_positions(*bus, topic, unique_name("g"), 60s);
+}
+
 TEST_CASE(
     "kafka bus: a record too large to copy whole is dead-lettered truncated and its "
     "partition moves on",
@@ -280,6 +288,77 @@ TEST_CASE("kafka bus: at-least-once after a consumer process is killed before co
   for (const auto& m : c.messages()) got.insert(m.envelope.id);
   CHECK(got == expected);
   (*sub)->close();
+}
+
+TEST_CASE(
+    "kafka bus: a consumer killed between its store's commit and the group's applies each "
+    "record once, by its stored position",
+    "[kafka][contract][crash]") {
+  std::string bootstrap = brokers();
+  auto o = fast_options(bootstrap);
+  std::string topic = unique_name("positions-crash-test");
+  std::string group = unique_name("g");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  std::vector<Envelope> events;
+  for (int i = 0; i < 40; ++i) events.push_back(test_event("k" + std::to_string(i % 9), i));
+  REQUIRE(bus->publish(records_for(topic, events)).ok());
+
+  TempDir dir;
+  const std::string store_path = dir.file("applied.db");
+  auto applied = [&] {
+    struct Counts {
+      int64_t events = 0, max_n = 0;
+    };
+    auto db = ecom::db::Database::open(store_path);
+    REQUIRE(db.ok());
+    auto r = (*db)->read([](ecom::db::Tx& tx) -> ecom::Result<Counts> {
+      Counts c;
+      auto s = tx.stmt("SELECT count(*), coalesce(max(n), 0) FROM applied");
+      if (s.step()) c = Counts{s.col_int(0), s.col_int(1)};
+      return c;
+    });
+    return r.ok() ? r.value() : Counts{};  // before the child created the table
+  };
+  {
+    // Applies everything in its store, never commits to Kafka (the interval is an hour), dies.
+    ConsumerProcess child(bootstrap, group, topic, dir.file("out"), dir.file("status"), 1h,
+                          store_path);
+    bool all = eventually([&] { return applied().events >= 40; }, 90s);
+    INFO(child.log_path());
+    REQUIRE(all);
+    child.kill9();
+  }
+  // Kafka has no committed offset for the group: without the stored positions, the next member
+  // would apply all 40 again.
+  auto store = ecom::db::Database::open(store_path);
+  REQUIRE(store.ok());
+  std::vector<Envelope> more;
+  for (int i = 40; i < 50; ++i) more.push_back(test_event("k" + std::to_string(i % 9), i));
+  REQUIRE(bus->publish(records_for(topic, more)).ok());
+  Collector c;
+  auto handler = c.handler();
+  auto sub = bus->subscribe(
+      {.group = group, .topics = {topic}, .store = store->get()}, [&](const Message& m) {
+        auto st = (*store)->transaction([&](ecom::db::Tx& tx) -> ecom::Status {
+          tx.stmt("INSERT INTO applied(id, n) VALUES(?, 1) ON CONFLICT(id) DO UPDATE SET n = n + 1")
+              .bind(1, m.envelope.id)
+              .exec();
+          return {};
+        });
+        if (!st) return Outcome::retry(st.error().message);
+        return handler(m);
+      });
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return applied().events >= 50; }, 90s));
+  std::this_thread::sleep_for(2s);  // room for a wrong redelivery
+  (*sub)->close();
+  CHECK(applied().events == 50);
+  CHECK(applied().max_n == 1);
+  std::set<std::string> expected, got;
+  for (const auto& e : more) expected.insert(e.id);
+  for (const auto& m : c.messages()) got.insert(m.envelope.id);
+  CHECK(got == expected);
 }
 
 TEST_CASE("kafka bus: one group shares the partitions between two processes",

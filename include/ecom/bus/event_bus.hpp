@@ -23,6 +23,11 @@ struct Record {
   std::string topic;
   std::string key;
   std::string value;
+  /// Optional: who produced it and its place in that producer's sequence (an outbox's id and
+  /// row seq). A bus that can deduplicate at the log (the embedded one) appends a record of a
+  /// source only once, however often it is published; the Kafka bus ignores them.
+  std::string source;
+  int64_t seq = 0;
 };
 
 /// A delivered event.
@@ -33,6 +38,12 @@ struct Message {
   std::string key;
   Envelope envelope;
   int attempt = 1;  ///< 1 on first delivery, counting retries of this record in this consumer
+  /// True when this event can reach the group under this offset only: the bus appended it once
+  /// per source sequence (see Record::source), and the consumer core never hands an offset
+  /// whose effects are durable (stored with them, see BatchScope) to the handler again. The
+  /// handler then needs no inbox claim for it. False on Kafka, where a relay that crashed
+  /// between the broker's ack and its delete republishes under new offsets.
+  bool once = false;
 };
 
 /// What a handler decided about a message.

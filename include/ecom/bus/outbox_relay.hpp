@@ -12,7 +12,9 @@
 namespace ecom::bus {
 
 /// A background relay. A row is deleted only after the bus acknowledged it, so a crash at any
-/// point republishes (consumers deduplicate by event id through their inbox).
+/// point republishes. Each record names its row (Record::source = the outbox's id, seq = the
+/// row's): the embedded bus appends a row once however often it comes; on Kafka consumers
+/// deduplicate the copies by event id through their inbox.
 ///
 /// The relay runs as a PeriodicTask on `clock`: the idle poll, the failure backoff, the inbox
 /// retention and the prune interval are all measured on it (a ManualClock in tests).

@@ -145,6 +145,10 @@ class Database final : public BatchScope {
 
   /// BatchScope: batch(body), for a bus that group-commits a fetched run in this store.
   Status run(const std::function<void()>& body) override { return batch(body); }
+  /// BatchScope: the consumer positions, in table consumer_positions (created on first use).
+  Status save_positions(std::string_view group,
+                        std::span<const ConsumedPosition> positions) override;
+  Result<std::vector<ConsumedPosition>> load_positions(std::string_view group) override;
 
   /// Group commit: runs `body` (returning void) inside one write transaction, in which every
   /// transaction() call made by this thread is a savepoint. Many small units of work then share
@@ -246,6 +250,8 @@ class Database final : public BatchScope {
   // own after some errors): a SAVEPOINT then would start, and its RELEASE commit, a new one.
   void check_batch_alive() noexcept;
   void savepoint();
+  Status ensure_positions();
+  std::atomic<bool> positions_ready_{false};
   // Runs and forgets the coalesced writes (see Tx::coalesce); throws DbError.
   void flush_coalesced(Tx& tx);
   // Ends the innermost savepoint: released, or rolled back first (`undo`). A failure to do so

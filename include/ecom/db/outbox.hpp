@@ -19,6 +19,12 @@ Status migrate_messaging(Database& db);
 /// transaction commits. The key is the envelope subject.
 void outbox_add(Tx& tx, std::string_view topic, const Envelope& e);
 
+/// The outbox's identity as a source of records: random, made when the store was created, so a
+/// new store (a wiped data dir) is a new source whose row seqs may start again at 1. With the
+/// row seq it names each event once (Record::source/seq). A store restored from a backup must
+/// be given a new one (its seqs go back). Empty before migrate_messaging.
+std::string outbox_source(Tx& tx);
+
 /// One queued row.
 struct OutboxRow {
   int64_t seq;
@@ -44,6 +50,13 @@ OutboxBacklog outbox_backlog(Tx& tx);
 /// Records that `consumer` processed `event_id`; false when it already had (a redelivery): the
 /// caller then skips its effects. Must run in the same transaction as those effects.
 bool inbox_claim(Tx& tx, std::string_view consumer, std::string_view event_id);
+/// As above, for an event the bus delivered: one the bus hands over once only (bus::Message::
+/// once: its offset's position is stored with these effects, and no copy can come under another
+/// offset) needs no row, and is claimed without one.
+inline bool inbox_claim(Tx& tx, std::string_view consumer, std::string_view event_id,
+                        bool delivered_once) {
+  return delivered_once || inbox_claim(tx, consumer, event_id);
+}
 
 /// Deletes at most `limit` inbox rows processed before `older_than_ms` (epoch ms), oldest first;
 /// returns how many. Once a row is gone a redelivery of its event would be applied again, so
