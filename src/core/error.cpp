@@ -31,6 +31,7 @@ constexpr std::array kTable{
     Row{ErrorCode::kDbError, "DB_ERROR", 500, false},
     Row{ErrorCode::kUnavailable, "UNAVAILABLE", 503, true},
     Row{ErrorCode::kDbBusy, "DB_BUSY", 503, true},
+    Row{ErrorCode::kStoreUnavailable, "STORE_UNAVAILABLE", 503, true},
     Row{ErrorCode::kInvalidPayload, "INVALID_PAYLOAD", 400, false},
     Row{ErrorCode::kConfigInvalid, "CONFIG_INVALID", 500, false},
     Row{ErrorCode::kUnknownRole, "UNKNOWN_ROLE", 500, false},

@@ -11,6 +11,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "ecom/core/log.hpp"
 #include "ecom/core/periodic_task.hpp"
 
 namespace ecom::db {
@@ -150,7 +151,7 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Option
     }
     bool busy = (prc & 0xFF) == SQLITE_BUSY || (prc & 0xFF) == SQLITE_LOCKED;
     if (!busy || std::chrono::steady_clock::now() >= deadline) {
-      Error e = to_error(DbError{prc, "cannot configure database '" + path + "': " + msg});
+      Error e = classify(DbError{prc, "cannot configure database '" + path + "': " + msg});
       return e;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -292,6 +293,7 @@ Status Database::commit() {
     rollback();
     return to_error(DbError{rc, msg});
   }
+  note_written();
   return {};
 }
 
@@ -328,6 +330,7 @@ void Database::flush_coalesced(Tx& tx) {
 void Database::enter_batch() noexcept {
   batch_failed_ = false;
   batch_error_.clear();
+  batch_error_rc_ = 0;
   batch_owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
 }
 
@@ -337,6 +340,11 @@ void Database::leave_batch() noexcept {
 
 Status Database::batch_status() const {
   if (!batch_failed_) return {};
+  // A full disk that rolled the batch back is a storage fault like any other (503).
+  if (Error e = classify(DbError{batch_error_rc_, batch_error_});
+      e.code == ErrorCode::kStoreUnavailable) {
+    return Error{e.code, "the batch was rolled back: " + e.message, "", true};
+  }
   return Error{ErrorCode::kDbError, "database error: the batch was rolled back: " + batch_error_,
                "", true};
 }
@@ -345,6 +353,9 @@ void Database::check_batch_alive() noexcept {
   if (!batch_failed_ && sqlite3_get_autocommit(h_) != 0) {
     batch_failed_ = true;
     batch_error_ = "SQLite rolled back the transaction";
+    batch_error_rc_ = sqlite3_extended_errcode(h_);
+    if (classify(DbError{batch_error_rc_, {}}).code == ErrorCode::kStoreUnavailable)
+      note_fault(std::string("the batch was rolled back: ") + sqlite3_errstr(batch_error_rc_));
   }
 }
 
@@ -383,15 +394,41 @@ void Database::end_savepoint(bool undo) noexcept {
   if (rc != SQLITE_OK || sqlite3_get_autocommit(h_) != 0) {
     batch_failed_ = true;
     batch_error_ = msg.empty() ? "savepoint lost" : msg;
+    batch_error_rc_ = rc;
   }
 }
 
-Error Database::to_error(const DbError& e) {
+Error Database::classify(const DbError& e) {
   int primary = e.code & 0xff;
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
     return Error{ErrorCode::kDbBusy, "database busy: " + e.message, "", true};
   }
+  // Faults of the machine, not of the request or of our SQL: they pass (space is freed, the
+  // volume remounted), so callers answer 503 and retry rather than 500.
+  if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_READONLY ||
+      primary == SQLITE_CANTOPEN || primary == SQLITE_NOMEM || primary == SQLITE_PROTOCOL) {
+    return Error{ErrorCode::kStoreUnavailable, "the store cannot write: " + e.message, "", true};
+  }
   return Error{ErrorCode::kDbError, "database error: " + e.message, "", false};
+}
+
+Error Database::to_error(const DbError& e) {
+  Error err = classify(e);
+  if (err.code == ErrorCode::kStoreUnavailable) note_fault(err.message);
+  return err;
+}
+
+void Database::note_fault(const std::string& why) noexcept {
+  if (faulted_.exchange(true)) return;
+  log::error("db",
+             "store {}: {}; writes answer 503 STORE_UNAVAILABLE and /readyz is 503 until "
+             "a write succeeds again",
+             path_, why);
+}
+
+void Database::note_written() noexcept {
+  if (!faulted_.load(std::memory_order_relaxed) || !faulted_.exchange(false)) return;
+  log::info("db", "store {}: writing again", path_);
 }
 
 Status Database::migrate(std::string_view component, std::span<const std::string_view> steps) {
@@ -434,6 +471,17 @@ Status Database::migrate(std::string_view component, std::span<const std::string
 }
 
 bool Database::healthy() {
+  if (faulted() && !in_batch()) {
+    // The probe's commit ends the fault when it succeeds (see note_written).
+    auto probe = transaction([](Tx& tx) -> Status {
+      tx.exec(
+          "CREATE TABLE IF NOT EXISTS store_probe(b BLOB);"
+          "INSERT INTO store_probe VALUES(randomblob(8192));"
+          "DELETE FROM store_probe;");
+      return {};
+    });
+    if (!probe) return false;
+  }
   std::unique_lock lock(mu_, std::defer_lock);
   if (!in_batch()) lock.lock();
   if (h_ == nullptr) return false;

@@ -60,6 +60,7 @@ Status Database::save_positions(std::string_view group,
   } catch (const DbError& e) {
     batch_failed_ = true;
     batch_error_ = "saving consumer positions: " + e.message;
+    batch_error_rc_ = e.code;
     return to_error(e);
   }
 }

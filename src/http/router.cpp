@@ -233,7 +233,11 @@ Response error_response(const Error& e) {
   }
   w.EndObject();
   w.EndObject();
-  return json(status_for(e), std::string(buf.GetString(), buf.GetSize()));
+  const int status = status_for(e);
+  Response r = json(status, std::string(buf.GetString(), buf.GetSize()));
+  // A 503 passes (a full disk freed, a broker back): say when to try again.
+  if (status == 503) r.headers.emplace_back("Retry-After", "1");
+  return r;
 }
 
 Error validation_error(std::string field, std::string message) {

@@ -43,6 +43,7 @@ http::Response store_error(const Error& e) {
   if (e.code == ErrorCode::kValidationFailed || e.code == ErrorCode::kNotFound ||
       e.code == ErrorCode::kConflict)
     return http::error_response(e);
+  if (e.code == ErrorCode::kStoreUnavailable) return http::error_response(e);
   if (e.retryable) {
     return http::error_response(
         Error{ErrorCode::kUnavailable, "the inventory store is busy; retry", {}, true});

@@ -166,8 +166,7 @@ struct OrderModule::Impl {
       case OrderService::Admission::kStopping:
         return (*shared)(unavailable("the order service is shutting down"));
       case OrderService::Admission::kFull:
-        return (*shared)(unavailable("too many orders waiting to be stored; retry shortly")
-                             .with_header("Retry-After", "1"));
+        return (*shared)(unavailable("too many orders waiting to be stored; retry shortly"));
     }
   }
 

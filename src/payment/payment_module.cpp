@@ -189,6 +189,7 @@ http::Response PaymentModule::Impl::get(const http::Request& req) {
       [&](db::Tx& tx) -> Result<std::optional<Payment>> { return find_payment(tx, order_id); });
   if (!payment) {
     const Error& e = payment.error();
+    if (e.code == ErrorCode::kStoreUnavailable) return http::error_response(e);
     if (e.retryable) {
       return http::error_response(
           Error{ErrorCode::kUnavailable, "the payment store is busy; retry", {}, true});

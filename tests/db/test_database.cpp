@@ -625,3 +625,48 @@ TEST_CASE("consumer positions: saved with the batch, overwritten, and lost with 
   });
   CHECK(n.value() == 0);
 }
+
+TEST_CASE("a full store answers STORE_UNAVAILABLE, is not ready, and recovers on its own",
+          "[db][faults]") {
+  // SQLite's own size limit stands in for a full disk: the same SQLITE_FULL on the same paths.
+  ecom::test::TempDir dir;
+  auto opened = Database::open(dir.file("full.db"));
+  REQUIRE(opened.ok());
+  Database& db = **opened;
+  REQUIRE(db.transaction([](Tx& tx) -> Status {
+              tx.exec("CREATE TABLE t(b BLOB)");
+              return {};
+            }).ok());
+  auto set_limit = [&](int64_t pages) {
+    REQUIRE(db.read([&](Tx& tx) -> Status {
+                tx.exec("PRAGMA max_page_count=" + std::to_string(pages));
+                return {};
+              }).ok());
+  };
+  auto pages = db.read([](Tx& tx) -> Result<int64_t> {
+    auto s = tx.stmt("PRAGMA page_count");
+    return s.step() ? s.col_int(0) : -1;
+  });
+  REQUIRE(pages.ok());
+  set_limit(pages.value() + 4);
+  auto insert = [&] {
+    return db.transaction([](Tx& tx) -> Status {
+      tx.exec("INSERT INTO t VALUES(randomblob(16000))");
+      return {};
+    });
+  };
+  Status st;
+  for (int i = 0; i < 20 && st.ok(); ++i) st = insert();
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().code == ecom::ErrorCode::kStoreUnavailable);
+  CHECK(st.error().retryable);
+  CHECK(ecom::http_status(st.error().code) == 503);
+  CHECK(db.faulted());
+  CHECK_FALSE(db.healthy());  // the probe's write fails too
+  CHECK_FALSE(db.healthy());
+
+  set_limit(1'000'000);  // space freed
+  CHECK(db.healthy());   // the probe wrote: ready again without any other write
+  CHECK_FALSE(db.faulted());
+  CHECK(insert().ok());
+}

@@ -867,3 +867,44 @@ TEST_CASE("GET /api/orders answers 400 naming the bad or unknown query parameter
   REQUIRE(test::eventually([&] { return h.count_seen(event_types::kOrderCreated) == 1; }));
   CHECK(h.count_seen(event_types::kOrderCancellationRequested) == 0);
 }
+
+TEST_CASE("a full store answers 503 STORE_UNAVAILABLE with Retry-After, then accepts again",
+          "[order][faults]") {
+  Harness h;
+  // SQLite's size limit stands in for a full disk (the same SQLITE_FULL).
+  auto pragma = [&](const std::string& sql) {
+    REQUIRE(h.db->read([&](db::Tx& tx) -> Status {
+                  tx.exec(sql);
+                  return {};
+                })
+                .ok());
+  };
+  auto pages = h.db->read([](db::Tx& tx) -> Result<int64_t> {
+    auto s = tx.stmt("PRAGMA page_count");
+    return s.step() ? s.col_int(0) : -1;
+  });
+  REQUIRE(pages.ok());
+  pragma("PRAGMA max_page_count=" + std::to_string(pages.value()));
+  http::Response refused;
+  for (int i = 0; i < 200; ++i) {
+    refused = h.call(http::Method::kPost, "/api/orders", kBody);
+    if (refused.status != 202) break;
+  }
+  REQUIRE(refused.status == 503);
+  auto body = parse(refused.body);
+  CHECK(std::string(body["error"]["code"].GetString()) == "STORE_UNAVAILABLE");
+  CHECK(header(refused, "Retry-After") == "1");
+  CHECK_FALSE(h.db->healthy());  // /readyz names the order store while it lasts
+  const auto listed = [&] {
+    auto r = h.call(http::Method::kGet, "/api/orders?customerId=c-42&limit=100");
+    REQUIRE(r.status == 200);
+    return parse(r.body)["orders"].Size();
+  };
+  const auto stored = listed();
+
+  pragma("PRAGMA max_page_count=1000000");  // space freed
+  CHECK(h.db->healthy());
+  auto again = h.call(http::Method::kPost, "/api/orders", kBody);
+  CHECK(again.status == 202);
+  CHECK(listed() == stored + 1);  // the refused order left nothing behind
+}

@@ -28,11 +28,12 @@ enum class ErrorCode : uint8_t {
   kUnsupportedMediaType,  ///< 415
   kUpgradeRequired,       ///< 426
   // A fault of ours or outside our control.
-  kInternal,        ///< 500: a bug; the log has the details
-  kNotImplemented,  ///< 501: the build lacks the feature
-  kDbError,         ///< 500: the store failed
-  kUnavailable,     ///< 503, retryable: shutting down, overloaded, a dependency is down
-  kDbBusy,          ///< 503, retryable: another writer holds the store
+  kInternal,          ///< 500: a bug; the log has the details
+  kNotImplemented,    ///< 501: the build lacks the feature
+  kDbError,           ///< 500: the store failed
+  kUnavailable,       ///< 503, retryable: shutting down, overloaded, a dependency is down
+  kDbBusy,            ///< 503, retryable: another writer holds the store
+  kStoreUnavailable,  ///< 503, retryable: the store cannot write (disk full, read-only, I/O error)
   // Events and commands.
   kInvalidPayload,  ///< an envelope or event data that can never be processed (dead letter)
   // Start-up.

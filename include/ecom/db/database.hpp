@@ -215,15 +215,27 @@ class Database final : public BatchScope {
   Status migrate(std::string_view component, std::span<const std::string_view> steps);
   /// Path the store was opened with.
   const std::string& path() const { return path_; }
-  /// True while the connection is open and answers a trivial query.
+  /// True while the connection is open, answers a trivial query, and is not in a storage fault.
+  /// A fault (a write failed with STORE_UNAVAILABLE: full disk, read-only file, I/O error) lasts
+  /// until a commit succeeds; while it lasts each call probes with a small write (a row of
+  /// table store_probe, deleted in the same transaction), so readiness comes back on its own.
   bool healthy();
+  /// True between a storage fault and the next successful commit.
+  bool faulted() const noexcept { return faulted_.load(std::memory_order_relaxed); }
 
  private:
   Database(sqlite3* h, std::string path);  // out of line: Cache is incomplete here
   Status begin();
   Status commit();
   void rollback() noexcept;
-  static Error to_error(const DbError& e);
+  // What a SQLite failure means for callers: busy (503, retryable), the store cannot write
+  // (STORE_UNAVAILABLE: 503, retryable) or anything else (DB_ERROR, 500).
+  static Error classify(const DbError& e);
+  // classify(), noting a storage fault (see healthy()).
+  Error to_error(const DbError& e);
+  // A storage fault began (logged once) / a commit succeeded (logged once, if there was one).
+  void note_fault(const std::string& why) noexcept;
+  void note_written() noexcept;
   sqlite3_stmt* cached(std::string_view sql);
 
   // Marks the batch owned by this thread for its lifetime (also on exceptions).
@@ -294,6 +306,8 @@ class Database final : public BatchScope {
   std::atomic<std::thread::id> batch_owner_{};
   bool batch_failed_ = false;  ///< guarded by mu_: SQLite rolled the batch back under us
   std::string batch_error_;
+  int batch_error_rc_ = 0;  ///< the SQLite code that failed the batch, when known
+  std::atomic<bool> faulted_{false};
   // Tx::coalesce's slots of the open transaction, in first-use order, and per open savepoint
   // what to restore when its unit rolls back: the slot count at its start and the first value
   // of each older slot it touched. Guarded by mu_ (the transaction's owner).
