@@ -51,7 +51,14 @@ class EmbeddedBus final : public EventBus {
       app.finish();
       return {};
     });
-    if (st) core_->wake();
+    if (st) {
+      std::vector<std::string_view> topics;
+      for (const auto& r : records) {
+        if (std::find(topics.begin(), topics.end(), r.topic) == topics.end())
+          topics.push_back(r.topic);
+      }
+      core_->wake(topics);
+    }
     return st;
   }
 

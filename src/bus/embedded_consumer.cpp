@@ -67,17 +67,23 @@ class Consumer final : public ConsumerWorker {
     opt_.initial_backoff = std::max(opt_.initial_backoff, milliseconds(1));
     opt_.max_backoff = std::max(opt_.max_backoff, opt_.initial_backoff);
     policy_ = DeliveryPolicy::of(opt_);
+    waiter_.topics = opt_.topics;
+    std::sort(waiter_.topics.begin(), waiter_.topics.end());
+    core_->add_waiter(waiter_);
   }
 
   // The thread has ended by now (see consumer_worker.hpp); it released the instance unless it
   // never started.
-  ~Consumer() override { release_instance(); }
+  ~Consumer() override {
+    core_->remove_waiter(waiter_);
+    release_instance();
+  }
 
  protected:
   void wake() override {
-    // Under the lock, so that a loop between its stop check and its wait cannot miss it.
-    { std::lock_guard lock(core_->mu); }
-    core_->cv.notify_all();
+    // Under the lock (in Core::wake), so that a loop between its stop check and its wait cannot
+    // miss it.
+    core_->wake(waiter_);
   }
 
  private:
@@ -114,7 +120,11 @@ class Consumer final : public ConsumerWorker {
         heartbeat();
         next_heartbeat_ = Clock::now() + core_->opt.heartbeat_interval;
       }
-      const uint64_t seen = core_->current_generation();
+      {
+        // Records committed from here on set it again, so the wait below cannot miss them.
+        std::lock_guard lock(core_->mu);
+        waiter_.signalled = false;
+      }
       bool progressed = false;
       if (!owned_.empty()) {
         refresh_log_ends();
@@ -132,7 +142,7 @@ class Consumer final : public ConsumerWorker {
         if (part.retry_at > Clock::time_point{}) until = std::min(until, part.retry_at);
       }
       std::unique_lock lock(core_->mu);
-      core_->cv.wait_until(lock, until, [&] { return stopping() || core_->generation != seen; });
+      waiter_.cv.wait_until(lock, until, [&] { return stopping() || waiter_.signalled; });
     }
     leave();
     release_instance();
@@ -228,10 +238,17 @@ class Consumer final : public ConsumerWorker {
     metrics_.batch(records, Clock::now() - started);
     if (!st) {
       // Nothing of the pass is durable: every partition starts again from its first record.
-      log::warn(kTag, "group {}: committing handled records failed ({}), retrying", opt_.group,
-                st.error().message);
+      if (!batch_failing_) {
+        log::warn(kTag, "group {}: committing handled records failed ({}); retrying until it works",
+                  opt_.group, st.error().message);
+      }
+      batch_failing_ = true;
       for (auto& h : handled) h.part->retry_at = Clock::now() + opt_.initial_backoff;
       return progressed;
+    }
+    if (batch_failing_ && !handled.empty()) {
+      log::info(kTag, "group {}: committing handled records again", opt_.group);
+      batch_failing_ = false;
     }
     for (auto& h : handled) progressed |= settle(h);
     return progressed;
@@ -357,9 +374,16 @@ class Consumer final : public ConsumerWorker {
       return mine;
     });
     if (!r) {
-      log::warn(kTag, "group {}: committing offsets failed: {}", opt_.group, r.error().message);
+      // Once per outage (a full disk fails every pass), not once per pass.
+      if (!commit_failing_) {
+        log::warn(kTag, "group {}: committing offsets failed ({}); will keep trying", opt_.group,
+                  r.error().message);
+      }
+      commit_failing_ = true;
       return;
     }
+    if (commit_failing_) log::info(kTag, "group {}: committing offsets again", opt_.group);
+    commit_failing_ = false;
     for (size_t i = 0; i < moved.size(); ++i) {
       Part& p = *moved[i];
       if ((*r)[i]) {
@@ -403,7 +427,7 @@ class Consumer final : public ConsumerWorker {
       }
     }
     metrics_.dead_lettered(p.metrics);
-    core_->wake();
+    core_->wake(std::vector<std::string_view>{dlq});
     if (*r) {
       p.committed = row.offset + 1;
     } else {
@@ -498,6 +522,7 @@ class Consumer final : public ConsumerWorker {
   }
 
   std::shared_ptr<Core> core_;
+  Waiter waiter_;  // registered with core_ for the consumer's lifetime
   SubscriptionOptions opt_;
   DeliveryPolicy policy_;
   Handler handler_;
@@ -507,6 +532,8 @@ class Consumer final : public ConsumerWorker {
   // Touched by the consumer thread only.
   std::map<PartKey, Part> owned_;
   Clock::time_point next_heartbeat_{};
+  bool commit_failing_ = false;  // logged the current outage of offset commits
+  bool batch_failing_ = false;   // logged the current outage of store batches
 };
 
 }  // namespace

@@ -280,11 +280,19 @@ class KafkaConsumer final : public ConsumerWorker {
     batching_ = true;
     Status st = sub_.store->run(handle_and_save);
     batching_ = false;
-    if (st) return;
-    log::warn(kTag,
-              "group {}: committing a batch of {} handled records failed ({}); handling them "
-              "again",
-              sub_.group, run.size(), st.error().message);
+    if (st) {
+      if (batch_failing_) log::info(kTag, "group {}: committing handled records again", sub_.group);
+      batch_failing_ = false;
+      return;
+    }
+    // Once per outage (a full disk fails every batch), not once per batch.
+    if (!batch_failing_) {
+      log::warn(kTag,
+                "group {}: committing a batch of {} handled records failed ({}); handling them "
+                "again until it works",
+                sub_.group, run.size(), st.error().message);
+    }
+    batch_failing_ = true;
     for (const auto& [tp, start] : starts) {
       auto it = parts_.find(tp);
       if (it == parts_.end()) continue;
@@ -666,6 +674,7 @@ class KafkaConsumer final : public ConsumerWorker {
   bool batching_ = false;  // handle_run() is inside a store batch
   bool commit_inflight_ = false;
   bool commit_failing_ = false;
+  bool batch_failing_ = false;  // logged the current outage of store batches
   Clock::time_point commit_sent_;
   int assigns_to_hold_ = 0;
   Clock::time_point hold_until_;
