@@ -216,9 +216,9 @@ class Consumer final : public ConsumerWorker {
       for (auto& [key, part] : owned_) {
         if (stopping() || budget == 0 || Clock::now() >= next_heartbeat_) break;
         Part& p = part;
-        if (p.lost || p.retry_at > now || p.unwritten) continue;
+        if (!due(p, now)) continue;
         p.retry_at = {};
-        if (p.buffer.empty() && (p.log_end <= p.position || !fetch(p))) continue;
+        if (p.buffer.empty() && !fetch(p)) continue;
         handled.push_back(handle_run(p, budget));
       }
       if (opt_.store != nullptr) save_positions(handled);
@@ -254,14 +254,18 @@ class Consumer final : public ConsumerWorker {
     return progressed;
   }
 
+  /// True when `p` has a record to hand over at `now`: buffered or in the log, and neither
+  /// waiting for a retry or a dead-letter write nor lost.
+  static bool due(const Part& p, Clock::time_point now) {
+    if (p.lost || p.retry_at > now || p.unwritten) return false;
+    return !p.buffer.empty() || p.log_end > p.position;
+  }
+
   /// True when some partition has a record to hand over now.
   bool has_work() const {
     const auto now = Clock::now();
-    for (const auto& [key, p] : owned_) {
-      if (p.lost || p.retry_at > now || p.unwritten) continue;
-      if (!p.buffer.empty() || p.log_end > p.position) return true;
-    }
-    return false;
+    return std::any_of(owned_.begin(), owned_.end(),
+                       [&](const auto& kv) { return due(kv.second, now); });
   }
 
   /// Inside the store's batch: where the handled runs end, durable with their effects.

