@@ -40,8 +40,14 @@ class KafkaEventBus final : public EventBus {
     out.reserve(records.size());
     for (size_t i = 0; i < records.size(); ++i) {
       const Record& r = records[i];
-      out.push_back(OutRecord{names.empty() ? &r.topic : &names[i], r.key, r.value,
-                              cloudevents_headers(r.value)});
+      rd_kafka_headers_t* headers = cloudevents_headers(r.value);
+      if (!r.source.empty()) {
+        // Consumers recognise a republished copy by these (SourceMark, kafka_consumer.cpp).
+        if (headers == nullptr) headers = rd_kafka_headers_new(2);
+        add_header(headers, kSourceHeader, r.source);
+        add_header(headers, kSeqHeader, std::to_string(r.seq));
+      }
+      out.push_back(OutRecord{names.empty() ? &r.topic : &names[i], r.key, r.value, headers});
     }
     return producer_->produce(out);
   }

@@ -19,6 +19,9 @@
 namespace ecom::bus::kafka {
 
 inline constexpr std::string_view kTag{"kafka"};
+/// Headers of a relayed record: its outbox source id and row seq (Record::source, SourceMark).
+inline constexpr const char* kSourceHeader = "ecom_source";
+inline constexpr const char* kSeqHeader = "ecom_seq";
 
 struct ConfDeleter {
   void operator()(rd_kafka_conf_t* c) const noexcept { rd_kafka_conf_destroy(c); }

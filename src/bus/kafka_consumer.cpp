@@ -10,6 +10,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -42,6 +43,8 @@ struct Held {
   std::vector<std::pair<std::string, std::string>> headers;
   std::optional<Envelope> envelope;  // empty: the value is not a valid envelope
   std::string decode_error;
+  std::string source;  // kSourceHeader of a relayed record, else empty
+  int64_t seq = 0;     // kSeqHeader
 };
 
 struct PartitionState {
@@ -57,7 +60,17 @@ struct PartitionState {
   Clock::time_point due;
   ConsumerMetrics::Topic* metrics = nullptr;
   PartitionLag lag;
+  // The highest seq handled per relayed source (SourceMark): stored with the position, loaded
+  // on assignment. Only with a store.
+  std::map<std::string, int64_t, std::less<>> marks;
 };
+
+std::vector<SourceMark> marks_of(const PartitionState& st) {
+  std::vector<SourceMark> out;
+  out.reserve(st.marks.size());
+  for (const auto& [source, seq] : st.marks) out.push_back(SourceMark{source, seq});
+  return out;
+}
 
 // One member of a consumer group and everything its thread touches; the thread's lifetime
 // follows consumer_worker.hpp. librdkafka's callbacks get this object as their opaque: they are
@@ -226,6 +239,16 @@ class KafkaConsumer final : public ConsumerWorker {
                                          : std::string());
       }
     }
+    std::string_view seq;
+    for (const auto& [name, value] : h.headers) {
+      if (name == kSourceHeader) h.source = value;
+      if (name == kSeqHeader) seq = value;
+    }
+    // A source without a readable seq is treated as no source: the handler's inbox decides.
+    if (!h.source.empty() &&
+        (seq.empty() || std::from_chars(seq.data(), seq.data() + seq.size(), h.seq).ptr !=
+                            seq.data() + seq.size()))
+      h.source.clear();
     auto env = decode_envelope(h.value);
     if (env) {
       h.envelope = std::move(env).value();
@@ -256,13 +279,15 @@ class KafkaConsumer final : public ConsumerWorker {
     struct Start {
       int64_t first_offset;
       int64_t next;
+      std::map<std::string, int64_t, std::less<>> marks;
     };
     std::map<TopicPartition, Start> starts;
     for (const auto& m : run) {
       if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
       TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
       auto it = parts_.find(tp);
-      if (it != parts_.end()) starts.try_emplace(tp, Start{m->offset, it->second.next});
+      if (it != parts_.end() && !starts.contains(tp))
+        starts.emplace(tp, Start{m->offset, it->second.next, it->second.marks});
     }
     // The positions reached go into the same batch as the effects (see BatchScope).
     auto handle_and_save = [&] {
@@ -271,7 +296,8 @@ class KafkaConsumer final : public ConsumerWorker {
       for (const auto& [tp, start] : starts) {
         auto it = parts_.find(tp);
         if (it == parts_.end() || it->second.next < 0 || it->second.next == start.next) continue;
-        reached.push_back(ConsumedPosition{tp.first, tp.second, it->second.next});
+        reached.push_back(
+            ConsumedPosition{tp.first, tp.second, it->second.next, marks_of(it->second)});
       }
       if (auto saved = sub_.store->save_positions(sub_.group, reached); !saved) {
         log::warn(kTag, "group {}: saving positions failed: {}", sub_.group, saved.error().message);
@@ -298,6 +324,7 @@ class KafkaConsumer final : public ConsumerWorker {
       if (it == parts_.end()) continue;
       PartitionState& ps = it->second;
       ps.next = start.next;
+      ps.marks = start.marks;
       ps.held.reset();
       ps.dropped = false;
       if (ps.paused) set_paused(tp, false);
@@ -345,6 +372,18 @@ class KafkaConsumer final : public ConsumerWorker {
       dead_letter_after_batch(tp, st, std::move(h), attempt, why);
       return;
     }
+    // A record of a relayed source at or below its mark is a copy of one whose effects are
+    // durable (or that was dead-lettered): a relay republished it under a new offset.
+    const bool marked = sub_.store != nullptr && batching_ && !h.source.empty();
+    if (marked) {
+      auto it = st.marks.find(h.source);
+      if (it != st.marks.end() && h.seq <= it->second) {
+        log::debug(kTag, "group {}: {}[{}]@{} is a copy of {} seq {}; skipped", sub_.group,
+                   tp.first, tp.second, h.offset, h.source, h.seq);
+        done(st, h.offset);
+        return;
+      }
+    }
     Message msg;
     msg.topic = std::string_view(h.topic).substr(
         h.topic.starts_with(options_.topic_prefix) ? options_.topic_prefix.size() : 0);
@@ -353,9 +392,12 @@ class KafkaConsumer final : public ConsumerWorker {
     msg.key = h.key;
     msg.envelope = *h.envelope;
     msg.attempt = attempt;
+    // Its mark is saved with the effects in this batch, so no inbox row is needed for it.
+    msg.once = marked;
     Decision d = decide(metrics_.call(st.metrics, handler_, msg), attempt, policy_);
     switch (d.action) {
       case Decision::Action::kAdvance:
+        if (marked) st.marks[h.source] = h.seq;
         done(st, h.offset);
         return;
       case Decision::Action::kRetry:
@@ -415,7 +457,7 @@ class KafkaConsumer final : public ConsumerWorker {
         value = value.substr(0, kDeadLetterPrefix);
       }
       OutRecord r{&dlq, h.key, value, hdrs};
-      return producer_->produce(std::span<OutRecord>(&r, 1));
+      return producer_->produce(std::span<OutRecord>(&r, 1), Delivery::kBounded);
     };
     Status st_dlq = produce_copy(false);
     bool truncated = false;
@@ -442,9 +484,14 @@ class KafkaConsumer final : public ConsumerWorker {
               reason);
     metrics_.dead_lettered(st.metrics);
     done(st, h.offset);
-    // Else the store's position, which wins at the next assignment, would hand it over again.
+    // Else the store's position, which wins at the next assignment, would hand it over again
+    // (and a republished copy of it would be handled).
     if (sub_.store != nullptr) {
-      const ConsumedPosition past{tp.first, tp.second, st.next};
+      if (!h.source.empty()) {
+        auto [it, fresh] = st.marks.try_emplace(h.source, h.seq);
+        if (!fresh) it->second = std::max(it->second, h.seq);
+      }
+      const ConsumedPosition past{tp.first, tp.second, st.next, marks_of(st)};
       if (auto saved = sub_.store->save_positions(sub_.group, std::span(&past, 1)); !saved) {
         log::warn(kTag, "group {}: saving the position past a dead letter failed: {}", sub_.group,
                   saved.error().message);
@@ -462,6 +509,8 @@ class KafkaConsumer final : public ConsumerWorker {
       if (st.dlq_only) {
         st.dlq_only = false;
         dead_letter(tp, st, std::move(h), st.attempt, st.reason);
+      } else if (sub_.store != nullptr) {
+        retry_in_batch(tp, st, std::move(h));
       } else {
         process(tp, st, std::move(h), st.attempt + 1);
       }
@@ -471,6 +520,35 @@ class KafkaConsumer final : public ConsumerWorker {
       st.paused = false;
       set_paused(tp, false);
     }
+  }
+
+  // A retry with a store runs in a batch of its own, like a fetched run: its effects, its
+  // position and its source mark are durable together (a copy of it republished later is then
+  // recognised by the mark, and needs no inbox row). A batch that does not commit leaves the
+  // record waiting, as if the attempt had failed.
+  void retry_in_batch(const TopicPartition& tp, PartitionState& st, Held h) {
+    const int attempt = st.attempt + 1;
+    const int64_t next_before = st.next;
+    const auto marks_before = st.marks;
+    Held again = h;  // only on the retry path: a copy for a batch that fails
+    auto handle_and_save = [&] {
+      process(tp, st, std::move(h), attempt);
+      if (st.next == next_before || st.next < 0) return;
+      const ConsumedPosition reached{tp.first, tp.second, st.next, marks_of(st)};
+      if (auto saved = sub_.store->save_positions(sub_.group, std::span(&reached, 1)); !saved) {
+        log::warn(kTag, "group {}: saving positions failed: {}", sub_.group, saved.error().message);
+      }
+    };
+    batching_ = true;
+    Status ok = sub_.store->run(handle_and_save);
+    batching_ = false;
+    if (ok) return;
+    log::warn(kTag, "group {}: committing the retry of {}[{}]@{} failed ({}); retrying", sub_.group,
+              tp.first, tp.second, again.offset, ok.error().message);
+    st.next = next_before;
+    st.marks = marks_before;
+    wait_for_retry(tp, st, std::move(again), attempt - 1, "its batch did not commit", false,
+                   sub_.initial_backoff);
   }
 
   void set_paused(const TopicPartition& tp, bool pause) {
@@ -584,15 +662,16 @@ class KafkaConsumer final : public ConsumerWorker {
   // (see BatchScope): it wins over the group's committed offset, which lags it after a crash
   // between the two commits, or is older than the store's own effects. A position past the log's
   // end (a recreated topic) makes the consumer start per auto.offset.reset, as a committed one.
-  void start_at_stored_positions(rd_kafka_topic_partition_list_t* parts) {
-    if (sub_.store == nullptr || parts->cnt == 0) return;
+  // Returns what was stored, marks included, for the partitions' states.
+  std::vector<ConsumedPosition> start_at_stored_positions(rd_kafka_topic_partition_list_t* parts) {
+    if (sub_.store == nullptr || parts->cnt == 0) return {};
     auto stored = sub_.store->load_positions(sub_.group);
     if (!stored) {
       log::warn(kTag,
                 "group {}: reading stored positions failed ({}); starting at the committed "
                 "offsets",
                 sub_.group, stored.error().message);
-      return;
+      return {};
     }
     for (const auto& pos : *stored) {
       for (int i = 0; i < parts->cnt; ++i) {
@@ -600,6 +679,7 @@ class KafkaConsumer final : public ConsumerWorker {
         if (e.partition == pos.partition && pos.topic == e.topic) e.offset = pos.next;
       }
     }
+    return std::move(stored).value();
   }
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
@@ -608,11 +688,16 @@ class KafkaConsumer final : public ConsumerWorker {
     bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t* error = nullptr;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-      self->start_at_stored_positions(parts);
+      const auto stored = self->start_at_stored_positions(parts);
       for (int i = 0; i < parts->cnt; ++i) {
         PartitionState ps;
         ps.metrics = self->metrics_.topic(parts->elems[i].topic);
         ps.lag = self->metrics_.lag(parts->elems[i].topic, parts->elems[i].partition);
+        for (const auto& pos : stored) {
+          if (pos.partition != parts->elems[i].partition || pos.topic != parts->elems[i].topic)
+            continue;
+          for (const auto& m : pos.marks) ps.marks.emplace(m.source, m.seq);
+        }
         self->parts_[{parts->elems[i].topic, parts->elems[i].partition}] = std::move(ps);
       }
       if (cooperative) {

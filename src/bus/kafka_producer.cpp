@@ -41,7 +41,9 @@ Result<std::shared_ptr<Producer>> Producer::create(const KafkaBusOptions& option
       {"linger.ms", std::to_string(options.linger_ms)},
       {"batch.num.messages", std::to_string(options.batch_num_messages)},
       {"batch.size", std::to_string(options.batch_size_bytes)},
-      {"message.timeout.ms", std::to_string(options.delivery_timeout.count())},
+      // Infinite for what publish() sends (Delivery::kUntilAcknowledged); dead-letter copies
+      // get delivery_timeout through their own topic configuration (bounded_topic).
+      {"message.timeout.ms", "0"},
       // The same key lands in the same partition as with the Java clients.
       {"partitioner", "murmur2_random"},
       // Topics are provisioned; a record for an unknown topic fails instead of creating it.
@@ -69,10 +71,29 @@ Producer::~Producer() {
       log::warn(kTag, "producer closed with {} undelivered records", rd_kafka_outq_len(rk_.get()));
   }
   poller_.stop();  // after the flush, as before: reports of the flush may still be served
+  for (auto& [name, rkt] : bounded_topics_) rd_kafka_topic_destroy(rkt);
+  bounded_topics_.clear();
   rk_.reset();
 }
 
-Status Producer::produce(std::span<OutRecord> records) {
+rd_kafka_topic_t* Producer::bounded_topic(const std::string& name) {
+  std::lock_guard lock(topics_mu_);
+  if (auto it = bounded_topics_.find(name); it != bounded_topics_.end()) return it->second;
+  rd_kafka_topic_conf_t* conf = rd_kafka_topic_conf_new();
+  char err[256];
+  const std::string timeout = std::to_string(options_.delivery_timeout.count());
+  if (rd_kafka_topic_conf_set(conf, "message.timeout.ms", timeout.c_str(), err, sizeof(err)) !=
+      RD_KAFKA_CONF_OK) {
+    // Checked by the option's range at start-up; kept as a fallback rather than a crash.
+    log::warn(kTag, "message.timeout.ms {} for {}: {}", timeout, name, err);
+  }
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_.get(), name.c_str(), conf);  // owns conf
+  if (rkt == nullptr) return nullptr;
+  bounded_topics_.emplace(name, rkt);
+  return rkt;
+}
+
+Status Producer::produce(std::span<OutRecord> records, Delivery delivery) {
   if (records.empty()) return {};
   if (fatal_.load()) {
     for (auto& r : records)
@@ -90,14 +111,32 @@ Status Producer::produce(std::span<OutRecord> records) {
       std::lock_guard lock(batch->mu);
       ++batch->outstanding;
     }
+    rd_kafka_topic_t* rkt = delivery == Delivery::kBounded ? bounded_topic(*r.topic) : nullptr;
+    if (delivery == Delivery::kBounded && rkt == nullptr) {
+      {
+        std::lock_guard lock(batch->mu);
+        --batch->outstanding;
+      }
+      enqueue_error = kafka_error(fmt::format("cannot make a topic handle for {}", *r.topic),
+                                  rd_kafka_last_error(), true);
+      break;
+    }
     rd_kafka_resp_err_t err;
     while (true) {
-      err = rd_kafka_producev(
-          rk_.get(), RD_KAFKA_V_TOPIC(r.topic->c_str()),
-          RD_KAFKA_V_KEY(r.key.empty() ? nullptr : const_cast<char*>(r.key.data()), r.key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(r.headers),
-          RD_KAFKA_V_OPAQUE(batch), RD_KAFKA_V_END);
+      void* key = r.key.empty() ? nullptr : const_cast<char*>(r.key.data());
+      void* value = const_cast<char*>(r.value.data());
+      // RD_KAFKA_V_* expand to argument pairs: one call per way of naming the topic.
+      if (rkt != nullptr) {
+        err = rd_kafka_producev(
+            rk_.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, r.key.size()),
+            RD_KAFKA_V_VALUE(value, r.value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(r.headers), RD_KAFKA_V_OPAQUE(batch), RD_KAFKA_V_END);
+      } else {
+        err = rd_kafka_producev(
+            rk_.get(), RD_KAFKA_V_TOPIC(r.topic->c_str()), RD_KAFKA_V_KEY(key, r.key.size()),
+            RD_KAFKA_V_VALUE(value, r.value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(r.headers), RD_KAFKA_V_OPAQUE(batch), RD_KAFKA_V_END);
+      }
       // A full local queue drains as the brokers acknowledge; wait rather than fail.
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || Clock::now() > enqueue_deadline) break;
       rd_kafka_poll(rk_.get(), 20);
@@ -120,8 +159,11 @@ Status Producer::produce(std::span<OutRecord> records) {
     records[i].headers = nullptr;
   }
 
-  // librdkafka reports every record within message.timeout.ms; the margin covers slow callbacks.
-  Clock::time_point deadline = Clock::now() + options_.delivery_timeout + std::chrono::seconds(30);
+  // librdkafka reports a kBounded record within message.timeout.ms (the margin covers slow
+  // callbacks); a kUntilAcknowledged one may stay queued past this wait, see produce().
+  Clock::time_point deadline =
+      Clock::now() + options_.delivery_timeout +
+      (delivery == Delivery::kBounded ? std::chrono::seconds(30) : std::chrono::seconds(0));
   std::unique_lock lock(batch->mu);
   bool done = batch->cv.wait_until(lock, deadline, [&] { return batch->outstanding == 0; });
   if (!done) {

@@ -5,7 +5,9 @@
 #include <librdkafka/rdkafka.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -16,6 +18,18 @@
 #include "kafka_common.hpp"
 
 namespace ecom::bus::kafka {
+
+/// How long librdkafka may try to deliver a record.
+enum class Delivery {
+  /// Until the broker acknowledges it (message.timeout.ms infinite): what a relay's records
+  /// need. A record that timed out could leave a gap that a later record of its partition
+  /// overtakes (librdkafka bumps the idempotent epoch past it), and consumers that recognise a
+  /// republished record by its source sequence (SourceMark) would then drop the retry as a copy.
+  kUntilAcknowledged,
+  /// Within KafkaBusOptions::delivery_timeout: dead-letter copies, whose writer falls back to
+  /// waiting and trying again rather than holding its partition for ever.
+  kBounded,
+};
 
 // One record to produce; `headers` passes to librdkafka on success.
 struct OutRecord {
@@ -33,14 +47,21 @@ class Producer final {
 
   ~Producer();
 
-  /// Produces all records and waits for all delivery reports.
-  Status produce(std::span<OutRecord> records);
+  /// Produces all records and waits for all delivery reports. kBounded records are all reported
+  /// within delivery_timeout. kUntilAcknowledged ones are waited for delivery_timeout: records
+  /// still unacknowledged then stay queued and are delivered once the brokers answer, and the
+  /// caller gets a retryable error (a caller that publishes them again sends copies, which
+  /// consumers recognise by their source sequence).
+  Status produce(std::span<OutRecord> records, Delivery delivery = Delivery::kUntilAcknowledged);
 
   /// Brokers answered the last metadata request and no fatal error happened.
   bool healthy() const noexcept { return metadata_ok_.load() && !fatal_.load(); }
 
  private:
   explicit Producer(const KafkaBusOptions& options);
+
+  // The handle of a kBounded topic, made once with its own message.timeout.ms.
+  rd_kafka_topic_t* bounded_topic(const std::string& name);
 
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*);
   static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque);
@@ -54,6 +75,8 @@ class Producer final {
   std::atomic<bool> metadata_ok_{false};
   std::atomic<bool> fatal_{false};
   ErrorThrottle throttle_;
+  std::mutex topics_mu_;
+  std::map<std::string, rd_kafka_topic_t*, std::less<>> bounded_topics_;  // destroyed before rk_
   // Both stopped in the destructor, the health check first, the poller after the flush.
   PeriodicTask poller_;
   PeriodicTask checker_;

@@ -2,13 +2,14 @@
 // so the same transaction) as the effects of the records it consumed.
 
 #include <array>
+#include <utility>
 
 #include "ecom/db/database.hpp"
 
 namespace ecom::db {
 namespace {
 
-constexpr std::array<std::string_view, 1> kPositionsSchema{
+constexpr std::array<std::string_view, 2> kPositionsSchema{
     // "partition" is an SQL keyword, hence quoted.
     "CREATE TABLE IF NOT EXISTS consumer_positions("
     "  grp TEXT NOT NULL,"
@@ -16,6 +17,15 @@ constexpr std::array<std::string_view, 1> kPositionsSchema{
     "  \"partition\" INTEGER NOT NULL,"
     "  next_offset INTEGER NOT NULL,"
     "  PRIMARY KEY(grp, topic, \"partition\")) WITHOUT ROWID;",
+    // v2: the highest sequence handled per producing source and partition (SourceMark). A row
+    // per source that ever wrote to the partition: a handful, not one per record.
+    "CREATE TABLE IF NOT EXISTS consumer_source_marks("
+    "  grp TEXT NOT NULL,"
+    "  topic TEXT NOT NULL,"
+    "  \"partition\" INTEGER NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  PRIMARY KEY(grp, topic, \"partition\", source)) WITHOUT ROWID;",
 };
 
 constexpr std::string_view kUpsert{
@@ -24,6 +34,13 @@ constexpr std::string_view kUpsert{
 constexpr std::string_view kSelect{
     "SELECT topic, \"partition\", next_offset FROM consumer_positions WHERE grp=? "
     "ORDER BY topic, \"partition\""};
+constexpr std::string_view kUpsertMark{
+    "INSERT INTO consumer_source_marks(grp, topic, \"partition\", source, seq) "
+    "VALUES(?, ?, ?, ?, ?) "
+    "ON CONFLICT(grp, topic, \"partition\", source) DO UPDATE SET seq=excluded.seq"};
+constexpr std::string_view kSelectMarks{
+    "SELECT topic, \"partition\", source, seq FROM consumer_source_marks WHERE grp=? "
+    "ORDER BY topic, \"partition\", source"};
 
 }  // namespace
 
@@ -42,6 +59,8 @@ Status Database::save_positions(std::string_view group,
   auto write = [&](Tx& tx) {
     for (const auto& p : positions) {
       tx.stmt(kUpsert).bind_all(group, p.topic, p.partition, p.next).exec();
+      for (const auto& m : p.marks)
+        tx.stmt(kUpsertMark).bind_all(group, p.topic, p.partition, m.source, m.seq).exec();
     }
   };
   if (!in_batch()) {
@@ -72,7 +91,23 @@ Result<std::vector<ConsumedPosition>> Database::load_positions(std::string_view 
     auto s = tx.stmt(kSelect);
     s.bind(1, group);
     while (s.step()) {
-      out.push_back(ConsumedPosition{s.col_text(0), static_cast<int>(s.col_int(1)), s.col_int(2)});
+      out.push_back(
+          ConsumedPosition{s.col_text(0), static_cast<int>(s.col_int(1)), s.col_int(2), {}});
+    }
+    // Both lists are sorted by (topic, partition): one merge pass. A mark without a position
+    // (none is saved that way) is dropped.
+    auto m = tx.stmt(kSelectMarks);
+    m.bind(1, group);
+    size_t i = 0;
+    while (m.step()) {
+      const std::string_view topic = m.col_view(0);
+      const auto partition = static_cast<int>(m.col_int(1));
+      while (i < out.size() && std::pair<std::string_view, int>(out[i].topic, out[i].partition) <
+                                   std::pair<std::string_view, int>(topic, partition))
+        ++i;
+      if (i == out.size()) break;
+      if (out[i].topic != topic || out[i].partition != partition) continue;
+      out[i].marks.push_back(SourceMark{m.col_text(2), m.col_int(3)});
     }
     return out;
   });

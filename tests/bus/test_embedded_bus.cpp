@@ -141,6 +141,13 @@ TEST_CASE("embedded bus: a group starts at the positions its store holds",
   ecom::test::check_stored_positions(*bus, "t", "g", 10s);
 }
 
+TEST_CASE("embedded bus: a relayed record published again reaches its group once",
+          "[bus][embedded][contract]") {
+  ecom::test::TempDir dir;
+  auto bus = open_bus(fast_bus_options(dir.file("bus.db")));
+  ecom::test::check_source_copies_once(*bus, "t", "g", 10s);
+}
+
 TEST_CASE("embedded bus: a store position past the log's end gives way to the bus's offsets",
           "[bus][embedded]") {
   // The bus file was replaced under a store that had consumed an older one.

@@ -626,6 +626,39 @@ TEST_CASE("consumer positions: saved with the batch, overwritten, and lost with 
   CHECK(n.value() == 0);
 }
 
+TEST_CASE("consumer positions: source marks are kept per partition, updated, and rolled back",
+          "[db][positions]") {
+  auto db = Database::open(":memory:");
+  REQUIRE(db.ok());
+  Database& d = **db;
+  using ecom::ConsumedPosition;
+  using ecom::SourceMark;
+  std::vector<ConsumedPosition> first{{"t", 0, 5, {{"a", 3}, {"b", 9}}}, {"t", 1, 7, {{"a", 4}}}};
+  REQUIRE(d.run([&] { REQUIRE(d.save_positions("g", first).ok()); }).ok());
+  CHECK(d.load_positions("g").value() == first);
+
+  // A save names the marks it moves; the others stay as stored.
+  std::vector<ConsumedPosition> moved{{"t", 0, 8, {{"a", 6}}}};
+  REQUIRE(d.save_positions("g", moved).ok());
+  auto loaded = d.load_positions("g").value();
+  REQUIRE(loaded.size() == 2);
+  CHECK(loaded[0] == ConsumedPosition{"t", 0, 8, {{"a", 6}, {"b", 9}}});
+  CHECK(loaded[1] == first[1]);
+  CHECK(d.load_positions("other")->empty());
+
+  // Marks leave with a batch that does not commit, as positions and effects do.
+  Status failed = d.run([&] {
+    std::vector<ConsumedPosition> ahead{{"t", 1, 50, {{"a", 40}, {"c", 1}}}};
+    REQUIRE(d.save_positions("g", ahead).ok());
+    (void)d.transaction([](Tx& tx) -> Status {
+      tx.exec("ROLLBACK");
+      return {};
+    });
+  });
+  CHECK_FALSE(failed.ok());
+  CHECK(d.load_positions("g").value()[1] == first[1]);
+}
+
 TEST_CASE("a full store answers STORE_UNAVAILABLE, is not ready, and recovers on its own",
           "[db][faults]") {
   // SQLite's own size limit stands in for a full disk: the same SQLITE_FULL on the same paths.

@@ -1,4 +1,9 @@
 // kafka_test_consumer BOOTSTRAP GROUP TOPIC OUT_FILE STATUS_FILE COMMIT_INTERVAL_MS [STORE]
+// kafka_test_consumer relay BOOTSTRAP TOPIC STORE N
+//
+// relay: commits N events for TOPIC to the outbox of STORE (a SQLite file) and relays them with
+// an OutboxRelay that dies (SIGKILL) right after Kafka acknowledged its first publish, before
+// it deletes the rows: what a crash of a relay between publish and delete leaves behind.
 //
 // With STORE, a SQLite file: each record is applied there (applied(id, n) counts applications,
 // without an inbox) in the bus's group commit, with the group's positions (see BatchScope).
@@ -18,19 +23,72 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "ecom/bus/kafka_bus.hpp"
+#include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/envelope.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/db/database.hpp"
+#include "ecom/db/outbox.hpp"
 
 namespace {
 std::atomic<bool> g_stop{false};
 void on_term(int) { g_stop = true; }
+
+// A bus whose process dies right after the first publish the brokers acknowledged.
+class KillAfterPublish final : public ecom::bus::EventBus {
+ public:
+  explicit KillAfterPublish(ecom::bus::EventBus& bus) : bus_(bus) {}
+  using EventBus::publish;
+  ecom::Status publish(std::span<const ecom::bus::Record> records) override {
+    ecom::Status st = bus_.publish(records);
+    if (st) ::raise(SIGKILL);
+    return st;
+  }
+  ecom::Result<std::unique_ptr<ecom::bus::Subscription>> subscribe(ecom::bus::SubscriptionOptions o,
+                                                                   ecom::bus::Handler h) override {
+    return bus_.subscribe(std::move(o), std::move(h));
+  }
+  bool healthy() override { return bus_.healthy(); }
+  std::string_view kind() const noexcept override { return bus_.kind(); }
+
+ private:
+  ecom::bus::EventBus& bus_;
+};
+
+int relay_and_die(const std::string& bootstrap, const std::string& topic, const std::string& path,
+                  int n) {
+  auto db = ecom::db::Database::open(path);
+  if (!db || !ecom::db::migrate_messaging(**db)) return 2;
+  auto st = (*db)->transaction([&](ecom::db::Tx& tx) -> ecom::Status {
+    for (int i = 0; i < n; ++i) {
+      ecom::db::outbox_add(
+          tx, topic,
+          ecom::make_event("test", "ecom.test.happened.v1", "k" + std::to_string(i % 9),
+                           "{\"n\":" + std::to_string(i) + "}"));
+    }
+    return {};
+  });
+  if (!st) return 3;
+  ecom::bus::KafkaBusOptions o;
+  o.bootstrap_servers = bootstrap;
+  o.client_id = "ecomd-test-relay";
+  auto bus = ecom::bus::make_kafka_bus(o);
+  if (!bus) return 4;
+  KillAfterPublish dying(**bus);
+  ecom::bus::OutboxRelay relay(**db, dying);
+  relay.drain(std::chrono::seconds(60));  // dies in it
+  return 5;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 6 && std::string_view(argv[1]) == "relay")
+    return relay_and_die(argv[2], argv[3], argv[4], std::stoi(argv[5]));
   if (argc != 7 && argc != 8) {
     std::fprintf(stderr, "usage: %s BOOTSTRAP GROUP TOPIC OUT STATUS COMMIT_INTERVAL_MS [STORE]\n",
                  argv[0]);

@@ -193,6 +193,29 @@ ConsumerProcess::ConsumerProcess(const std::string& bootstrap, const std::string
   }
 }
 
+int run_dying_relay(const std::string& bootstrap, const std::string& topic,
+                    const std::string& store, int n, const std::string& log) {
+  std::vector<std::string> args{KAFKA_CHILD_BINARY, "relay", bootstrap, topic, store,
+                                std::to_string(n)};
+  pid_t pid = ::fork();  // exec at once, as above
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
 ConsumerProcess::~ConsumerProcess() {
   if (pid_ > 0) kill9();
 }

@@ -88,6 +88,12 @@ class ConsumerProcess {
   std::string out_, status_, log_;
 };
 
+/// Runs `kafka_test_consumer relay`: N events committed to the outbox of the SQLite file `store`
+/// for `topic`, relayed by a process killed right after Kafka acknowledged them, before the
+/// rows' delete. Returns the child's exit code, or -signal. Its output goes to `log`.
+int run_dying_relay(const std::string& bootstrap, const std::string& topic,
+                    const std::string& store, int n, const std::string& log);
+
 /// Lines of a text file (empty when missing).
 std::vector<std::string> read_lines(const std::string& path);
 

@@ -590,4 +590,64 @@ inline void check_stored_positions(bus::EventBus& bus, const std::string& topic,
   for (const auto& m : rest.messages()) CHECK_FALSE(m.once);
 }
 
+/// A relay that republishes after a crash (between the broker's ack and its delete) sends the
+/// same outbox rows again, under new offsets. A subscription with a store hands each (source,
+/// seq) to its handler once and says so (Message::once), across publishes and across restarts
+/// of the group's member (the marks live in the store with the positions); a later seq of the
+/// source, and a record of another source with the same seq, are new.
+inline void check_source_copies_once(bus::EventBus& bus, const std::string& topic,
+                                     const std::string& group, std::chrono::milliseconds timeout) {
+  std::vector<Envelope> events;
+  for (int i = 0; i < 30; ++i) events.push_back(contract::event("k" + std::to_string(i % 7), i));
+  auto relayed = [&](size_t from, size_t to, const std::string& source) {
+    std::vector<bus::Record> out;
+    for (size_t i = from; i < to; ++i) {
+      bus::Record r = contract::record(topic, events[i]);
+      r.source = source;
+      r.seq = static_cast<int64_t>(i + 1);
+      out.push_back(std::move(r));
+    }
+    return out;
+  };
+  // Rows 1..20 published, then 11..20 again (the relay's last batch before its crash) and on.
+  REQUIRE(bus.publish(relayed(0, 20, "outbox-a")).ok());
+  REQUIRE(bus.publish(relayed(10, 25, "outbox-a")).ok());
+
+  auto store = db::Database::open(":memory:");
+  REQUIRE(store.ok());
+  Collector got;
+  {
+    auto sub =
+        bus.subscribe({.group = group, .topics = {topic}, .store = store->get()}, got.handler());
+    REQUIRE(sub.ok());
+    REQUIRE(eventually([&] { return got.size() >= 25; }, timeout));
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // room for a wrong second copy
+    (*sub)->close();
+  }
+  std::multiset<std::string> expected;
+  for (size_t i = 0; i < 25; ++i) expected.insert(events[i].id);
+  CHECK(contract::as_multiset(got.ids()) == expected);
+  for (const auto& m : got.messages()) CHECK(m.once);
+
+  // The member restarts; the relay, restarted too, sends 21..30 once more and the rest after.
+  // Another source's seq 5 is its own record, not a copy.
+  REQUIRE(bus.publish(relayed(20, 30, "outbox-a")).ok());
+  Envelope other = contract::event("k-other", 99);
+  bus::Record o = contract::record(topic, other);
+  o.source = "outbox-b";
+  o.seq = 5;
+  REQUIRE(bus.publish(std::span<const bus::Record>(&o, 1)).ok());
+  Collector rest;
+  auto sub =
+      bus.subscribe({.group = group, .topics = {topic}, .store = store->get()}, rest.handler());
+  REQUIRE(sub.ok());
+  REQUIRE(eventually([&] { return rest.size() >= 6; }, timeout));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  (*sub)->close();
+  expected.clear();
+  for (size_t i = 25; i < 30; ++i) expected.insert(events[i].id);
+  expected.insert(other.id);
+  CHECK(contract::as_multiset(rest.ids()) == expected);
+}
+
 }  // namespace ecom::test

@@ -24,8 +24,10 @@ struct Record {
   std::string key;
   std::string value;
   /// Optional: who produced it and its place in that producer's sequence (an outbox's id and
-  /// row seq). A bus that can deduplicate at the log (the embedded one) appends a record of a
-  /// source only once, however often it is published; the Kafka bus ignores them.
+  /// row seq). The embedded bus appends a record of a source only once, however often it is
+  /// published; the Kafka bus sends them as headers, and its consumers skip a copy whose seq is
+  /// at or below the mark they stored for its source and partition (SourceMark). Records of a
+  /// source must be published in seq order.
   std::string source;
   int64_t seq = 0;
 };
@@ -38,11 +40,11 @@ struct Message {
   std::string key;
   Envelope envelope;
   int attempt = 1;  ///< 1 on first delivery, counting retries of this record in this consumer
-  /// True when this event can reach the group under this offset only: the bus appended it once
-  /// per source sequence (see Record::source), and the consumer core never hands an offset
-  /// whose effects are durable (stored with them, see BatchScope) to the handler again. The
-  /// handler then needs no inbox claim for it. False on Kafka, where a relay that crashed
-  /// between the broker's ack and its delete republishes under new offsets.
+  /// True when the consumer core guarantees this event reaches the handler's effects once: the
+  /// offset is stored with them (BatchScope), and a copy under another offset is recognised by
+  /// its source sequence (Record::source) — by the embedded log at append, by the Kafka consumer
+  /// against its stored marks. The handler then needs no inbox claim for it. False for a record
+  /// without a source (or a subscription without a store): the handler's inbox decides.
   bool once = false;
 };
 

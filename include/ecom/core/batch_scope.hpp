@@ -20,11 +20,24 @@
 
 namespace ecom {
 
-/// Where a consumer group stands on one partition: the next offset to consume.
+/// The highest sequence number of one producer (an outbox source, see bus::Record::source)
+/// whose record a group has handled on one partition. A relay publishes each source's rows in
+/// sequence order and never lets a later row overtake an earlier one, so a record of that source
+/// at or below the mark is a copy of one already handled (republished under a new offset by a
+/// relay that crashed between the broker's ack and its delete).
+struct SourceMark {
+  std::string source;
+  int64_t seq = 0;
+  bool operator==(const SourceMark&) const = default;
+};
+
+/// Where a consumer group stands on one partition: the next offset to consume, and the marks of
+/// the sources seen there (empty on a bus that deduplicates at the log).
 struct ConsumedPosition {
   std::string topic;
   int partition = 0;
   int64_t next = 0;
+  std::vector<SourceMark> marks;  ///< saved as given (a source absent here keeps its stored mark)
   bool operator==(const ConsumedPosition&) const = default;
 };
 
@@ -36,11 +49,11 @@ class BatchScope {
   /// durable, and every unit in it counts as not applied.
   virtual Status run(const std::function<void()>& body) = 0;
   /// Records the positions of `group`, durable with the batch when called inside run()'s body on
-  /// its thread (its own transaction otherwise). Overwrites: a topic recreated from offset 0
-  /// must be able to move its position back.
+  /// its thread (its own transaction otherwise). Overwrites the offset and the marks given: a
+  /// topic recreated from offset 0 must be able to move its position back.
   virtual Status save_positions(std::string_view group,
                                 std::span<const ConsumedPosition> positions) = 0;
-  /// The stored positions of `group` (empty before its first save).
+  /// The stored positions of `group` with every stored mark (empty before its first save).
   virtual Result<std::vector<ConsumedPosition>> load_positions(std::string_view group) = 0;
 };
 
