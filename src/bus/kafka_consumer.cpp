@@ -442,8 +442,15 @@ class KafkaConsumer final : public ConsumerWorker {
       rd_kafka_headers_t* hdrs = rd_kafka_headers_new(h.headers.size() + 8);
       // A truncated copy keeps the original headers only when they are small themselves.
       if (!truncated || header_bytes <= kDeadLetterPrefix / 4)
-        for (const auto& [k, v] : h.headers)
+        for (const auto& [k, v] : h.headers) {
+          // Renamed: a copy re-driven to its topic is a new record, not one its mark covers.
+          if (k == kSourceHeader || k == kSeqHeader) continue;
           rd_kafka_header_add(hdrs, k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+        }
+      if (!h.source.empty()) {
+        add_header(hdrs, "ecom_original_source", h.source);
+        add_header(hdrs, "ecom_original_seq", std::to_string(h.seq));
+      }
       add_header(hdrs, "ecom_error", reason.empty() ? std::string("dead-lettered") : reason);
       add_header(hdrs, "ecom_original_topic", h.topic);
       add_header(hdrs, "ecom_original_partition", std::to_string(h.partition));

@@ -376,6 +376,38 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "kafka bus: a dead-lettered relayed record's copy names its source as original, so a copy "
+    "put back on its topic is a new record",
+    "[kafka][contract]") {
+  auto o = fast_options(brokers());
+  std::string topic = unique_name("dlq-marks-test");
+  make_topics(o, {topic});
+  auto bus = open_bus(o);
+  Record r = to_record(topic, test_event("k", 1));
+  r.source = "outbox-dlq";
+  r.seq = 7;
+  REQUIRE(bus->publish(std::span<const Record>(&r, 1)).ok());
+  auto store = ecom::db::Database::open(":memory:");
+  REQUIRE(store.ok());
+  const std::string group = unique_name("g");
+  auto sub = bus->subscribe({.group = group, .topics = {topic}, .store = store->get()},
+                            [](const Message&) { return Outcome::dead_letter("bad data"); });
+  REQUIRE(sub.ok());
+  const auto dlq = read_topic(o.bootstrap_servers, ecom::bus::dlq_topic(topic), 1, 60s);
+  (*sub)->close();
+  REQUIRE(dlq.size() == 1);
+  CHECK_FALSE(dlq[0].header("ecom_source"));
+  CHECK_FALSE(dlq[0].header("ecom_seq"));
+  CHECK(dlq[0].header("ecom_original_source") == "outbox-dlq");
+  CHECK(dlq[0].header("ecom_original_seq") == "7");
+  // The mark moved past it with the position: a copy from the relay is not handled again.
+  auto positions = (*store)->load_positions(group);
+  REQUIRE(positions.ok());
+  REQUIRE(positions->size() == 1);
+  CHECK(positions->front().marks == std::vector<ecom::SourceMark>{{"outbox-dlq", 7}});
+}
+
+TEST_CASE(
     "kafka bus: a relay killed between its publish and its delete: the copies it sends again "
     "are recognised by their marks and each event is applied once, without inbox rows",
     "[kafka][outbox][crash]") {
