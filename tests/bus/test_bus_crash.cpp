@@ -17,6 +17,7 @@
 #include "ecom/bus/embedded_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
 #include "ecom/db/outbox.hpp"
+#include "support/kill_after_publish.hpp"
 #include "support/test_support.hpp"
 
 using ecom::Envelope;
@@ -376,27 +377,6 @@ class KillAfterCommit final : public ecom::BatchScope {
   int at_least_;
 };
 
-// A bus whose process dies (SIGKILL) right after the first publish it made durable.
-class KillAfterPublish final : public ecom::bus::EventBus {
- public:
-  explicit KillAfterPublish(ecom::bus::EventBus& bus) : bus_(bus) {}
-  using EventBus::publish;
-  Status publish(std::span<const Record> records) override {
-    Status st = bus_.publish(records);
-    if (st) ::raise(SIGKILL);
-    return st;
-  }
-  Result<std::unique_ptr<ecom::bus::Subscription>> subscribe(ecom::bus::SubscriptionOptions o,
-                                                             ecom::bus::Handler h) override {
-    return bus_.subscribe(std::move(o), std::move(h));
-  }
-  bool healthy() override { return bus_.healthy(); }
-  std::string_view kind() const noexcept override { return bus_.kind(); }
-
- private:
-  ecom::bus::EventBus& bus_;
-};
-
 }  // namespace
 
 TEST_CASE(
@@ -489,7 +469,7 @@ TEST_CASE(
     if (!st) return 3;
     auto bus = ecom::bus::make_embedded_bus(opts);
     if (!bus) return 4;
-    KillAfterPublish dying(**bus);
+    ecom::test::KillAfterPublish dying(**bus);
     ecom::bus::OutboxRelay relay(**db, dying);
     relay.drain(10s);  // dies in it, after the bus committed the rows, before their delete
     return 5;

@@ -34,31 +34,11 @@
 #include "ecom/core/log.hpp"
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
+#include "support/kill_after_publish.hpp"
 
 namespace {
 std::atomic<bool> g_stop{false};
 void on_term(int) { g_stop = true; }
-
-// A bus whose process dies right after the first publish the brokers acknowledged.
-class KillAfterPublish final : public ecom::bus::EventBus {
- public:
-  explicit KillAfterPublish(ecom::bus::EventBus& bus) : bus_(bus) {}
-  using EventBus::publish;
-  ecom::Status publish(std::span<const ecom::bus::Record> records) override {
-    ecom::Status st = bus_.publish(records);
-    if (st) ::raise(SIGKILL);
-    return st;
-  }
-  ecom::Result<std::unique_ptr<ecom::bus::Subscription>> subscribe(ecom::bus::SubscriptionOptions o,
-                                                                   ecom::bus::Handler h) override {
-    return bus_.subscribe(std::move(o), std::move(h));
-  }
-  bool healthy() override { return bus_.healthy(); }
-  std::string_view kind() const noexcept override { return bus_.kind(); }
-
- private:
-  ecom::bus::EventBus& bus_;
-};
 
 int relay_and_die(const std::string& bootstrap, const std::string& topic, const std::string& path,
                   int n) {
@@ -79,7 +59,7 @@ int relay_and_die(const std::string& bootstrap, const std::string& topic, const 
   o.client_id = "ecomd-test-relay";
   auto bus = ecom::bus::make_kafka_bus(o);
   if (!bus) return 4;
-  KillAfterPublish dying(**bus);
+  ecom::test::KillAfterPublish dying(**bus);
   ecom::bus::OutboxRelay relay(**db, dying);
   relay.drain(std::chrono::seconds(60));  // dies in it
   return 5;
