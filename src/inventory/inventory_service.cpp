@@ -406,11 +406,9 @@ std::vector<Line> settle(db::Tx& tx, const Rules& rules, const std::string& orde
         .bind_all(commit ? "COMMITTED" : "RELEASED", now, order_id)
         .exec();
   }
-  if (commit) {
-    emit(tx, contract::StockCommitted{order_id, sku_quantities(lines)}, &cause);
-  } else {
-    emit(tx, contract::StockReleased{order_id, sku_quantities(lines)}, &cause);
-  }
+  // A commit is not acknowledged: the saga is done at CONFIRMED (saga_machine.cpp), and the
+  // sale shows in inventory.updated. A release is, since CANCELLED waits for it.
+  if (!commit) emit(tx, contract::StockReleased{order_id, sku_quantities(lines)}, &cause);
   return lines;
 }
 

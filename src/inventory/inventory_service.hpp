@@ -94,8 +94,8 @@ ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand
 std::vector<Line> release_stock(db::Tx& tx, const Rules& rules, const std::string& order_id,
                                 const Envelope& cause);
 
-/// Turns what the order holds reserved into a sale (reserved -> sold) and queues StockCommitted
-/// with those lines (empty when nothing is held).
+/// Turns what the order holds reserved into a sale (reserved -> sold); returns those lines
+/// (empty when nothing is held). No reply: the saga does not wait for one.
 std::vector<Line> commit_stock(db::Tx& tx, const Rules& rules, const std::string& order_id,
                                const Envelope& cause);
 

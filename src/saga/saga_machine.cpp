@@ -134,13 +134,18 @@ class Step {
       case InputKind::kPaymentAuthorized:
         r_.payment_authorized = true;
         r_.state = SagaState::kConfirmed;
+        // CommitStock waits for no acknowledgement: it leaves through the outbox of this very
+        // transaction, the bus delivers it until the inventory has applied it (once), so a
+        // re-send could only repeat it — and a StockCommitted reply would cost an event, a
+        // consume and a saga transaction per order to learn nothing. ReleaseStock and
+        // RefundPayment keep theirs: CANCELLED is published only once both are done.
         emit(commit_stock(r_));
         // CONFIRMED only: a PAYMENT_AUTHORIZED status here would be decided in the same
         // transition and carry nothing CONFIRMED does not (it outranks it), yet cost an event
         // for every consumer of orders.status. The status stays in the contract for readers.
         publish(OrderStatus::kConfirmed);
-        r_.pending |= kPendingCommit;
-        set_deadline(p_.compensation_timeout_ms);
+        r_.deadline_ms = 0;
+        r_.attempts = 0;
         return done("payment authorized; CommitStock sent; confirmed");
       case InputKind::kPaymentDeclined:
         compensate(reason::kPaymentDeclined, kPendingRelease);
@@ -191,6 +196,9 @@ class Step {
       default:
         break;
     }
+    // A saga stored by a release that awaited StockCommitted (which the inventory no longer
+    // sends): its CommitStock went out with CONFIRMED, there is nothing to re-send.
+    r_.pending &= ~kPendingCommit;
     if (r_.pending == kPendingNone) {
       r_.deadline_ms = 0;  // nothing to wait for: a stale deadline
       return done("stale deadline cleared");

@@ -44,7 +44,8 @@ enum PendingAck : uint32_t {
   kPendingNone = 0,
   kPendingRelease = 1,  ///< ReleaseStock sent, StockReleased not seen
   kPendingRefund = 2,   ///< RefundPayment sent, PaymentRefunded not seen
-  kPendingCommit = 4,   ///< CommitStock sent, StockCommitted not seen
+  kPendingCommit = 4,   ///< only in sagas stored by older releases: CommitStock awaited
+                        ///< StockCommitted; cleared at their next deadline
 };
 /// Names of the set flags, e.g. {"release_stock", "refund_payment"}.
 std::vector<std::string> pending_names(uint32_t pending);

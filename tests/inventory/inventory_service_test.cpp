@@ -494,9 +494,7 @@ TEST_CASE("commit turns a reservation into a sale, once", "[inventory]") {
   CHECK(a.reserved == 0);
   CHECK(a.sold == 3);
   auto events = s.take_events();
-  auto reply = of_type(events, event_types::kStockCommitted);
-  REQUIRE(reply.size() == 1);
-  CHECK(lines(reply[0]->data["items"]) == committed);
+  CHECK(of_type(events, event_types::kStockCommitted).empty());  // no reply: the saga is done
 
   CHECK(s.commit("o-1").empty());   // repeat
   CHECK(s.release("o-1").empty());  // release after commit is a no-op
