@@ -24,6 +24,7 @@ constexpr std::array kTable{
     Row{ErrorCode::kConflict, "CONFLICT", 409, false},
     Row{ErrorCode::kIdempotencyConflict, "IDEMPOTENCY_CONFLICT", 409, false},
     Row{ErrorCode::kPayloadTooLarge, "PAYLOAD_TOO_LARGE", 413, false},
+    Row{ErrorCode::kHeadersTooLarge, "HEADERS_TOO_LARGE", 431, false},
     Row{ErrorCode::kUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", 415, false},
     Row{ErrorCode::kUpgradeRequired, "UPGRADE_REQUIRED", 426, false},
     Row{ErrorCode::kInternal, "INTERNAL", 500, false},

@@ -679,11 +679,21 @@ class BeastServer final : public Server {
     while (!stopping_.load()) {
       c.parser.emplace();
       c.parser->body_limit(options_.body_limit);
+      c.parser->header_limit(kHeaderLimit);
       c.reading = true;
       // One deadline for header and body; it also closes idle keep-alive connections.
       stream.expires_after(options_.read_timeout);
       co_await bhttp::async_read_header(stream, c.buffer, *c.parser,
                                         asio::redirect_error(use_awaitable, ec));
+      if (!ec) {
+        // Checked before the body is read: a refused header closes the connection.
+        std::optional<Error> refused = refuse_header(c.parser->get());
+        if (refused) {
+          c.reading = false;
+          co_await reject(c, *refused);
+          co_return;
+        }
+      }
       if (!ec && !c.parser->is_done()) {
         auto& header = c.parser->get();
         if (header.version() >= 11 &&
@@ -705,6 +715,10 @@ class BeastServer final : public Server {
           rejection =
               Error{ErrorCode::kPayloadTooLarge,
                     "request body exceeds " + std::to_string(options_.body_limit) + " bytes"};
+        } else if (ec == bhttp::error::header_limit) {
+          rejection =
+              Error{ErrorCode::kHeadersTooLarge, "the request's header block exceeds " +
+                                                     std::to_string(kHeaderLimit) + " bytes"};
         } else if (is_parse_error(ec)) {
           rejection = Error{ErrorCode::kBadRequest, "malformed HTTP request: " + ec.message()};
         }
@@ -1012,6 +1026,28 @@ class BeastServer final : public Server {
   }
 
   // Sends an error for a request that cannot be parsed, then closes gracefully.
+  // Beast's default header limit (request line and fields).
+  static constexpr size_t kHeaderLimit = 8 * 1024;
+
+  // What RFC 9112 makes the server refuse before the body: an HTTP/1.1 request without Host
+  // (400), and a transfer coding other than chunked alone (501: "gzip, chunked" would hand the
+  // handler compressed bytes as if they were the body).
+  static std::optional<Error> refuse_header(const bhttp::request_header<>& h) {
+    if (h.version() >= 11 && h.find(bhttp::field::host) == h.end())
+      return Error{ErrorCode::kBadRequest, "an HTTP/1.1 request needs a Host header", "Host"};
+    auto te = h.find(bhttp::field::transfer_encoding);
+    if (te != h.end()) {
+      std::string_view v(te->value().data(), te->value().size());
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+      if (!beast::iequals(beast::string_view(v.data(), v.size()), "chunked"))
+        return Error{ErrorCode::kNotImplemented,
+                     "transfer coding \"" + std::string(v) + "\" is not supported (only chunked)",
+                     "Transfer-Encoding"};
+    }
+    return std::nullopt;
+  }
+
   asio::awaitable<void> reject(Connection& c, const Error& error) {
     beast::error_code ec;
     BeastResponse res = to_beast(error_response(error), 11, false, false);

@@ -319,6 +319,39 @@ TEST_CASE("server: bodies over the limit get 413", "[http][server]") {
   CHECK(reply.find("Connection: close") != std::string::npos);
 }
 
+TEST_CASE("server: oversized headers get 431, HTTP/1.1 without Host 400, other codings 501",
+          "[http][server]") {
+  TestServer s;
+  std::string reply = http_raw(
+      s.port(), "GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(9000, 'a') + "\r\n\r\n",
+      10s);
+  CHECK(reply.rfind("HTTP/1.1 431 ", 0) == 0);
+  CHECK(reply.find("HEADERS_TOO_LARGE") != std::string::npos);
+  CHECK(reply.find("Connection: close") != std::string::npos);
+
+  reply = http_raw(s.port(), "GET /hello HTTP/1.1\r\n\r\n", 10s);
+  CHECK(reply.rfind("HTTP/1.1 400 ", 0) == 0);
+  CHECK(reply.find(R"("field":"Host")") != std::string::npos);
+  // HTTP/1.0 has no Host requirement.
+  reply = http_raw(s.port(), "GET /hello HTTP/1.0\r\n\r\n", 10s);
+  CHECK(reply.rfind("HTTP/1.0 200 ", 0) == 0);
+
+  // gzip before chunked: the body would reach the handler compressed. Refused, not decoded.
+  reply = http_raw(s.port(),
+                   "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                   10s);
+  CHECK(reply.rfind("HTTP/1.1 501 ", 0) == 0);
+  CHECK(reply.find("NOT_IMPLEMENTED") != std::string::npos);
+  CHECK(reply.find("Transfer-Encoding") != std::string::npos);
+  // Plain chunked still works.
+  reply = http_raw(s.port(),
+                   "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                   10s);
+  CHECK(reply.rfind("HTTP/1.1 201 ", 0) == 0);
+}
+
 TEST_CASE("server: malformed requests get 400 and are closed", "[http][server]") {
   TestServer s;
   for (const char* bad :

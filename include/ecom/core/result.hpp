@@ -25,6 +25,7 @@ enum class ErrorCode : uint8_t {
   kConflict,              ///< 409: the resource's state forbids it
   kIdempotencyConflict,   ///< 409: an Idempotency-Key reused with another body
   kPayloadTooLarge,       ///< 413
+  kHeadersTooLarge,       ///< 431: the request's header block exceeds the limit
   kUnsupportedMediaType,  ///< 415
   kUpgradeRequired,       ///< 426
   // A fault of ours or outside our control.
