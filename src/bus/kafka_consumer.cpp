@@ -72,6 +72,13 @@ std::vector<SourceMark> marks_of(const PartitionState& st) {
   return out;
 }
 
+// `h` is done with (handled or dead-lettered): its source's mark covers it from now on.
+void raise_mark(PartitionState& st, const Held& h) {
+  if (h.source.empty()) return;
+  auto [it, fresh] = st.marks.try_emplace(h.source, h.seq);
+  if (!fresh) it->second = std::max(it->second, h.seq);
+}
+
 // One member of a consumer group and everything its thread touches; the thread's lifetime
 // follows consumer_worker.hpp. librdkafka's callbacks get this object as their opaque: they are
 // served by rd_kafka_consumer_poll and rd_kafka_consumer_close, on the worker's thread only.
@@ -397,7 +404,7 @@ class KafkaConsumer final : public ConsumerWorker {
     Decision d = decide(metrics_.call(st.metrics, handler_, msg), attempt, policy_);
     switch (d.action) {
       case Decision::Action::kAdvance:
-        if (marked) st.marks[h.source] = h.seq;
+        if (marked) raise_mark(st, h);
         done(st, h.offset);
         return;
       case Decision::Action::kRetry:
@@ -494,15 +501,8 @@ class KafkaConsumer final : public ConsumerWorker {
     // Else the store's position, which wins at the next assignment, would hand it over again
     // (and a republished copy of it would be handled).
     if (sub_.store != nullptr) {
-      if (!h.source.empty()) {
-        auto [it, fresh] = st.marks.try_emplace(h.source, h.seq);
-        if (!fresh) it->second = std::max(it->second, h.seq);
-      }
-      const ConsumedPosition past{tp.first, tp.second, st.next, marks_of(st)};
-      if (auto saved = sub_.store->save_positions(sub_.group, std::span(&past, 1)); !saved) {
-        log::warn(kTag, "group {}: saving the position past a dead letter failed: {}", sub_.group,
-                  saved.error().message);
-      }
+      raise_mark(st, h);
+      save_position(tp, st, "the position past a dead letter");
     }
   }
 
@@ -540,11 +540,7 @@ class KafkaConsumer final : public ConsumerWorker {
     Held again = h;  // only on the retry path: a copy for a batch that fails
     auto handle_and_save = [&] {
       process(tp, st, std::move(h), attempt);
-      if (st.next == next_before || st.next < 0) return;
-      const ConsumedPosition reached{tp.first, tp.second, st.next, marks_of(st)};
-      if (auto saved = sub_.store->save_positions(sub_.group, std::span(&reached, 1)); !saved) {
-        log::warn(kTag, "group {}: saving positions failed: {}", sub_.group, saved.error().message);
-      }
+      if (st.next != next_before && st.next >= 0) save_position(tp, st, "positions");
     };
     batching_ = true;
     Status ok = sub_.store->run(handle_and_save);
@@ -556,6 +552,13 @@ class KafkaConsumer final : public ConsumerWorker {
     st.marks = marks_before;
     wait_for_retry(tp, st, std::move(again), attempt - 1, "its batch did not commit", false,
                    sub_.initial_backoff);
+  }
+
+  // Stores where `tp` stands (offset and marks): in the batch when called inside one.
+  void save_position(const TopicPartition& tp, const PartitionState& st, std::string_view what) {
+    const ConsumedPosition at{tp.first, tp.second, st.next, marks_of(st)};
+    if (auto saved = sub_.store->save_positions(sub_.group, std::span(&at, 1)); !saved)
+      log::warn(kTag, "group {}: saving {} failed: {}", sub_.group, what, saved.error().message);
   }
 
   void set_paused(const TopicPartition& tp, bool pause) {
