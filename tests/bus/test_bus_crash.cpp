@@ -17,6 +17,7 @@
 #include "ecom/bus/embedded_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
 #include "ecom/db/outbox.hpp"
+#include "support/applied_effects.hpp"
 #include "support/kill_after_publish.hpp"
 #include "support/test_support.hpp"
 
@@ -311,26 +312,8 @@ TEST_CASE("inbox: a consumer killed after applying but before committing does no
 
 namespace {
 
-// Effects without an inbox where the bus allows it: each event's applications are counted, so a
-// double apply shows as n = 2. The inbox is used only for events not delivered once.
-constexpr std::array<std::string_view, 1> kAppliedSchema{
-    "CREATE TABLE applied(id TEXT PRIMARY KEY, n INTEGER NOT NULL);"};
-
-Status migrate_applied(Database& db) {
-  if (auto st = ecom::db::migrate_messaging(db); !st) return st;
-  return db.migrate("applied", kAppliedSchema);
-}
-
-Outcome apply_counted(Database& db, const Message& m) {
-  auto r = db.transaction([&](Tx& tx) -> Status {
-    if (!ecom::db::inbox_claim(tx, "applied", m.envelope.id, m.once)) return {};
-    tx.stmt("INSERT INTO applied(id, n) VALUES(?, 1) ON CONFLICT(id) DO UPDATE SET n = n + 1")
-        .bind(1, m.envelope.id)
-        .exec();
-    return {};
-  });
-  return r ? Outcome::ack() : Outcome::retry(r.error().message);
-}
+using ecom::test::apply_counted;
+using ecom::test::migrate_applied;
 
 struct AppliedCounts {
   int64_t events = 0;  // distinct events applied

@@ -164,29 +164,6 @@ std::vector<std::string> read_lines(const std::string& path) {
   return out;
 }
 
-namespace {
-
-// Fork and exec at once: the parent has librdkafka threads, the child must not rely on them.
-pid_t spawn(std::vector<std::string> args, const std::string& log) {
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-}  // namespace
-
 ConsumerProcess::ConsumerProcess(const std::string& bootstrap, const std::string& group,
                                  const std::string& topic, std::string out, std::string status,
                                  std::chrono::milliseconds commit_interval, std::string store)
@@ -199,12 +176,15 @@ ConsumerProcess::ConsumerProcess(const std::string& bootstrap, const std::string
                                 status_,
                                 std::to_string(commit_interval.count())};
   if (!store.empty()) args.push_back(std::move(store));
-  pid_ = spawn(std::move(args), log_);
+  pid_ = spawn_logged(std::move(args), log_, /*append=*/false);
+  REQUIRE(pid_ >= 0);
 }
 
 int run_dying_relay(const std::string& bootstrap, const std::string& topic,
                     const std::string& store, int n, const std::string& log) {
-  pid_t pid = spawn({KAFKA_CHILD_BINARY, "relay", bootstrap, topic, store, std::to_string(n)}, log);
+  pid_t pid = spawn_logged(
+      {KAFKA_CHILD_BINARY, "relay", bootstrap, topic, store, std::to_string(n)}, log, false);
+  REQUIRE(pid >= 0);
   int st = 0;
   ::waitpid(pid, &st, 0);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);

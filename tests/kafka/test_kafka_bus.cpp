@@ -17,6 +17,7 @@
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
 #include "kafka_test_support.hpp"
+#include "support/applied_effects.hpp"
 #include "support/bus_contract.hpp"
 #include "support/group_commit_check.hpp"
 #include "support/test_support.hpp"
@@ -439,10 +440,7 @@ TEST_CASE(
 
   auto consumer = ecom::db::Database::open(dir.file("applied.db"));
   REQUIRE(consumer.ok());
-  static constexpr std::array<std::string_view, 1> kSchema{
-      "CREATE TABLE applied(id TEXT PRIMARY KEY, n INTEGER NOT NULL);"};
-  REQUIRE((*consumer)->migrate("applied", kSchema).ok());
-  REQUIRE(ecom::db::migrate_messaging(**consumer).ok());  // the inbox, which stays empty
+  REQUIRE(ecom::test::migrate_applied(**consumer).ok());  // with the inbox, which stays empty
   auto count = [&](std::string_view sql) {
     auto r = (*consumer)->read([&](ecom::db::Tx& tx) -> ecom::Result<int64_t> {
       auto s = tx.stmt(sql);
@@ -452,20 +450,12 @@ TEST_CASE(
   };
   std::atomic<int> handled{0}, not_once{0};
   const std::string group = unique_name("g");
-  auto sub = bus->subscribe(
-      {.group = group, .topics = {topic}, .store = consumer->get()}, [&](const Message& m) {
-        ++handled;
-        if (!m.once) ++not_once;
-        // As a module does: no inbox claim when the bus guarantees once (db::inbox_claim).
-        auto st = (*consumer)->transaction([&](ecom::db::Tx& tx) -> ecom::Status {
-          if (!ecom::db::inbox_claim(tx, "test", m.envelope.id, m.once)) return {};
-          tx.stmt("INSERT INTO applied(id, n) VALUES(?, 1) ON CONFLICT(id) DO UPDATE SET n = n + 1")
-              .bind(1, m.envelope.id)
-              .exec();
-          return {};
-        });
-        return st ? Outcome::ack() : Outcome::retry(st.error().message);
-      });
+  auto sub = bus->subscribe({.group = group, .topics = {topic}, .store = consumer->get()},
+                            [&](const Message& m) {
+                              ++handled;
+                              if (!m.once) ++not_once;
+                              return ecom::test::apply_counted(**consumer, m);
+                            });
   REQUIRE(sub.ok());
   // Every one of the 80 records is consumed (the stored positions add up), 40 applied.
   auto consumed = [&] {

@@ -169,6 +169,23 @@ uint16_t free_port() {
   return port;
 }
 
+pid_t spawn_logged(std::vector<std::string> args, const std::string& log, bool append) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
 Ecomd::Ecomd(std::string data_dir, std::vector<std::string> args, uint16_t port,
              std::chrono::milliseconds wait)
     : data_dir_(std::move(data_dir)), args_(std::move(args)), port_(port ? port : free_port()) {
@@ -177,19 +194,7 @@ Ecomd::Ecomd(std::string data_dir, std::vector<std::string> args, uint16_t port,
   argv_s.insert(argv_s.end(), args_.begin(), args_.end());
   argv_s.push_back("--http=127.0.0.1:" + std::to_string(port_));
   argv_s.push_back("--data-dir=" + data_dir_);
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
+  pid_ = spawn_logged(std::move(argv_s), log_, /*append=*/true);
   bool up = eventually(
       [&] {
         int status = 0;

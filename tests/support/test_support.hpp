@@ -48,6 +48,11 @@ std::string http_raw(uint16_t port, const std::string& bytes,
 /// A free TCP port on loopback (bound and released; good enough for tests).
 uint16_t free_port();
 
+/// Forks and execs `args` (args[0] is the binary's path) at once, with stdout and stderr going
+/// to `log` (appended to, or truncated first). Exec right after fork: the parent may run
+/// librdkafka or server threads the child must not rely on. Returns the child's pid.
+pid_t spawn_logged(std::vector<std::string> args, const std::string& log, bool append);
+
 /// A running `ecomd` child. Killed with SIGKILL on destruction if still running.
 class Ecomd {
  public:
