@@ -123,6 +123,18 @@ bool is_websocket_upgrade(const Request& r) noexcept {
          has_token(*connection, "upgrade");
 }
 
+// RFC 6455 4.2.1: the key is a base64-encoded 16-byte nonce, so exactly 24 characters: 21
+// of the alphabet, one whose low four bits are zero (the last 2 bits of the 16th byte), "==".
+bool is_websocket_key(std::string_view key) noexcept {
+  constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  if (key.size() != 24 || !key.ends_with("==")) return false;
+  for (size_t i = 0; i < 21; ++i) {
+    if (kAlphabet.find(key[i]) == std::string_view::npos) return false;
+  }
+  return std::string_view("AQgw").find(key[21]) != std::string_view::npos;
+}
+
 bool has_body_semantics(Method m) noexcept {
   return m == Method::kPost || m == Method::kPut || m == Method::kPatch;
 }
@@ -174,6 +186,11 @@ std::string_view method_name(Method m) noexcept {
       break;
   }
   return "OTHER";
+}
+
+std::string_view method_name(const Request& r) noexcept {
+  if (r.method == Method::kOther && !r.method_token.empty()) return r.method_token;
+  return method_name(r.method);
 }
 
 std::optional<std::string_view> Request::header(std::string_view lower_name) const {
@@ -321,8 +338,8 @@ Response Router::dispatch(Request& request) const {
   Match m = match(request);
   if (m.kind == Match::Kind::kResponse) return std::move(m.response);
   // Deferred, streaming and WebSocket routes need a connection: only the server can serve them.
-  log::error(kTag, "{} {} is not a plain route; dispatch() cannot serve it",
-             method_name(request.method), request.path);
+  log::error(kTag, "{} {} is not a plain route; dispatch() cannot serve it", method_name(request),
+             request.path);
   return error_response(Error{ErrorCode::kInternal, "internal error", {}, false});
 }
 
@@ -401,7 +418,7 @@ Match Router::match(Request& request) const {
     }
     Response r = error_response(
         Error{ErrorCode::kMethodNotAllowed,
-              std::string(method_name(request.method)) + " is not allowed for " + request.path,
+              std::string(method_name(request)) + " is not allowed for " + request.path,
               {},
               false});
     r.with_header("Allow", std::move(allow));
@@ -451,6 +468,13 @@ Match Router::match(Request& request) const {
         r.with_header("Upgrade", "websocket");
         return answer(std::move(r));
       }
+      if (auto key = request.header("sec-websocket-key"); !key || !is_websocket_key(*key)) {
+        return answer(error_response(
+            Error{ErrorCode::kBadRequest,
+                  key ? "Sec-WebSocket-Key must be 16 random bytes in base64 (24 characters)"
+                      : "a WebSocket upgrade needs a Sec-WebSocket-Key",
+                  "Sec-WebSocket-Key", false}));
+      }
       result.kind = Match::Kind::kWebSocket;
       result.websocket = &best->websocket;
       return result;
@@ -459,10 +483,9 @@ Match Router::match(Request& request) const {
   try {
     return answer(best->handler(request));
   } catch (const std::exception& e) {
-    log::error(kTag, "{} {} handler threw: {}", method_name(request.method), request.path,
-               e.what());
+    log::error(kTag, "{} {} handler threw: {}", method_name(request), request.path, e.what());
   } catch (...) {
-    log::error(kTag, "{} {} handler threw a non-standard exception", method_name(request.method),
+    log::error(kTag, "{} {} handler threw a non-standard exception", method_name(request),
                request.path);
   }
   return answer(error_response(Error{ErrorCode::kInternal, "internal error", {}, false}));

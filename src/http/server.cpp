@@ -432,6 +432,11 @@ void fill_request(Connection& c) {
   auto& msg = c.parser->get();
   Request& r = c.request;
   r.method = parse_method(sv(msg.method_string()));
+  // Beast admits only token characters in a method, so the name is safe to echo.
+  if (r.method == Method::kOther)
+    r.method_token.assign(msg.method_string().data(), msg.method_string().size());
+  else
+    r.method_token.clear();
   r.target.assign(msg.target().data(), msg.target().size());
   std::string_view target(r.target);
   size_t q = target.find('?');
@@ -669,7 +674,7 @@ class BeastServer final : public Server {
   }
 
   static void log_handler_failure(const Request& r, std::string_view what) {
-    log::error(kTag, "{} {} handler threw: {}", method_name(r.method), r.path, what);
+    log::error(kTag, "{} {} handler threw: {}", method_name(r), r.path, what);
   }
 
   asio::awaitable<void> serve(const std::shared_ptr<Connection>& conn) {

@@ -406,11 +406,32 @@ TEST_CASE("match resolves async, stream and WebSocket routes", "[http][router]")
 
   // A WebSocket route needs an upgrade request; header tokens are case-insensitive lists.
   req = make(Method::kGet, "/ws/lobby", {},
-             {{"connection", "keep-alive, Upgrade"}, {"upgrade", "WebSocket"}});
+             {{"connection", "keep-alive, Upgrade"},
+              {"upgrade", "WebSocket"},
+              {"sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="}});  // RFC 6455's example
   m = router.match(req);
   REQUIRE(m.kind == Kind::kWebSocket);
   CHECK(m.websocket != nullptr);
   CHECK(req.param("room") == "lobby");
+
+  // The key must be base64 of 16 bytes: missing, too short, not base64, or with bits set past
+  // the 16th byte is a 400 naming the header, never an upgrade.
+  for (std::optional<std::string> key :
+       {std::optional<std::string>(), std::optional<std::string>("x"),
+        std::optional<std::string>("dGhlIHNhbXBsZSBub25jZQ"),
+        std::optional<std::string>("dGhlIHNhbXBsZSBub25j!Q=="),
+        std::optional<std::string>("dGhlIHNhbXBsZSBub25jZR=="),
+        std::optional<std::string>("dGhlIHNhbXBsZSBub25jZQ==dGhl")}) {
+    INFO(key.value_or("(none)"));
+    std::vector<std::pair<std::string, std::string>> headers = {{"connection", "Upgrade"},
+                                                                {"upgrade", "websocket"}};
+    if (key) headers.emplace_back("sec-websocket-key", *key);
+    req = make(Method::kGet, "/ws/lobby", {}, headers);
+    m = router.match(req);
+    REQUIRE(m.kind == Kind::kResponse);
+    CHECK(m.response.status == 400);
+    CHECK(m.response.body.find(R"("field":"Sec-WebSocket-Key")") != std::string::npos);
+  }
 
   req = make(Method::kGet, "/ws/lobby");
   m = router.match(req);

@@ -352,6 +352,15 @@ TEST_CASE("server: oversized headers get 431, HTTP/1.1 without Host 400, other c
   CHECK(reply.rfind("HTTP/1.1 201 ", 0) == 0);
 }
 
+TEST_CASE("server: an unknown method is named as sent in the 405", "[http][server]") {
+  TestServer s;
+  std::string reply =
+      http_raw(s.port(), "PROPFIND /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 10s);
+  CHECK(reply.rfind("HTTP/1.1 405 ", 0) == 0);
+  CHECK(reply.find("PROPFIND is not allowed for /hello") != std::string::npos);
+  CHECK(reply.find("OTHER") == std::string::npos);
+}
+
 TEST_CASE("server: malformed requests get 400 and are closed", "[http][server]") {
   TestServer s;
   for (const char* bad :

@@ -23,6 +23,8 @@ std::string_view method_name(Method m) noexcept;
 /// A received request. Header names are lower-cased.
 struct Request {
   Method method = Method::kGet;
+  /// The method as received when it is none of Method's (kOther): errors and logs name it.
+  std::string method_token;
   std::string target;  ///< path and query as received
   std::string path;    ///< decoded path without query
   std::string query;   ///< raw query string without '?'
@@ -37,6 +39,9 @@ struct Request {
   /// A decoded query parameter.
   std::optional<std::string> query_param(std::string_view name) const;
 };
+
+/// The request's method as received ("PROPFIND", not "OTHER").
+std::string_view method_name(const Request& r) noexcept;
 
 /// A response to send.
 struct Response {
