@@ -10,6 +10,8 @@ packages=(
   libcurl4-openssl-dev libssl-dev
   # GET /metrics: the registry and text serializer (core only; issue 14).
   prometheus-cpp-dev
+  # The PostgreSQL store (--store=postgres): libpq, the client library only (issue 13).
+  libpq-dev
 )
 # Extra packages for the test suite (the Kafka broker script installs Java, Maven and kcat itself).
 # python3-venv: the notification channel tests run aiosmtpd, and scripts/schemathesis.sh runs

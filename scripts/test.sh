@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything (warnings are errors) and runs every test:
 #   0. the code format (.clang-format);
-#   1. the C++ suite through ctest, with a real Apache Kafka broker on loopback for the Kafka tests;
+#   1. the C++ suite through ctest, with a real Apache Kafka broker on loopback for the Kafka tests
+#      and a real PostgreSQL 15 server on loopback for the PostgreSQL store tests;
 #   2. the browser test of the web UI in headless Chromium;
 #   3. the property-based API test: schemathesis against docs/openapi.yaml, every check;
 #   4. a 5-second smoke run of every benchmark scenario;
@@ -22,13 +23,25 @@ if [[ -z "${KAFKA_DATA_DIR:-}" ]]; then
   own_kafka_dir="$(mktemp -d /tmp/ecomd-kafka-test.XXXXXX)"
   export KAFKA_DATA_DIR="$own_kafka_dir"
 fi
+# One real PostgreSQL server likewise (Debian's postgresql-15, installed by the script).
+export PG_PORT="${PG_PORT:-15432}"
+own_pg_dir=""
+if [[ -z "${PG_DATA_DIR:-}" ]]; then
+  own_pg_dir="$(mktemp -d /tmp/ecomd-pg-test.XXXXXX)"
+  export PG_DATA_DIR="$own_pg_dir"
+fi
 cleanup() {
   scripts/kafka.sh stop >/dev/null 2>&1 || true
   [[ -z "$own_kafka_dir" ]] || rm -rf "$own_kafka_dir"
+  scripts/postgres.sh stop >/dev/null 2>&1 || true
+  [[ -z "$own_pg_dir" ]] || rm -rf "$own_pg_dir"
 }
 trap cleanup EXIT
 scripts/kafka.sh start
 export ECOM_KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
+scripts/postgres.sh start
+ECOM_PG_URL="$(scripts/postgres.sh url)"
+export ECOM_PG_URL
 
 failed=()
 stage() {

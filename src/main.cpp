@@ -130,8 +130,7 @@ class Host {
 
  private:
   Status start_slot(Slot& slot) {
-    slot.path = (std::filesystem::path(settings_.data_dir) / (slot.role + ".db")).string();
-    auto store = db::Database::open(slot.path);
+    auto store = open_store(slot);
     if (!store)
       return Error{ErrorCode::kUnavailable,
                    "cannot open " + slot.path + ": " + store.error().message};
@@ -150,6 +149,19 @@ class Host {
     }
     slot.relay->start();
     return {};
+  }
+
+  // The role's store: its SQLite file in the data dir, or its schema on the PostgreSQL server.
+  Result<std::unique_ptr<db::Database>> open_store(Slot& slot) const {
+    if (settings_.store != "postgres") {
+      slot.path = (std::filesystem::path(settings_.data_dir) / (slot.role + ".db")).string();
+      return db::Database::open(slot.path);
+    }
+    db::Options options;
+    options.schema = settings_.store_schema_prefix + slot.role;
+    if (auto password = process_env("ECOMD_STORE_PASSWORD")) options.password = *password;
+    slot.path = db::redact_url(settings_.store_url) + " schema " + options.schema;
+    return db::Database::open(settings_.store_url, std::move(options));
   }
 
   // The outbox of a role, read on each scrape: a count there is cheaper than keeping one current

@@ -83,7 +83,7 @@ Result<std::shared_ptr<Core>> open_log(EmbeddedBusOptions options) {
   if (!db) return db.error();
   if (auto st = (*db)->migrate("embedded_bus", kSchema); !st) return st.error();
   auto stored = (*db)->transaction([&](db::Tx& tx) -> Result<int64_t> {
-    tx.stmt("INSERT OR IGNORE INTO bus_meta(name, value) VALUES('partitions', ?)")
+    tx.stmt("INSERT INTO bus_meta(name, value) VALUES('partitions', ?) ON CONFLICT DO NOTHING")
         .bind(1, options.partitions)
         .exec();
     auto s = tx.stmt("SELECT value FROM bus_meta WHERE name='partitions'");

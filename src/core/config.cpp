@@ -50,6 +50,10 @@ const OptionSpec kOptions[] = {
     {"bus", "ECOMD_BUS", "bus", &Settings::bus},
     {"brokers", "ECOMD_BROKERS", "brokers", &Settings::brokers},
     {"log-level", "ECOMD_LOG_LEVEL", "log_level", &Settings::log_level},
+    {"store", "ECOMD_STORE", "store", &Settings::store},
+    {"store-url", "ECOMD_STORE_URL", "store_url", &Settings::store_url},
+    {"store-schema-prefix", "ECOMD_STORE_SCHEMA_PREFIX", "store_schema_prefix",
+     &Settings::store_schema_prefix},
     {"instance-id", "ECOMD_INSTANCE_ID", "instance_id", &Settings::instance_id},
 };
 
@@ -270,6 +274,10 @@ std::string usage_text(const std::vector<std::string>& module_names) {
       "  --bus=KIND          embedded (default) or kafka                         ECOMD_BUS\n"
       "  --brokers=LIST      Kafka bootstrap servers HOST:PORT[,...]             ECOMD_BROKERS\n"
       "  --log-level=LEVEL   debug, info, warn or error (info)                   ECOMD_LOG_LEVEL\n"
+      "  --store=KIND        sqlite (default: a file per role in --data-dir) or  ECOMD_STORE\n"
+      "                      postgres (a schema per role, shared by replicas)\n"
+      "  --store-url=URL     postgresql://USER@HOST:PORT/DB for --store=postgres ECOMD_STORE_URL\n"
+      "  --store-schema-prefix=P  schema of a role: P + role (ecomd_)  ECOMD_STORE_SCHEMA_PREFIX\n"
       "  --instance-id=ID    stable member id: a restart takes its partitions back  "
       "ECOMD_INSTANCE_ID\n"
       "  --help              show this help\n"
@@ -278,6 +286,7 @@ std::string usage_text(const std::vector<std::string>& module_names) {
       "Secrets come from the environment (or a *_file config key), never the config file:\n"
       "  ECOMD_WEBHOOK_SECRET        HMAC key that signs notification webhooks\n"
       "  ECOMD_SMTP_PASSWORD         password of notification.smtp.username\n"
+      "  ECOMD_STORE_PASSWORD        password of the --store-url user (or libpq's PGPASSWORD)\n"
       "  ECOMD_KAFKA_PROP_<NAME>     a librdkafka property, e.g. ECOMD_KAFKA_PROP_SASL_PASSWORD\n"
       "                              sets sasl.password\n",
       fmt::join(roles, "|"));
@@ -400,6 +409,23 @@ Result<Settings> load_settings(int argc, const char* const* argv, const EnvLooku
         fmt::format("log level must be debug, info, warn or error, got \"{}\"", s.log_level),
         "log_level");
   if (s.data_dir.empty()) return config_error("data dir must not be empty", "data_dir");
+  if (s.store != "sqlite" && s.store != "postgres")
+    return config_error(
+        fmt::format("store must be \"sqlite\" or \"postgres\", got \"{}\"", s.store), "store");
+  if (s.store == "postgres" && !s.store_url.starts_with("postgresql://") &&
+      !s.store_url.starts_with("postgres://"))
+    return config_error(s.store_url.empty()
+                            ? std::string("store postgres needs store_url (postgresql://...)")
+                            : "store_url must start with postgresql://",
+                        "store_url");
+  if (s.store_schema_prefix.empty() ||
+      s.store_schema_prefix.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
+          std::string::npos ||
+      (s.store_schema_prefix[0] >= '0' && s.store_schema_prefix[0] <= '9'))
+    return config_error(
+        "store schema prefix must be lower-case letters, digits and _, not "
+        "starting with a digit",
+        "store_schema_prefix");
   return s;
 }
 

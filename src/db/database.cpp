@@ -1,297 +1,131 @@
 #include "ecom/db/database.hpp"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <thread>
-#include <unordered_map>
 
 #include "ecom/core/log.hpp"
-#include "ecom/core/periodic_task.hpp"
+#include "engine.hpp"
 
 namespace ecom::db {
-namespace {
 
-[[noreturn]] void throw_error(sqlite3* h, int rc) {
-  throw DbError{rc, h != nullptr ? sqlite3_errmsg(h) : sqlite3_errstr(rc)};
+bool is_postgres_url(std::string_view target) noexcept {
+  return target.starts_with("postgresql://") || target.starts_with("postgres://");
 }
 
-void check_bind(sqlite3_stmt* s, int rc) {
-  if (rc != SQLITE_OK) throw_error(sqlite3_db_handle(s), rc);
+std::string redact_url(std::string_view target) {
+  // scheme://user:password@host...: the password is between the first ':' after the scheme
+  // and the last '@' of the authority.
+  const auto scheme = target.find("://");
+  if (scheme == std::string_view::npos) return std::string(target);
+  const auto begin = scheme + 3;
+  auto end = target.find_first_of("/?", begin);
+  if (end == std::string_view::npos) end = target.size();
+  const auto at = target.rfind('@', end);
+  if (at == std::string_view::npos || at < begin) return std::string(target);
+  const auto colon = target.find(':', begin);
+  if (colon == std::string_view::npos || colon > at) return std::string(target);
+  std::string out(target.substr(0, colon + 1));
+  out += "***";
+  out += target.substr(at);
+  return out;
 }
 
-// A statement stepped to a row but not to the end keeps its read transaction (and so its WAL
-// snapshot) open; it must not outlive the transaction()/read() body that used it.
-void reset_busy_statements(sqlite3* h) noexcept {
-  for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
-    if (sqlite3_stmt_busy(s)) sqlite3_reset(s);
+Error classify(const DbError& e) {
+  switch (e.fault) {
+    case DbFault::kBusy:
+      return Error{ErrorCode::kDbBusy, "database busy: " + e.message, "", true};
+    case DbFault::kUnavailable:
+      return Error{ErrorCode::kStoreUnavailable, "the store cannot write: " + e.message, "", true};
+    case DbFault::kError:
+      break;
   }
+  return Error{ErrorCode::kDbError, "database error: " + e.message, "", false};
 }
-
-int exec_raw(sqlite3* h, const char* sql, std::string* message) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(h, sql, nullptr, nullptr, &err);
-  if (rc != SQLITE_OK && message != nullptr) {
-    *message = err != nullptr ? err : sqlite3_errmsg(h);
-  }
-  sqlite3_free(err);
-  return rc;
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Statement
 
 Statement& Statement::bind(int idx, int64_t v) {
-  check_bind(s_, sqlite3_bind_int64(s_, idx, v));
+  c_->bind_int(idx, v);
   return *this;
 }
 
 Statement& Statement::bind(int idx, double v) {
-  check_bind(s_, sqlite3_bind_double(s_, idx, v));
+  c_->bind_double(idx, v);
   return *this;
 }
 
 Statement& Statement::bind(int idx, std::string_view v) {
-  // SQLITE_TRANSIENT copies: the caller's string may die before step().
-  check_bind(s_, sqlite3_bind_text64(s_, idx, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  c_->bind_text(idx, v);
   return *this;
 }
 
 Statement& Statement::bind_null(int idx) {
-  check_bind(s_, sqlite3_bind_null(s_, idx));
+  c_->bind_null(idx);
   return *this;
 }
 
-bool Statement::step() {
-  int rc = sqlite3_step(s_);
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
-  sqlite3* h = sqlite3_db_handle(s_);
-  std::string message = sqlite3_errmsg(h);
-  sqlite3_reset(s_);
-  throw DbError{rc, std::move(message)};
-}
-
-int64_t Statement::exec() {
-  while (step()) {
-  }
-  return sqlite3_changes64(sqlite3_db_handle(s_));
-}
-
-int64_t Statement::col_int(int col) const { return sqlite3_column_int64(s_, col); }
-
-double Statement::col_double(int col) const { return sqlite3_column_double(s_, col); }
-
-std::string Statement::col_text(int col) const { return std::string(col_view(col)); }
-
-std::string_view Statement::col_view(int col) const {
-  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
-  if (p == nullptr) return {};
-  return {p, static_cast<size_t>(sqlite3_column_bytes(s_, col))};
-}
-
-bool Statement::col_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+bool Statement::step() { return c_->step(); }
+int64_t Statement::exec() { return c_->exec(); }
+int64_t Statement::col_int(int col) const { return c_->col_int(col); }
+double Statement::col_double(int col) const { return c_->col_double(col); }
+std::string Statement::col_text(int col) const { return std::string(c_->col_view(col)); }
+std::string_view Statement::col_view(int col) const { return c_->col_view(col); }
+bool Statement::col_null(int col) const { return c_->col_null(col); }
 
 // ---------------------------------------------------------------------------------------------
 // Database
 
-struct Database::Cache {
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept {
-      return std::hash<std::string_view>{}(s);
-    }
-  };
-  std::unordered_map<std::string, sqlite3_stmt*, Hash, std::equal_to<>> stmts;
-};
+Database::Database(std::unique_ptr<Engine> engine, std::string path, bool postgres)
+    : engine_(std::move(engine)), path_(std::move(path)), postgres_(postgres) {}
 
-Database::Database(sqlite3* h, std::string path)
-    : h_(h), path_(std::move(path)), cache_(std::make_unique<Cache>()) {}
-
-Result<std::unique_ptr<Database>> Database::open(const std::string& path, Options options) {
-  // Memory statistics make every sqlite3_malloc take one process-wide mutex: with a store per
-  // module, all bus threads contend on it. Must be set before SQLite initialises.
-  static std::once_flag configured;
-  std::call_once(configured, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
-  sqlite3* h = nullptr;
-  // NOMUTEX: every use is serialised by Database::mu_ already.
-  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-  int rc = sqlite3_open_v2(path.c_str(), &h, flags, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = h != nullptr ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
-    sqlite3_close_v2(h);
-    return Error{ErrorCode::kDbError, "cannot open database '" + path + "': " + msg};
-  }
-  std::unique_ptr<Database> db(new Database(h, path));
-
-  sqlite3_busy_timeout(h, options.busy_timeout_ms);
-  std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=";
-  pragmas += options.synchronous_full ? "FULL;" : "NORMAL;";
-  // Reads through a memory map instead of read() copies, and a page cache big enough for the
-  // hot part of a module store. Checkpoints: see Checkpointer below.
-  pragmas += " PRAGMA mmap_size=268435456; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;";
-  // Switching a new file to WAL takes an exclusive lock, and SQLite reports SQLITE_BUSY for it
-  // without calling the busy handler when another process is opening the same file at that
-  // moment (several roles or processes sharing bus.db start together): retry until the timeout.
-  std::string msg;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.busy_timeout_ms);
-  while (true) {
-    int prc = exec_raw(h, pragmas.c_str(), &msg);
-    if (prc == SQLITE_OK) {
-      db->start_checkpointer();
-      return db;
-    }
-    bool busy = (prc & 0xFF) == SQLITE_BUSY || (prc & 0xFF) == SQLITE_LOCKED;
-    if (!busy || std::chrono::steady_clock::now() >= deadline) {
-      Error e = classify(DbError{prc, "cannot configure database '" + path + "': " + msg});
-      return e;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+Result<std::unique_ptr<Database>> Database::open(const std::string& target, Options options) {
+  const bool postgres = is_postgres_url(target);
+  auto engine = postgres ? open_postgres(target, options) : open_sqlite(target, options);
+  if (!engine) return engine.error();
+  std::string path = postgres ? redact_url(target) + " schema " + options.schema : target;
+  return std::unique_ptr<Database>(
+      new Database(std::move(engine).value(), std::move(path), postgres));
 }
 
-// Checkpoints copy WAL frames back into the database file and sync it. SQLite runs them on the
-// thread that commits, holding that connection, so every user of the store waits meanwhile. Here a
-// thread with its own connection does the copying and syncing in the background (PASSIVE: it never
-// blocks writers) once the WAL holds kBackgroundPages; a commit that finds kForegroundPages still
-// runs one itself, which then has little left to copy, and restarts the WAL from its beginning
-// (a background checkpoint cannot: commits keep adding frames while it runs).
-//
-// The thread is a PeriodicTask woken by commits; it has no time of its own to keep (its
-// thresholds are WAL pages), so its period only re-checks a flag that no commit set: a run
-// checkpoints only when a commit asked for it, as before.
-struct Database::Checkpointer {
-  static constexpr int kBackgroundPages = 1000;
-  static constexpr int kForegroundPages = 8000;
-  // Runs without a wake-up find nothing due and return at once.
-  static constexpr std::chrono::hours kIdlePeriod{1};
-
-  sqlite3* h = nullptr;
-  int next_signal = kBackgroundPages;  ///< WAL size that wakes the task next (commit thread only)
-  std::atomic<bool> due{false};
-  // Stopped (joined) in the destructor before the connection its step uses is closed.
-  PeriodicTask task{"db.checkpoint", SystemClock::instance(), kIdlePeriod,
-                    [this](int64_t) -> std::optional<std::chrono::milliseconds> {
-                      if (due.exchange(false)) {
-                        sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                                                  nullptr);
-                      }
-                      return std::nullopt;
-                    }};
-
-  ~Checkpointer() {
-    task.stop();
-    sqlite3_close_v2(h);
-  }
-
-  static int on_commit(void* self, sqlite3* h, const char* db_name, int pages) {
-    auto* c = static_cast<Checkpointer*>(self);
-    // Once per kBackgroundPages of growth, not on every commit: each checkpoint ends with an
-    // fsync, and a WAL that has not restarted yet stays above the threshold for many commits.
-    if (pages < c->next_signal - kBackgroundPages) c->next_signal = kBackgroundPages;  // restarted
-    if (pages >= kForegroundPages) {
-      sqlite3_wal_checkpoint_v2(h, db_name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-      c->next_signal = kBackgroundPages;
-    } else if (pages >= c->next_signal) {
-      c->next_signal = pages + kBackgroundPages;
-      c->due = true;
-      c->task.wake();
-    }
-    return SQLITE_OK;
-  }
-};
-
-void Database::start_checkpointer() {
-  // In-memory and temporary stores have no WAL to copy back.
-  if (path_.empty() || path_ == ":memory:" || path_.starts_with("file::memory:")) return;
-  sqlite3* h = nullptr;
-  if (sqlite3_open_v2(path_.c_str(), &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
-      SQLITE_OK) {
-    // No background checkpoints: SQLite's own, on the committing thread, still bound the WAL.
-    sqlite3_close_v2(h);
-    sqlite3_wal_autocheckpoint(h_, Checkpointer::kForegroundPages);
-    return;
-  }
-  sqlite3_busy_timeout(h, 1000);
-  auto c = std::make_unique<Checkpointer>();
-  c->h = h;
-  // No run at start: nothing is due until a commit says so.
-  c->task.start(Checkpointer::kIdlePeriod);
-  sqlite3_wal_hook(h_, &Checkpointer::on_commit, c.get());
-  checkpointer_ = std::move(c);
-}
-
-Database::~Database() {
-  // The hook points at the checkpointer: unhook before it goes.
-  sqlite3_wal_hook(h_, nullptr, nullptr);
-  checkpointer_.reset();
-  if (cache_) {
-    for (auto& [sql, s] : cache_->stmts) sqlite3_finalize(s);
-  }
-  sqlite3_close_v2(h_);
-}
-
-sqlite3_stmt* Database::cached(std::string_view sql) {
-  auto it = cache_->stmts.find(sql);
-  if (it != cache_->stmts.end()) return it->second;
-  sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v3(h_, sql.data(), static_cast<int>(sql.size()),
-                              SQLITE_PREPARE_PERSISTENT, &s, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = sqlite3_errmsg(h_);
-    sqlite3_finalize(s);
-    constexpr size_t kShown = 120;
-    std::string shown(sql.substr(0, kShown));
-    if (sql.size() > kShown) shown += "...";
-    throw DbError{rc, msg + " (in: " + shown + ")"};
-  }
-  if (s == nullptr) throw DbError{SQLITE_MISUSE, "empty SQL statement"};
-  cache_->stmts.emplace(std::string(sql), s);
-  return s;
-}
+Database::~Database() = default;
 
 Statement Database::Tx::stmt(std::string_view sql) {
-  sqlite3_stmt* s = db_.cached(sql);
-  sqlite3_reset(s);
-  sqlite3_clear_bindings(s);
-  return Statement(s);
+  Cursor& c = db_.engine_->prepare(sql);
+  c.reset();
+  return Statement(&c);
 }
 
-void Database::Tx::exec(std::string_view sql) {
-  std::string text(sql);  // sqlite3_exec needs a terminator
-  std::string msg;
-  if (int rc = exec_raw(db_.h_, text.c_str(), &msg); rc != SQLITE_OK) throw DbError{rc, msg};
+void Database::Tx::exec(std::string_view sql) { db_.engine_->exec(sql); }
+
+int64_t Database::Tx::sequence_high(std::string_view table, std::string_view column) {
+  return db_.engine_->sequence_high(table, column);
 }
 
-int64_t Database::Tx::last_insert_id() const { return sqlite3_last_insert_rowid(db_.h_); }
-
-Database::Tx::~Tx() { reset_busy_statements(db_.h_); }
+Database::Tx::~Tx() { db_.engine_->end_reads(); }
 
 Status Database::begin() {
   coalesced_.clear();
   coalesced_undo_.clear();
-  reset_busy_statements(h_);
-  std::string msg;
-  if (int rc = exec_raw(h_, "BEGIN IMMEDIATE", &msg); rc != SQLITE_OK) {
-    return to_error(DbError{rc, msg});
+  try {
+    engine_->begin();
+  } catch (const DbError& e) {
+    return to_error(e);
   }
   return {};
 }
 
+void Database::start_read() { engine_->ensure_connected(); }
+
 Status Database::commit() {
-  reset_busy_statements(h_);
-  std::string msg;
-  if (int rc = exec_raw(h_, "COMMIT", &msg); rc != SQLITE_OK) {
+  try {
+    engine_->commit();
+  } catch (const DbError& e) {
     rollback();
-    return to_error(DbError{rc, msg});
+    return to_error(e);
   }
   note_written();
   return {};
@@ -300,8 +134,7 @@ Status Database::commit() {
 void Database::rollback() noexcept {
   coalesced_.clear();
   coalesced_undo_.clear();
-  reset_busy_statements(h_);
-  if (sqlite3_get_autocommit(h_) == 0) exec_raw(h_, "ROLLBACK", nullptr);
+  engine_->rollback();
 }
 
 std::any& Database::Tx::coalesce(const std::string& key, Flush flush) {
@@ -330,7 +163,7 @@ void Database::flush_coalesced(Tx& tx) {
 void Database::enter_batch() noexcept {
   batch_failed_ = false;
   batch_error_.clear();
-  batch_error_rc_ = 0;
+  batch_fault_ = DbFault::kError;
   batch_owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
 }
 
@@ -341,7 +174,7 @@ void Database::leave_batch() noexcept {
 Status Database::batch_status() const {
   if (!batch_failed_) return {};
   // A full disk that rolled the batch back is a storage fault like any other (503).
-  if (Error e = classify(DbError{batch_error_rc_, batch_error_});
+  if (Error e = classify(DbError{0, batch_error_, batch_fault_});
       e.code == ErrorCode::kStoreUnavailable) {
     return Error{e.code, "the batch was rolled back: " + e.message, "", true};
   }
@@ -350,24 +183,21 @@ Status Database::batch_status() const {
 }
 
 void Database::check_batch_alive() noexcept {
-  if (!batch_failed_ && sqlite3_get_autocommit(h_) != 0) {
+  if (!batch_failed_ && !engine_->in_transaction()) {
     batch_failed_ = true;
-    batch_error_ = "SQLite rolled back the transaction";
-    batch_error_rc_ = sqlite3_extended_errcode(h_);
-    if (classify(DbError{batch_error_rc_, {}}).code == ErrorCode::kStoreUnavailable)
-      note_fault(std::string("the batch was rolled back: ") + sqlite3_errstr(batch_error_rc_));
+    batch_error_ = "the store rolled back the transaction";
+    batch_fault_ = engine_->last_fault();
+    if (batch_fault_ == DbFault::kUnavailable) note_fault("the batch was rolled back by the store");
   }
 }
 
 void Database::savepoint() {
-  reset_busy_statements(h_);
-  std::string msg;
-  if (int rc = exec_raw(h_, "SAVEPOINT unit", &msg); rc != SQLITE_OK) throw DbError{rc, msg};
+  engine_->savepoint();
   coalesced_undo_.push_back(CoalescedUndo{coalesced_.size(), {}});
 }
 
 void Database::end_savepoint(bool undo) noexcept {
-  reset_busy_statements(h_);
+  engine_->end_reads();
   if (!coalesced_undo_.empty()) {
     CoalescedUndo level = std::move(coalesced_undo_.back());
     coalesced_undo_.pop_back();
@@ -384,32 +214,27 @@ void Database::end_savepoint(bool undo) noexcept {
       }
     }
   }
-  // Some errors (SQLITE_FULL, SQLITE_IOERR, ...) make SQLite roll back the whole transaction;
-  // the units before this one are then gone, and committing the rest would lose them silently.
+  // Some errors (SQLITE_FULL, SQLITE_IOERR, a lost connection, ...) make the store roll back the
+  // whole transaction; the units before this one are then gone, and committing the rest would
+  // lose them silently.
   check_batch_alive();
   if (batch_failed_) return;
-  std::string msg;
-  int rc = undo ? exec_raw(h_, "ROLLBACK TO unit; RELEASE unit", &msg)
-                : exec_raw(h_, "RELEASE unit", &msg);
-  if (rc != SQLITE_OK || sqlite3_get_autocommit(h_) != 0) {
+  try {
+    if (undo)
+      engine_->undo_savepoint();
+    else
+      engine_->release_savepoint();
+  } catch (const DbError& e) {
     batch_failed_ = true;
-    batch_error_ = msg.empty() ? "savepoint lost" : msg;
-    batch_error_rc_ = rc;
+    batch_error_ = e.message;
+    batch_fault_ = e.fault;
+    return;
   }
-}
-
-Error Database::classify(const DbError& e) {
-  int primary = e.code & 0xff;
-  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
-    return Error{ErrorCode::kDbBusy, "database busy: " + e.message, "", true};
+  if (!engine_->in_transaction()) {
+    batch_failed_ = true;
+    batch_error_ = "savepoint lost";
+    batch_fault_ = engine_->last_fault();
   }
-  // Faults of the machine, not of the request or of our SQL: they pass (space is freed, the
-  // volume remounted), so callers answer 503 and retry rather than 500.
-  if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_READONLY ||
-      primary == SQLITE_CANTOPEN || primary == SQLITE_NOMEM || primary == SQLITE_PROTOCOL) {
-    return Error{ErrorCode::kStoreUnavailable, "the store cannot write: " + e.message, "", true};
-  }
-  return Error{ErrorCode::kDbError, "database error: " + e.message, "", false};
 }
 
 Error Database::to_error(const DbError& e) {
@@ -432,7 +257,8 @@ void Database::note_written() noexcept {
 }
 
 Status Database::migrate(std::string_view component, std::span<const std::string_view> steps) {
-  auto created = transaction([](Tx& tx) -> Status {
+  auto created = transaction([&](Tx& tx) -> Status {
+    engine_->lock_migrations();
     tx.exec(
         "CREATE TABLE IF NOT EXISTS schema_version("
         "component TEXT PRIMARY KEY, version INTEGER NOT NULL)");
@@ -444,6 +270,7 @@ Status Database::migrate(std::string_view component, std::span<const std::string
     // The version is re-read inside each step's transaction, so processes migrating the same
     // file concurrently apply every step exactly once.
     auto st = transaction([&](Tx& tx) -> Status {
+      engine_->lock_migrations();
       auto q = tx.stmt("SELECT version FROM schema_version WHERE component=?");
       q.bind(1, component);
       int64_t current = q.step() ? q.col_int(0) : 0;
@@ -473,19 +300,17 @@ Status Database::migrate(std::string_view component, std::span<const std::string
 bool Database::healthy() {
   if (faulted() && !in_batch()) {
     // The probe's commit ends the fault when it succeeds (see note_written).
-    auto probe = transaction([](Tx& tx) -> Status {
-      tx.exec(
-          "CREATE TABLE IF NOT EXISTS store_probe(b BLOB);"
-          "INSERT INTO store_probe VALUES(randomblob(8192));"
-          "DELETE FROM store_probe;");
+    auto probe = transaction([&](Tx&) -> Status {
+      engine_->probe_write();
       return {};
     });
     if (!probe) return false;
   }
   std::unique_lock lock(mu_, std::defer_lock);
-  if (!in_batch()) lock.lock();
-  if (h_ == nullptr) return false;
+  const bool batched = in_batch();
+  if (!batched) lock.lock();
   try {
+    if (!batched) start_read();
     Tx tx(*this);
     auto s = tx.stmt("SELECT 1");
     return s.step() && s.col_int(0) == 1;

@@ -67,7 +67,9 @@ OutboxBacklog outbox_backlog(Tx& tx) {
 }
 
 bool inbox_claim(Tx& tx, std::string_view consumer, std::string_view event_id) {
-  return tx.stmt("INSERT OR IGNORE INTO inbox(consumer, event_id, processed_at) VALUES(?, ?, ?)")
+  return tx.stmt(
+               "INSERT INTO inbox(consumer, event_id, processed_at) VALUES(?, ?, ?) "
+               "ON CONFLICT DO NOTHING")
              .bind_all(consumer, event_id, now_ms())
              .exec() == 1;
 }

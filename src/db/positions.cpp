@@ -79,7 +79,7 @@ Status Database::save_positions(std::string_view group,
   } catch (const DbError& e) {
     batch_failed_ = true;
     batch_error_ = "saving consumer positions: " + e.message;
-    batch_error_rc_ = e.code;
+    batch_fault_ = e.fault;
     return to_error(e);
   }
 }

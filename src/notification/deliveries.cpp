@@ -28,7 +28,7 @@ Result<std::vector<Delivery>> Store::due(int64_t now, int limit) {
         "created_at, "
         "COALESCE(correlation_id, ''), COALESCE(causation_id, ''), COALESCE(traceparent, '') "
         "FROM notifications WHERE status = 'PENDING' AND next_attempt_at <= ? "
-        "ORDER BY next_attempt_at, rowid LIMIT ?");
+        "ORDER BY next_attempt_at, created_at, id LIMIT ?");
     s.bind(1, now).bind(2, limit);
     std::vector<Delivery> out;
     while (s.step()) {

@@ -36,8 +36,7 @@ struct FeedBounds {
 
 FeedBounds feed_bounds(db::Tx& tx) {
   FeedBounds b;
-  auto s = tx.stmt("SELECT seq FROM sqlite_sequence WHERE name = 'feed'");
-  if (s.step()) b.last = s.col_int(0);
+  b.last = tx.sequence_high("feed", "seq");
   auto m = tx.stmt("SELECT MIN(seq) FROM feed");
   b.oldest = (m.step() && !m.col_null(0)) ? m.col_int(0) : b.last + 1;
   return b;
@@ -114,8 +113,8 @@ std::string summary_snapshot(db::Tx& tx) {
     write_counts(w, tx);
     key(w, "recent");
     w.StartArray();
-    auto s = tx.stmt(fmt::format(
-        "SELECT {} FROM orders ORDER BY updated_at DESC, rowid DESC LIMIT ?", kOrderColumns));
+    auto s = tx.stmt(fmt::format("SELECT {} FROM orders ORDER BY updated_at DESC, id DESC LIMIT ?",
+                                 kOrderColumns));
     s.bind(1, kRecentOrders);
     while (s.step()) {
       OrderRow o = read_order(s);

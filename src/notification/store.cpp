@@ -111,11 +111,10 @@ struct Applier {
     Template text = render(t->second, vars);
     std::string id = new_uuid();
     auto s = tx.stmt(
-        "INSERT OR IGNORE INTO notifications (id, customer_id, order_id, status_key, channel, "
-        "subject, "
+        "INSERT INTO notifications (id, customer_id, order_id, status_key, channel, subject, "
         "body, status, attempts, created_at, next_attempt_at, correlation_id, causation_id, "
         "traceparent) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 'PENDING', 0, ?, ?, ?, ?, ?)");
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 'PENDING', 0, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
     s.bind_all(id, *o.customer_id, o.id, status, channel, text.subject, text.body, now, now,
                cause.correlation_id, cause.id, cause.traceparent);
     if (s.exec() == 0) return std::nullopt;
@@ -175,8 +174,8 @@ struct Applier {
     // A status change overtook the OrderCreated (different topics): complete the order, keep its
     // later status, and send the notifications that waited for the customer.
     tx.stmt(
-          "UPDATE orders SET customer_id = ?, currency = ?, created_at = MIN(created_at, ?) "
-          "WHERE id = ?")
+          "UPDATE orders SET customer_id = ?1, currency = ?2, "
+          "created_at = CASE WHEN created_at <= ?3 THEN created_at ELSE ?3 END WHERE id = ?4")
         .bind_all(customer, currency, at, order_id)
         .exec();
     insert_history(tx, order_id, "PENDING", "", at);

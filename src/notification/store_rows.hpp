@@ -147,7 +147,8 @@ inline void append_feed(db::Tx& tx, const FeedEntry& a, const FeedEntry& b) {
 inline void insert_history(db::Tx& tx, std::string_view order_id, std::string_view status,
                            std::string_view reason, int64_t at) {
   auto s = tx.stmt(
-      "INSERT OR IGNORE INTO order_history (order_id, status, reason, at) VALUES (?, ?, ?, ?)");
+      "INSERT INTO order_history (order_id, status, reason, at) VALUES (?, ?, ?, ?) "
+      "ON CONFLICT DO NOTHING");
   s.bind(1, order_id).bind(2, status).bind(4, at);
   if (reason.empty())
     s.bind_null(3);

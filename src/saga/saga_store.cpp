@@ -48,6 +48,25 @@ constexpr std::string_view kColumns =
     "correlation_id, traceparent, last_event_id, stock_reserved, payment_authorized, pending, "
     "deadline_ms, attempts, created_at, updated_at, expected_total";
 
+// Insert or replace the saga's row (every column but the key from the new values).
+std::string upsert_sql() {
+  std::string sql = "INSERT INTO sagas(" + std::string(kColumns) +
+                    ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(order_id) DO "
+                    "UPDATE SET ";
+  std::string_view rest = kColumns.substr(kColumns.find(',') + 1);
+  bool first = true;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string_view col = rest.substr(0, comma);
+    while (!col.empty() && col.front() == ' ') col.remove_prefix(1);
+    if (!first) sql += ", ";
+    first = false;
+    sql.append(col).append("=excluded.").append(col);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  }
+  return sql;
+}
+
 SagaRecord from_row(const db::Statement& s) {
   SagaRecord r;
   r.order_id = s.col_text(0);
@@ -97,8 +116,7 @@ std::optional<SagaRecord> load(db::Tx& tx, std::string_view order_id) {
 }
 
 void save(db::Tx& tx, const SagaRecord& r) {
-  static const std::string sql = "INSERT OR REPLACE INTO sagas(" + std::string(kColumns) +
-                                 ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+  static const std::string sql = upsert_sql();
   auto s = tx.stmt(sql);
   s.bind_all(r.order_id, state_name(r.state), contract::name(r.status), r.reason, r.customer_id,
              r.currency, r.amount);

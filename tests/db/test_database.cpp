@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "ecom/db/database.hpp"
+#include "support/stores.hpp"
 #include "support/test_support.hpp"
 
 using ecom::Result;
@@ -15,6 +16,8 @@ using ecom::Status;
 using ecom::db::Database;
 using ecom::db::DbError;
 using ecom::db::Tx;
+using ecom::test::open_store;
+using ecom::test::open_store_again;
 
 namespace {
 
@@ -76,19 +79,21 @@ TEST_CASE("Database::open fails with DB_ERROR when the file cannot be created", 
 }
 
 TEST_CASE("transaction commits the body's writes and returns its value", "[db]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   auto r = db->transaction([](Tx& tx) -> Result<int64_t> {
     tx.stmt("INSERT INTO items(name, price) VALUES(?, ?)").bind_all("apple", 1.5).exec();
-    return tx.last_insert_id();
+    auto s = tx.stmt("SELECT id FROM items WHERE name = ?");
+    s.bind(1, "apple");
+    return s.step() ? s.col_int(0) : -1;
   });
   REQUIRE(r.ok());
-  CHECK(r.value() == 1);
+  CHECK(r.value() == 1);  // INTEGER PRIMARY KEY numbers rows from 1 on both engines
   CHECK(count_rows(*db, "items") == 1);
 }
 
 TEST_CASE("transaction rolls back when the body returns an error", "[db]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   auto st = db->transaction([](Tx& tx) -> Status {
     tx.stmt("INSERT INTO items(name) VALUES(?)").bind(1, "pear").exec();
@@ -107,7 +112,7 @@ TEST_CASE("transaction rolls back when the body returns an error", "[db]") {
 }
 
 TEST_CASE("transaction rolls back and maps a DbError from a statement", "[db]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   SECTION("constraint violation mid-body") {
     auto st = db->transaction([](Tx& tx) -> Status {
@@ -118,13 +123,15 @@ TEST_CASE("transaction rolls back and maps a DbError from a statement", "[db]") 
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().code == ecom::ErrorCode::kDbError);
     CHECK_FALSE(st.error().retryable);
-    CHECK(st.error().message.find("UNIQUE") != std::string::npos);
+    // SQLite: "UNIQUE constraint failed", PostgreSQL: "violates unique constraint".
+    CHECK((st.error().message.find("UNIQUE") != std::string::npos ||
+           st.error().message.find("unique") != std::string::npos));
     CHECK(count_rows(*db, "items") == 0);
   }
   SECTION("invalid SQL") {
     auto st = db->transaction([](Tx& tx) -> Status {
       tx.stmt("INSERT INTO items(name) VALUES(?)").bind(1, "kiwi").exec();
-      tx.stmt("SELEKT nonsense");
+      tx.stmt("SELEKT nonsense").exec();  // PostgreSQL prepares at the first run
       return {};
     });
     REQUIRE_FALSE(st.ok());
@@ -134,7 +141,7 @@ TEST_CASE("transaction rolls back and maps a DbError from a statement", "[db]") 
   SECTION("a thrown DbError from the body itself") {
     auto r = db->transaction([](Tx& tx) -> Result<int> {
       tx.stmt("INSERT INTO items(name) VALUES(?)").bind(1, "lime").exec();
-      throw DbError{5 /* SQLITE_BUSY */, "simulated"};
+      throw DbError{5 /* SQLITE_BUSY */, "simulated", ecom::db::DbFault::kBusy};
     });
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == ecom::ErrorCode::kDbBusy);
@@ -144,7 +151,7 @@ TEST_CASE("transaction rolls back and maps a DbError from a statement", "[db]") 
 }
 
 TEST_CASE("read maps errors and sees committed data", "[db]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   auto bad = db->read([](Tx& tx) -> Result<int64_t> {
     auto s = tx.stmt("SELECT nope FROM items");
@@ -156,26 +163,28 @@ TEST_CASE("read maps errors and sees committed data", "[db]") {
 }
 
 TEST_CASE("Statement binds and reads every type, cached statements are reset", "[db]") {
-  auto db = open_db(":memory:");
-  auto st = db->transaction([](Tx& tx) -> Status {
+  auto db = open_store(EACH_STORE);
+  // PostgreSQL's text cannot hold a NUL byte (SQLite's can): the contract is UTF-8 text.
+  const std::string text = db->postgres() ? std::string("x\x01y") : std::string("x\0y", 3);
+  auto st = db->transaction([&](Tx& tx) -> Status {
     tx.exec("CREATE TABLE t(i INTEGER, d REAL, s TEXT, n TEXT)");
     for (int i = 0; i < 3; ++i) {
       // Same SQL text each time: the cached statement must come back reset and unbound.
       auto s = tx.stmt("INSERT INTO t(i, d, s, n) VALUES(?, ?, ?, ?)");
-      s.bind(1, int64_t{1} << 40 | i).bind(2, 0.25 * i).bind(3, std::string("x\0y", 3));
+      s.bind(1, int64_t{1} << 40 | i).bind(2, 0.25 * i).bind(3, text);
       if (i == 0) s.bind(4, "set");
       s.exec();
     }
     return {};
   });
   REQUIRE(st.ok());
-  auto rows = db->read([](Tx& tx) -> Result<std::vector<std::string>> {
+  auto rows = db->read([&](Tx& tx) -> Result<std::vector<std::string>> {
     std::vector<std::string> out;
     auto s = tx.stmt("SELECT i, d, s, n FROM t ORDER BY i");
     while (s.step()) {
       CHECK((s.col_int(0) >> 40) == 1);
       CHECK(s.col_view(2).size() == 3);
-      CHECK(s.col_text(2) == std::string("x\0y", 3));
+      CHECK(s.col_text(2) == text);
       out.push_back(std::to_string(s.col_int(0) & 0xff) + ":" + std::to_string(s.col_double(1)) +
                     ":" + (s.col_null(3) ? std::string("null") : s.col_text(3)));
     }
@@ -259,6 +268,8 @@ TEST_CASE("a locked database maps to retryable DB_BUSY", "[db]") {
 TEST_CASE("migrate applies each step once and records versions per component", "[db]") {
   ecom::test::TempDir dir;
   const std::string path = dir.file("m.db");
+  const std::string engine = EACH_STORE;
+  auto first = open_store(engine, {}, path);
   // Plain CREATE TABLE fails if run twice, so a repeated step would surface as an error.
   constexpr std::array<std::string_view, 2> v2{
       "CREATE TABLE a(x INTEGER)",
@@ -275,7 +286,7 @@ TEST_CASE("migrate applies each step once and records versions per component", "
     return r.value();
   };
   {
-    auto db = open_db(path);
+    auto db = open_store_again(engine, *first, path);
     REQUIRE(db->migrate("comp", v2).ok());
     CHECK(version(*db, "comp") == 2);
     REQUIRE(db->migrate("comp", v2).ok());
@@ -283,7 +294,7 @@ TEST_CASE("migrate applies each step once and records versions per component", "
     CHECK(version(*db, "other") == 0);
   }
   {
-    auto db = open_db(path);  // versions survive reopening
+    auto db = open_store_again(engine, *first, path);  // versions survive reopening
     REQUIRE(db->migrate("comp", v3).ok());
     CHECK(version(*db, "comp") == 3);
     CHECK(count_rows(*db, "b") == 2);
@@ -298,19 +309,21 @@ TEST_CASE("migrate applies each step once and records versions per component", "
 TEST_CASE("a migration step may drop what an earlier one made", "[db]") {
   ecom::test::TempDir dir;
   const std::string path = dir.file("drop.db");
+  const std::string engine = EACH_STORE;
+  auto first = open_store(engine, {}, path);
   constexpr std::array<std::string_view, 1> v1{
       "CREATE TABLE t(x INTEGER, y INTEGER); CREATE INDEX t_by_x ON t(x)"};
   constexpr std::array<std::string_view, 2> v2{
       v1[0], "DROP INDEX t_by_x; CREATE INDEX t_by_x ON t(x, y); DROP TABLE IF EXISTS gone"};
-  REQUIRE(open_db(path)->migrate("comp", v1).ok());
+  REQUIRE(open_store_again(engine, *first, path)->migrate("comp", v1).ok());
   // Run on a reopened store, where the version row exists: the DROP must not find it locked.
-  auto st = open_db(path)->migrate("comp", v2);
+  auto st = open_store_again(engine, *first, path)->migrate("comp", v2);
   INFO(st.error().message);
   REQUIRE(st.ok());
 }
 
 TEST_CASE("a failing migration step rolls back and keeps the previous version", "[db]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   constexpr std::array<std::string_view, 3> steps{
       "CREATE TABLE ok1(x INTEGER)",
       "CREATE TABLE half(x INTEGER); THIS IS NOT SQL",
@@ -319,9 +332,12 @@ TEST_CASE("a failing migration step rolls back and keeps the previous version", 
   auto st = db->migrate("broken", steps);
   REQUIRE_FALSE(st.ok());
   CHECK(st.error().message.find("broken v2") != std::string::npos);
-  auto tables = db->read([](Tx& tx) -> Result<std::vector<std::string>> {
+  auto tables = db->read([&](Tx& tx) -> Result<std::vector<std::string>> {
     std::vector<std::string> out;
-    auto s = tx.stmt("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name");
+    auto s = tx.stmt(db->postgres() ? "SELECT table_name FROM information_schema.tables WHERE "
+                                      "table_schema = current_schema() ORDER BY table_name"
+                                    : "SELECT name FROM sqlite_master WHERE type='table' ORDER "
+                                      "BY name");
     while (s.step()) out.push_back(s.col_text(0));
     return out;
   });
@@ -377,7 +393,7 @@ TEST_CASE("batch commits many units in one transaction", "[db][batch]") {
 }
 
 TEST_CASE("a failing unit in a batch rolls back only itself", "[db][batch]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   std::vector<bool> ok;
   auto st = db->batch([&] {
@@ -432,7 +448,7 @@ std::string item_names(Database& db) {
 
 TEST_CASE("coalesced writes of a batch are made once, at its commit, without the rolled-back units",
           "[db][batch][coalesce]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   auto st = db->batch([&] {
     REQUIRE(add_coalesced(*db, "x", 1).ok());
@@ -455,7 +471,7 @@ TEST_CASE("coalesced writes of a batch are made once, at its commit, without the
 
 TEST_CASE("coalesced writes outside a batch happen at the transaction's commit or not at all",
           "[db][coalesce]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   REQUIRE(add_coalesced(*db, "a", 5).ok());
   CHECK_FALSE(add_coalesced(*db, "b", 6, /*fail=*/true).ok());
@@ -471,7 +487,7 @@ TEST_CASE("coalesced writes outside a batch happen at the transaction's commit o
 }
 
 TEST_CASE("a batch whose body throws leaves nothing behind", "[db][batch]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   CHECK_THROWS_AS(db->batch([&] {
     REQUIRE(insert_item(*db, "a").ok());
@@ -484,9 +500,9 @@ TEST_CASE("a batch whose body throws leaves nothing behind", "[db][batch]") {
   CHECK(count_rows(*db, "items") == 1);
 }
 
-TEST_CASE("a batch whose transaction SQLite abandoned reports failure and keeps nothing",
+TEST_CASE("a batch whose transaction the store abandoned reports failure and keeps nothing",
           "[db][batch]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   std::vector<bool> ok;
   auto st = db->batch([&] {
@@ -507,7 +523,7 @@ TEST_CASE("a batch whose transaction SQLite abandoned reports failure and keeps 
 }
 
 TEST_CASE("other threads wait for a batch and then see all of it", "[db][batch]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   std::promise<void> started;
   std::promise<void> release;
@@ -562,7 +578,7 @@ TEST_CASE(
     "a read that loses the batch's transaction fails the batch, and later units do not "
     "commit on their own",
     "[db][batch]") {
-  auto db = open_db(":memory:");
+  auto db = open_store(EACH_STORE);
   create_items(*db);
   std::vector<bool> ok;
   auto st = db->batch([&] {
@@ -582,9 +598,8 @@ TEST_CASE(
 
 TEST_CASE("consumer positions: saved with the batch, overwritten, and lost with a failed one",
           "[db][positions]") {
-  auto db = Database::open(":memory:");
-  REQUIRE(db.ok());
-  Database& d = **db;
+  auto db = open_store(EACH_STORE);
+  Database& d = *db;
   auto loaded = d.load_positions("g");
   REQUIRE(loaded.ok());
   CHECK(loaded->empty());
@@ -628,9 +643,8 @@ TEST_CASE("consumer positions: saved with the batch, overwritten, and lost with 
 
 TEST_CASE("consumer positions: source marks are kept per partition, updated, and rolled back",
           "[db][positions]") {
-  auto db = Database::open(":memory:");
-  REQUIRE(db.ok());
-  Database& d = **db;
+  auto db = open_store(EACH_STORE);
+  Database& d = *db;
   using ecom::ConsumedPosition;
   using ecom::SourceMark;
   std::vector<ConsumedPosition> first{{"t", 0, 5, {{"a", 3}, {"b", 9}}}, {"t", 1, 7, {{"a", 4}}}};

@@ -5,6 +5,7 @@
 #include "ecom/core/envelope.hpp"
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
+#include "support/stores.hpp"
 #include "support/test_support.hpp"
 
 using ecom::Envelope;
@@ -15,11 +16,10 @@ using ecom::db::Tx;
 
 namespace {
 
-std::unique_ptr<Database> messaging_db() {
-  auto db = Database::open(":memory:");
-  REQUIRE(db.ok());
-  REQUIRE(ecom::db::migrate_messaging(**db).ok());
-  return std::move(db).value();
+std::unique_ptr<Database> messaging_db(const std::string& engine) {
+  auto db = ecom::test::open_store(engine);
+  REQUIRE(ecom::db::migrate_messaging(*db).ok());
+  return db;
 }
 
 int64_t pending(Database& db) {
@@ -55,7 +55,7 @@ TEST_CASE("migrate_messaging is idempotent", "[db][outbox]") {
 
 TEST_CASE("outbox rows are queued in commit order and only when the transaction commits",
           "[db][outbox]") {
-  auto db = messaging_db();
+  auto db = messaging_db(EACH_STORE);
   std::vector<Envelope> sent;
   for (int batch = 0; batch < 3; ++batch) {
     auto st = db->transaction([&](Tx& tx) -> Status {
@@ -102,7 +102,7 @@ TEST_CASE("outbox rows are queued in commit order and only when the transaction 
 }
 
 TEST_CASE("outbox sequence numbers never repeat after rows are removed", "[db][outbox]") {
-  auto db = messaging_db();
+  auto db = messaging_db(EACH_STORE);
   auto add_one = [&] {
     REQUIRE(db->transaction([&](Tx& tx) -> Status {
                 ecom::db::outbox_add(tx, "t", event("k", 1));
@@ -123,7 +123,7 @@ TEST_CASE("outbox sequence numbers never repeat after rows are removed", "[db][o
 
 TEST_CASE("inbox_claim is true once per consumer and event, and rolls back with its transaction",
           "[db][inbox]") {
-  auto db = messaging_db();
+  auto db = messaging_db(EACH_STORE);
   auto claim = [&](const char* consumer, const char* id) {
     auto r = db->transaction(
         [&](Tx& tx) -> Result<bool> { return ecom::db::inbox_claim(tx, consumer, id); });
@@ -147,7 +147,7 @@ TEST_CASE("inbox_claim is true once per consumer and event, and rolls back with 
 
 TEST_CASE("inbox_prune deletes the oldest rows before the cutoff, at most `limit` at a time",
           "[db][inbox]") {
-  auto db = messaging_db();
+  auto db = messaging_db(EACH_STORE);
   // processed_at 1000, 2000, ... 10000 for e1..e10; e4 and e8 under another consumer.
   REQUIRE(db->transaction([&](Tx& tx) -> Status {
               for (int i = 1; i <= 10; ++i) {

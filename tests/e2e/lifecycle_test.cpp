@@ -38,10 +38,17 @@ std::string str(const rapidjson::Value& v, const char* name) {
 // The bus a test runs on: "embedded", or "kafka" against the real broker in ECOM_KAFKA_BROKERS
 // (scripts/test.sh starts one), with topics and groups prefixed per test so runs never mix.
 thread_local std::string g_bus = "embedded";
+// Empty: SQLite stores in the data dir; else the schema prefix of this test's PostgreSQL stores.
+thread_local std::string g_pg_prefix;
 
 std::vector<std::string> args(const std::string& config) {
   std::vector<std::string> a{"--role=all", "--config=" + config};
   if (g_bus == "kafka") a.push_back("--bus=kafka");
+  if (!g_pg_prefix.empty()) {
+    a.push_back("--store=postgres");
+    a.push_back("--store-url=" + ecom::test::postgres_url());
+    a.push_back("--store-schema-prefix=" + g_pg_prefix);
+  }
   return a;
 }
 
@@ -131,17 +138,25 @@ std::vector<std::string> history(const rapidjson::Document& order) {
 
 }  // namespace
 
-// Each scenario runs on both buses, as separate test cases.
-#define LIFECYCLE_TEST(fn, name, tags)             \
-  static void fn();                                \
-  TEST_CASE(name " (embedded bus)", tags) {        \
-    g_bus = "embedded";                            \
-    fn();                                          \
-  }                                                \
-  TEST_CASE(name " (kafka bus)", tags "[kafka]") { \
-    g_bus = "kafka";                               \
-    fn();                                          \
-  }                                                \
+// Each scenario runs on both buses, and on Kafka with PostgreSQL stores (the scale-out
+// set-up), as separate test cases.
+#define LIFECYCLE_TEST(fn, name, tags)                                       \
+  static void fn();                                                          \
+  TEST_CASE(name " (embedded bus)", tags) {                                  \
+    g_bus = "embedded";                                                      \
+    g_pg_prefix.clear();                                                     \
+    fn();                                                                    \
+  }                                                                          \
+  TEST_CASE(name " (kafka bus)", tags "[kafka]") {                           \
+    g_bus = "kafka";                                                         \
+    g_pg_prefix.clear();                                                     \
+    fn();                                                                    \
+  }                                                                          \
+  TEST_CASE(name " (kafka bus, postgres store)", tags "[kafka][postgres]") { \
+    g_bus = "kafka";                                                         \
+    g_pg_prefix = ecom::test::unique_schema("e2e") + "_";                    \
+    fn();                                                                    \
+  }                                                                          \
   static void fn()
 
 LIFECYCLE_TEST(scenario_1,

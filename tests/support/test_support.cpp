@@ -276,6 +276,20 @@ std::pair<int, std::string> run_ecomd(const std::vector<std::string>& args,
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status), out};
 }
 
+std::string postgres_url() {
+  const char* url = std::getenv("ECOM_PG_URL");
+  if (url == nullptr || *url == '\0')
+    FAIL(
+        "ECOM_PG_URL is not set: start a server with scripts/postgres.sh start and set it to "
+        "$(scripts/postgres.sh url) (scripts/test.sh does)");
+  return url;
+}
+
+std::string unique_schema(const std::string& stem) {
+  static std::atomic<int> n{0};
+  return "t" + std::to_string(::getpid()) + "_" + std::to_string(n++) + "_" + stem;
+}
+
 std::string kafka_config_section() {
   const char* brokers = std::getenv("ECOM_KAFKA_BROKERS");
   if (brokers == nullptr || *brokers == '\0')

@@ -93,6 +93,12 @@ std::pair<int, std::string> run_ecomd(const std::vector<std::string>& args,
 /// variable is not set (scripts/test.sh starts a broker and sets it).
 std::string kafka_config_section();
 
+/// The PostgreSQL server of the suite (ECOM_PG_URL, set by scripts/test.sh after
+/// scripts/postgres.sh start). Fails the test when the variable is not set.
+std::string postgres_url();
+/// A schema name no other test or run uses ("t<pid>_<n>_<stem>"): a test's own store there.
+std::string unique_schema(const std::string& stem);
+
 /// Polls `pred` every 20 ms until true or `timeout`; returns the last result.
 template <typename Pred>
 bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {

@@ -101,6 +101,16 @@ struct Settings {
   std::string bus = "embedded";       ///< --bus / ECOMD_BUS / "bus"
   std::string brokers;                ///< --brokers / ECOMD_BROKERS / "brokers" (Kafka bootstrap)
   std::string log_level = "info";     ///< --log-level / ECOMD_LOG_LEVEL / "log_level"
+  /// --store / ECOMD_STORE / "store": where each role keeps its state: "sqlite" (a file per
+  /// role in data_dir, the default) or "postgres" (a schema per role on store_url's server,
+  /// shared by the role's replicas).
+  std::string store = "sqlite";
+  /// --store-url / ECOMD_STORE_URL / "store_url": postgresql://USER@HOST:PORT/DB[?...]. The
+  /// password comes from ECOMD_STORE_PASSWORD (or libpq's PGPASSWORD / PGPASSFILE), not here.
+  std::string store_url;
+  /// --store-schema-prefix / ECOMD_STORE_SCHEMA_PREFIX / "store_schema_prefix": a role's schema
+  /// is this followed by the role's name (ecomd_order, ...).
+  std::string store_schema_prefix = "ecomd_";
   /// --instance-id / ECOMD_INSTANCE_ID / "instance_id": a stable id for static group membership
   /// (Kafka's group.instance.id), so a restarted process takes its partitions back at once.
   std::string instance_id;

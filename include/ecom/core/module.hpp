@@ -25,7 +25,7 @@ struct ModuleContext {
   bus::EventBus& bus;        ///< the only way to talk to other modules
   bus::OutboxRelay& outbox;  ///< relays this module's outbox; call notify() after a commit
   http::Router& router;      ///< register routes here during start()
-  db::Database& db;          ///< this module's own SQLite store (`<data-dir>/<name>.db`)
+  db::Database& db;          ///< this module's own store (`<data-dir>/<name>.db` or its schema)
   const Settings& settings;  ///< process-wide settings
   /// The time every deadline, timestamp and PeriodicTask of the module uses (tests: ManualClock).
   Clock& clock = SystemClock::instance();

@@ -1,6 +1,9 @@
 #pragma once
-/// SQLite store: one per module. WAL mode, cached prepared statements, explicit transactions and
-/// versioned migrations. sqlite3 types never leave src/db.
+/// A module's store: SQLite (a file per role, the default: WAL mode) or PostgreSQL (a schema per
+/// role on a shared server, for roles that run several replicas). Cached prepared statements,
+/// explicit transactions, group commit and versioned migrations, the same on both; the SQL is
+/// SQLite's dialect, translated once for PostgreSQL (src/db/README.md). Neither engine's types
+/// leave src/db.
 ///
 /// Thread safety: a Database is shared by the HTTP threads and the bus consumer threads of its
 /// module. Every access goes through transaction() or read(), which serialise on one mutex: SQLite
@@ -23,22 +26,28 @@
 #include "ecom/core/batch_scope.hpp"
 #include "ecom/core/result.hpp"
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace ecom::db {
 
-/// Thrown only inside transaction()/read() bodies by Statement on SQLite failure; caught there and
-/// returned as an Error, so it never crosses a module boundary.
+/// What a store failure means for callers: a bug or bad SQL (DB_ERROR, 500), contention that a
+/// retry gets past (DB_BUSY, 503), or a store that cannot write or be reached for now (full disk,
+/// I/O error, connection lost: STORE_UNAVAILABLE, 503).
+enum class DbFault { kError, kBusy, kUnavailable };
+
+/// Thrown only inside transaction()/read() bodies by Statement on a store failure; caught there
+/// and returned as an Error, so it never crosses a module boundary.
 struct DbError {
-  int code;
+  int code;  ///< the engine's own code (SQLite result code; 0 for PostgreSQL and module errors)
   std::string message;
+  DbFault fault = DbFault::kError;
 };
+
+class Cursor;
+class Engine;
 
 /// A prepared statement from the connection's cache. Reset and unbound on every stmt() call.
 class Statement final {
  public:
-  explicit Statement(sqlite3_stmt* s) : s_(s) {}
+  explicit Statement(Cursor* c) : c_(c) {}
   /// Binds a parameter (1-based index). Returns *this for chaining.
   Statement& bind(int idx, int64_t v);
   Statement& bind(int idx, int v) { return bind(idx, static_cast<int64_t>(v)); }
@@ -70,21 +79,31 @@ class Statement final {
   bool col_null(int col) const;
 
  private:
-  sqlite3_stmt* s_;
+  Cursor* c_;
 };
 
 /// Options for opening a store.
 struct Options {
-  bool synchronous_full = false;  ///< FULL fsyncs every commit; NORMAL (default) is durable
-                                  ///< across process crashes, which is what kill -9 needs
+  bool synchronous_full = false;  ///< SQLite: FULL fsyncs every commit; NORMAL (default) is
+                                  ///< durable across process crashes, which is what kill -9 needs
   int busy_timeout_ms = 5000;
+  /// PostgreSQL: the schema of every statement, created when missing (one per role).
+  std::string schema = "public";
+  /// PostgreSQL: the password, when the URL has none (never logged).
+  std::string password;
 };
 
-/// One SQLite connection and its statement cache.
+/// True when `target` names a PostgreSQL server (postgresql:// or postgres://) rather than a file.
+bool is_postgres_url(std::string_view target) noexcept;
+/// `target` with any password in it replaced by "***", for logs and messages.
+std::string redact_url(std::string_view target);
+
+/// One connection and its statement cache.
 class Database final : public BatchScope {
  public:
-  /// Opens (creating) the file; ":memory:" works for tests.
-  static Result<std::unique_ptr<Database>> open(const std::string& path, Options options = {});
+  /// Opens (creating) the SQLite file at `target` (":memory:" works for tests), or connects to
+  /// the PostgreSQL server `target` names (postgresql://...) in `options.schema`.
+  static Result<std::unique_ptr<Database>> open(const std::string& target, Options options = {});
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
@@ -98,10 +117,11 @@ class Database final : public BatchScope {
     Tx& operator=(const Tx&) = delete;
     /// A cached prepared statement, reset and ready to bind.
     Statement stmt(std::string_view sql);
-    /// Executes one or more statements without results.
+    /// Executes one or more statements without parameters or results.
     void exec(std::string_view sql);
-    /// Rowid of the last insert.
-    int64_t last_insert_id() const;
+    /// The highest value the AUTOINCREMENT column `column` of `table` has handed out, rows
+    /// deleted since included; 0 when none.
+    int64_t sequence_high(std::string_view table, std::string_view column);
 
     /// Writes a value once per commit instead of once per unit of work: Kafka Streams' record
     /// cache, for last-value feeds. The first call for `key` in a transaction (or in the batch
@@ -118,7 +138,8 @@ class Database final : public BatchScope {
   };
 
   /// Runs `body` inside BEGIN IMMEDIATE..COMMIT. The body returns Result<T>; an error result or a
-  /// DbError rolls back. SQLITE_BUSY surfaces as a retryable error. Inside batch() on the same
+  /// DbError rolls back. Contention (SQLITE_BUSY, a PostgreSQL
+  /// serialization failure or deadlock) surfaces as a retryable error. Inside batch() on the same
   /// thread the body runs in a SAVEPOINT of the batch's transaction instead: an error rolls back
   /// only this body, and its effects become durable when the batch commits.
   template <typename F>
@@ -202,9 +223,10 @@ class Database final : public BatchScope {
     if (!batched) lock.lock();
     Tx tx(*this);
     try {
+      if (!batched) start_read();
       return body(tx);
     } catch (const DbError& e) {
-      // A failed read inside a batch may have made SQLite abandon the batch's transaction.
+      // A failed read inside a batch may have made the engine abandon the batch's transaction.
       if (batched) check_batch_alive();
       return R(to_error(e));
     }
@@ -213,8 +235,10 @@ class Database final : public BatchScope {
   /// Applies the migrations of `component` not applied yet, each in its own transaction, and
   /// records them in `schema_version`. Step i (0-based) is version i+1.
   Status migrate(std::string_view component, std::span<const std::string_view> steps);
-  /// Path the store was opened with.
+  /// What the store was opened with (a PostgreSQL URL without its password, and the schema).
   const std::string& path() const { return path_; }
+  /// True for a PostgreSQL store.
+  bool postgres() const noexcept { return postgres_; }
   /// True while the connection is open, answers a trivial query, and is not in a storage fault.
   /// A fault (a write failed with STORE_UNAVAILABLE: full disk, read-only file, I/O error) lasts
   /// until a commit succeeds; while it lasts each call probes with a small write (a row of
@@ -224,19 +248,18 @@ class Database final : public BatchScope {
   bool faulted() const noexcept { return faulted_.load(std::memory_order_relaxed); }
 
  private:
-  Database(sqlite3* h, std::string path);  // out of line: Cache is incomplete here
+  Database(std::unique_ptr<Engine> engine, std::string path, bool postgres);
   Status begin();
+  // Before a read outside a transaction: reconnects a lost connection (throws DbError).
+  void start_read();
   Status commit();
   void rollback() noexcept;
-  // What a SQLite failure means for callers: busy (503, retryable), the store cannot write
-  // (STORE_UNAVAILABLE: 503, retryable) or anything else (DB_ERROR, 500).
-  static Error classify(const DbError& e);
-  // classify(), noting a storage fault (see healthy()).
+  // The Error of a failure (busy, STORE_UNAVAILABLE or DB_ERROR), noting a storage fault (see
+  // healthy()).
   Error to_error(const DbError& e);
   // A storage fault began (logged once) / a commit succeeded (logged once, if there was one).
   void note_fault(const std::string& why) noexcept;
   void note_written() noexcept;
-  sqlite3_stmt* cached(std::string_view sql);
 
   // Marks the batch owned by this thread for its lifetime (also on exceptions).
   class BatchGuard final {
@@ -258,8 +281,9 @@ class Database final : public BatchScope {
   void enter_batch() noexcept;
   void leave_batch() noexcept;
   Status batch_status() const;
-  // Marks the batch failed when SQLite no longer has its transaction open (it rolls back on its
-  // own after some errors): a SAVEPOINT then would start, and its RELEASE commit, a new one.
+  // Marks the batch failed when the engine no longer has its transaction open (SQLite rolls back
+  // on its own after some errors, a lost PostgreSQL connection takes it): a SAVEPOINT then would
+  // start, and its RELEASE commit, a new one.
   void check_batch_alive() noexcept;
   void savepoint();
   Status ensure_positions();
@@ -298,15 +322,11 @@ class Database final : public BatchScope {
     }
   }
 
-  struct Checkpointer;
-  void start_checkpointer();
-  std::unique_ptr<Checkpointer> checkpointer_;  ///< background WAL checkpoints (file stores)
-
   std::mutex mu_;
   std::atomic<std::thread::id> batch_owner_{};
-  bool batch_failed_ = false;  ///< guarded by mu_: SQLite rolled the batch back under us
+  bool batch_failed_ = false;  ///< guarded by mu_: the engine rolled the batch back under us
   std::string batch_error_;
-  int batch_error_rc_ = 0;  ///< the SQLite code that failed the batch, when known
+  DbFault batch_fault_ = DbFault::kError;  ///< what failed the batch
   std::atomic<bool> faulted_{false};
   // Tx::coalesce's slots of the open transaction, in first-use order, and per open savepoint
   // what to restore when its unit rolls back: the slot count at its start and the first value
@@ -322,10 +342,9 @@ class Database final : public BatchScope {
   };
   std::vector<Coalesced> coalesced_;
   std::vector<CoalescedUndo> coalesced_undo_;
-  sqlite3* h_;
+  std::unique_ptr<Engine> engine_;
   std::string path_;
-  struct Cache;
-  std::unique_ptr<Cache> cache_;
+  bool postgres_ = false;
 };
 
 using Tx = Database::Tx;
