@@ -41,7 +41,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 # tests/helm/docker_recipe_test.sh checks this list against `ldd` of the built binary.
 # recipe: runtime-packages
 RUN apt-get update \
- && apt-get install -y --no-install-recommends librdkafka1 libsqlite3-0 libfmt9 libcurl4 libssl3 libprometheus-cpp-core1.0 ca-certificates \
+ && apt-get install -y --no-install-recommends librdkafka1 libsqlite3-0 libfmt9 libcurl4 libssl3 libprometheus-cpp-core1.0 libpq5 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid "${ECOMD_UID}" ecomd \
  && useradd --system --uid "${ECOMD_UID}" --gid ecomd --home-dir /var/lib/ecomd --no-create-home \

@@ -137,7 +137,7 @@ class PgCursor final : public Cursor {
   std::string sql_;
   std::vector<std::string> values_;
   std::vector<bool> null_;
-  std::vector<Oid> types_;  ///< of the first run, which prepares the statement
+  std::vector<Oid> types_;    ///< of the first run, which prepares the statement
   uint64_t prepared_in_ = 0;  ///< the connection (PgEngine::generation) it was prepared on
   PGresult* res_ = nullptr;
   bool ran_ = false;
@@ -159,7 +159,8 @@ class PgEngine final : public Engine {
 
   // Session settings and the schema, on every new connection.
   void set_up_session() {
-    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);  // "already exists, skipping"
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);  // "already exists, skipping"
     // Concurrent CREATE SCHEMA IF NOT EXISTS of replicas starting together can still collide on
     // the catalogue's unique index: an advisory lock (transaction-scoped) orders them.
     run_simple("BEGIN; SELECT pg_advisory_xact_lock(hashtext('ecomd.schema." + schema_ +
@@ -208,7 +209,9 @@ class PgEngine final : public Engine {
   }
   void savepoint() override { run_simple("SAVEPOINT unit"); }
   void release_savepoint() override { run_simple("RELEASE SAVEPOINT unit"); }
-  void undo_savepoint() override { run_simple("ROLLBACK TO SAVEPOINT unit; RELEASE SAVEPOINT unit"); }
+  void undo_savepoint() override {
+    run_simple("ROLLBACK TO SAVEPOINT unit; RELEASE SAVEPOINT unit");
+  }
   bool in_transaction() const noexcept override {
     if (PQstatus(conn_) != CONNECTION_OK) return false;
     const auto st = PQtransactionStatus(conn_);
@@ -224,9 +227,10 @@ class PgEngine final : public Engine {
     PQreset(conn_);
     if (PQstatus(conn_) != CONNECTION_OK) {
       last_fault_ = DbFault::kUnavailable;
-      throw DbError{0, "cannot reach PostgreSQL at " + redact_url(url_) + ": " +
-                           trimmed(PQerrorMessage(conn_)),
-                    DbFault::kUnavailable};
+      throw DbError{
+          0,
+          "cannot reach PostgreSQL at " + redact_url(url_) + ": " + trimmed(PQerrorMessage(conn_)),
+          DbFault::kUnavailable};
     }
     log::info("db", "reconnected to PostgreSQL at {} (schema {})", redact_url(url_), schema_);
     set_up_session();

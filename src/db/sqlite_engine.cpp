@@ -236,8 +236,8 @@ class SqliteEngine final : public Engine {
     // In-memory and temporary stores have no WAL to copy back.
     if (path_.empty() || path_ == ":memory:" || path_.starts_with("file::memory:")) return;
     sqlite3* h = nullptr;
-    if (sqlite3_open_v2(path_.c_str(), &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                        nullptr) != SQLITE_OK) {
+    if (sqlite3_open_v2(path_.c_str(), &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+        SQLITE_OK) {
       // No background checkpoints: SQLite's own, on the committing thread, still bound the WAL.
       sqlite3_close_v2(h);
       sqlite3_wal_autocheckpoint(h_, Checkpointer::kForegroundPages);
@@ -302,8 +302,8 @@ Result<std::unique_ptr<Engine>> open_sqlite(const std::string& path, const Optio
       return std::unique_ptr<Engine>(std::move(engine));
     }
     if (fault_of(prc) != DbFault::kBusy || std::chrono::steady_clock::now() >= deadline)
-      return classify(DbError{prc, "cannot configure database '" + path + "': " + msg,
-                              fault_of(prc)});
+      return classify(
+          DbError{prc, "cannot configure database '" + path + "': " + msg, fault_of(prc)});
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }

@@ -22,8 +22,7 @@ inline std::string store_target(const std::string& engine, const std::string& pa
 }
 
 /// A new, empty store of `engine`. A second store on the same data: open_store_again.
-inline std::unique_ptr<db::Database> open_store(const std::string& engine,
-                                                db::Options options = {},
+inline std::unique_ptr<db::Database> open_store(const std::string& engine, db::Options options = {},
                                                 const std::string& path = ":memory:") {
   UNSCOPED_INFO("store engine: " << engine);
   if (engine == "postgres" && options.schema == "public") options.schema = unique_schema("db");
