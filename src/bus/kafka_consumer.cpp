@@ -63,6 +63,10 @@ struct PartitionState {
   // The highest seq handled per relayed source (SourceMark): stored with the position, loaded
   // on assignment. Only with a store.
   std::map<std::string, int64_t, std::less<>> marks;
+  // The offset the store holds for the partition as far as this consumer knows (-1: none):
+  // saves are fenced on it (ConsumedPosition::expected), so two replicas that both believe they
+  // own the partition for a moment never both apply a record.
+  int64_t stored = -1;
 };
 
 std::vector<SourceMark> marks_of(const PartitionState& st) {
@@ -287,6 +291,7 @@ class KafkaConsumer final : public ConsumerWorker {
       int64_t first_offset;
       int64_t next;
       std::map<std::string, int64_t, std::less<>> marks;
+      int64_t stored;
     };
     std::map<TopicPartition, Start> starts;
     for (const auto& m : run) {
@@ -294,7 +299,7 @@ class KafkaConsumer final : public ConsumerWorker {
       TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
       auto it = parts_.find(tp);
       if (it != parts_.end() && !starts.contains(tp))
-        starts.emplace(tp, Start{m->offset, it->second.next, it->second.marks});
+        starts.emplace(tp, Start{m->offset, it->second.next, it->second.marks, it->second.stored});
     }
     // The positions reached go into the same batch as the effects (see BatchScope).
     auto handle_and_save = [&] {
@@ -303,12 +308,16 @@ class KafkaConsumer final : public ConsumerWorker {
       for (const auto& [tp, start] : starts) {
         auto it = parts_.find(tp);
         if (it == parts_.end() || it->second.next < 0 || it->second.next == start.next) continue;
-        reached.push_back(
-            ConsumedPosition{tp.first, tp.second, it->second.next, marks_of(it->second)});
+        reached.push_back(ConsumedPosition{tp.first, tp.second, it->second.next,
+                                           marks_of(it->second), it->second.stored});
       }
       if (auto saved = sub_.store->save_positions(sub_.group, reached); !saved) {
-        log::warn(kTag, "group {}: saving positions failed: {}", sub_.group, saved.error().message);
+        if (saved.error().code != ErrorCode::kConflict)
+          log::warn(kTag, "group {}: saving positions failed: {}", sub_.group,
+                    saved.error().message);
+        return;
       }
+      for (const auto& p : reached) parts_[{p.topic, p.partition}].stored = p.next;
     };
     batching_ = true;
     Status st = sub_.store->run(handle_and_save);
@@ -319,7 +328,7 @@ class KafkaConsumer final : public ConsumerWorker {
       return;
     }
     // Once per outage (a full disk fails every batch), not once per batch.
-    if (!batch_failing_) {
+    if (!batch_failing_ && st.error().code != ErrorCode::kConflict) {
       log::warn(kTag,
                 "group {}: committing a batch of {} handled records failed ({}); handling them "
                 "again until it works",
@@ -332,11 +341,18 @@ class KafkaConsumer final : public ConsumerWorker {
       PartitionState& ps = it->second;
       ps.next = start.next;
       ps.marks = start.marks;
+      ps.stored = start.stored;
       ps.held.reset();
       ps.dropped = false;
       if (ps.paused) set_paused(tp, false);
       ps.paused = false;
       seek(tp, start.next >= 0 ? start.next : start.first_offset);
+    }
+    if (st.error().code == ErrorCode::kConflict) {
+      batch_failing_ = false;  // not an outage: another replica is ahead
+      std::vector<TopicPartition> fenced;
+      for (const auto& [tp, start] : starts) fenced.push_back(tp);
+      return resume_from_store(fenced, st.error().message);
     }
     // Whatever failed the commit (a full disk, an I/O error) is unlikely to be gone at once.
     std::this_thread::sleep_for(sub_.initial_backoff);
@@ -537,6 +553,7 @@ class KafkaConsumer final : public ConsumerWorker {
     const int attempt = st.attempt + 1;
     const int64_t next_before = st.next;
     const auto marks_before = st.marks;
+    const int64_t stored_before = st.stored;
     Held again = h;  // only on the retry path: a copy for a batch that fails
     auto handle_and_save = [&] {
       process(tp, st, std::move(h), attempt);
@@ -546,19 +563,60 @@ class KafkaConsumer final : public ConsumerWorker {
     Status ok = sub_.store->run(handle_and_save);
     batching_ = false;
     if (ok) return;
-    log::warn(kTag, "group {}: committing the retry of {}[{}]@{} failed ({}); retrying", sub_.group,
-              tp.first, tp.second, again.offset, ok.error().message);
     st.next = next_before;
     st.marks = marks_before;
+    st.stored = stored_before;
+    if (ok.error().code == ErrorCode::kConflict) {
+      st.held.reset();
+      return resume_from_store({tp}, ok.error().message);
+    }
+    log::warn(kTag, "group {}: committing the retry of {}[{}]@{} failed ({}); retrying", sub_.group,
+              tp.first, tp.second, again.offset, ok.error().message);
     wait_for_retry(tp, st, std::move(again), attempt - 1, "its batch did not commit", false,
                    sub_.initial_backoff);
   }
 
   // Stores where `tp` stands (offset and marks): in the batch when called inside one.
-  void save_position(const TopicPartition& tp, const PartitionState& st, std::string_view what) {
-    const ConsumedPosition at{tp.first, tp.second, st.next, marks_of(st)};
-    if (auto saved = sub_.store->save_positions(sub_.group, std::span(&at, 1)); !saved)
-      log::warn(kTag, "group {}: saving {} failed: {}", sub_.group, what, saved.error().message);
+  void save_position(const TopicPartition& tp, PartitionState& st, std::string_view what) {
+    const ConsumedPosition at{tp.first, tp.second, st.next, marks_of(st), st.stored};
+    auto saved = sub_.store->save_positions(sub_.group, std::span(&at, 1));
+    if (saved) {
+      st.stored = st.next;  // inside a batch that fails, handle_run() puts it back
+      return;
+    }
+    if (saved.error().code == ErrorCode::kConflict) {
+      // Inside a batch, the batch fails with it and handle_run() resumes from the store.
+      if (!batching_) resume_from_store({tp}, saved.error().message);
+      return;
+    }
+    log::warn(kTag, "group {}: saving {} failed: {}", sub_.group, what, saved.error().message);
+  }
+
+  // Another consumer of the group moved these partitions' stored positions on (see
+  // PartitionState::stored): what this one handled since its last save was rolled back, and it
+  // goes on from where the store says, as a new owner would. If the group took the partitions
+  // away, the revoke follows.
+  void resume_from_store(const std::vector<TopicPartition>& tps, const std::string& why) {
+    log::warn(kTag, "{}; going on from the stored position", why);
+    auto stored = sub_.store->load_positions(sub_.group);
+    for (const auto& tp : tps) {
+      auto it = parts_.find(tp);
+      if (it == parts_.end()) continue;
+      PartitionState& ps = it->second;
+      ps.held.reset();
+      ps.dropped = false;
+      if (ps.paused) set_paused(tp, false);
+      ps.paused = false;
+      if (!stored) continue;  // the next batch's save fails the same way, and tries again
+      for (const auto& pos : *stored) {
+        if (pos.topic != tp.first || pos.partition != tp.second) continue;
+        ps.next = pos.next;
+        ps.stored = pos.next;
+        ps.marks.clear();
+        for (const auto& m : pos.marks) ps.marks.emplace(m.source, m.seq);
+        seek(tp, pos.next);
+      }
+    }
   }
 
   void set_paused(const TopicPartition& tp, bool pause) {
@@ -707,6 +765,7 @@ class KafkaConsumer final : public ConsumerWorker {
           if (pos.partition != parts->elems[i].partition || pos.topic != parts->elems[i].topic)
             continue;
           for (const auto& m : pos.marks) ps.marks.emplace(m.source, m.seq);
+          ps.stored = pos.next;
         }
         self->parts_[{parts->elems[i].topic, parts->elems[i].partition}] = std::move(ps);
       }

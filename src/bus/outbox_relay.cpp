@@ -36,6 +36,13 @@ constexpr int kPruneChunk = 200;
 // Between two chunks of a prune that has more to do, twice as long as the chunk took (at least
 // this), so that pruning holds the store a third of the time at most.
 constexpr milliseconds kMinPrunePause{2};
+// Replicas sharing a PostgreSQL outbox: each says it is alive, and looks for rows of replicas
+// that stopped saying so (crashed, or scaled away with rows left), this many times per lease.
+constexpr int kBeatsPerLease = 4;
+// Batches of a dead replica's rows relayed per pass, so that this replica's own rows wait little.
+constexpr int kOrphanBatchesPerPass = 8;
+// A replica gone this long with no rows left is forgotten.
+constexpr milliseconds kForgetAfter{std::chrono::hours(24)};
 
 }  // namespace
 
@@ -60,7 +67,12 @@ struct OutboxRelay::State {
   // A crash republishes what was not deleted. The embedded bus appends a row once per source
   // seq (Record::source); on Kafka consumers deduplicate through their inbox.
   std::optional<int64_t> published_through;
-  std::string source;          // db::outbox_source, read at the first pump
+  // The source of this relay's rows: db::outbox_source (read at the first pump) on SQLite, the
+  // replica's id on PostgreSQL, where replicas share the outbox (db::outbox_peek).
+  std::string source;
+  const std::string replica;  // db::Database::replica_id: empty on SQLite
+  milliseconds replica_lease{10'000};
+  int64_t next_alive_ms = 0;   // on `clock`
   int64_t last_delete_ms = 0;  // on `clock`
   std::atomic<uint64_t> published{0};
   std::atomic<uint64_t> pruned{0};
@@ -86,6 +98,7 @@ struct OutboxRelay::State {
         idle_poll(std::max(poll, milliseconds(1))),
         inbox_retention(retention),
         prune_interval(std::max(prune_every, milliseconds(1))),
+        replica(d.replica_id()),
         task("outbox.relay", c, idle_poll, [this](int64_t now) { return step(now); }) {}
 
   bool pruning() const { return inbox_retention.count() > 0; }
@@ -111,8 +124,8 @@ struct OutboxRelay::State {
   Result<size_t> pump_once() {
     std::lock_guard lock(pump_mu);
     auto rows = db.read([&](db::Tx& tx) -> Result<std::vector<db::OutboxRow>> {
-      if (source.empty()) source = db::outbox_source(tx);
-      return db::outbox_peek(tx, batch_size, published_through.value_or(0));
+      if (source.empty()) source = replica.empty() ? db::outbox_source(tx) : replica;
+      return db::outbox_peek(tx, batch_size, published_through.value_or(0), replica);
     });
     if (!rows) return rows.error();
     if (rows->empty()) {
@@ -148,9 +161,60 @@ struct OutboxRelay::State {
     return {};
   }
 
-  Status remove_through(int64_t seq) {
+  Status remove_through(int64_t seq, std::string_view of = {}) {
+    if (of.empty()) of = replica;
     return db.transaction([&](db::Tx& tx) -> Status {
-      db::outbox_remove_through(tx, seq);
+      db::outbox_remove_through(tx, seq, of);
+      return {};
+    });
+  }
+
+  milliseconds beat_interval() const { return replica_lease / kBeatsPerLease; }
+
+  // Says this replica is alive: whatever its bus does, so that a bus outage does not make the
+  // others take its rows (they could not publish them either). A store that cannot take it
+  // fails everything else too, and says so there.
+  void beat() {
+    auto st = db.transaction([&](db::Tx& tx) -> Status {
+      db::outbox_replica_alive(tx);
+      return {};
+    });
+    if (!st)
+      log::debug(kTag, "replica {} could not say it is alive: {}", replica, st.error().message);
+    next_alive_ms = clock.now_ms() + beat_interval().count();
+  }
+
+  // Relays the rows of replicas that are not alive (in their seq order, under their source, as
+  // they would have). Two replicas may relay one dead replica's rows at once: the copies are
+  // recognised downstream (SourceMark).
+  Status serve_orphans() {
+    auto orphans = db.read([&](db::Tx& tx) -> Result<std::vector<std::string>> {
+      return db::outbox_orphans(tx, replica_lease.count());
+    });
+    if (!orphans) return orphans.error();
+    for (const auto& orphan : *orphans) {
+      for (int i = 0; i < kOrphanBatchesPerPass; ++i) {
+        auto rows = db.read([&](db::Tx& tx) -> Result<std::vector<db::OutboxRow>> {
+          return db::outbox_peek(tx, batch_size, 0, orphan);
+        });
+        if (!rows) return rows.error();
+        if (rows->empty()) break;
+        if (i == 0)
+          log::info(kTag, "relaying the rows of replica {}, silent for over {} ms", orphan,
+                    replica_lease.count());
+        std::vector<Record> records;
+        records.reserve(rows->size());
+        for (auto& row : *rows)
+          records.push_back(Record{std::move(row.topic), std::move(row.key), std::move(row.payload),
+                                   orphan, row.seq});
+        if (auto st = bus.publish(records); !st) return st;
+        published_records.inc(static_cast<double>(records.size()));
+        published.fetch_add(records.size(), std::memory_order_relaxed);
+        if (auto st = remove_through(rows->back().seq, orphan); !st) return st;
+      }
+    }
+    return db.transaction([&](db::Tx& tx) -> Status {
+      db::outbox_forget_replicas(tx, kForgetAfter.count());
       return {};
     });
   }
@@ -159,9 +223,15 @@ struct OutboxRelay::State {
   /// next pass: at once after a full batch (more may be waiting), the backoff after a failure,
   /// else the idle poll or the next prune, whichever comes first; a wake() (notify) comes sooner.
   std::optional<milliseconds> step(int64_t now) {
+    bool beat_now = !replica.empty() && now >= next_alive_ms;
+    if (beat_now) beat();
     // A notify during a backoff does not cut it short: the bus just failed.
-    if (now < retry_at_ms) return milliseconds(retry_at_ms - now);
+    if (now < retry_at_ms) return until_beat(milliseconds(retry_at_ms - now));
     auto r = pump_once();
+    if (r && beat_now) {
+      std::lock_guard lock(pump_mu);
+      if (auto st = serve_orphans(); !st) r = st.error();
+    }
     if (pruning() && clock.now_ms() >= next_prune_ms) next_prune_ms = prune_once();
     if (!r) {
       relay_errors.inc();
@@ -169,7 +239,7 @@ struct OutboxRelay::State {
       log::warn(kTag, "relay of {} failed, retrying in {} ms: {}", db.path(), backoff.count(),
                 r.error().message);
       retry_at_ms = clock.now_ms() + backoff.count();
-      return backoff;
+      return until_beat(backoff);
     }
     failures = 0;
     if (*r == static_cast<size_t>(batch_size)) return milliseconds(0);
@@ -177,7 +247,13 @@ struct OutboxRelay::State {
     if (pruning()) {
       delay = std::min(delay, milliseconds(std::max<int64_t>(next_prune_ms - clock.now_ms(), 0)));
     }
-    return delay;
+    return until_beat(delay);
+  }
+
+  // `delay`, or less when this replica must say it is alive sooner.
+  milliseconds until_beat(milliseconds delay) const {
+    if (replica.empty()) return delay;
+    return std::min(delay, milliseconds(std::max<int64_t>(next_alive_ms - clock.now_ms(), 0)));
   }
 
   bool drain(milliseconds deadline) {
@@ -220,12 +296,17 @@ void OutboxRelay::set_role(std::string_view role) {
       "Relay passes that failed (read, publish or delete), by role.", {{"role", role}});
 }
 
+void OutboxRelay::set_replica_lease(std::chrono::milliseconds lease) {
+  s_->replica_lease = std::max(lease, std::chrono::milliseconds(1));
+}
+
 void OutboxRelay::start() {
   std::lock_guard lock(s_->mu);
   if (s_->started || s_->stopped) return;
   s_->started = true;
   s_->next_prune_ms = s_->clock.now_ms() + s_->prune_interval.count();
-  s_->task.start();  // the first pass at once
+  if (!s_->replica.empty()) s_->beat();  // before this replica's module takes requests
+  s_->task.start();                      // the first pass at once
 }
 
 void OutboxRelay::notify() noexcept { s_->task.wake(); }

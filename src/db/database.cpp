@@ -1,8 +1,11 @@
 #include "ecom/db/database.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -79,8 +82,23 @@ bool Statement::col_null(int col) const { return c_->col_null(col); }
 // ---------------------------------------------------------------------------------------------
 // Database
 
+namespace {
+
+// 32 hex digits. Uniqueness, not secrecy: random_device seeds it from the OS.
+std::string random_id() {
+  std::random_device rd;
+  std::string id;
+  for (int i = 0; i < 4; ++i) id += fmt::format("{:08x}", rd());
+  return id;
+}
+
+}  // namespace
+
 Database::Database(std::unique_ptr<Engine> engine, std::string path, bool postgres)
-    : engine_(std::move(engine)), path_(std::move(path)), postgres_(postgres) {}
+    : engine_(std::move(engine)),
+      path_(std::move(path)),
+      postgres_(postgres),
+      replica_id_(postgres ? random_id() : std::string()) {}
 
 Result<std::unique_ptr<Database>> Database::open(const std::string& target, Options options) {
   const bool postgres = is_postgres_url(target);
@@ -103,6 +121,12 @@ void Database::Tx::exec(std::string_view sql) { db_.engine_->exec(sql); }
 
 int64_t Database::Tx::sequence_high(std::string_view table, std::string_view column) {
   return db_.engine_->sequence_high(table, column);
+}
+
+void Database::Tx::lock_key(std::string_view key) {
+  if (!db_.postgres_) return;
+  // hashtext: 32 bits are enough, a collision only makes two keys wait for each other.
+  stmt("SELECT pg_advisory_xact_lock(hashtext(?))").bind(1, key).step();
 }
 
 Database::Tx::~Tx() { db_.engine_->end_reads(); }
@@ -164,6 +188,7 @@ void Database::enter_batch() noexcept {
   batch_failed_ = false;
   batch_error_.clear();
   batch_fault_ = DbFault::kError;
+  batch_fenced_ = false;
   batch_owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
 }
 
@@ -173,6 +198,7 @@ void Database::leave_batch() noexcept {
 
 Status Database::batch_status() const {
   if (!batch_failed_) return {};
+  if (batch_fenced_) return Error{ErrorCode::kConflict, batch_error_, "", true};
   // A full disk that rolled the batch back is a storage fault like any other (503).
   if (Error e = classify(DbError{0, batch_error_, batch_fault_});
       e.code == ErrorCode::kStoreUnavailable) {

@@ -45,6 +45,15 @@ constexpr std::array<Rename, 1> kExpressions{{
 
 }  // namespace
 
+std::string_view to_sqlite(std::string_view sql) noexcept {
+  for (std::string_view tail :
+       {std::string_view(" FOR UPDATE"), std::string_view(" FOR UPDATE SKIP LOCKED")}) {
+    if (sql.size() > tail.size() && sql.substr(sql.size() - tail.size()) == tail)
+      return sql.substr(0, sql.size() - tail.size());
+  }
+  return sql;
+}
+
 std::string to_postgres(std::string_view sql, int* params) {
   std::string out;
   out.reserve(sql.size() + 16);

@@ -83,4 +83,9 @@ Result<std::unique_ptr<Engine>> open_postgres(const std::string& url, const Opti
 /// parameter number. Every other difference is avoided in the modules' SQL (docs: src/db/README).
 std::string to_postgres(std::string_view sql, int* params = nullptr);
 
+/// The one PostgreSQL clause modules may write: a trailing `FOR UPDATE` or `FOR UPDATE SKIP
+/// LOCKED` (a row lock, for replicas that share a store). SQLite, which runs one write
+/// transaction at a time anyway, gets the statement without it.
+std::string_view to_sqlite(std::string_view sql) noexcept;
+
 }  // namespace ecom::db

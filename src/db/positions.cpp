@@ -1,6 +1,8 @@
 // Database as the BatchScope of a consumer: where each group stands, kept in the same store (and
 // so the same transaction) as the effects of the records it consumed.
 
+#include <fmt/format.h>
+
 #include <array>
 #include <utility>
 
@@ -31,6 +33,13 @@ constexpr std::array<std::string_view, 2> kPositionsSchema{
 constexpr std::string_view kUpsert{
     "INSERT INTO consumer_positions(grp, topic, \"partition\", next_offset) VALUES(?, ?, ?, ?) "
     "ON CONFLICT(grp, topic, \"partition\") DO UPDATE SET next_offset=excluded.next_offset"};
+// Fenced saves (ConsumedPosition::expected).
+constexpr std::string_view kInsertFirst{
+    "INSERT INTO consumer_positions(grp, topic, \"partition\", next_offset) VALUES(?, ?, ?, ?) "
+    "ON CONFLICT(grp, topic, \"partition\") DO NOTHING"};
+constexpr std::string_view kUpdateFrom{
+    "UPDATE consumer_positions SET next_offset = ? WHERE grp = ? AND topic = ? AND "
+    "\"partition\" = ? AND next_offset = ?"};
 constexpr std::string_view kSelect{
     "SELECT topic, \"partition\", next_offset FROM consumer_positions WHERE grp=? "
     "ORDER BY topic, \"partition\""};
@@ -56,16 +65,33 @@ Status Database::save_positions(std::string_view group,
                                 std::span<const ConsumedPosition> positions) {
   if (positions.empty()) return {};
   if (auto st = ensure_positions(); !st) return st;
-  auto write = [&](Tx& tx) {
+  // Returns the position another consumer moved, if any (nothing written then).
+  auto write = [&](Tx& tx) -> const ConsumedPosition* {
     for (const auto& p : positions) {
-      tx.stmt(kUpsert).bind_all(group, p.topic, p.partition, p.next).exec();
+      if (!p.expected) {
+        tx.stmt(kUpsert).bind_all(group, p.topic, p.partition, p.next).exec();
+      } else if (*p.expected < 0) {
+        if (tx.stmt(kInsertFirst).bind_all(group, p.topic, p.partition, p.next).exec() != 1)
+          return &p;
+      } else if (tx.stmt(kUpdateFrom)
+                     .bind_all(p.next, group, p.topic, p.partition, *p.expected)
+                     .exec() != 1) {
+        return &p;
+      }
       for (const auto& m : p.marks)
         tx.stmt(kUpsertMark).bind_all(group, p.topic, p.partition, m.source, m.seq).exec();
     }
+    return nullptr;
+  };
+  auto moved = [&](const ConsumedPosition& p) {
+    return fmt::format(
+        "group {}: the stored position of {}[{}] is no longer {}: another consumer of the group "
+        "handled the partition since",
+        group, p.topic, p.partition, *p.expected);
   };
   if (!in_batch()) {
     return transaction([&](Tx& tx) -> Status {
-      write(tx);
+      if (const auto* p = write(tx)) return Error{ErrorCode::kConflict, moved(*p), "", true};
       return {};
     });
   }
@@ -74,7 +100,12 @@ Status Database::save_positions(std::string_view group,
   if (auto st = batch_status(); !st) return st;
   try {
     Tx tx(*this);
-    write(tx);
+    if (const auto* p = write(tx)) {
+      batch_failed_ = true;
+      batch_fenced_ = true;
+      batch_error_ = moved(*p);
+      return Error{ErrorCode::kConflict, batch_error_, "", true};
+    }
     return {};
   } catch (const DbError& e) {
     batch_failed_ = true;

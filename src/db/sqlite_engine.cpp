@@ -164,6 +164,8 @@ class SqliteEngine final : public Engine {
   Cursor& prepare(std::string_view sql) override {
     auto it = stmts_.find(sql);
     if (it != stmts_.end()) return *it->second;
+    const std::string key(sql);  // cached under what the module wrote
+    sql = to_sqlite(sql);
     sqlite3_stmt* s = nullptr;
     int rc = sqlite3_prepare_v3(h_, sql.data(), static_cast<int>(sql.size()),
                                 SQLITE_PREPARE_PERSISTENT, &s, nullptr);
@@ -176,7 +178,7 @@ class SqliteEngine final : public Engine {
       throw_rc(rc, msg + " (in: " + shown + ")");
     }
     if (s == nullptr) throw DbError{SQLITE_MISUSE, "empty SQL statement"};
-    auto& c = stmts_[std::string(sql)];
+    auto& c = stmts_[key];
     c = std::make_unique<SqliteCursor>(s);
     return *c;
   }

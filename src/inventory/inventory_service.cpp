@@ -488,7 +488,7 @@ Result<Product> create_product(db::Tx& tx, const NewProduct& n) {
 
 Result<Product> update_product(db::Tx& tx, const Rules& rules, const ProductUpdate& u) {
   if (auto st = check_fields(u); !st) return st.error();
-  auto existing = find_product(tx, u.sku);
+  auto existing = find_product(tx, u.sku, /*lock=*/true);
   if (!existing) return no_product(u.sku);
   Product p = *existing;
   if (u.available) p.available = *u.available;
@@ -507,7 +507,7 @@ Result<Product> update_product(db::Tx& tx, const Rules& rules, const ProductUpda
 
 Result<Product> delete_product(db::Tx& tx, std::string_view sku) {
   if (!valid_sku(sku)) return invalid_sku();
-  auto existing = find_product(tx, sku);
+  auto existing = find_product(tx, sku, /*lock=*/true);
   if (!existing) return no_product(sku);
   const std::string now = now_rfc3339();
   tx.stmt("UPDATE products SET deleted_at = ?, updated_at = ? WHERE sku = ?")
@@ -517,8 +517,9 @@ Result<Product> delete_product(db::Tx& tx, std::string_view sku) {
   return *existing;
 }
 
-std::optional<Product> find_product(db::Tx& tx, std::string_view sku) {
-  auto s = tx.stmt(fmt::format("{} WHERE sku = ? AND {}", kProductColumns, kInCatalogue));
+std::optional<Product> find_product(db::Tx& tx, std::string_view sku, bool lock) {
+  auto s = tx.stmt(fmt::format("{} WHERE sku = ? AND {}{}", kProductColumns, kInCatalogue,
+                               lock ? " FOR UPDATE" : ""));
   s.bind(1, sku);
   if (!s.step()) return std::nullopt;
   Product p = read_product(s);
@@ -534,6 +535,8 @@ std::vector<Product> list_products(db::Tx& tx) {
 }
 
 int64_t seed_if_empty(db::Tx& tx, std::span<const Product> seed) {
+  // Replicas starting together on one PostgreSQL schema: one seeds, the others then see it.
+  tx.lock_key("inventory.seed");
   auto count = tx.stmt("SELECT COUNT(*) FROM products");
   if (!count.step()) return 0;
   const int64_t existing = count.col_int(0);

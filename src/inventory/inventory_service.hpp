@@ -136,7 +136,8 @@ Result<Product> update_product(db::Tx& tx, const Rules& rules, const ProductUpda
 Result<Product> delete_product(db::Tx& tx, std::string_view sku);
 
 /// One product of the catalogue, or nullopt (also for a deleted one).
-std::optional<Product> find_product(db::Tx& tx, std::string_view sku);
+/// `lock`: for a write that depends on the row (replicas share a PostgreSQL store; see src/db).
+std::optional<Product> find_product(db::Tx& tx, std::string_view sku, bool lock = false);
 /// All products of the catalogue (not the deleted ones) ordered by sku.
 std::vector<Product> list_products(db::Tx& tx);
 /// The lines of `order_id` currently in state RESERVED, ordered by sku.

@@ -21,14 +21,50 @@ using namespace rows;
 
 // --- delivery ------------------------------------------------------------------------------------
 
+namespace {
+
+// Replicas sharing a PostgreSQL store: a notification one replica takes is not due for the
+// others for this long (longer than any attempt: the sinks time out in seconds). A replica that
+// dies while sending leaves it to another after that: delivered at least once, as on a crash of
+// a single replica.
+constexpr int64_t kClaimMs = 60'000;
+
+constexpr std::string_view kDue =
+    "SELECT id, order_id, customer_id, status_key, channel, subject, body, attempts, "
+    "created_at, "
+    "COALESCE(correlation_id, ''), COALESCE(causation_id, ''), COALESCE(traceparent, '') "
+    "FROM notifications WHERE status = 'PENDING' AND next_attempt_at <= ? "
+    "ORDER BY next_attempt_at, created_at, id LIMIT ?";
+// PostgreSQL: rows another replica is claiming right now are passed over, not waited for.
+constexpr std::string_view kDueLocked =
+    "SELECT id, order_id, customer_id, status_key, channel, subject, body, attempts, "
+    "created_at, "
+    "COALESCE(correlation_id, ''), COALESCE(causation_id, ''), COALESCE(traceparent, '') "
+    "FROM notifications WHERE status = 'PENDING' AND next_attempt_at <= ? "
+    "ORDER BY next_attempt_at, created_at, id LIMIT ? FOR UPDATE SKIP LOCKED";
+
+}  // namespace
+
 Result<std::vector<Delivery>> Store::due(int64_t now, int limit) {
-  return db_.read([&](db::Tx& tx) -> Result<std::vector<Delivery>> {
-    auto s = tx.stmt(
-        "SELECT id, order_id, customer_id, status_key, channel, subject, body, attempts, "
-        "created_at, "
-        "COALESCE(correlation_id, ''), COALESCE(causation_id, ''), COALESCE(traceparent, '') "
-        "FROM notifications WHERE status = 'PENDING' AND next_attempt_at <= ? "
-        "ORDER BY next_attempt_at, created_at, id LIMIT ?");
+  if (db_.postgres()) {
+    // Each notification is delivered by one replica: taken (its next attempt moved past the
+    // claim) in the transaction that finds it due.
+    return db_.transaction([&](db::Tx& tx) -> Result<std::vector<Delivery>> {
+      auto found = read_due(tx, kDueLocked, now, limit);
+      for (const auto& d : found)
+        tx.stmt("UPDATE notifications SET next_attempt_at = ? WHERE id = ?")
+            .bind_all(now + kClaimMs, d.id)
+            .exec();
+      return found;
+    });
+  }
+  return db_.read(
+      [&](db::Tx& tx) -> Result<std::vector<Delivery>> { return read_due(tx, kDue, now, limit); });
+}
+
+std::vector<Delivery> Store::read_due(db::Tx& tx, std::string_view sql, int64_t now, int limit) {
+  {
+    auto s = tx.stmt(sql);
     s.bind(1, now).bind(2, limit);
     std::vector<Delivery> out;
     while (s.step()) {
@@ -38,7 +74,7 @@ Result<std::vector<Delivery>> Store::due(int64_t now, int limit) {
                              s.col_text(10), s.col_text(11)});
     }
     return out;
-  });
+  }
 }
 
 Result<std::optional<int64_t>> Store::next_due_at() {

@@ -130,19 +130,20 @@ std::string summary_snapshot(db::Tx& tx) {
 }  // namespace
 
 Result<std::optional<StreamStart>> Store::start_order_stream(std::string_view order_id,
-                                                             std::optional<int64_t> last_event_id) {
+                                                             std::optional<int64_t> last_event_id,
+                                                             int64_t horizon) {
   // One read under the store's lock: the snapshot and `position` describe the same moment.
   return db_.read([&](db::Tx& tx) -> Result<std::optional<StreamStart>> {
     auto order = load_order(tx, order_id);
     if (!order) return std::optional<StreamStart>();
     FeedBounds b = feed_bounds(tx);
     StreamStart start;
-    start.position = b.last;
+    start.position = std::min(b.last, horizon);
     if (last_event_id && resumable(b, *last_event_id)) {
       auto s = tx.stmt(
           "SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
-          "WHERE order_id = ? AND seq > ? ORDER BY seq");
-      s.bind(1, order_id).bind(2, *last_event_id);
+          "WHERE order_id = ? AND seq > ? AND seq <= ? ORDER BY seq");
+      s.bind(1, order_id).bind(2, *last_event_id).bind(3, start.position);
       while (s.step()) start.rows.push_back(read_feed_row(s));
       return std::optional<StreamStart>(std::move(start));
     }
@@ -152,16 +153,18 @@ Result<std::optional<StreamStart>> Store::start_order_stream(std::string_view or
   });
 }
 
-Result<StreamStart> Store::start_all_stream(std::optional<int64_t> last_event_id, int max_replay) {
+Result<StreamStart> Store::start_all_stream(std::optional<int64_t> last_event_id, int max_replay,
+                                            int64_t horizon) {
   return db_.read([&](db::Tx& tx) -> Result<StreamStart> {
     FeedBounds b = feed_bounds(tx);
     StreamStart start;
-    start.position = b.last;
+    start.position = std::min(b.last, horizon);
     if (last_event_id && resumable(b, *last_event_id)) {
       auto s = tx.stmt(
           "SELECT seq, COALESCE(order_id, ''), kind, payload, at FROM feed "
-          "WHERE seq > ? AND kind IN ('status', 'inventory', 'alert') ORDER BY seq LIMIT ?");
-      s.bind(1, *last_event_id).bind(2, max_replay + 1);
+          "WHERE seq > ? AND seq <= ? AND kind IN ('status', 'inventory', 'alert') ORDER BY seq "
+          "LIMIT ?");
+      s.bind(1, *last_event_id).bind(2, start.position).bind(3, max_replay + 1);
       while (s.step()) start.rows.push_back(read_feed_row(s));
       if (start.rows.size() <= static_cast<size_t>(max_replay)) return start;
       start.rows.clear();

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <mutex>
 #include <utility>
 
@@ -39,6 +40,12 @@ constexpr int kMaxReplay = 10'000;
 constexpr int kPumpBatch = 1'000;
 constexpr std::chrono::seconds kPruneInterval{30};
 constexpr std::chrono::milliseconds kPumpPoll{1'000};
+// Replicas sharing a PostgreSQL store: the others' feed rows wake nothing here, so the pump
+// looks this often; and since a row's seq is taken before its transaction commits, rows become
+// visible out of seq order. The pump releases rows in seq order only, waiting at a gap up to
+// kGapWait for the row to commit; a gap still there is a rolled-back transaction's.
+constexpr std::chrono::milliseconds kSharedPumpPoll{100};
+constexpr int64_t kGapWaitMs = 5'000;
 // Feed rows pruned per pump turn, and the pause between turns while an excess remains.
 constexpr int64_t kPruneRowsPerTurn = 2'048;
 constexpr std::chrono::milliseconds kPrunePause{5};
@@ -300,8 +307,11 @@ struct NotificationModule::Impl {
   LiveHub hub;
   std::shared_ptr<Signal> signal = std::make_shared<Signal>();
   std::unique_ptr<PeriodicTask> pump;
-  // The pump's state, touched by its step only.
-  int64_t position = 0;
+  // The pump's state, touched by its step only; `position` (the last row released to live
+  // streams) is read by the streams' starts too.
+  std::atomic<int64_t> position{0};
+  int64_t gap_since_ms = 0;   // a gap after `position` is waited for since (0: none)
+  bool shared_store = false;  // PostgreSQL: replicas write the feed too (set at start)
   int64_t next_keepalive_ms = 0;
   int64_t next_prune_ms = 0;
   bool prune_more = false;  // the last prune stopped at its limit: more rows are due
@@ -332,14 +342,14 @@ struct NotificationModule::Impl {
       // Nobody listening: skip the rows instead of reading them. The last seq is read BEFORE
       // looking at the hub, so a subscriber added after the look reads its start later and that
       // start covers every row up to it.
-      if (hub.size() == 0) {
+      if (hub.size() == 0 && !shared_store) {
         auto last = store->last_seq();
         if (!last) {
           log::warn(kTag, "cannot read the feed: {}", last.error().message);
           break;
         }
         if (hub.size() == 0) {
-          position = std::max(position, *last);
+          position = std::max(position.load(), *last);
           break;
         }
       }
@@ -349,9 +359,12 @@ struct NotificationModule::Impl {
         break;
       }
       if (rows->empty()) break;
+      const size_t fetched = rows->size();
+      if (shared_store) rows->resize(in_order(*rows, now));
+      if (rows->empty()) break;
       position = rows->back().seq;
       hub.publish(*rows);
-      if (rows->size() < static_cast<size_t>(kPumpBatch)) break;
+      if (rows->size() < fetched || fetched < static_cast<size_t>(kPumpBatch)) break;
     }
     if (now >= next_keepalive_ms) {
       hub.keepalive();
@@ -368,8 +381,31 @@ struct NotificationModule::Impl {
         next_prune_ms = now + std::chrono::milliseconds(kPruneInterval).count();
     }
     if (sweep) hub.sweep();
-    const auto poll = prune_more ? kPrunePause : kPumpPoll;
+    const auto poll = prune_more ? kPrunePause : shared_store ? kSharedPumpPoll : kPumpPoll;
     return std::min(poll, std::chrono::milliseconds(std::max<int64_t>(next_keepalive_ms - now, 0)));
+  }
+
+  // The last row live streams may start after (see Store::start_order_stream).
+  int64_t horizon() const {
+    return shared_store ? position.load() : std::numeric_limits<int64_t>::max();
+  }
+
+  // How many of `rows` (after `position`, in seq order) can go out: those before the first gap
+  // that is younger than kGapWait.
+  size_t in_order(const std::vector<FeedRow>& rows, int64_t now) {
+    int64_t last = position.load();
+    size_t n = 0;
+    for (; n < rows.size(); ++n) {
+      if (rows[n].seq != last + 1) {
+        if (gap_since_ms == 0) gap_since_ms = now;
+        if (now - gap_since_ms < kGapWaitMs) break;
+        log::warn(kTag, "live feed: no row {} after {} ms; going on without it", last + 1,
+                  kGapWaitMs);
+      }
+      gap_since_ms = 0;
+      last = rows[n].seq;
+    }
+    return n;
   }
 
   std::shared_ptr<Subscriber> watch(const std::shared_ptr<http::Stream>& stream,
@@ -392,7 +428,7 @@ struct NotificationModule::Impl {
     if (!last) return http::error_response(last.error());
     auto sub = watch(stream, id);
     hub.add(sub);  // before reading the start: nothing committed in between is missed
-    auto start = store->start_order_stream(id, *last);
+    auto start = store->start_order_stream(id, *last, horizon());
     if (!start || !start.value()) {
       sub->retire();
       return http::error_response(start ? not_found_order(id) : start.error());
@@ -409,7 +445,7 @@ struct NotificationModule::Impl {
     if (!last) return http::error_response(last.error());
     auto sub = watch(stream, {});
     hub.add(sub);
-    auto start = store->start_all_stream(*last, kMaxReplay);
+    auto start = store->start_all_stream(*last, kMaxReplay, horizon());
     if (!start) {
       sub->retire();
       return http::error_response(start.error());
@@ -477,14 +513,14 @@ struct NotificationModule::Impl {
     hub.add(sub);
     std::optional<StreamStart> start;
     if (order_id.empty()) {
-      auto s = store->start_all_stream(last, kMaxReplay);
+      auto s = store->start_all_stream(last, kMaxReplay, horizon());
       if (!s) {
         sub->retire();
         return ws_error(conn, s.error());
       }
       start = std::move(s).value();
     } else {
-      auto s = store->start_order_stream(order_id, last);
+      auto s = store->start_order_stream(order_id, last, horizon());
       if (!s || !s.value()) {
         sub->retire();
         return ws_error(conn, s ? not_found_order(order_id) : s.error());
@@ -610,6 +646,7 @@ Status NotificationModule::start(ModuleContext& ctx) {
   impl->worker = std::make_unique<DeliveryWorker>(*impl->store, *impl->sink, ctx.outbox, ctx.clock);
   impl->worker->start();  // picks up notifications left PENDING by a previous run
   impl->position = *position;
+  impl->shared_store = ctx.db.postgres();
   impl->next_keepalive_ms = ctx.clock.now_ms() + impl->options.keepalive.count();
   impl->next_prune_ms = ctx.clock.now_ms();
   impl->pump = std::make_unique<PeriodicTask>("notification.pump", ctx.clock, kPumpPoll,

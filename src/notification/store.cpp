@@ -167,7 +167,7 @@ struct Applier {
       status_and_notify(o, "PENDING", "", at, now);
       return applied;
     }
-    auto existing = load_order(tx, order_id);
+    auto existing = load_order(tx, order_id, /*lock=*/true);
     if (!existing)
       return Error{ErrorCode::kInternal, "order row vanished inside its transaction", {}, true};
     if (existing->customer_id) return applied;  // a second OrderCreated for a known order

@@ -105,12 +105,16 @@ class Store final {
 
   /// The start of `GET /api/orders/{id}/events`: without `last_event_id`, or when it is older than
   /// the oldest retained row (or unknown), a snapshot first; else that order's rows after it.
-  /// nullopt when the order is unknown.
-  Result<std::optional<StreamStart>> start_order_stream(std::string_view order_id,
-                                                        std::optional<int64_t> last_event_id);
+  /// nullopt when the order is unknown. Rows above `horizon` (those the live pump has not
+  /// released yet: on a shared PostgreSQL store they become visible out of seq order) are left
+  /// to the pump, and the start's position is at most `horizon`.
+  Result<std::optional<StreamStart>> start_order_stream(
+      std::string_view order_id, std::optional<int64_t> last_event_id,
+      int64_t horizon = std::numeric_limits<int64_t>::max());
   /// The start of `GET /api/events` (status, inventory and alert rows); a snapshot instead of a
   /// replay also when more than `max_replay` rows would be replayed.
-  Result<StreamStart> start_all_stream(std::optional<int64_t> last_event_id, int max_replay);
+  Result<StreamStart> start_all_stream(std::optional<int64_t> last_event_id, int max_replay,
+                                       int64_t horizon = std::numeric_limits<int64_t>::max());
   /// Rows with seq > `after`, oldest first, at most `limit`.
   Result<std::vector<FeedRow>> feed_after(int64_t after, int limit);
   /// The last seq ever assigned (0 when none).
@@ -125,7 +129,9 @@ class Store final {
   /// `{"notifications":[...]}`, newest first.
   Result<std::string> list_notifications_json(const NotificationQuery& q);
 
-  /// PENDING notifications due at `now_ms`, oldest first.
+  /// PENDING notifications due at `now_ms`, oldest first. On PostgreSQL, where replicas share
+  /// the store, they are also taken for this replica (not due for the others for a minute,
+  /// or until marked), so each is delivered by one.
   Result<std::vector<Delivery>> due(int64_t now_ms, int limit);
   /// When the next PENDING notification is due (nullopt: none pending).
   Result<std::optional<int64_t>> next_due_at();
@@ -140,6 +146,7 @@ class Store final {
   Status mark_failed_batch(std::span<const FailedAttempt> failed);
 
  private:
+  std::vector<Delivery> read_due(db::Tx& tx, std::string_view sql, int64_t now, int limit);
   db::Database& db_;
   Templates templates_;
   std::string channel_;

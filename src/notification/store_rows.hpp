@@ -82,10 +82,15 @@ inline OrderRow read_order(db::Statement& s) {
 
 // The column list is spelled out (not formatted from kOrderColumns) so that the statement cache
 // is hit without building the SQL text on every call.
-inline std::optional<OrderRow> load_order(db::Tx& tx, std::string_view id) {
-  auto s = tx.stmt(
+// `lock`: in a write that depends on the row (replicas share a PostgreSQL store; see src/db).
+inline std::optional<OrderRow> load_order(db::Tx& tx, std::string_view id, bool lock = false) {
+  static constexpr std::string_view kSelect =
       "SELECT id, customer_id, currency, total_amount, status, reason, updated_at FROM orders "
-      "WHERE id = ?");
+      "WHERE id = ?";
+  static constexpr std::string_view kLocked =
+      "SELECT id, customer_id, currency, total_amount, status, reason, updated_at FROM orders "
+      "WHERE id = ? FOR UPDATE";
+  auto s = tx.stmt(lock ? kLocked : kSelect);
   s.bind(1, id);
   if (!s.step()) return std::nullopt;
   return read_order(s);

@@ -20,6 +20,11 @@ constexpr std::string_view kTag = OrderModule::kName;
 // The writer is woken by every create(); the period only bounds an idle wait. The reaper sleeps
 // until the next deadline (or a wake-up), at most this long.
 constexpr auto kIdlePeriod = 1000ms;
+// Replicas sharing a PostgreSQL store: an order's status may be consumed by another replica,
+// which cannot wake this one's waiters, so they are looked at this often (one read per order
+// waited for). A LISTEN/NOTIFY channel would save the reads, at the price of a second
+// connection per replica; long polls are few next to the orders they wait for.
+constexpr auto kSharedStorePoll = 200ms;
 
 // The reason label of a cancellation whose reason is none of the contract's.
 constexpr std::string_view kOther{"OTHER"};
@@ -231,10 +236,16 @@ std::optional<std::chrono::milliseconds> OrderService::reap_step(int64_t now) {
       }
     }
     ids.swap(to_wake_);
+    if (db_.postgres() && !waiters_.empty() && now >= next_poll_ms_) {
+      next_poll_ms_ = now + kSharedStorePoll.count();
+      for (auto it = waiters_.begin(); it != waiters_.end(); it = waiters_.upper_bound(it->first))
+        ids.push_back(it->first);
+    }
   }
   for (auto& [id, w] : expired) w.done(load(id));
   // Read after the bus batch released the store: a rolled-back status is not terminal.
   for (const auto& id : ids) wake_if_terminal(id);
+  if (db_.postgres() && next != INT64_MAX) next = std::min(next, next_poll_ms_);
   if (next == INT64_MAX) return std::nullopt;
   return std::chrono::milliseconds(std::max<int64_t>(next - clock_.now_ms(), 0));
 }

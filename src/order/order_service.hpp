@@ -104,6 +104,7 @@ class OrderService {
   std::mutex wait_mu_;
   std::multimap<std::string, Waiter> waiters_;
   std::vector<std::string> to_wake_;
+  int64_t next_poll_ms_ = 0;  // reaper only: the next look at every waited-for order
   bool wait_stopping_ = false;
   PeriodicTask reaper_;
 

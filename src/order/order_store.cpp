@@ -181,7 +181,8 @@ OrderPage list(db::Tx& tx, const ListQuery& q) {
 Result<CancelOutcome> request_cancel(db::Tx& tx, std::string_view source, std::string_view id,
                                      int64_t now) {
   auto s = tx.stmt(
-      "SELECT status, customer_id, cancel_requested_at, correlation_id FROM orders WHERE id = ?");
+      "SELECT status, customer_id, cancel_requested_at, correlation_id FROM orders WHERE id = ? "
+      "FOR UPDATE");
   s.bind(1, id);
   if (!s.step()) return not_found(id);
   std::string status = s.col_text(0);
@@ -204,7 +205,8 @@ Result<CancelOutcome> request_cancel(db::Tx& tx, std::string_view source, std::s
 }
 
 bool apply_status(db::Tx& tx, const contract::OrderStatusChanged& ev, int64_t now) {
-  auto s = tx.stmt("SELECT status FROM orders WHERE id = ?");
+  // Locked: a cancel on another replica must see this transition, or the other way round.
+  auto s = tx.stmt("SELECT status FROM orders WHERE id = ? FOR UPDATE");
   s.bind(1, ev.order_id);
   if (!s.step()) return false;
   auto current = contract::parse_order_status(s.col_view(0));

@@ -75,7 +75,7 @@ struct Row {
 std::optional<Row> load(db::Tx& tx, const std::string& order_id) {
   auto s = tx.stmt(
       "SELECT payment_id, status, answer, amount, currency, reason, refunded_amount "
-      "FROM payments WHERE order_id = ?");
+      "FROM payments WHERE order_id = ? FOR UPDATE");
   s.bind(1, order_id);
   if (!s.step()) return std::nullopt;
   Row r;

@@ -1,10 +1,12 @@
 #include "ecom/saga/saga_module.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <exception>
 
 #include "ecom/bus/event_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/backoff.hpp"
 #include "ecom/core/clock.hpp"
 #include "ecom/core/json.hpp"
 #include "ecom/core/log.hpp"
@@ -20,6 +22,7 @@ namespace {
 
 constexpr std::string_view kTag = SagaModule::kName;
 constexpr int kDueBatch = 256;
+constexpr std::chrono::milliseconds kScanBackoffCap{5'000};
 constexpr int kHistoryLimit = 500;
 constexpr int kListLimit = 100;
 
@@ -110,6 +113,7 @@ struct SagaModule::Impl {
   Clock* clock = &SystemClock::instance();
   std::unique_ptr<bus::Subscription> subscription;
   std::unique_ptr<PeriodicTask> timer;  // the deadline scan
+  std::atomic<int> scan_failures{0};    // in a row: the scan backs off, and logs once per outage
 };
 
 SagaModule::SagaModule() : impl_(std::make_unique<Impl>()) {}
@@ -136,7 +140,19 @@ Result<Applied> apply(db::Database& db, bus::OutboxRelay& outbox, const Clock& c
       a.duplicate = true;
       return a;
     }
-    auto current = store::load(tx, in.order_id);
+    // Locked, as replicas share a PostgreSQL store: a reply and a timeout of one saga (or two
+    // replicas' timers) never both act on the same old state. A timer passes over a saga that
+    // another transaction holds: its holder moves it on, and a deadline still due is seen at
+    // the next scan, so each one fires once across replicas.
+    auto current =
+        store::load(tx, in.order_id,
+                    in.kind == InputKind::kTimeout ? store::Lock::kSkipLocked : store::Lock::kWait);
+    if (!current && in.kind != InputKind::kTimeout) {
+      // No row to lock: an OrderCreated and a cancellation of one order, consumed by two
+      // replicas, would both start it. The first to lock the key starts it; the other reads it.
+      tx.lock_key(in.order_id);
+      current = store::load(tx, in.order_id, store::Lock::kWait);
+    }
     const int64_t now = clock.now_ms();
     a.from_state = current ? std::string(state_name(current->state)) : "none";
     a.t = decide(current, in, now, policy);
@@ -308,14 +324,17 @@ Status SagaModule::start(ModuleContext& ctx) {
   if (!sub) return sub.error();
   s.subscription = std::move(sub.value());
 
-  s.timer =
-      std::make_unique<PeriodicTask>("saga.timer", ctx.clock, s.timer_interval,
-                                     [this](int64_t) -> std::optional<std::chrono::milliseconds> {
-                                       // A full batch means more may be due: scan again at once.
-                                       if (fire_due() >= kDueBatch)
-                                         return std::chrono::milliseconds(0);
-                                       return std::nullopt;
-                                     });
+  s.timer = std::make_unique<PeriodicTask>(
+      "saga.timer", ctx.clock, s.timer_interval,
+      [this](int64_t) -> std::optional<std::chrono::milliseconds> {
+        // A full batch means more may be due: scan again at once.
+        if (fire_due() >= kDueBatch) return std::chrono::milliseconds(0);
+        // A store that cannot be read (PostgreSQL down) is not
+        // asked ten times a second.
+        if (int f = impl_->scan_failures.load(); f > 0)
+          return Backoff{impl_->timer_interval, kScanBackoffCap}.after(f);
+        return std::nullopt;
+      });
   s.timer->start();
 
   log::info(kTag,
@@ -334,9 +353,11 @@ int SagaModule::fire_due() {
     return store::due(tx, now, kDueBatch);
   });
   if (!ids) {
-    log::warn(kTag, "deadline scan failed: {}", ids.error().message);
+    if (s.scan_failures.fetch_add(1) == 0)
+      log::warn(kTag, "deadline scan failed: {}; retrying with a backoff", ids.error().message);
     return 0;
   }
+  if (s.scan_failures.exchange(0) > 0) log::info(kTag, "deadline scan works again");
   int changed = 0;
   for (const auto& id : *ids) {
     Input in;

@@ -107,9 +107,11 @@ Status migrate(db::Database& db) {
   return db.migrate("saga", std::span<const std::string_view>(kMigrations));
 }
 
-std::optional<SagaRecord> load(db::Tx& tx, std::string_view order_id) {
-  static const std::string sql = select_sql("WHERE order_id = ?");
-  auto s = tx.stmt(sql);
+std::optional<SagaRecord> load(db::Tx& tx, std::string_view order_id, Lock lock) {
+  static const std::string kPlain = select_sql("WHERE order_id = ?");
+  static const std::string kWait = select_sql("WHERE order_id = ? FOR UPDATE");
+  static const std::string kSkip = select_sql("WHERE order_id = ? FOR UPDATE SKIP LOCKED");
+  auto s = tx.stmt(lock == Lock::kNone ? kPlain : lock == Lock::kWait ? kWait : kSkip);
   s.bind(1, order_id);
   if (!s.step()) return std::nullopt;
   return from_row(s);

@@ -18,7 +18,13 @@ namespace ecom::saga::store {
 Status migrate(db::Database& db);
 
 // The saga of `order_id`, or nullopt. Throws db::DbError (caught by the transaction).
-std::optional<SagaRecord> load(db::Tx& tx, std::string_view order_id);
+/// How load() treats a saga another transaction holds (replicas share a PostgreSQL store).
+enum class Lock {
+  kNone,        ///< a read: no lock
+  kWait,        ///< a step: lock the row, waiting for whoever holds it
+  kSkipLocked,  ///< a timeout: a held saga is being moved on by its holder; nullopt, not waited for
+};
+std::optional<SagaRecord> load(db::Tx& tx, std::string_view order_id, Lock lock = Lock::kNone);
 // Inserts or replaces the row.
 void save(db::Tx& tx, const SagaRecord& r);
 

@@ -264,3 +264,110 @@ TEST_CASE("outbox relay: a failed pass backs off on the clock, and notify does n
   CHECK(bus.calls.load() == 2);
   CHECK(bus.ids() == ids_of(sent));
 }
+
+namespace {
+
+// Two connections to one PostgreSQL schema: two replicas of a role.
+struct SharedOutbox {
+  std::unique_ptr<Database> a;
+  std::unique_ptr<Database> b;
+  SharedOutbox() {
+    ecom::db::Options options;
+    options.schema = ecom::test::unique_schema("relay");
+    auto first = Database::open(ecom::test::postgres_url(), options);
+    auto second = Database::open(ecom::test::postgres_url(), options);
+    REQUIRE(first.ok());
+    REQUIRE(second.ok());
+    a = std::move(first).value();
+    b = std::move(second).value();
+    REQUIRE(ecom::db::migrate_messaging(*a).ok());
+    REQUIRE(ecom::db::migrate_messaging(*b).ok());
+  }
+};
+
+// The records of `source`, in the order the bus got them, as event ids.
+std::vector<std::string> ids_from(const FakeBus& bus, const std::string& source) {
+  std::vector<std::string> out;
+  for (const auto& r : bus.records()) {
+    if (r.source != source) continue;
+    auto e = ecom::decode_envelope(r.value);
+    out.push_back(e ? e->id : "?");
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "outbox relay: replicas sharing a PostgreSQL outbox each publish their own rows, in their "
+    "order, as sources of their own",
+    "[bus][outbox][postgres]") {
+  SharedOutbox shared;
+  REQUIRE(!shared.a->replica_id().empty());
+  REQUIRE(shared.a->replica_id() != shared.b->replica_id());
+  FakeBus bus_a, bus_b;
+  OutboxRelay relay_a(*shared.a, bus_a, 16, 10ms);
+  OutboxRelay relay_b(*shared.b, bus_b, 16, 10ms);
+  relay_a.start();
+  relay_b.start();
+  // Interleaved writes, a transaction of B open across one of A's commits: B's rows take lower
+  // seqs than rows of A that are visible before them.
+  std::vector<Envelope> sent_a, sent_b;
+  for (int round = 0; round < 20; ++round) {
+    auto st = shared.b->transaction([&](Tx& tx) -> Status {
+      Envelope eb = test_event("order-b", round);
+      ecom::db::outbox_add(tx, "orders.created", eb);
+      sent_b.push_back(eb);
+      auto added = shared.a->transaction([&](Tx& ta) -> Status {
+        Envelope ea = test_event("order-a", round);
+        ecom::db::outbox_add(ta, "orders.created", ea);
+        sent_a.push_back(ea);
+        return {};
+      });
+      REQUIRE(added.ok());
+      return {};
+    });
+    REQUIRE(st.ok());
+  }
+  REQUIRE(eventually([&] { return pending(*shared.a) == 0; }, 10s));
+  // Each replica published exactly its own rows, in its own commit order, under its own source,
+  // with seqs that only grow: SourceMark holds downstream.
+  CHECK(ids_from(bus_a, shared.a->replica_id()) == ids_of(sent_a));
+  CHECK(ids_from(bus_b, shared.b->replica_id()) == ids_of(sent_b));
+  CHECK(bus_a.records().size() == sent_a.size());
+  CHECK(bus_b.records().size() == sent_b.size());
+  for (const FakeBus* bus : {&bus_a, &bus_b}) {
+    auto records = bus->records();
+    for (size_t i = 1; i < records.size(); ++i) CHECK(records[i].seq > records[i - 1].seq);
+  }
+}
+
+TEST_CASE("outbox relay: the rows of a replica that died are relayed by another, under its source",
+          "[bus][outbox][postgres]") {
+  SharedOutbox shared;
+  // Replica A writes and dies before relaying (its relay never runs).
+  auto sent = add_events(*shared.a, 120, 5);
+  FakeBus bus;
+  OutboxRelay relay_b(*shared.b, bus, 32, 10ms);
+  relay_b.set_replica_lease(300ms);
+  relay_b.start();
+  REQUIRE(eventually([&] { return pending(*shared.b) == 0; }, 20s));
+  CHECK(ids_from(bus, shared.a->replica_id()) == ids_of(sent));
+  CHECK(bus.records().size() == sent.size());
+
+  // A replica that is alive keeps its rows: B relays nothing of A's while A's relay runs, even
+  // when A's bus is down.
+  FakeBus bus_a;
+  bus_a.fail = true;
+  OutboxRelay relay_a(*shared.a, bus_a, 32, 10ms);
+  relay_a.set_replica_lease(300ms);  // it says it is alive every 75 ms, failing bus or not
+  auto more = add_events(*shared.a, 10, 2);
+  relay_a.start();
+  REQUIRE(eventually([&] { return bus_a.calls.load() > 0; }));
+  std::this_thread::sleep_for(1500ms);  // several of A's heartbeats, five of B's leases
+  CHECK(bus.records().size() == sent.size());
+  CHECK(pending(*shared.a) == static_cast<int64_t>(more.size()));
+  bus_a.fail = false;
+  REQUIRE(eventually([&] { return pending(*shared.a) == 0; }, 20s));
+  CHECK(ids_from(bus_a, shared.a->replica_id()) == ids_of(more));
+}

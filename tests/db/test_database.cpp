@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "ecom/db/database.hpp"
+#include "engine.hpp"
 #include "support/stores.hpp"
 #include "support/test_support.hpp"
 
@@ -716,4 +717,174 @@ TEST_CASE("a full store answers STORE_UNAVAILABLE, is not ready, and recovers on
   CHECK(db.healthy());   // the probe wrote: ready again without any other write
   CHECK_FALSE(db.faulted());
   CHECK(insert().ok());
+}
+
+TEST_CASE("consumer positions: a fenced save applies only from the offset its consumer knew",
+          "[db][positions]") {
+  auto db = open_store(EACH_STORE);
+  Database& d = *db;
+  using P = ecom::ConsumedPosition;
+  auto saved = [&](int64_t next, int64_t expected) {
+    std::vector<P> one{P{"t", 0, next, {}, expected}};
+    return d.save_positions("g", one);
+  };
+  REQUIRE(saved(5, -1).ok());   // the first position of the partition
+  Status again = saved(6, -1);  // someone else stored one meanwhile
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == ecom::ErrorCode::kConflict);
+  REQUIRE(saved(9, 5).ok());
+  Status stale = saved(12, 5);
+  REQUIRE_FALSE(stale.ok());
+  CHECK(stale.error().code == ecom::ErrorCode::kConflict);
+  CHECK(stale.error().message.find("t[0]") != std::string::npos);
+  CHECK(d.load_positions("g")->front().next == 9);
+
+  // In a batch, a fenced save fails the batch with its effects, as kConflict.
+  REQUIRE(d.transaction([](Tx& tx) -> Status {
+             tx.exec("CREATE TABLE effects(n INTEGER)");
+             return {};
+           }).ok());
+  Status batch = d.run([&] {
+    REQUIRE(d.transaction([](Tx& tx) -> Status {
+               tx.exec("INSERT INTO effects VALUES(1)");
+               return {};
+             }).ok());
+    std::vector<P> one{P{"t", 0, 20, {}, 7}};
+    CHECK(d.save_positions("g", one).error().code == ecom::ErrorCode::kConflict);
+  });
+  REQUIRE_FALSE(batch.ok());
+  CHECK(batch.error().code == ecom::ErrorCode::kConflict);
+  CHECK(d.load_positions("g")->front().next == 9);
+  CHECK(d.read([](Tx& tx) -> Result<int64_t> {
+           auto s = tx.stmt("SELECT count(*) FROM effects");
+           return s.step() ? s.col_int(0) : -1;
+         }).value() == 0);
+  // The next batch starts clean.
+  REQUIRE(d.run([&] { REQUIRE(saved(10, 9).ok()); }).ok());
+  CHECK(d.load_positions("g")->front().next == 10);
+}
+
+TEST_CASE(
+    "consumer positions: of two replicas saving one partition from the same offset, the second "
+    "waits for the first and is fenced",
+    "[db][positions][postgres]") {
+  auto a = open_store("postgres");
+  auto b = open_store_again("postgres", *a);
+  using P = ecom::ConsumedPosition;
+  std::vector<P> start{P{"t", 3, 100, {}, -1}};
+  REQUIRE(a->save_positions("g", start).ok());
+  std::promise<void> holding;
+  std::atomic<bool> b_done{false};
+  Status b_result;
+  std::thread other;
+  Status a_result = a->run([&] {
+    std::vector<P> mine{P{"t", 3, 150, {}, 100}};
+    REQUIRE(a->save_positions("g", mine).ok());
+    other = std::thread([&] {
+      std::vector<P> theirs{P{"t", 3, 130, {}, 100}};
+      b_result = b->save_positions("g", theirs);
+      b_done = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CHECK_FALSE(b_done.load());  // blocked on A's uncommitted row
+  });
+  other.join();
+  REQUIRE(a_result.ok());
+  REQUIRE_FALSE(b_result.ok());
+  CHECK(b_result.error().code == ecom::ErrorCode::kConflict);
+  CHECK(b->load_positions("g")->front().next == 150);
+}
+
+TEST_CASE("lock_key: two replicas locking one key take turns until commit", "[db][postgres]") {
+  auto a = open_store("postgres");
+  auto b = open_store_again("postgres", *a);
+  std::atomic<int> step{0};
+  std::atomic<int> b_saw{-1};
+  std::thread other;
+  Status held = a->transaction([&](Tx& tx) -> Status {
+    tx.lock_key("order-1");
+    other = std::thread([&] {
+      REQUIRE(b->transaction([&](Tx& tb) -> Status {
+                 tb.lock_key("order-1");
+                 b_saw = step.load();
+                 return {};
+               }).ok());
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    step = 1;  // still holding: B must not have got in
+    return {};
+  });
+  other.join();
+  REQUIRE(held.ok());
+  CHECK(b_saw.load() == 1);
+  // Another key does not wait.
+  REQUIRE(a->transaction([&](Tx& tx) -> Status {
+             tx.lock_key("order-2");
+             return b->transaction([](Tx& tb) -> Status {
+               tb.lock_key("order-3");
+               return {};
+             });
+           }).ok());
+}
+
+TEST_CASE("migrations: five replicas opening an empty schema at the same instant all come up",
+          "[db][postgres]") {
+  const std::string schema = ecom::test::unique_schema("five");
+  constexpr std::array<std::string_view, 3> kSteps{
+      "CREATE TABLE things(id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+      "ALTER TABLE things ADD COLUMN size INTEGER",
+      "CREATE INDEX things_by_name ON things(name)",
+  };
+  std::vector<std::thread> replicas;
+  std::vector<std::string> errors(5);
+  std::atomic<int> ready{0};
+  for (int i = 0; i < 5; ++i) {
+    replicas.emplace_back([&, i] {
+      ecom::db::Options o;
+      o.schema = schema;
+      ++ready;
+      while (ready.load() < 5) std::this_thread::yield();
+      auto db = Database::open(ecom::test::postgres_url(), o);
+      if (!db) {
+        errors[i] = db.error().message;
+        return;
+      }
+      if (auto st = (*db)->migrate("things", kSteps); !st) errors[i] = st.error().message;
+    });
+  }
+  for (auto& t : replicas) t.join();
+  for (const auto& e : errors) CHECK(e.empty());
+  ecom::db::Options o;
+  o.schema = schema;
+  auto db = Database::open(ecom::test::postgres_url(), o);
+  REQUIRE(db.ok());
+  auto version = (*db)->read([](Tx& tx) -> Result<int64_t> {
+    auto s = tx.stmt("SELECT version FROM schema_version WHERE component = 'things'");
+    return s.step() ? s.col_int(0) : -1;
+  });
+  CHECK(version.value() == 3);
+  REQUIRE((*db)
+              ->transaction([](Tx& tx) -> Status {
+                tx.stmt("INSERT INTO things(name, size) VALUES('a', 1)").exec();
+                return {};
+              })
+              .ok());
+}
+
+TEST_CASE("the dialect: row locks only on PostgreSQL", "[db]") {
+  using ecom::db::to_sqlite;
+  CHECK(to_sqlite("SELECT a FROM t WHERE id = ? FOR UPDATE") == "SELECT a FROM t WHERE id = ?");
+  CHECK(to_sqlite("SELECT a FROM t FOR UPDATE SKIP LOCKED") == "SELECT a FROM t");
+  CHECK(to_sqlite("SELECT 'FOR UPDATE' FROM t") == "SELECT 'FOR UPDATE' FROM t");
+  CHECK(ecom::db::to_postgres("SELECT a FROM t WHERE id = ? FOR UPDATE") ==
+        "SELECT a FROM t WHERE id = $1 FOR UPDATE");
+  int params = 0;
+  CHECK(ecom::db::to_postgres("UPDATE t SET a = ?1, b = ?1 WHERE c = ?2 AND d = 'x?'", &params) ==
+        "UPDATE t SET a = $1, b = $1 WHERE c = $2 AND d = 'x?'");
+  CHECK(params == 2);
+  CHECK(
+      ecom::db::to_postgres(
+          "CREATE TABLE t(seq INTEGER PRIMARY KEY AUTOINCREMENT, b BLOB, r REAL) WITHOUT ROWID") ==
+      "CREATE TABLE t(seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, b BYTEA, r DOUBLE "
+      "PRECISION) ");
 }

@@ -227,7 +227,7 @@ TEST_CASE("migrate_messaging upgrades a v1 store with the inbox time index", "[d
     return s.step() ? s.col_int(0) : -1;
   });
   REQUIRE(r.ok());
-  CHECK(r.value() == 13);  // the index exists, version 3 (v3: the outbox's source id)
+  CHECK(r.value() == 14);  // the index exists, version 4 (v3: the outbox's source id, v4: replicas)
   auto source =
       (*db)->read([](Tx& tx) -> Result<std::string> { return ecom::db::outbox_source(tx); });
   REQUIRE(source.ok());

@@ -12,9 +12,10 @@
 namespace ecom::bus {
 
 /// A background relay. A row is deleted only after the bus acknowledged it, so a crash at any
-/// point republishes. Each record names its row (Record::source = the outbox's id, seq = the
-/// row's): the embedded bus appends a row once however often it comes; on Kafka consumers
-/// deduplicate the copies by event id through their inbox.
+/// point republishes. On a PostgreSQL store shared by replicas, each relays the rows its own
+/// replica wrote and those of dead replicas (set_replica_lease). Each record names its row
+/// (Record::source = the outbox's id, seq = the row's): the embedded bus appends a row once however
+/// often it comes; on Kafka consumers deduplicate the copies by event id through their inbox.
 ///
 /// The relay runs as a PeriodicTask on `clock`: the idle poll, the failure backoff, the inbox
 /// retention and the prune interval are all measured on it (a ManualClock in tests).
@@ -41,6 +42,12 @@ class OutboxRelay final {
   /// Names the role whose outbox this is, for its metrics (records published, publish latency,
   /// relay errors); without it the relay counts nothing. Call before start().
   void set_role(std::string_view role);
+  /// PostgreSQL stores, shared by a role's replicas: each relay publishes its own replica's rows
+  /// and says four times per `lease` that it is alive; the rows of a replica silent for `lease`
+  /// (default 10 s: longer than any pause of a live one; on the database's clock) are relayed by
+  /// another.
+  /// Call before start().
+  void set_replica_lease(std::chrono::milliseconds lease);
   /// Starts the relay task; its first pass runs at once.
   void start();
   /// Wakes the relay after a commit that added rows. Thread-safe, cheap.

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -38,6 +39,12 @@ struct ConsumedPosition {
   int partition = 0;
   int64_t next = 0;
   std::vector<SourceMark> marks;  ///< saved as given (a source absent here keeps its stored mark)
+  /// Fencing, for consumers of one group that share a store (replicas on PostgreSQL): when set,
+  /// the save applies only while the stored offset is still this one (-1: none stored yet).
+  /// Else another consumer has handled the partition since (a rebalance this one has not seen
+  /// yet, or that took the partition while this one stalled): save_positions then fails with
+  /// kConflict, and with it the batch, so no record's effects are applied twice.
+  std::optional<int64_t> expected;
   bool operator==(const ConsumedPosition&) const = default;
 };
 

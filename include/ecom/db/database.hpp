@@ -122,6 +122,14 @@ class Database final : public BatchScope {
     /// The highest value the AUTOINCREMENT column `column` of `table` has handed out, rows
     /// deleted since included; 0 when none.
     int64_t sequence_high(std::string_view table, std::string_view column);
+    /// Serialises, until the end of the transaction, the transactions of every replica that
+    /// lock the same `key`: for a row that does not exist yet, which `FOR UPDATE` cannot lock
+    /// (two replicas creating one saga). PostgreSQL: a transaction-scoped advisory lock; SQLite
+    /// writes one transaction at a time, so nothing.
+    void lock_key(std::string_view key);
+    /// This connection's id among the replicas that share a PostgreSQL store (random, made at
+    /// open: a restart is a new one); empty on SQLite, whose store has one writer process.
+    const std::string& replica_id() const noexcept { return db_.replica_id_; }
 
     /// Writes a value once per commit instead of once per unit of work: Kafka Streams' record
     /// cache, for last-value feeds. The first call for `key` in a transaction (or in the batch
@@ -239,6 +247,8 @@ class Database final : public BatchScope {
   const std::string& path() const { return path_; }
   /// True for a PostgreSQL store.
   bool postgres() const noexcept { return postgres_; }
+  /// See Tx::replica_id.
+  const std::string& replica_id() const noexcept { return replica_id_; }
   /// True while the connection is open, answers a trivial query, and is not in a storage fault.
   /// A fault (a write failed with STORE_UNAVAILABLE: full disk, read-only file, I/O error) lasts
   /// until a commit succeeds; while it lasts each call probes with a small write (a row of
@@ -327,6 +337,7 @@ class Database final : public BatchScope {
   bool batch_failed_ = false;  ///< guarded by mu_: the engine rolled the batch back under us
   std::string batch_error_;
   DbFault batch_fault_ = DbFault::kError;  ///< what failed the batch
+  bool batch_fenced_ = false;  ///< failed by a position another consumer moved (kConflict)
   std::atomic<bool> faulted_{false};
   // Tx::coalesce's slots of the open transaction, in first-use order, and per open savepoint
   // what to restore when its unit rolls back: the slot count at its start and the first value
@@ -345,6 +356,7 @@ class Database final : public BatchScope {
   std::unique_ptr<Engine> engine_;
   std::string path_;
   bool postgres_ = false;
+  std::string replica_id_;
 };
 
 using Tx = Database::Tx;

@@ -33,10 +33,26 @@ struct OutboxRow {
   std::string payload;  ///< the encoded envelope
 };
 
-/// Oldest `limit` rows after `after_seq`, in commit order (seq only grows: AUTOINCREMENT).
-std::vector<OutboxRow> outbox_peek(Tx& tx, int limit, int64_t after_seq = 0);
-/// Deletes rows up to and including `seq` (after the bus acknowledged them).
-void outbox_remove_through(Tx& tx, int64_t seq);
+/// Oldest `limit` rows after `after_seq`, in commit order, of every writer (SQLite) or of the
+/// replica `source` (PostgreSQL, see Tx::replica_id). The two are the same: rows become visible
+/// in seq order only where one connection writes them, since a sequence value is taken before
+/// commit. Rows of two replicas interleave in any order, so each replica's rows are a source of
+/// their own (Record::source), published in their own order.
+std::vector<OutboxRow> outbox_peek(Tx& tx, int limit, int64_t after_seq = 0,
+                                   std::string_view source = {});
+/// Deletes rows up to and including `seq` (after the bus acknowledged them), of `source` alone
+/// when given.
+void outbox_remove_through(Tx& tx, int64_t seq, std::string_view source = {});
+
+/// PostgreSQL, replicas sharing the outbox: says this replica (Tx::replica_id) is alive now, on
+/// the database's clock.
+void outbox_replica_alive(Tx& tx);
+/// Replicas other than this one with rows waiting and no sign of life for `lease_ms` (one never
+/// seen alive: whose oldest row is that old): crashed or scaled away. Another relays their rows
+/// (under their source: a copy of a row it had published is then recognised downstream).
+std::vector<std::string> outbox_orphans(Tx& tx, int64_t lease_ms);
+/// Forgets replicas silent for `older_than_ms` that have no rows left; returns how many.
+int64_t outbox_forget_replicas(Tx& tx, int64_t older_than_ms);
 /// Rows still waiting.
 int64_t outbox_pending(Tx& tx);
 
