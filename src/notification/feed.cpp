@@ -80,7 +80,7 @@ std::string order_snapshot(db::Tx& tx, const OrderRow& o) {
     key(w, "notifications");
     w.StartArray();
     auto n = tx.stmt(
-        fmt::format("SELECT {} FROM notifications WHERE order_id = ? ORDER BY created_at, rowid",
+        fmt::format("SELECT {} FROM notifications WHERE order_id = ? ORDER BY created_at, id",
                     kNotificationColumns));
     n.bind(1, o.id);
     while (n.step()) {
@@ -227,7 +227,7 @@ Result<std::string> Store::list_notifications_json(const NotificationQuery& q) {
     if (q.customer_id) where += "customer_id = ?";
     if (q.order_id) where += std::string(where.empty() ? "" : " AND ") + "order_id = ?";
     auto s = tx.stmt(
-        fmt::format("SELECT {} FROM notifications WHERE {} ORDER BY created_at DESC, rowid DESC "
+        fmt::format("SELECT {} FROM notifications WHERE {} ORDER BY created_at DESC, id DESC "
                     "LIMIT ?",
                     kNotificationColumns, where));
     int idx = 1;

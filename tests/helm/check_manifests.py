@@ -543,6 +543,40 @@ def t_scaling_when_allowed(h: Helm) -> None:
     check(hpas[0]["spec"]["minReplicas"] == 2 and hpas[0]["spec"]["maxReplicas"] == 4, "HPA bounds")
 
 
+def t_postgres_store_scales(h: Helm) -> None:
+    m = h.render("shop", "-f", os.path.join(VALUES, "postgres.yaml"))
+    check_release(m, ROLES, persistence=False)  # no volume per pod: the state is in PostgreSQL
+    w = m.workloads()
+    check(w["notification"]["spec"]["replicas"] == 3, "notification replicas")
+    check("replicas" not in w["payment"]["spec"], "an HPA-managed StatefulSet must not pin replicas")
+    hpas = m.of("HorizontalPodAutoscaler")
+    check(len(hpas) == 1 and hpas[0]["spec"]["maxReplicas"] == 6, "the payment HPA")
+    secret = m.get("Secret", "shop-ecomd-store")
+    check(secret is not None, "a Secret for the store")
+    check(base64.b64decode(secret["data"]["password"]).decode() == "not-in-the-configmap",
+          "the store password in the Secret")
+    for role, sts in w.items():
+        check(sts["spec"].get("podManagementPolicy") == "Parallel", f"{role}: parallel start")
+        cont = container(sts)
+        check(env_ref(cont, "ECOMD_STORE")["value"] == "postgres", f"{role}: ECOMD_STORE")
+        for var, key in (("ECOMD_STORE_URL", "url"), ("ECOMD_STORE_PASSWORD", "password")):
+            ref = env_ref(cont, var)["valueFrom"]["secretKeyRef"]
+            check(ref == {"name": "shop-ecomd-store", "key": key}, f"{role}: {var} from {ref}")
+    for cm in m.of("ConfigMap"):
+        check("not-in-the-configmap" not in json.dumps(cm), "the store password in a ConfigMap")
+        check("postgres.shop.svc" not in json.dumps(cm), "the store URL in a ConfigMap")
+
+    # An existing Secret instead: no chart Secret, its keys are used.
+    m = h.render("shop", "--set", "store.type=postgres", "--set", "store.existingSecret=pg",
+                 "--set", "store.urlKey=dsn", "--set", "roles.saga.replicas=2")
+    check(m.get("Secret", "shop-ecomd-store") is None, "no chart Secret with existingSecret")
+    cont = container(m.workloads()["saga"])
+    check(env_ref(cont, "ECOMD_STORE_URL")["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "dsn"},
+          "the URL from the existing Secret")
+    check(env_ref(cont, "ECOMD_STORE_PASSWORD")["valueFrom"]["secretKeyRef"]
+          == {"name": "pg", "key": "password", "optional": True}, "an optional password key")
+
+
 def t_custom_values(h: Helm) -> None:
     image = "registry.example.com/shop/ecomd:0.1.0-rc.1"
     m = h.render("custom", "-f", os.path.join(VALUES, "custom.yaml"))
@@ -605,8 +639,11 @@ def t_replication_factor_value(h: Helm) -> None:
 def t_refuses_invalid_values(h: Helm) -> None:
     h.refuse("role", "--set", "role=shipping")
     h.refuse("orders", "--set", "roles.orders.enabled=true")
-    h.refuse("allowMultipleReplicas", "--set", "roles.saga.replicas=2")
-    h.refuse("allowMultipleReplicas", "--set", "roles.payment.autoscaling.enabled=true")
+    h.refuse("store.type", "--set", "roles.saga.replicas=2")
+    h.refuse("store.type", "--set", "roles.notification.replicas=3")
+    h.refuse("store.type", "--set", "roles.payment.autoscaling.enabled=true")
+    h.refuse("store.url", "--set", "store.type=postgres")
+    h.refuse("store", "--set", "store.type=mysql")
     h.refuse("existingSecret", "--set", "kafka.securityProtocol=sasl_ssl")
     h.refuse("not both", "--set", "kafka.securityProtocol=sasl_ssl", "--set",
              "kafka.sasl.username=u", "--set", "kafka.sasl.password=p",
@@ -632,6 +669,7 @@ TESTS: list[Callable[[Helm], None]] = [
     t_notification_secrets,
     t_kafka_mtls,
     t_scaling_when_allowed,
+    t_postgres_store_scales,
     t_custom_values,
     t_no_persistence,
     t_config_change_rolls_pods,

@@ -176,8 +176,8 @@ std::vector<std::set<std::string>> group_members(const std::string& group) {
     for (size_t i = 0; i < n; ++i) {
       for (size_t m = 0; m < rd_kafka_ConsumerGroupDescription_member_count(descs[i]); ++m) {
         const auto* member = rd_kafka_ConsumerGroupDescription_member(descs[i], m);
-        const auto* parts = rd_kafka_MemberAssignment_partitions(
-            rd_kafka_MemberDescription_assignment(member));
+        const auto* parts =
+            rd_kafka_MemberAssignment_partitions(rd_kafka_MemberDescription_assignment(member));
         std::set<std::string> held;
         for (int p = 0; parts != nullptr && p < parts->cnt; ++p)
           held.insert(std::string(parts->elems[p].topic) + "[" +
@@ -285,7 +285,8 @@ TEST_CASE(
   }
   // Readable, and the same, on every order replica.
   for (auto* o : orders)
-    for (const auto& p : placed) CHECK(str(parse(o->get("/api/orders/" + p.id).body), "status") == status[p.id]);
+    for (const auto& p : placed)
+      CHECK(str(parse(o->get("/api/orders/" + p.id).body), "status") == status[p.id]);
 
   // No declined order confirmed; stock adds up and was never oversold.
   int64_t sold_a = 0, sold_s = 0;
@@ -364,8 +365,7 @@ TEST_CASE(
     const size_t members = c.live(role).size();
     const std::string group = c.prefix + "-ecomd-" + role;
     bool spread = eventually([&] { return spread_over(group, members); }, 60s);
-    INFO("group " << group << ": " << group_members(group).size() << " members, want "
-                  << members);
+    INFO("group " << group << ": " << group_members(group).size() << " members, want " << members);
     CHECK(spread);
   }
   for (auto& [role, list] : c.replicas)

@@ -255,3 +255,35 @@ app.kubernetes.io/component: {{ .role }}
 - name: tmp
   mountPath: /tmp
 {{- end -}}
+
+{{- define "ecomd.storeSecretName" -}}
+{{- printf "%s-store" (include "ecomd.fullname" .) -}}
+{{- end -}}
+
+{{/* The store of every role: nothing for SQLite (the default); PostgreSQL's URL and password
+     from a Secret, never the ConfigMap. */}}
+{{- define "ecomd.storeEnv" -}}
+{{- $s := .Values.store -}}
+{{- if eq $s.type "postgres" }}
+{{- $secret := $s.existingSecret | default (include "ecomd.storeSecretName" .) }}
+- name: ECOMD_STORE
+  value: postgres
+- name: ECOMD_STORE_SCHEMA_PREFIX
+  value: {{ $s.schemaPrefix | quote }}
+- name: ECOMD_STORE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ ternary $s.urlKey "url" (not (empty $s.existingSecret)) }}
+{{- if or $s.existingSecret $s.password }}
+- name: ECOMD_STORE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ ternary $s.passwordKey "password" (not (empty $s.existingSecret)) }}
+      {{- if $s.existingSecret }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
