@@ -70,13 +70,15 @@ struct Cluster {
                           << kScarce << R"(,"unitAmount":700}]}})";
   }
 
+  std::string store_url = ecom::test::postgres_url();
+
   std::vector<std::string> args(const std::string& role) const {
     return {"--role=" + role,
             "--bus=kafka",
             "--brokers=" + brokers(),
             "--config=" + config,
             "--store=postgres",
-            "--store-url=" + ecom::test::postgres_url(),
+            "--store-url=" + store_url,
             "--store-schema-prefix=" + schemas};
   }
 
@@ -371,4 +373,137 @@ TEST_CASE(
   for (auto& [role, list] : c.replicas)
     for (auto& e : list)
       if (e->pid() > 0) CHECK(e->terminate(30s) == 0);
+}
+
+namespace {
+
+// A PostgreSQL server of the test's own (scripts/postgres.sh on a free port), to stop and start.
+struct OwnPostgres {
+  uint16_t port = ecom::test::free_port();
+  std::string dir =
+      "/tmp/ecomd-pg-restart-" + std::to_string(::getpid()) + "-" + std::to_string(port);
+  int run(const std::string& command) const {
+    const std::string line = "PG_PORT=" + std::to_string(port) + " PG_DATA_DIR=" + dir + " " +
+                             ECOM_SOURCE_DIR + "/scripts/postgres.sh " + command + " >>" + dir +
+                             ".log 2>&1";
+    return std::system(line.c_str());
+  }
+  std::string url() const {
+    return "postgresql://ecomd@127.0.0.1:" + std::to_string(port) + "/ecomd";
+  }
+  OwnPostgres() { REQUIRE(run("start") == 0); }
+  ~OwnPostgres() { run("clean"); }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "kafka scale-out: PostgreSQL stopped for 10 s under load and started again: readiness 503 "
+    "then 200, nothing lost or doubled, no restart of ecomd",
+    "[kafka][postgres][scale]") {
+  OwnPostgres pg;
+  Cluster c;
+  c.store_url = pg.url();
+  c.start("all", 1);
+  Ecomd& e = *c.replicas["all"].front();
+
+  std::vector<Placed> placed;
+  std::mutex placed_mu;
+  std::atomic<bool> stop{false};
+  std::atomic<int> refused{0}, server_errors{0}, n{0};
+  auto client = [&](int seed) {
+    std::mt19937 rng(seed);
+    while (!stop.load()) {
+      Placed p;
+      p.declined = rng() % 10 == 0;
+      p.a = 1 + rng() % 3;
+      p.s = rng() % 4 == 0 ? 1 : 0;
+      auto r = e.post("/api/orders", body_of(p, n++));
+      if (r.status == 202) {
+        p.id = str(parse(r.body), "orderId");
+        std::lock_guard lock(placed_mu);
+        placed.push_back(std::move(p));
+      } else if (r.status == 503) {
+        ++refused;  // the store is away: retryable, nothing stored
+        std::this_thread::sleep_for(50ms);
+      } else {
+        ++server_errors;
+        INFO(r.status << " " << r.body);
+        CHECK(r.status == 503);
+      }
+    }
+  };
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 3; ++i) clients.emplace_back(client, 7 + i);
+  std::this_thread::sleep_for(4s);
+
+  REQUIRE(pg.run("stop") == 0);
+  const auto stopped = std::chrono::steady_clock::now();
+  CHECK(eventually([&] { return e.get("/readyz").status == 503; }, 10s));
+  std::this_thread::sleep_for(10s - (std::chrono::steady_clock::now() - stopped));
+  REQUIRE(pg.run("start") == 0);
+  CHECK(eventually([&] { return e.get("/readyz").status == 200; }, 60s));
+  std::this_thread::sleep_for(4s);  // orders flow again
+  stop = true;
+  for (auto& t : clients) t.join();
+  CHECK(server_errors.load() == 0);
+  CHECK(refused.load() > 0);  // the outage was seen by clients
+  REQUIRE(placed.size() > 50);
+
+  std::map<std::string, std::string> status;
+  int64_t sold_a = 0, sold_s = 0;
+  for (const auto& p : placed) {
+    std::string body;
+    bool done = eventually(
+        [&] {
+          body = e.get("/api/orders/" + p.id + "?wait=20s").body;
+          return terminal(str(parse(body), "status"));
+        },
+        180s);
+    INFO("order " << p.id << ": " << body);
+    REQUIRE(done);
+    auto d = parse(body);
+    status[p.id] = str(d, "status");
+    // Each status once in the order's history: no transition applied twice.
+    std::set<std::string> seen;
+    for (const auto& h : d["history"].GetArray())
+      CHECK(seen.insert(h["status"].GetString()).second);
+    if (status[p.id] == "CONFIRMED") {
+      CHECK_FALSE(p.declined);
+      sold_a += p.a;
+      sold_s += p.s;
+    }
+  }
+  auto stock_ok = [&](const char* sku, int64_t initial, int64_t sold) {
+    std::string body;
+    bool ok = eventually(
+        [&] {
+          body = e.get(std::string("/api/inventory/") + sku).body;
+          auto d = parse(body);
+          if (!d.IsObject() || !d.HasMember("available")) return false;
+          return d["reserved"].GetInt64() == 0 && d["sold"].GetInt64() == sold &&
+                 d["available"].GetInt64() + sold == initial;
+        },
+        60s);
+    INFO(sku << ": " << body << " (confirmed quantity " << sold << ")");
+    CHECK(ok);
+  };
+  stock_ok("SKU-A", kPlenty, sold_a);
+  stock_ok("SKU-S", kScarce, sold_s);
+  for (const auto& p : placed) {
+    std::string body;
+    bool ok = eventually(
+        [&] {
+          body = e.get("/api/notifications?orderId=" + p.id).body;
+          auto d = parse(body);
+          if (!d.IsObject() || !d.HasMember("notifications")) return false;
+          std::multiset<std::string> keys;
+          for (const auto& x : d["notifications"].GetArray()) keys.insert(str(x, "orderStatus"));
+          return keys == std::multiset<std::string>{"PENDING", status[p.id]};
+        },
+        60s);
+    INFO("order " << p.id << ": " << body);
+    CHECK(ok);
+  }
+  CHECK(e.terminate(30s) == 0);
 }
