@@ -71,6 +71,7 @@ struct Url {
 
 struct Options {
   Url url;
+  std::vector<Url> more_urls;  // further order replicas: POST connections go round-robin
   std::optional<Url> sse_url;  // defaults to url
   Mode mode = Mode::kClosed;
   int connections = 32;
@@ -94,7 +95,8 @@ struct Options {
 };
 
 const char* kUsage = R"(usage: ecomd-bench [options]
-  --url URL              order API base, http://HOST:PORT (default http://127.0.0.1:8080)
+  --url URL              order API base, http://HOST:PORT (default http://127.0.0.1:8080);
+                         repeated: order replicas, the POST connections spread over them
   --sse-url URL          where GET /api/events is served (default: --url; the notification role)
   --mode closed|open     closed: --connections clients as fast as possible; open: --rate orders/s
   --connections N        HTTP connections for POST (default 32)
@@ -190,6 +192,7 @@ std::vector<std::string> split_list(std::string_view v) {
 
 Options parse_options(int argc, char** argv) {
   Options o;
+  bool url_given = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -210,9 +213,14 @@ Options parse_options(int argc, char** argv) {
       if (i + 1 >= argc) die("missing value for " + std::string(name));
       return argv[++i];
     };
-    if (name == "--url")
-      o.url = parse_url(next());
-    else if (name == "--sse-url")
+    if (name == "--url") {
+      // Repeated: replicas of the order role, each POST connection on one of them in turn.
+      if (url_given)
+        o.more_urls.push_back(parse_url(next()));
+      else
+        o.url = parse_url(next());
+      url_given = true;
+    } else if (name == "--sse-url")
       o.sse_url = parse_url(next());
     else if (name == "--mode") {
       auto v = next();
@@ -428,6 +436,7 @@ enum class ConnKind { kPost, kPoll, kSse };
 
 struct Conn {
   ConnKind kind;
+  const Url* target = nullptr;  // POST: the order replica of this connection (nullptr: --url)
   int fd = -1;
   bool connected = false;
   bool busy = false;   // a request is outstanding
@@ -658,7 +667,9 @@ void Bench::close_conn(Conn& c) {
 }
 
 void Bench::send(Conn& c, std::string request) {
-  const Url& url = c.kind == ConnKind::kSse && o_.sse_url ? *o_.sse_url : o_.url;
+  const Url& url = c.kind == ConnKind::kSse && o_.sse_url ? *o_.sse_url
+                   : c.target != nullptr                  ? *c.target
+                                                          : o_.url;
   if (c.fd < 0) connect(c, url);
   if (c.fd < 0) {
     c.out.clear();
@@ -1200,6 +1211,8 @@ int Bench::run() {
 
   for (int i = 0; i < o_.connections; ++i) {
     conns_.push_back(std::make_unique<Conn>(Conn{ConnKind::kPost}));
+    const size_t k = static_cast<size_t>(i) % (o_.more_urls.size() + 1);
+    if (k > 0) conns_.back()->target = &o_.more_urls[k - 1];
     idle_post_.push_back(conns_.back().get());
   }
 

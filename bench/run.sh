@@ -10,6 +10,9 @@
 #   kafka-1proc   ecomd --role=all --bus=kafka on a local broker
 #   kafka-split   one ecomd process per role on a local broker; POSTs go to the order process, the
 #                 SSE stream is read from the notification process
+#   kafka-scaled  BENCH_REPLICAS (default 3) ecomd processes per role on a local broker, each role's
+#                 replicas sharing a PostgreSQL schema (--store=postgres); POSTs spread over the
+#                 order replicas. PostgreSQL's CPU counts in the CPU per order, as the broker's.
 #   http-accept   ecomd --role=order: only POST /api/orders (202 after the order is committed)
 #   micro         ecomd-microbench: envelope codec, outbox commits, relay, embedded and Kafka bus
 #   all           every scenario above, one after the other
@@ -35,6 +38,7 @@
 #                          allows 4 per connection, 256 by default)
 #   BENCH_OUT              where JSON results and logs go (default build/bench-results/<scenario>-<time>)
 #   BENCH_BROKERS          use this Kafka cluster instead of starting one (also: ECOM_KAFKA_BROKERS)
+#   BENCH_REPLICAS         kafka-scaled: processes per role (default 3)
 #   BENCH_KEEP=1           keep the data directories
 #   BENCH_CONFIG           ecomd config to use instead of bench/config/bench.json (for experiments)
 #   BUILD_DIR              build tree (default build/release). An existing tree is built as it is
@@ -58,7 +62,7 @@ usage() {
   exit 2
 }
 case "$scenario" in
-  embedded | kafka-1proc | kafka-split | http-accept | micro) ;;
+  embedded | kafka-1proc | kafka-split | kafka-scaled | http-accept | micro) ;;
   all)
     rc=0
     smoke_flag=()
@@ -127,6 +131,7 @@ microbench="$build_dir/bench/ecomd-microbench"
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/ecomd-bench.XXXXXX")"
 pids=()
 broker_started=0
+pg_started=0
 kafka_env=()
 
 cleanup() {
@@ -139,6 +144,9 @@ cleanup() {
   done
   if ((broker_started)); then
     env "${kafka_env[@]}" "$repo/scripts/kafka.sh" stop >/dev/null 2>&1 || true
+  fi
+  if ((pg_started)); then
+    env "${pg_env[@]}" "$repo/scripts/postgres.sh" clean >/dev/null 2>&1 || true
   fi
   if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
     say "kept data in $tmp"
@@ -237,6 +245,25 @@ start_broker() {
   broker_pid="$(cat "$tmp/kafka/kafka.pid" 2>/dev/null || true)"
 }
 
+# A PostgreSQL server of the run's own (scripts/postgres.sh); sets $pg_url and $pg_postmaster.
+start_postgres() {
+  local port
+  port="$(free_port)"
+  pg_env=(PG_PORT="$port" PG_DATA_DIR="$tmp/postgres")
+  say "starting PostgreSQL on 127.0.0.1:$port"
+  pg_started=1
+  env "${pg_env[@]}" "$repo/scripts/postgres.sh" start >"$out/postgres-start.log" 2>&1 ||
+    { tail -n 30 "$out/postgres-start.log" >&2; die "PostgreSQL did not start"; }
+  pg_url="$(env "${pg_env[@]}" "$repo/scripts/postgres.sh" url)"
+  pg_postmaster="$(head -1 "$tmp/postgres/postmaster.pid")"
+}
+
+# The server and its backends (one per store connection, for the whole run).
+postgres_pids() {
+  echo "$pg_postmaster"
+  ps --ppid "$pg_postmaster" -o pid= 2>/dev/null | tr -d ' '
+}
+
 machine_info() {
   {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -283,15 +310,24 @@ run_bench() {
     cpu_ms="-"
   fi
   echo "  server CPU: $(awk -v t=$((after - before)) -v hz="$tick" 'BEGIN {printf "%.1f", t / hz}') s over the run," \
-    "${cpu_ms} ms per order (all ecomd${broker_pid:+ + broker} processes); load average after: $load" |
+    "${cpu_ms} ms per order (all ecomd${broker_pid:+ + broker}$( ((pg_started)) && echo " + postgres") processes); load average after: $load" |
     tee -a "$out/$name.txt"
-  # Where it went: each process's share, named by its role (or "broker").
+  # Where it went: each process's share, named by its role (or "broker", "postgres"); the
+  # replicas of a role (kafka-scaled) and PostgreSQL's backends are summed.
   local parts=() who
+  local -A ticks_of=()
+  local -a order_of=()
   for pid in "${cpu_pids[@]}"; do
     [[ -n "$orders" && "$orders" != 0 ]] || break
     who="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 's/.*--role=\([a-z,]*\).*/\1/p')"
     [[ "$pid" == "${broker_pid:-}" ]] && who=broker
-    parts+=("${who:-$pid} $(awk -v t=$(($(cpu_ticks "$pid") - ${before_pid[$pid]:-0})) -v hz="$tick" -v n="$orders" 'BEGIN {printf "%.2f", t * 1000 / hz / n}')")
+    [[ -z "$who" && "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == postgres* ]] && who=postgres
+    who="${who:-$pid}"
+    [[ -n "${ticks_of[$who]:-}" ]] || order_of+=("$who")
+    ticks_of[$who]=$((${ticks_of[$who]:-0} + $(cpu_ticks "$pid") - ${before_pid[$pid]:-0}))
+  done
+  for who in "${order_of[@]}"; do
+    parts+=("$who $(awk -v t="${ticks_of[$who]}" -v hz="$tick" -v n="$orders" 'BEGIN {printf "%.2f", t * 1000 / hz / n}')")
   done
   ((${#parts[@]} > 1)) && echo "  CPU ms per order by process: $(IFS=,; echo "${parts[*]}" | sed 's/,/, /g')" | tee -a "$out/$name.txt"
   printf '{"cpu_seconds": %s, "cpu_ms_per_order": "%s", "loadavg_after": "%s", "exit": %d}\n' \
@@ -309,6 +345,11 @@ closed_then_open() {
   local e2e="$1" url_args=("${@:2}")
   local cpu=("${pids[@]}")
   [[ -n "${broker_pid:-}" ]] && cpu+=("$broker_pid")
+  if ((pg_started)); then
+    local pg_pids
+    mapfile -t pg_pids < <(postgres_pids)
+    cpu+=("${pg_pids[@]}")
+  fi
   if ((smoke)); then
     run_bench smoke "${cpu[@]}" -- "${url_args[@]}" --mode closed --connections 8 \
       --duration "$seconds" --warmup "$warmup" --e2e "$e2e" --mix-decline 0.1 --mix-oos 0.1 --quiet
@@ -387,6 +428,27 @@ case "$scenario" in
     [[ "$e2e" == sse ]] && sse_args=(--sse-url "${role_url[notification]}")
     machine_info
     closed_then_open "$e2e" --url "${role_url[order]}" "${sse_args[@]}"
+    ;;
+  kafka-scaled)
+    start_broker
+    start_postgres
+    replicas="${BENCH_REPLICAS:-3}"
+    schemas="bench_${stamp//-/_}_$$_"
+    declare -A scaled_url scaled_pid
+    for role in order inventory payment saga notification; do
+      for i in $(seq 1 "$replicas"); do
+        start_ecomd "$role-$i" --role="$role" --bus=kafka --brokers="$brokers" --store=postgres \
+          --store-url="$pg_url" --store-schema-prefix="$schemas"
+        scaled_url[$role-$i]="$started_url"
+        scaled_pid[$role-$i]="$started_pid"
+      done
+    done
+    for name in "${!scaled_pid[@]}"; do wait_ready "$name" "${scaled_pid[$name]}" "${scaled_url[$name]}"; done
+    order_urls=()
+    for i in $(seq 1 "$replicas"); do order_urls+=(--url "${scaled_url[order-$i]}"); done
+    machine_info
+    echo "replicas per role: $replicas (PostgreSQL stores, schema prefix $schemas)" | tee -a "$out/machine.txt" >&2
+    closed_then_open sse "${order_urls[@]}" --sse-url "${scaled_url[notification-1]}"
     ;;
   http-accept)
     start_ecomd order --role=order

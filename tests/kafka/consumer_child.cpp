@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <span>
 #include <string>
@@ -38,11 +39,21 @@
 
 namespace {
 std::atomic<bool> g_stop{false};
+
+// A store by path or PostgreSQL URL; the parent names the schema of a PostgreSQL one in
+// ECOM_TEST_STORE_SCHEMA.
+ecom::Result<std::unique_ptr<ecom::db::Database>> open_store(const std::string& target) {
+  ecom::db::Options options;
+  if (const char* schema = std::getenv("ECOM_TEST_STORE_SCHEMA"); schema != nullptr && *schema)
+    options.schema = schema;
+  return ecom::db::Database::open(target, options);
+}
+
 void on_term(int) { g_stop = true; }
 
 int relay_and_die(const std::string& bootstrap, const std::string& topic, const std::string& path,
                   int n) {
-  auto db = ecom::db::Database::open(path);
+  auto db = open_store(path);
   if (!db || !ecom::db::migrate_messaging(**db)) return 2;
   auto st = (*db)->transaction([&](ecom::db::Tx& tx) -> ecom::Status {
     for (int i = 0; i < n; ++i) {
@@ -76,7 +87,7 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<ecom::db::Database> store;
   if (argc == 8) {
-    auto db = ecom::db::Database::open(argv[7]);
+    auto db = open_store(argv[7]);
     if (!db) return 1;
     store = std::move(db).value();
     static constexpr std::array<std::string_view, 1> kSchema{
@@ -104,7 +115,7 @@ int main(int argc, char** argv) {
                             auto st = store->transaction([&](ecom::db::Tx& tx) -> ecom::Status {
                               tx.stmt(
                                     "INSERT INTO applied(id, n) VALUES(?, 1) "
-                                    "ON CONFLICT(id) DO UPDATE SET n = n + 1")
+                                    "ON CONFLICT(id) DO UPDATE SET n = applied.n + 1")
                                   .bind(1, m.envelope.id)
                                   .exec();
                               return {};

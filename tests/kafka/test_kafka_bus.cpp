@@ -20,6 +20,7 @@
 #include "support/applied_effects.hpp"
 #include "support/bus_contract.hpp"
 #include "support/group_commit_check.hpp"
+#include "support/stores.hpp"
 #include "support/test_support.hpp"
 
 using ecom::Envelope;
@@ -157,6 +158,32 @@ TEST_CASE("kafka bus: a handler that closes its own subscription", "[kafka][cont
                                                     ecom::test::SelfClose::kClose, 60s);
 }
 
+namespace {
+
+// The store of a test and its child process: a file, or a schema of its own on the suite's
+// PostgreSQL (named to the child in ECOM_TEST_STORE_SCHEMA, see consumer_child.cpp).
+struct ChildStore {
+  std::string target;
+  std::string schema;
+  ChildStore(const std::string& engine, const std::string& path) {
+    if (engine == "postgres") {
+      target = ecom::test::postgres_url();
+      schema = ecom::test::unique_schema("child");
+      ::setenv("ECOM_TEST_STORE_SCHEMA", schema.c_str(), 1);
+    } else {
+      target = path;
+    }
+  }
+  ~ChildStore() { ::unsetenv("ECOM_TEST_STORE_SCHEMA"); }
+  ecom::Result<std::unique_ptr<ecom::db::Database>> open() const {
+    ecom::db::Options options;
+    if (!schema.empty()) options.schema = schema;
+    return ecom::db::Database::open(target, options);
+  }
+};
+
+}  // namespace
+
 TEST_CASE("kafka bus: a group resumes after its committed offsets", "[kafka][contract]") {
   auto o = fast_options(brokers());
   std::string topic = unique_name("resume-test");
@@ -166,20 +193,22 @@ TEST_CASE("kafka bus: a group resumes after its committed offsets", "[kafka][con
 }
 
 TEST_CASE("kafka bus: a group starts at the positions its store holds", "[kafka][contract]") {
+  const std::string engine = EACH_STORE;
   auto o = fast_options(brokers());
   std::string topic = unique_name("positions-test");
   make_topics(o, {topic});
   auto bus = open_bus(o);
-  ecom::test::check_stored_positions(*bus, topic, unique_name("g"), 60s);
+  ecom::test::check_stored_positions(*bus, topic, unique_name("g"), 60s, engine);
 }
 
 TEST_CASE("kafka bus: a relayed record published again reaches its group once, by its mark",
           "[kafka][contract]") {
+  const std::string engine = EACH_STORE;
   auto o = fast_options(brokers());
   std::string topic = unique_name("marks-test");
   make_topics(o, {topic});
   auto bus = open_bus(o);
-  ecom::test::check_source_copies_once(*bus, topic, unique_name("g"), 60s);
+  ecom::test::check_source_copies_once(*bus, topic, unique_name("g"), 60s, engine);
 }
 
 TEST_CASE(
@@ -309,6 +338,7 @@ TEST_CASE(
     "kafka bus: a consumer killed between its store's commit and the group's applies each "
     "record once, by its stored position",
     "[kafka][contract][crash]") {
+  const std::string engine = EACH_STORE;
   std::string bootstrap = brokers();
   auto o = fast_options(bootstrap);
   std::string topic = unique_name("positions-crash-test");
@@ -320,12 +350,13 @@ TEST_CASE(
   REQUIRE(bus->publish(records_for(topic, events)).ok());
 
   TempDir dir;
-  const std::string store_path = dir.file("applied.db");
+  ChildStore at(engine, dir.file("applied.db"));
+  const std::string& store_path = at.target;
   auto applied = [&] {
     struct Counts {
       int64_t events = 0, max_n = 0;
     };
-    auto db = ecom::db::Database::open(store_path);
+    auto db = at.open();
     REQUIRE(db.ok());
     auto r = (*db)->read([](ecom::db::Tx& tx) -> ecom::Result<Counts> {
       Counts c;
@@ -346,7 +377,7 @@ TEST_CASE(
   }
   // Kafka has no committed offset for the group: without the stored positions, the next member
   // would apply all 40 again.
-  auto store = ecom::db::Database::open(store_path);
+  auto store = at.open();
   REQUIRE(store.ok());
   std::vector<Envelope> more;
   for (int i = 40; i < 50; ++i) more.push_back(test_event("k" + std::to_string(i % 9), i));
@@ -356,7 +387,9 @@ TEST_CASE(
   auto sub = bus->subscribe(
       {.group = group, .topics = {topic}, .store = store->get()}, [&](const Message& m) {
         auto st = (*store)->transaction([&](ecom::db::Tx& tx) -> ecom::Status {
-          tx.stmt("INSERT INTO applied(id, n) VALUES(?, 1) ON CONFLICT(id) DO UPDATE SET n = n + 1")
+          tx.stmt(
+                "INSERT INTO applied(id, n) VALUES(?, 1) ON CONFLICT(id) DO UPDATE SET n = "
+                "applied.n + 1")
               .bind(1, m.envelope.id)
               .exec();
           return {};
@@ -412,17 +445,17 @@ TEST_CASE(
     "kafka bus: a relay killed between its publish and its delete: the copies it sends again "
     "are recognised by their marks and each event is applied once, without inbox rows",
     "[kafka][outbox][crash]") {
+  const std::string engine = EACH_STORE;
   std::string bootstrap = brokers();
   auto o = fast_options(bootstrap);
   std::string topic = unique_name("relay-crash-test");
   make_topics(o, {topic});
   TempDir dir;
-  const std::string producer_path = dir.file("producer.db");
+  ChildStore at(engine, dir.file("producer.db"));
   constexpr int kEvents = 40;
-  REQUIRE(run_dying_relay(bootstrap, topic, producer_path, kEvents, dir.file("relay.log")) ==
-          -SIGKILL);
+  REQUIRE(run_dying_relay(bootstrap, topic, at.target, kEvents, dir.file("relay.log")) == -SIGKILL);
 
-  auto producer = ecom::db::Database::open(producer_path);
+  auto producer = at.open();
   REQUIRE(producer.ok());
   auto pending = [&] {
     auto r = (*producer)->read(
@@ -434,12 +467,18 @@ TEST_CASE(
   auto bus = open_bus(o);
   {
     ecom::bus::OutboxRelay relay(**producer, *bus);
-    REQUIRE(relay.drain(30s));  // sends all 40 again, under new offsets
+    if (engine == "postgres") {
+      // Another replica (this process) relays the dead one's rows once its lease ran out.
+      relay.set_replica_lease(500ms);
+      relay.start();
+      REQUIRE(eventually([&] { return pending() == 0; }, 30s));
+    } else {
+      REQUIRE(relay.drain(30s));  // sends all 40 again, under new offsets
+    }
   }
   CHECK(pending() == 0);
 
-  auto consumer = ecom::db::Database::open(dir.file("applied.db"));
-  REQUIRE(consumer.ok());
+  auto consumer = std::optional(ecom::test::open_store(engine, {}, dir.file("applied.db")));
   REQUIRE(ecom::test::migrate_applied(**consumer).ok());  // with the inbox, which stays empty
   auto count = [&](std::string_view sql) {
     auto r = (*consumer)->read([&](ecom::db::Tx& tx) -> ecom::Result<int64_t> {

@@ -25,7 +25,8 @@ inline Status migrate_applied(db::Database& db) {
 inline bus::Outcome apply_counted(db::Database& db, const bus::Message& m) {
   auto r = db.transaction([&](db::Tx& tx) -> Status {
     if (!db::inbox_claim(tx, "applied", m.envelope.id, m.once)) return {};
-    tx.stmt("INSERT INTO applied(id, n) VALUES(?, 1) ON CONFLICT(id) DO UPDATE SET n = n + 1")
+    tx.stmt(
+          "INSERT INTO applied(id, n) VALUES(?, 1) ON CONFLICT(id) DO UPDATE SET n = applied.n + 1")
         .bind(1, m.envelope.id)
         .exec();
     return {};

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -22,6 +23,7 @@
 #include "ecom/core/envelope.hpp"
 #include "ecom/db/database.hpp"
 #include "support/collector.hpp"
+#include "support/stores.hpp"
 #include "support/test_support.hpp"
 
 namespace ecom::test {
@@ -544,8 +546,10 @@ inline void check_dead_letter_write_failure(bus::EventBus& bus, const std::strin
 /// each batch, where its group stands; and a group whose store is ahead of the bus's committed
 /// offsets (a consumer killed between its store's commit and the bus's) starts at the store's
 /// positions, so what the store already applied is not handed over again.
+/// `engine`: the store's ("sqlite" in memory, or "postgres": see support/stores.hpp).
 inline void check_stored_positions(bus::EventBus& bus, const std::string& topic,
-                                   const std::string& group, std::chrono::milliseconds timeout) {
+                                   const std::string& group, std::chrono::milliseconds timeout,
+                                   const std::string& engine = "sqlite") {
   std::vector<Envelope> first, second;
   for (int i = 0; i < 24; ++i) first.push_back(contract::event("k" + std::to_string(i % 6), i));
   for (int i = 24; i < 36; ++i) second.push_back(contract::event("k" + std::to_string(i % 6), i));
@@ -553,8 +557,7 @@ inline void check_stored_positions(bus::EventBus& bus, const std::string& topic,
   for (const auto& e : first) records.push_back(contract::record(topic, e));
   REQUIRE(bus.publish(records).ok());
 
-  auto store = db::Database::open(":memory:");
-  REQUIRE(store.ok());
+  auto store = std::optional(open_store(engine));
   Collector got;
   auto sub =
       bus.subscribe({.group = group, .topics = {topic}, .store = store->get()}, got.handler());
@@ -596,7 +599,8 @@ inline void check_stored_positions(bus::EventBus& bus, const std::string& topic,
 /// of the group's member (the marks live in the store with the positions); a later seq of the
 /// source, and a record of another source with the same seq, are new.
 inline void check_source_copies_once(bus::EventBus& bus, const std::string& topic,
-                                     const std::string& group, std::chrono::milliseconds timeout) {
+                                     const std::string& group, std::chrono::milliseconds timeout,
+                                     const std::string& engine = "sqlite") {
   std::vector<Envelope> events;
   for (int i = 0; i < 30; ++i) events.push_back(contract::event("k" + std::to_string(i % 7), i));
   auto relayed = [&](size_t from, size_t to, const std::string& source) {
@@ -613,8 +617,7 @@ inline void check_source_copies_once(bus::EventBus& bus, const std::string& topi
   REQUIRE(bus.publish(relayed(0, 20, "outbox-a")).ok());
   REQUIRE(bus.publish(relayed(10, 25, "outbox-a")).ok());
 
-  auto store = db::Database::open(":memory:");
-  REQUIRE(store.ok());
+  auto store = std::optional(open_store(engine));
   Collector got;
   {
     auto sub =
