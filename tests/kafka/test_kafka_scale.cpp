@@ -507,3 +507,23 @@ TEST_CASE(
   }
   CHECK(e.terminate(30s) == 0);
 }
+
+TEST_CASE(
+    "kafka scale-out: five replicas of one role started at the same instant on an empty schema "
+    "all come up, and the catalogue is seeded once",
+    "[kafka][postgres][scale]") {
+  Cluster c;
+  c.start("inventory", 5);  // each waits for its /readyz
+  REQUIRE(c.live("inventory").size() == 5);
+  for (auto* e : c.live("inventory")) {
+    auto d = parse(e->get("/api/inventory").body);
+    REQUIRE(d.IsObject());
+    REQUIRE(d.HasMember("items"));
+    CHECK(d["items"].Size() == 2);
+    for (const auto& p : d["items"].GetArray()) {
+      const std::string sku = str(p, "sku");
+      CHECK(p["available"].GetInt64() == (sku == "SKU-A" ? kPlenty : kScarce));
+    }
+  }
+  for (auto* e : c.live("inventory")) CHECK(e->terminate(30s) == 0);
+}
