@@ -37,9 +37,21 @@ DbFault fault_of(std::string_view state) noexcept {
   return DbFault::kError;
 }
 
+// libpq's text on one line (it goes into logs and JSON error bodies): runs of white space,
+// its line breaks and tabs included, become one space.
 std::string trimmed(const char* message) {
-  std::string m = message != nullptr ? message : "";
-  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+  std::string m;
+  bool blank = false;
+  for (const char* p = message != nullptr ? message : ""; *p != '\0'; ++p) {
+    const bool space = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
+    if (space) {
+      blank = !m.empty();
+      continue;
+    }
+    if (blank) m += ' ';
+    blank = false;
+    m += *p;
+  }
   return m;
 }
 
