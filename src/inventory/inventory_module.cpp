@@ -179,10 +179,16 @@ Status InventoryModule::start(ModuleContext& ctx) {
   }
 
   s.add_routes(ctx.router);
+  bus::SubscriptionOptions options{.group = "ecomd-inventory",
+                                   .topics = {std::string(topics::kInventoryCommands)},
+                                   .store = &ctx.db};
+  // Replicas sharing a PostgreSQL store: a batch holds the row locks of every product it
+  // touched until it commits, so batches of two replicas serialise on popular products, and
+  // deadlock when they took them in different orders. One order per transaction holds them for
+  // one commit, in sku order (reserve_stock).
+  if (ctx.db.postgres()) options.max_batch = 1;
   auto sub = ctx.bus.subscribe(
-      bus::SubscriptionOptions{.group = "ecomd-inventory",
-                               .topics = {std::string(topics::kInventoryCommands)},
-                               .store = &ctx.db},
+      std::move(options),
       [&s](const bus::Message& m) { return s.on_message(m); });
   if (!sub) return sub.error();
   s.subscription = std::move(sub).value();

@@ -4,6 +4,7 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <numeric>
 #include <any>
 #include <array>
 #include <set>
@@ -315,15 +316,22 @@ ReserveResult reserve_stock(db::Tx& tx, const Rules& rules, const ReserveCommand
       int64_t available;
       int64_t reserved;
     };
-    std::vector<Taken> taken;
+    std::vector<Taken> taken(cmd.items.size());
+    // In sku order: replicas sharing a PostgreSQL store lock the rows of two orders in the same
+    // order, so they wait for each other instead of deadlocking.
+    std::vector<size_t> by_sku(cmd.items.size());
+    std::iota(by_sku.begin(), by_sku.end(), size_t{0});
+    std::stable_sort(by_sku.begin(), by_sku.end(),
+                     [&](size_t a, size_t b) { return cmd.items[a].sku < cmd.items[b].sku; });
     tx.exec("SAVEPOINT reserve_stock");
-    for (const auto& line : cmd.items) {
+    for (size_t i : by_sku) {
+      const auto& line = cmd.items[i];
       auto s = tx.stmt(
           "UPDATE products SET available = available - ?1, reserved = reserved + ?1, "
           "updated_at = ?3 WHERE sku = ?2 AND available >= ?1 RETURNING available, reserved");
       s.bind_all(line.quantity, line.sku, now_rfc3339());
       if (s.step()) {
-        taken.push_back({s.col_int(0), s.col_int(1)});
+        taken[i] = {s.col_int(0), s.col_int(1)};
         finish(s);
       } else {
         r.skus.push_back(line.sku);
