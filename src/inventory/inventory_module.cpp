@@ -187,9 +187,8 @@ Status InventoryModule::start(ModuleContext& ctx) {
   // deadlock when they took them in different orders. One order per transaction holds them for
   // one commit, in sku order (reserve_stock).
   if (ctx.db.postgres()) options.max_batch = 1;
-  auto sub = ctx.bus.subscribe(
-      std::move(options),
-      [&s](const bus::Message& m) { return s.on_message(m); });
+  auto sub = ctx.bus.subscribe(std::move(options),
+                               [&s](const bus::Message& m) { return s.on_message(m); });
   if (!sub) return sub.error();
   s.subscription = std::move(sub).value();
   return {};

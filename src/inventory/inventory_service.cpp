@@ -4,9 +4,9 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
-#include <numeric>
 #include <any>
 #include <array>
+#include <numeric>
 #include <set>
 #include <utility>
 

@@ -12,10 +12,13 @@
 #include <random>
 #include <thread>
 
+#include "support/json_fields.hpp"
 #include "support/test_support.hpp"
 
 using ecom::test::Ecomd;
 using ecom::test::HttpResponse;
+using ecom::test::parse;
+using ecom::test::str;
 using ecom::test::TempDir;
 
 namespace {
@@ -23,17 +26,6 @@ namespace {
 struct Stock {
   int64_t available = -1, reserved = -1, sold = -1;
 };
-
-rapidjson::Document parse(const std::string& s) {
-  rapidjson::Document d;
-  d.Parse(s.c_str());
-  return d;
-}
-
-std::string str(const rapidjson::Value& v, const char* name) {
-  if (!v.IsObject() || !v.HasMember(name) || !v[name].IsString()) return {};
-  return v[name].GetString();
-}
 
 // The bus a test runs on: "embedded", or "kafka" against the real broker in ECOM_KAFKA_BROKERS
 // (scripts/test.sh starts one), with topics and groups prefixed per test so runs never mix.

@@ -8,25 +8,17 @@
 #include <fstream>
 
 #include "kafka_test_support.hpp"
+#include "support/json_fields.hpp"
 #include "support/test_support.hpp"
 
 using ecom::test::Ecomd;
 using ecom::test::eventually;
+using ecom::test::parse;
+using ecom::test::str;
 using ecom::test::TempDir;
 using namespace ecom::test::kafka;
 
 namespace {
-
-rapidjson::Document parse(const std::string& s) {
-  rapidjson::Document d;
-  d.Parse(s.c_str());
-  return d;
-}
-
-std::string str(const rapidjson::Value& v, const char* name) {
-  if (!v.IsObject() || !v.HasMember(name) || !v[name].IsString()) return {};
-  return v[name].GetString();
-}
 
 // A config with a fresh topic/group prefix and a small catalogue.
 std::string write_config(const TempDir& dir, const std::string& prefix) {

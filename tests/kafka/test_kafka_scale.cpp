@@ -18,27 +18,19 @@
 
 #include "kafka_test_support.hpp"
 #include "notification/sse_client.hpp"
+#include "support/json_fields.hpp"
 #include "support/test_support.hpp"
 
 using ecom::test::Ecomd;
 using ecom::test::eventually;
+using ecom::test::parse;
 using ecom::test::SseClient;
+using ecom::test::str;
 using ecom::test::TempDir;
 using namespace ecom::test::kafka;
 using namespace std::chrono_literals;
 
 namespace {
-
-rapidjson::Document parse(const std::string& s) {
-  rapidjson::Document d;
-  d.Parse(s.c_str());
-  return d;
-}
-
-std::string str(const rapidjson::Value& v, const char* name) {
-  if (!v.IsObject() || !v.HasMember(name) || !v[name].IsString()) return {};
-  return v[name].GetString();
-}
 
 bool terminal(const std::string& s) { return s == "CONFIRMED" || s == "CANCELLED"; }
 
