@@ -103,7 +103,7 @@ class Reader {
 template <typename T, typename F>
 Result<T> decode_object(std::string_view data, F&& read) {
   rapidjson::Document d;
-  d.Parse(data.data(), data.size());
+  d.Parse<rapidjson::kParseValidateEncodingFlag>(data.data(), data.size());
   if (d.HasParseError() || !d.IsObject()) return invalid("data", "data must be a JSON object");
   Reader r(d, "");
   T out;

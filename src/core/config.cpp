@@ -243,8 +243,8 @@ std::optional<std::string> process_env(const char* name) {
 
 Result<std::shared_ptr<rapidjson::Document>> parse_json_config(std::string_view text) {
   auto doc = std::make_shared<rapidjson::Document>();
-  doc->Parse<rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag>(text.data(),
-                                                                                  text.size());
+  doc->Parse<rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag |
+             rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
   if (doc->HasParseError()) {
     size_t offset = doc->GetErrorOffset();
     size_t line = 1 + static_cast<size_t>(std::count(

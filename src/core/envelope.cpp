@@ -98,7 +98,7 @@ std::string encode_envelope(const Envelope& e) {
 
 Result<Envelope> decode_envelope(std::string_view json) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
+  doc.Parse<rapidjson::kParseValidateEncodingFlag>(json.data(), json.size());
   if (doc.HasParseError()) {
     return Error{ErrorCode::kInvalidPayload,
                  fmt::format("malformed JSON at offset {}: {}", doc.GetErrorOffset(),

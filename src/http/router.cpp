@@ -9,6 +9,7 @@
 #include <exception>
 
 #include "ecom/core/log.hpp"
+#include "ecom/core/utf8.hpp"
 #include "url.hpp"
 
 namespace ecom::http {
@@ -343,6 +344,44 @@ Response Router::dispatch(Request& request) const {
   return error_response(Error{ErrorCode::kInternal, "internal error", {}, false});
 }
 
+namespace {
+
+// Text is valid UTF-8 everywhere (ecom/core/utf8.hpp): checked here once, before any route, so
+// no handler stores, publishes or echoes bytes a strict client cannot read. The field at fault:
+// "path", the query parameter, the header, or "body".
+std::optional<Response> invalid_text(const Request& r) {
+  if (!valid_utf8(r.path))
+    return error_response(
+        validation_error("path", "the path is not valid UTF-8 (after percent-decoding)"));
+  std::string_view rest(r.query);
+  std::string key, value;
+  while (!rest.empty()) {
+    const size_t amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    detail::percent_decode_into(pair.substr(0, eq), true, key);
+    if (!valid_utf8(key))
+      return error_response(validation_error("query", "a query parameter name is not valid UTF-8"));
+    if (eq == std::string_view::npos) continue;
+    detail::percent_decode_into(pair.substr(eq + 1), true, value);
+    if (!valid_utf8(value))
+      return error_response(
+          validation_error(key, "query parameter " + key + " is not valid UTF-8"));
+  }
+  for (const auto& [name, v] : r.headers) {
+    if (!valid_utf8(v))
+      return error_response(validation_error(name, "header " + name + " is not valid UTF-8"));
+  }
+  if (auto at = invalid_utf8_at(r.body))
+    return error_response(Error{ErrorCode::kMalformedJson,
+                                fmt::format("the body is not valid UTF-8 (at byte {})", *at),
+                                "body", false});
+  return std::nullopt;
+}
+
+}  // namespace
+
 Match Router::match(Request& request) const {
   std::string_view route = kUnmatchedRoute;
   auto answer = [&route](Response r) {
@@ -367,6 +406,7 @@ Match Router::match(Request& request) const {
   } else {
     raw_path = request.path;
   }
+  if (auto bad = invalid_text(request)) return answer(std::move(*bad));
 
   // Split the raw path and decode per segment so an encoded '/' (%2F) stays inside its segment.
   std::vector<std::string> segments;

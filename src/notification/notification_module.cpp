@@ -474,7 +474,7 @@ struct NotificationModule::Impl {
   void on_ws_message(WsConn& conn, std::string_view text) {
     if (stopping) return;
     rapidjson::Document d;
-    d.Parse(text.data(), text.size());
+    d.Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
     if (d.HasParseError() || !d.IsObject())
       return ws_error(
           conn, Error{ErrorCode::kMalformedJson, "a message must be a JSON object", {}, false});

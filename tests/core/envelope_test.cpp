@@ -149,3 +149,16 @@ TEST_CASE("random bytes never crash the decoder", "[envelope]") {
     if (!r.ok()) CHECK(r.error().code == ecom::ErrorCode::kInvalidPayload);
   }
 }
+
+TEST_CASE("an envelope with text that is not valid UTF-8 can never be processed",
+          "[core][envelope][utf8]") {
+  const ecom::Envelope e =
+      ecom::make_event("order", "ecom.order.created.v1", "o-1", R"({"paymentToken":"tok"})");
+  std::string text = ecom::encode_envelope(e);
+  const auto at = text.find("tok");
+  REQUIRE(at != std::string::npos);
+  text.replace(at, 3, "\xFF\xFE");
+  auto bad = ecom::decode_envelope(text);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == ecom::ErrorCode::kInvalidPayload);
+}

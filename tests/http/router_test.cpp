@@ -1,5 +1,7 @@
 #include "ecom/http/router.hpp"
 
+#include <rapidjson/document.h>
+
 #include <catch2/catch.hpp>
 #include <stdexcept>
 #include <string>
@@ -489,4 +491,52 @@ TEST_CASE("new route kinds follow the 404/405/415 rules", "[http][router]") {
   CHECK(r.body == R"({"error":{"code":"INTERNAL","message":"internal error"}})");
   req = make(Method::kGet, "/events");
   CHECK(router.dispatch(req).status == 500);
+}
+
+TEST_CASE("text that is not valid UTF-8 is a 400 naming where it is, before any route",
+          "[http][router][utf8]") {
+  Router router;
+  int ran = 0;
+  router.add(Method::kPost, "/api/orders", [&](const Request&) {
+    ++ran;
+    return Response{202, "application/json", "{}", {}};
+  });
+  router.add(Method::kGet, "/api/orders/{id}", [&](const Request&) {
+    ++ran;
+    return Response{200, "application/json", "{}", {}};
+  });
+  struct Case {
+    Request req;
+    int status;
+    std::string code, field;
+  };
+  std::vector<Case> cases;
+  // The report: a paymentToken of bytes FF FE was stored and published.
+  cases.push_back({make(Method::kPost, "/api/orders", "{\"paymentToken\":\"\xFF\xFE\"}"), 400,
+                   "MALFORMED_JSON", "body"});
+  cases.push_back({make(Method::kGet, "/api/orders/%FF%FE"), 400, "VALIDATION_FAILED", "path"});
+  // A 404 echoed the raw bytes: now the path is refused before routing.
+  cases.push_back({make(Method::kGet, "/nope/\xC0\xAF"), 400, "VALIDATION_FAILED", "path"});
+  cases.push_back(
+      {make(Method::kGet, "/api/orders/o-1?wait=%ED%A0%80"), 400, "VALIDATION_FAILED", "wait"});
+  cases.push_back({make(Method::kGet, "/api/orders/o-1?%FF=1"), 400, "VALIDATION_FAILED", "query"});
+  cases.push_back({make(Method::kPost, "/api/orders", "{}", {{"idempotency-key", "k\xFF"}}), 400,
+                   "VALIDATION_FAILED", "idempotency-key"});
+  for (auto& c : cases) {
+    INFO(c.req.target);
+    Response r = router.dispatch(c.req);
+    CHECK(r.status == c.status);
+    rapidjson::Document d;
+    d.Parse<rapidjson::kParseValidateEncodingFlag>(r.body.c_str());
+    REQUIRE_FALSE(d.HasParseError());  // the answer itself is valid UTF-8 JSON
+    CHECK(std::string(d["error"]["code"].GetString()) == c.code);
+    CHECK(std::string(d["error"]["field"].GetString()) == c.field);
+  }
+  CHECK(ran == 0);
+  // Valid multi-byte text passes.
+  auto ok = make(Method::kGet, "/api/orders/%E2%82%AC%F0%9F%9B%92", {},
+                 {{"x-note", "Gr\xC3\xBC\xC3\x9F"}});
+  Response passed = router.dispatch(ok);
+  INFO(passed.body);
+  CHECK(passed.status == 200);
 }

@@ -16,6 +16,7 @@
 
 #include "ecom/bus/embedded_bus.hpp"
 #include "ecom/bus/outbox_relay.hpp"
+#include "ecom/core/base64.hpp"
 #include "ecom/core/topics.hpp"
 #include "ecom/db/database.hpp"
 #include "ecom/db/outbox.hpp"
@@ -360,6 +361,11 @@ TEST_CASE("listing is per customer, newest first, limited", "[order]") {
   CHECK(list["orders"][2]["orderId"].GetString() == ids[2]);
   CHECK(h.call(http::Method::kGet, "/api/orders?limit=0").status == 400);
   CHECK(h.call(http::Method::kGet, "/api/orders?limit=abc").status == 400);
+  CHECK(h.call(http::Method::kGet, "/api/orders?limit=99999999999999999999").status == 400);
+  // A cursor whose time does not fit in int64 is refused like any other bad cursor.
+  CHECK(h.call(http::Method::kGet,
+               "/api/orders?cursor=" + ecom::base64url_encode("v1|99999999999999999999|o-1"))
+            .status == 400);
   CHECK(parse(h.call(http::Method::kGet, "/api/orders").body)["orders"].Size() == 6);
 }
 
@@ -430,6 +436,15 @@ TEST_CASE("long-poll answers when the order turns terminal, and at the end of th
   CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(250));
   CHECK(std::string(parse(expired.body)["status"].GetString()) == "PENDING");
   CHECK(h.call(http::Method::kGet, "/api/orders/" + other + "?wait=61s").status == 400);
+  // Integers past int64 (the report: 18446744073709552s wrapped in n * scale) are refused, as
+  // is a value that would overflow once scaled.
+  for (const char* w :
+       {"18446744073709552s", "9223372036854775807s", "99999999999999999999ms", "-1s", "1e3s"}) {
+    INFO(w);
+    auto r = h.call(http::Method::kGet, "/api/orders/" + other + "?wait=" + w);
+    CHECK(r.status == 400);
+    CHECK(r.body.find("\"field\":\"wait\"") != std::string::npos);
+  }
 }
 
 TEST_CASE("concurrent POSTs each store one order and one OrderCreated", "[order][batch]") {
