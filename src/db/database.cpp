@@ -288,6 +288,21 @@ Status Database::migrate(std::string_view component, std::span<const std::string
     tx.exec(
         "CREATE TABLE IF NOT EXISTS schema_version("
         "component TEXT PRIMARY KEY, version INTEGER NOT NULL)");
+    // A store a newer ecomd migrated: its tables may hold what this binary does not know (a
+    // column it would not fill, a table it would not clean). Refused, not half-used.
+    auto q = tx.stmt("SELECT version FROM schema_version WHERE component=?");
+    q.bind(1, component);
+    const int64_t current = q.step() ? q.col_int(0) : 0;
+    while (q.step()) {
+    }
+    const auto known = static_cast<int64_t>(steps.size());
+    if (current > known)
+      return Error{ErrorCode::kConfigInvalid,
+                   fmt::format("store {}: {} is at schema version {}, newer than this ecomd "
+                               "knows ({}); run the ecomd that wrote it (or a newer one), or "
+                               "restore a backup of this version",
+                               path_, component, current, known),
+                   "store", false};
     return {};
   });
   if (!created) return created;
