@@ -235,6 +235,7 @@ Result<http::ServerOptions> server_options(const Settings& settings) {
                     .integer("threads", o.threads, 1, 64)
                     .integer("body_limit", o.body_limit, 1'024, 1LL << 30)
                     .millis("read_timeout_ms", o.read_timeout, 100, 3'600'000)
+                    .boolean("access_log", o.access_log)
                     .read(settings.section("http_server"));
       !st)
     return st.error();
@@ -281,6 +282,10 @@ int run(int argc, char** argv) {
   log::Level level = log::Level::kInfo;
   log::parse_level(settings.log_level, level);
   log::set_level(level);
+  log::Format format = log::Format::kText;
+  log::parse_format(settings.log_format, format);
+  log::set_format(format);
+  log::set_role(settings.roles);
 
   if (!settings.positional.empty()) {
     if (settings.positional.front() != "topics" || settings.positional.size() != 2)

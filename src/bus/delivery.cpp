@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <exception>
 
+#include "ecom/core/log.hpp"
+
 namespace ecom::bus {
 
 DeliveryPolicy DeliveryPolicy::of(const SubscriptionOptions& o) noexcept {
@@ -26,6 +28,19 @@ Decision decide(const Outcome& out, int attempt, const DeliveryPolicy& policy) {
 }
 
 Outcome call_handler(const Handler& handler, const Message& m) {
+  // What the handler logs names the record it works on (JSON log lines). traceparent is
+  // "00-<32 hex trace id>-<16 hex parent span id>-<flags>".
+  const std::string_view tp = m.envelope.traceparent;
+  const bool w3c = tp.size() >= 55 && tp[2] == '-' && tp[35] == '-';
+  const log::Context context{m.envelope.subject,
+                             m.envelope.correlation_id,
+                             w3c ? tp.substr(3, 32) : std::string_view(),
+                             w3c ? tp.substr(36, 16) : std::string_view(),
+                             m.envelope.type,
+                             m.topic,
+                             m.partition,
+                             m.offset};
+  const log::Scope scope(context);
   try {
     return handler(m);
   } catch (const std::exception& e) {

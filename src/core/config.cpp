@@ -50,6 +50,7 @@ const OptionSpec kOptions[] = {
     {"bus", "ECOMD_BUS", "bus", &Settings::bus},
     {"brokers", "ECOMD_BROKERS", "brokers", &Settings::brokers},
     {"log-level", "ECOMD_LOG_LEVEL", "log_level", &Settings::log_level},
+    {"log-format", "ECOMD_LOG_FORMAT", "log_format", &Settings::log_format},
     {"store", "ECOMD_STORE", "store", &Settings::store},
     {"store-url", "ECOMD_STORE_URL", "store_url", &Settings::store_url},
     {"store-schema-prefix", "ECOMD_STORE_SCHEMA_PREFIX", "store_schema_prefix",
@@ -274,6 +275,8 @@ std::string usage_text(const std::vector<std::string>& module_names) {
       "  --bus=KIND          embedded (default) or kafka                         ECOMD_BUS\n"
       "  --brokers=LIST      Kafka bootstrap servers HOST:PORT[,...]             ECOMD_BROKERS\n"
       "  --log-level=LEVEL   debug, info, warn or error (info)                   ECOMD_LOG_LEVEL\n"
+      "  --log-format=F      text (one line for people) or json (one object per line) (text)\n"
+      "                                                                          ECOMD_LOG_FORMAT\n"
       "  --store=KIND        sqlite (default: a file per role in --data-dir) or  ECOMD_STORE\n"
       "                      postgres (a schema per role, shared by replicas)\n"
       "  --store-url=URL     postgresql://USER@HOST:PORT/DB for --store=postgres ECOMD_STORE_URL\n"
@@ -408,6 +411,10 @@ Result<Settings> load_settings(int argc, const char* const* argv, const EnvLooku
     return config_error(
         fmt::format("log level must be debug, info, warn or error, got \"{}\"", s.log_level),
         "log_level");
+  log::Format format;
+  if (!log::parse_format(s.log_format, format))
+    return config_error(fmt::format("log format must be text or json, got \"{}\"", s.log_format),
+                        "log_format");
   if (s.data_dir.empty()) return config_error("data dir must not be empty", "data_dir");
   if (s.store != "sqlite" && s.store != "postgres")
     return config_error(

@@ -673,6 +673,25 @@ class BeastServer final : public Server {
     return error_response(Error{ErrorCode::kInternal, "internal error", {}, false});
   }
 
+  // Metrics for every answer, and with access_log one line: method, route template, status,
+  // duration and the trace id of the request's traceparent. The route template (not the path)
+  // keeps ids and tokens out of the log.
+  void answered(const Request& r, std::string_view route, int status,
+                std::chrono::steady_clock::time_point read_at) {
+    const auto took = std::chrono::steady_clock::now() - read_at;
+    metrics_.answered(route, status, took);
+    if (!options_.access_log) return;
+    std::string_view trace;
+    if (auto tp = r.header("traceparent"); tp && tp->size() >= 55 && (*tp)[2] == '-')
+      trace = tp->substr(3, 32);
+    // The route names the method too ("POST /api/orders"); unmatched requests add theirs.
+    log::info("access", "{}{}{} {} {:.1f} ms{}{}",
+              route.find(' ') == std::string_view::npos ? method_name(r) : "",
+              route.find(' ') == std::string_view::npos ? " " : "", route, status,
+              std::chrono::duration<double, std::milli>(took).count(),
+              trace.empty() ? "" : " trace ", trace);
+  }
+
   static void log_handler_failure(const Request& r, std::string_view what) {
     log::error(kTag, "{} {} handler threw: {}", method_name(r), r.path, what);
   }
@@ -770,7 +789,7 @@ class BeastServer final : public Server {
           }
           // A stream is counted when it opens, then only as open, not as in flight.
           in_flight.reset();
-          metrics_.answered(match.route, 200, std::chrono::steady_clock::now() - read_at);
+          answered(c.request, match.route, 200, read_at);
           auto open = metrics_.open_stream(match.route);
           co_await serve_stream(conn, sse, version);
           co_return;
@@ -792,7 +811,7 @@ class BeastServer final : public Server {
             break;
           }
           in_flight.reset();
-          metrics_.answered(match.route, 101, std::chrono::steady_clock::now() - read_at);
+          answered(c.request, match.route, 101, read_at);
           auto open = metrics_.open_stream(match.route);
           co_await serve_websocket(conn, wsi, *callbacks);
           co_return;
@@ -805,7 +824,7 @@ class BeastServer final : public Server {
       BeastResponse res = to_beast(std::move(response), version, keep, head);
       stream.expires_after(write_timeout_);
       co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
-      metrics_.answered(match.route, status, std::chrono::steady_clock::now() - read_at);
+      answered(c.request, match.route, status, read_at);
       if (ec || !keep) co_return;
     }
   }

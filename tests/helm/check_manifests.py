@@ -48,7 +48,8 @@ ROUTES = {
 assert set(ROUTES.values()) == {"order", "inventory", "payment", "notification", "saga"}
 ROLE_KINDS = {"StatefulSet", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
 # Keys ecomd accepts in its config file (src/core/config.cpp, src/bus/kafka_admin.cpp).
-TOP_LEVEL_KEYS = {"role", "data_dir", "http", "bus", "brokers", "log_level", "http_server",
+TOP_LEVEL_KEYS = {"role", "data_dir", "http", "bus", "brokers", "log_level", "log_format",
+                  "http_server",
                   "embedded_bus", "kafka", "topics", *ROLES}
 KAFKA_KEYS = {"bootstrap_servers", "client_id", "topic_prefix", "group_prefix", "compression",
               "linger_ms", "batch_num_messages", "batch_size_bytes", "delivery_timeout_ms",

@@ -185,7 +185,7 @@ app.kubernetes.io/component: {{ .role }}
 {{- $kafka := dict "bootstrap_servers" $k.bootstrapServers "properties" $props -}}
 {{- /* Topics not named under config.topics.topics get these defaults (ecomd topics create). */ -}}
 {{- $topics := dict "defaults" (dict "partitions" $k.partitions "replication_factor" $k.replicationFactor) -}}
-{{- $managed := dict "data_dir" (include "ecomd.dataDir" .) "http" (printf "0.0.0.0:%v" .Values.service.port) "bus" "kafka" "log_level" .Values.logLevel "kafka" $kafka "topics" $topics -}}
+{{- $managed := dict "data_dir" (include "ecomd.dataDir" .) "http" (printf "0.0.0.0:%v" .Values.service.port) "bus" "kafka" "log_level" .Values.logLevel "log_format" .Values.logFormat "kafka" $kafka "topics" $topics -}}
 {{- $cfg := mergeOverwrite (deepCopy (.Values.config | default dict)) $managed -}}
 {{- toPrettyJson $cfg -}}
 {{- end -}}

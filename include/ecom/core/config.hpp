@@ -100,6 +100,7 @@ struct Settings {
   std::string http = "0.0.0.0:8080";  ///< --http / ECOMD_HTTP / "http"
   std::string bus = "embedded";       ///< --bus / ECOMD_BUS / "bus"
   std::string brokers;                ///< --brokers / ECOMD_BROKERS / "brokers" (Kafka bootstrap)
+  std::string log_format = "text";    ///< --log-format / ECOMD_LOG_FORMAT / "log_format"
   std::string log_level = "info";     ///< --log-level / ECOMD_LOG_LEVEL / "log_level"
   /// --store / ECOMD_STORE / "store": where each role keeps its state: "sqlite" (a file per
   /// role in data_dir, the default) or "postgres" (a schema per role on store_url's server,

@@ -1,13 +1,52 @@
 #pragma once
-/// Minimal structured logging to stderr: one line per record, tagged with the module name.
+/// Logging to stderr, one line per record tagged with the module name: text for people
+/// (`2026-12-08T00:00:00.000Z INFO  [order] ...`, the default) or JSON for collectors
+/// (`--log-format=json`: `{"ts","level","role","tag","msg"}` plus the record's context, below).
 
 #include <fmt/format.h>
 
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace ecom::log {
 
 enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+enum class Format { kText = 0, kJson = 1 };
+
+/// Sets the line format. Call at start-up, before threads log.
+void set_format(Format format) noexcept;
+/// Parses "text|json"; returns false when unknown.
+bool parse_format(std::string_view s, Format& out) noexcept;
+/// The process's roles ("order", "all", "inventory,payment"): the `role` field of JSON lines.
+/// Call at start-up, before threads log.
+void set_role(std::string_view role);
+
+/// What a thread is working on, added to each JSON line it writes while a Scope lives (the
+/// bus's consumer core sets it around each record it hands to a handler). Empty fields and a
+/// negative partition or offset are left out.
+struct Context {
+  std::string_view order_id;
+  std::string_view correlation_id;
+  std::string_view trace_id;
+  std::string_view span_id;
+  std::string_view event_type;
+  std::string_view topic;
+  int partition = -1;
+  int64_t offset = -1;
+};
+/// Sets this thread's context for its lifetime (the views must outlive it), restoring the one
+/// before. Not copyable.
+class Scope final {
+ public:
+  explicit Scope(const Context& c) noexcept;
+  ~Scope();
+  Scope(const Scope&) = delete;
+  Scope& operator=(const Scope&) = delete;
+
+ private:
+  const Context* previous_;
+};
 
 /// Sets the minimum level that is written. Thread-safe.
 void set_level(Level level) noexcept;

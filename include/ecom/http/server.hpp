@@ -22,6 +22,8 @@ struct ServerOptions {
   /// Bytes a stream or WebSocket client may fall behind before it is dropped (per connection).
   /// Streams and WebSockets are exempt from read_timeout; their writes keep a deadline.
   size_t stream_buffer_limit = 1 << 20;
+  /// One info line per answered request ("access" tag: method, route, status, ms, trace id).
+  bool access_log = false;
 };
 
 /// A running server. start() binds and serves on background threads; stop() stops accepting,
