@@ -41,8 +41,13 @@ TEST_CASE("log: JSON lines carry the role, the tag and the record's context", "[
     ecom::log::set_format(ecom::log::Format::kJson);
     ecom::log::info("bus", "plain {}", 1);
     {
-      const ecom::log::Context c{"o-1", "corr-1", "4bf92f3577b34da6a3ce929d0e0e4736",
-                                 "00f067aa0ba902b7", "ecom.order.created.v1", "orders.created", 2,
+      const ecom::log::Context c{"o-1",
+                                 "corr-1",
+                                 "4bf92f3577b34da6a3ce929d0e0e4736",
+                                 "00f067aa0ba902b7",
+                                 "ecom.order.created.v1",
+                                 "orders.created",
+                                 2,
                                  41};
       const ecom::log::Scope scope(c);
       ecom::log::warn("saga", "a \"quoted\"\ttext\nwith \xFF bytes");
