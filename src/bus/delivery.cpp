@@ -28,18 +28,12 @@ Decision decide(const Outcome& out, int attempt, const DeliveryPolicy& policy) {
 }
 
 Outcome call_handler(const Handler& handler, const Message& m) {
-  // What the handler logs names the record it works on (JSON log lines). traceparent is
-  // "00-<32 hex trace id>-<16 hex parent span id>-<flags>".
-  const std::string_view tp = m.envelope.traceparent;
-  const bool w3c = tp.size() >= 55 && tp[2] == '-' && tp[35] == '-';
-  const log::Context context{m.envelope.subject,
-                             m.envelope.correlation_id,
-                             w3c ? tp.substr(3, 32) : std::string_view(),
-                             w3c ? tp.substr(36, 16) : std::string_view(),
-                             m.envelope.type,
-                             m.topic,
-                             m.partition,
-                             m.offset};
+  // What the handler logs names the record it works on (JSON log lines).
+  const TraceIds trace = trace_ids(m.envelope.traceparent);
+  const log::Context context{m.envelope.subject, m.envelope.correlation_id,
+                             trace.trace_id,     trace.span_id,
+                             m.envelope.type,    m.topic,
+                             m.partition,        m.offset};
   const log::Scope scope(context);
   try {
     return handler(m);

@@ -44,6 +44,16 @@ constexpr int kOrphanBatchesPerPass = 8;
 // A replica gone this long with no rows left is forgotten.
 constexpr milliseconds kForgetAfter{std::chrono::hours(24)};
 
+// The records of outbox rows of one source, each named by its row (Record::source/seq).
+std::vector<Record> records_of(std::vector<db::OutboxRow>& rows, const std::string& source) {
+  std::vector<Record> records;
+  records.reserve(rows.size());
+  for (auto& row : rows)
+    records.push_back(
+        Record{std::move(row.topic), std::move(row.key), std::move(row.payload), source, row.seq});
+  return records;
+}
+
 }  // namespace
 
 struct OutboxRelay::State {
@@ -133,12 +143,7 @@ struct OutboxRelay::State {
       return size_t{0};
     }
 
-    std::vector<Record> records;
-    records.reserve(rows->size());
-    for (auto& row : *rows) {
-      records.push_back(Record{std::move(row.topic), std::move(row.key), std::move(row.payload),
-                               source, row.seq});
-    }
+    const std::vector<Record> records = records_of(*rows, source);
     const auto publish_started = SteadyClock::now();
     if (auto st = bus.publish(records); !st) return st.error();
     publish_seconds.observe(
@@ -202,11 +207,7 @@ struct OutboxRelay::State {
         if (i == 0)
           log::info(kTag, "relaying the rows of replica {}, silent for over {} ms", orphan,
                     replica_lease.count());
-        std::vector<Record> records;
-        records.reserve(rows->size());
-        for (auto& row : *rows)
-          records.push_back(Record{std::move(row.topic), std::move(row.key), std::move(row.payload),
-                                   orphan, row.seq});
+        const std::vector<Record> records = records_of(*rows, orphan);
         if (auto st = bus.publish(records); !st) return st;
         published_records.inc(static_cast<double>(records.size()));
         published.fetch_add(records.size(), std::memory_order_relaxed);

@@ -140,4 +140,9 @@ Result<Envelope> decode_envelope(std::string_view json) {
   return e;
 }
 
+TraceIds trace_ids(std::string_view tp) noexcept {
+  if (tp.size() < 55 || tp[2] != '-' || tp[35] != '-') return {};
+  return TraceIds{tp.substr(3, 32), tp.substr(36, 16)};
+}
+
 }  // namespace ecom

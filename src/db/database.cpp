@@ -282,6 +282,22 @@ void Database::note_written() noexcept {
   log::info("db", "store {}: writing again", path_);
 }
 
+namespace {
+
+// The version of `component` in schema_version (0: none yet).
+int64_t stored_version(Database::Tx& tx, std::string_view component) {
+  auto q = tx.stmt("SELECT version FROM schema_version WHERE component=?");
+  q.bind(1, component);
+  const int64_t current = q.step() ? q.col_int(0) : 0;
+  // Run to the end: a statement left mid-read makes DROP TABLE / DROP INDEX in a step fail
+  // with "database table is locked".
+  while (q.step()) {
+  }
+  return current;
+}
+
+}  // namespace
+
 Status Database::migrate(std::string_view component, std::span<const std::string_view> steps) {
   auto created = transaction([&](Tx& tx) -> Status {
     engine_->lock_migrations();
@@ -290,11 +306,7 @@ Status Database::migrate(std::string_view component, std::span<const std::string
         "component TEXT PRIMARY KEY, version INTEGER NOT NULL)");
     // A store a newer ecomd migrated: its tables may hold what this binary does not know (a
     // column it would not fill, a table it would not clean). Refused, not half-used.
-    auto q = tx.stmt("SELECT version FROM schema_version WHERE component=?");
-    q.bind(1, component);
-    const int64_t current = q.step() ? q.col_int(0) : 0;
-    while (q.step()) {
-    }
+    const int64_t current = stored_version(tx, component);
     const auto known = static_cast<int64_t>(steps.size());
     if (current > known)
       return Error{ErrorCode::kConfigInvalid,
@@ -312,14 +324,7 @@ Status Database::migrate(std::string_view component, std::span<const std::string
     // file concurrently apply every step exactly once.
     auto st = transaction([&](Tx& tx) -> Status {
       engine_->lock_migrations();
-      auto q = tx.stmt("SELECT version FROM schema_version WHERE component=?");
-      q.bind(1, component);
-      int64_t current = q.step() ? q.col_int(0) : 0;
-      // Run to the end: a statement left mid-read makes DROP TABLE / DROP INDEX in a step fail
-      // with "database table is locked".
-      while (q.step()) {
-      }
-      if (current >= version) return {};
+      if (stored_version(tx, component) >= version) return {};
       tx.exec(steps[i]);
       tx.stmt(
             "INSERT INTO schema_version(component, version) VALUES(?, ?) "

@@ -209,20 +209,15 @@ std::string_view Request::param(std::string_view name) const {
 }
 
 std::optional<std::string> Request::query_param(std::string_view name) const {
-  std::string_view rest(query);
+  std::optional<std::string> found;
   std::string key;
-  while (!rest.empty()) {
-    size_t amp = rest.find('&');
-    std::string_view pair = rest.substr(0, amp);
-    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-    if (pair.empty()) continue;
-    size_t eq = pair.find('=');
-    detail::percent_decode_into(pair.substr(0, eq), true, key);
-    if (key != name) continue;
-    if (eq == std::string_view::npos) return std::string();
-    return detail::percent_decode(pair.substr(eq + 1), true);
-  }
-  return std::nullopt;
+  detail::for_each_query_pair(query, [&](std::string_view k, std::string_view v, bool) {
+    detail::percent_decode_into(k, true, key);
+    if (key != name) return true;
+    found = detail::percent_decode(v, true);
+    return false;
+  });
+  return found;
 }
 
 Response json(int status, std::string body) {
@@ -275,30 +270,29 @@ Result<int64_t> int_query_param(const Request& req, std::string_view name, int64
 }
 
 Status check_query(const Request& req, const std::vector<std::string>& allowed) {
-  std::string_view rest(req.query);
   std::vector<std::string> seen;
   std::string key;
-  while (!rest.empty()) {
-    size_t amp = rest.find('&');
-    std::string_view pair = rest.substr(0, amp);
-    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-    if (pair.empty()) continue;  // "a=1&&b=2", a trailing '&'
-    detail::percent_decode_into(pair.substr(0, pair.find('=')), true, key);
+  Status st;
+  detail::for_each_query_pair(req.query, [&](std::string_view k, std::string_view, bool) {
+    detail::percent_decode_into(k, true, key);
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      return validation_error(
+      st = validation_error(
           key, list.empty()
                    ? fmt::format("unknown query parameter '{}': this route takes none", key)
                    : fmt::format("unknown query parameter '{}' (allowed: {})", key, list));
+      return false;
     }
     // Which of two values counts would be a guess: refuse instead.
-    if (std::find(seen.begin(), seen.end(), key) != seen.end())
-      return validation_error(key,
-                              fmt::format("query parameter '{}' is given more than once", key));
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+      st = validation_error(key, fmt::format("query parameter '{}' is given more than once", key));
+      return false;
+    }
     seen.push_back(key);
-  }
-  return {};
+    return true;
+  });
+  return st;
 }
 
 void Router::add(Method method, std::string pattern, Handler handler, RouteOptions options) {
@@ -353,22 +347,18 @@ std::optional<Response> invalid_text(const Request& r) {
   if (!valid_utf8(r.path))
     return error_response(
         validation_error("path", "the path is not valid UTF-8 (after percent-decoding)"));
-  std::string_view rest(r.query);
   std::string key, value;
-  while (!rest.empty()) {
-    const size_t amp = rest.find('&');
-    const std::string_view pair = rest.substr(0, amp);
-    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-    const size_t eq = pair.find('=');
-    detail::percent_decode_into(pair.substr(0, eq), true, key);
+  std::optional<Error> bad_query;
+  detail::for_each_query_pair(r.query, [&](std::string_view k, std::string_view v, bool) {
+    detail::percent_decode_into(k, true, key);
+    detail::percent_decode_into(v, true, value);
     if (!valid_utf8(key))
-      return error_response(validation_error("query", "a query parameter name is not valid UTF-8"));
-    if (eq == std::string_view::npos) continue;
-    detail::percent_decode_into(pair.substr(eq + 1), true, value);
-    if (!valid_utf8(value))
-      return error_response(
-          validation_error(key, "query parameter " + key + " is not valid UTF-8"));
-  }
+      bad_query = validation_error("query", "a query parameter name is not valid UTF-8");
+    else if (!valid_utf8(value))
+      bad_query = validation_error(key, "query parameter " + key + " is not valid UTF-8");
+    return !bad_query;
+  });
+  if (bad_query) return error_response(*bad_query);
   for (const auto& [name, v] : r.headers) {
     if (!valid_utf8(v))
       return error_response(validation_error(name, "header " + name + " is not valid UTF-8"));

@@ -38,6 +38,7 @@
 #include <utility>  // must precede Asio with Boost 1.74 + C++20 coroutines
 #include <vector>
 
+#include "ecom/core/envelope.hpp"
 #include "ecom/core/log.hpp"
 #include "ecom/core/periodic_task.hpp"
 #include "http_metrics.hpp"
@@ -681,9 +682,7 @@ class BeastServer final : public Server {
     const auto took = std::chrono::steady_clock::now() - read_at;
     metrics_.answered(route, status, took);
     if (!options_.access_log) return;
-    std::string_view trace;
-    if (auto tp = r.header("traceparent"); tp && tp->size() >= 55 && (*tp)[2] == '-')
-      trace = tp->substr(3, 32);
+    const std::string_view trace = trace_ids(r.header("traceparent").value_or("")).trace_id;
     // The route names the method too ("POST /api/orders"); unmatched requests add theirs.
     log::info("access", "{}{}{} {} {:.1f} ms{}{}",
               route.find(' ') == std::string_view::npos ? method_name(r) : "",

@@ -29,14 +29,9 @@ namespace {
 // a single replica.
 constexpr int64_t kClaimMs = 60'000;
 
+// PostgreSQL: rows another replica is claiming right now are passed over, not waited for
+// (SQLite drops the clause: src/db/README.md).
 constexpr std::string_view kDue =
-    "SELECT id, order_id, customer_id, status_key, channel, subject, body, attempts, "
-    "created_at, "
-    "COALESCE(correlation_id, ''), COALESCE(causation_id, ''), COALESCE(traceparent, '') "
-    "FROM notifications WHERE status = 'PENDING' AND next_attempt_at <= ? "
-    "ORDER BY next_attempt_at, created_at, id LIMIT ?";
-// PostgreSQL: rows another replica is claiming right now are passed over, not waited for.
-constexpr std::string_view kDueLocked =
     "SELECT id, order_id, customer_id, status_key, channel, subject, body, attempts, "
     "created_at, "
     "COALESCE(correlation_id, ''), COALESCE(causation_id, ''), COALESCE(traceparent, '') "
@@ -50,7 +45,7 @@ Result<std::vector<Delivery>> Store::due(int64_t now, int limit) {
     // Each notification is delivered by one replica: taken (its next attempt moved past the
     // claim) in the transaction that finds it due.
     return db_.transaction([&](db::Tx& tx) -> Result<std::vector<Delivery>> {
-      auto found = read_due(tx, kDueLocked, now, limit);
+      auto found = read_due(tx, now, limit);
       for (const auto& d : found)
         tx.stmt("UPDATE notifications SET next_attempt_at = ? WHERE id = ?")
             .bind_all(now + kClaimMs, d.id)
@@ -59,22 +54,20 @@ Result<std::vector<Delivery>> Store::due(int64_t now, int limit) {
     });
   }
   return db_.read(
-      [&](db::Tx& tx) -> Result<std::vector<Delivery>> { return read_due(tx, kDue, now, limit); });
+      [&](db::Tx& tx) -> Result<std::vector<Delivery>> { return read_due(tx, now, limit); });
 }
 
-std::vector<Delivery> Store::read_due(db::Tx& tx, std::string_view sql, int64_t now, int limit) {
-  {
-    auto s = tx.stmt(sql);
-    s.bind(1, now).bind(2, limit);
-    std::vector<Delivery> out;
-    while (s.step()) {
-      out.push_back(Delivery{s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3),
-                             s.col_text(4), s.col_text(5), s.col_text(6),
-                             static_cast<int>(s.col_int(7)), s.col_int(8), s.col_text(9),
-                             s.col_text(10), s.col_text(11)});
-    }
-    return out;
+std::vector<Delivery> Store::read_due(db::Tx& tx, int64_t now, int limit) {
+  auto s = tx.stmt(kDue);
+  s.bind(1, now).bind(2, limit);
+  std::vector<Delivery> out;
+  while (s.step()) {
+    out.push_back(Delivery{s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3),
+                           s.col_text(4), s.col_text(5), s.col_text(6),
+                           static_cast<int>(s.col_int(7)), s.col_int(8), s.col_text(9),
+                           s.col_text(10), s.col_text(11)});
   }
+  return out;
 }
 
 Result<std::optional<int64_t>> Store::next_due_at() {

@@ -146,7 +146,7 @@ class Store final {
   Status mark_failed_batch(std::span<const FailedAttempt> failed);
 
  private:
-  std::vector<Delivery> read_due(db::Tx& tx, std::string_view sql, int64_t now, int limit);
+  std::vector<Delivery> read_due(db::Tx& tx, int64_t now, int limit);
   db::Database& db_;
   Templates templates_;
   std::string channel_;

@@ -34,4 +34,12 @@ std::string encode_envelope(const Envelope& e);
 /// Decodes and validates; never throws. The error names the attribute at fault.
 Result<Envelope> decode_envelope(std::string_view json);
 
+/// The ids of a W3C traceparent ("00-<32 hex trace id>-<16 hex parent span id>-<flags>"), as
+/// views into it; both empty when it does not have that shape.
+struct TraceIds {
+  std::string_view trace_id;
+  std::string_view span_id;
+};
+TraceIds trace_ids(std::string_view traceparent) noexcept;
+
 }  // namespace ecom
